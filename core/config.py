@@ -1,0 +1,167 @@
+"""``plugins.toml``: which driver of each kind, their options, and extensions.
+
+Search order: ``--config FILE``, else ``/etc/dockyard/plugins.toml``, else the
+default shipped with the package.  Daemon flags override the file.  Everything
+wrong with the file is refused with one line naming the file, the key and the
+choices; loading never changes anything on disk.
+"""
+
+import os
+import tomllib
+from importlib import resources
+from pathlib import Path
+
+import attrs
+
+from .errors import ConfigError
+
+SYSTEM_CONFIG = Path("/etc/dockyard/plugins.toml")
+KINDS = ("storage", "exec", "network")
+
+# The schema: table -> allowed keys (and their expected Python types).
+_SCHEMA = {
+    "storage": {"driver": (str, list), "options": dict},
+    "exec": {"driver": (str, list), "options": dict},
+    "network": {"drivers": list, "default": str, "options": dict},
+    "plugins": {"enable": list, "block": list, "options": dict},
+}
+
+
+@attrs.define
+class Config:
+    """The validated content of one ``plugins.toml`` (names not yet resolved)."""
+
+    source: str
+    #: kind -> priority list of driver names (network: the enabled drivers)
+    drivers: dict
+    #: kind -> {driver name -> options dict}
+    options: dict
+    default_network: str = "none"
+    enable: list = attrs.Factory(list)
+    block: list = attrs.Factory(list)
+    plugin_options: dict = attrs.Factory(dict)
+
+    def with_override(self, kind, name):
+        """Return a copy where ``kind`` uses exactly driver ``name`` (a daemon flag)."""
+        drivers = dict(self.drivers)
+        drivers[kind] = [name]
+        return attrs.evolve(self, drivers=drivers, source=f"{self.source} (--{kind}-driver)")
+
+    def to_toml(self):
+        """Return the dict that, written as TOML, loads back to this config."""
+        out = {}
+        for kind in ("storage", "exec"):
+            names = self.drivers[kind]
+            out[kind] = {"driver": names[0] if len(names) == 1 else list(names)}
+            if self.options.get(kind):
+                out[kind]["options"] = self.options[kind]
+        out["network"] = {"drivers": list(self.drivers["network"]), "default": self.default_network}
+        if self.options.get("network"):
+            out["network"]["options"] = self.options["network"]
+        out["plugins"] = {"enable": list(self.enable), "block": list(self.block)}
+        if self.plugin_options:
+            out["plugins"]["options"] = self.plugin_options
+        return out
+
+
+def default_path():
+    """The config file the daemon would read with no ``--config``."""
+    if SYSTEM_CONFIG.exists():
+        return SYSTEM_CONFIG
+    return Path(str(resources.files("dockyard") / "plugins.toml"))
+
+
+def load(path=None):
+    """Read and validate ``path`` (or the default file); return a :class:`Config`."""
+    path = Path(path) if path else default_path()
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: malformed TOML: {exc}") from None
+    return parse(data, str(path))
+
+
+def _check_table(data, table, source):
+    allowed = _SCHEMA[table]
+    for key, value in data.items():
+        if key not in allowed:
+            raise ConfigError(
+                f"{source}: unknown key '{table}.{key}' (choices: {', '.join(allowed)})"
+            )
+        if not isinstance(value, allowed[key]):
+            want = " or ".join(t.__name__ for t in _as_tuple(allowed[key]))
+            raise ConfigError(
+                f"{source}: '{table}.{key}' must be a {want}, not {type(value).__name__}"
+            )
+
+
+def _as_tuple(t):
+    return t if isinstance(t, tuple) else (t,)
+
+
+def _names(value, key, source):
+    names = [value] if isinstance(value, str) else list(value)
+    if not names or not all(isinstance(n, str) and n for n in names):
+        raise ConfigError(f"{source}: '{key}' must name at least one driver")
+    return names
+
+
+def parse(data, source="<config>"):
+    """Validate a loaded TOML document; see :func:`load`."""
+    for table, value in data.items():
+        if table not in _SCHEMA:
+            raise ConfigError(
+                f"{source}: unknown key '{table}' (choices: {', '.join(_SCHEMA)})"
+            )
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{table}' must be a table")
+        _check_table(value, table, source)
+    storage = data.get("storage", {})
+    exec_ = data.get("exec", {})
+    network = data.get("network", {})
+    plugins = data.get("plugins", {})
+    drivers = {
+        "storage": _names(storage.get("driver", ["overlay", "vfs"]), "storage.driver", source),
+        "exec": _names(exec_.get("driver", "native"), "exec.driver", source),
+        "network": _names(network.get("drivers", ["none", "host"]), "network.drivers", source),
+    }
+    options = {}
+    for kind, table in (("storage", storage), ("exec", exec_), ("network", network)):
+        opts = table.get("options", {})
+        for name, value in opts.items():
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: '{kind}.options.{name}' must be a table")
+        options[kind] = opts
+    default = network.get("default", drivers["network"][0])
+    if default not in drivers["network"]:
+        raise ConfigError(
+            f"{source}: 'network.default' is {default!r}, not one of the enabled drivers "
+            f"(choices: {', '.join(drivers['network'])})"
+        )
+    return Config(
+        source=source,
+        drivers=drivers,
+        options=options,
+        default_network=default,
+        enable=list(plugins.get("enable", [])),
+        block=list(plugins.get("block", [])),
+        plugin_options=dict(plugins.get("options", {})),
+    )
+
+
+def write_atomic(path, config):
+    """Write ``config`` to ``path`` atomically (temp file, fsync, rename)."""
+    import tomli_w
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        tomli_w.dump(config.to_toml(), fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)

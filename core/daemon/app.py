@@ -1,0 +1,157 @@
+"""The aiohttp application: routing, Docker-shaped errors, the engine's events.
+
+Handlers never block the event loop: engine calls go through :func:`blocking`,
+which runs them on the daemon's thread pool.
+"""
+
+import asyncio
+import json
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from .. import __version__
+from ..errors import DockyardError, InvalidParameter
+from ..engine.containers import NotModified
+
+API_VERSION = "1.41"
+MIN_API_VERSION = "1.24"
+log = logging.getLogger("dockyard.api")
+ENGINE = web.AppKey("engine", object)
+HUB = web.AppKey("hub", object)
+POOL = web.AppKey("pool", object)
+_VERSIONED = re.compile(r"^/v(?P<v>[0-9]+\.[0-9]+)(?P<rest>/.*)$")
+
+
+def _vtuple(v):
+    return tuple(int(x) for x in v.split("."))
+
+
+class EventHub:
+    """Fans engine events (emitted in worker threads) out to asyncio listeners."""
+
+    def __init__(self, loop):
+        self.loop = loop
+        self.listeners = set()
+
+    def __call__(self, type_, action, id_, attributes):  # engine thread
+        self.loop.call_soon_threadsafe(self._dispatch, (type_, action, id_, dict(attributes)))
+
+    def _dispatch(self, event):
+        for queue in list(self.listeners):
+            queue.put_nowait(event)
+
+    def listen(self):
+        queue = asyncio.Queue()
+        self.listeners.add(queue)
+        return queue
+
+    def close(self, queue):
+        self.listeners.discard(queue)
+
+
+async def blocking(request, fn, *args, **kwargs):
+    """Run a blocking engine call on the daemon's pool."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(request.app[POOL], lambda: fn(*args, **kwargs))
+
+
+def engine(request):
+    return request.app[ENGINE]
+
+
+def error(status, message):
+    return web.json_response({"message": message}, status=status)
+
+
+@web.middleware
+async def docker_errors(request, handler):
+    m = _VERSIONED.match(request.path)
+    if m:
+        v = m.group("v")
+        if _vtuple(v) < _vtuple(MIN_API_VERSION):
+            return error(400, f"client version {v} is too old. Minimum supported API version is {MIN_API_VERSION}, "
+                              "please upgrade your client to a newer version")
+        if _vtuple(v) > _vtuple(API_VERSION):
+            return error(400, f"client version {v} is too new. Maximum supported API version is {API_VERSION}")
+    try:
+        resp = await handler(request)
+    except NotModified:
+        resp = web.Response(status=304)
+    except DockyardError as exc:
+        resp = error(exc.status, str(exc))
+    except json.JSONDecodeError as exc:
+        resp = error(400, f"invalid JSON in request body: {exc}")
+    except web.HTTPException:
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a bug: say so, keep serving
+        log.exception("%s %s failed", request.method, request.path)
+        resp = error(500, f"internal error: {type(exc).__name__}: {exc}")
+    if not resp.prepared:
+        resp.headers["Api-Version"] = API_VERSION
+        resp.headers["Server"] = f"Dockyard/{__version__} (linux)"
+        resp.headers["Ostype"] = "linux"
+        resp.headers["Docker-Experimental"] = "false"
+    return resp
+
+
+async def not_found(request):
+    return error(404, f"page not found: {request.method} {request.path}")
+
+
+def add_routes(app, routes):
+    """Register each ``(method, path, handler)`` plain and under ``/v{version}``."""
+    for method, path, handler in routes:
+        app.router.add_route(method, path, handler)
+        app.router.add_route(method, r"/{version:v[0-9]+\.[0-9]+}" + path, handler)
+
+
+def make_app(eng):
+    from . import containers_api, system_api
+
+    app = web.Application(middlewares=[docker_errors], client_max_size=0)
+    app[ENGINE] = eng
+    app[POOL] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="api")
+
+    async def on_startup(app):
+        hub = EventHub(asyncio.get_running_loop())
+        app[HUB] = hub
+        eng.subscribe(hub)
+
+    async def on_cleanup(app):
+        eng.unsubscribe(app[HUB])
+        app[POOL].shutdown(wait=False, cancel_futures=True)
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    add_routes(app, system_api.ROUTES + containers_api.ROUTES)
+    app.router.add_route("*", "/{tail:.*}", not_found)
+    return app
+
+
+def qbool(request, name, default=False):
+    value = request.query.get(name)
+    if value is None:
+        return default
+    return value.lower() in ("1", "true", "yes")
+
+
+def qint(request, name, default=None):
+    value = request.query.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidParameter(f"invalid value for {name}: {value!r} (an integer is expected)") from None
+
+
+async def json_body(request):
+    raw = await request.read()
+    if not raw:
+        return {}
+    return json.loads(raw)

@@ -1,0 +1,222 @@
+"""``/containers/*``: create, start, wait, attach, logs, inspect, list, kill, stop, delete."""
+
+import asyncio
+import json
+
+from aiohttp import web
+
+from ..errors import Conflict, InvalidParameter
+from . import streams, views
+from .app import HUB, blocking, engine, json_body, qbool, qint
+
+POLL = 0.02  # seconds between looks at a followed log
+
+
+async def create(request):
+    body = await json_body(request)
+    eng = engine(request)
+    cid = await blocking(request, eng.containers.create, body, request.query.get("name"))
+    return web.json_response({"Id": cid, "Warnings": []}, status=201)
+
+
+async def start(request):
+    eng = engine(request)
+    await blocking(request, eng.containers.start, request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def inspect(request):
+    eng = engine(request)
+    c = eng.containers
+    rec = await blocking(request, lambda: c.get(c.resolve(request.match_info["id"])))
+    return web.json_response(views.container_inspect(rec))
+
+
+async def list_(request):
+    eng = engine(request)
+    recs = await blocking(request, eng.containers.all)
+    show_all = qbool(request, "all")
+    try:
+        filters = json.loads(request.query.get("filters") or "{}")
+    except ValueError:
+        raise InvalidParameter("invalid filters: not JSON") from None
+    out = []
+    for rec in sorted(recs, key=lambda r: r["Created"], reverse=True):
+        if not show_all and not rec["State"]["Running"]:
+            continue
+        if not _matches(rec, filters):
+            continue
+        out.append(views.container_summary(rec))
+    limit = qint(request, "limit", -1)
+    if limit and limit > 0:
+        out = out[:limit]
+    return web.json_response(out)
+
+
+def _matches(rec, filters):
+    for key, wanted in filters.items():
+        values = list(wanted) if not isinstance(wanted, dict) else [k for k, v in wanted.items() if v]
+        if key == "status" and rec["State"]["Status"] not in values:
+            return False
+        if key == "name" and not any(v.lstrip("/") in rec["Name"] for v in values):
+            return False
+        if key == "id" and not any(rec["Id"].startswith(v) for v in values):
+            return False
+        if key == "label":
+            labels = rec["Config"].get("Labels") or {}
+            for v in values:
+                k, sep, val = v.partition("=")
+                if k not in labels or (sep and labels[k] != val):
+                    return False
+        if key == "exited" and str(rec["State"]["ExitCode"]) not in values or (
+                key == "exited" and rec["State"]["Status"] != "exited"):
+            return False
+        if key not in ("status", "name", "id", "label", "exited"):
+            raise InvalidParameter(f"invalid filter '{key}'")
+    return True
+
+
+async def kill(request):
+    eng = engine(request)
+    await blocking(request, eng.containers.kill, request.match_info["id"], request.query.get("signal", "SIGKILL"))
+    return web.Response(status=204)
+
+
+async def stop(request):
+    eng = engine(request)
+    await blocking(request, eng.containers.stop, request.match_info["id"], qint(request, "t"))
+    return web.Response(status=204)
+
+
+async def delete(request):
+    eng = engine(request)
+    await blocking(request, eng.containers.remove, request.match_info["id"], qbool(request, "force"))
+    return web.Response(status=204)
+
+
+async def wait(request):
+    """Docker sends the headers at once and the body when the condition is met."""
+    eng = engine(request)
+    c = eng.containers
+    condition = request.query.get("condition", "not-running")
+    if condition not in ("not-running", "next-exit", "removed"):
+        raise InvalidParameter(f"invalid condition {condition!r} (choices: not-running, next-exit, removed)")
+    queue = request.app[HUB].listen()
+    try:
+        cid = await blocking(request, c.resolve, request.match_info["id"])
+        rec = await blocking(request, c.get, cid)
+        resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await resp.prepare(request)
+        code = rec["State"]["ExitCode"]
+        done = condition == "not-running" and not rec["State"]["Running"]
+        while not done:
+            type_, action, id_, attrs = await queue.get()
+            if type_ != "container" or id_ != cid:
+                continue
+            if action == "die":
+                code = int(attrs.get("exitCode", 0))
+                done = condition != "removed"
+            elif action == "destroy":
+                done = True
+        await resp.write(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+        await resp.write_eof()
+        return resp
+    finally:
+        request.app[HUB].close(queue)
+
+
+async def _follow(request, resp, rec, offset, flt, until_exit_of=None):
+    """Stream log entries from ``offset`` until the container's run ends."""
+    queue = request.app[HUB].listen()
+    cid = rec["Id"]
+    try:
+        running = rec["State"]["Running"] or until_exit_of == "next"
+        while True:
+            entries, offset = streams.read_entries(rec["LogPath"], offset)
+            if entries:
+                await resp.write(flt.render(entries))
+            if not running:
+                return
+            if request.transport is None or request.transport.is_closing():
+                return  # the client went away
+            try:
+                event = await asyncio.wait_for(queue.get(), POLL)
+            except asyncio.TimeoutError:
+                continue
+            if event[0] == "container" and event[2] == cid and event[1] in ("die", "destroy"):
+                running = False  # one more read drains what the process wrote last
+    finally:
+        request.app[HUB].close(queue)
+
+
+async def logs(request):
+    eng = engine(request)
+    c = eng.containers
+    rec = await blocking(request, lambda: c.get(c.resolve(request.match_info["id"])))
+    out, err = qbool(request, "stdout"), qbool(request, "stderr")
+    if not out and not err:
+        raise InvalidParameter("Bad parameters: you must choose at least one stream")
+    tty = bool(rec["Config"].get("Tty"))
+    flt = streams.LogFilter(out, err, qbool(request, "timestamps"),
+                            float(request.query.get("since") or 0), float(request.query.get("until") or 0), tty)
+    tail = request.query.get("tail", "all")
+    try:
+        tail_n = -1 if tail in ("all", "") else int(tail)
+    except ValueError:
+        raise InvalidParameter(f"invalid tail value {tail!r}") from None
+    entries, offset = await blocking(request, streams.read_entries, rec["LogPath"], 0)
+    resp = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if tty
+                                       else "application/vnd.docker.multiplexed-stream"})
+    await resp.prepare(request)
+    await resp.write(flt.render(streams.tail(entries, tail_n)))
+    if qbool(request, "follow") and rec["State"]["Running"]:
+        await _follow(request, resp, rec, offset, flt)
+    await resp.write_eof()
+    return resp
+
+
+async def attach(request):
+    eng = engine(request)
+    c = eng.containers
+    rec = await blocking(request, lambda: c.get(c.resolve(request.match_info["id"])))
+    if rec["State"]["Status"] == "exited" or rec["State"].get("Paused"):
+        raise Conflict("You cannot attach to a stopped container, start it first")
+    tty = bool(rec["Config"].get("Tty"))
+    flt = streams.LogFilter(qbool(request, "stdout"), qbool(request, "stderr"), tty=tty)
+    offset = streams.log_size(rec["LogPath"])
+    ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
+    if "upgrade" in request.headers.get("Connection", "").lower():
+        resp = web.StreamResponse(status=101, reason="UPGRADED", headers={
+            "Content-Type": ctype, "Connection": "Upgrade", "Upgrade": "tcp"})
+    else:
+        resp = web.StreamResponse(headers={"Content-Type": ctype})
+    resp.force_close()
+    await resp.prepare(request)
+    if qbool(request, "logs"):
+        entries, _ = await blocking(request, streams.read_entries, rec["LogPath"], 0)
+        await resp.write(flt.render(entries))
+    if qbool(request, "stream"):
+        await _follow(request, resp, rec, offset, flt, until_exit_of="next")
+    await resp.write_eof()
+    return resp
+
+
+async def resize(request):
+    eng = engine(request)
+    await blocking(request, eng.containers.resolve, request.match_info["id"])
+    return web.Response(status=200)
+
+
+ROUTES = [
+    ("POST", "/containers/create", create),
+    ("GET", "/containers/json", list_),
+    ("GET", "/containers/{id}/json", inspect),
+    ("POST", "/containers/{id}/start", start),
+    ("POST", "/containers/{id}/wait", wait),
+    ("POST", "/containers/{id}/attach", attach),
+    ("GET", "/containers/{id}/logs", logs),
+    ("POST", "/containers/{id}/kill", kill),
+    ("POST", "/containers/{id}/stop", stop),
+    ("POST", "/containers/{id}/resize", resize),
+    ("DELETE", "/containers/{id}", delete),
+]

@@ -1,0 +1,117 @@
+"""``dockyard daemon``: flags (dockerd's names), start-up checks, serving the API.
+
+Everything is validated before anything is written: a refused configuration
+prints one line and exits 1 with nothing created on disk.
+"""
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+
+DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
+DEFAULT_DATA_ROOT = "/var/lib/dockyard"
+DEFAULT_EXEC_ROOT = "/run/dockyard"
+
+log = logging.getLogger("dockyard.daemon")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="dockyard daemon", description="Run the Dockyard daemon.")
+    p.add_argument("-H", "--host", default=DEFAULT_HOST, help=f"socket to listen on (default {DEFAULT_HOST})")
+    p.add_argument("--data-root", default=DEFAULT_DATA_ROOT, help="root of persistent state")
+    p.add_argument("--exec-root", default=DEFAULT_EXEC_ROOT, help="root of runtime state")
+    p.add_argument("-s", "--storage-driver", help="storage driver (overrides plugins.toml)")
+    p.add_argument("--exec-driver", help="exec driver (overrides plugins.toml)")
+    p.add_argument("--config", help="plugins.toml to use (default /etc/dockyard/plugins.toml, "
+                                    "else the one shipped with Dockyard)")
+    p.add_argument("--pidfile", help="pid file (default EXEC_ROOT/dockyard.pid)")
+    p.add_argument("-D", "--debug", action="store_true", help="debug logging")
+    return p.parse_args(argv)
+
+
+def socket_path(host):
+    if not host.startswith("unix://"):
+        raise SystemExit(f"dockyard daemon: -H {host}: only unix:// sockets are supported")
+    return host[len("unix://"):]
+
+
+def _answers(path):
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.connect(path)
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    path = socket_path(args.host)
+    from ..config import load
+    from ..errors import DockyardError
+
+    if _answers(path):
+        print(f"dockyard daemon: another daemon is already listening on {path}", file=sys.stderr)
+        return 1
+    try:
+        from ..engine.engine import Engine
+
+        config = load(args.config)
+        eng = Engine(config, args.data_root, args.exec_root, args.storage_driver, args.exec_driver)
+    except DockyardError as exc:
+        print(f"dockyard daemon: {exc}", file=sys.stderr)
+        return 1
+    pidfile = args.pidfile or os.path.join(args.exec_root, "dockyard.pid")
+    with open(pidfile, "w") as fh:
+        fh.write(f"{os.getpid()}\n")
+    if not eng.store.get_meta("daemon_id"):
+        eng.store.set_meta("daemon_id", os.urandom(16).hex())
+    try:
+        asyncio.run(serve(eng, path))
+    finally:
+        eng.close()
+        for leftover in (pidfile, path):
+            try:
+                os.unlink(leftover)
+            except FileNotFoundError:
+                pass
+    return 0
+
+
+async def serve(eng, path):
+    from aiohttp import web
+
+    from .app import make_app
+
+    app = make_app(eng)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    if os.path.exists(path):
+        os.unlink(path)  # stale: nobody answered on it (checked at start-up)
+    site = web.UnixSite(runner, path)
+    await site.start()
+    os.chmod(path, 0o660)
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, eng.restore)
+    drivers = eng.drivers_info()
+    log.info("dockyard daemon listening on %s (storage %s, exec %s, network %s; config %s)",
+             path, drivers["storage"], drivers["exec"], ",".join(drivers["network"]), eng.config.source)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down; containers keep running")
+    await runner.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Container output: reading ``json-file`` logs and Docker's stream framing.
+
+With ``Tty`` false, Docker multiplexes stdout and stderr on one connection: each
+frame is an 8-byte header (stream number, 3 zero bytes, big-endian length) and
+the payload.  With ``Tty`` true the stream is raw.
+"""
+
+import json
+import struct
+from datetime import datetime
+
+STREAMS = {"stdin": 0, "stdout": 1, "stderr": 2}
+
+
+def frame(stream, data, tty=False):
+    if tty:
+        return data
+    return struct.pack(">BxxxL", STREAMS.get(stream, 1), len(data)) + data
+
+
+def log_size(path):
+    try:
+        with open(path, "rb") as fh:
+            return fh.seek(0, 2)
+    except FileNotFoundError:
+        return 0
+
+
+def read_entries(path, offset):
+    """Return ``(entries, new_offset)``: the complete log lines after ``offset``."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return [], offset
+    end = data.rfind(b"\n")
+    if end < 0:
+        return [], offset
+    entries = []
+    for line in data[: end + 1].splitlines():
+        try:
+            entries.append(json.loads(line))
+        except ValueError:
+            continue  # a torn line: skip rather than break the stream
+    return entries, offset + end + 1
+
+
+def _ts(entry):
+    try:
+        return datetime.fromisoformat(entry["time"][:26].rstrip("Z") + "+00:00").timestamp()
+    except (KeyError, ValueError):
+        return 0.0
+
+
+class LogFilter:
+    """Select and render entries for ``GET /containers/{id}/logs`` and attach."""
+
+    def __init__(self, stdout=True, stderr=True, timestamps=False, since=0.0, until=0.0, tty=False):
+        self.streams = {s for s, on in (("stdout", stdout), ("stderr", stderr)) if on}
+        self.timestamps, self.since, self.until, self.tty = timestamps, since, until, tty
+
+    def render(self, entries):
+        out = []
+        for entry in entries:
+            stream = entry.get("stream", "stdout")
+            if stream not in self.streams:
+                continue
+            if self.since or self.until:
+                ts = _ts(entry)
+                if (self.since and ts < self.since) or (self.until and ts > self.until):
+                    continue
+            data = entry.get("log", "").encode()
+            if self.timestamps:
+                data = entry.get("time", "").encode() + b" " + data
+            out.append(frame(stream, data, self.tty))
+        return b"".join(out)
+
+
+def tail(entries, n):
+    if n is None or n < 0:
+        return entries
+    return entries[-n:] if n else []

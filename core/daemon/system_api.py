@@ -1,0 +1,192 @@
+"""``/_ping``, ``/version``, ``/info`` and ``/images/*``."""
+
+import json
+import os
+import platform
+import tempfile
+
+from aiohttp import web
+
+from .. import __version__
+from ..errors import InvalidParameter
+from . import views
+from .app import API_VERSION, MIN_API_VERSION, blocking, engine, qbool
+
+
+async def ping(request):
+    headers = {"Api-Version": API_VERSION, "Ostype": "linux", "Docker-Experimental": "false",
+               "Cache-Control": "no-cache, no-store, must-revalidate", "Pragma": "no-cache",
+               "Builder-Version": "1"}
+    if request.method == "HEAD":
+        return web.Response(status=200, headers=headers)
+    return web.Response(text="OK", headers=headers)
+
+
+def _version_info():
+    uname = os.uname()
+    return {
+        "Platform": {"Name": "Dockyard"},
+        "Components": [{"Name": "Engine", "Version": __version__,
+                        "Details": {"ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+                                    "Os": "linux", "Arch": _arch(), "KernelVersion": uname.release}}],
+        "Version": __version__, "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "", "GoVersion": "python" + platform.python_version(), "Os": "linux",
+        "Arch": _arch(), "KernelVersion": uname.release, "BuildTime": "",
+    }
+
+
+def _arch():
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+
+
+async def version(request):
+    return web.json_response(_version_info())
+
+
+def _info(eng):
+    recs = eng.containers.all()
+    running = sum(1 for r in recs if r["State"]["Running"] and not r["State"].get("Paused"))
+    paused = sum(1 for r in recs if r["State"].get("Paused"))
+    status = eng.storage_slot.hook.storage_status() or []
+    uname = os.uname()
+    drivers = eng.drivers_info()
+    return {
+        "ID": eng.store.get_meta("daemon_id") or "", "Containers": len(recs),
+        "ContainersRunning": running, "ContainersPaused": paused,
+        "ContainersStopped": len(recs) - running - paused,
+        "Images": len(eng.images.all()), "Driver": drivers["storage"], "DriverStatus": status,
+        "Plugins": {"Volume": [], "Network": drivers["network"], "Authorization": None, "Log": ["json-file"]},
+        "MemoryLimit": False, "SwapLimit": False, "KernelMemory": False, "CpuCfsPeriod": False,
+        "CpuCfsQuota": False, "CPUShares": False, "CPUSet": False, "PidsLimit": False,
+        "IPv4Forwarding": True, "BridgeNfIptables": False, "BridgeNfIp6tables": False,
+        "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": False,
+        "NGoroutines": 0, "SystemTime": views_now(), "LoggingDriver": "json-file",
+        "CgroupDriver": "cgroupfs", "CgroupVersion": "1", "NEventsListener": 0,
+        "KernelVersion": uname.release, "OperatingSystem": _os_name(), "OSVersion": "",
+        "OSType": "linux", "Architecture": platform.machine(), "IndexServerAddress": "",
+        "RegistryConfig": {"InsecureRegistryCIDRs": [], "IndexConfigs": {}, "Mirrors": []},
+        "NCPU": os.cpu_count(), "MemTotal": _memtotal(), "DockerRootDir": eng.data_root,
+        "Name": uname.nodename, "Labels": [], "ExperimentalBuild": False,
+        "ServerVersion": __version__, "Runtimes": {drivers["exec"]: {"path": drivers["exec"]}},
+        "DefaultRuntime": drivers["exec"], "LiveRestoreEnabled": True, "Isolation": "",
+        "InitBinary": "", "SecurityOptions": [], "Warnings": [],
+        # Dockyard's own: every active driver by kind
+        "Drivers": drivers, "ExecRoot": eng.exec_root, "PluginsConfig": eng.config.source,
+    }
+
+
+def views_now():
+    from datetime import datetime, timezone
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _os_name():
+    try:
+        with open("/etc/os-release") as fh:
+            for line in fh:
+                if line.startswith("PRETTY_NAME="):
+                    return line.split("=", 1)[1].strip().strip('"')
+    except OSError:
+        pass
+    return "Linux"
+
+
+def _memtotal():
+    try:
+        with open("/proc/meminfo") as fh:
+            return int(fh.readline().split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+async def info(request):
+    return web.json_response(await blocking(request, _info, engine(request)))
+
+
+# images ---------------------------------------------------------------------
+def _image_rows(eng, show_all, filters):
+    out = []
+    for row in eng.images.all():
+        tags = eng.images.tags(row["id"])
+        refs = filters.get("reference")
+        if refs and not any(t == r or t.split(":")[0] == r for t in tags for r in refs):
+            continue
+        if "dangling" in filters and (("true" in filters["dangling"]) == bool(tags)):
+            continue
+        out.append(views.image_summary(row, tags, eng.layers.size(row["top_layer"])))
+    return out
+
+
+async def images_list(request):
+    try:
+        filters = json.loads(request.query.get("filters") or "{}")
+    except ValueError:
+        raise InvalidParameter("invalid filters: not JSON") from None
+    filters = {k: list(v) if not isinstance(v, dict) else [x for x, on in v.items() if on]
+               for k, v in filters.items()}
+    for key in filters:
+        if key not in ("reference", "dangling"):
+            raise InvalidParameter(f"invalid filter '{key}'")
+    eng = engine(request)
+    return web.json_response(await blocking(request, _image_rows, eng, qbool(request, "all"), filters))
+
+
+async def image_inspect(request):
+    eng = engine(request)
+
+    def look():
+        image_id = eng.images.resolve(request.match_info["name"])
+        row = eng.images.get(image_id)
+        return views.image_inspect(row, eng.images.tags(image_id), eng.layers.size(row["top_layer"]),
+                                   eng.layers.driver_name)
+
+    return web.json_response(await blocking(request, look))
+
+
+async def image_delete(request):
+    eng = engine(request)
+
+    def rmi():
+        image_id = eng.images.resolve(request.match_info["name"])
+        return eng.images.delete(request.match_info["name"], qbool(request, "force"),
+                                 eng.containers.users_of_image(image_id))
+
+    return web.json_response(await blocking(request, rmi))
+
+
+async def image_create(request):
+    """``fromSrc=-`` imports the request body; pulling arrives with the registry issue."""
+    eng = engine(request)
+    src = request.query.get("fromSrc")
+    if src is None:
+        image = request.query.get("fromImage", "")
+        raise InvalidParameter(
+            f"pulling {image or 'images'} is not supported yet: this daemon has no registry access; "
+            "make an image with `dockyard import` (see README)")
+    if src != "-":
+        raise InvalidParameter("only fromSrc=- (the request body) is supported for import")
+    repo, tag = request.query.get("repo"), request.query.get("tag")
+    ref = (f"{repo}:{tag}" if tag else repo) if repo else None
+    changes = request.query.getall("changes", [])
+    fd, path = tempfile.mkstemp(dir=os.path.join(eng.data_root, "tmp"), suffix=".upload")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            async for chunk in request.content.iter_chunked(1 << 20):
+                await blocking(request, fh.write, chunk)
+        image_id = await blocking(request, eng.images.import_tar, path, ref, changes,
+                                  request.query.get("message", ""))
+    finally:
+        os.unlink(path)
+    return web.json_response({"status": image_id})
+
+
+ROUTES = [
+    ("GET", "/_ping", ping),
+    ("HEAD", "/_ping", ping),
+    ("GET", "/version", version),
+    ("GET", "/info", info),
+    ("GET", "/images/json", images_list),
+    ("POST", "/images/create", image_create),
+    ("GET", "/images/{name:.+}/json", image_inspect),
+    ("DELETE", "/images/{name:.+}", image_delete),
+]

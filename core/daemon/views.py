@@ -1,0 +1,104 @@
+"""Docker Engine API v1.41 JSON shapes for containers and images."""
+
+import json
+from datetime import datetime, timezone
+
+
+def unix_time(iso):
+    try:
+        return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+    except (ValueError, AttributeError):
+        return 0
+
+
+def _ago(iso):
+    seconds = max(0, datetime.now(timezone.utc).timestamp() - unix_time(iso))
+    if seconds < 1:
+        return "Less than a second"
+    if seconds < 60:
+        return f"{int(seconds)} seconds" if int(seconds) != 1 else "1 second"
+    minutes = seconds / 60
+    if minutes < 60:
+        return "About a minute" if int(minutes) == 1 else f"{int(minutes)} minutes"
+    hours = minutes / 60
+    if hours < 48:
+        return "About an hour" if int(hours) == 1 else f"{int(hours)} hours"
+    return f"{int(hours / 24)} days"
+
+
+def status_text(state):
+    if state["Running"]:
+        return f"Up {_ago(state['StartedAt'])}" + (" (Paused)" if state.get("Paused") else "")
+    if state["Status"] == "created":
+        return "Created"
+    return f"Exited ({state['ExitCode']}) {_ago(state['FinishedAt'])} ago"
+
+
+def _networks(rec):
+    mode = rec["NetworkMode"]
+    return {mode: {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": mode,
+                   "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
+                   "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                   "MacAddress": "", "DriverOpts": None}}
+
+
+def container_inspect(rec, size=None):
+    out = {k: rec[k] for k in ("Id", "Created", "Path", "Args", "Image", "ResolvConfPath",
+                               "HostnamePath", "HostsPath", "LogPath", "Name", "RestartCount",
+                               "Driver")}
+    state = dict(rec["State"])
+    state["Dead"] = False
+    out.update({
+        "State": state, "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
+        "AppArmorProfile": "", "ExecIDs": None, "HostConfig": rec["HostConfig"],
+        "GraphDriver": {"Name": rec["Driver"], "Data": None}, "Mounts": [],
+        "Config": rec["Config"],
+        "NetworkSettings": {
+            "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
+            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
+            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
+            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
+            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": _networks(rec),
+        },
+    })
+    if size is not None:
+        out["SizeRw"], out["SizeRootFs"] = size
+    return out
+
+
+def container_summary(rec):
+    cfg = rec["Config"]
+    return {
+        "Id": rec["Id"], "Names": [rec["Name"]], "Image": cfg["Image"], "ImageID": rec["Image"],
+        "Command": " ".join(rec["Path_Args"]), "Created": unix_time(rec["Created"]),
+        "Ports": [], "Labels": cfg.get("Labels") or {}, "State": rec["State"]["Status"],
+        "Status": status_text(rec["State"]),
+        "HostConfig": {"NetworkMode": rec["HostConfig"].get("NetworkMode", "default")},
+        "NetworkSettings": {"Networks": _networks(rec)}, "Mounts": [],
+    }
+
+
+def image_inspect(row, tags, size, driver):
+    cfg = json.loads(row["config"])
+    return {
+        "Id": row["id"], "RepoTags": tags, "RepoDigests": [], "Parent": "",
+        "Comment": cfg.get("comment", ""), "Created": cfg.get("created", row["created"]),
+        "Container": "", "ContainerConfig": {}, "DockerVersion": "",
+        "Author": cfg.get("author", ""), "Config": cfg.get("config") or {},
+        "Architecture": cfg.get("architecture", ""), "Os": cfg.get("os", "linux"),
+        "Size": size, "VirtualSize": size,
+        "GraphDriver": {"Name": driver, "Data": None},
+        "RootFS": {"Type": "layers", "Layers": cfg.get("rootfs", {}).get("diff_ids", [])},
+        "Metadata": {"LastTagTime": row["last_tag_time"] or "0001-01-01T00:00:00Z"},
+    }
+
+
+def image_summary(row, tags, size, containers=-1):
+    cfg = json.loads(row["config"])
+    return {
+        "Id": row["id"], "ParentId": "", "RepoTags": tags or ["<none>:<none>"],
+        "RepoDigests": [] if tags else ["<none>@<none>"],
+        "Created": unix_time(cfg.get("created", row["created"])), "Size": size,
+        "SharedSize": -1, "VirtualSize": size,
+        "Labels": (cfg.get("config") or {}).get("Labels") or {}, "Containers": containers,
+    }

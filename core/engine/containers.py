@@ -1,0 +1,350 @@
+"""Container lifecycle: create, start, kill, stop, remove, and exit handling.
+
+The engine is synchronous and thread-safe; the daemon calls it from worker
+threads.  Every running container has a waiter thread blocked in the exec
+driver's ``exec_wait``; when the process ends it records the exit, releases the
+mount and network, and emits ``die`` (and ``destroy`` for ``--rm``).
+"""
+
+import json
+import logging
+import os
+import re
+import secrets
+import shutil
+import signal as signals
+import threading
+from datetime import datetime, timezone
+
+from ..errors import (Conflict, ContainerNotFound, ExecError, InvalidParameter,
+                      NotFound)
+from . import bundle, names
+
+log = logging.getLogger("dockyard.containers")
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def now_iso():
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class NotModified(Exception):
+    """Start of a running / stop of a stopped container: HTTP 304."""
+
+
+def merge_config(body, image_cfg):
+    """Docker's merge of the create request with the image's defaults."""
+    cfg = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+    env = list(image_cfg.get("Env") or [])
+    for item in cfg.get("Env") or []:
+        key = item.split("=", 1)[0]
+        env = [e for e in env if e.split("=", 1)[0] != key] + [item]
+    cfg["Env"] = env
+    if cfg.get("Entrypoint") is not None:
+        if isinstance(cfg["Entrypoint"], str):
+            cfg["Entrypoint"] = [cfg["Entrypoint"]]
+        cfg["Entrypoint"] = cfg["Entrypoint"] or None
+    else:
+        cfg["Entrypoint"] = image_cfg.get("Entrypoint")
+        if not cfg.get("Cmd"):
+            cfg["Cmd"] = image_cfg.get("Cmd")
+    if isinstance(cfg.get("Cmd"), str):
+        cfg["Cmd"] = [cfg["Cmd"]]
+    for key in ("WorkingDir", "User", "StopSignal"):
+        if not cfg.get(key) and image_cfg.get(key):
+            cfg[key] = image_cfg[key]
+    cfg["Labels"] = {**(image_cfg.get("Labels") or {}), **(cfg.get("Labels") or {})}
+    cfg["ExposedPorts"] = {**(image_cfg.get("ExposedPorts") or {}), **(cfg.get("ExposedPorts") or {})} or None
+    cfg["Volumes"] = cfg.get("Volumes") or image_cfg.get("Volumes")
+    for key in ("Tty", "OpenStdin", "StdinOnce", "AttachStdin", "AttachStdout", "AttachStderr"):
+        cfg[key] = bool(cfg.get(key))
+    cfg.setdefault("Domainname", "")
+    cfg.setdefault("OnBuild", image_cfg.get("OnBuild"))
+    return cfg
+
+
+class Containers:
+    def __init__(self, engine):
+        self.engine = engine
+        self.store = engine.store
+        self.layers = engine.layers
+        self.images = engine.images
+        self.exec = engine.exec_slot.hook
+        self._locks = {}
+        self._locks_guard = threading.Lock()
+
+    # records ---------------------------------------------------------------
+    def lock(self, cid):
+        with self._locks_guard:
+            return self._locks.setdefault(cid, threading.RLock())
+
+    def resolve(self, ref):
+        """Full id from a name, an id or a unique id prefix (Docker's rules)."""
+        if not ref:
+            raise ContainerNotFound("No such container: ")
+        row = self.store.one("SELECT id FROM containers WHERE id=? OR name=?", ref, ref.lstrip("/"))
+        if row:
+            return row["id"]
+        rows = self.store.query("SELECT id FROM containers WHERE id LIKE ?", ref + "%") if re.fullmatch(r"[0-9a-f]+", ref) else []
+        if len(rows) == 1:
+            return rows[0]["id"]
+        if len(rows) > 1:
+            raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
+        raise ContainerNotFound(f"No such container: {ref}")
+
+    def get(self, cid):
+        row = self.store.one("SELECT data FROM containers WHERE id=?", cid)
+        if row is None:
+            raise ContainerNotFound(f"No such container: {cid}")
+        return json.loads(row["data"])
+
+    def save(self, rec):
+        with self.store.tx() as db:
+            db.execute("UPDATE containers SET data=? WHERE id=?", (json.dumps(rec), rec["Id"]))
+
+    def all(self):
+        return [json.loads(r["data"]) for r in self.store.query("SELECT data FROM containers")]
+
+    def users_of_image(self, image_id):
+        return [(r["Id"], r["State"]["Running"]) for r in self.all() if r["Image"] == image_id]
+
+    def container_dir(self, cid):
+        return os.path.join(self.engine.data_root, "containers", cid)
+
+    def bundle_dir(self, cid):
+        return os.path.join(self.engine.exec_root, "containers", cid)
+
+    # create ----------------------------------------------------------------
+    def create(self, body, name=None):
+        if not isinstance(body, dict) or not body.get("Image"):
+            raise InvalidParameter("config: an image is required (the Image field is empty)")
+        if name is not None and name != "" and not NAME_RE.match(name):
+            raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        host = dict(body.get("HostConfig") or {})
+        mode = self.engine.network_mode(host.get("NetworkMode"))
+        image_id = self.images.resolve(body["Image"])
+        image_cfg = self.images.config(image_id).get("config") or {}
+        cfg = merge_config(body, image_cfg)
+        cmd = (cfg.get("Entrypoint") or []) + (cfg.get("Cmd") or [])
+        if not cmd:
+            raise InvalidParameter("No command specified")
+        cid = secrets.token_hex(32)
+        cfg["Hostname"] = cfg.get("Hostname") or cid[:12]
+        cfg["Image"] = body["Image"]
+        host["NetworkMode"] = host.get("NetworkMode") or "default"
+        host.setdefault("AutoRemove", False)
+        host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        name = (name or "").lstrip("/") or names.generate(lambda n: self.store.one(
+            "SELECT 1 FROM containers WHERE name=?", n) is None)
+        cdir = self.container_dir(cid)
+        rec = {
+            "Id": cid, "Created": now_iso(), "Path": cmd[0], "Args": cmd[1:], "Path_Args": cmd,
+            "Name": "/" + name, "Image": image_id, "Config": cfg, "HostConfig": host,
+            "NetworkMode": mode, "Driver": self.layers.driver_name, "RestartCount": 0,
+            "LogPath": os.path.join(cdir, f"{cid}-json.log"),
+            "HostnamePath": os.path.join(cdir, "hostname"), "HostsPath": os.path.join(cdir, "hosts"),
+            "ResolvConfPath": os.path.join(cdir, "resolv.conf"),
+            "State": {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
+                      "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
+                      "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME},
+        }
+        top = self.images.get(image_id)["top_layer"]
+        with self.store.tx() as db:
+            clash = db.execute("SELECT id FROM containers WHERE name=?", (name,)).fetchone()
+            if clash:
+                raise Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                               f'"{clash["id"]}". You have to remove (or rename) that container to be able to reuse that name.')
+            db.execute("INSERT INTO containers(id, name, image_id, data) VALUES (?,?,?,?)",
+                       (cid, name, image_id, json.dumps(rec)))
+        try:
+            os.makedirs(cdir, exist_ok=True)
+            self.layers.create_rw(cid, top)
+        except BaseException:
+            shutil.rmtree(cdir, ignore_errors=True)
+            with self.store.tx() as db:
+                db.execute("DELETE FROM containers WHERE id=?", (cid,))
+            raise
+        self.engine.emit("container", "create", cid, {"name": name, "image": cfg["Image"]})
+        return cid
+
+    # start -----------------------------------------------------------------
+    def start(self, ref):
+        cid = self.resolve(ref)
+        with self.lock(cid):
+            rec = self.get(cid)
+            if rec["State"]["Running"]:
+                raise NotModified()
+            rootfs = self.layers.mount(cid)
+            netslot = self.engine.network_slot(rec["NetworkMode"])
+            network = {"id": rec["NetworkMode"], "name": rec["NetworkMode"], "driver": netslot.name}
+            endpoint = {"id": cid, "container_id": cid, "network_id": network["id"], "name": rec["Name"][1:]}
+            attached = False
+            try:
+                ns_mode = netslot.hook.network_namespace(network=network) or "private"
+                paths = bundle.write_etc_files(self.container_dir(cid), rec["Config"]["Hostname"], ns_mode)
+                try:
+                    config = bundle.make_config(rec, rootfs, paths, ns_mode)
+                except ValueError as exc:
+                    raise InvalidParameter(str(exc)) from None
+                bdir = bundle.write_bundle(self.bundle_dir(cid), config)
+                netslot.hook.network_attach(network=network, endpoint=endpoint, netns=None)
+                attached = True
+                self.exec.exec_delete(id=cid)
+                self.exec.exec_create(id=cid, bundle=bdir, log_path=rec["LogPath"])
+                pid = self.exec.exec_start(id=cid)
+            except BaseException as exc:
+                self._release(cid, netslot, network, endpoint, attached)
+                if isinstance(exc, ExecError):
+                    rec["State"].update(Error=str(exc), ExitCode=exc.exit_code or 128,
+                                        Status="exited" if rec["State"]["StartedAt"] != ZERO_TIME else "created")
+                    self.save(rec)
+                raise
+            state = self.exec.exec_state(id=cid) or {}
+            rec["State"].update(Status="running", Running=True, Paused=False, Pid=pid, ExitCode=0,
+                                Error="", OOMKilled=False,
+                                StartedAt=state.get("started_at") or now_iso(), FinishedAt=ZERO_TIME)
+            self.save(rec)
+        self.engine.emit("container", "start", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
+        self._watch(cid)
+
+    def _release(self, cid, netslot, network, endpoint, attached):
+        try:
+            self.exec.exec_delete(id=cid)
+        except Exception:  # nothing ran; the driver's state is best-effort here
+            log.exception("exec_delete of %s failed", cid)
+        if attached:
+            netslot.hook.network_detach(network=network, endpoint=endpoint, netns=None)
+        self.layers.unmount(cid)
+
+    def _watch(self, cid):
+        threading.Thread(target=self._waiter, args=(cid,), name=f"wait-{cid[:12]}", daemon=True).start()
+
+    def _waiter(self, cid):
+        try:
+            state = self.exec.exec_wait(id=cid, timeout=None)
+        except Exception as exc:
+            log.exception("waiting for %s failed", cid)
+            state = {"exit_code": 255, "error": str(exc)}
+        self._exited(cid, state or {})
+
+    def _exited(self, cid, state):
+        with self.lock(cid):
+            try:
+                rec = self.get(cid)
+            except ContainerNotFound:
+                return
+            if not rec["State"]["Running"]:
+                return
+            code = state.get("exit_code")
+            rec["State"].update(Status="exited", Running=False, Paused=False, Pid=0,
+                                ExitCode=255 if code is None else code,
+                                OOMKilled=bool(state.get("oom_killed")), Error=state.get("error") or "",
+                                FinishedAt=state.get("finished_at") or now_iso())
+            netslot = self.engine.network_slot(rec["NetworkMode"])
+            network = {"id": rec["NetworkMode"], "name": rec["NetworkMode"], "driver": netslot.name}
+            endpoint = {"id": cid, "container_id": cid, "network_id": network["id"], "name": rec["Name"][1:]}
+            self._release(cid, netslot, network, endpoint, True)
+            self.save(rec)
+        self.engine.emit("container", "die", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"],
+                                                   "exitCode": str(rec["State"]["ExitCode"])})
+        if rec["HostConfig"].get("AutoRemove"):
+            try:
+                self.remove(cid, force=True)
+            except NotFound:
+                pass
+
+    def restore(self):
+        """After a daemon (re)start: re-attach to running containers, record the
+        exits that happened while the daemon was away."""
+        for rec in self.all():
+            cid = rec["Id"]
+            if not rec["State"]["Running"]:
+                if rec["HostConfig"].get("AutoRemove") and rec["State"]["Status"] == "exited":
+                    self.remove(cid, force=True)
+                continue
+            state = self.exec.exec_restore(id=cid)
+            if state and state.get("status") in ("running", "paused"):
+                self._watch(cid)
+            else:
+                self._exited(cid, state or {"exit_code": 255, "error": "container state lost"})
+
+    # signals -----------------------------------------------------------------
+    def kill(self, ref, sig="SIGKILL"):
+        cid = self.resolve(ref)
+        signum = parse_signal(sig)
+        rec = self.get(cid)
+        if not rec["State"]["Running"]:
+            raise Conflict(f"Container {cid} is not running")
+        self.exec.exec_kill(id=cid, signal=signum)
+        self.engine.emit("container", "kill", cid, {"name": rec["Name"][1:], "signal": str(signum)})
+
+    def wait_exit(self, cid, timeout):
+        """Wait up to ``timeout`` s for the process to end; record it; True if it did."""
+        try:
+            state = self.exec.exec_wait(id=cid, timeout=timeout)
+        except NotFound:
+            return True  # the waiter thread has recorded the exit already
+        if state is None or state.get("status") != "stopped":
+            return False
+        self._exited(cid, state)
+        return True
+
+    def stop(self, ref, timeout=None):
+        cid = self.resolve(ref)
+        rec = self.get(cid)
+        if not rec["State"]["Running"]:
+            raise NotModified()
+        if timeout is None:
+            timeout = rec["Config"].get("StopTimeout") or 10
+        sig = parse_signal(rec["Config"].get("StopSignal") or "SIGTERM")
+        try:
+            self.exec.exec_kill(id=cid, signal=sig)
+            if not self.wait_exit(cid, timeout if timeout >= 0 else None):
+                self.exec.exec_kill(id=cid, signal=signals.SIGKILL)
+                self.wait_exit(cid, None)
+        except (ExecError, NotFound):
+            self.wait_exit(cid, None)  # it ended between our look and the signal
+        self.engine.emit("container", "stop", cid, {"name": rec["Name"][1:]})
+
+    # remove ------------------------------------------------------------------
+    def remove(self, ref, force=False):
+        cid = self.resolve(ref)
+        rec = self.get(cid)
+        if rec["State"]["Running"]:
+            if not force:
+                raise Conflict(f"You cannot remove a running container {cid}. Stop the container "
+                               "before attempting removal or force remove")
+            try:
+                self.exec.exec_kill(id=cid, signal=signals.SIGKILL)
+            except (ExecError, NotFound):
+                pass  # it ended meanwhile
+            self.wait_exit(cid, None)
+        with self.lock(cid):
+            try:
+                rec = self.get(cid)
+            except ContainerNotFound:
+                return  # an AutoRemove beat us to it
+            self.exec.exec_delete(id=cid)
+            self.layers.remove_rw(cid)
+            shutil.rmtree(self.container_dir(cid), ignore_errors=True)
+            shutil.rmtree(self.bundle_dir(cid), ignore_errors=True)
+            with self.store.tx() as db:
+                db.execute("DELETE FROM containers WHERE id=?", (cid,))
+        with self._locks_guard:
+            self._locks.pop(cid, None)
+        self.engine.emit("container", "destroy", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
+
+
+def parse_signal(sig):
+    """``9``, ``KILL`` or ``SIGKILL`` → 9; anything else is a 400."""
+    if isinstance(sig, int) or (isinstance(sig, str) and sig.isdigit()):
+        num = int(sig)
+        if 0 < num < 65:
+            return num
+    elif isinstance(sig, str):
+        name = sig.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        if hasattr(signals.Signals, name):
+            return int(signals.Signals[name])
+    raise InvalidParameter(f"invalid signal: {sig}")

@@ -1,0 +1,113 @@
+"""The engine: the chosen drivers, the stores and the container engine, wired.
+
+Construction validates everything first (config, driver names, support, plugin
+hooks) and only then touches the disk, so a refused configuration leaves no trace.
+"""
+
+import logging
+import os
+import threading
+
+from .. import plugins
+from ..errors import InvalidParameter, NotFound
+
+log = logging.getLogger("dockyard.engine")
+
+
+class Engine:
+    def __init__(self, config, data_root, exec_root, storage_driver=None, exec_driver=None):
+        self.config = config
+        self.data_root = os.path.abspath(data_root)
+        self.exec_root = os.path.abspath(exec_root)
+        if storage_driver:
+            config = config.with_override("storage", storage_driver)
+        if exec_driver:
+            config = config.with_override("exec", exec_driver)
+        self.config = config
+        # 1. choose and validate: nothing is written yet
+        self.storage_slot = plugins.select_driver(
+            "storage", config.drivers["storage"], os.path.join(self.data_root, "storage"),
+            config.options["storage"], config.source, prior_wins=True)
+        self.exec_slot = plugins.select_driver(
+            "exec", config.drivers["exec"], os.path.join(self.exec_root, "exec"),
+            config.options["exec"], config.source)
+        self.network_slots = {}
+        for name in config.drivers["network"]:
+            self.network_slots[name] = plugins.select_driver(
+                "network", [name], os.path.join(self.data_root, "network"),
+                config.options["network"], config.source)
+        slots = [self.storage_slot, self.exec_slot, *self.network_slots.values()]
+        self.events = plugins.load_extensions(config, slots)
+        self._subscribers = []
+        self._sub_lock = threading.Lock()
+        # 2. only now create state
+        from ..store import Store
+        from .containers import Containers
+        from .images import ImageStore
+        from .layers import LayerStore
+
+        for sub in ("containers", "tmp"):
+            os.makedirs(os.path.join(self.data_root, sub), mode=0o710, exist_ok=True)
+        os.makedirs(os.path.join(self.exec_root, "containers"), mode=0o700, exist_ok=True)
+        for slot in slots:
+            slot.init()
+        self.store = Store(os.path.join(self.data_root, "dockyard.db"))
+        self.layers = LayerStore(self.storage_slot, self.store)
+        self.images = ImageStore(self.store, self.layers, os.path.join(self.data_root, "tmp"), self.emit)
+        self.containers = Containers(self)
+
+    def restore(self):
+        self.containers.restore()
+
+    # networks (issue 5 brings user-defined networks; for now a network is a driver)
+    def network_mode(self, mode):
+        if not mode or mode == "default":
+            return self.config.default_network
+        if mode.startswith("container:"):
+            raise InvalidParameter("--network container:NAME is not supported yet")
+        if mode not in self.network_slots:
+            raise NotFound(f"network {mode} not found")
+        return mode
+
+    def network_slot(self, name):
+        return self.network_slots[name]
+
+    # events
+    def subscribe(self, callback):
+        with self._sub_lock:
+            self._subscribers.append(callback)
+
+    def unsubscribe(self, callback):
+        with self._sub_lock:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+    def emit(self, type_, action, id_, attributes):
+        with self._sub_lock:
+            subscribers = list(self._subscribers)
+        for cb in subscribers:
+            try:
+                cb(type_, action, id_, attributes)
+            except Exception:
+                log.exception("event subscriber failed")
+        hook = self.events.hook.dockyard_container_event if type_ == "container" else (
+            self.events.hook.dockyard_image_event if type_ == "image" else None)
+        if hook is None:
+            return
+        try:
+            if type_ == "container":
+                hook(container_id=id_, action=action, attributes=dict(attributes))
+            else:
+                hook(image_id=id_, action=action, attributes=dict(attributes))
+        except Exception:
+            log.exception("extension failed on %s %s", type_, action)
+
+    def drivers_info(self):
+        return {
+            "storage": self.storage_slot.name,
+            "exec": self.exec_slot.name,
+            "network": sorted(self.network_slots),
+        }
+
+    def close(self):
+        self.store.close()

@@ -1,0 +1,121 @@
+"""The layer store: content identity (chain IDs of diff IDs) → storage driver ids.
+
+Images are driver-independent: they name their layers by diff ID; this module
+maps each chain of diff IDs to the storage driver's opaque id, creates layers from
+uncompressed layer tars, and removes layers nobody references any more.
+"""
+
+import hashlib
+import secrets
+import threading
+from datetime import datetime, timezone
+
+from ..errors import LayerNotFound, StorageError
+
+
+def chain_id(parent_chain, diff_id):
+    """OCI chain ID: ``diff_id`` for a base layer, else sha256 of "parent diff"."""
+    if parent_chain is None:
+        return diff_id
+    return "sha256:" + hashlib.sha256(f"{parent_chain} {diff_id}".encode()).hexdigest()
+
+
+class LayerStore:
+    def __init__(self, slot, store):
+        from .naivediff import NaiveDiff
+
+        self.slot = slot
+        self.hook = slot.hook
+        self.store = store
+        self._lock = threading.Lock()
+        if slot.pm.get_plugin("naive-diff") is None:
+            slot.pm.register(NaiveDiff(slot.hook), name="naive-diff")
+
+    @property
+    def driver_name(self):
+        return self.slot.name
+
+    def driver_id(self, chain):
+        row = self.store.one("SELECT driver_id FROM layers WHERE chain_id=?", chain)
+        if row is None:
+            raise LayerNotFound(f"layer {chain} not found")
+        return row["driver_id"]
+
+    def get(self, chain):
+        return self.store.one("SELECT * FROM layers WHERE chain_id=?", chain)
+
+    def register(self, tar_path, diff_id, parent_chain=None):
+        """Create the layer for the uncompressed tar at ``tar_path``; return its chain ID.
+
+        An existing layer with the same chain is reused.  On any failure the new
+        driver layer is removed again, so nothing half-written remains.
+        """
+        chain = chain_id(parent_chain, diff_id)
+        with self._lock:
+            if self.get(chain) is not None:
+                return chain
+            parent_id = self.driver_id(parent_chain) if parent_chain else None
+            new_id = secrets.token_hex(32)
+            self.hook.storage_create(id=new_id, parent=parent_id)
+            try:
+                with open(tar_path, "rb") as stream:
+                    size = self.hook.storage_apply_diff(id=new_id, parent=parent_id, stream=stream)
+                with self.store.tx() as db:
+                    db.execute(
+                        "INSERT INTO layers(chain_id, driver_id, parent, diff_id, size, created)"
+                        " VALUES (?,?,?,?,?,?)",
+                        (chain, new_id, parent_chain, diff_id, int(size or 0),
+                         datetime.now(timezone.utc).isoformat()),
+                    )
+            except BaseException:
+                self.hook.storage_remove(id=new_id)
+                raise
+        return chain
+
+    def chain(self, top):
+        """The chain IDs from the base layer up to ``top`` (inclusive)."""
+        out = []
+        while top:
+            row = self.get(top)
+            if row is None:
+                raise LayerNotFound(f"layer {top} not found")
+            out.append(row)
+            top = row["parent"]
+        return list(reversed(out))
+
+    def size(self, top):
+        return sum(row["size"] for row in self.chain(top)) if top else 0
+
+    def release(self, top):
+        """Remove ``top`` and its ancestors while no image, layer or container uses them."""
+        with self._lock:
+            while top:
+                row = self.get(top)
+                if row is None or self._in_use(top):
+                    return
+                self.hook.storage_remove(id=row["driver_id"])
+                with self.store.tx() as db:
+                    db.execute("DELETE FROM layers WHERE chain_id=?", (top,))
+                top = row["parent"]
+
+    def _in_use(self, chain):
+        if self.store.one("SELECT 1 FROM layers WHERE parent=? LIMIT 1", chain):
+            return True
+        return self.store.one("SELECT 1 FROM images WHERE top_layer=? LIMIT 1", chain) is not None
+
+    # container layers: the driver id is the container id
+    def create_rw(self, container_id, parent_chain):
+        parent = self.driver_id(parent_chain) if parent_chain else None
+        self.hook.storage_create(id=container_id, parent=parent)
+
+    def remove_rw(self, container_id):
+        self.hook.storage_remove(id=container_id)
+
+    def mount(self, driver_id):
+        path = self.hook.storage_mount(id=driver_id)
+        if not path:
+            raise StorageError(f"storage driver {self.driver_name} returned no path for {driver_id}")
+        return path
+
+    def unmount(self, driver_id):
+        self.hook.storage_unmount(id=driver_id)

@@ -1,0 +1,141 @@
+"""Storage driver hook specs (graphdriver-shaped, snapshotter-minded).
+
+A storage driver keeps *layers*: directory trees identified by an opaque ``id``
+chosen by the core (lowercase hex, at most 64 characters).  A layer may have a
+``parent``; the child then starts as an exact copy of the parent, and later
+changes to the child never show in the parent.  Image layers are created once,
+filled by :func:`storage_apply_diff` and never written again; a container's
+writable layer is the child of its image's top layer.
+
+General rules, for every hook below:
+
+* ``home`` is a directory the driver owns exclusively (``<data-root>/storage/<name>``);
+  it exists before :func:`storage_init` is called.  Keep all state under it.
+* Hooks are called from worker threads, never from the daemon's event loop, so
+  they **may block** (disk I/O, mount(2), subprocesses).  The core serialises calls
+  for the same ``id``; calls for different ids may run concurrently.
+* Errors: raise :class:`dockyard.errors.StorageError` (or a subclass) with a
+  message naming the id and what failed; ``LayerNotFound`` for an unknown id.
+  Any other exception is reported as a driver bug.
+* Every hook is ``firstresult``: the first non-``None`` return value wins, which
+  lets the core register fallbacks (``trylast``) for diff/apply_diff/changes/size
+  that work by walking mounted trees, and lets extensions wrap any call
+  (``wrapper=True``).
+"""
+
+from . import hookspec
+
+
+@hookspec(firstresult=True)
+def storage_supported(home, options):
+    """Say whether this driver can run on this machine with ``home`` as its root.
+
+    :param home: ``pathlib.Path`` the driver would own (may not exist yet).
+    :param options: ``dict`` of the driver's options from ``plugins.toml``.
+    :return: ``None`` if usable here, else a one-line reason such as
+        ``"kernel has no aufs"`` or ``"/var/lib/dockyard is not on btrfs"``.
+    Must not change anything on disk. Cheap; may block briefly.
+    """
+
+
+@hookspec(firstresult=True)
+def storage_init(home, options):
+    """Prepare the driver for use (called once, after a positive ``supported``).
+
+    May create directories under ``home``; must be idempotent (it runs at every
+    daemon start, with layers from earlier runs present). Raise ``StorageError``
+    for a bad option, naming it. Return value ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def storage_create(id, parent):
+    """Create layer ``id``; if ``parent`` (an existing id) is given, as its copy.
+
+    :raises StorageError: if ``id`` exists already or ``parent`` is unknown.
+    Nothing may be left behind on failure. Return value ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def storage_remove(id):
+    """Remove layer ``id`` and everything the driver kept for it.
+
+    Idempotent: removing an unknown id is not an error.  The core never removes a
+    layer that has children or is mounted.  Return value ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def storage_mount(id):
+    """Make layer ``id`` available as a directory and return its absolute path (str).
+
+    Reference-counted: each call must be balanced by :func:`storage_unmount`; the
+    second and later mounts return the same path without mounting again.
+    Writes to the path change layer ``id`` only.
+    """
+
+
+@hookspec(firstresult=True)
+def storage_unmount(id):
+    """Release one reference taken by :func:`storage_mount`.
+
+    The last release unmounts. Unmounting an id that is not mounted is not an
+    error (idempotent). Return value ignored.
+    """
+
+
+@hookspec(firstresult=True)
+def storage_exists(id):
+    """Return ``True`` if layer ``id`` exists, else ``False``."""
+
+
+@hookspec(firstresult=True)
+def storage_diff(id, parent):
+    """Return the changes of ``id`` relative to ``parent`` as an uncompressed tar.
+
+    :return: a readable binary file object (the caller closes it) holding an OCI
+        layer tar: added and changed files, deletions as ``.wh.<name>`` entries and
+        a directory whose lower content is hidden as ``<dir>/.wh..wh..opq``.
+    ``parent`` ``None`` means everything in ``id``.  The core's fallback mounts
+    both layers and walks them; implement this only for a faster native diff.
+    """
+
+
+@hookspec(firstresult=True)
+def storage_apply_diff(id, parent, stream):
+    """Apply the OCI layer tar read from ``stream`` to the (new, empty) layer ``id``.
+
+    ``id`` was just created as a child of ``parent``.  Whiteouts (``.wh.*``) delete
+    what the parent had; entries may not escape the layer (``..``, absolute links
+    pointing out are kept as links but never followed).
+    :return: the size in bytes of the applied content (int).
+    :raises StorageError: for a corrupt or unsafe tar; the layer is then left to
+        the caller to remove.  The core's fallback mounts ``id`` and extracts into it.
+    """
+
+
+@hookspec(firstresult=True)
+def storage_changes(id, parent):
+    """Return the list of changes of ``id`` relative to ``parent``.
+
+    :return: ``list`` of ``(path, kind)``, ``path`` absolute inside the layer
+        (``"/etc/passwd"``), ``kind`` 0 = modified, 1 = added, 2 = deleted
+        (Docker's ``ChangeType`` numbers), sorted by path.
+    """
+
+
+@hookspec(firstresult=True)
+def storage_size(id, parent):
+    """Return the size in bytes of what ``id`` adds to ``parent`` (int)."""
+
+
+@hookspec(firstresult=True)
+def storage_status():
+    """Return a ``list`` of ``[key, value]`` string pairs describing the driver,
+    shown by ``/info`` as ``DriverStatus`` (e.g. ``[["Backing Filesystem", "ext4"]]``)."""
+
+
+@hookspec(firstresult=True)
+def storage_cleanup():
+    """Unmount everything this driver mounted (daemon shutdown). Idempotent."""

@@ -1,0 +1,232 @@
+"""Loading drivers and extensions: stevedore finds them, pluggy checks and calls them.
+
+* :func:`installed` lists the entry points of a kind (stevedore ``ExtensionManager``).
+* :func:`load_driver` loads one driver by name (stevedore ``DriverManager``),
+  registers it in a fresh :class:`pluggy.PluginManager` holding that kind's hook
+  specs, and validates it (``check_pending()`` plus the required hooks), so a
+  misspelled hook or a wrong signature fails here, at load time.
+* :func:`select_driver` walks a priority list: unsupported drivers are skipped,
+  every other error stops start-up; a data root that already holds a driver's
+  state keeps that driver (Docker's "prior state wins").
+* :func:`load_extensions` registers ``dockyard.plugins`` extensions in every slot
+  whose hooks they implement (wrappers around driver calls) and in the events slot.
+"""
+
+import inspect
+from pathlib import Path
+
+import attrs
+import pluggy
+
+from . import hookspecs
+from .errors import ConfigError, DriverUnsupported, PluginError
+from .hookspecs import GROUPS, PROJECT
+from .hookspecs import exec as exec_specs
+from .hookspecs import extensions as extension_specs
+from .hookspecs import network as network_specs
+from .hookspecs import storage as storage_specs
+
+SPECS = {"storage": storage_specs, "exec": exec_specs, "network": network_specs}
+
+#: Hooks a driver must implement itself (the others are optional or have fallbacks).
+REQUIRED = {
+    "storage": ("supported", "init", "create", "remove", "mount", "unmount", "exists"),
+    "exec": ("supported", "init", "create", "start", "state", "kill", "wait", "delete", "restore"),
+    "network": ("supported", "init", "attach", "detach"),
+}
+
+
+@attrs.define
+class Slot:
+    """One loaded driver in its own plugin manager."""
+
+    kind: str
+    name: str
+    pm: pluggy.PluginManager
+    driver: object
+    home: Path
+    options: dict
+
+    @property
+    def hook(self):
+        return self.pm.hook
+
+    def supported(self):
+        """``None`` if the driver can run here, else its reason (a string)."""
+        call = getattr(self.pm.hook, f"{self.kind}_supported")
+        try:
+            return call(home=self.home, options=self.options)
+        except Exception as exc:  # a crashing check is a reason, not a crash
+            return f"support check failed: {exc}"
+
+    def init(self):
+        self.home.mkdir(parents=True, exist_ok=True)
+        getattr(self.pm.hook, f"{self.kind}_init")(home=self.home, options=self.options)
+
+
+def _entry_points(group):
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=group)}
+
+
+def installed(kind):
+    """Names of every installed driver (or extension, kind ``plugins``), sorted."""
+    return sorted(_entry_points(GROUPS[kind]))
+
+
+def new_manager(kind):
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(SPECS[kind])
+    return pm
+
+
+def _hook_names(obj):
+    return [n for n in dir(obj) if getattr(getattr(obj, n, None), f"{PROJECT}_impl", None) is not None]
+
+
+def _load_class(kind, name, source):
+    from stevedore import DriverManager
+    from stevedore.exception import NoMatches
+
+    def failed(_manager, entrypoint, exc):
+        raise PluginError(f"{kind} driver {name!r} ({entrypoint.value}) failed to import: {exc}") from exc
+
+    try:
+        return DriverManager(
+            GROUPS[kind], name, on_load_failure_callback=failed, warn_on_missing_entrypoint=False
+        ).driver
+    except NoMatches:
+        choices = ", ".join(installed(kind)) or "none installed"
+        raise ConfigError(f"{source}: {kind}.driver: unknown driver {name!r} (choices: {choices})") from None
+
+
+def register_driver(kind, name, driver, home, options=None):
+    """Register an already built driver object in a new slot and validate it."""
+    pm = new_manager(kind)
+    where = f"{type(driver).__module__}.{type(driver).__qualname__}"
+    try:
+        pm.register(driver, name=name)
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginError(f"{kind} driver {name!r} ({where}) rejected: {exc}") from None
+    have = set(_hook_names(driver))
+    missing = [f"{kind}_{h}" for h in REQUIRED[kind] if f"{kind}_{h}" not in have]
+    if missing:
+        raise PluginError(f"{kind} driver {name!r} ({where}) rejected: missing hook(s) {', '.join(missing)}")
+    return Slot(kind, name, pm, driver, Path(home), dict(options or {}))
+
+
+def load_driver(kind, name, home, options=None, source="<config>"):
+    """Load driver ``name`` of ``kind`` into its own plugin manager (not initialised)."""
+    factory = _load_class(kind, name, source)
+    try:
+        driver = factory() if inspect.isclass(factory) or callable(factory) else factory
+    except Exception as exc:
+        raise PluginError(f"{kind} driver {name!r} failed to start: {exc}") from exc
+    return register_driver(kind, name, driver, home, options)
+
+
+def _prior_state(home_root, names):
+    """Driver names (from ``names``) whose home under ``home_root`` holds data."""
+    found = []
+    for name in names:
+        home = Path(home_root) / name
+        if home.is_dir() and any(home.iterdir()):
+            found.append(name)
+    return found
+
+
+def select_driver(kind, names, home_root, options, source="<config>", prior_wins=False):
+    """Return the initialised :class:`Slot` of the first usable driver in ``names``.
+
+    ``home_root / name`` is each driver's home.  A driver that is unsupported here
+    is skipped when it is one of several, refused when it is the only one named.
+    With ``prior_wins`` (storage), a driver whose home already holds data is kept.
+    """
+    names = list(names)
+    for name in names:  # refuse unknown names before anything else
+        if name not in installed(kind):
+            choices = ", ".join(installed(kind)) or "none installed"
+            raise ConfigError(f"{source}: {kind}.driver: unknown driver {name!r} (choices: {choices})")
+    if prior_wins and len(names) > 1:
+        prior = _prior_state(home_root, installed(kind))
+        if len(prior) > 1:
+            raise ConfigError(
+                f"{home_root} holds data of several {kind} drivers ({', '.join(prior)}); "
+                f"name one with --{kind}-driver"
+            )
+        if prior:
+            names = prior
+    reasons = []
+    for name in names:
+        slot = load_driver(kind, name, Path(home_root) / name, options.get(name, {}), source)
+        reason = slot.supported()
+        if reason is None:
+            return slot
+        if len(names) == 1:
+            raise DriverUnsupported(kind, name, reason)
+        reasons.append(f"{name}: {reason}")
+    raise PluginError(f"no {kind} driver of {names} is supported here ({'; '.join(reasons)})")
+
+
+class _KindView:
+    """The hook implementations of an extension that belong to one slot."""
+
+    def __init__(self, obj, prefix):
+        for name in _hook_names(obj):
+            if name.startswith(prefix):
+                setattr(self, name, getattr(obj, name))
+
+
+def load_extensions(config, slots):
+    """Load the enabled extensions and register them; return the events manager.
+
+    ``slots`` is an iterable of :class:`Slot` whose managers receive the extensions'
+    driver-hook wrappers.
+    """
+    events = pluggy.PluginManager(PROJECT)
+    events.add_hookspecs(extension_specs)
+    available = _entry_points(GROUPS["plugins"])
+    wanted = sorted(available) if "*" in config.enable else list(config.enable)
+    for name in wanted:
+        if name not in available:
+            raise ConfigError(
+                f"{config.source}: plugins.enable: unknown extension {name!r} "
+                f"(choices: {', '.join(sorted(available)) or 'none installed'})"
+            )
+    prefixes = [("dockyard_", events)] + [(f"{slot.kind}_", slot.pm) for slot in slots]
+    for name in wanted:
+        if name in config.block:
+            continue
+        try:
+            factory = available[name].load()
+            obj = factory(**config.plugin_options.get(name, {})) if inspect.isclass(factory) else factory
+        except Exception as exc:
+            raise PluginError(f"extension {name!r} failed to load: {exc}") from exc
+        register_extension(name, obj, prefixes)
+    return events
+
+
+def register_extension(name, obj, prefixes):
+    """Register extension ``obj`` in each manager whose hooks it names.
+
+    ``prefixes`` is a list of ``(hook name prefix, plugin manager)``.
+    """
+    known = set(SPECS) | {"dockyard"}
+    for hook in _hook_names(obj):
+        if hook.split("_", 1)[0] not in known:
+            raise PluginError(f"extension {name!r} rejected: unknown hook {hook!r}")
+    for prefix, pm in prefixes:
+        view = _KindView(obj, prefix)
+        if not vars(view):
+            continue
+        try:
+            pm.register(view, name=f"{name}:{prefix.rstrip('_')}")
+            pm.check_pending()
+        except pluggy.PluginValidationError as exc:
+            pm.unregister(view)
+            raise PluginError(f"extension {name!r} rejected: {exc}") from None
+
+
+__all__ = ["Slot", "installed", "load_driver", "register_driver", "select_driver", "load_extensions", "hookspecs"]

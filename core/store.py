@@ -1,0 +1,96 @@
+"""The metadata store: one SQLite database in WAL mode under the data root.
+
+Images, tags, layers and containers live here so that a crash leaves them
+consistent: every change that touches several rows happens in one transaction
+(``with store.tx() as db:``).  Each thread gets its own connection.
+"""
+
+import json
+import sqlite3
+import threading
+from contextlib import contextmanager
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS layers (
+    chain_id TEXT PRIMARY KEY,          -- sha256:... of the layer chain
+    driver_id TEXT NOT NULL UNIQUE,     -- the storage driver's opaque id
+    parent TEXT REFERENCES layers(chain_id),
+    diff_id TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    id TEXT PRIMARY KEY,                -- sha256:... of the config
+    config TEXT NOT NULL,               -- the exact config JSON bytes
+    top_layer TEXT REFERENCES layers(chain_id),
+    created TEXT NOT NULL,
+    last_tag_time TEXT
+);
+CREATE TABLE IF NOT EXISTS tags (
+    ref TEXT PRIMARY KEY,               -- familiar name:tag, e.g. busybox:latest
+    image_id TEXT NOT NULL REFERENCES images(id)
+);
+CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    image_id TEXT NOT NULL REFERENCES images(id),
+    data TEXT NOT NULL                  -- JSON: config, host config, state
+);
+"""
+
+
+class Store:
+    def __init__(self, path):
+        self.path = str(path)
+        self._local = threading.local()
+        with self.tx() as db:
+            db.executescript(SCHEMA)
+
+    def _conn(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def tx(self):
+        """A write transaction (``BEGIN IMMEDIATE``), committed on success."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def query(self, sql, *args):
+        return self._conn().execute(sql, args).fetchall()
+
+    def one(self, sql, *args):
+        return self._conn().execute(sql, args).fetchone()
+
+    # small helpers used across the engine
+    def get_meta(self, key, default=None):
+        row = self.one("SELECT value FROM meta WHERE key=?", key)
+        return row["value"] if row else default
+
+    def set_meta(self, key, value):
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    def close(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def dumps(obj):
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True)
