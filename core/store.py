@@ -44,8 +44,7 @@ class Store:
     def __init__(self, path):
         self.path = str(path)
         self._local = threading.local()
-        with self.tx() as db:
-            db.executescript(SCHEMA)
+        self._conn().executescript(SCHEMA)  # idempotent DDL; executescript commits itself
 
     def _conn(self):
         conn = getattr(self._local, "conn", None)

@@ -1,0 +1,558 @@
+"""Safe extraction of OCI/Docker layer tars, and writing layer tars of directories.
+
+:func:`extract` applies a layer tar stream (plain, gzip, bzip2 or xz, detected
+automatically, read strictly sequentially) to a directory:
+
+* no entry may leave the destination: absolute names and ``..`` components are
+  refused, parent directories are opened one component at a time with
+  ``O_NOFOLLOW`` (a parent that is a symlink is refused, so a symlink written by
+  the layer -- or present below it -- is never followed), and hard links must name
+  a path inside the destination;
+* modes, owners (when running as root), mtimes, symlinks, hard links, devices,
+  fifos and ``SCHILY.xattr.*`` PAX xattrs are preserved (``trusted.overlay.*``
+  xattrs are never taken from a tar);
+* OCI whiteouts are handed to a :class:`Whiteouts` strategy: the default deletes
+  what they name, :class:`OverlayWhiteouts` turns them into overlayfs whiteouts.
+
+Anything unsafe raises :class:`UnsafeTarError`, anything corrupt (truncated or
+undecodable stream) :class:`~dockyard.errors.StorageError`, both naming the entry.
+
+:class:`TarWriter` writes entries of a directory tree as an uncompressed PAX tar
+(hard links within one tar are kept as links); :func:`write_tar` tars a whole tree.
+:func:`differs` is Docker's rule for "this file changed" used by layer diffs.
+"""
+
+import errno
+import lzma
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import zlib
+
+from .errors import StorageError
+
+WHITEOUT_PREFIX = ".wh."
+WHITEOUT_META_PREFIX = ".wh..wh."
+WHITEOUT_OPAQUE = ".wh..wh..opq"
+OVERLAY_XATTR_PREFIX = "trusted.overlay."
+OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
+PAX_XATTR = "SCHILY.xattr."
+CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_SKIP_XATTRS = ("security.selinux",)
+
+
+class UnsafeTarError(StorageError):
+    """A tar entry would write outside the destination or through a symlink."""
+
+    def __init__(self, name, reason):
+        super().__init__(f"unsafe layer tar entry {name!r}: {reason}")
+        self.name, self.reason = name, reason
+
+
+def clean_name(name):
+    """Return ``name`` as a relative ``a/b/c`` path ('' for the root) or raise."""
+    if "\x00" in name:
+        raise UnsafeTarError(name, "NUL in name")
+    if name.startswith("/"):
+        raise UnsafeTarError(name, "absolute path")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UnsafeTarError(name, "'..' component")
+    return "/".join(parts)
+
+
+def is_whiteout_dev(st):
+    """``True`` for an overlayfs whiteout: a 0/0 character device."""
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+
+
+def _remove(dir_fd, name):
+    """Remove ``name`` (any type; directories recursively) inside ``dir_fd``."""
+    try:
+        st = os.lstat(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        shutil.rmtree(name, dir_fd=dir_fd)
+    else:
+        os.unlink(name, dir_fd=dir_fd)
+
+
+class Whiteouts:
+    """Whiteout strategy for a tree that *contains* the lower content (vfs, naive):
+    ``.wh.NAME`` deletes NAME, an opaque marker deletes whatever of the directory
+    this layer did not itself unpack (OCI: whiteouts apply to lower layers only)."""
+
+    #: make missing parent directories of a whiteout (else: nothing to delete)
+    create_parents = False
+
+    def whiteout(self, dir_fd, name, rel, unpacked):
+        if rel not in unpacked:
+            _remove(dir_fd, name)
+
+    def opaque(self, dir_fd, rel, unpacked):
+        for name in os.listdir(dir_fd):
+            child = f"{rel}/{name}" if rel else name
+            if child not in unpacked:
+                _remove(dir_fd, name)
+                continue
+            st = os.lstat(name, dir_fd=dir_fd)
+            if stat.S_ISDIR(st.st_mode):  # kept (unpacked or ancestor of unpacked)
+                fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+                try:
+                    self.opaque(fd, child, unpacked)
+                finally:
+                    os.close(fd)
+
+    def implied_dir(self, rel):
+        """``os.stat_result`` to copy onto a parent directory the tar does not
+        list, or ``None`` for root:root 0755."""
+        return None
+
+
+class OverlayWhiteouts(Whiteouts):
+    """Whiteout strategy for an overlayfs upper directory: ``.wh.NAME`` becomes a
+    0/0 character device, an opaque marker the ``trusted.overlay.opaque=y`` xattr.
+    ``lower_stat(rel)`` (optional) gives the metadata of implied parents."""
+
+    create_parents = True
+
+    def __init__(self, lower_stat=None):
+        self._lower_stat = lower_stat
+
+    def whiteout(self, dir_fd, name, rel, unpacked):
+        if rel in unpacked:
+            return
+        _remove(dir_fd, name)
+        os.mknod(name, stat.S_IFCHR | 0o000, 0, dir_fd=dir_fd)
+
+    def opaque(self, dir_fd, rel, unpacked):
+        os.setxattr(dir_fd, OVERLAY_OPAQUE_XATTR, b"y")
+
+    def implied_dir(self, rel):
+        return self._lower_stat(rel) if self._lower_stat else None
+
+
+class _TarInfo(tarfile.TarInfo):
+    """Turns tarfile's silent stop on a truncated header into an error."""
+
+    @classmethod
+    def fromtarfile(cls, tarfile_):
+        try:
+            return super().fromtarfile(tarfile_)
+        except tarfile.TruncatedHeaderError as exc:
+            raise StorageError(f"corrupt layer tar: truncated header ({exc})") from None
+
+
+class _Counting:
+    def __init__(self, raw):
+        self.raw, self.count = raw, 0
+
+    def read(self, n=-1):
+        data = self.raw.read(n)
+        self.count += len(data)
+        return data
+
+
+def _ns(mtime):
+    return int(mtime) * 1_000_000_000 if isinstance(mtime, int) else int(round(mtime * 1e9))
+
+
+class _Extractor:
+    def __init__(self, dest, whiteouts, same_owner):
+        self.root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self.wh = whiteouts
+        self.same_owner = os.geteuid() == 0 if same_owner is None else same_owner
+        self.unpacked = set()
+        self.dirs = {}  # rel -> TarInfo, metadata applied at the end
+        self.size = 0
+
+    def close(self):
+        os.close(self.root)
+
+    def open_dir(self, rel, entry, create):
+        """Open directory ``rel`` without following symlinks; ``None`` if missing
+        (or not a directory) and not ``create``."""
+        fd = os.dup(self.root)
+        done = []
+        try:
+            for part in rel.split("/") if rel else ():
+                done.append(part)
+                try:
+                    new = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        os.close(fd)
+                        return None
+                    self._implied(fd, part, "/".join(done))
+                    new = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    st = os.lstat(part, dir_fd=fd)
+                    if stat.S_ISLNK(st.st_mode):
+                        raise UnsafeTarError(entry, f"parent {'/'.join(done)!r} is a symlink") from None
+                    if not create:
+                        os.close(fd)
+                        return None
+                    raise UnsafeTarError(entry, f"parent {'/'.join(done)!r} is not a directory") from None
+                os.close(fd)
+                fd = new
+            return fd
+        except BaseException:
+            os.close(fd)
+            raise
+
+    def _implied(self, fd, part, rel):
+        os.mkdir(part, 0o755, dir_fd=fd)
+        self.unpacked.add(rel)
+        st = self.wh.implied_dir(rel)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            if self.same_owner:
+                os.chown(part, st.st_uid, st.st_gid, dir_fd=fd, follow_symlinks=False)
+            os.chmod(part, stat.S_IMODE(st.st_mode), dir_fd=fd)
+            os.utime(part, ns=(st.st_mtime_ns, st.st_mtime_ns), dir_fd=fd, follow_symlinks=False)
+
+    def run(self, stream):
+        counting = _Counting(stream)
+        try:
+            tar = tarfile.open(fileobj=counting, mode="r|*", tarinfo=_TarInfo)
+        except tarfile.ReadError as exc:
+            if counting.count == 0:
+                return 0  # a zero-byte stream: an empty layer
+            raise StorageError(f"corrupt layer tar: {exc}") from None
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
+            raise StorageError(f"corrupt layer tar: {exc}") from None
+        name = "<start>"
+        try:
+            with tar:
+                for ti in tar:
+                    name = ti.name
+                    self.entry(tar, ti)
+            self.finish()
+            while counting.read(CHUNK):  # drain padding so callers can digest it all
+                pass
+        except StorageError:
+            raise
+        except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
+            raise StorageError(f"corrupt layer tar at entry {name!r}: {exc}") from None
+        except OSError as exc:
+            raise StorageError(f"extracting layer tar entry {name!r}: {exc}") from None
+        return self.size
+
+    def _mark(self, rel):
+        while rel and rel not in self.unpacked:
+            self.unpacked.add(rel)
+            rel = rel.rpartition("/")[0]
+
+    def entry(self, tar, ti):
+        rel = clean_name(ti.name)
+        parent, _, base = rel.rpartition("/")
+        if base.startswith(WHITEOUT_PREFIX):
+            return self.whiteout(ti.name, parent, base)
+        if not rel:
+            if not ti.isdir():
+                raise UnsafeTarError(ti.name, "the root must be a directory")
+            self.dirs[rel] = ti
+            return
+        dfd = self.open_dir(parent, ti.name, create=True)
+        try:
+            self.create(tar, ti, dfd, rel, base)
+        finally:
+            os.close(dfd)
+        self._mark(rel)
+
+    def whiteout(self, name, parent, base):
+        if base.startswith(WHITEOUT_META_PREFIX) and base != WHITEOUT_OPAQUE:
+            return  # aufs metadata (.wh..wh.plnk etc.): nothing to apply
+        target = base[len(WHITEOUT_PREFIX):]
+        if base != WHITEOUT_OPAQUE and target in ("", ".", ".."):
+            raise UnsafeTarError(name, "bad whiteout name")
+        dfd = self.open_dir(parent, name, create=self.wh.create_parents)
+        if dfd is None:
+            return  # nothing there to hide
+        try:
+            if base == WHITEOUT_OPAQUE:
+                self.wh.opaque(dfd, parent, self.unpacked)
+            else:
+                self.wh.whiteout(dfd, target, f"{parent}/{target}" if parent else target, self.unpacked)
+        finally:
+            os.close(dfd)
+
+    def create(self, tar, ti, dfd, rel, base):
+        try:
+            old = os.lstat(base, dir_fd=dfd)
+        except FileNotFoundError:
+            old = None
+        if ti.isdir():
+            if old is not None and not stat.S_ISDIR(old.st_mode):
+                os.unlink(base, dir_fd=dfd)
+                old = None
+            if old is None:
+                os.mkdir(base, 0o700, dir_fd=dfd)
+            self.dirs[rel] = ti
+            return
+        if ti.islnk():  # validate before removing anything
+            try:
+                target = clean_name(ti.linkname)
+            except UnsafeTarError as exc:
+                raise UnsafeTarError(ti.name, f"hard link target {ti.linkname!r}: {exc.reason}") from None
+            if not target or target == rel:
+                raise UnsafeTarError(ti.name, f"bad hard link target {ti.linkname!r}")
+        if old is not None:
+            _remove(dfd, base)
+            self.dirs.pop(rel, None)
+        mode = ti.mode & 0o7777
+        if ti.isreg():
+            fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=dfd)
+            try:
+                src = tar.extractfile(ti)
+                left = ti.size
+                while left > 0:
+                    chunk = src.read(min(CHUNK, left))
+                    if not chunk:
+                        raise StorageError(f"corrupt layer tar: {ti.name!r} is truncated")
+                    _write_all(fd, chunk)
+                    left -= len(chunk)
+                self.size += ti.size
+                if self.same_owner:
+                    os.fchown(fd, ti.uid, ti.gid)
+                os.fchmod(fd, mode)
+                self._xattrs(ti, fd)
+                os.utime(fd, ns=(_ns(ti.mtime),) * 2)
+            finally:
+                os.close(fd)
+            return
+        if ti.islnk():
+            tparent, _, tbase = target.rpartition("/")
+            tfd = self.open_dir(tparent, ti.name, create=False)
+            if tfd is None:
+                raise StorageError(f"layer tar entry {ti.name!r}: hard link target {ti.linkname!r} missing")
+            try:
+                os.link(tbase, base, src_dir_fd=tfd, dst_dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise StorageError(f"layer tar entry {ti.name!r}: hard link target {ti.linkname!r} missing") from None
+            finally:
+                os.close(tfd)
+            return
+        if ti.issym():
+            os.symlink(ti.linkname, base, dir_fd=dfd)
+        elif ti.ischr() or ti.isblk() or ti.isfifo():
+            kind = stat.S_IFCHR if ti.ischr() else stat.S_IFBLK if ti.isblk() else stat.S_IFIFO
+            try:
+                os.mknod(base, kind | mode, os.makedev(ti.devmajor, ti.devminor), dir_fd=dfd)
+            except PermissionError:
+                if os.geteuid() == 0:
+                    raise
+                return  # unprivileged: devices cannot be made; skip like rootless Docker
+            os.chmod(base, mode, dir_fd=dfd)
+        else:
+            raise StorageError(f"layer tar entry {ti.name!r}: unsupported type {ti.type!r}")
+        if self.same_owner:
+            os.chown(base, ti.uid, ti.gid, dir_fd=dfd, follow_symlinks=False)
+        self._xattrs(ti, f"/proc/self/fd/{dfd}/{base}")
+        os.utime(base, ns=(_ns(ti.mtime),) * 2, dir_fd=dfd, follow_symlinks=False)
+
+    def _xattrs(self, ti, target):
+        for key, value in ti.pax_headers.items():
+            if not key.startswith(PAX_XATTR):
+                continue
+            name = key[len(PAX_XATTR):]
+            if name.startswith(OVERLAY_XATTR_PREFIX) or name in _SKIP_XATTRS:
+                continue
+            data = value.encode("utf-8", "surrogateescape")
+            try:
+                if isinstance(target, int):
+                    os.setxattr(target, name, data)
+                else:
+                    os.setxattr(target, name, data, follow_symlinks=False)
+            except OSError as exc:  # best effort: the file system may refuse
+                if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EINVAL, errno.EACCES, errno.ERANGE):
+                    raise
+
+    def finish(self):
+        for rel, ti in self.dirs.items():
+            fd = self.open_dir(rel, ti.name, create=False)
+            if fd is None:
+                continue
+            try:
+                if self.same_owner:
+                    os.fchown(fd, ti.uid, ti.gid)
+                os.fchmod(fd, ti.mode & 0o7777)
+                self._xattrs(ti, fd)
+                os.utime(fd, ns=(_ns(ti.mtime),) * 2)
+            finally:
+                os.close(fd)
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def extract(stream, dest, *, whiteouts=None, same_owner=None):
+    """Apply the layer tar read from ``stream`` to directory ``dest``.
+
+    :param whiteouts: a :class:`Whiteouts` strategy (default: delete).
+    :param same_owner: restore uid/gid (default: when running as root).
+    :return: the number of bytes of regular-file content written.
+    :raises UnsafeTarError, StorageError: see the module doc.  What was extracted
+        before the error stays; nothing is written outside ``dest``.
+    """
+    try:
+        ex = _Extractor(dest, whiteouts or Whiteouts(), same_owner)
+    except OSError as exc:
+        raise StorageError(f"cannot extract a layer tar into {dest}: {exc}") from exc
+    try:
+        return ex.run(stream)
+    finally:
+        ex.close()
+
+
+# ---------------------------------------------------------------- writing tars
+
+
+def read_xattrs(path):
+    """Xattrs of ``path`` (not following symlinks) worth putting in a layer tar."""
+    out = {}
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:
+        return out
+    for name in names:
+        if name.startswith(OVERLAY_XATTR_PREFIX) or name in _SKIP_XATTRS:
+            continue
+        try:
+            out[name] = os.getxattr(path, name, follow_symlinks=False)
+        except OSError:
+            continue
+    return out
+
+
+class TarWriter:
+    """Writes layer-tar entries, one path at a time, to a binary file object."""
+
+    def __init__(self, fileobj):
+        self.tar = tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT)
+        self._inodes = {}
+
+    def add(self, root, rel, st=None):
+        """Add ``root/rel`` as entry ``rel`` (not recursive); sockets are skipped."""
+        path = os.path.join(root, rel)
+        st = st or os.lstat(path)
+        ti = tarfile.TarInfo(rel)
+        ti.mode, ti.uid, ti.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+        ti.mtime, ti.uname, ti.gname = int(st.st_mtime), "", ""
+        fmt = stat.S_IFMT(st.st_mode)
+        if fmt == stat.S_IFREG:
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in self._inodes:
+                ti.type, ti.linkname = tarfile.LNKTYPE, self._inodes[key]
+            elif st.st_nlink > 1:
+                self._inodes[key] = rel
+        elif fmt == stat.S_IFDIR:
+            ti.type = tarfile.DIRTYPE
+        elif fmt == stat.S_IFLNK:
+            ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(path)
+        elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
+            ti.type = tarfile.CHRTYPE if fmt == stat.S_IFCHR else tarfile.BLKTYPE
+            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+        elif fmt == stat.S_IFIFO:
+            ti.type = tarfile.FIFOTYPE
+        else:
+            return
+        for name, value in read_xattrs(path).items():
+            ti.pax_headers[PAX_XATTR + name] = value.decode("utf-8", "surrogateescape")
+        if ti.type == tarfile.REGTYPE:
+            ti.size = st.st_size
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
+                self.tar.addfile(ti, f)
+        else:
+            self.tar.addfile(ti)
+
+    def _marker(self, rel):
+        ti = tarfile.TarInfo(rel)
+        ti.mode, ti.mtime, ti.uname, ti.gname = 0o644, 0, "", ""
+        self.tar.addfile(ti)
+
+    def add_whiteout(self, rel):
+        """Record the deletion of ``rel`` as ``dir/.wh.name``."""
+        parent, _, base = rel.rpartition("/")
+        self._marker(f"{parent}/{WHITEOUT_PREFIX}{base}" if parent else WHITEOUT_PREFIX + base)
+
+    def add_opaque(self, rel_dir):
+        """Record that directory ``rel_dir`` hides its lower content."""
+        self._marker(f"{rel_dir}/{WHITEOUT_OPAQUE}" if rel_dir else WHITEOUT_OPAQUE)
+
+    def close(self):
+        self.tar.close()
+
+
+def walk(root, rel=""):
+    """Yield ``(rel, lstat)`` for everything below ``root/rel``, parents first,
+    names sorted; symlinks are not followed."""
+    base = os.path.join(root, rel) if rel else root
+    with os.scandir(base) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for e in entries:
+        crel = f"{rel}/{e.name}" if rel else e.name
+        st = e.stat(follow_symlinks=False)
+        yield crel, st
+        if stat.S_ISDIR(st.st_mode):
+            yield from walk(root, crel)
+
+
+def spool():
+    """A temporary binary file for tars (memory first, disk past 16 MiB)."""
+    return tempfile.SpooledTemporaryFile(max_size=16 << 20)
+
+
+def write_tar(root, fileobj=None):
+    """Write everything below ``root`` as a layer tar; return the file object
+    rewound to 0 (a new spooled temporary file unless ``fileobj`` is given)."""
+    out = fileobj if fileobj is not None else spool()
+    writer = TarWriter(out)
+    for rel, st in walk(root):
+        writer.add(root, rel, st)
+    writer.close()
+    out.seek(0)
+    return out
+
+
+# ---------------------------------------------------------------- comparing
+
+
+def _same_time(a_ns, b_ns):
+    """Docker's ``sameFsTime``: equal, or equal seconds with one side truncated."""
+    if a_ns == b_ns:
+        return True
+    return a_ns // 10**9 == b_ns // 10**9 and (a_ns % 10**9 == 0 or b_ns % 10**9 == 0)
+
+
+def differs(old_path, old, new_path, new):
+    """Docker's rule for a changed entry: mode, owner, device or (non-directories)
+    size, mtime, symlink target or ``security.capability`` differ."""
+    if (old.st_mode, old.st_uid, old.st_gid, old.st_rdev) != (new.st_mode, new.st_uid, new.st_gid, new.st_rdev):
+        return True
+    if stat.S_ISDIR(new.st_mode):
+        return False
+    if old.st_size != new.st_size or not _same_time(old.st_mtime_ns, new.st_mtime_ns):
+        return True
+    if stat.S_ISLNK(new.st_mode):
+        return os.readlink(old_path) != os.readlink(new_path)
+    if stat.S_ISREG(new.st_mode):
+        return _capability(old_path) != _capability(new_path)
+    return False
+
+
+def _capability(path):
+    try:
+        return os.getxattr(path, "security.capability", follow_symlinks=False)
+    except OSError:
+        return None

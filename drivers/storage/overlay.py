@@ -1,0 +1,382 @@
+"""The ``overlay`` storage driver (Docker's overlay2 layout).
+
+Layout under ``home``::
+
+    l/<short>            symlink to ../<id>/diff (26-char names keep mount options short)
+    <id>/diff/           the layer's own content (the overlay upper directory)
+    <id>/link            <short>
+    <id>/lower           l/<short of parent>:l/<short of grandparent>:...  (no file: no parent)
+    <id>/work/ merged/   overlay work directory and mount point
+    <id>/mounts          the mount reference count, while mounted
+
+A layer without parent is "mounted" by returning its ``diff`` directory; any
+other is an overlay mount at ``merged`` whose options name the lower layers by
+their ``l/`` links *relative to home*: overlayfs resolves them against the cwd of
+the mounting thread, which :data:`~dockyard.drivers.storage.common.CWD_RUNNER`
+sets without moving the daemon's other threads.  A 130-layer chain fits in the
+one-page limit of mount(2) options.
+
+Mounts are reference-counted in memory and in ``<id>/mounts``; a mount found in
+``/proc/self/mountinfo`` (left by an earlier daemon) is adopted, never doubled.
+
+Native diff, changes, size and apply_diff work on ``diff`` directly, converting
+between OCI whiteouts (``.wh.name``, ``.wh..wh..opq``) and overlay ones (0/0
+character devices, ``trusted.overlay.opaque=y``), whenever ``parent`` is the
+layer's own parent; otherwise they return ``None`` and the core's naive fallback
+runs.  ``index``, ``redirect_dir`` and ``metacopy`` are forced off when the
+kernel enables them by default, so the upper directory always holds whole files.
+
+Options (``[storage.options.overlay]``): ``mountopt`` = extra mount options.
+"""
+
+import base64
+import os
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+from dockyard.errors import LayerNotFound, StorageError
+from dockyard.hookspecs import hookimpl
+from dockyard.safetar import OverlayWhiteouts, TarWriter, differs, extract, is_whiteout_dev, spool, walk
+
+from .common import (CWD_RUNNER, MNT_DETACH, LowerView, RefCounts, backing_fs, check_id, is_mounted, is_opaque,
+                     mount, mounts_under, scan, umount, valid_id)
+
+PAGE = os.sysconf("SC_PAGE_SIZE")
+UNSUPPORTED_FS = ("overlay", "aufs", "zfs", "ecryptfs")
+RESERVED = ("l",)
+ADDED, MODIFIED, DELETED = 1, 0, 2
+
+
+def _has_overlay():
+    try:
+        with open("/proc/filesystems") as f:
+            return any(line.split()[-1:] == ["overlay"] for line in f)
+    except OSError:
+        return False
+
+
+def _param(name):
+    try:
+        with open(f"/sys/module/overlay/parameters/{name}") as f:
+            return f.read().strip()
+    except OSError:
+        return "N"
+
+
+def _join(rel, name):
+    return f"{rel}/{name}" if rel else name
+
+
+class OverlayDriver:
+    def __init__(self):
+        self.home = None
+        self.options = ""
+        self.refs = RefCounts(lambda id: self.home / id / "mounts")
+
+    # ------------------------------------------------------------ helpers
+    def _dir(self, id):
+        check_id(id)
+        if id in RESERVED:
+            raise StorageError(f"overlay: layer id {id!r} is reserved")
+        return self.home / id
+
+    def _layer(self, id):
+        d = self._dir(id)
+        if not (d / "diff").is_dir():
+            raise LayerNotFound(f"overlay: layer {id} not found")
+        return d
+
+    def _lower(self, id):
+        try:
+            return (self.home / id / "lower").read_text().strip()
+        except FileNotFoundError:
+            return ""
+
+    def _link(self, id):
+        return (self.home / id / "link").read_text().strip()
+
+    def _lower_dirs(self, id):
+        lower = self._lower(id)
+        return [self.home / p for p in lower.split(":")] if lower else []
+
+    def _direct(self, id, parent):
+        """``True`` if ``parent`` is the layer's own parent (native ops apply)."""
+        lower = self._lower(self._layer(id).name)
+        if parent is None:
+            return not lower
+        try:
+            return lower.split(":")[0] == f"l/{self._link(check_id(parent))}"
+        except OSError:
+            return False
+
+    # ------------------------------------------------------------ lifecycle
+    @hookimpl
+    def storage_supported(self, home, options):
+        if os.geteuid() != 0:
+            return "overlay needs root to mount"
+        if not _has_overlay():
+            try:
+                subprocess.run(["modprobe", "overlay"], capture_output=True, timeout=30)
+            except (OSError, subprocess.SubprocessError):
+                pass
+            if not _has_overlay():
+                return "kernel has no overlay filesystem"
+        fs = backing_fs(home)
+        if fs in UNSUPPORTED_FS:
+            return f"{home} is on {fs}, which cannot hold overlay layers"
+        return None
+
+    @hookimpl
+    def storage_init(self, home, options):
+        options = dict(options or {})
+        extra = options.pop("mountopt", "")
+        if not isinstance(extra, str) or any(c in extra for c in " \n"):
+            raise StorageError(f"overlay option mountopt: {extra!r} is not a comma-separated string")
+        if options:
+            raise StorageError(f"overlay: unknown option(s) {', '.join(sorted(options))} (known: mountopt)")
+        forced = [f"{p}=off" for p in ("index", "redirect_dir", "metacopy") if _param(p) == "Y"]
+        self.options = ",".join(forced + ([extra] if extra else []))
+        self.home = Path(home).resolve()
+        (self.home / "l").mkdir(parents=True, exist_ok=True)
+        for leftover in self.home.glob(".tmp-*"):  # interrupted create/remove
+            shutil.rmtree(leftover, ignore_errors=True)
+        for link in (self.home / "l").iterdir():
+            if not link.exists():
+                link.unlink()
+
+    @hookimpl
+    def storage_create(self, id, parent):
+        final = self._dir(id)
+        if final.exists():
+            raise StorageError(f"overlay: layer {id} exists already")
+        lower = ""
+        if parent is not None:
+            pdir = self._dir(parent)
+            if not (pdir / "diff").is_dir():
+                raise StorageError(f"overlay: cannot create layer {id}: parent {parent} not found")
+            plower = self._lower(parent)
+            lower = f"l/{self._link(parent)}" + (f":{plower}" if plower else "")
+            self._options(id, lower)  # refuse a chain too deep to mount, now
+        stage = Path(tempfile.mkdtemp(prefix=f".tmp-{id}-", dir=self.home))
+        link = None
+        try:
+            (stage / "diff").mkdir()
+            if parent is not None:  # the child starts as an exact copy: same root dir
+                st = os.stat(pdir / "diff")
+                os.chown(stage / "diff", st.st_uid, st.st_gid)
+                os.chmod(stage / "diff", stat.S_IMODE(st.st_mode))
+                os.utime(stage / "diff", ns=(st.st_atime_ns, st.st_mtime_ns))
+            else:
+                os.chmod(stage / "diff", 0o755)
+            (stage / "work").mkdir(0o700)
+            (stage / "merged").mkdir(0o700)
+            if lower:
+                (stage / "lower").write_text(lower)
+            while link is None:
+                short = base64.b32encode(os.urandom(20)).decode()[:26]
+                try:
+                    (self.home / "l" / short).symlink_to(f"../{id}/diff")
+                    link = self.home / "l" / short
+                except FileExistsError:
+                    continue
+            (stage / "link").write_text(short)
+            os.rename(stage, final)
+        except OSError as exc:
+            if link is not None:
+                link.unlink(missing_ok=True)
+            shutil.rmtree(stage, ignore_errors=True)
+            raise StorageError(f"overlay: creating layer {id} failed: {exc}") from exc
+
+    @hookimpl
+    def storage_remove(self, id):
+        d = self._dir(id)
+        if not d.exists():
+            return
+        with self.refs.lock:
+            try:
+                if is_mounted(d / "merged"):
+                    umount(d / "merged", MNT_DETACH)
+            except OSError as exc:
+                raise StorageError(f"overlay: unmounting layer {id} to remove it failed: {exc}") from exc
+            self.refs.forget(id)
+        try:
+            (self.home / "l" / self._link(id)).unlink(missing_ok=True)
+        except OSError:
+            pass
+        trash = Path(tempfile.mkdtemp(prefix=f".tmp-rm-{id}-", dir=self.home))
+        try:
+            os.rename(d, trash / "layer")
+            shutil.rmtree(trash)
+        except OSError as exc:
+            raise StorageError(f"overlay: removing layer {id} failed: {exc}") from exc
+
+    @hookimpl
+    def storage_exists(self, id):
+        return valid_id(id) and id not in RESERVED and (self.home / id / "diff").is_dir()
+
+    # ------------------------------------------------------------ mounts
+    @hookimpl
+    def storage_mount(self, id):
+        d = self._layer(id)
+        lower = self._lower(id)
+        with self.refs.lock:
+            n = self.refs.get(id)
+            if not lower:
+                self.refs.set(id, n + 1)
+                return str(d / "diff")
+            merged = d / "merged"
+            if not is_mounted(merged):  # a count without a mount is stale
+                n = 0
+                self._mount(id, lower, merged)
+            self.refs.set(id, n + 1)  # n == 0 and mounted: adopt an earlier daemon's mount
+            return str(merged)
+
+    def _options(self, id, lower):
+        opts = f"lowerdir={lower},upperdir={id}/diff,workdir={id}/work"
+        if self.options:
+            opts += "," + self.options
+        if len(opts.encode()) >= PAGE:
+            raise StorageError(f"overlay: layer {id} would have too many lower layers "
+                               f"({lower.count(':') + 1}) for the one-page mount options")
+        return opts
+
+    def _mount(self, id, lower, merged):
+        opts = self._options(id, lower)
+        try:
+            CWD_RUNNER.run(self.home, mount, "overlay", str(merged), "overlay", 0, opts)
+        except OSError as exc:
+            raise StorageError(f"overlay: mounting layer {id} failed: {exc.strerror}") from exc
+
+    @hookimpl
+    def storage_unmount(self, id):
+        d = self._dir(id)
+        with self.refs.lock:
+            n = self.refs.get(id)
+            if n > 1:
+                self.refs.set(id, n - 1)
+                return
+            self.refs.set(id, 0)
+            merged = d / "merged"
+            if is_mounted(merged):
+                try:
+                    umount(merged, MNT_DETACH)
+                except OSError as exc:
+                    raise StorageError(f"overlay: unmounting layer {id} failed: {exc.strerror}") from exc
+
+    @hookimpl
+    def storage_cleanup(self):
+        if self.home is None:
+            return
+        with self.refs.lock:
+            for mp in mounts_under(self.home):
+                try:
+                    umount(mp, MNT_DETACH)
+                except OSError:
+                    pass
+            for count in self.home.glob("*/mounts"):
+                count.unlink(missing_ok=True)
+            self.refs = RefCounts(self.refs._state_path)
+
+    @hookimpl
+    def storage_status(self):
+        return [["Backing Filesystem", backing_fs(self.home or "/")], ["Supports d_type", "true"],
+                ["Native Overlay Diff", "true"]]
+
+    # ------------------------------------------------------------ native diffs
+    @hookimpl
+    def storage_apply_diff(self, id, parent, stream):
+        if not self._direct(id, parent):
+            return None
+        view = LowerView(self._lower_dirs(id))
+        return extract(stream, self.home / id / "diff", whiteouts=OverlayWhiteouts(view.lstat))
+
+    @hookimpl
+    def storage_diff(self, id, parent):
+        if not self._direct(id, parent):
+            return None
+        upper = str(self.home / id / "diff")
+        out = spool()
+        try:
+            writer = TarWriter(out)
+            for rel, st in walk(upper):
+                if is_whiteout_dev(st):
+                    writer.add_whiteout(rel)
+                    continue
+                writer.add(upper, rel, st)
+                if stat.S_ISDIR(st.st_mode) and is_opaque(os.path.join(upper, rel)):
+                    writer.add_opaque(rel)
+            writer.close()
+        except OSError as exc:
+            out.close()
+            raise StorageError(f"overlay: diff of layer {id} failed: {exc}") from exc
+        out.seek(0)
+        return out
+
+    @hookimpl
+    def storage_changes(self, id, parent):
+        if not self._direct(id, parent):
+            return None
+        return [("/" + rel, kind) for rel, kind in self._changes(id)]
+
+    @hookimpl
+    def storage_size(self, id, parent):
+        if not self._direct(id, parent):
+            return None
+        upper, size, seen = self.home / id / "diff", 0, set()
+        for rel, kind in self._changes(id):
+            st = os.lstat(upper / rel) if kind != DELETED else None
+            if st is None or stat.S_ISDIR(st.st_mode):
+                continue
+            if st.st_nlink > 1:
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+            size += st.st_size
+        return size
+
+    def _changes(self, id):
+        out = []
+        self._walk(str(self.home / id / "diff"), LowerView(self._lower_dirs(id)), "", False, out)
+        return sorted(out)
+
+    def _walk(self, upper, low, rel, hidden, out):
+        """Changes below directory ``rel``, with the same rules as the naive
+        fallback. ``hidden``: an opaque directory hides the lower one here."""
+        entries = scan(os.path.join(upper, rel) if rel else upper)
+        live = {n: st for n, st in entries.items() if not is_whiteout_dev(st)}
+        if hidden:
+            gone = set(low.listdir(rel)) - set(live)
+        else:
+            gone = {n for n, st in entries.items()
+                    if is_whiteout_dev(st) and low.find(_join(rel, n)) is not None}
+        out.extend((_join(rel, n), DELETED) for n in gone)
+        for name, st in sorted(live.items()):
+            crel = _join(rel, name)
+            path = os.path.join(upper, crel)
+            hit = low.find(crel)
+            is_dir = stat.S_ISDIR(st.st_mode)
+            if hit is None:
+                out.append((crel, ADDED))
+                if is_dir:
+                    self._added(upper, crel, out)
+                continue
+            lpath, lst = hit
+            mark = len(out)
+            changed = differs(lpath, lst, path, st)
+            if changed:
+                out.append((crel, MODIFIED))
+            if is_dir and stat.S_ISDIR(lst.st_mode):
+                inner = len(out)
+                self._walk(upper, low, crel, hidden or is_opaque(path), out)
+                if not changed and len(out) > inner:
+                    out.insert(mark, (crel, MODIFIED))
+            elif is_dir:
+                self._added(upper, crel, out)
+
+    def _added(self, upper, rel, out):
+        for crel, st in walk(upper, rel):
+            if not is_whiteout_dev(st):
+                out.append((crel, ADDED))

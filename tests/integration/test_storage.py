@@ -1,0 +1,174 @@
+"""The storage conformance kit against vfs and overlay, plus overlay specifics."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dockyard.drivers.storage.common import CWD_RUNNER, mountinfo, mounts_under
+from dockyard.drivers.storage.overlay import OverlayDriver
+from dockyard.drivers.storage.vfs import VfsDriver
+from dockyard.errors import DriverUnsupported, StorageError
+from dockyard.testing.storage import StorageConformance, load_storage, make_tar, new_id
+
+DRIVERS = {"vfs": VfsDriver, "overlay": OverlayDriver}
+PARAMS = [pytest.param("overlay", marks=pytest.mark.root), "vfs"]
+
+
+def _load(name, home, options=None):
+    try:
+        return load_storage(DRIVERS[name](), home, options, name=name)
+    except DriverUnsupported as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture
+def no_leftover_mounts(tmp_path):
+    yield
+    assert mounts_under(tmp_path) == [], "mounts left under tmp_path"
+
+
+@pytest.mark.parametrize("driver", PARAMS)
+class TestConformance(StorageConformance):
+    @pytest.fixture
+    def storage(self, driver, tmp_path, no_leftover_mounts):
+        hook = _load(driver, tmp_path / "home")
+        yield hook
+        hook.storage_cleanup()
+
+
+@pytest.fixture
+def overlay(tmp_path, no_leftover_mounts):
+    hook = _load("overlay", tmp_path / "home")
+    yield hook
+    hook.storage_cleanup()
+
+
+def _mount_count(path):
+    return sum(1 for mp, _ in mountinfo() if mp == str(path))
+
+
+@pytest.mark.root
+def test_overlay_chain_of_130_layers(overlay):
+    parent, ids = None, []
+    for i in range(130):
+        id = new_id()
+        overlay.storage_create(id=id, parent=parent)
+        overlay.storage_apply_diff(id=id, parent=parent, stream=make_tar([(f"file{i:03}", "f", b"%d" % i)]))
+        ids.append(id)
+        parent = id
+    root = overlay.storage_mount(id=ids[-1])
+    try:
+        names = sorted(os.listdir(root))
+        assert names == [f"file{i:03}" for i in range(130)]
+        assert Path(root, "file000").read_bytes() == b"0"
+        Path(root, "top").write_text("written at the top")
+    finally:
+        overlay.storage_unmount(id=ids[-1])
+    assert overlay.storage_changes(id=ids[-1], parent=ids[-2]) == [("/file129", 1), ("/top", 1)]
+    for id in reversed(ids):
+        overlay.storage_remove(id=id)
+
+
+@pytest.mark.root
+def test_overlay_layout_and_mount(overlay, tmp_path):
+    home = tmp_path / "home"
+    base, child = new_id(), new_id()
+    overlay.storage_create(id=base, parent=None)
+    overlay.storage_create(id=child, parent=base)
+    short = (home / base / "link").read_text()
+    assert len(short) == 26 and os.readlink(home / "l" / short) == f"../{base}/diff"
+    assert (home / child / "lower").read_text() == f"l/{short}"
+    assert overlay.storage_mount(id=base) == str(home / base / "diff")
+    cwd = os.getcwd()
+    path = overlay.storage_mount(id=child)
+    assert os.getcwd() == cwd and CWD_RUNNER.private  # the mount's chdir stayed in its own thread
+    assert path == str(home / child / "merged") and _mount_count(path) == 1
+    assert overlay.storage_mount(id=child) == path and _mount_count(path) == 1
+    assert (home / child / "mounts").read_text().strip() == "2"
+    overlay.storage_unmount(id=child)
+    overlay.storage_unmount(id=child)
+    assert _mount_count(path) == 0 and not (home / child / "mounts").exists()
+    overlay.storage_unmount(id=base)
+    overlay.storage_remove(id=child)
+    overlay.storage_remove(id=base)
+    assert os.listdir(home / "l") == []
+    status = dict(overlay.storage_status())
+    assert status["Backing Filesystem"] and status["Supports d_type"] == "true"
+
+
+@pytest.mark.root
+def test_overlay_restart_adopts_mounts(overlay, tmp_path):
+    home = tmp_path / "home"
+    base, child = new_id(), new_id()
+    overlay.storage_create(id=base, parent=None)
+    overlay.storage_create(id=child, parent=base)
+    path = overlay.storage_mount(id=child)
+    # a second daemon on the same home: the mount is adopted, not doubled
+    again = load_storage(OverlayDriver(), home)
+    assert again.storage_mount(id=child) == path and _mount_count(path) == 1
+    again.storage_unmount(id=child)
+    assert _mount_count(path) == 1  # the first daemon's reference remains
+    again.storage_unmount(id=child)
+    assert _mount_count(path) == 0
+    again.storage_unmount(id=child)  # idempotent
+
+
+@pytest.mark.root
+def test_overlay_whiteouts_on_disk(overlay, tmp_path):
+    home = tmp_path / "home"
+    base, child = new_id(), new_id()
+    overlay.storage_create(id=base, parent=None)
+    overlay.storage_apply_diff(id=base, parent=None, stream=make_tar(
+        [("d", "d", None), ("d/x", "f", b"x"), ("f", "f", b"f")]))
+    overlay.storage_create(id=child, parent=base)
+    overlay.storage_apply_diff(id=child, parent=base, stream=make_tar(
+        [("d", "d", None), ("d/.wh..wh..opq", "w", None), (".wh.f", "w", None)]))
+    upper = home / child / "diff"
+    st = os.lstat(upper / "f")
+    assert (st.st_mode & 0o170000, st.st_rdev) == (0o020000, 0)
+    assert os.getxattr(upper / "d", "trusted.overlay.opaque") == b"y"
+    root = overlay.storage_mount(id=child)
+    try:
+        assert os.listdir(root) == ["d"] and os.listdir(os.path.join(root, "d")) == []
+    finally:
+        overlay.storage_unmount(id=child)
+
+
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_overlay_unsupported_on_overlay(tmp_path):
+    for d in ("lower", "upper", "work", "merged"):
+        (tmp_path / d).mkdir()
+    opts = f"lowerdir={tmp_path}/lower,upperdir={tmp_path}/upper,workdir={tmp_path}/work"
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(tmp_path / "merged")], check=True)
+    try:
+        reason = OverlayDriver().storage_supported(home=tmp_path / "merged" / "home", options={})
+        assert reason and "overlay" in reason
+    finally:
+        subprocess.run(["umount", str(tmp_path / "merged")], check=True)
+
+
+@pytest.mark.parametrize("driver", PARAMS)
+def test_loads_through_the_core(driver, tmp_path):
+    from dockyard.plugins import load_driver
+
+    slot = load_driver("storage", driver, tmp_path / driver)
+    if slot.supported() is not None:
+        pytest.skip(slot.supported())
+    slot.init()
+    slot.hook.storage_cleanup()
+
+
+@pytest.mark.parametrize("driver", PARAMS)
+def test_bad_options_are_refused(driver, tmp_path):
+    with pytest.raises(StorageError, match="bogus"):
+        _load(driver, tmp_path / "home", {"bogus": 1})
+
+
+def test_vfs_reflink_option(tmp_path):
+    hook = load_storage(VfsDriver(), tmp_path / "home", {"reflink": "never"})
+    assert ["Reflink", "never"] in hook.storage_status()
+    with pytest.raises(StorageError, match="reflink"):
+        load_storage(VfsDriver(), tmp_path / "home2", {"reflink": "sometimes"})
