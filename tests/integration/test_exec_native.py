@@ -1,0 +1,387 @@
+"""The ``native`` exec driver, driven directly through its hooks (needs root)."""
+
+import json
+import os
+import re
+import signal
+import threading
+import time
+
+import pluggy
+import pytest
+
+import dockyard.hookspecs.exec as exec_specs
+from dockyard.drivers.exec.native.driver import NativeDriver
+from dockyard.errors import ContainerNotFound, ExecError
+from dockyard.testing.busybox import make_busybox_rootfs
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the native exec driver needs root")
+
+TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
+
+
+def make_hook(home):
+    pm = pluggy.PluginManager("dockyard")
+    pm.add_hookspecs(exec_specs)
+    pm.register(NativeDriver())
+    pm.check_pending()
+    assert pm.hook.exec_supported(home=str(home), options={}) is None
+    pm.hook.exec_init(home=str(home), options={})
+    return pm.hook
+
+
+def oci_config(rootfs, args, env=None, cwd="/", hostname="box", namespaces=("pid", "mount", "uts", "ipc", "network"),
+               mounts=(), readonly=False, user=None):
+    return {
+        "ociVersion": "1.0.2",
+        "process": {"terminal": False, "user": user or {"uid": 0, "gid": 0, "additionalGids": []},
+                    "args": list(args), "cwd": cwd,
+                    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *(env or [])]},
+        "root": {"path": str(rootfs), "readonly": readonly},
+        "hostname": hostname,
+        "mounts": list(mounts),
+        "linux": {"namespaces": [{"type": t} for t in namespaces],
+                  "maskedPaths": ["/proc/kcore", "/sys/firmware"], "readonlyPaths": ["/proc/sys"]},
+    }
+
+
+def mounts_under(prefix):
+    prefix = str(prefix).rstrip("/")
+    with open("/proc/self/mountinfo") as fh:
+        targets = [line.split()[4] for line in fh]
+    return [t for t in targets if t == prefix or t.startswith(prefix + "/")]
+
+
+def processes_mentioning(text):
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as fh:
+                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd and int(pid) != os.getpid():
+            found.append(f"{pid}: {cmd}")
+    return found
+
+
+def pid_alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+class Env:
+    """One test's driver, rootfs and containers."""
+
+    def __init__(self, tmp_path):
+        self.tmp = tmp_path
+        self.home = tmp_path / "home"
+        self.rootfs = make_busybox_rootfs(tmp_path / "rootfs")
+        self.hook = make_hook(self.home)
+        self.ids = []
+        self.pids = []
+
+    def create(self, args, cid=None, **kw):
+        cid = cid or f"c{len(self.ids)}"
+        bundle = self.tmp / f"bundle-{cid}"
+        bundle.mkdir()
+        (bundle / "config.json").write_text(json.dumps(oci_config(self.rootfs, args, **kw)))
+        log = self.tmp / f"{cid}.log"
+        self.hook.exec_create(id=cid, bundle=str(bundle), log_path=str(log))
+        self.ids.append(cid)
+        return cid
+
+    def start(self, args, **kw):
+        cid = self.create(args, **kw)
+        pid = self.hook.exec_start(id=cid)
+        self.pids.append(pid)
+        return cid, pid
+
+    def run(self, args, **kw):
+        cid, _ = self.start(args, **kw)
+        state = self.hook.exec_wait(id=cid, timeout=30)
+        assert state["status"] == "stopped", state
+        return state, self.logs(cid)
+
+    def logs(self, cid):
+        path = self.tmp / f"{cid}.log"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines()]
+
+    def output(self, cid, stream=None):
+        return "".join(e["log"] for e in self.logs(cid) if stream in (None, e["stream"]))
+
+    def cleanup(self):
+        for cid in self.ids:
+            try:
+                if self.hook.exec_state(id=cid)["status"] == "running":
+                    self.hook.exec_kill(id=cid, signal=signal.SIGKILL)
+                    self.hook.exec_wait(id=cid, timeout=10)
+            except ContainerNotFound:
+                pass
+            self.hook.exec_delete(id=cid)
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = Env(tmp_path)
+    yield e
+    e.cleanup()
+    assert mounts_under(tmp_path) == []
+    assert processes_mentioning(str(tmp_path)) == []
+    assert [p for p in e.pids if pid_alive(p)] == []
+
+
+def test_supported_and_echo_goes_to_json_log(env):
+    state, logs = env.run(["echo", "hi"])
+    assert state["exit_code"] == 0 and state["error"] == "" and state["oom_killed"] is False
+    assert state["started_at"] and state["finished_at"]
+    assert [(e["log"], e["stream"]) for e in logs] == [("hi\n", "stdout")]
+    assert TIME_RE.match(logs[0]["time"])
+
+
+def test_stderr_and_final_partial_line(env):
+    state, logs = env.run(["sh", "-c", "printf 'a\\nb'; echo oops >&2; printf tail"])
+    out = [e["log"] for e in logs if e["stream"] == "stdout"]
+    assert "".join(out) == "a\nbtail" and out[0] == "a\n"
+    assert [e["log"] for e in logs if e["stream"] == "stderr"] == ["oops\n"]
+
+
+def test_long_lines_are_split(env):
+    state, logs = env.run(["sh", "-c", "head -c 20000 /dev/zero | tr '\\0' a; echo"])
+    assert "".join(e["log"] for e in logs) == "a" * 20000 + "\n"
+    assert len(logs) == 2 and len(logs[0]["log"]) == 16384
+
+
+def test_exit_code(env):
+    state, _ = env.run(["sh", "-c", "exit 3"])
+    assert state["exit_code"] == 3
+
+
+def test_hostname_pid_namespace_and_proc(env):
+    state, logs = env.run(["sh", "-c", "hostname; echo $$; cat /proc/1/cmdline; echo; ls /proc"], hostname="myhost")
+    lines = "".join(e["log"] for e in logs).splitlines()
+    assert lines[0] == "myhost"
+    assert lines[1] == "1"
+    assert lines[2].replace("\0", " ").startswith("sh -c hostname")
+    pids = sorted(int(x) for x in lines[3:] if x.isdigit())
+    assert pids and pids[0] == 1 and len(pids) <= 2, pids  # sh and its ls only
+
+
+def test_env_cwd_and_user(env):
+    state, logs = env.run(["sh", "-c", "echo $FOO; pwd; id -u; id -g; id -G; umask"],
+                          env=["FOO=bar baz"], cwd="/made/up",
+                          user={"uid": 65534, "gid": 65534, "additionalGids": [7]})
+    assert "".join(e["log"] for e in logs) == "bar baz\n/made/up\n65534\n65534\n65534 7\n0022\n"
+
+
+def test_devices_and_mounts(env):
+    _, logs = env.run(["sh", "-c", "ls /dev; echo x > /dev/null && head -c 4 /dev/zero | wc -c; "
+                                   "touch /dev/shm/f && echo shm-ok; cat /proc/mounts"])
+    out = "".join(e["log"] for e in logs)
+    for name in ("null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "fd", "stdout"):
+        assert name in out.split()
+    assert "\n4\n" in out and "shm-ok" in out
+    mounts = {line.split()[1]: line.split() for line in out.splitlines() if line.count(" ") >= 5}
+    assert mounts["/proc"][2] == "proc" and mounts["/dev"][2] == "tmpfs"
+    assert mounts["/sys"][2] == "sysfs" and mounts["/sys"][3].startswith("ro")
+    assert mounts["/proc/sys"][3].startswith("ro")
+    assert mounts["/dev/pts"][2] == "devpts"
+
+
+def test_clean_process_attributes(env):
+    _, logs = env.run(["ls", "/proc/self/fd"])
+    assert "".join(e["log"] for e in logs).split() == ["0", "1", "2", "3"]  # 3: ls's own dir fd
+    _, logs = env.run(["readlink", "/proc/self/fd/0"])
+    assert "".join(e["log"] for e in logs) == "/dev/null\n"
+    _, logs = env.run(["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"])  # Python ignores SIGPIPE: reset
+    assert "".join(e["log"] for e in logs) == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+
+
+def test_capability_bounding_set(env, tmp_path):
+    cid = env.create(["grep", "CapBnd", "/proc/self/status"])
+    path = tmp_path / f"bundle-{cid}" / "config.json"
+    cfg = json.loads(path.read_text())
+    cfg["process"]["capabilities"] = {k: ["CAP_CHOWN", "CAP_KILL"] for k in ("bounding", "effective", "permitted")}
+    path.write_text(json.dumps(cfg))
+    env.hook.exec_start(id=cid)
+    env.hook.exec_wait(id=cid, timeout=10)
+    assert env.output(cid) == "CapBnd:\t0000000000000021\n"  # bits 0 (CHOWN) and 5 (KILL)
+
+
+def test_private_network_has_only_loopback_up(env):
+    _, logs = env.run(["sh", "-c", "cat /proc/net/dev; ip link"])
+    out = "".join(e["log"] for e in logs)
+    dev_lines = [line for line in out.splitlines() if re.match(r"^\s*\w+:\s+\d", line)]
+    assert [line.split(":")[0].strip() for line in dev_lines] == ["lo"], out
+    assert re.search(r"^1: lo: <LOOPBACK,UP", out, re.M)
+
+
+def test_host_network_namespace(env):
+    with open("/proc/net/dev") as fh:
+        host = sorted(line.split(":")[0].strip() for line in fh.readlines()[2:])
+    _, logs = env.run(["cat", "/proc/net/dev"], namespaces=("pid", "mount", "uts", "ipc"))
+    lines = "".join(e["log"] for e in logs).splitlines()[2:]
+    assert sorted(line.split(":")[0].strip() for line in lines) == host
+
+
+def test_bind_mounts_and_readonly_root(env, tmp_path):
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    mounts = [{"destination": "/etc/hosts", "type": "bind", "source": str(hosts), "options": ["rbind", "rprivate", "ro"]},
+              {"destination": "/data", "type": "bind", "source": str(data), "options": ["rbind"]},
+              {"destination": "/run/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "size=1m"]}]
+    _, logs = env.run(["sh", "-c", "cat /etc/hosts; echo x >> /etc/hosts || echo hosts-ro; "
+                                   "touch /newfile || echo root-ro; echo hello > /data/f; touch /dev/shm/ok && echo dev-rw; "
+                                   "touch /run/scratch/f && grep -c '/run/scratch tmpfs rw,nosuid' /proc/mounts"],
+                      mounts=mounts, readonly=True)
+    out = "".join(e["log"] for e in logs if e["stream"] == "stdout")
+    assert out == "127.0.0.1 localhost\nhosts-ro\nroot-ro\ndev-rw\n1\n"
+    assert (data / "f").read_text() == "hello\n"
+    assert not (env.rootfs / "newfile").exists()
+
+
+def test_missing_executable_raises_127_and_leaves_nothing(env):
+    cid = env.create(["nosuchprog", "arg"])
+    with pytest.raises(ExecError) as info:
+        env.hook.exec_start(id=cid)
+    assert info.value.exit_code == 127
+    assert 'exec: "nosuchprog": executable file not found in $PATH' in str(info.value)
+    assert env.hook.exec_state(id=cid)["status"] == "created"
+    assert processes_mentioning(str(env.home)) == []
+
+
+def test_not_executable_raises_126(env):
+    cid = env.create(["/etc/passwd"])
+    with pytest.raises(ExecError) as info:
+        env.hook.exec_start(id=cid)
+    assert info.value.exit_code == 126 and "permission denied" in str(info.value)
+
+
+def test_missing_absolute_path_raises_127(env):
+    cid = env.create(["/no/such/file"])
+    with pytest.raises(ExecError) as info:
+        env.hook.exec_start(id=cid)
+    assert info.value.exit_code == 127 and "no such file or directory" in str(info.value)
+
+
+def test_kill_and_wait(env):
+    cid, pid = env.start(["sleep", "100"])
+    with open(f"/proc/{pid}/cmdline", "rb") as fh:
+        assert fh.read() == b"sleep\x00100\x00"
+    with open(f"/proc/{pid}/status") as fh:
+        nspid = next(line for line in fh if line.startswith("NSpid:")).split()
+    assert nspid[-1] == "1"  # pid 1 of its own pid namespace
+    state = env.hook.exec_state(id=cid)
+    assert state["status"] == "running" and state["pid"] == pid and state["exit_code"] is None
+    t0 = time.monotonic()
+    state = env.hook.exec_wait(id=cid, timeout=0.3)
+    assert 0.25 <= time.monotonic() - t0 < 5
+    assert state["status"] == "running"
+    env.hook.exec_kill(id=cid, signal=signal.SIGKILL)
+    state = env.hook.exec_wait(id=cid, timeout=10)
+    assert state["status"] == "stopped" and state["exit_code"] == 137
+    assert not pid_alive(pid)
+    env.hook.exec_kill(id=cid, signal=signal.SIGKILL)  # already gone: not an error
+
+
+def test_sigterm_reaches_a_handler(env):
+    cid, _ = env.start(["sh", "-c", "trap 'echo term; exit 7' TERM; echo ready; while :; do sleep 0.05; done"])
+    deadline = time.monotonic() + 10
+    while "ready" not in env.output(cid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    env.hook.exec_kill(id=cid, signal=signal.SIGTERM)
+    state = env.hook.exec_wait(id=cid, timeout=10)
+    assert state["exit_code"] == 7 and env.output(cid) == "ready\nterm\n"
+
+
+def test_background_processes_die_with_init(env):
+    cid, pid = env.start(["sh", "-c", "sleep 100 & sleep 100 & echo started; wait"])
+    deadline = time.monotonic() + 10
+    while "started" not in env.output(cid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    env.hook.exec_kill(id=cid, signal=signal.SIGKILL)
+    state = env.hook.exec_wait(id=cid, timeout=10)
+    assert state["exit_code"] == 137
+    assert [p for p in processes_mentioning("sleep 100")] == []
+
+
+def test_restore_after_daemon_loss(env):
+    cid, pid = env.start(["sh", "-c", "echo before; sleep 1; echo after; exit 5"])
+    done, _ = env.start(["sh", "-c", "exit 4"])
+    env.hook.exec_wait(id=done, timeout=10)
+    fresh = make_hook(env.home)  # a new daemon: knows nothing but the home directory
+    assert fresh.exec_restore(id="unknown") is None
+    state = fresh.exec_restore(id=cid)
+    assert state["status"] == "running" and state["pid"] == pid
+    assert fresh.exec_restore(id=done)["exit_code"] == 4
+    state = fresh.exec_wait(id=cid, timeout=10)
+    assert state["status"] == "stopped" and state["exit_code"] == 5
+    assert env.output(cid) == "before\nafter\n"
+    env.hook = fresh
+
+
+def test_dead_shim_is_reported(env):
+    cid, pid = env.start(["sleep", "100"])
+    with open(env.home / cid / "running.json") as fh:
+        shim = json.load(fh)["shim_pid"]
+    os.kill(shim, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not pid_alive(pid)  # the container dies with its shim
+    state = make_hook(env.home).exec_restore(id=cid)
+    assert state["status"] == "stopped" and state["exit_code"] == 255 and "shim" in state["error"]
+
+
+def test_concurrent_starts(env):
+    results = {}
+
+    def one(i):
+        state, logs = env.run(["sh", "-c", f"echo {i}; exit {i}"], cid=f"par{i}")
+        results[i] = (state["exit_code"], "".join(e["log"] for e in logs))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: (i, f"{i}\n") for i in range(6)}
+
+
+def test_config_validation(env, tmp_path):
+    bundle = tmp_path / "bad"
+    bundle.mkdir()
+    hook = env.hook
+    with pytest.raises(ExecError, match="config.json"):
+        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"))
+    (bundle / "config.json").write_text("{not json")
+    with pytest.raises(ExecError, match="config.json"):
+        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"))
+    (bundle / "config.json").write_text(json.dumps(oci_config(env.rootfs, [])))
+    with pytest.raises(ExecError, match="process.args"):
+        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"))
+    (bundle / "config.json").write_text(json.dumps(oci_config(tmp_path / "nope", ["true"])))
+    with pytest.raises(ExecError, match="root.path"):
+        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"))
+    with pytest.raises(ContainerNotFound):
+        hook.exec_state(id="bad")
+    hook.exec_delete(id="bad")  # idempotent, unknown is fine
+    hook.exec_delete(id="bad")
+
+
+def test_delete_is_idempotent_and_forgets(env):
+    state, _ = env.run(["true"])
+    cid = env.ids[-1]
+    env.hook.exec_delete(id=cid)
+    env.hook.exec_delete(id=cid)
+    assert not (env.home / cid).exists()
+    with pytest.raises(ContainerNotFound):
+        env.hook.exec_state(id=cid)
+    assert env.hook.exec_restore(id=cid) is None
