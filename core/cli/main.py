@@ -1,0 +1,158 @@
+"""``dockyard``: the command line, a pure client of the daemon's Docker Engine API.
+
+Start-up is kept lean: ``--version`` imports nothing beyond this module, and
+``--help`` only argparse and the command modules (which import the API client,
+``json`` and ``http.client`` inside the commands).  ``daemon`` and ``driver`` are
+handed their remaining arguments without building our parser at all.
+"""
+
+import os
+import sys
+
+# Same value as dockyard.client.DEFAULT_HOST, written out so --help imports nothing.
+DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
+HOST_ENV = "DOCKYARD_HOST"
+FORWARDED = ("daemon", "driver")
+
+
+def _version_line():
+    from dockyard import __version__
+    return f"Dockyard version {__version__}"
+
+
+def build_parser():
+    """The full argument parser (global options and every client command)."""
+    import argparse
+
+    from dockyard.cli import containers, images, system
+
+    parser = argparse.ArgumentParser(
+        prog="dockyard", allow_abbrev=False,
+        description="A self-sufficient runtime for containers, with plug-in drivers.")
+    parser.add_argument("-H", "--host", help=f"Daemon socket to connect to (default {DEFAULT_HOST}, "
+                                             f"or ${HOST_ENV})")
+    parser.add_argument("-D", "--debug", action="store_true", help="Enable debug mode")
+    parser.add_argument("-v", "--version", action="version", version=_version_line(),
+                        help="Print version information and quit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    containers.register(sub)
+    images.register(sub)
+    system.register(sub)
+    sub.add_parser("daemon", help="Start the daemon (run 'dockyard daemon --help')", add_help=False)
+    sub.add_parser("driver", help="Manage drivers: ls, info, use (run 'dockyard driver --help')",
+                   add_help=False)
+    return parser
+
+
+def _prescan(argv):
+    """Find the global options and the command without argparse.
+
+    Returns ``(host, debug, index of the command or None, wants_version)``; a
+    global option we do not know leaves the rest to argparse (which reports it).
+    """
+    host, debug, i = None, False, 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("-H", "--host"):
+            if i + 1 >= len(argv):
+                return host, debug, None, False
+            host = argv[i + 1]
+            i += 2
+            continue
+        if arg.startswith("--host="):
+            host = arg[len("--host="):]
+        elif arg.startswith("-H") and len(arg) > 2:
+            host = arg[2:].lstrip("=")
+        elif arg in ("-D", "--debug"):
+            debug = True
+        elif arg in ("-v", "--version"):
+            return host, debug, None, True
+        elif arg.startswith("-"):
+            return host, debug, None, False
+        else:
+            return host, debug, i, False
+        i += 1
+    return host, debug, None, False
+
+
+class Context:
+    """What every command gets: the chosen host and a lazily made API client."""
+
+    def __init__(self, host, debug=False):
+        self.host = host
+        self.debug = debug
+        self._client = None
+
+    @property
+    def client(self):
+        if self._client is None:
+            from dockyard.client import Client
+            client = Client(self.host, debug=self.debug)
+            if self.host == DEFAULT_HOST:
+                from dockyard.cli.system import ensure_daemon
+                ensure_daemon(client)
+            self._client = client
+        return self._client
+
+
+def _forward(command, argv, host, debug):
+    if command == "daemon":
+        from dockyard.daemon.main import main as daemon_main
+        return daemon_main((["-H", host] if host else []) + (["-D"] if debug else []) + argv)
+    from dockyard.cli.driver import main as driver_main
+    return driver_main(argv)
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    host, debug, index, wants_version = _prescan(argv)
+    if wants_version:
+        print(_version_line())
+        return 0
+    if index is not None and argv[index] in FORWARDED:
+        return _exit_code(_forward(argv[index], argv[index + 1:], host, debug))
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    ctx = Context(args.host or os.environ.get(HOST_ENV) or DEFAULT_HOST, debug=args.debug)
+    try:
+        return _exit_code(args.func(ctx, args))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return 141
+    except Exception as exc:  # one boundary: our own errors become one line, like docker
+        from dockyard.client import APIError, ClientError
+        if isinstance(exc, APIError):
+            print(f"Error response from daemon: {exc.message}", file=sys.stderr)
+        elif isinstance(exc, (ClientError, ValueError, OSError)):
+            print(f"Error: {exc}" if not isinstance(exc, ClientError) else str(exc), file=sys.stderr)
+        else:
+            raise
+        if ctx.debug:
+            import traceback
+            traceback.print_exc()
+        return 1
+
+
+def _exit_code(value):
+    if value is None:
+        return 0
+    return value if isinstance(value, int) else 1
+
+
+def _silence_stdout():
+    # Python would complain again at exit while flushing the closed pipe.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
+if __name__ == "__main__":
+    sys.exit(main())

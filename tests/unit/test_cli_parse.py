@@ -1,0 +1,225 @@
+"""The CLI's argument parsing, request bodies, output formatting and lean start-up."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from dockyard.cli import containers, images, main, output
+
+
+def parse(*argv):
+    return main.build_parser().parse_args(list(argv))
+
+
+def test_default_host_matches_client():
+    from dockyard.client import DEFAULT_HOST
+    assert main.DEFAULT_HOST == DEFAULT_HOST
+
+
+def test_run_flags_make_dockers_create_body():
+    args = parse("-H", "unix:///tmp/x.sock", "run", "--rm", "-e", "A=1", "-e", "FROM_ENV", "-e", "UNSET",
+                 "-w", "/tmp", "--name", "web", "-h", "boxy", "--net", "none", "--entrypoint", "/bin/sh",
+                 "-u", "1000:1000", "-l", "a=b", "-l", "flag", "busybox", "-c", "echo hi", "--rm")
+    assert args.host == "unix:///tmp/x.sock" and args.name == "web"
+    body = containers.create_body(args, environ={"FROM_ENV": "yes"})
+    assert body == {
+        "Hostname": "boxy", "User": "1000:1000",
+        "AttachStdin": False, "AttachStdout": True, "AttachStderr": True,
+        "Tty": False, "OpenStdin": False, "StdinOnce": False,
+        "Env": ["A=1", "FROM_ENV=yes"],
+        "Cmd": ["-c", "echo hi", "--rm"],  # everything after the image belongs to the container
+        "Image": "busybox", "WorkingDir": "/tmp", "Entrypoint": ["/bin/sh"],
+        "Labels": {"a": "b", "flag": ""},
+        "HostConfig": {"AutoRemove": True, "NetworkMode": "none"},
+    }
+
+
+def test_run_defaults_and_detach_interactive():
+    body = containers.create_body(parse("run", "busybox"), environ={})
+    assert body["Cmd"] is None and body["Entrypoint"] is None and body["Env"] == []
+    assert body["HostConfig"] == {"AutoRemove": False, "NetworkMode": "default"}
+    args = parse("run", "-d", "-it", "--network", "host", "--entrypoint", "", "busybox", "sh")
+    body = containers.create_body(args, environ={})
+    assert args.detach and body["Tty"] and body["OpenStdin"]
+    assert not body["AttachStdout"] and not body["AttachStdin"] and not body["StdinOnce"]
+    assert body["Entrypoint"] == [""] and body["HostConfig"]["NetworkMode"] == "host"
+    args = parse("run", "-i", "busybox", "cat")
+    body = containers.create_body(args, environ={})
+    assert body["AttachStdin"] and body["OpenStdin"] and body["StdinOnce"]
+
+
+def test_create_has_run_flags_but_no_detach():
+    args = parse("create", "--name", "n", "--rm", "-e", "X=1", "busybox", "true")
+    body = containers.create_body(args, environ={})
+    assert body["Cmd"] == ["true"] and body["AttachStdout"] and body["HostConfig"]["AutoRemove"]
+    with pytest.raises(SystemExit):
+        parse("create", "-d", "busybox")
+
+
+def test_env_file(tmp_path):
+    f = tmp_path / "env"
+    f.write_text("# comment\n\nA=1\nB\nC=has spaces = ok\n")
+    args = parse("run", "--env-file", str(f), "-e", "D=4", "busybox")
+    assert containers.create_body(args, environ={"B": "2"})["Env"] == ["A=1", "B=2", "C=has spaces = ok", "D=4"]
+
+
+def test_other_verbs_parse():
+    assert parse("ps", "-a", "-q", "--no-trunc").all
+    a = parse("logs", "-f", "--tail", "10", "-t", "c1")
+    assert (a.follow, a.tail, a.timestamps, a.container) == (True, "10", True, "c1")
+    assert parse("stop", "-t", "3", "a", "b").time == 3
+    assert parse("kill", "-s", "HUP", "a").signal == "HUP"
+    assert parse("rm", "-f", "a", "b").containers == ["a", "b"]
+    a = parse("inspect", "--type", "image", "-f", "{{.Id}}", "x")
+    assert (a.type, a.format, a.names) == ("image", "{{.Id}}", ["x"])
+    a = parse("import", "-", "repo:tag", "-c", "CMD [\"sh\"]", "--change", "ENV A=1", "-m", "msg")
+    assert (a.file, a.reference, a.change, a.message) == ("-", "repo:tag", ['CMD ["sh"]', "ENV A=1"], "msg")
+    assert parse("images", "-q", "-a").quiet
+    assert parse("rmi", "-f", "x").force
+    assert parse("start", "-a", "c").attach
+    assert parse("wait", "a", "b").containers == ["a", "b"]
+
+
+def test_prescan_finds_forwarded_commands():
+    assert main._prescan(["-H", "unix:///s", "daemon", "--data-root", "/x"]) == ("unix:///s", False, 2, False)
+    assert main._prescan(["-D", "--host=tcp://h:1", "driver", "ls"]) == ("tcp://h:1", True, 2, False)
+    assert main._prescan(["--version"])[3] is True
+
+
+def test_daemon_and_driver_get_remaining_argv(monkeypatch):
+    seen = {}
+    import types
+    fake_daemon = types.ModuleType("dockyard.daemon.main")
+    fake_daemon.main = lambda argv: seen.setdefault("daemon", argv) and 0
+    fake_driver = types.ModuleType("dockyard.cli.driver")
+    fake_driver.main = lambda argv: seen.setdefault("driver", argv) and 3
+    monkeypatch.setitem(sys.modules, "dockyard.daemon.main", fake_daemon)
+    monkeypatch.setitem(sys.modules, "dockyard.cli.driver", fake_driver)
+    assert main.main(["daemon", "--data-root", "/x"]) == 0
+    assert main.main(["driver", "use", "storage", "vfs"]) == 3
+    assert seen == {"daemon": ["--data-root", "/x"], "driver": ["use", "storage", "vfs"]}
+    seen.clear()
+    main.main(["-H", "unix:///s", "daemon"])
+    assert seen["daemon"] == ["-H", "unix:///s"]
+
+
+def test_host_from_environment(monkeypatch):
+    monkeypatch.setenv("DOCKYARD_HOST", "unix:///nowhere/dockyard.sock")
+    seen = {}
+
+    def fake_cmd(ctx, args):
+        seen["host"] = ctx.host
+        return 0
+    parser = main.build_parser()
+    monkeypatch.setattr(main, "build_parser", lambda: parser)
+    parser._subparsers._group_actions[0].choices["ps"].set_defaults(func=fake_cmd)
+    assert main.main(["ps"]) == 0 and seen["host"] == "unix:///nowhere/dockyard.sock"
+
+
+def test_no_daemon_is_one_clear_line(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "dockyard.cli.main", "-H", f"unix://{tmp_path}/none.sock", "ps"],
+                         capture_output=True, timeout=30)
+    assert res.returncode == 1
+    assert res.stderr.decode().strip() == (f"Cannot connect to the Dockyard daemon at unix://{tmp_path}/none.sock. "
+                                           "Is the dockyard daemon running?")
+
+
+FORBIDDEN = ("aiohttp", "pluggy", "stevedore", "dockyard.daemon", "dockyard.drivers", "dockyard.client",
+             "dockyard.engine")
+
+
+def imported_modules(*argv):
+    res = subprocess.run([sys.executable, "-X", "importtime", "-m", "dockyard.cli.main", *argv],
+                         capture_output=True, timeout=30)
+    assert res.returncode == 0, res.stderr
+    names = {line.split("|")[-1].strip() for line in res.stderr.decode().splitlines()
+             if line.startswith("import time:") and "|" in line}
+    return res.stdout.decode(), names
+
+
+@pytest.mark.parametrize("flag", ["--version", "--help"])
+def test_lean_start_up(flag):
+    out, names = imported_modules(flag)
+    assert ("Dockyard version" in out) if flag == "--version" else ("usage: dockyard" in out)
+    heavy = sorted(n for n in names if n.split(".")[0] in FORBIDDEN or n.startswith(FORBIDDEN))
+    assert heavy == []
+    assert "json" not in names and "http.client" not in names
+    if flag == "--version":
+        assert "argparse" not in names and "dockyard.cli.containers" not in names
+
+
+# --- output ---------------------------------------------------------------------------
+
+
+def test_human_units():
+    assert [output.human_duration(s) for s in (0.5, 1, 42, 70, 150, 3000, 3700, 7200, 3 * 86400, 30 * 86400)] == [
+        "Less than a second", "1 second", "42 seconds", "About a minute", "2 minutes", "50 minutes",
+        "About an hour", "2 hours", "3 days", "4 weeks"]
+    assert output.since(1000, now=1090) == "About a minute ago"
+    assert [output.human_size(n) for n in (0, 999, 4096, 1_240_000, 5_300_000_000)] == [
+        "0B", "999B", "4.1kB", "1.24MB", "5.3GB"]
+
+
+def test_ps_table_like_docker():
+    c = {"Id": "a" * 64, "Names": ["/web"], "Image": "busybox", "Command": "sh -c 'while true; do sleep 1; done'",
+         "Created": 1000, "State": "running", "Status": "Up 3 seconds",
+         "Ports": [{"PrivatePort": 80, "Type": "tcp"}]}
+    rec = containers.ps_record(c, now=1003)
+    assert rec["ID"] == "a" * 12 and rec["Command"] == '"sh -c \'while true; …"'
+    assert rec["RunningFor"] == "3 seconds ago" and rec["Names"] == "web" and rec["Ports"] == "80/tcp"
+    lines = output.render_rows(containers.PS_FORMAT, [rec], containers.PS_HEADERS)
+    assert lines[0].split() == ["CONTAINER", "ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+    assert lines[0].startswith("CONTAINER ID   IMAGE     COMMAND")
+    assert lines[1].startswith("a" * 12 + "   busybox   ")
+    assert "Up 3 seconds" in lines[1] and lines[1].endswith("80/tcp    web")
+    assert output.render_rows("{{.Names}}: {{.Status}}", [rec], containers.PS_HEADERS) == ["web: Up 3 seconds"]
+    full = containers.ps_record(c, trunc=False, now=1003)
+    assert full["ID"] == "a" * 64 and full["Command"] == '"sh -c \'while true; do sleep 1; done\'"'
+
+
+def test_images_rows():
+    imgs = [{"Id": "sha256:" + "b" * 64, "RepoTags": ["busybox:latest", "localhost:5000/bb:v1"], "Created": 0,
+             "Size": 4_260_000},
+            {"Id": "sha256:" + "c" * 64, "RepoTags": None, "Created": 0, "Size": 0}]
+    recs = images.image_records(imgs, now=90)
+    assert [(r["Repository"], r["Tag"], r["ID"], r["Size"]) for r in recs] == [
+        ("busybox", "latest", "b" * 12, "4.26MB"), ("localhost:5000/bb", "v1", "b" * 12, "4.26MB"),
+        ("<none>", "<none>", "c" * 12, "0B")]
+    lines = output.render_rows(images.IMAGES_FORMAT, recs, images.IMAGES_HEADERS)
+    assert lines[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
+    assert images.split_reference("localhost:5000/x") == ("localhost:5000/x", None)
+    assert images.split_reference("x:1.0") == ("x", "1.0")
+
+
+def test_go_templates():
+    obj = {"Id": "abc", "State": {"Status": "exited", "ExitCode": 3, "Running": False},
+           "Config": {"Cmd": ["echo", "hi"], "Env": ["A=1"], "Labels": {"x.y": "z"}, "Tty": False}}
+    render = lambda t: output.Template(t).render(obj)  # noqa: E731
+    assert render("{{.Id}}") == "abc"
+    assert render("{{.State.Status}} {{.State.ExitCode}}") == "exited 3"
+    assert json.loads(render("{{json .Config}}")) == obj["Config"]
+    assert render("{{json .Config.Cmd}}") == '["echo","hi"]'
+    assert render("{{.Config.Cmd}} {{.Config.Tty}} {{.Nope}}") == "[echo hi] false <no value>"
+    assert render('{{index .Config.Labels "x.y"}}') == "z"
+    assert render("{{range .Config.Env}}<{{.}}>{{end}}") == "<A=1>"
+    assert render("{{if .State.Running}}up{{else}}down{{end}}") == "down"
+    assert render("{{.Config.Cmd | json}}") == '["echo","hi"]'
+    with pytest.raises(output.TemplateError):
+        output.Template("{{range .X}}")
+
+
+def test_time_arg():
+    assert containers.time_arg("1700000000") == "1700000000"
+    assert containers.time_arg("10m", now=1000) == "400"
+    assert containers.time_arg("1h30m", now=10000) == "4600"
+    assert containers.time_arg("2024-01-01T00:00:00Z") == "1704067200"
+    with pytest.raises(ValueError):
+        containers.time_arg("yesterday")
+
+
+def test_start_error_codes():
+    assert containers.start_error_code('exec: "nope": executable file not found in $PATH') == 127
+    assert containers.start_error_code("permission denied") == 126
+    assert containers.start_error_code("cgroup trouble") == 125
