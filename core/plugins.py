@@ -101,6 +101,11 @@ def _load_class(kind, name, source):
         raise ConfigError(f"{source}: {kind}.driver: unknown driver {name!r} (choices: {choices})") from None
 
 
+def _one_line(exc):
+    """pluggy's validation messages span lines; refusals are printed as one."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
 def register_driver(kind, name, driver, home, options=None):
     """Register an already built driver object in a new slot and validate it."""
     pm = new_manager(kind)
@@ -109,7 +114,7 @@ def register_driver(kind, name, driver, home, options=None):
         pm.register(driver, name=name)
         pm.check_pending()
     except pluggy.PluginValidationError as exc:
-        raise PluginError(f"{kind} driver {name!r} ({where}) rejected: {exc}") from None
+        raise PluginError(f"{kind} driver {name!r} ({where}) rejected: {_one_line(exc)}") from None
     have = set(_hook_names(driver))
     missing = [f"{kind}_{h}" for h in REQUIRED[kind] if f"{kind}_{h}" not in have]
     if missing:
@@ -226,7 +231,7 @@ def register_extension(name, obj, prefixes):
             pm.check_pending()
         except pluggy.PluginValidationError as exc:
             pm.unregister(view)
-            raise PluginError(f"extension {name!r} rejected: {exc}") from None
+            raise PluginError(f"extension {name!r} rejected: {_one_line(exc)}") from None
 
 
 __all__ = ["Slot", "installed", "load_driver", "register_driver", "select_driver", "load_extensions", "hookspecs"]
