@@ -77,6 +77,11 @@ class ExecError(DockyardError):
         super().__init__(message)
         self.exit_code = exit_code
 
+    @property
+    def status(self):
+        """A program that cannot be run is the request's fault (400), as in Docker."""
+        return 400 if self.exit_code in (126, 127) else 500
+
 
 class NetworkError(DockyardError):
     """A network driver operation failed."""

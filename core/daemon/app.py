@@ -63,7 +63,9 @@ def engine(request):
 
 
 def error(status, message):
-    return web.json_response({"message": message}, status=status)
+    # exactly "application/json": the docker CLI shows the message only then
+    return web.Response(body=json.dumps({"message": message}).encode(), status=status,
+                        content_type="application/json")
 
 
 @web.middleware

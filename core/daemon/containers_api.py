@@ -175,12 +175,38 @@ async def logs(request):
     return resp
 
 
+class _HalfOpen(asyncio.Protocol):
+    """Delegates to aiohttp's protocol, but survives the client's half-close."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def data_received(self, data):
+        self._inner.data_received(data)
+
+    def eof_received(self):
+        return True  # keep the transport open: we still have output to send
+
+    def connection_lost(self, exc):
+        self._inner.connection_lost(exc)
+
+    def pause_writing(self):
+        self._inner.pause_writing()
+
+    def resume_writing(self):
+        self._inner.resume_writing()
+
+
 async def attach(request):
+    # Clients half-close a hijacked connection when they have no stdin to send
+    # (the docker CLI does): keep our sending side open instead of closing.
+    if request.transport is not None:
+        request.transport.set_protocol(_HalfOpen(request.transport.get_protocol()))
     eng = engine(request)
     c = eng.containers
     rec = await blocking(request, lambda: c.get(c.resolve(request.match_info["id"])))
-    if rec["State"]["Status"] == "exited" or rec["State"].get("Paused"):
-        raise Conflict("You cannot attach to a stopped container, start it first")
+    if rec["State"].get("Paused"):
+        raise Conflict(f"container {request.match_info['id']} is paused, unpause the container before attach")
     tty = bool(rec["Config"].get("Tty"))
     flt = streams.LogFilter(qbool(request, "stdout"), qbool(request, "stderr"), tty=tty)
     offset = streams.log_size(rec["LogPath"])

@@ -199,7 +199,13 @@ class Containers:
                     rec["State"].update(Error=str(exc), ExitCode=exc.exit_code or 128,
                                         Status="exited" if rec["State"]["StartedAt"] != ZERO_TIME else "created")
                     self.save(rec)
-                raise
+                failed = exc
+            else:
+                failed = None
+            if failed is not None:
+                if rec["HostConfig"].get("AutoRemove"):  # Docker removes --rm containers that fail to start
+                    self.remove(cid, force=True)
+                raise failed
             state = self.exec.exec_state(id=cid) or {}
             rec["State"].update(Status="running", Running=True, Paused=False, Pid=pid, ExitCode=0,
                                 Error="", OOMKilled=False,
