@@ -94,7 +94,8 @@ def _load_class(kind, name, source):
 
     try:
         return DriverManager(
-            GROUPS[kind], name, on_load_failure_callback=failed, warn_on_missing_entrypoint=False
+            GROUPS[kind], name, on_load_failure_callback=failed,
+            on_missing_entrypoints_callback=lambda names: None
         ).driver
     except NoMatches:
         choices = ", ".join(installed(kind)) or "none installed"
