@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in busybox-static iproute2 util-linux e2fsprogs; do
+for pkg in busybox-static iproute2 util-linux e2fsprogs btrfs-progs libbtrfsutil-dev gcc; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -18,5 +18,5 @@ fi
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]' 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,btrfs]' 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c 'import dockyard, pluggy, stevedore, aiohttp' 
