@@ -15,11 +15,15 @@ automatically, read strictly sequentially) to a directory:
   what they name, :class:`OverlayWhiteouts` turns them into overlayfs whiteouts.
 
 Anything unsafe raises :class:`UnsafeTarError`, anything corrupt (truncated or
-undecodable stream) :class:`~dockyard.errors.StorageError`, both naming the entry.
+undecodable stream, a header that is neither valid nor the end of the archive)
+:class:`~dockyard.errors.StorageError`, both naming the entry.  Memory stays
+bounded whatever the tar holds: an extended header (PAX, GNU long name, sparse
+map) larger than :data:`MAX_HEADER` is refused before it is read, and entries are
+not accumulated.
 
-:class:`TarWriter` writes entries of a directory tree as an uncompressed PAX tar
-(hard links within one tar are kept as links); :func:`write_tar` tars a whole tree.
-:func:`differs` is Docker's rule for "this file changed" used by layer diffs.
+The writing half (``TarWriter``, ``write_tar``, ``walk``, ``spool``, tar-split,
+``differs``: Docker's rule for "this file changed") lives in
+:mod:`dockyard.tarwriter` and is re-exported here.
 """
 
 import errno
@@ -28,20 +32,23 @@ import os
 import shutil
 import stat
 import tarfile
-import tempfile
 import zlib
 
 from .errors import StorageError
+from .tarwriter import (CHUNK, OVERLAY_OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, PAX_XATTR,  # re-exported
+                        SKIP_XATTRS, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX, TarSplitReader,
+                        TarWriter, differs, read_xattrs, record_tar_split, scan_entries, spool, walk, write_tar)
 
-WHITEOUT_PREFIX = ".wh."
-WHITEOUT_META_PREFIX = ".wh..wh."
-WHITEOUT_OPAQUE = ".wh..wh..opq"
-OVERLAY_XATTR_PREFIX = "trusted.overlay."
-OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
-PAX_XATTR = "SCHILY.xattr."
-CHUNK = 1 << 20
+__all__ = ["CHUNK", "MAX_HEADER", "OVERLAY_OPAQUE_XATTR", "OVERLAY_XATTR_PREFIX", "PAX_XATTR", "WHITEOUT_META_PREFIX",
+           "WHITEOUT_OPAQUE", "WHITEOUT_PREFIX", "OverlayWhiteouts", "TarSplitReader", "TarWriter", "UnsafeTarError",
+           "Whiteouts", "clean_name", "differs", "extract", "is_whiteout_dev", "read_xattrs", "record_tar_split",
+           "scan_entries", "spool", "walk", "write_tar"]
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_SKIP_XATTRS = ("security.selinux",)
+_SKIP_XATTRS = SKIP_XATTRS
+#: the largest extended header (PAX records, GNU long name/link, sparse map) accepted
+MAX_HEADER = 1 << 20
+_EXTENDED = {tarfile.XHDTYPE: "PAX", tarfile.XGLTYPE: "global PAX", tarfile.SOLARIS_XHDTYPE: "PAX",
+             tarfile.GNUTYPE_LONGNAME: "GNU long name", tarfile.GNUTYPE_LONGLINK: "GNU long link"}
 
 
 class UnsafeTarError(StorageError):
@@ -137,7 +144,9 @@ class OverlayWhiteouts(Whiteouts):
 
 
 class _TarInfo(tarfile.TarInfo):
-    """Turns tarfile's silent stop on a truncated header into an error."""
+    """tarfile's header reader, made strict and bounded: a truncated or invalid
+    header is an error (tarfile would silently end the archive there), and an
+    extended header larger than :data:`MAX_HEADER` is refused before being read."""
 
     @classmethod
     def fromtarfile(cls, tarfile_):
@@ -145,6 +154,48 @@ class _TarInfo(tarfile.TarInfo):
             return super().fromtarfile(tarfile_)
         except tarfile.TruncatedHeaderError as exc:
             raise StorageError(f"corrupt layer tar: truncated header ({exc})") from None
+        except tarfile.InvalidHeaderError as exc:
+            at = tarfile_.fileobj.tell() - tarfile.BLOCKSIZE
+            raise StorageError(f"corrupt layer tar: invalid header at byte {max(at, 0)} ({exc})") from None
+
+    def _proc_member(self, tarfile_):
+        kind = _EXTENDED.get(self.type)
+        if kind is not None:
+            size = self.size
+            if self.type == tarfile.XGLTYPE:  # global records accumulate
+                size += sum(len(k) + len(v) for k, v in tarfile_.pax_headers.items())
+            if size > MAX_HEADER:
+                raise StorageError(f"refusing layer tar: a {kind} header of {self.size} bytes at byte "
+                                   f"{self.offset} (the limit is {MAX_HEADER})")
+        return super()._proc_member(tarfile_)
+
+    def _proc_sparse(self, tarfile_):
+        if self._sparse_structs[1]:  # extension blocks follow: count them as they come
+            raw, limit = tarfile_.fileobj, MAX_HEADER // tarfile.BLOCKSIZE
+            tarfile_.fileobj = _Limited(raw, limit, self.offset)
+            try:
+                return super()._proc_sparse(tarfile_)
+            finally:
+                tarfile_.fileobj = raw
+        return super()._proc_sparse(tarfile_)
+
+
+class _Limited:
+    """Passes reads through, refusing more than ``blocks`` block reads (the
+    extension blocks of a GNU sparse header)."""
+
+    def __init__(self, raw, blocks, offset):
+        self.raw, self.left, self.offset = raw, blocks, offset
+
+    def read(self, n):
+        self.left -= 1
+        if self.left < 0:
+            raise StorageError(f"refusing layer tar: a GNU sparse map larger than {MAX_HEADER} bytes "
+                               f"at byte {self.offset}")
+        return self.raw.read(n)
+
+    def tell(self):
+        return self.raw.tell()
 
 
 class _Counting:
@@ -224,12 +275,15 @@ class _Extractor:
             if counting.count == 0:
                 return 0  # a zero-byte stream: an empty layer
             raise StorageError(f"corrupt layer tar: {exc}") from None
+        except RecursionError:
+            raise StorageError("refusing layer tar: too many chained extended headers") from None
         except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
             raise StorageError(f"corrupt layer tar: {exc}") from None
         name = "<start>"
         try:
             with tar:
-                for ti in tar:
+                while (ti := tar.next()) is not None:
+                    tar.members.clear()  # tarfile keeps every member: memory would grow
                     name = ti.name
                     self.entry(tar, ti)
             self.finish()
@@ -237,6 +291,8 @@ class _Extractor:
                 pass
         except StorageError:
             raise
+        except RecursionError:
+            raise StorageError(f"refusing layer tar: too many chained extended headers after {name!r}") from None
         except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError) as exc:
             raise StorageError(f"corrupt layer tar at entry {name!r}: {exc}") from None
         except OSError as exc:
@@ -412,147 +468,3 @@ def extract(stream, dest, *, whiteouts=None, same_owner=None):
         return ex.run(stream)
     finally:
         ex.close()
-
-
-# ---------------------------------------------------------------- writing tars
-
-
-def read_xattrs(path):
-    """Xattrs of ``path`` (not following symlinks) worth putting in a layer tar."""
-    out = {}
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:
-        return out
-    for name in names:
-        if name.startswith(OVERLAY_XATTR_PREFIX) or name in _SKIP_XATTRS:
-            continue
-        try:
-            out[name] = os.getxattr(path, name, follow_symlinks=False)
-        except OSError:
-            continue
-    return out
-
-
-class TarWriter:
-    """Writes layer-tar entries, one path at a time, to a binary file object."""
-
-    def __init__(self, fileobj):
-        self.tar = tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT)
-        self._inodes = {}
-
-    def add(self, root, rel, st=None):
-        """Add ``root/rel`` as entry ``rel`` (not recursive); sockets are skipped."""
-        path = os.path.join(root, rel)
-        st = st or os.lstat(path)
-        ti = tarfile.TarInfo(rel)
-        ti.mode, ti.uid, ti.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
-        ti.mtime, ti.uname, ti.gname = int(st.st_mtime), "", ""
-        fmt = stat.S_IFMT(st.st_mode)
-        if fmt == stat.S_IFREG:
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in self._inodes:
-                ti.type, ti.linkname = tarfile.LNKTYPE, self._inodes[key]
-            elif st.st_nlink > 1:
-                self._inodes[key] = rel
-        elif fmt == stat.S_IFDIR:
-            ti.type = tarfile.DIRTYPE
-        elif fmt == stat.S_IFLNK:
-            ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(path)
-        elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
-            ti.type = tarfile.CHRTYPE if fmt == stat.S_IFCHR else tarfile.BLKTYPE
-            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        elif fmt == stat.S_IFIFO:
-            ti.type = tarfile.FIFOTYPE
-        else:
-            return
-        for name, value in read_xattrs(path).items():
-            ti.pax_headers[PAX_XATTR + name] = value.decode("utf-8", "surrogateescape")
-        if ti.type == tarfile.REGTYPE:
-            ti.size = st.st_size
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-            with os.fdopen(fd, "rb") as f:
-                self.tar.addfile(ti, f)
-        else:
-            self.tar.addfile(ti)
-
-    def _marker(self, rel):
-        ti = tarfile.TarInfo(rel)
-        ti.mode, ti.mtime, ti.uname, ti.gname = 0o644, 0, "", ""
-        self.tar.addfile(ti)
-
-    def add_whiteout(self, rel):
-        """Record the deletion of ``rel`` as ``dir/.wh.name``."""
-        parent, _, base = rel.rpartition("/")
-        self._marker(f"{parent}/{WHITEOUT_PREFIX}{base}" if parent else WHITEOUT_PREFIX + base)
-
-    def add_opaque(self, rel_dir):
-        """Record that directory ``rel_dir`` hides its lower content."""
-        self._marker(f"{rel_dir}/{WHITEOUT_OPAQUE}" if rel_dir else WHITEOUT_OPAQUE)
-
-    def close(self):
-        self.tar.close()
-
-
-def walk(root, rel=""):
-    """Yield ``(rel, lstat)`` for everything below ``root/rel``, parents first,
-    names sorted; symlinks are not followed."""
-    base = os.path.join(root, rel) if rel else root
-    with os.scandir(base) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    for e in entries:
-        crel = f"{rel}/{e.name}" if rel else e.name
-        st = e.stat(follow_symlinks=False)
-        yield crel, st
-        if stat.S_ISDIR(st.st_mode):
-            yield from walk(root, crel)
-
-
-def spool():
-    """A temporary binary file for tars (memory first, disk past 16 MiB)."""
-    return tempfile.SpooledTemporaryFile(max_size=16 << 20)
-
-
-def write_tar(root, fileobj=None):
-    """Write everything below ``root`` as a layer tar; return the file object
-    rewound to 0 (a new spooled temporary file unless ``fileobj`` is given)."""
-    out = fileobj if fileobj is not None else spool()
-    writer = TarWriter(out)
-    for rel, st in walk(root):
-        writer.add(root, rel, st)
-    writer.close()
-    out.seek(0)
-    return out
-
-
-# ---------------------------------------------------------------- comparing
-
-
-def _same_time(a_ns, b_ns):
-    """Docker's ``sameFsTime``: equal, or equal seconds with one side truncated."""
-    if a_ns == b_ns:
-        return True
-    return a_ns // 10**9 == b_ns // 10**9 and (a_ns % 10**9 == 0 or b_ns % 10**9 == 0)
-
-
-def differs(old_path, old, new_path, new):
-    """Docker's rule for a changed entry: mode, owner, device or (non-directories)
-    size, mtime, symlink target or ``security.capability`` differ."""
-    if (old.st_mode, old.st_uid, old.st_gid, old.st_rdev) != (new.st_mode, new.st_uid, new.st_gid, new.st_rdev):
-        return True
-    if stat.S_ISDIR(new.st_mode):
-        return False
-    if old.st_size != new.st_size or not _same_time(old.st_mtime_ns, new.st_mtime_ns):
-        return True
-    if stat.S_ISLNK(new.st_mode):
-        return os.readlink(old_path) != os.readlink(new_path)
-    if stat.S_ISREG(new.st_mode):
-        return _capability(old_path) != _capability(new_path)
-    return False
-
-
-def _capability(path):
-    try:
-        return os.getxattr(path, "security.capability", follow_symlinks=False)
-    except OSError:
-        return None

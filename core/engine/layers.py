@@ -3,6 +3,11 @@
 Images are driver-independent: they name their layers by diff ID; this module
 maps each chain of diff IDs to the storage driver's opaque id, creates layers from
 uncompressed layer tars, and removes layers nobody references any more.
+
+Registration verifies the tar against its diff ID before anything is created, and
+keeps the tar's tar-split record (:mod:`dockyard.tarwriter`) in the metadata store
+so that the layer's exact diff can be rebuilt and verified later (e.g. when the
+layers move to another storage driver).
 """
 
 import hashlib
@@ -10,7 +15,13 @@ import secrets
 import threading
 from datetime import datetime, timezone
 
-from ..errors import LayerNotFound, StorageError
+from ..errors import Conflict, LayerNotFound, StorageError
+from ..tarwriter import record_tar_split
+
+TARSPLIT_SCHEMA = """CREATE TABLE IF NOT EXISTS layer_tarsplit (
+    chain_id TEXT PRIMARY KEY REFERENCES layers(chain_id) ON DELETE CASCADE,
+    data BLOB NOT NULL                  -- tar-split record of the layer's tar
+)"""
 
 
 def chain_id(parent_chain, diff_id):
@@ -30,6 +41,8 @@ class LayerStore:
         self._lock = threading.Lock()
         if slot.pm.get_plugin("naive-diff") is None:
             slot.pm.register(NaiveDiff(slot.hook), name="naive-diff")
+        with store.tx() as db:
+            db.execute(TARSPLIT_SCHEMA)
 
     @property
     def driver_name(self):
@@ -47,14 +60,20 @@ class LayerStore:
     def register(self, tar_path, diff_id, parent_chain=None):
         """Create the layer for the uncompressed tar at ``tar_path``; return its chain ID.
 
-        An existing layer with the same chain is reused.  On any failure the new
-        driver layer is removed again, so nothing half-written remains.
+        An existing layer with the same chain is reused.  The tar must hash to
+        ``diff_id`` (checked before anything is created: a mismatch leaves nothing
+        behind).  On any failure the new driver layer is removed again, so nothing
+        half-written remains.
         """
         chain = chain_id(parent_chain, diff_id)
         with self._lock:
             if self.get(chain) is not None:
                 return chain
             parent_id = self.driver_id(parent_chain) if parent_chain else None
+            actual, split = record_tar_split(tar_path)
+            if actual != diff_id:
+                raise StorageError(f"layer tar does not match its diff ID: expected {diff_id}, "
+                                   f"the tar's sha256 is {actual}")
             new_id = secrets.token_hex(32)
             self.hook.storage_create(id=new_id, parent=parent_id)
             try:
@@ -67,6 +86,8 @@ class LayerStore:
                         (chain, new_id, parent_chain, diff_id, int(size or 0),
                          datetime.now(timezone.utc).isoformat()),
                     )
+                    if split is not None:
+                        db.execute("INSERT INTO layer_tarsplit(chain_id, data) VALUES (?,?)", (chain, split))
             except BaseException:
                 self.hook.storage_remove(id=new_id)
                 raise
@@ -86,6 +107,31 @@ class LayerStore:
     def size(self, top):
         return sum(row["size"] for row in self.chain(top)) if top else 0
 
+    def tar_split(self, chain):
+        """The tar-split record of ``chain`` (bytes), or ``None`` if none was kept."""
+        row = self.store.one("SELECT data FROM layer_tarsplit WHERE chain_id=?", chain)
+        return bytes(row["data"]) if row else None
+
+    def count(self):
+        return self.store.one("SELECT COUNT(*) AS n FROM layers")["n"]
+
+    def remove(self, chain):
+        """Remove the one layer ``chain`` (its ancestors stay).
+
+        :raises Conflict: if a layer, an image or a container builds on it (the
+            core never asks a driver to remove a layer that has children).
+        """
+        with self._lock:
+            row = self.get(chain)
+            if row is None:
+                raise LayerNotFound(f"layer {chain} not found")
+            users = self._users(chain)
+            if users:
+                raise Conflict(f"layer {chain} is in use by {', '.join(users)}: remove those first")
+            self.hook.storage_remove(id=row["driver_id"])
+            with self.store.tx() as db:
+                db.execute("DELETE FROM layers WHERE chain_id=?", (chain,))
+
     def release(self, top):
         """Remove ``top`` and its ancestors while no image, layer or container uses them."""
         with self._lock:
@@ -99,9 +145,18 @@ class LayerStore:
                 top = row["parent"]
 
     def _in_use(self, chain):
-        if self.store.one("SELECT 1 FROM layers WHERE parent=? LIMIT 1", chain):
-            return True
-        return self.store.one("SELECT 1 FROM images WHERE top_layer=? LIMIT 1", chain) is not None
+        return bool(self._users(chain))
+
+    def _users(self, chain):
+        """What builds on layer ``chain``: child layers, images, containers."""
+        out = []
+        for what, sql in (
+            ("child layer", "SELECT chain_id AS id FROM layers WHERE parent=?"),
+            ("image", "SELECT id FROM images WHERE top_layer=?"),
+            ("container", "SELECT c.id FROM containers c JOIN images i ON c.image_id=i.id WHERE i.top_layer=?"),
+        ):
+            out += [f"{what} {row['id'].removeprefix('sha256:')[:12]}" for row in self.store.query(sql, chain)]
+        return out
 
     # container layers: the driver id is the container id
     def create_rw(self, container_id, parent_chain):

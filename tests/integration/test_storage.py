@@ -172,3 +172,90 @@ def test_vfs_reflink_option(tmp_path):
     assert ["Reflink", "never"] in hook.storage_status()
     with pytest.raises(StorageError, match="reflink"):
         load_storage(VfsDriver(), tmp_path / "home2", {"reflink": "sometimes"})
+
+
+@pytest.mark.root
+def test_overlay_concurrent_mounts_leave_no_mount(overlay, tmp_path):
+    import threading
+
+    base, child = new_id(), new_id()
+    overlay.storage_create(id=base, parent=None)
+    overlay.storage_create(id=child, parent=base)
+    merged = tmp_path / "home" / child / "merged"
+    barrier = threading.Barrier(6)
+    errors = []
+
+    def work():
+        try:
+            barrier.wait()
+            for _ in range(30):
+                path = overlay.storage_mount(id=child)
+                assert _mount_count(path) == 1
+                overlay.storage_unmount(id=child)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert _mount_count(merged) == 0 and not (tmp_path / "home" / child / "mounts").exists()
+    overlay.storage_remove(id=child)
+    overlay.storage_remove(id=base)
+
+
+# ------------------------------------------------------------ the core's layer store
+
+
+@pytest.fixture(params=PARAMS)
+def layer_store(request, tmp_path, no_leftover_mounts):
+    from dockyard.engine.layers import LayerStore
+    from dockyard.plugins import load_driver
+    from dockyard.store import Store
+
+    slot = load_driver("storage", request.param, tmp_path / "storage" / request.param)
+    if slot.supported() is not None:
+        pytest.skip(slot.supported())
+    slot.init()
+    store = Store(tmp_path / "dockyard.db")
+    yield LayerStore(slot, store)
+    slot.hook.storage_cleanup()
+    store.close()
+
+
+def _layer_tar(tmp_path, name, entries):
+    import hashlib
+
+    path = tmp_path / name
+    path.write_bytes(make_tar(entries).getvalue())
+    return path, "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_layer_store_refuses_to_remove_a_layer_with_children(layer_store, tmp_path):
+    from dockyard.errors import Conflict
+
+    layers = layer_store
+    base_tar, base_diff = _layer_tar(tmp_path, "base.tar", [("f", "f", b"base")])
+    child_tar, child_diff = _layer_tar(tmp_path, "child.tar", [("g", "f", b"child")])
+    base = layers.register(base_tar, base_diff)
+    child = layers.register(child_tar, child_diff, base)
+    with pytest.raises(Conflict, match="child layer"):
+        layers.remove(base)
+    assert layers.hook.storage_exists(id=layers.driver_id(base)) and layers.get(base) is not None
+    with layers.store.tx() as db:
+        db.execute("INSERT INTO images(id, config, top_layer, created) VALUES ('sha256:img', '{}', ?, 'now')",
+                   (child,))
+    with pytest.raises(Conflict, match="image img"):
+        layers.remove(child)
+    layers.release(child)  # the image still uses it: release keeps everything
+    assert layers.count() == 2
+    with layers.store.tx() as db:
+        db.execute("DELETE FROM images")
+    child_id = layers.driver_id(child)
+    layers.remove(child)
+    assert not layers.hook.storage_exists(id=child_id) and layers.get(child) is None
+    assert layers.tar_split(child) is None  # its tar-split went with it
+    layers.remove(base)
+    assert layers.count() == 0
