@@ -2,8 +2,8 @@
 
 Start-up is kept lean: ``--version`` imports nothing beyond this module, and
 ``--help`` only argparse and the command modules (which import the API client,
-``json`` and ``http.client`` inside the commands).  ``daemon`` and ``driver`` are
-handed their remaining arguments without building our parser at all.
+``json`` and ``http.client`` inside the commands).  ``daemon``, ``driver`` and
+``storage`` are handed their remaining arguments without building our parser at all.
 """
 
 import os
@@ -12,7 +12,7 @@ import sys
 # Same value as dockyard.client.DEFAULT_HOST, written out so --help imports nothing.
 DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 HOST_ENV = "DOCKYARD_HOST"
-FORWARDED = ("daemon", "driver")
+FORWARDED = ("daemon", "driver", "storage")
 
 
 def _version_line():
@@ -41,6 +41,7 @@ def build_parser():
     sub.add_parser("daemon", help="Start the daemon (run 'dockyard daemon --help')", add_help=False)
     sub.add_parser("driver", help="Manage drivers: ls, info, use (run 'dockyard driver --help')",
                    add_help=False)
+    sub.add_parser("storage", help="Manage storage: migrate (run 'dockyard storage --help')", add_help=False)
     return parser
 
 
@@ -99,6 +100,9 @@ def _forward(command, argv, host, debug):
     if command == "daemon":
         from dockyard.daemon.main import main as daemon_main
         return daemon_main((["-H", host] if host else []) + (["-D"] if debug else []) + argv)
+    if command == "storage":
+        from dockyard.cli.storage import main as storage_main
+        return storage_main(argv, host, debug)
     from dockyard.cli.driver import main as driver_main
     return driver_main(argv)
 

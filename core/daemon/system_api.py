@@ -47,7 +47,9 @@ def _info(eng):
     recs = eng.containers.all()
     running = sum(1 for r in recs if r["State"]["Running"] and not r["State"].get("Paused"))
     paused = sum(1 for r in recs if r["State"].get("Paused"))
-    status = eng.storage_slot.hook.storage_status() or []
+    status = list(eng.storage_slot.hook.storage_status() or [])
+    if not any(key == "Layers" for key, _ in status):  # image layers + one writable layer per container
+        status.append(["Layers", str(eng.layers.count() + len(recs))])
     uname = os.uname()
     drivers = eng.drivers_info()
     return {

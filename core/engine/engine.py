@@ -9,7 +9,7 @@ import os
 import threading
 
 from .. import plugins
-from ..errors import InvalidParameter, NotFound
+from ..errors import ConfigError, InvalidParameter, NotFound
 
 log = logging.getLogger("dockyard.engine")
 
@@ -19,8 +19,21 @@ class Engine:
         self.config = config
         self.data_root = os.path.abspath(data_root)
         self.exec_root = os.path.abspath(exec_root)
+        # a data root pinned to a storage driver (`dockyard storage migrate`) keeps it
+        from .migrate import recorded_storage_driver
+
+        pinned = recorded_storage_driver(self.data_root)
+        if pinned and storage_driver and storage_driver != pinned:
+            raise ConfigError(f"{self.data_root} keeps its layers with storage driver {pinned!r}, not "
+                              f"{storage_driver!r}: drop --storage-driver, or move them first with "
+                              f"`dockyard storage migrate --to {storage_driver}`")
         if storage_driver:
             config = config.with_override("storage", storage_driver)
+        elif pinned:
+            import attrs
+
+            config = attrs.evolve(config.with_override("storage", pinned),
+                                  source=f"{config.source} (storage driver pinned by a migration)")
         if exec_driver:
             config = config.with_override("exec", exec_driver)
         self.config = config
