@@ -1,7 +1,8 @@
 """A small Docker Engine API (v1.41) client on the standard library alone.
 
 The ``dockyard`` CLI speaks to the daemon only through this module; it sits at the
-bottom of the import graph and imports nothing from the rest of Dockyard.
+bottom of the import graph and imports nothing from the rest of Dockyard but its
+own wire level, :mod:`dockyard.wire`.
 
 Errors, as a tree::
 
@@ -15,26 +16,20 @@ Errors, as a tree::
 
 Every request path is sent versioned (``/v1.41/...``).  Each request uses its own
 connection, so a long-lived stream (``logs -f``, ``attach``, a pending ``wait``)
-never blocks other requests made meanwhile.
+never blocks other requests made meanwhile.  The HTTP itself (and the stream
+formats) live in :mod:`dockyard.wire`, kept off ``http.client`` for start-up speed.
 """
 
-import codecs
-import http.client
 import json
-import os
 import socket
 import sys
-import urllib.parse
+
+from dockyard.wire import (  # noqa: F401  (parse_host, demux, STDOUT, ... are part of this API)
+    STDERR, STDIN, STDOUT, SYSTEMERR, ClientError, Connection, ProtocolError, connect, demux,
+    host_header, json_objects, parse_host, quote, urlencode)
 
 API_VERSION = "1.41"
 DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
-
-STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
-_CHUNK = 65536
-
-
-class ClientError(Exception):
-    """Base of every error this module raises on purpose."""
 
 
 class DaemonUnreachable(ClientError, ConnectionError):
@@ -49,10 +44,6 @@ class DaemonUnreachable(ClientError, ConnectionError):
         else:
             msg = f"Cannot connect to the Dockyard daemon at {host}. Is the dockyard daemon running?"
         super().__init__(msg)
-
-
-class ProtocolError(ClientError):
-    """The daemon's answer was malformed or cut short."""
 
 
 class APIError(ClientError):
@@ -85,186 +76,6 @@ def api_error(status, body, reason=""):
     if message is None:
         message = text or reason or f"HTTP {status}"
     return (NotFound if status == 404 else APIError)(status, message)
-
-
-def parse_host(host):
-    """``unix:///p`` or ``/p`` → ("unix", "/p"); ``tcp://h:p``, ``http://h:p``, ``h:p`` → ("tcp", (h, p))."""
-    if host.startswith("unix://"):
-        path = host[len("unix://"):]
-        if not path:
-            raise ValueError(f"invalid host {host!r}: no socket path")
-        return "unix", path
-    if host.startswith("/"):
-        return "unix", host
-    for scheme in ("tcp://", "http://"):
-        if host.startswith(scheme):
-            host = host[len(scheme):]
-            break
-    else:
-        if "://" in host:
-            raise ValueError(f"invalid host {host!r}: use unix://PATH or tcp://HOST:PORT")
-    hostport = host.split("/", 1)[0]
-    name, sep, port = hostport.rpartition(":")
-    if not sep:
-        name, port = hostport, "2375"
-    if not name or not port.isdigit():
-        raise ValueError(f"invalid host {host!r}: expected HOST:PORT")
-    return "tcp", (name.strip("[]"), int(port))
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    def __init__(self, path, timeout=None):
-        super().__init__("localhost", timeout=timeout, blocksize=_CHUNK)
-        self._path = path
-
-    def connect(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self._path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
-
-
-def _read_exact(read, n):
-    """Read exactly ``n`` bytes with ``read`` (fewer only at end of stream)."""
-    parts, got = [], 0
-    while got < n:
-        data = read(n - got)
-        if not data:
-            break
-        parts.append(data)
-        got += len(data)
-    return b"".join(parts)
-
-
-def demux(read_exact, read_some, tty):
-    """Yield ``(stream, bytes)`` frames from an attach/logs stream until it ends.
-
-    With ``tty`` the stream is raw and everything is reported as stdout.  Otherwise
-    each frame has Docker's 8-byte header: byte 0 the stream (0 stdin, 1 stdout,
-    2 stderr, 3 a daemon error message), bytes 4-7 the payload length, big-endian.
-    """
-    if tty:
-        while True:
-            data = read_some()
-            if not data:
-                return
-            yield STDOUT, data
-    while True:
-        header = read_exact(8)
-        if not header:
-            return
-        if len(header) < 8:
-            raise ProtocolError(f"stream ended inside a frame header ({len(header)} of 8 bytes)")
-        kind, size = header[0], int.from_bytes(header[4:8], "big")
-        if kind > SYSTEMERR:
-            raise ProtocolError(f"unknown stream id {kind} in frame header {header.hex()}")
-        data = read_exact(size) if size else b""
-        if len(data) < size:
-            raise ProtocolError(f"stream ended inside a frame ({len(data)} of {size} bytes)")
-        if kind == SYSTEMERR:
-            raise ClientError(data.decode("utf-8", "replace"))
-        yield kind, data
-
-
-def _json_objects(read_some):
-    """Yield each JSON value of a stream of concatenated (usually newline-separated) JSON."""
-    decoder = json.JSONDecoder()
-    text_decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    buf = ""
-    while True:
-        data = read_some()
-        buf += text_decoder.decode(data, final=not data)
-        while True:
-            buf = buf.lstrip()
-            if not buf:
-                break
-            try:
-                obj, end = decoder.raw_decode(buf)
-            except ValueError:
-                break
-            buf = buf[end:]
-            yield obj
-        if not data:
-            if buf.strip():
-                raise ProtocolError(f"JSON stream ended mid-message: {buf[:80]!r}")
-            return
-
-
-class _SocketReader:
-    """Buffered reading from a raw socket, starting with bytes already received."""
-
-    def __init__(self, sock, initial=b""):
-        self._sock = sock
-        self._buf = bytearray(initial)
-
-    def read_some(self, n=_CHUNK):
-        if self._buf:
-            data = bytes(self._buf[:n])
-            del self._buf[:n]
-            return data
-        return self._sock.recv(n)
-
-    def read_exact(self, n):
-        return _read_exact(self.read_some, n)
-
-    def read_until(self, marker, limit=65536):
-        while marker not in self._buf:
-            if len(self._buf) > limit:
-                raise ProtocolError("response headers too long")
-            data = self._sock.recv(_CHUNK)
-            if not data:
-                raise ProtocolError("connection closed before the response headers ended")
-            self._buf += data
-        idx = self._buf.index(marker) + len(marker)
-        head = bytes(self._buf[:idx])
-        del self._buf[:idx]
-        return head
-
-    def read_all(self):
-        parts = []
-        while data := self.read_some():
-            parts.append(data)
-        return b"".join(parts)
-
-
-class _ChunkedReader:
-    """Decode HTTP/1.1 chunked transfer-encoding from a _SocketReader."""
-
-    def __init__(self, reader):
-        self._reader = reader
-        self._left = 0
-        self._done = False
-
-    def read_some(self, n=_CHUNK):
-        if self._done:
-            return b""
-        if self._left == 0:
-            line = self._reader.read_until(b"\r\n")
-            size = int(line.split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                self._done = True
-                return b""
-            self._left = size
-        data = self._reader.read_some(min(n, self._left))
-        if not data:
-            raise ProtocolError("connection closed inside a chunk")
-        self._left -= len(data)
-        if self._left == 0:
-            self._reader.read_exact(2)  # CRLF after the chunk
-        return data
-
-    def read_exact(self, n):
-        return _read_exact(self.read_some, n)
-
-    def read_all(self):
-        parts = []
-        while data := self.read_some():
-            parts.append(data)
-        return b"".join(parts)
 
 
 class Attachment:
@@ -310,10 +121,7 @@ class PendingWait:
         self._conn = conn
 
     def result(self):
-        try:
-            return self._client._decode(_read_body(self._client._response(self._conn)))
-        finally:
-            self._conn.close()
+        return self._client._body(self._conn)
 
     def close(self):
         self._conn.close()
@@ -338,45 +146,24 @@ class Client:
                 if isinstance(v, bool):
                     clean[k] = "1" if v else "0"
             if clean:
-                url += "?" + urllib.parse.urlencode(clean, doseq=True)
+                url += "?" + urlencode(clean)
         return url
 
     def _connection(self, timeout=None):
-        timeout = timeout if timeout is not None else self.timeout
-        if self.kind == "unix":
-            conn = _UnixConnection(self.address, timeout=timeout)
-        else:
-            conn = http.client.HTTPConnection(*self.address, timeout=timeout, blocksize=_CHUNK)
+        """A fresh connection to the daemon (DaemonUnreachable if nobody answers)."""
         try:
-            conn.connect()
+            sock = connect(self.kind, self.address, timeout if timeout is not None else self.timeout)
         except OSError as exc:
-            conn.close()
             raise DaemonUnreachable(self.host, exc) from exc
-        return conn
+        return Connection(sock)
 
-    def _raw_socket(self, timeout=None):
-        if self.kind == "unix":
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            address = self.address
-        else:
-            sock, address = None, self.address
-        try:
-            if sock is None:
-                sock = socket.create_connection(address, timeout=timeout)
-            else:
-                sock.settimeout(timeout)
-                sock.connect(address)
-        except OSError as exc:
-            if sock is not None:
-                sock.close()
-            raise DaemonUnreachable(self.host, exc) from exc
-        sock.settimeout(None)
-        return sock
+    def _headers(self, headers):
+        return {"Host": host_header(self.kind, self.address), "User-Agent": "dockyard", **(headers or {})}
 
     def _send(self, method, path, params=None, body=None, headers=None, timeout=None):
         """Send one request on a fresh connection; return the connection."""
         url = self._url(path, params)
-        hdrs = dict(headers or {})
+        hdrs = self._headers(headers)
         if isinstance(body, (dict, list)):
             body = json.dumps(body).encode()
             hdrs.setdefault("Content-Type", "application/json")
@@ -384,11 +171,7 @@ class Client:
             print(f"dockyard: --> {method} {url}", file=sys.stderr)
         conn = self._connection(timeout)
         try:
-            conn.request(method, url, body=body, headers=hdrs)
-        except (BrokenPipeError, ConnectionResetError) as exc:
-            # The daemon may have refused the upload early and closed its side:
-            # its answer (read by the caller) explains why.
-            conn._send_error = exc
+            conn.send(method, url, hdrs, body)
         except OSError as exc:
             conn.close()
             raise ProtocolError(f"sending {method} {path} failed: {exc}") from exc
@@ -397,21 +180,29 @@ class Client:
     def _response(self, conn):
         """Read the response head; raise APIError for a 4xx/5xx answer."""
         try:
-            resp = conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
+            resp = conn.response()
+        except ProtocolError:
             conn.close()
-            cause = getattr(conn, "_send_error", None) or exc
-            raise ProtocolError(f"no valid answer from the daemon: {cause}") from exc
+            raise
         if self.debug:
             print(f"dockyard: <-- {resp.status} {resp.reason}", file=sys.stderr)
         if resp.status >= 400:
             try:
-                body = resp.read()
-            except (OSError, http.client.HTTPException):
+                body = resp.read_all()
+            except (OSError, ProtocolError):
                 body = b""
             conn.close()
             raise api_error(resp.status, body, resp.reason)
         return resp
+
+    def _body(self, conn):
+        """The whole body of the answer on ``conn``, decoded; the connection is closed."""
+        try:
+            return self._decode(self._response(conn).read_all())
+        except OSError as exc:
+            raise ProtocolError(f"answer cut short: {exc}") from exc
+        finally:
+            conn.close()
 
     @staticmethod
     def _decode(data):
@@ -425,11 +216,7 @@ class Client:
 
     def request(self, method, path, params=None, body=None, headers=None, timeout=None):
         """One request; returns the parsed JSON answer (text if not JSON, None if empty)."""
-        conn = self._send(method, path, params, body, headers, timeout)
-        try:
-            return self._decode(_read_body(self._response(conn)))
-        finally:
-            conn.close()
+        return self._body(self._send(method, path, params, body, headers, timeout))
 
     def stream(self, method, path, params=None, body=None, headers=None):
         """Send a request; return ``(response, connection)`` for the caller to read and close."""
@@ -440,15 +227,12 @@ class Client:
         """Yield each JSON message of a streaming answer; an ``error`` message raises ProgressError."""
         resp, conn = self.stream(method, path, params, body, headers)
         try:
-            for msg in _json_objects(resp.read1):
+            for msg in json_objects(resp.read_some):
                 if isinstance(msg, dict) and msg.get("error"):
                     detail = msg.get("errorDetail") or {}
                     raise ProgressError(resp.status, detail.get("message") or str(msg["error"]))
                 yield msg
-        except http.client.HTTPException as exc:
-            raise ProtocolError(f"progress stream broken: {exc!r}") from exc
         finally:
-            resp.close()
             conn.close()
 
     # --- system -------------------------------------------------------------------
@@ -499,14 +283,15 @@ class Client:
         first answer bytes, so a following ``start`` cannot overtake the wait.
         """
         conn = self._send("POST", f"/containers/{_q(container)}/wait", {"condition": condition})
-        if confirm_timeout and conn.sock is not None:
+        if confirm_timeout:
+            before = conn.sock.gettimeout()
             try:
                 conn.sock.settimeout(confirm_timeout)
                 conn.sock.recv(1, socket.MSG_PEEK)
             except OSError:
                 pass  # no early headers from this daemon: go on, the request is sent
             finally:
-                conn.sock.settimeout(None)
+                conn.sock.settimeout(before)
         return PendingWait(self, conn)
 
     def wait(self, container, condition=None):
@@ -527,11 +312,8 @@ class Client:
 
         def frames():
             try:
-                yield from demux(lambda n: _read_exact(resp.read, n), lambda: resp.read1(_CHUNK), tty)
-            except http.client.HTTPException as exc:
-                raise ProtocolError(f"log stream broken: {exc!r}") from exc
+                yield from demux(resp.read_exact, resp.read_some, tty)
             finally:
-                resp.close()
                 conn.close()
         return frames()
 
@@ -548,32 +330,18 @@ class Client:
                          "logs": logs or None})
         if self.debug:
             print(f"dockyard: --> POST {url} (upgrade)", file=sys.stderr)
-        sock = self._raw_socket()
+        conn = self._connection()
         try:
-            sock.sendall(f"POST {url} HTTP/1.1\r\nHost: docker\r\nUser-Agent: dockyard\r\n"
-                         "Content-Type: text/plain\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
-                         .encode("latin-1"))
-            reader = _SocketReader(sock)
-            status, reason, headers = _parse_head(reader.read_until(b"\r\n\r\n"))
-            if self.debug:
-                print(f"dockyard: <-- {status} {reason}", file=sys.stderr)
-            chunked = "chunked" in headers.get("transfer-encoding", "").lower()
-            if status >= 400:
-                if chunked:
-                    body = _ChunkedReader(reader).read_all()
-                elif "content-length" in headers:
-                    body = reader.read_exact(int(headers["content-length"]))
-                else:
-                    body = reader.read_all()
-                raise api_error(status, body, reason)
-            if status not in (101, 200):
-                raise ProtocolError(f"unexpected answer to attach: {status} {reason}")
-            if status == 200 and chunked:
-                reader = _ChunkedReader(reader)
+            conn.sock.settimeout(None)  # the stream may stay quiet for as long as it likes
+            conn.send("POST", url, self._headers({"Content-Type": "text/plain",
+                                                  "Connection": "Upgrade", "Upgrade": "tcp"}))
+            resp = self._response(conn)
+            if resp.status not in (101, 200):
+                raise ProtocolError(f"unexpected answer to attach: {resp.status} {resp.reason}")
         except BaseException:
-            sock.close()
+            conn.close()
             raise
-        return Attachment(sock, reader, tty)
+        return Attachment(conn.sock, resp, tty)
 
     # --- images -------------------------------------------------------------------
 
@@ -598,15 +366,8 @@ class Client:
         params = {"repo": repo or None, "tag": tag or None, "changes": list(changes) or None,
                   "message": message or None}
         headers = {"Content-Type": "application/x-tar"}
-        if isinstance(source, str):
-            params["fromSrc"] = source
-            body = None
-        else:
-            params["fromSrc"] = "-"
-            body = source
-            size = _regular_file_size(source)
-            if size is not None:
-                headers["Content-Length"] = str(size)
+        params["fromSrc"] = source if isinstance(source, str) else "-"
+        body = None if isinstance(source, str) else source
         return self.json_stream("POST", "/images/create", params, body=body, headers=headers)
 
     def pull(self, image, tag=None):
@@ -614,37 +375,5 @@ class Client:
         return self.json_stream("POST", "/images/create", {"fromImage": image, "tag": tag or None})
 
 
-def _read_body(resp):
-    try:
-        return resp.read()
-    except http.client.HTTPException as exc:
-        raise ProtocolError(f"answer cut short: {exc!r}") from exc
-
-
 def _q(name, safe=""):
-    return urllib.parse.quote(str(name), safe=safe)
-
-
-def _regular_file_size(fobj):
-    try:
-        st = os.fstat(fobj.fileno())
-        pos = fobj.tell()
-    except (AttributeError, OSError, ValueError):
-        return None
-    import stat
-    if not stat.S_ISREG(st.st_mode):
-        return None
-    return max(st.st_size - pos, 0)
-
-
-def _parse_head(head):
-    lines = head.decode("latin-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise ProtocolError(f"malformed status line {lines[0]!r}")
-    headers = {}
-    for line in lines[1:]:
-        if ":" in line:
-            key, _, value = line.partition(":")
-            headers[key.strip().lower()] = value.strip()
-    return int(parts[1]), parts[2] if len(parts) > 2 else "", headers
+    return quote(name, safe)
