@@ -290,11 +290,15 @@ class Containers:
         try:
             state = self.exec.exec_wait(id=cid, timeout=timeout)
         except NotFound:
-            return True  # the waiter thread has recorded the exit already
-        if state is None or state.get("status") != "stopped":
+            state = None
+        if state is not None and state.get("status") in ("running", "paused"):
             return False
-        self._exited(cid, state)
-        return True
+        if state is not None and state.get("status") == "stopped":
+            self._exited(cid, state)
+        # Otherwise the waiter thread is recording the exit: it deletes the
+        # driver's state under the container lock, so wait for it to finish.
+        with self.lock(cid):
+            return True
 
     def stop(self, ref, timeout=None):
         cid = self.resolve(ref)

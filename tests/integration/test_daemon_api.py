@@ -143,7 +143,7 @@ def test_stop_kill_and_force_remove(client, daemon):
     c.stop(timeout=1)  # sleep as pid 1 ignores SIGTERM: SIGKILL after 1 s
     assert time.monotonic() - started < 10
     c.reload()
-    assert c.attrs["State"]["ExitCode"] == 137 and not os.path.exists(f"/proc/{pid}")
+    assert c.attrs["State"]["ExitCode"] == 137 and not os.path.exists(f"/proc/{pid}"), c.attrs["State"]
     c.start()
     c.kill(signal="SIGKILL")
     assert c.wait(timeout=30)["StatusCode"] == 137
