@@ -91,5 +91,24 @@ class Store:
             self._local.conn = None
 
 
+def read_meta(data_root, key):
+    """Read one meta value of the store under ``data_root`` without opening it for
+    writing (for tools that must not disturb a daemon); ``None`` if absent."""
+    import os
+
+    path = os.path.join(data_root, "dockyard.db")
+    if not os.path.exists(path):
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return row[0] if row else None
+
+
 def dumps(obj):
     return json.dumps(obj, separators=(",", ":"), sort_keys=True)

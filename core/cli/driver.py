@@ -59,6 +59,12 @@ def _active(kind, config, rows, data_root):
     names = config.drivers[kind]
     if kind == "network":
         return [n for n in names if n in supported]
+    if kind == "storage":
+        from ..store import read_meta
+
+        pinned = read_meta(data_root, "storage_driver")  # set by `dockyard storage migrate`
+        if pinned:
+            return [pinned]
     if kind == "storage" and len(names) > 1:
         prior = _prior_state(_home_root(kind, data_root), [r["name"] for r in rows])
         if len(prior) == 1:

@@ -37,12 +37,12 @@ import hashlib
 import json
 import os
 import shutil
-import sqlite3
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import Conflict, DriverUnsupported, InvalidParameter, NotFound, StorageError
+from ..store import read_meta
 
 META_PIN = "storage_driver"
 META_STATE = "storage_migration"
@@ -57,18 +57,7 @@ LOCK_NAME = ".storage-migrate.lock"
 
 def recorded_storage_driver(data_root):
     """The storage driver ``data_root`` is pinned to, or ``None`` (reads only)."""
-    path = os.path.join(data_root, "dockyard.db")
-    if not os.path.exists(path):
-        return None
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-        try:
-            row = conn.execute("SELECT value FROM meta WHERE key=?", (META_PIN,)).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return None
-    return row[0] if row else None
+    return read_meta(data_root, META_PIN)
 
 
 def daemons_using(data_root):
@@ -456,7 +445,7 @@ def migrate_offline(data_root, to=None, *, config_path=None, keep_old=False, abo
     """Migrate ``data_root`` to driver ``to`` (or ``abort``) with no daemon running."""
     from .. import plugins
     from ..config import load
-    from ..store import Store
+    from ..store import Store, read_meta
 
     data_root = os.path.abspath(data_root)
     if not os.path.exists(os.path.join(data_root, "dockyard.db")):
