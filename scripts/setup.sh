@@ -15,6 +15,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
+# qemu guest with Debian's kernel for the devicemapper tests (tests/vm); without it they retry, then skip
+bash scripts/vm-deps.sh || echo "setup: scripts/vm-deps.sh failed; the devicemapper VM test will retry or skip" >&2
+
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
