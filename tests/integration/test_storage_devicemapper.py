@@ -239,10 +239,10 @@ class TestDevicemapperConformance(StorageConformance):
         for f, size in zip(files, (512 * MIB, 8 * MIB)):
             with open(f, "wb") as fh:
                 fh.truncate(size)
-        data, meta = (dmsetup.loop_attach(f) for f in files)
         name = f"dockyard-test-ext-{os.getpid()}"
-        dmsetup.create(name, f"0 {512 * MIB // 512} thin-pool {meta} {data} 128 16 1 skip_block_zeroing")
-        try:
+        try:  # the loop devices are detached even when the pool cannot be made
+            data, meta = (dmsetup.loop_attach(f) for f in files)
+            dmsetup.create(name, f"0 {512 * MIB // 512} thin-pool {meta} {data} 128 16 1 skip_block_zeroing")
             hook = _load(dm_home, {"dm.thinpooldev": f"/dev/mapper/{name}", "dm.basesize": "32M"})
             try:
                 assert _status(hook)["Pool Name"] == name and "Data loop file" not in _status(hook)
@@ -256,7 +256,8 @@ class TestDevicemapperConformance(StorageConformance):
             assert name in dmsetup.devices()  # not ours to remove
             assert _leftovers(dm_home) == []
         finally:
-            dmsetup.remove(name)
+            if name in dmsetup.devices():
+                dmsetup.remove(name)
             dmsetup.loop_detach(*files)
 
     def test_dm_bad_options_are_refused(self, dm_home):
