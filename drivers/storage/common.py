@@ -188,6 +188,20 @@ class RefCounts:
         except (TypeError, OSError, ValueError):
             return 0
 
+    def acquire(self, id):
+        """Take one reference; return the new count."""
+        with self.lock:
+            self.set(id, self.get(id) + 1)
+            return self._counts[id]
+
+    def release(self, id):
+        """Drop one reference (never below zero); return the new count."""
+        with self.lock:
+            n = self.get(id)
+            if n > 0:
+                self.set(id, n - 1)
+            return max(0, n - 1)
+
     def set(self, id, count):
         with self.lock:
             self._counts[id] = count

@@ -103,17 +103,13 @@ class VfsDriver:
         path = self._dir(id)
         if not path.is_dir():
             raise LayerNotFound(f"vfs: layer {id} not found")
-        with self.refs.lock:
-            self.refs.set(id, self.refs.get(id) + 1)
+        self.refs.acquire(id)
         return str(path)
 
     @hookimpl
     def storage_unmount(self, id):
         check_id(id)
-        with self.refs.lock:
-            n = self.refs.get(id)
-            if n > 0:
-                self.refs.set(id, n - 1)
+        self.refs.release(id)
 
     @hookimpl
     def storage_exists(self, id):
