@@ -161,6 +161,18 @@ class CwdRunner:
 CWD_RUNNER = CwdRunner()
 
 
+def release_mount(refs, id, target, driver):
+    """Drop one reference to layer ``id``; the last one unmounts ``target``."""
+    with refs.lock:
+        if refs.release(id) > 0:
+            return
+        if is_mounted(target):
+            try:
+                umount(target, MNT_DETACH)
+            except OSError as exc:
+                raise StorageError(f"{driver}: unmounting layer {id} failed: {exc.strerror}") from exc
+
+
 class RefCounts:
     """Mount reference counts, kept in memory and (optionally) persisted in a
     small file per layer, so a restarted daemon knows a layer is still in use.

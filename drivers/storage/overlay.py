@@ -41,7 +41,7 @@ from dockyard.errors import LayerNotFound, StorageError
 from dockyard.hookspecs import hookimpl
 from dockyard.safetar import OverlayWhiteouts, TarWriter, differs, extract, is_whiteout_dev, spool, walk
 
-from .common import (CWD_RUNNER, MNT_DETACH, LowerView, RefCounts, backing_fs, check_id, is_mounted, is_opaque,
+from .common import (release_mount, CWD_RUNNER, MNT_DETACH, LowerView, RefCounts, backing_fs, check_id, is_mounted, is_opaque,
                      mount, mounts_under, scan, umount, valid_id)
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -253,18 +253,7 @@ class OverlayDriver:
     @hookimpl
     def storage_unmount(self, id):
         d = self._dir(id)
-        with self.refs.lock:
-            n = self.refs.get(id)
-            if n > 1:
-                self.refs.set(id, n - 1)
-                return
-            self.refs.set(id, 0)
-            merged = d / "merged"
-            if is_mounted(merged):
-                try:
-                    umount(merged, MNT_DETACH)
-                except OSError as exc:
-                    raise StorageError(f"overlay: unmounting layer {id} failed: {exc.strerror}") from exc
+        release_mount(self.refs, id, d / "merged", "overlay")
 
     @hookimpl
     def storage_cleanup(self):
