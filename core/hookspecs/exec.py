@@ -27,6 +27,19 @@ General rules:
   "started_at": iso8601|None, "finished_at": iso8601|None, "error": str}``.
   A process killed by signal N has exit code 128+N.
 * Every hook is ``firstresult``.
+* ``exec_id`` names an extra process started by :func:`exec_exec`; where a hook
+  takes ``exec_id``, ``None`` means the container's own (init) process.
+
+What the bundle may ask for, and a driver must either do or refuse at
+:func:`exec_create` with an ``ExecError`` naming the field (never a silent
+difference): every ``linux.namespaces`` entry (with ``path`` = join that
+namespace), ``mounts`` in order (types ``bind``, ``tmpfs``, ``proc``, ``sysfs``,
+``devpts``, ``mqueue``, ``cgroup``, with propagation options), ``root.readonly``,
+``linux.maskedPaths`` / ``readonlyPaths``, ``linux.devices``, ``linux.resources``
+(memory, cpu, pids, blockIO weight, devices allow-list), ``linux.cgroupsPath``,
+``linux.seccomp``, ``linux.sysctl``, ``process.capabilities``, ``rlimits``,
+``oomScoreAdj``, ``noNewPrivileges``, ``user`` (uid, gid, additionalGids, umask),
+``terminal`` and ``consoleSize``.
 """
 
 from . import hookspec
@@ -44,12 +57,19 @@ def exec_init(home, options):
 
 
 @hookspec(firstresult=True)
-def exec_create(id, bundle, log_path):
+def exec_create(id, bundle, log_path, stdin):
     """Register container ``id`` whose bundle is the directory ``bundle`` (str).
 
     Validates ``config.json`` (raise ``ExecError`` naming the bad field) and records
-    the container as ``created``; the process does not run yet.  ``log_path`` is
-    the json-file log to append to (its directory exists).  Return value ignored.
+    the container as ``created``; the process does not run yet.  Resources the
+    container holds while it exists (its cgroup) are made here and released by
+    :func:`exec_delete`.  ``log_path`` is the json-file log to append to (its
+    directory exists).  ``stdin`` is ``None`` (the process reads ``/dev/null``),
+    ``"open"`` (a stdin that stays open while writers come and go, ``docker run -i
+    -d``) or ``"once"`` (closed, so the process reads EOF, when the first writer
+    from :func:`exec_attach_stdin` closes: ``docker run -i``).  With
+    ``process.terminal`` the process gets a pseudo-terminal as stdin/out/err and
+    its output goes to the log as ``stdout``.  Return value ignored.
     """
 
 
@@ -102,14 +122,47 @@ def exec_restore(id):
 
 
 @hookspec(firstresult=True)
-def exec_exec(id, process, log_path):
-    """Run an extra process (OCI ``process`` dict) inside running container ``id``;
-    its output goes to ``log_path``. Return its host pid. Optional hook."""
+def exec_exec(id, exec_id, process, log_path, stdin):
+    """Start an extra process (OCI ``process`` dict: args, env, cwd, user,
+    terminal, consoleSize, capabilities, noNewPrivileges) inside running container
+    ``id``: in all of its namespaces and its cgroup, under its seccomp filter.
+
+    ``exec_id`` is the caller's unique name for it; ``log_path`` and ``stdin`` mean
+    what they mean for :func:`exec_create`.  Returns the host pid once the program
+    runs, or raises ``ExecError`` (with ``exit_code`` 126/127 as for
+    :func:`exec_start`).  The process dies with the container.  Optional hook.
+    """
+
+
+@hookspec(firstresult=True)
+def exec_exec_wait(id, exec_id, timeout):
+    """Like :func:`exec_wait`, for the extra process ``exec_id`` of ``id``: block
+    until it exited and its output is in its log (or ``timeout`` passed), then
+    return its state dict.  ``timeout=0`` only looks.  Optional hook."""
+
+
+@hookspec(firstresult=True)
+def exec_attach_stdin(id, exec_id):
+    """Return a new connected, blocking stream socket whose bytes reach the stdin
+    of ``id`` (``exec_id`` ``None``) or of its extra process ``exec_id``.
+
+    Closing it (or ``shutdown(SHUT_WR)``) ends that writer; with ``stdin="once"``
+    the process then reads EOF.  Raise ``ExecError`` if the process was created
+    without a stdin or has ended.  Optional hook.
+    """
+
+
+@hookspec(firstresult=True)
+def exec_resize(id, exec_id, height, width):
+    """Set the terminal size (rows, columns) of ``id``'s process (``exec_id``
+    ``None``) or of its extra process; a process without a terminal: ``ExecError``.
+    Optional hook."""
 
 
 @hookspec(firstresult=True)
 def exec_pause(id):
-    """Freeze every process of ``id`` (cgroup freezer). Optional hook."""
+    """Freeze every process of ``id`` (cgroup freezer); the state becomes
+    ``paused``.  Optional hook."""
 
 
 @hookspec(firstresult=True)
@@ -118,6 +171,21 @@ def exec_resume(id):
 
 
 @hookspec(firstresult=True)
+def exec_pids(id):
+    """Host pids of every process in container ``id`` (its cgroup), init first.
+    Optional hook."""
+
+
+@hookspec(firstresult=True)
+def exec_update(id, resources):
+    """Apply OCI ``linux.resources`` (only the keys given) to a created or running
+    container, as ``docker update`` does; refuse what cannot change with
+    ``ExecError``.  Optional hook."""
+
+
+@hookspec(firstresult=True)
 def exec_stats(id):
-    """Return resource usage of ``id`` as a dict shaped like Docker's stats
-    (``cpu_stats``, ``memory_stats``, ``pids_stats``). Optional hook."""
+    """Return resource usage of ``id`` as a dict shaped like the Docker API's
+    ``/containers/{id}/stats`` (``cpu_stats``, ``memory_stats``, ``pids_stats``,
+    ``blkio_stats``; the caller adds ``read``, ``precpu_stats`` and networks).
+    Optional hook."""
