@@ -7,7 +7,7 @@ the commands, so building the parser for ``--help`` stays cheap.
 
 import os
 
-from dockyard.cli import output, system
+from dockyard.cli import output, runflags, system
 
 PS_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
@@ -91,6 +91,7 @@ def _container_flags(p, run):
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
     p.add_argument("-l", "--label", action="append", default=[], help="Set meta data (K=V)")
+    runflags.add_flags(p)
 
 
 def _env_item(item, environ):
@@ -146,7 +147,8 @@ def create_body(args, environ=None):
         "WorkingDir": args.workdir or "",
         "Entrypoint": [args.entrypoint] if args.entrypoint is not None else None,
         "Labels": labels,
-        "HostConfig": {"AutoRemove": args.rm, "NetworkMode": args.network or "default"},
+        **runflags.container_config(args),
+        "HostConfig": {"AutoRemove": args.rm, "NetworkMode": args.network or "default", **runflags.host_config(args)},
     }
 
 

@@ -223,3 +223,151 @@ def test_start_error_codes():
     assert containers.start_error_code('exec: "nope": executable file not found in $PATH') == 127
     assert containers.start_error_code("permission denied") == 126
     assert containers.start_error_code("cgroup trouble") == 125
+
+
+# --- run/create resource, device, mount and security flags (cli/runflags.py) -------------------
+
+
+def test_resource_and_security_flags_fill_host_config(tmp_path):
+    profile = tmp_path / "seccomp.json"
+    profile.write_text('{\n  "defaultAction": "SCMP_ACT_ALLOW",\n  "syscalls": []\n}\n')
+    args = parse("run", "-m", "512m", "--memory-swap", "1g", "--memory-reservation", "100k", "--memory-swappiness", "10",
+                 "--kernel-memory", "64M", "--oom-kill-disable", "--oom-score-adj", "-500", "--cpus", "1.5",
+                 "-c", "512", "--cpu-period", "50000", "--cpu-quota", "-1", "--cpuset-cpus", "0-1", "--cpuset-mems", "0",
+                 "--pids-limit", "100", "--blkio-weight", "300", "--blkio-weight-device", "/dev/sda:200",
+                 "--device-read-bps", "/dev/sda:1mb", "--device-write-iops", "/dev/sda:1000",
+                 "--device", "/dev/fuse", "--device", "/dev/sda:/dev/xvda:rw", "--device", "/dev/null:r",
+                 "--device-cgroup-rule", "c 42:* rmw", "--ulimit", "nofile=1024:2048", "--ulimit", "nproc=10",
+                 "--cap-add", "NET_ADMIN", "--cap-drop", "ALL", "--privileged", "--security-opt", "no-new-privileges",
+                 "--security-opt", f"seccomp={profile}", "--security-opt", "label:disable", "--read-only",
+                 "--tmpfs", "/run:rw,size=64m", "--tmpfs", "/tmp", "-v", "/srv:/srv:ro", "-v", "/data",
+                 "--mount", "type=bind,source=/a,target=/b,readonly,bind-propagation=rshared",
+                 "--mount", "type=tmpfs,dst=/t,tmpfs-size=1m,tmpfs-mode=1777", "--shm-size", "1g", "--init",
+                 "--pid", "host", "--ipc", "shareable", "--uts", "host", "--cgroupns", "private", "--group-add", "audio",
+                 "--group-add", "29", "--sysctl", "net.ipv4.ip_forward=1", "--sysctl", "kernel.shmmax=100",
+                 "--stop-signal", "SIGUSR1", "--stop-timeout", "30", "--cgroup-parent", "/mine", "busybox")
+    body = containers.create_body(args, environ={})
+    mib = 1024 * 1024
+    assert body["HostConfig"] == {
+        "AutoRemove": False, "NetworkMode": "default",
+        "Memory": 512 * mib, "MemorySwap": 1024 * mib, "MemoryReservation": 100 * 1024, "MemorySwappiness": 10,
+        "KernelMemory": 64 * mib, "OomScoreAdj": -500, "NanoCpus": 1_500_000_000, "CpuShares": 512,
+        "CpuPeriod": 50000, "CpuQuota": -1, "CpusetCpus": "0-1", "CpusetMems": "0", "PidsLimit": 100,
+        "BlkioWeight": 300, "ShmSize": 1024 * mib, "CgroupParent": "/mine", "IpcMode": "shareable",
+        "PidMode": "host", "UTSMode": "host", "CgroupnsMode": "private",
+        "OomKillDisable": True, "Privileged": True, "ReadonlyRootfs": True, "Init": True,
+        "BlkioWeightDevice": [{"Path": "/dev/sda", "Weight": 200}],
+        "BlkioDeviceReadBps": [{"Path": "/dev/sda", "Rate": mib}],
+        "BlkioDeviceWriteIOps": [{"Path": "/dev/sda", "Rate": 1000}],
+        "Mounts": [{"Type": "bind", "Source": "/a", "Target": "/b", "ReadOnly": True,
+                    "BindOptions": {"Propagation": "rshared"}},
+                   {"Type": "tmpfs", "Target": "/t", "TmpfsOptions": {"SizeBytes": mib, "Mode": 0o1777}}],
+        "DeviceCgroupRules": ["c 42:* rmw"],
+        "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 2048}, {"Name": "nproc", "Soft": 10, "Hard": 10}],
+        "Sysctls": {"net.ipv4.ip_forward": "1", "kernel.shmmax": "100"},
+        "Devices": [{"PathOnHost": "/dev/fuse", "PathInContainer": "/dev/fuse", "CgroupPermissions": "rwm"},
+                    {"PathOnHost": "/dev/sda", "PathInContainer": "/dev/xvda", "CgroupPermissions": "rw"},
+                    {"PathOnHost": "/dev/null", "PathInContainer": "/dev/null", "CgroupPermissions": "r"}],
+        "CapAdd": ["NET_ADMIN"], "CapDrop": ["ALL"], "GroupAdd": ["audio", "29"],
+        "SecurityOpt": ["no-new-privileges", 'seccomp={"defaultAction":"SCMP_ACT_ALLOW","syscalls":[]}', "label:disable"],
+        "Tmpfs": {"/run": "rw,size=64m", "/tmp": ""},
+        "Binds": ["/srv:/srv:ro"],
+    }
+    assert body["StopSignal"] == "SIGUSR1" and body["StopTimeout"] == 30 and body["Volumes"] == {"/data": {}}
+
+
+def test_flags_not_given_set_nothing():
+    body = containers.create_body(parse("create", "busybox"), environ={})
+    assert body["HostConfig"] == {"AutoRemove": False, "NetworkMode": "default"}
+    assert not {"StopSignal", "StopTimeout", "Volumes"} & set(body)
+
+
+def test_sizes_and_numbers_in_dockers_units():
+    from dockyard.cli import runflags
+    assert [runflags.ram_in_bytes(s) for s in ("100", "100b", "1k", "1KiB", "2m", "1.5g", "1 GB", "1t")] == [
+        100, 100, 1024, 1024, 2 * 1024 ** 2, int(1.5 * 1024 ** 3), 1024 ** 3, 1024 ** 4]
+    assert [runflags.parse_int(s) for s in ("42", "-1", "0x10", "010", "1_000")] == [42, -1, 16, 8, 1000]
+    assert runflags.parse_cpus("0.5") == 500_000_000 and runflags.parse_cpus("3/2") == 1_500_000_000
+    hc = containers.create_body(parse("run", "--memory-swap", "-1", "-m", "6m", "busybox"), environ={})["HostConfig"]
+    assert hc["MemorySwap"] == -1 and hc["Memory"] == 6 * 1024 ** 2
+    hc = containers.create_body(parse("run", "-v", "./here:/x", "--mount", "type=bind,src=.,dst=/y", "busybox"),
+                                environ={})["HostConfig"]
+    import os
+    assert hc["Binds"] == [f"{os.path.abspath('./here')}:/x"] and hc["Mounts"][0]["Source"] == os.getcwd()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-m", "12x"], 'invalid argument "12x" for "-m, --memory" flag: invalid size: \'12x\''),
+    (["--memory-swap", "lots"], 'invalid argument "lots" for "--memory-swap" flag: invalid size: \'lots\''),
+    (["--shm-size", "1.2.3m"], 'invalid argument "1.2.3m" for "--shm-size" flag: invalid size: \'1.2.3m\''),
+    (["--cpus", "abc"], 'invalid argument "abc" for "--cpus" flag: failed to parse abc as a rational number'),
+    (["--cpus", "0.0000000001"], 'invalid argument "0.0000000001" for "--cpus" flag: value is too precise'),
+    (["--pids-limit", "x"], 'invalid argument "x" for "--pids-limit" flag: strconv.ParseInt: parsing "x": invalid syntax'),
+    (["--blkio-weight", "70000"],
+     'invalid argument "70000" for "--blkio-weight" flag: strconv.ParseUint: parsing "70000": value out of range'),
+    (["-c", "1.5"], 'invalid argument "1.5" for "-c, --cpu-shares" flag: strconv.ParseInt: parsing "1.5": invalid syntax'),
+    (["--memory-swappiness", "101"], "invalid value: 101. Valid memory swappiness range is 0-100"),
+    (["--ulimit", "files=1"], 'invalid argument "files=1" for "--ulimit" flag: invalid ulimit type: files'),
+    (["--ulimit", "nofile"], 'invalid argument "nofile" for "--ulimit" flag: invalid ulimit argument: nofile'),
+    (["--ulimit", "nofile=20:10"],
+     'invalid argument "nofile=20:10" for "--ulimit" flag: ulimit soft limit must be less than or equal to hard limit: 20 > 10'),
+    (["--ulimit", "nofile=1:2:3"], 'invalid argument "nofile=1:2:3" for "--ulimit" flag: too many limit value '
+                                   'arguments - 1:2:3, can only have up to two, `soft[:hard]`'),
+    (["--sysctl", "kernel.panic=1"], 'invalid argument "kernel.panic=1" for "--sysctl" flag: sysctl \'kernel.panic=1\' is not allowed'),
+    (["--device-cgroup-rule", "c 1:3"],
+     'invalid argument "c 1:3" for "--device-cgroup-rule" flag: invalid device cgroup format \'c 1:3\''),
+    (["--device", "/dev/sda:/dev/xvda:rwx"], "bad mode specified: rwx"),
+    (["--device", "/dev/sda:xvda"], "xvda is not an absolute path"),
+    (["--device", "a:b:c:d"], "bad format for path: a:b:c:d"),
+    (["--blkio-weight-device", "/dev/sda:5"],
+     'invalid argument "/dev/sda:5" for "--blkio-weight-device" flag: invalid weight for device: /dev/sda:5'),
+    (["--blkio-weight-device", "sda:500"],
+     'invalid argument "sda:500" for "--blkio-weight-device" flag: bad format for device path: sda:500'),
+    (["--device-read-bps", "/dev/sda:fast"],
+     'invalid argument "/dev/sda:fast" for "--device-read-bps" flag: invalid rate for device: /dev/sda:fast. The correct '
+     'format is <device-path>:<number>[<unit>]. Number must be a positive integer. Unit is optional and can be kb, mb, or gb'),
+    (["--mount", "type=bind,src=/a,dst=/b,color=red"],
+     'invalid argument "type=bind,src=/a,dst=/b,color=red" for "--mount" flag: unexpected key \'color\' in \'color=red\''),
+    (["--mount", "type=bind,src=/a"], 'invalid argument "type=bind,src=/a" for "--mount" flag: target is required'),
+    (["--mount", "type=bind,dst=/a,fast"],
+     'invalid argument "type=bind,dst=/a,fast" for "--mount" flag: invalid field \'fast\' must be a key=value pair'),
+    (["--mount", "type=bind,dst=/a,tmpfs-size=1m"],
+     'invalid argument "type=bind,dst=/a,tmpfs-size=1m" for "--mount" flag: cannot mix \'tmpfs-*\' options with mount type \'bind\''),
+    (["--mount", "type=tmpfs,dst=/a,tmpfs-mode=999"],
+     'invalid argument "type=tmpfs,dst=/a,tmpfs-mode=999" for "--mount" flag: invalid value for tmpfs-mode: 999'),
+    (["--mount", "type=bind,dst=/a,readonly=maybe"],
+     'invalid argument "type=bind,dst=/a,readonly=maybe" for "--mount" flag: invalid value for readonly: maybe'),
+    (["--security-opt", "nonsense"], 'Invalid --security-opt: "nonsense"'),
+    (["--security-opt", "seccomp=/no/such/profile.json"],
+     "opening seccomp profile (/no/such/profile.json) failed: open /no/such/profile.json: no such file or directory"),
+    (["--pid", "container:"], "--pid: invalid PID mode"),
+    (["--uts", "private"], "--uts: invalid UTS mode"),
+    (["--cgroupns", "shared"], "--cgroupns: invalid CGROUP mode"),
+    (["--stop-timeout", "soon"], 'invalid argument "soon" for "--stop-timeout" flag: strconv.ParseInt: parsing "soon": invalid syntax'),
+])
+def test_bad_flag_values_give_dockers_messages(argv, message):
+    args = parse("run", *argv, "busybox")
+    with pytest.raises(ValueError) as info:
+        containers.create_body(args, environ={})
+    assert str(info.value) == message
+
+
+def test_seccomp_profile_that_is_not_json(tmp_path):
+    bad = tmp_path / "p.json"
+    bad.write_text("{nope")
+    with pytest.raises(ValueError, match=rf"^compacting json for seccomp profile \({bad}\) failed: "):
+        containers.create_body(parse("run", "--security-opt", f"seccomp={bad}", "busybox"), environ={})
+
+
+def test_systempaths_unconfined_and_unconfined_seccomp():
+    hc = containers.create_body(parse("run", "--security-opt", "systempaths=unconfined", "--security-opt",
+                                      "seccomp=unconfined", "--pid", "container:db", "busybox"), environ={})["HostConfig"]
+    assert hc["MaskedPaths"] == [] and hc["ReadonlyPaths"] == []
+    assert hc["SecurityOpt"] == ["seccomp=unconfined"] and hc["PidMode"] == "container:db"
+
+
+def test_bad_run_flag_exits_125(tmp_path):
+    res = subprocess.run([sys.executable, "-m", "dockyard.cli.main", "-H", f"unix://{tmp_path}/none.sock",
+                          "run", "-m", "12x", "busybox"], capture_output=True, timeout=30)
+    assert res.returncode == 125
+    assert res.stderr.decode().strip() == 'invalid argument "12x" for "-m, --memory" flag: invalid size: \'12x\''
