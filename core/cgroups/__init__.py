@@ -115,6 +115,30 @@ class Cgroup:
         if problem is not None:
             raise problem
 
+    # ------------------------------------------------------------ places
+    def dirs(self):
+        """The cgroup's directory in every hierarchy."""
+        return list(self._b.dirs())
+
+    def oom_file(self):
+        """The file whose ``oom_kill N`` line counts OOM kills in the cgroup, or None."""
+        d = self._b.dir("memory")
+        if d is None:
+            return None
+        return os.path.join(d, "memory.oom_control" if self.layout.version == "v1" else "memory.events")
+
+    def mounts(self):
+        """What a container's ``/sys/fs/cgroup`` shows: ``[{"name": directory
+        name, "options": mount options, "path": this cgroup there, "version"}]``."""
+        if self.layout.version == "v2":
+            return [{"name": "", "options": "", "path": self._b.dirs()[0], "version": 2}]
+        out = []
+        for hier, d in zip(self.layout.hierarchies, self._b.dirs()):
+            names = sorted(c for c, m in self.layout.controllers.items() if m == hier)
+            opts = ",".join(names) or "none,name=" + os.path.basename(hier)
+            out.append({"name": os.path.basename(hier), "options": opts, "path": d, "version": 1})
+        return out
+
     # ------------------------------------------------------------ processes
     def procs_files(self):
         """Absolute paths of the ``cgroup.procs`` files a pid is written to (one

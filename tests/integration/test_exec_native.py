@@ -6,6 +6,7 @@ import re
 import signal
 import threading
 import time
+import uuid
 
 import pluggy
 import pytest
@@ -20,14 +21,45 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the native exec drive
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 
 
+CGROUP_PARENT = f"dockyard-test-{uuid.uuid4().hex[:8]}"
+
+
 def make_hook(home):
     pm = pluggy.PluginManager("dockyard")
     pm.add_hookspecs(exec_specs)
     pm.register(NativeDriver())
     pm.check_pending()
-    assert pm.hook.exec_supported(home=str(home), options={}) is None
-    pm.hook.exec_init(home=str(home), options={})
+    options = {"cgroup_parent": CGROUP_PARENT}
+    assert pm.hook.exec_supported(home=str(home), options=options) is None
+    pm.hook.exec_init(home=str(home), options=options)
     return pm.hook
+
+
+def cgroups_left():
+    """Directories of this module's cgroup parent that still exist (removed when empty)."""
+    left = []
+    for hier in os.listdir("/sys/fs/cgroup"):
+        parent = os.path.join("/sys/fs/cgroup", hier, CGROUP_PARENT)
+        if os.path.isdir(parent):
+            children = [d for d in os.listdir(parent) if os.path.isdir(os.path.join(parent, d))]
+            left += [os.path.join(parent, d) for d in children]
+            if not children:
+                os.rmdir(parent)
+    return left
+
+
+# what every bundle from the engine mounts first (Docker's defaults)
+STANDARD_MOUNTS = [
+    {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
+    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+]
 
 
 def oci_config(rootfs, args, env=None, cwd="/", hostname="box", namespaces=("pid", "mount", "uts", "ipc", "network"),
@@ -39,7 +71,7 @@ def oci_config(rootfs, args, env=None, cwd="/", hostname="box", namespaces=("pid
                     "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *(env or [])]},
         "root": {"path": str(rootfs), "readonly": readonly},
         "hostname": hostname,
-        "mounts": list(mounts),
+        "mounts": STANDARD_MOUNTS + list(mounts),
         "linux": {"namespaces": [{"type": t} for t in namespaces],
                   "maskedPaths": ["/proc/kcore", "/sys/firmware"], "readonlyPaths": ["/proc/sys"]},
     }
@@ -84,13 +116,17 @@ class Env:
         self.ids = []
         self.pids = []
 
-    def create(self, args, cid=None, **kw):
+    def create(self, args, cid=None, stdin=None, change=None, **kw):
+        """Create a container; ``change(config)`` edits its config.json first."""
         cid = cid or f"c{len(self.ids)}"
         bundle = self.tmp / f"bundle-{cid}"
         bundle.mkdir()
-        (bundle / "config.json").write_text(json.dumps(oci_config(self.rootfs, args, **kw)))
+        cfg = oci_config(self.rootfs, args, **kw)
+        if change is not None:
+            change(cfg)
+        (bundle / "config.json").write_text(json.dumps(cfg))
         log = self.tmp / f"{cid}.log"
-        self.hook.exec_create(id=cid, bundle=str(bundle), log_path=str(log))
+        self.hook.exec_create(id=cid, bundle=str(bundle), log_path=str(log), stdin=stdin)
         self.ids.append(cid)
         return cid
 
@@ -134,6 +170,7 @@ def env(tmp_path):
     assert mounts_under(tmp_path) == []
     assert processes_mentioning(str(tmp_path)) == []
     assert [p for p in e.pids if pid_alive(p)] == []
+    assert cgroups_left() == []
 
 
 def test_supported_and_echo_goes_to_json_log(env):
@@ -360,16 +397,16 @@ def test_config_validation(env, tmp_path):
     bundle.mkdir()
     hook = env.hook
     with pytest.raises(ExecError, match="config.json"):
-        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"))
+        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"), stdin=None)
     (bundle / "config.json").write_text("{not json")
     with pytest.raises(ExecError, match="config.json"):
-        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"))
+        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"), stdin=None)
     (bundle / "config.json").write_text(json.dumps(oci_config(env.rootfs, [])))
     with pytest.raises(ExecError, match="process.args"):
-        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"))
+        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"), stdin=None)
     (bundle / "config.json").write_text(json.dumps(oci_config(tmp_path / "nope", ["true"])))
     with pytest.raises(ExecError, match="root.path"):
-        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"))
+        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"), stdin=None)
     with pytest.raises(ContainerNotFound):
         hook.exec_state(id="bad")
     hook.exec_delete(id="bad")  # idempotent, unknown is fine
@@ -385,3 +422,146 @@ def test_delete_is_idempotent_and_forgets(env):
     with pytest.raises(ContainerNotFound):
         env.hook.exec_state(id=cid)
     assert env.hook.exec_restore(id=cid) is None
+
+
+def wait_for(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        time.sleep(0.02)
+
+
+def test_stdin_once_gets_eof_when_the_writer_goes(env):
+    cid = env.create(["sh", "-c", "cat; echo done"], stdin="once")
+    env.hook.exec_start(id=cid)
+    sock = env.hook.exec_attach_stdin(id=cid, exec_id=None)
+    sock.sendall(b"hello\nworld\n")
+    sock.close()
+    state = env.hook.exec_wait(id=cid, timeout=10)
+    assert state["exit_code"] == 0 and env.output(cid) == "hello\nworld\ndone\n"
+
+
+def test_stdin_open_survives_writers(env):
+    cid = env.create(["sh", "-c", "read a; read b; echo $a-$b"], stdin="open")
+    env.hook.exec_start(id=cid)
+    for word in (b"one\n", b"two\n"):
+        sock = env.hook.exec_attach_stdin(id=cid, exec_id=None)
+        sock.sendall(word)
+        sock.close()
+    env.hook.exec_wait(id=cid, timeout=10)
+    assert env.output(cid) == "one-two\n"
+
+
+def test_no_stdin_is_refused(env):
+    cid, _ = env.start(["sleep", "10"])
+    with pytest.raises(ExecError, match="no open stdin"):
+        env.hook.exec_attach_stdin(id=cid, exec_id=None)
+
+
+def test_terminal_with_size_and_resize(env):
+    cid = env.create(["sh", "-c", "tty; stty size; read x; stty size"], stdin="open",
+                     change=lambda c: c["process"].update(terminal=True, consoleSize={"height": 30, "width": 100}))
+    env.hook.exec_start(id=cid)
+    wait_for(lambda: "30 100" in env.output(cid))
+    env.hook.exec_resize(id=cid, exec_id=None, height=40, width=120)
+    sock = env.hook.exec_attach_stdin(id=cid, exec_id=None)
+    sock.sendall(b"go\r")
+    sock.close()
+    env.hook.exec_wait(id=cid, timeout=10)
+    out = env.output(cid).replace("\r\n", "\n")
+    assert out.startswith("/dev/pts/0\n30 100\n") and out.endswith("40 120\n"), out
+    assert {e["stream"] for e in env.logs(cid)} == {"stdout"}
+
+
+def test_exec_joins_the_container(env):
+    cid, pid = env.start(["sh", "-c", "echo started; sleep 100"], hostname="inside")
+    wait_for(lambda: "started" in env.output(cid))
+    proc = {"args": ["sh", "-c", "hostname; echo $$; ls /proc | grep -c '^[0-9]'; id -u; pwd; echo $X"],
+            "env": ["PATH=/bin", "X=y"], "cwd": "/tmp", "user": {"uid": 65534, "gid": 65534}}
+    log = env.tmp / "exec.log"
+    epid = env.hook.exec_exec(id=cid, exec_id="e1", process=proc, log_path=str(log), stdin=None)
+    assert epid != pid
+    state = env.hook.exec_exec_wait(id=cid, exec_id="e1", timeout=10)
+    assert state["status"] == "stopped" and state["exit_code"] == 0
+    lines = "".join(json.loads(line)["log"] for line in log.read_text().splitlines()).split()
+    assert lines[0] == "inside" and int(lines[1]) > 1 and lines[3:] == ["65534", "/tmp", "y"]
+    assert int(lines[2]) == 4  # pid 1 (sh exec'd its last command, sleep), the exec's sh, ls and grep
+
+
+def test_exec_missing_program_is_127(env):
+    cid, _ = env.start(["sleep", "100"])
+    with pytest.raises(ExecError) as info:
+        env.hook.exec_exec(id=cid, exec_id="e2", process={"args": ["nope"], "env": ["PATH=/bin"]},
+                           log_path=str(env.tmp / "e2.log"), stdin=None)
+    assert info.value.exit_code == 127
+
+
+def test_pause_resume_and_pids(env):
+    cid, pid = env.start(["sh", "-c", "while :; do echo tick; sleep 0.05; done"])
+    wait_for(lambda: env.output(cid).count("tick") > 2)
+    env.hook.exec_pause(id=cid)
+    assert env.hook.exec_state(id=cid)["status"] == "paused"
+    frozen = env.output(cid).count("tick")
+    time.sleep(0.3)
+    assert env.output(cid).count("tick") == frozen
+    assert env.hook.exec_pids(id=cid)[0] == pid
+    env.hook.exec_resume(id=cid)
+    wait_for(lambda: env.output(cid).count("tick") > frozen + 2)
+    assert env.hook.exec_state(id=cid)["status"] == "running"
+
+
+def test_memory_limit_oom_is_reported(env):
+    cid = env.create(["sh", "-c", "head -c 200m /dev/zero | tail > /dev/null"],
+                     change=lambda c: c["linux"].update(resources={"memory": {"limit": 32 * 2**20}}))
+    env.hook.exec_start(id=cid)
+    state = env.hook.exec_wait(id=cid, timeout=30)
+    assert state["oom_killed"] is True and state["exit_code"] != 0
+
+
+def test_capabilities_sets_and_seccomp_status(env):
+    from dockyard.engine import bundle, seccomp
+
+    caps = {k: list(bundle.DEFAULT_CAPS) for k in ("bounding", "effective", "permitted")}
+    cid = env.create(["grep", "-E", "^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):", "/proc/self/status"],
+                     change=lambda c: (c["process"].update(capabilities=caps, noNewPrivileges=True),
+                                       c["linux"].update(seccomp=seccomp.linux_seccomp(None, bundle.DEFAULT_CAPS))))
+    env.hook.exec_start(id=cid)
+    env.hook.exec_wait(id=cid, timeout=10)
+    status = dict(line.split(":\t") for line in env.output(cid).splitlines())
+    assert status["CapEff"] == status["CapPrm"] == status["CapBnd"] == "00000000a80425fb"
+    assert status["CapInh"] == status["CapAmb"] == "0000000000000000"
+    assert status["NoNewPrivs"] == "1" and status["Seccomp"] == "2"
+
+
+def test_rlimits_and_a_limit_above_the_hard_limit(env, tmp_path):
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    cid = env.create(["sh", "-c", "ulimit -n; ulimit -Hn"], change=lambda c: c["process"].update(
+        rlimits=[{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}]))
+    env.hook.exec_start(id=cid)
+    env.hook.exec_wait(id=cid, timeout=10)
+    assert env.output(cid) == "100\n200\n"
+    if hard != resource.RLIM_INFINITY:
+        bundle = tmp_path / "too-high"
+        bundle.mkdir()
+        cfg = oci_config(env.rootfs, ["true"])
+        cfg["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "soft": hard + 1, "hard": hard + 1}]
+        (bundle / "config.json").write_text(json.dumps(cfg))
+        try:
+            with pytest.raises(ExecError, match="RLIMIT_NOFILE hard limit .* CAP_SYS_RESOURCE"):
+                env.hook.exec_create(id="high", bundle=str(bundle), log_path=str(tmp_path / "l"), stdin=None)
+        except BaseException:
+            env.ids.append("high")
+            raise
+
+
+def test_cgroup_namespace_shows_the_container_cgroup(env):
+    mounts = [{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+               "options": ["ro", "nosuid", "noexec", "nodev"]}]
+    _, logs = env.run(["sh", "-c", "cat /proc/self/cgroup | grep memory; cat /sys/fs/cgroup/pids/pids.max; "
+                                   "touch /sys/fs/cgroup/pids/x || echo ro"],
+                      mounts=mounts, namespaces=("pid", "mount", "uts", "ipc", "network", "cgroup"))
+    out = "".join(e["log"] for e in logs)
+    assert out.splitlines()[0].endswith(":memory:/") and "\nmax\n" in out and out.endswith("ro\n"), out

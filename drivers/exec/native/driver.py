@@ -1,71 +1,49 @@
 """The ``native`` exec driver: runs OCI bundles itself, libcontainer-style.
 
-Each started container is supervised by a shim (``shim.py``, a stdlib-only
-Python process in its own session) that outlives the daemon.  Per-container
-state lives in ``<home>/<id>/``:
+Each started process (a container's init, or an extra process from
+:meth:`exec_exec`) is supervised by a shim (the ``dockyard.shim`` kit with this
+driver's :mod:`.spawn`) in its own session, which outlives the daemon.  State:
 
-``state.json``    written by :meth:`exec_create`: bundle, log path, created time
-``running.json``  written by the shim once the process has exec'd: pids and their
-                  start times (to tell a live pid from a reused one), started_at
-``exit.json``     written by the shim when the process ended and its output is in
-                  the log: exit code, finished_at, oom_killed
+``<home>/<id>/``             the container: ``state.json`` (bundle, log, cgroup,
+                             seccomp filter), the shim's files (see ``dockyard.shim``)
+``<home>/<id>/exec/<eid>/``  one extra process, the same files
+``<home>/seccomp/<sha>.bpf`` compiled seccomp filters, shared by equal profiles
 
-Not done yet: cgroups (limits, pause/resume, stats, OOM detection), terminals,
-stdin, ``exec_exec``, user namespaces.
+Cgroups are made at :meth:`exec_create` (under the ``cgroup_parent`` option,
+default ``dockyard``, for a relative ``linux.cgroupsPath``) and removed by the
+shim when the init ends, and again by :meth:`exec_delete`.
 """
 
+import hashlib
 import json
 import os
-import select
 import shutil
 import signal as _signal
-import subprocess
 import sys
 import threading
-import time
 
 from dockyard.errors import ContainerNotFound, ExecError
 from dockyard.hookspecs import hookimpl
+from dockyard.shim import client as shim
+
+from . import checks
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+KIT = os.path.dirname(os.path.abspath(shim.__file__))
 # The shim runs as a stdlib-only interpreter (-E -S: no site, no venv, no env
-# tweaks).  It is imported rather than run by path so its bytecode is cached
-# (compiling shim.py on every start costs several ms).
+# tweaks); modules are imported rather than run by path so their bytecode is cached.
 SHIM_CMD = [sys.executable, "-E", "-S", "-c",
-            f"import sys; sys.path[0] = {HERE!r}; import shim; shim.main(sys.argv)"]
-START_TIMEOUT = 30.0  # seconds; a healthy start takes milliseconds
-
-
-def _read_json(path):
-    try:
-        with open(path) as fh:
-            return json.load(fh)
-    except (OSError, ValueError):  # missing, or half-written by a crash
-        return None
-
-
-def _write_json(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as fh:
-        json.dump(data, fh)
-    os.replace(tmp, path)
-
-
-def _now():
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + ".%06dZ" % (ns % 10**9 // 1000)
-
-
-def _state(status, pid=None, exit_code=None, started_at=None, finished_at=None, error="", oom=False):
-    return {"status": status, "pid": pid, "exit_code": exit_code, "oom_killed": oom,
-            "started_at": started_at, "finished_at": finished_at, "error": error}
+            f"import sys; sys.path[0:1] = [{HERE!r}, {KIT!r}]; import supervisor, spawn; "
+            "supervisor.main(sys.argv, spawn.spawn, spawn.finish)"]
 
 
 class NativeDriver:
     def __init__(self):
         self.home = None
-        self._shims = {}  # id -> Popen of the shims this process started (to reap them)
+        self.options = {}
+        self._shims = {}  # (id, exec id) -> Popen of the shims this process started (to reap them)
         self._lock = threading.Lock()
+        self._cgroups = None
 
     # ------------------------------------------------------------------ setup
     @hookimpl
@@ -88,7 +66,12 @@ class NativeDriver:
     @hookimpl
     def exec_init(self, home, options):
         os.makedirs(home, 0o711, exist_ok=True)
-        self.home = home
+        self.home = str(home)
+        self.options = dict(options or {})
+        parent = str(self.options.get("cgroup_parent", "dockyard")).strip("/")
+        if not parent or ".." in parent.split("/"):
+            raise ExecError(f"exec option cgroup_parent {parent!r} must be a relative cgroup path")
+        self.cgroup_parent = parent
 
     # ---------------------------------------------------------------- helpers
     def _dir(self, id):
@@ -100,184 +83,279 @@ class NativeDriver:
 
     def _load(self, id):
         sdir = self._dir(id)
-        state = _read_json(os.path.join(sdir, "state.json"))
-        if state is None:
+        st = shim.read_json(os.path.join(sdir, "state.json"))
+        if st is None:
             raise ContainerNotFound(f"No such container: {id}")
-        return sdir, state
+        return sdir, st
 
-    def _reap(self, id):
+    def _exec_dir(self, id, exec_id):
+        sdir, _ = self._load(id)
+        if not exec_id or "/" in exec_id or exec_id in (".", ".."):
+            raise ExecError(f"invalid exec id {exec_id!r}")
+        edir = os.path.join(sdir, "exec", exec_id)
+        if not os.path.isdir(edir):
+            raise ContainerNotFound(f"No such exec instance: {exec_id}")
+        return edir
+
+    def _proc_dir(self, id, exec_id):
+        return self._load(id)[0] if exec_id is None else self._exec_dir(id, exec_id)
+
+    def _reap(self, key):
         with self._lock:
-            proc = self._shims.get(id)
+            proc = self._shims.get(key)
             if proc is not None and proc.poll() is not None:
-                del self._shims[id]
+                del self._shims[key]
 
-    def _current(self, id, sdir, state):
-        from .linux import alive
+    def _keep(self, key):
+        def keep(proc):
+            with self._lock:
+                self._shims[key] = proc
+        return keep
 
-        self._reap(id)
-        ext = _read_json(os.path.join(sdir, "exit.json"))
-        run = _read_json(os.path.join(sdir, "running.json"))
-        if ext is None and run is None:
-            return _state("created")
-        started = run.get("started_at") if run else None
-        if ext is None and alive(run["shim_pid"], run.get("shim_start")):
-            return _state("running", pid=run["pid"], started_at=started)
-        ext = ext or _read_json(os.path.join(sdir, "exit.json"))  # it may just have ended
-        if ext is None:
-            return _state("stopped", exit_code=255, started_at=started, finished_at=_now(),
-                          error=f"container {id}: its shim died without recording an exit")
-        return _state("stopped", exit_code=ext["exit_code"], started_at=started,
-                      finished_at=ext.get("finished_at"), oom=bool(ext.get("oom_killed")))
+    def _cgroup(self, st):
+        if not st.get("cgroup"):
+            return None
+        from dockyard import cgroups
+
+        if self._cgroups is None:
+            self._cgroups = cgroups.detect()
+        return cgroups.Cgroup(self._cgroups, st["cgroup"]["path"])
+
+    def _current(self, id, sdir, st):
+        self._reap((id, None))
+        state = shim.current(sdir, f"container {id}")
+        if state["status"] == "running":
+            cg = self._cgroup(st)
+            if cg is not None and cg.exists() and cg.frozen():
+                state["status"] = "paused"
+        return state
 
     # --------------------------------------------------------------- lifecycle
     @hookimpl
-    def exec_create(self, id, bundle, log_path):
+    def exec_create(self, id, bundle, log_path, stdin=None):
         sdir = self._dir(id)
         bundle = os.path.abspath(bundle)
-        path = os.path.join(bundle, "config.json")
-        try:
-            with open(path) as fh:
-                cfg = json.load(fh)
-        except (OSError, ValueError) as exc:
-            raise ExecError(f"container {id}: cannot read config.json ({path}): {exc}") from None
-        if not isinstance(cfg, dict):
-            raise ExecError(f"container {id}: config.json is not a JSON object")
-        proc = cfg.get("process")
-        if not isinstance(proc, dict):
-            raise ExecError(f"container {id}: config.json: process is missing")
-        args = proc.get("args")
-        if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args) or not args[0]:
-            raise ExecError(f"container {id}: config.json: process.args must be a non-empty list of strings")
-        if not str(proc.get("cwd", "/")).startswith("/"):
-            raise ExecError(f"container {id}: config.json: process.cwd must be an absolute path")
-        if not isinstance(proc.get("env", []), list):
-            raise ExecError(f"container {id}: config.json: process.env must be a list")
-        root = (cfg.get("root") or {}).get("path") if isinstance(cfg.get("root"), dict) else None
-        if not isinstance(root, str) or not os.path.isdir(os.path.join(bundle, root)):
-            raise ExecError(f"container {id}: config.json: root.path {root!r} is not a directory")
-        nss = (cfg.get("linux") or {}).get("namespaces") or []
-        if "mount" not in {ns.get("type") for ns in nss if isinstance(ns, dict)}:
-            raise ExecError(f"container {id}: config.json: linux.namespaces must include a mount namespace")
+        cfg = checks.load_config(id, bundle)
         if os.path.isdir(sdir):
-            if self._current(id, sdir, _read_json(os.path.join(sdir, "state.json")) or {})["status"] == "running":
+            old = shim.read_json(os.path.join(sdir, "state.json")) or {}
+            if self._current(id, sdir, old)["status"] in ("running", "paused"):
                 raise ExecError(f"container {id} already exists and is running")
-            shutil.rmtree(sdir, ignore_errors=True)
+            self._forget(id, sdir, old)
+        if stdin not in (None, "open", "once"):
+            raise ExecError(f"container {id}: stdin must be None, 'open' or 'once', not {stdin!r}")
+        lx = cfg.get("linux") or {}
+        seccomp = self._seccomp(id, lx.get("seccomp"))
         os.makedirs(sdir, 0o700)
-        _write_json(os.path.join(sdir, "state.json"), {
-            "id": id, "bundle": bundle, "log_path": os.path.abspath(log_path),
-            "created_at": _now()})
+        st = {"id": id, "bundle": bundle, "log_path": os.path.abspath(log_path), "stdin": stdin,
+              "terminal": bool(cfg["process"].get("terminal")), "seccomp": seccomp,
+              "console_size": checks.console_size(cfg["process"]), "created_at": shim.now()}
+        try:
+            st["cgroup"] = self._make_cgroup(id, lx)
+            shim.write_json(os.path.join(sdir, "state.json"), st)
+        except BaseException:
+            self._forget(id, sdir, st)
+            raise
+
+    def _seccomp(self, id, profile):
+        """Compile ``linux.seccomp`` once per distinct profile: ``{"path": its BPF
+        file, "flags": for seccomp(2)}``."""
+        if not profile:
+            return None
+        from . import seccomp
+
+        raw = json.dumps(profile, sort_keys=True).encode()
+        path = os.path.join(self.home, "seccomp", hashlib.sha256(raw).hexdigest() + ".bpf")
+        if not os.path.exists(path):
+            try:
+                bpf = seccomp.compile_bpf(profile)
+            except (ValueError, OSError) as exc:
+                raise ExecError(f"container {id}: config.json: linux.seccomp: {exc}") from None
+            os.makedirs(os.path.dirname(path), 0o700, exist_ok=True)
+            tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(tmp, "wb") as fh:
+                fh.write(bpf)
+            os.replace(tmp, path)
+        return {"path": path, "flags": seccomp.filter_flags(profile)}
+
+    def _make_cgroup(self, id, lx):
+        from dockyard import cgroups
+
+        rel = (lx.get("cgroupsPath") or id).strip()
+        path = rel.strip("/") if rel.startswith("/") else f"{self.cgroup_parent}/{rel.strip('/')}"
+        if ".." in path.split("/"):
+            raise ExecError(f"container {id}: config.json: linux.cgroupsPath {rel!r} must not contain '..'")
+        if self._cgroups is None:
+            self._cgroups = cgroups.detect()
+        cg = cgroups.Cgroup(self._cgroups, path)
+        try:
+            cg.create(lx.get("resources") or {})
+        except cgroups.CgroupError as exc:
+            raise ExecError(f"container {id}: linux.resources: {exc}") from None
+        return {"path": path, "procs": cg.procs_files(), "dirs": cg.dirs(), "mounts": cg.mounts(),
+                "oom_file": cg.oom_file()}
 
     @hookimpl
     def exec_start(self, id):
-        sdir, state = self._load(id)
+        sdir, st = self._load(id)
         if os.path.exists(os.path.join(sdir, "running.json")):
             raise ExecError(f"container {id} has already been started")
-        rfd, wfd = os.pipe()
-        try:
-            with open(os.path.join(sdir, "shim.log"), "ab") as errlog:  # the shim's own tracebacks
-                proc = subprocess.Popen([*SHIM_CMD, sdir, str(wfd)], pass_fds=(wfd,),
-                                        start_new_session=True, stdin=subprocess.DEVNULL,
-                                        stdout=subprocess.DEVNULL, stderr=errlog,
-                                        close_fds=True, cwd="/")
-        except OSError as exc:
-            os.close(rfd)
-            raise ExecError(f"container {id}: cannot start the shim: {exc}") from None
-        finally:
-            os.close(wfd)
-        with self._lock:
-            self._shims[id] = proc
-        chunks = []
-        deadline = time.monotonic() + START_TIMEOUT
-        try:
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0 or not select.select([rfd], [], [], left)[0]:
-                    proc.kill()  # the init dies with it (PDEATHSIG)
-                    proc.wait()
-                    raise ExecError(f"container {id}: the process did not start within {START_TIMEOUT:.0f}s")
-                data = os.read(rfd, 65536)
-                if not data:
-                    break
-                chunks.append(data)
-        finally:
-            os.close(rfd)
-        try:
-            msg = json.loads(b"".join(chunks))
-        except ValueError:
-            msg = {"error": f"the shim exited ({proc.wait()}) without reporting; see {sdir}/shim.log"}
-        if "pid" in msg:
-            return msg["pid"]
-        proc.wait()  # it exits right after reporting an error, with its init reaped
-        self._reap(id)
-        raise ExecError(f"container {id}: {msg.get('error') or 'start failed'}", exit_code=msg.get("exit_code"))
+        pid, _ = shim.start(SHIM_CMD, sdir, f"container {id}", self._keep((id, None)))
+        return pid
 
     @hookimpl
     def exec_state(self, id):
-        sdir, state = self._load(id)
-        return self._current(id, sdir, state)
+        sdir, st = self._load(id)
+        return self._current(id, sdir, st)
 
     @hookimpl
     def exec_kill(self, id, signal):
-        from .linux import alive
-
-        sdir, state = self._load(id)
-        run = _read_json(os.path.join(sdir, "running.json"))
-        if run is None:
-            raise ExecError(f"container {id} is not running (never started)")
-        if os.path.exists(os.path.join(sdir, "exit.json")) or not alive(run["pid"], run.get("pid_start")):
-            return None
-        try:
-            os.kill(run["pid"], int(signal))
-        except ProcessLookupError:
-            pass
-        except OSError as exc:
-            raise ExecError(f"container {id}: kill {signal}: {exc.strerror}") from None
+        sdir, st = self._load(id)
+        shim.kill(sdir, signal, f"container {id}")
+        cg = self._cgroup(st)
+        if int(signal) == _signal.SIGKILL and cg is not None and cg.exists() and cg.frozen():
+            cg.thaw()  # a frozen process cannot die
 
     @hookimpl
     def exec_wait(self, id, timeout):
-        sdir, state = self._load(id)
-        run = _read_json(os.path.join(sdir, "running.json"))
-        if run is None or os.path.exists(os.path.join(sdir, "exit.json")):
-            return self._current(id, sdir, state)
-        self._wait_shim(run, timeout)
-        return self._current(id, sdir, state)
-
-    def _wait_shim(self, run, timeout):
-        """Block until the shim of ``run`` ended (True) or ``timeout`` passed."""
-        from .linux import proc_stat
-
-        try:
-            pidfd = os.pidfd_open(run["shim_pid"])
-        except ProcessLookupError:
-            return True
-        try:
-            st = proc_stat(run["shim_pid"])  # checked after the pidfd pins the process
-            if st is None or st[0] in "ZX" or st[1] != run.get("shim_start"):
-                return True
-            return bool(select.select([pidfd], [], [], timeout)[0])
-        finally:
-            os.close(pidfd)
+        sdir, st = self._load(id)
+        shim.wait(sdir, timeout)
+        return self._current(id, sdir, st)
 
     @hookimpl
     def exec_delete(self, id):
         try:
-            sdir, state = self._load(id)
+            sdir, st = self._load(id)
         except ContainerNotFound:
             if self.home is not None and os.path.isdir(self._dir(id)):
                 shutil.rmtree(self._dir(id), ignore_errors=True)
             return None
-        run = _read_json(os.path.join(sdir, "running.json"))
-        if run is not None and self._current(id, sdir, state)["status"] == "running":
+        if self._current(id, sdir, st)["status"] in ("running", "paused"):
             self.exec_kill(id=id, signal=_signal.SIGKILL)  # not meant to happen: never leak
-            self._wait_shim(run, 10)
-        self._reap(id)
-        shutil.rmtree(sdir, ignore_errors=True)
+            shim.wait(sdir, 10)
+        self._forget(id, sdir, st)
         return None
+
+    def _forget(self, id, sdir, st):
+        cg = self._cgroup(st)
+        if cg is not None:
+            cg.destroy()
+        with self._lock:
+            for key in [k for k in self._shims if k[0] == id]:
+                if self._shims[key].poll() is not None:
+                    del self._shims[key]
+        shutil.rmtree(sdir, ignore_errors=True)
 
     @hookimpl
     def exec_restore(self, id):
         try:
-            sdir, state = self._load(id)
+            sdir, st = self._load(id)
         except ContainerNotFound:
             return None
-        return self._current(id, sdir, state)
+        return self._current(id, sdir, st)
+
+    # ---------------------------------------------------------- extra processes
+    @hookimpl
+    def exec_exec(self, id, exec_id, process, log_path, stdin=None):
+        sdir, st = self._load(id)
+        state = self._current(id, sdir, st)
+        if state["status"] != "running":
+            raise ExecError(f"container {id} is not running" if state["status"] != "paused"
+                            else f"container {id} is paused, unpause the container before exec")
+        checks.check_process(f"exec {exec_id}", process)
+        edir = os.path.join(sdir, "exec", str(exec_id))
+        if not exec_id or "/" in str(exec_id) or os.path.exists(edir):
+            raise ExecError(f"exec id {exec_id!r} is invalid or already used")
+        os.makedirs(edir, 0o700)
+        shim.write_json(os.path.join(edir, "state.json"), {
+            "id": id, "exec_id": exec_id, "log_path": os.path.abspath(log_path), "stdin": stdin,
+            "terminal": bool(process.get("terminal")), "console_size": checks.console_size(process),
+            "seccomp": st.get("seccomp"), "cgroup": {"procs": (st.get("cgroup") or {}).get("procs") or []},
+            "exec": {"pid": state["pid"], "process": process}})
+        try:
+            pid, _ = shim.start(SHIM_CMD, edir, f"exec {exec_id} in container {id}", self._keep((id, exec_id)))
+        except ExecError:
+            shutil.rmtree(edir, ignore_errors=True)
+            raise
+        return pid
+
+    @hookimpl
+    def exec_exec_wait(self, id, exec_id, timeout):
+        edir = self._exec_dir(id, exec_id)
+        if timeout != 0:
+            shim.wait(edir, timeout)
+        self._reap((id, exec_id))
+        return shim.current(edir, f"exec {exec_id}")
+
+    @hookimpl
+    def exec_attach_stdin(self, id, exec_id):
+        return shim.attach_stdin(self._proc_dir(id, exec_id), f"container {id}" if exec_id is None
+                                 else f"exec {exec_id}")
+
+    @hookimpl
+    def exec_resize(self, id, exec_id, height, width):
+        shim.resize(self._proc_dir(id, exec_id), height, width,
+                    f"container {id}" if exec_id is None else f"exec {exec_id}")
+
+    # ------------------------------------------------------------------ cgroups
+    def _running_cgroup(self, id, verb):
+        sdir, st = self._load(id)
+        cg = self._cgroup(st)
+        if cg is None or not cg.exists():
+            raise ExecError(f"cannot {verb} container {id}: it is not running")
+        return cg
+
+    @hookimpl
+    def exec_pause(self, id):
+        from dockyard import cgroups
+
+        try:
+            self._running_cgroup(id, "pause").freeze()
+        except cgroups.CgroupError as exc:
+            raise ExecError(f"pausing container {id}: {exc}") from None
+
+    @hookimpl
+    def exec_resume(self, id):
+        from dockyard import cgroups
+
+        try:
+            self._running_cgroup(id, "unpause").thaw()
+        except cgroups.CgroupError as exc:
+            raise ExecError(f"unpausing container {id}: {exc}") from None
+
+    @hookimpl
+    def exec_pids(self, id):
+        sdir, st = self._load(id)
+        cg = self._cgroup(st)
+        pids = cg.pids() if cg is not None and cg.exists() else []
+        state = self._current(id, sdir, st)
+        init = state["pid"] if state["status"] in ("running", "paused") else None
+        return ([init] if init in pids else []) + sorted(p for p in pids if p != init)
+
+    @hookimpl
+    def exec_stats(self, id):
+        sdir, st = self._load(id)
+        cg = self._cgroup(st)
+        if cg is None or not cg.exists():
+            return {}
+        return cg.stats()
+
+    @hookimpl
+    def exec_update(self, id, resources):
+        from dockyard import cgroups
+
+        sdir, st = self._load(id)
+        cg = self._cgroup(st)
+        if cg is None:
+            raise ExecError(f"container {id} has no cgroup to update")
+        try:
+            if cg.exists():
+                cg.update(resources)
+        except cgroups.CgroupError as exc:
+            raise ExecError(f"updating container {id}: {exc}") from None
+        path = os.path.join(st["bundle"], "config.json")  # so the next start keeps them
+        cfg = shim.read_json(path)
+        if cfg is not None:
+            res = cfg.setdefault("linux", {}).setdefault("resources", {})
+            for key, value in resources.items():
+                res[key] = {**res.get(key, {}), **value} if isinstance(value, dict) else value
+            shim.write_json(path, cfg)

@@ -102,9 +102,20 @@ PROPAGATION = {
 
 # prctl(2)
 PR_SET_PDEATHSIG = 1
+PR_SET_KEEPCAPS = 8
 PR_CAPBSET_DROP = 24
+PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+_CAP_V3 = 0x20080522
 
+#: OCI rlimit type -> resource number
+RLIMITS = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+           "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+           "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+           "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15}
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, 155)
 
 CAPS = (
@@ -152,6 +163,23 @@ def pivot_root(new_root, put_old):
 def sethostname(name):
     raw = name.encode()
     _check(_libc.sethostname(raw, len(raw)), "sethostname")
+
+
+def setdomainname(name):
+    raw = name.encode()
+    _check(_libc.setdomainname(raw, len(raw)), "setdomainname")
+
+
+def capset(effective, permitted, inheritable):
+    """Set this thread's capability sets (each a set of capability numbers)."""
+    def words(caps):
+        bits = sum(1 << c for c in caps)
+        return bits & 0xFFFFFFFF, bits >> 32
+
+    e, p, i = words(effective), words(permitted), words(inheritable)
+    header = _CAP_V3.to_bytes(4, "little") + bytes(4)
+    data = b"".join(w.to_bytes(4, "little") for w in (e[0], p[0], i[0], e[1], p[1], i[1]))
+    _check(_libc.capset(header, data), "capset")
 
 
 def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
@@ -202,13 +230,16 @@ def alive(pid, start):
 
 
 def cap_numbers(names):
-    """``["CAP_CHOWN", ...]`` -> set of capability numbers (unknown names ignored)."""
+    """``["CAP_CHOWN", ...]`` -> set of capability numbers; an unknown name or one
+    this kernel does not have raises ValueError."""
     out = set()
+    top = last_cap()
     for name in names or ():
-        name = name.upper()
-        name = name[4:] if name.startswith("CAP_") else name
-        if name in CAPS:
-            out.add(CAPS.index(name))
+        short = name.upper()
+        short = short[4:] if short.startswith("CAP_") else short
+        if short not in CAPS or CAPS.index(short) > top:
+            raise ValueError(f"unknown capability {name!r}")
+        out.add(CAPS.index(short))
     return out
 
 

@@ -1,0 +1,193 @@
+"""The daemon's half of the shim kit: start a shim, read what it recorded, wait
+for it, signal its process, talk to its control socket.
+
+A driver builds the shim's command line (``python -E -S -c ...`` with its own
+``spawn``), writes ``STATE_DIR/state.json`` and calls :func:`start`; afterwards
+every question about the process is answered from ``STATE_DIR`` alone, so a
+restarted daemon knows what the old one knew.
+"""
+
+import json
+import os
+import select
+import socket
+import subprocess
+import time
+
+from ..errors import ExecError
+
+START_TIMEOUT = 30.0  # seconds; a healthy start takes milliseconds
+
+
+def read_json(path):
+    try:
+        with open(path) as fh:
+            return json.load(fh)
+    except (OSError, ValueError):  # missing, or half-written by a crash
+        return None
+
+
+def write_json(path, data):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as fh:
+        json.dump(data, fh)
+    os.replace(tmp, path)
+
+
+def now():
+    ns = time.time_ns()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + ".%06dZ" % (ns % 10**9 // 1000)
+
+
+def state(status, pid=None, exit_code=None, started_at=None, finished_at=None, error="", oom=False):
+    """The exec hook specs' state dict."""
+    return {"status": status, "pid": pid, "exit_code": exit_code, "oom_killed": oom,
+            "started_at": started_at, "finished_at": finished_at, "error": error}
+
+
+def proc_stat(pid):
+    """``(state letter, start time in clock ticks)`` of ``pid``, or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    fields = data[data.rindex(b")") + 2:].split()
+    return fields[0].decode(), int(fields[19])
+
+
+def alive(pid, start):
+    """True if ``pid`` runs (not a zombie) and started at ``start`` (guards pid reuse)."""
+    st = proc_stat(pid) if pid else None
+    return bool(st) and st[0] not in "ZX" and (start is None or st[1] == start)
+
+
+def start(cmd, sdir, what, on_started=None):
+    """Run the shim ``cmd + [sdir, fd]`` and wait for its report; return
+    ``(pid, Popen)``.  Raises ``ExecError`` (with the exit code the process
+    could not be started with) and leaves nothing running on failure.
+    ``what`` names the process in messages ("container abc")."""
+    rfd, wfd = os.pipe()
+    try:
+        with open(os.path.join(sdir, "shim.log"), "ab") as errlog:  # the shim's own tracebacks
+            proc = subprocess.Popen([*cmd, sdir, str(wfd)], pass_fds=(wfd,), start_new_session=True,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog,
+                                    close_fds=True, cwd="/")
+    except OSError as exc:
+        os.close(rfd)
+        raise ExecError(f"{what}: cannot start the shim: {exc}") from None
+    finally:
+        os.close(wfd)
+    if on_started is not None:
+        on_started(proc)
+    chunks = []
+    deadline = time.monotonic() + START_TIMEOUT
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([rfd], [], [], left)[0]:
+                proc.kill()  # the process dies with it (PDEATHSIG)
+                proc.wait()
+                raise ExecError(f"{what}: the process did not start within {START_TIMEOUT:.0f}s")
+            data = os.read(rfd, 65536)
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(rfd)
+    try:
+        msg = json.loads(b"".join(chunks))
+    except ValueError:
+        msg = {"error": f"the shim exited ({proc.wait()}) without reporting; see {sdir}/shim.log"}
+    if "pid" in msg:
+        return msg["pid"], proc
+    proc.wait()  # it exits right after reporting an error, with its process reaped
+    raise ExecError(f"{what}: {msg.get('error') or 'start failed'}", exit_code=msg.get("exit_code"))
+
+
+def current(sdir, what):
+    """The state dict of the process supervised in ``sdir`` (cheap)."""
+    ext = read_json(os.path.join(sdir, "exit.json"))
+    run = read_json(os.path.join(sdir, "running.json"))
+    if ext is None and run is None:
+        return state("created")
+    started = run.get("started_at") if run else None
+    if ext is None and alive(run["shim_pid"], run.get("shim_start")):
+        return state("running", pid=run["pid"], started_at=started)
+    ext = ext or read_json(os.path.join(sdir, "exit.json"))  # it may just have ended
+    if ext is None:
+        return state("stopped", exit_code=255, started_at=started, finished_at=now(),
+                     error=f"{what}: its shim died without recording an exit")
+    return state("stopped", exit_code=ext["exit_code"], started_at=started,
+                 finished_at=ext.get("finished_at"), oom=bool(ext.get("oom_killed")))
+
+
+def wait(sdir, timeout):
+    """Block until the shim of ``sdir`` ended (True) or ``timeout`` passed."""
+    run = read_json(os.path.join(sdir, "running.json"))
+    if run is None or os.path.exists(os.path.join(sdir, "exit.json")):
+        return True
+    try:
+        pidfd = os.pidfd_open(run["shim_pid"])
+    except ProcessLookupError:
+        return True
+    try:
+        st = proc_stat(run["shim_pid"])  # checked after the pidfd pins the process
+        if st is None or st[0] in "ZX" or st[1] != run.get("shim_start"):
+            return True
+        return bool(select.select([pidfd], [], [], timeout)[0])
+    finally:
+        os.close(pidfd)
+
+
+def kill(sdir, signal, what):
+    """Send ``signal`` to the supervised process; nothing if it has ended."""
+    run = read_json(os.path.join(sdir, "running.json"))
+    if run is None:
+        raise ExecError(f"{what} is not running (never started)")
+    if os.path.exists(os.path.join(sdir, "exit.json")) or not alive(run["pid"], run.get("pid_start")):
+        return
+    try:
+        os.kill(run["pid"], int(signal))
+    except ProcessLookupError:
+        pass
+    except OSError as exc:
+        raise ExecError(f"{what}: kill {signal}: {exc.strerror}") from None
+
+
+def connect(sdir, request, what):
+    """Open the shim's control socket and send ``request`` (one line); return the
+    connected socket once the shim said ``ok``."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    dirfd = None
+    try:
+        dirfd = os.open(sdir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        sock.settimeout(10)
+        sock.connect(f"/proc/self/fd/{dirfd}/control.sock")  # short, whatever sdir's length
+        sock.sendall(request.encode() + b"\n")
+        answer = b""
+        while not answer.endswith(b"\n"):
+            data = sock.recv(1)
+            if not data:
+                break
+            answer += data
+    except OSError as exc:
+        sock.close()
+        raise ExecError(f"{what} is not running ({exc.strerror or exc})") from None
+    finally:
+        if dirfd is not None:
+            os.close(dirfd)
+    text = answer.decode(errors="replace").strip()
+    if text != "ok":
+        sock.close()
+        raise ExecError(f"{what}: {text[6:] if text.startswith('error ') else text or 'no answer from the shim'}")
+    sock.settimeout(None)
+    return sock
+
+
+def attach_stdin(sdir, what):
+    return connect(sdir, "stdin", what)
+
+
+def resize(sdir, height, width, what):
+    connect(sdir, f"resize {int(height)} {int(width)}", what).close()

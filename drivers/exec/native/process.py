@@ -1,0 +1,129 @@
+"""The last steps of a container process before ``execve``: limits, identity,
+capabilities, no_new_privs and seccomp, in the order runc uses (stdlib only).
+
+Order matters: the seccomp filter needs CAP_SYS_ADMIN to be loaded without
+no_new_privs, so without it the filter goes in before the capabilities are
+dropped (the profile allows the few calls that follow); with no_new_privs it
+goes in last, right before ``execve``.
+"""
+
+import os
+import resource
+
+import _signal as signal  # ``import signal`` drags in enum (~10 ms)
+
+# Everything is imported up front: after pivot_root the host's modules are gone.
+import linux
+import seccomp
+from supervisor import StartError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+INFINITY = 2**64 - 1
+
+
+def find_executable(name, path):
+    if "/" in name:
+        return name
+    for d in path.split(":"):
+        cand = os.path.join(d or ".", name)
+        try:
+            st = os.stat(cand)
+        except OSError:
+            continue
+        if st.st_mode & 0o170000 == 0o100000 and st.st_mode & 0o111:
+            return cand
+    raise StartError(f'exec: "{name}": executable file not found in $PATH', 127)
+
+
+def set_rlimits(rlimits):
+    for r in rlimits or ():
+        kind = linux.RLIMITS[r["type"]]
+        soft, hard = (resource.RLIM_INFINITY if v >= INFINITY else v for v in (r["soft"], r["hard"]))
+        try:
+            resource.setrlimit(kind, (soft, hard))
+        except (OSError, ValueError) as exc:
+            have = resource.getrlimit(kind)[1]
+            why = exc.strerror if isinstance(exc, OSError) else str(exc)
+            raise StartError(f"setting {r['type']} to {r['soft']}:{r['hard']} failed: {why} "
+                             f"(the hard limit here is {have}; raising it needs CAP_SYS_RESOURCE)") from None
+
+
+def set_oom_score_adj(value):
+    try:
+        with open("/proc/self/oom_score_adj", "w") as fh:
+            fh.write(str(value))
+    except OSError as exc:
+        raise StartError(f"setting oom_score_adj to {value}: {exc.strerror}"
+                         + (" (lowering it needs CAP_SYS_RESOURCE)" if int(value) < 0 else "")) from None
+
+
+def environment(proc):
+    env = {}
+    for item in proc.get("env") or ():
+        key, sep, value = item.partition("=")
+        if sep:
+            env[key] = value
+    return env
+
+
+def load_seccomp(filter_spec):
+    """``filter_spec``: ``(compiled BPF bytes, seccomp(2) flags)``."""
+    bpf, flags = filter_spec
+    try:
+        seccomp.load(bpf, flags)
+    except OSError as exc:
+        raise StartError(f"loading the seccomp filter: {exc.strerror}") from None
+
+
+def exec_process(proc, filter_spec=None):
+    """Become the configured process and ``execve`` it; never returns."""
+    if proc.get("rlimits"):
+        set_rlimits(proc["rlimits"])
+    if proc.get("oomScoreAdj") is not None:
+        set_oom_score_adj(proc["oomScoreAdj"])
+    env = environment(proc)
+    args = proc["args"]
+    exe = find_executable(args[0], env.get("PATH", DEFAULT_PATH))
+    caps = proc.get("capabilities")
+    nnp = bool(proc.get("noNewPrivileges"))
+    if caps is not None:
+        linux.drop_bounding(linux.cap_numbers(caps.get("bounding")))
+    if nnp:
+        linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
+    if filter_spec and not nnp:
+        load_seccomp(filter_spec)
+    user = proc.get("user") or {}
+    try:
+        linux.prctl(linux.PR_SET_KEEPCAPS, 1)
+        os.setgroups([int(g) for g in user.get("additionalGids") or ()])
+        os.setgid(int(user.get("gid", 0)))
+        os.setuid(int(user.get("uid", 0)))
+        linux.prctl(linux.PR_SET_KEEPCAPS, 0)
+    except OSError as exc:
+        raise StartError(f"setting user {user.get('uid', 0)}:{user.get('gid', 0)}: {exc.strerror}") from None
+    if caps is not None:
+        try:
+            linux.capset(linux.cap_numbers(caps.get("effective")), linux.cap_numbers(caps.get("permitted")),
+                         linux.cap_numbers(caps.get("inheritable")))
+            for cap in sorted(linux.cap_numbers(caps.get("ambient"))):
+                linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_RAISE, cap)
+        except OSError as exc:
+            raise StartError(f"setting capabilities: {exc.strerror}") from None
+    cwd = proc.get("cwd") or "/"
+    try:
+        os.chdir(cwd)
+    except OSError as exc:
+        raise StartError(f'chdir to cwd ("{cwd}") set in config.json failed: {exc.strerror.lower()}') from None
+    umask = user.get("umask")
+    os.umask(0o022 if umask is None else int(umask))
+    if filter_spec and nnp:
+        load_seccomp(filter_spec)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    try:
+        os.execve(exe, args, env)
+    except OSError as exc:
+        code = 127 if exc.errno == 2 else 126 if exc.errno in (1, 8, 13, 21) else None
+        what = f"stat {exe}: " if exc.errno == 2 and not os.path.lexists(exe) else ""
+        raise StartError(f'exec: "{args[0]}": {what}{exc.strerror.lower()}', code) from None

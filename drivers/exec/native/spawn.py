@@ -1,0 +1,287 @@
+"""The native driver's half of the shim: start a container's init, or an extra
+process inside a running container, and clean up after the init (stdlib only).
+
+The shim (:mod:`supervisor`) calls :func:`spawn` with the state the driver wrote:
+``bundle`` (its config.json is read here), ``cgroup`` (``procs``: the
+``cgroup.procs`` files to join, ``mounts`` for ``/sys/fs/cgroup``, ``dirs`` to
+remove at the end, ``oom_file``), ``seccomp`` (a compiled BPF file or ``None``),
+and for an extra process ``exec`` = ``{"pid": container init pid, "process": OCI
+process}``.  The child reports a setup failure as JSON on a CLOEXEC status pipe;
+end of file on that pipe means ``execve`` succeeded.
+"""
+
+import fcntl
+import os
+import select
+import socket
+import termios
+import time
+
+import _signal as signal
+
+import linux
+import process
+import rootfs
+from supervisor import Child, StartError, dumps, load_file, loads
+
+# the order setns(2) joins an existing container's namespaces in (mnt last: it
+# changes our root; user first: it grants the rights for the others)
+JOIN_ORDER = ("user", "ipc", "uts", "net", "cgroup", "mnt")
+NS_FLAG = {"user": linux.CLONE_NEWUSER, "ipc": linux.CLONE_NEWIPC, "uts": linux.CLONE_NEWUTS,
+           "net": linux.CLONE_NEWNET, "cgroup": linux.CLONE_NEWCGROUP, "mnt": linux.CLONE_NEWNS,
+           "pid": linux.CLONE_NEWPID}
+
+
+def spawn(state, stdio):
+    if state.get("exec"):
+        return spawn_exec(state, stdio)
+    bundle = state["bundle"]
+    cfg = load_file(os.path.join(bundle, "config.json"))
+    pidns = next((ns for ns in (cfg.get("linux") or {}).get("namespaces") or ()
+                  if ns.get("type") == "pid"), None)
+    if pidns and pidns.get("path"):
+        _setns_path(pidns["path"], "pid")
+    elif pidns:
+        linux.unshare(linux.CLONE_NEWPID)
+    filt = read_filter(state)
+    pid, master = _fork(stdio, lambda tty: init_container(cfg, bundle, state, stdio, tty, filt))
+    return Child(pid, master, own_pidns=bool(pidns) and not pidns.get("path"))
+
+
+def spawn_exec(state, stdio):
+    target = state["exec"]["pid"]
+    joins = []
+    for kind in ("pid",) + JOIN_ORDER:
+        path = f"/proc/{target}/ns/{kind}"
+        try:
+            if os.stat(path).st_ino == os.stat(f"/proc/self/ns/{kind}").st_ino:
+                continue  # shared with the host: nothing to join
+        except OSError as exc:
+            raise StartError(f"the container's init ({target}) is gone: {exc.strerror}") from None
+        joins.append((kind, os.open(path, os.O_RDONLY | os.O_CLOEXEC)))
+    for kind, fd in joins:
+        if kind == "pid":  # applies to our children: fork below
+            linux.setns(fd, linux.CLONE_NEWPID)
+    filt = read_filter(state)
+    pid, master = _fork(stdio, lambda tty: init_exec(state, joins, stdio, tty, filt))
+    for _, fd in joins:
+        os.close(fd)
+    return Child(pid, master, own_pidns=False)
+
+
+def read_filter(state):
+    """The compiled seccomp filter, read now: after pivot_root the file is out of sight."""
+    spec = state.get("seccomp")
+    if not spec:
+        return None
+    with open(spec["path"], "rb") as fh:
+        return fh.read(), spec.get("flags") or 0
+
+
+def _setns_path(path, kind):
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        linux.setns(fd, NS_FLAG[kind])
+    except OSError as exc:
+        raise StartError(f"joining the {kind} namespace {path} failed: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def _fork(stdio, setup):
+    """Fork the child that runs ``setup(tty_socket)`` then execs; wait for its
+    verdict.  Returns ``(pid, terminal master fd or None)``."""
+    status_r, status_w = os.pipe()
+    parent_sock = child_sock = None
+    if stdio.terminal:
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = os.fork()
+    if pid == 0:
+        os.close(status_r)
+        if parent_sock is not None:
+            parent_sock.close()
+        _child(status_w, lambda: setup(child_sock))
+    os.close(status_w)
+    if child_sock is not None:
+        child_sock.close()
+    chunks = []
+    while True:
+        data = os.read(status_r, 65536)
+        if not data:
+            break
+        chunks.append(data)
+    os.close(status_r)
+    if chunks:  # the child failed before or at execve; it has exited
+        os.waitpid(pid, 0)
+        try:
+            err = loads(b"".join(chunks))
+        except ValueError:
+            err = {"error": b"".join(chunks).decode(errors="replace")}
+        raise StartError(err.get("error") or "start failed", err.get("exit_code"))
+    master = None
+    if parent_sock is not None:
+        try:
+            _, fds, _, _ = socket.recv_fds(parent_sock, 16, 1)
+        except OSError:
+            fds = []
+        parent_sock.close()
+        if not fds:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise StartError("the container's terminal was not handed over")
+        master = fds[0]
+    return pid, master
+
+
+def _child(status_w, setup):
+    """In the forked child: set up and exec, or report why not; never returns."""
+    try:
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with its shim
+        poller = select.poll()  # the shim died before PDEATHSIG was set: the pipe is widowed
+        poller.register(status_w, select.POLLERR)
+        if poller.poll(0):
+            os._exit(1)
+        os.setsid()
+        setup()
+        err = {"error": "setup returned without exec"}
+    except StartError as exc:
+        err = {"error": str(exc), "exit_code": exc.exit_code}
+    except OSError as exc:
+        err = {"error": exc.strerror if exc.filename is None else f"{exc.filename}: {exc.strerror}"}
+        if exc.args and isinstance(exc.args[-1], str) and exc.strerror is None:
+            err["error"] = exc.args[-1]
+    except BaseException as exc:  # noqa: BLE001 - report anything, never return into the shim
+        err = {"error": f"{type(exc).__name__}: {exc}"}
+    try:
+        os.write(status_w, dumps(err).encode())
+    finally:
+        os._exit(1)
+
+
+def _join_cgroup(state):
+    for path in (state.get("cgroup") or {}).get("procs") or ():
+        try:
+            with open(path, "w") as fh:
+                fh.write("0")
+        except OSError as exc:
+            raise StartError(f"joining cgroup {os.path.dirname(path)}: {exc.strerror}") from None
+
+
+def _terminal(tty_sock):
+    """Open a terminal in the container's devpts, hand the master to the shim and
+    make the slave our stdin, stdout, stderr and controlling terminal."""
+    try:
+        master, slave = os.openpty()
+    except OSError as exc:
+        raise StartError(f"allocating a terminal in the container: {exc.strerror}") from None
+    socket.send_fds(tty_sock, [b"m"], [master])
+    tty_sock.close()
+    os.close(master)
+    name = os.ttyname(slave)
+    for fd in (0, 1, 2):
+        os.dup2(slave, fd)
+    os.close(slave)
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    return name
+
+
+def init_container(cfg, bundle, state, stdio, tty_sock, filt):
+    """The container's init: namespaces, cgroup, file system, process."""
+    if tty_sock is None:
+        stdio.dup_into_child()
+    _join_cgroup(state)
+    private = enter_namespaces(cfg)
+    rootfs.setup(cfg, bundle, private, (state.get("cgroup") or {}).get("mounts") or [])
+    if tty_sock is not None:
+        rootfs.terminal_console(_terminal(tty_sock))
+    if "uts" in private:
+        if cfg.get("hostname"):
+            linux.sethostname(cfg["hostname"])
+        if cfg.get("domainname"):
+            linux.setdomainname(cfg["domainname"])
+    if "network" in private and not _joined(cfg, "network"):
+        linux.loopback_up()
+    process.exec_process(cfg["process"], filt)
+
+
+def init_exec(state, joins, stdio, tty_sock, filt):
+    """An extra process: into the container's cgroup and namespaces, then exec."""
+    if tty_sock is None:
+        stdio.dup_into_child()
+    _join_cgroup(state)
+    for kind, fd in joins:
+        if kind != "pid":
+            try:
+                linux.setns(fd, NS_FLAG[kind])
+            except OSError as exc:
+                raise StartError(f"joining the container's {kind} namespace: {exc.strerror}") from None
+    if tty_sock is not None:
+        _terminal(tty_sock)
+    process.exec_process(state["exec"]["process"], filt)
+
+
+def _joined(cfg, kind):
+    return any(ns.get("type") == kind and ns.get("path") for ns in (cfg.get("linux") or {}).get("namespaces") or ())
+
+
+def enter_namespaces(cfg):
+    """Join (``path``) or unshare every namespace but pid (the shim did that);
+    return the set of types private to the container (new or joined)."""
+    flags, joins, types = 0, [], set()
+    for ns in (cfg.get("linux") or {}).get("namespaces") or ():
+        kind = ns.get("type")
+        if kind == "pid":
+            continue
+        if kind not in linux.NAMESPACES or kind == "user":
+            raise StartError(f"namespace type {kind!r} is not supported by the native exec driver")
+        if ns.get("path"):
+            if kind == "mount":
+                raise StartError("joining an existing mount namespace is not supported")
+            joins.append((ns["path"], kind))
+        else:
+            flags |= linux.NAMESPACES[kind]
+        types.add(kind)
+    if "mount" not in types:
+        raise StartError("the native exec driver needs a mount namespace (linux.namespaces)")
+    for path, kind in joins:
+        _setns_path(path, {"network": "net"}.get(kind, kind))
+    linux.unshare(flags)
+    return types
+
+
+def finish(state, code):
+    """After the init exited: was it OOM-killed; remove its cgroup."""
+    cg = state.get("cgroup") or {}
+    if state.get("exec"):
+        return {}
+    oom = False
+    if cg.get("oom_file"):
+        try:
+            with open(cg["oom_file"]) as fh:
+                oom = any(line.split()[0] == "oom_kill" and int(line.split()[1]) > 0
+                          for line in fh if len(line.split()) == 2)
+        except (OSError, ValueError):
+            pass
+    for path in cg.get("dirs") or ():
+        _remove_cgroup(path)
+    return {"oom_killed": oom}
+
+
+def _remove_cgroup(path, timeout=2.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                return  # the driver's exec_delete tries again
+        try:
+            with open(os.path.join(path, "cgroup.procs")) as fh:
+                for pid in fh.read().split():
+                    os.kill(int(pid), 9)
+        except OSError:
+            pass
+        time.sleep(0.01)
