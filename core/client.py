@@ -328,20 +328,58 @@ class Client:
         url = self._url(f"/containers/{_q(container)}/attach",
                         {"stream": True, "stdin": stdin, "stdout": stdout, "stderr": stderr,
                          "logs": logs or None})
+        return self._hijack(url, None, tty)
+
+    def _hijack(self, url, body, tty):
         if self.debug:
             print(f"dockyard: --> POST {url} (upgrade)", file=sys.stderr)
         conn = self._connection()
         try:
             conn.sock.settimeout(None)  # the stream may stay quiet for as long as it likes
-            conn.send("POST", url, self._headers({"Content-Type": "text/plain",
-                                                  "Connection": "Upgrade", "Upgrade": "tcp"}))
+            data = None if body is None else json.dumps(body).encode()
+            headers = {"Content-Type": "application/json" if data else "text/plain",
+                       "Connection": "Upgrade", "Upgrade": "tcp"}
+            conn.send("POST", url, self._headers(headers), data)
             resp = self._response(conn)
             if resp.status not in (101, 200):
-                raise ProtocolError(f"unexpected answer to attach: {resp.status} {resp.reason}")
+                raise ProtocolError(f"unexpected answer to {url}: {resp.status} {resp.reason}")
         except BaseException:
             conn.close()
             raise
         return Attachment(conn.sock, resp, tty)
+
+    def pause(self, container):
+        return self.request("POST", f"/containers/{_q(container)}/pause")
+
+    def unpause(self, container):
+        return self.request("POST", f"/containers/{_q(container)}/unpause")
+
+    def stats(self, container, stream=False):
+        """One stats sample (``stream=False``), or an iterator of them."""
+        if not stream:
+            return self.request("GET", f"/containers/{_q(container)}/stats", {"stream": False})
+        return self.json_stream("GET", f"/containers/{_q(container)}/stats", {"stream": True})
+
+    # --- exec ---------------------------------------------------------------------
+
+    def exec_create(self, container, body):
+        return self.request("POST", f"/containers/{_q(container)}/exec", body=body)["Id"]
+
+    def exec_start(self, exec_id, tty=False, console_size=None):
+        """Start an exec instance attached; returns an Attachment."""
+        body = {"Detach": False, "Tty": tty}
+        if console_size:
+            body["ConsoleSize"] = list(console_size)
+        return self._hijack(self._url(f"/exec/{_q(exec_id)}/start"), body, tty)
+
+    def exec_start_detached(self, exec_id, tty=False):
+        return self.request("POST", f"/exec/{_q(exec_id)}/start", body={"Detach": True, "Tty": tty})
+
+    def exec_inspect(self, exec_id):
+        return self.request("GET", f"/exec/{_q(exec_id)}/json")
+
+    def exec_resize(self, exec_id, height, width):
+        return self.request("POST", f"/exec/{_q(exec_id)}/resize", {"h": height, "w": width})
 
     # --- images -------------------------------------------------------------------
 

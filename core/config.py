@@ -47,6 +47,20 @@ class Config:
         drivers[kind] = [name]
         return attrs.evolve(self, drivers=drivers, source=f"{self.source} (--{kind}-driver)")
 
+    def with_options(self, kind, pairs):
+        """Return a copy whose ``kind`` drivers all get the ``KEY=VALUE`` options
+        in ``pairs`` (daemon flags such as ``--exec-opt``)."""
+        extra = {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"--{kind}-opt {pair!r}: expected KEY=VALUE")
+            extra[key.strip()] = value
+        options = dict(self.options)
+        options[kind] = {name: {**options.get(kind, {}).get(name, {}), **extra}
+                         for name in set(self.drivers[kind]) | set(options.get(kind, {}))}
+        return attrs.evolve(self, options=options, source=f"{self.source} (--{kind}-opt)")
+
     def to_toml(self):
         """Return the dict that, written as TOML, loads back to this config."""
         out = {}

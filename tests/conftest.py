@@ -9,118 +9,17 @@ was left behind.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+from dockyard.testing.daemon import PY, Daemon, cgroups_under, mounts_under, processes_mentioning, ping  # noqa: F401
+
 ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
-
-
-def mounts_under(prefix):
-    prefix = str(prefix)
-    out = []
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            target = line.split()[4].replace("\\040", " ")
-            if target == prefix or target.startswith(prefix.rstrip("/") + "/"):
-                out.append(target)
-    return out
-
-
-def processes_mentioning(text):
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmd:
-            found.append(f"{pid}: {cmd.strip()}")
-    return found
-
-
-def ping(sock_path):
-    s = socket.socket(socket.AF_UNIX)
-    s.settimeout(2)
-    try:
-        s.connect(sock_path)
-        s.sendall(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
-        return s.recv(64).startswith(b"HTTP/1.1 200")
-    except OSError:
-        return False
-    finally:
-        s.close()
-
-
-class Daemon:
-    """A dockyard daemon on its own socket and roots."""
-
-    def __init__(self, base, storage_driver=None, config=None, extra_args=()):
-        self.base = Path(base)
-        self.data_root = self.base / "data"
-        self.exec_root = self.base / "exec"
-        self.sock = str(self.base / "dockyard.sock")
-        self.host = f"unix://{self.sock}"
-        self.log = self.base / "daemon.log"
-        self.args = [PY, "-m", "dockyard.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
-                     "--exec-root", str(self.exec_root)]
-        if storage_driver:
-            self.args += ["--storage-driver", storage_driver]
-        if config:
-            self.args += ["--config", str(config)]
-        self.args += list(extra_args)
-        self.proc = None
-
-    def start(self, timeout=20):
-        self.base.mkdir(parents=True, exist_ok=True)
-        logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(self.args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        logf.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log.read_text()}")
-            if ping(self.sock):
-                return self
-            time.sleep(0.05)
-        raise RuntimeError(f"daemon did not answer in {timeout}s:\n{self.log.read_text()}")
-
-    def stop(self, sig=signal.SIGTERM):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-    def cli(self, *args, input=None, check=False, timeout=60, env=None):
-        """Run ``dockyard -H <this daemon> ARGS``; return the CompletedProcess."""
-        cmd = [PY, "-m", "dockyard.cli.main", "-H", self.host, *args]
-        res = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout,
-                             env={**os.environ, **(env or {})})
-        if check and res.returncode != 0:
-            raise AssertionError(f"{cmd} failed ({res.returncode}): {res.stderr.decode()}")
-        return res
-
-    def docker(self, *args, timeout=60):
-        """Run the real docker CLI against this daemon."""
-        return subprocess.run(["docker", "-H", self.host, *args], capture_output=True, timeout=timeout,
-                              env={**os.environ, "DOCKER_CONFIG": str(self.base / "docker-config")})
-
-    def sdk(self):
-        import docker
-
-        return docker.DockerClient(base_url=self.host, version="1.41", timeout=60)
 
 
 @pytest.fixture(scope="session")
@@ -150,6 +49,29 @@ def no_leaked_netns():
     leaked = sorted(after - before)
     if leaked:
         pytest.fail(f"network namespaces leaked: {leaked}")
+
+
+def _test_cgroup_parents():
+    found = set()
+    for hier in os.listdir("/sys/fs/cgroup") if os.path.isdir("/sys/fs/cgroup") else ():
+        try:
+            found |= {d for d in os.listdir(os.path.join("/sys/fs/cgroup", hier)) if d.startswith("dockyard-test-")}
+        except OSError:
+            continue
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leaked_cgroups():
+    """Every daemon (and driver test) of the session uses a ``dockyard-test-*``
+    cgroup parent of its own: none may keep a cgroup after the session."""
+    before = _test_cgroup_parents()
+    yield
+    leaked = []
+    for parent in sorted(_test_cgroup_parents() - before):
+        leaked += cgroups_under(parent)
+    if leaked:
+        pytest.fail("cgroups leaked: " + ", ".join(leaked))
 
 
 @pytest.fixture(scope="session")

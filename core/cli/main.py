@@ -24,7 +24,7 @@ def build_parser():
     """The full argument parser (global options and every client command)."""
     import argparse
 
-    from dockyard.cli import containers, images, system
+    from dockyard.cli import containers, execs, images, system
 
     parser = argparse.ArgumentParser(
         prog="dockyard", allow_abbrev=False,
@@ -36,6 +36,7 @@ def build_parser():
                         help="Print version information and quit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     containers.register(sub)
+    execs.register(sub)
     images.register(sub)
     system.register(sub)
     sub.add_parser("daemon", help="Start the daemon (run 'dockyard daemon --help')", add_help=False)

@@ -260,10 +260,11 @@ def copy_stdin(attachment):
 class Terminal:
     """Raw mode for our terminal while an interactive tty container runs; follows resizes."""
 
-    def __init__(self, client, cid, active):
+    def __init__(self, client, cid, active, resize=None):
         self.client, self.cid = client, cid
         self.active = active and sys.stdin.isatty()
         self.saved = None
+        self._resize = resize or client.resize  # (id, rows, columns)
 
     def __enter__(self):
         if self.active:
@@ -281,7 +282,7 @@ class Terminal:
         from dockyard.client import ClientError
         try:
             size = os.get_terminal_size(sys.stdout.fileno())
-            self.client.resize(self.cid, size.lines, size.columns)
+            self._resize(self.cid, size.lines, size.columns)
         except (OSError, ClientError):
             pass
 

@@ -1,11 +1,12 @@
-"""``/containers/*``: create, start, wait, attach, logs, inspect, list, kill, stop, delete."""
+"""``/containers/*``: create, start, wait, attach, logs, inspect, list, kill, stop, delete,
+pause, unpause, stats, resize."""
 
 import asyncio
 import json
 
 from aiohttp import web
 
-from ..errors import Conflict, InvalidParameter
+from ..errors import Conflict, ExecError, InvalidParameter, NotFound
 from . import streams, views
 from .app import HUB, blocking, engine, json_body, qbool, qint
 
@@ -118,21 +119,26 @@ async def wait(request):
                 done = condition != "removed"
             elif action == "destroy":
                 done = True
-        await resp.write(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
-        await resp.write_eof()
+        try:
+            await resp.write(json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
+            await resp.write_eof()
+        except ConnectionResetError:
+            pass  # the client stopped waiting (docker rm -f does)
         return resp
     finally:
         request.app[HUB].close(queue)
 
 
-async def _follow(request, resp, rec, offset, flt, until_exit_of=None):
-    """Stream log entries from ``offset`` until the container's run ends."""
+async def _follow(request, resp, path, offset, flt, ended, done=None):
+    """Stream log entries of ``path`` from ``offset`` until ``ended(event)`` (or
+    ``done()``, checked between reads) says the process is gone, then drain once more."""
     queue = request.app[HUB].listen()
-    cid = rec["Id"]
+    running = True
     try:
-        running = rec["State"]["Running"] or until_exit_of == "next"
         while True:
-            entries, offset = streams.read_entries(rec["LogPath"], offset)
+            if done is not None and done():
+                running = False
+            entries, offset = streams.read_entries(path, offset)
             if entries:
                 await resp.write(flt.render(entries))
             if not running:
@@ -143,10 +149,14 @@ async def _follow(request, resp, rec, offset, flt, until_exit_of=None):
                 event = await asyncio.wait_for(queue.get(), POLL)
             except asyncio.TimeoutError:
                 continue
-            if event[0] == "container" and event[2] == cid and event[1] in ("die", "destroy"):
+            if ended(event):
                 running = False  # one more read drains what the process wrote last
     finally:
         request.app[HUB].close(queue)
+
+
+def container_ended(cid):
+    return lambda event: event[0] == "container" and event[2] == cid and event[1] in ("die", "destroy")
 
 
 async def logs(request):
@@ -170,24 +180,36 @@ async def logs(request):
     await resp.prepare(request)
     await resp.write(flt.render(streams.tail(entries, tail_n)))
     if qbool(request, "follow") and rec["State"]["Running"]:
-        await _follow(request, resp, rec, offset, flt)
+        await _follow(request, resp, rec["LogPath"], offset, flt, container_ended(rec["Id"]))
     await resp.write_eof()
     return resp
 
 
-class _HalfOpen(asyncio.Protocol):
-    """Delegates to aiohttp's protocol, but survives the client's half-close."""
+class _Hijacked(asyncio.Protocol):
+    """Takes over a hijacked connection from aiohttp's protocol: survives the
+    client's half-close, and with ``sink`` (a queue) hands the client's bytes over
+    as stdin (``None`` at end of file) instead of parsing them as HTTP."""
 
-    def __init__(self, inner):
-        self._inner = inner
+    def __init__(self, inner, sink=None):
+        self._inner, self._sink = inner, sink
+        tail = getattr(inner, "_message_tail", b"")
+        if sink is not None and tail:
+            sink.put_nowait(bytes(tail))
 
     def data_received(self, data):
-        self._inner.data_received(data)
+        if self._sink is not None:
+            self._sink.put_nowait(data)
+        else:
+            self._inner.data_received(data)
 
     def eof_received(self):
+        if self._sink is not None:
+            self._sink.put_nowait(None)
         return True  # keep the transport open: we still have output to send
 
     def connection_lost(self, exc):
+        if self._sink is not None:
+            self._sink.put_nowait(None)
         self._inner.connection_lost(exc)
 
     def pause_writing(self):
@@ -197,19 +219,15 @@ class _HalfOpen(asyncio.Protocol):
         self._inner.resume_writing()
 
 
-async def attach(request):
-    # Clients half-close a hijacked connection when they have no stdin to send
-    # (the docker CLI does): keep our sending side open instead of closing.
+def hijack(request, stdin):
+    """Take the connection over (see :class:`_Hijacked`); the stdin queue or None."""
+    sink = asyncio.Queue() if stdin else None
     if request.transport is not None:
-        request.transport.set_protocol(_HalfOpen(request.transport.get_protocol()))
-    eng = engine(request)
-    c = eng.containers
-    rec = await blocking(request, lambda: c.get(c.resolve(request.match_info["id"])))
-    if rec["State"].get("Paused"):
-        raise Conflict(f"container {request.match_info['id']} is paused, unpause the container before attach")
-    tty = bool(rec["Config"].get("Tty"))
-    flt = streams.LogFilter(qbool(request, "stdout"), qbool(request, "stderr"), tty=tty)
-    offset = streams.log_size(rec["LogPath"])
+        request.transport.set_protocol(_Hijacked(request.transport.get_protocol(), sink))
+    return sink
+
+
+async def hijacked_response(request, tty):
     ctype = "application/vnd.docker.raw-stream" if tty else "application/vnd.docker.multiplexed-stream"
     if "upgrade" in request.headers.get("Connection", "").lower():
         resp = web.StreamResponse(status=101, reason="UPGRADED", headers={
@@ -218,19 +236,131 @@ async def attach(request):
         resp = web.StreamResponse(headers={"Content-Type": ctype})
     resp.force_close()
     await resp.prepare(request)
-    if qbool(request, "logs"):
-        entries, _ = await blocking(request, streams.read_entries, rec["LogPath"], 0)
-        await resp.write(flt.render(entries))
-    if qbool(request, "stream"):
-        await _follow(request, resp, rec, offset, flt, until_exit_of="next")
+    return resp
+
+
+async def pump_stdin(request, sink, connect, ended):
+    """Copy the client's stdin (``sink``) into the process once ``connect()`` (a
+    blocking call giving the driver's stdin socket) succeeds; ``ended()`` says the
+    process is gone for good.  Closing the socket at the client's EOF is what
+    gives a ``StdinOnce`` process its end of file."""
+    loop = asyncio.get_running_loop()
+    sock = None
+    try:
+        while sock is None:
+            try:
+                sock = await blocking(request, connect)
+            except (ExecError, NotFound):
+                if await blocking(request, ended):
+                    return
+                await asyncio.sleep(POLL)  # attached before the start: wait for it
+        sock.setblocking(False)
+        while True:
+            data = await sink.get()
+            if data is None:
+                break
+            await loop.sock_sendall(sock, data)
+    except OSError:
+        pass  # the process closed its stdin or ended
+    finally:
+        if sock is not None:
+            sock.close()
+
+
+async def attach(request):
+    eng = engine(request)
+    c = eng.containers
+    rec = await blocking(request, lambda: c.get(c.resolve(request.match_info["id"])))
+    if rec["State"].get("Paused"):
+        raise Conflict(f"container {request.match_info['id']} is paused, unpause the container before attach")
+    cid = rec["Id"]
+    tty = bool(rec["Config"].get("Tty"))
+    stdin = qbool(request, "stdin") and bool(rec["Config"].get("OpenStdin"))
+    # Clients half-close a hijacked connection when they have no stdin to send
+    # (the docker CLI does): keep our sending side open instead of closing.
+    sink = hijack(request, stdin)
+    flt = streams.LogFilter(qbool(request, "stdout"), qbool(request, "stderr"), tty=tty)
+    offset = streams.log_size(rec["LogPath"])
+    resp = await hijacked_response(request, tty)
+    pump = None
+    if sink is not None:
+        started = rec["State"]["StartedAt"]
+
+        def ended():
+            now = c.get(cid)["State"]
+            return not now["Running"] and now["StartedAt"] != started
+
+        pump = asyncio.ensure_future(pump_stdin(
+            request, sink, lambda: eng.exec_slot.hook.exec_attach_stdin(id=cid, exec_id=None), ended))
+    try:
+        if qbool(request, "logs"):
+            entries, _ = await blocking(request, streams.read_entries, rec["LogPath"], 0)
+            await resp.write(flt.render(entries))
+        if qbool(request, "stream"):
+            await _follow(request, resp, rec["LogPath"], offset, flt, container_ended(cid))
+    finally:
+        if pump is not None:
+            pump.cancel()
     await resp.write_eof()
     return resp
 
 
 async def resize(request):
     eng = engine(request)
-    await blocking(request, eng.containers.resolve, request.match_info["id"])
+    c = eng.containers
+    rec = await blocking(request, lambda: c.get(c.resolve(request.match_info["id"])))
+    if not rec["State"]["Running"]:
+        raise Conflict(f"Container {rec['Id']} is not running")
+    h, w = qint(request, "h", 0), qint(request, "w", 0)
+    if rec["Config"].get("Tty") and h and w:
+        await blocking(request, eng.exec_slot.hook.exec_resize, id=rec["Id"], exec_id=None, height=h, width=w)
     return web.Response(status=200)
+
+
+async def pause(request):
+    eng = engine(request)
+    await blocking(request, eng.containers.pause, request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def unpause(request):
+    eng = engine(request)
+    await blocking(request, eng.containers.unpause, request.match_info["id"])
+    return web.Response(status=204)
+
+
+async def stats(request):
+    from ..engine import stats as stats_
+
+    eng = engine(request)
+    c = eng.containers
+    cid = await blocking(request, c.resolve, request.match_info["id"])
+    hook = eng.exec_slot.hook
+
+    async def one(previous=None):
+        rec = await blocking(request, c.get, cid)
+        return await blocking(request, stats_.sample, hook, rec, previous)
+
+    if not qbool(request, "stream", True):
+        first = await one()
+        if not qbool(request, "one-shot") and first["read"] != stats_.ZERO_TIME:
+            await asyncio.sleep(1)  # a second sample, so precpu_stats is filled as docker's is
+            first = await one(first)
+        return web.json_response(first)
+    resp = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await resp.prepare(request)
+    previous = None
+    while request.transport is not None and not request.transport.is_closing():
+        try:
+            previous = await one(previous)
+        except NotFound:
+            break
+        await resp.write(json.dumps(previous).encode() + b"\n")
+        if previous["read"] == stats_.ZERO_TIME:
+            break  # not running: one zero sample, as docker sends
+        await asyncio.sleep(1)
+    await resp.write_eof()
+    return resp
 
 
 ROUTES = [
@@ -244,5 +374,8 @@ ROUTES = [
     ("POST", "/containers/{id}/kill", kill),
     ("POST", "/containers/{id}/stop", stop),
     ("POST", "/containers/{id}/resize", resize),
+    ("POST", "/containers/{id}/pause", pause),
+    ("POST", "/containers/{id}/unpause", unpause),
+    ("GET", "/containers/{id}/stats", stats),
     ("DELETE", "/containers/{id}", delete),
 ]

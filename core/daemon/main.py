@@ -26,6 +26,8 @@ def parse_args(argv):
     p.add_argument("--exec-root", default=DEFAULT_EXEC_ROOT, help="root of runtime state")
     p.add_argument("-s", "--storage-driver", help="storage driver (overrides plugins.toml)")
     p.add_argument("--exec-driver", help="exec driver (overrides plugins.toml)")
+    p.add_argument("--exec-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="option of the exec driver (overrides plugins.toml), e.g. cgroup_parent=dockyard")
     p.add_argument("--config", help="plugins.toml to use (default /etc/dockyard/plugins.toml, "
                                     "else the one shipped with Dockyard)")
     p.add_argument("--pidfile", help="pid file (default EXEC_ROOT/dockyard.pid)")
@@ -65,7 +67,11 @@ def main(argv=None):
         from ..engine.engine import Engine
 
         config = load(args.config)
-        eng = Engine(config, args.data_root, args.exec_root, args.storage_driver, args.exec_driver)
+        if args.exec_driver:
+            config = config.with_override("exec", args.exec_driver)
+        if args.exec_opt:
+            config = config.with_options("exec", args.exec_opt)
+        eng = Engine(config, args.data_root, args.exec_root, args.storage_driver)
     except DockyardError as exc:
         print(f"dockyard daemon: {exc}", file=sys.stderr)
         return 1

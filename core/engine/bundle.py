@@ -197,7 +197,7 @@ def _namespaces(modes, ns_paths):
 
 # --- capabilities ---------------------------------------------------------------------
 
-def all_capabilities():
+def kernel_capabilities():
     """Every capability this kernel has (``/proc/sys/kernel/cap_last_cap``)."""
     try:
         with open("/proc/sys/kernel/cap_last_cap") as fh:
@@ -205,6 +205,18 @@ def all_capabilities():
     except (OSError, ValueError):
         last = CAP_NAMES.index("AUDIT_READ")
     return ["CAP_" + n for n in CAP_NAMES[:last + 1]]
+
+
+def all_capabilities():
+    """What ``--privileged`` and ``--cap-add ALL`` give: the kernel's capabilities
+    that the daemon holds itself (this VM's daemon runs without CAP_SYS_RESOURCE,
+    and no container can get more than its daemon has)."""
+    try:
+        with open("/proc/self/status") as fh:
+            held = next(int(line.split()[1], 16) for line in fh if line.startswith("CapBnd:"))
+    except (OSError, StopIteration, ValueError):
+        held = -1
+    return [c for i, c in enumerate(kernel_capabilities()) if held >> i & 1]
 
 
 def _normalise_caps(names, known):
@@ -221,13 +233,13 @@ def _normalise_caps(names, known):
 
 def capabilities(host):
     """The capability set Docker gives: its defaults, CapAdd/CapDrop, or all when privileged."""
-    known = all_capabilities()
     if host.get("Privileged"):
-        return known
+        return all_capabilities()
+    known = kernel_capabilities()
     add = _normalise_caps(ocispec.items(host, "CapAdd", str), known)
     drop = _normalise_caps(ocispec.items(host, "CapDrop", str), known)
     if "ALL" in add:
-        caps = [c for c in known if c not in drop]
+        caps = [c for c in all_capabilities() if c not in drop]
     elif "ALL" in drop:
         caps = [c for c in add if c != "ALL"]
     else:

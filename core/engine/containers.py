@@ -25,6 +25,16 @@ NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
+INIT_PATH = shutil.which("tini-static") or "/usr/bin/tini-static"  # --init, as Docker's docker-init
+
+
+def stdin_mode(cfg):
+    """The exec driver's ``stdin``: Docker's OpenStdin / StdinOnce."""
+    if not cfg.get("OpenStdin"):
+        return None
+    return "once" if cfg.get("StdinOnce") else "open"
+
+
 def now_iso():
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
@@ -176,22 +186,22 @@ class Containers:
             if rec["State"]["Running"]:
                 raise NotModified()
             rootfs = self.layers.mount(cid)
-            netslot = self.engine.network_slot(rec["NetworkMode"])
-            network = {"id": rec["NetworkMode"], "name": rec["NetworkMode"], "driver": netslot.name}
-            endpoint = {"id": cid, "container_id": cid, "network_id": network["id"], "name": rec["Name"][1:]}
+            netslot, network, endpoint = self._network(rec)
             attached = False
             try:
-                ns_mode = netslot.hook.network_namespace(network=network) or "private"
+                ns_mode = (netslot.hook.network_namespace(network=network) or "private") if netslot else "private"
                 paths = bundle.write_etc_files(self.container_dir(cid), rec["Config"]["Hostname"], ns_mode)
                 try:
-                    config = bundle.make_config(rec, rootfs, paths, ns_mode)
+                    ns_paths = self._ns_paths(rec, ns_mode)
+                    config = bundle.make_config(rec, rootfs, paths, ns_paths, init_path=INIT_PATH)
                 except ValueError as exc:
                     raise InvalidParameter(str(exc)) from None
                 bdir = bundle.write_bundle(self.bundle_dir(cid), config)
-                netslot.hook.network_attach(network=network, endpoint=endpoint, netns=None)
-                attached = True
+                if netslot:
+                    netslot.hook.network_attach(network=network, endpoint=endpoint, netns=None)
+                    attached = True
                 self.exec.exec_delete(id=cid)
-                self.exec.exec_create(id=cid, bundle=bdir, log_path=rec["LogPath"])
+                self.exec.exec_create(id=cid, bundle=bdir, log_path=rec["LogPath"], stdin=stdin_mode(rec["Config"]))
                 pid = self.exec.exec_start(id=cid)
             except BaseException as exc:
                 self._release(cid, netslot, network, endpoint, attached)
@@ -214,12 +224,47 @@ class Containers:
         self.engine.emit("container", "start", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
         self._watch(cid)
 
+    def _network(self, rec):
+        """``(slot, network, endpoint)`` of the container's network; no slot when it
+        shares another container's network namespace."""
+        if rec["NetworkMode"].startswith("container:"):
+            return None, None, None
+        netslot = self.engine.network_slot(rec["NetworkMode"])
+        network = {"id": rec["NetworkMode"], "name": rec["NetworkMode"], "driver": netslot.name}
+        endpoint = {"id": rec["Id"], "container_id": rec["Id"], "network_id": network["id"],
+                    "name": rec["Name"][1:]}
+        return netslot, network, endpoint
+
+    def _ns_paths(self, rec, net_mode):
+        """OCI namespace type -> None (new), "host" or the path of a running
+        container's namespace to join (``--pid container:web``)."""
+        out = {}
+        for kind, mode in bundle.namespace_modes(rec["HostConfig"]).items():
+            if mode == "private":
+                out[kind] = None
+            elif mode == "host":
+                out[kind] = "host"
+            else:
+                out[kind] = self.namespace_path(mode[1], kind)
+        if rec["NetworkMode"].startswith("container:"):
+            out["network"] = self.namespace_path(rec["NetworkMode"].split(":", 1)[1], "network")
+        elif net_mode == "host":
+            out["network"] = "host"
+        return out
+
+    def namespace_path(self, ref, kind):
+        other = self.get(self.resolve(ref))
+        label = {"network": "network", "pid": "PID", "ipc": "IPC", "uts": "UTS"}.get(kind, kind)
+        if not other["State"]["Running"]:
+            raise Conflict(f"cannot join {label} of a non running container: {other['Id']}")
+        return f"/proc/{other['State']['Pid']}/ns/{ {'network': 'net', 'mount': 'mnt'}.get(kind, kind)}"
+
     def _release(self, cid, netslot, network, endpoint, attached):
         try:
             self.exec.exec_delete(id=cid)
         except Exception:  # nothing ran; the driver's state is best-effort here
             log.exception("exec_delete of %s failed", cid)
-        if attached:
+        if attached and netslot:
             netslot.hook.network_detach(network=network, endpoint=endpoint, netns=None)
         self.layers.unmount(cid)
 
@@ -247,10 +292,7 @@ class Containers:
                                 ExitCode=255 if code is None else code,
                                 OOMKilled=bool(state.get("oom_killed")), Error=state.get("error") or "",
                                 FinishedAt=state.get("finished_at") or now_iso())
-            netslot = self.engine.network_slot(rec["NetworkMode"])
-            network = {"id": rec["NetworkMode"], "name": rec["NetworkMode"], "driver": netslot.name}
-            endpoint = {"id": cid, "container_id": cid, "network_id": network["id"], "name": rec["Name"][1:]}
-            self._release(cid, netslot, network, endpoint, True)
+            self._release(cid, *self._network(rec), True)
             self.save(rec)
         self.engine.emit("container", "die", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"],
                                                    "exitCode": str(rec["State"]["ExitCode"])})
@@ -271,6 +313,10 @@ class Containers:
                 continue
             state = self.exec.exec_restore(id=cid)
             if state and state.get("status") in ("running", "paused"):
+                paused = state["status"] == "paused"
+                if rec["State"]["Paused"] != paused:
+                    rec["State"].update(Paused=paused, Status=state["status"])
+                    self.save(rec)
                 self._watch(cid)
             else:
                 self._exited(cid, state or {"exit_code": 255, "error": "container state lost"})
@@ -282,8 +328,37 @@ class Containers:
         rec = self.get(cid)
         if not rec["State"]["Running"]:
             raise Conflict(f"Container {cid} is not running")
+        self._refuse_paused(rec, signum)
         self.exec.exec_kill(id=cid, signal=signum)
         self.engine.emit("container", "kill", cid, {"name": rec["Name"][1:], "signal": str(signum)})
+
+    def pause(self, ref):
+        cid = self.resolve(ref)
+        with self.lock(cid):
+            rec = self.get(cid)
+            if not rec["State"]["Running"]:
+                raise Conflict(f"Container {cid} is not running")
+            if rec["State"]["Paused"]:
+                raise Conflict(f"Container {cid} is already paused")
+            self.exec.exec_pause(id=cid)
+            rec["State"].update(Paused=True, Status="paused")
+            self.save(rec)
+        self.engine.emit("container", "pause", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
+
+    def unpause(self, ref):
+        cid = self.resolve(ref)
+        with self.lock(cid):
+            rec = self.get(cid)
+            if not rec["State"]["Paused"]:
+                raise Conflict(f"Container {cid} is not paused")
+            self.exec.exec_resume(id=cid)
+            rec["State"].update(Paused=False, Status="running")
+            self.save(rec)
+        self.engine.emit("container", "unpause", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
+
+    def _refuse_paused(self, rec, signum):
+        if rec["State"].get("Paused") and signum != signals.SIGKILL:
+            raise Conflict(f"Container {rec['Id']} is paused. Unpause the container before stopping or killing")
 
     def wait_exit(self, cid, timeout):
         """Wait up to ``timeout`` s for the process to end; record it; True if it did."""
@@ -308,6 +383,7 @@ class Containers:
         if timeout is None:
             timeout = rec["Config"].get("StopTimeout") or 10
         sig = parse_signal(rec["Config"].get("StopSignal") or "SIGTERM")
+        self._refuse_paused(rec, sig)
         try:
             self.exec.exec_kill(id=cid, signal=sig)
             if not self.wait_exit(cid, timeout if timeout >= 0 else None):

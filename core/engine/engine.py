@@ -9,7 +9,7 @@ import os
 import threading
 
 from .. import plugins
-from ..errors import ConfigError, InvalidParameter, NotFound
+from ..errors import ConfigError, NotFound
 
 log = logging.getLogger("dockyard.engine")
 
@@ -56,6 +56,7 @@ class Engine:
         # 2. only now create state
         from ..store import Store
         from .containers import Containers
+        from .execs import Execs
         from .images import ImageStore
         from .layers import LayerStore
 
@@ -68,6 +69,7 @@ class Engine:
         self.layers = LayerStore(self.storage_slot, self.store)
         self.images = ImageStore(self.store, self.layers, os.path.join(self.data_root, "tmp"), self.emit)
         self.containers = Containers(self)
+        self.execs = Execs(self)
 
     def restore(self):
         self.containers.restore()
@@ -77,7 +79,7 @@ class Engine:
         if not mode or mode == "default":
             return self.config.default_network
         if mode.startswith("container:"):
-            raise InvalidParameter("--network container:NAME is not supported yet")
+            return "container:" + self.containers.resolve(mode.split(":", 1)[1])
         if mode not in self.network_slots:
             raise NotFound(f"network {mode} not found")
         return mode

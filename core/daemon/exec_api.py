@@ -1,0 +1,83 @@
+"""``/containers/{id}/exec`` and ``/exec/*``: docker exec.
+
+The output of an exec instance goes to a json-file log of its own (in the exec
+root), which ``start`` follows until the process ended, then removes.
+"""
+
+import asyncio
+
+from aiohttp import web
+
+from . import streams
+from .app import blocking, engine, json_body, qint
+from .containers_api import _follow, hijack, hijacked_response, pump_stdin
+
+
+async def create(request):
+    body = await json_body(request)
+    eng = engine(request)
+    eid = await blocking(request, eng.execs.create, request.match_info["id"], body)
+    return web.json_response({"Id": eid}, status=201)
+
+
+async def start(request):
+    body = await json_body(request)
+    eng = engine(request)
+    execs = eng.execs
+    eid = request.match_info["id"]
+    inst = await blocking(request, execs.get, eid)
+    tty = bool(body.get("Tty", inst["ProcessConfig"]["tty"]))
+    if body.get("Detach"):
+        inst = await blocking(request, execs.start, eid, tty, body.get("ConsoleSize"))
+        asyncio.ensure_future(_discard(request, execs, inst))
+        return web.Response(status=200)
+    inst = await blocking(request, execs.start, eid, tty, body.get("ConsoleSize"))
+    sink = hijack(request, inst["OpenStdin"])
+    resp = await hijacked_response(request, tty)
+    pump = None
+    if sink is not None:
+        cid = inst["ContainerID"]
+        pump = asyncio.ensure_future(pump_stdin(
+            request, sink, lambda: eng.exec_slot.hook.exec_attach_stdin(id=cid, exec_id=eid),
+            lambda: not inst["Running"]))
+    flt = streams.LogFilter(inst["OpenStdout"], inst["OpenStderr"], tty=tty)
+    try:
+        await _follow(request, resp, inst["_log"], 0, flt, _exec_ended(eid), done=inst["_done"].is_set)
+    finally:
+        if pump is not None:
+            pump.cancel()
+        execs.finished(inst)
+    await resp.write_eof()
+    return resp
+
+
+def _exec_ended(eid):
+    return lambda event: event[1] == "exec_die" and event[3].get("execID") == eid
+
+
+async def _discard(request, execs, inst):
+    """A detached exec: nobody reads its output; drop the log when it ends."""
+    loop = asyncio.get_running_loop()
+    await loop.run_in_executor(None, execs.wait, inst, None)
+    execs.finished(inst)
+
+
+async def inspect(request):
+    eng = engine(request)
+    return web.json_response(await blocking(request, eng.execs.inspect, request.match_info["id"]))
+
+
+async def resize(request):
+    eng = engine(request)
+    h, w = qint(request, "h", 0), qint(request, "w", 0)
+    if h and w:
+        await blocking(request, eng.execs.resize, request.match_info["id"], h, w)
+    return web.Response(status=201)
+
+
+ROUTES = [
+    ("POST", "/containers/{id}/exec", create),
+    ("POST", "/exec/{id}/start", start),
+    ("POST", "/exec/{id}/resize", resize),
+    ("GET", "/exec/{id}/json", inspect),
+]

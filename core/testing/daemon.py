@@ -1,0 +1,158 @@
+"""A private Dockyard daemon for tests: its own socket, data root, exec root and
+cgroup parent, driven by our CLI, the docker CLI or the docker SDK.
+
+Importable by third-party driver authors (the exec conformance kit uses it)::
+
+    d = Daemon(tmp_path / "d", extra_args=["--exec-driver", "mine"]).start()
+    ...
+    d.stop()
+    assert d.leaks() == []
+
+:meth:`Daemon.leaks` lists what a daemon (or its containers) left behind:
+mounts under its base directory, processes naming it, and cgroups under its
+cgroup parent.
+"""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+PY = sys.executable
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def mounts_under(prefix):
+    prefix = str(prefix)
+    out = []
+    with open("/proc/self/mountinfo") as fh:
+        for line in fh:
+            target = line.split()[4].replace("\\040", " ")
+            if target == prefix or target.startswith(prefix.rstrip("/") + "/"):
+                out.append(target)
+    return out
+
+
+def processes_mentioning(text):
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if text in cmd:
+            found.append(f"{pid}: {cmd.strip()}")
+    return found
+
+
+def ping(sock_path):
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(2)
+    try:
+        s.connect(sock_path)
+        s.sendall(b"GET /_ping HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+        return s.recv(64).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+class Daemon:
+    """A dockyard daemon on its own socket and roots."""
+
+    def __init__(self, base, storage_driver=None, config=None, extra_args=(), cgroup_parent=None):
+        self.base = Path(base)
+        self.cgroup_parent = cgroup_parent or f"dockyard-test-{uuid.uuid4().hex[:12]}"
+        self.data_root = self.base / "data"
+        self.exec_root = self.base / "exec"
+        self.sock = str(self.base / "dockyard.sock")
+        self.host = f"unix://{self.sock}"
+        self.log = self.base / "daemon.log"
+        self.args = [PY, "-m", "dockyard.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
+                     "--exec-root", str(self.exec_root)]
+        if storage_driver:
+            self.args += ["--storage-driver", storage_driver]
+        if config:
+            self.args += ["--config", str(config)]
+        self.args += ["--exec-opt", f"cgroup_parent={self.cgroup_parent}", *extra_args]
+        self.proc = None
+
+    def start(self, timeout=20):
+        self.base.mkdir(parents=True, exist_ok=True)
+        logf = open(self.log, "ab")
+        self.proc = subprocess.Popen(self.args, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        logf.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log.read_text()}")
+            if ping(self.sock):
+                return self
+            time.sleep(0.05)
+        raise RuntimeError(f"daemon did not answer in {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def cli(self, *args, input=None, check=False, timeout=60, env=None):
+        """Run ``dockyard -H <this daemon> ARGS``; return the CompletedProcess."""
+        cmd = [PY, "-m", "dockyard.cli.main", "-H", self.host, *args]
+        res = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout,
+                             env={**os.environ, **(env or {})})
+        if check and res.returncode != 0:
+            raise AssertionError(f"{cmd} failed ({res.returncode}): {res.stderr.decode()}")
+        return res
+
+    def docker(self, *args, timeout=60):
+        """Run the real docker CLI against this daemon."""
+        return subprocess.run(["docker", "-H", self.host, *args], capture_output=True, timeout=timeout,
+                              env={**os.environ, "DOCKER_CONFIG": str(self.base / "docker-config")})
+
+    def sdk(self):
+        import docker
+
+        return docker.DockerClient(base_url=self.host, version="1.41", timeout=60)
+
+    def leaks(self):
+        """What this daemon left behind once it is stopped and its containers are
+        gone: ``["mount /x", "process 12: ...", "cgroup /sys/fs/cgroup/pids/..."]``.
+        Empty cgroup parents are removed on the way (they are the daemon's, like
+        Docker's ``/docker``)."""
+        out = [f"mount {m}" for m in mounts_under(self.base)]
+        out += [f"process {p}" for p in processes_mentioning(str(self.base))]
+        out += [f"cgroup {c}" for c in cgroups_under(self.cgroup_parent)]
+        return out
+
+
+def cgroups_under(parent, root=CGROUP_ROOT):
+    """Cgroups left below ``parent`` in any hierarchy; an empty ``parent`` is removed."""
+    left = []
+    try:
+        hierarchies = sorted(os.listdir(root))
+    except OSError:
+        return left
+    for hier in hierarchies:
+        top = os.path.join(root, hier, parent)
+        if not os.path.isdir(top):
+            continue
+        children = [os.path.join(dirpath, d) for dirpath, dirs, _ in os.walk(top) for d in dirs]
+        left += children
+        if not children:
+            try:
+                os.rmdir(top)
+            except OSError:
+                left.append(top)
+    return left
