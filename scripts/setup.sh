@@ -6,7 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for pkg in busybox-static iproute2 util-linux e2fsprogs btrfs-progs libbtrfsutil-dev gcc; do
+# tini: docker run --init (tini-static, as Docker's docker-init); lxc: the lxc exec driver;
+# libseccomp2: the native driver compiles seccomp filters with it
+for pkg in busybox-static iproute2 util-linux e2fsprogs btrfs-progs libbtrfsutil-dev gcc tini lxc libseccomp2; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytest.register_assert_rewrite("dockyard.testing")  # the conformance kits' asserts explain themselves
+
 from dockyard.testing.daemon import PY, Daemon, cgroups_under, mounts_under, processes_mentioning, ping  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,6 +11,10 @@ from . import streams, views
 from .app import HUB, blocking, engine, json_body, qbool, qint
 
 POLL = 0.02  # seconds between looks at a followed log
+# The docker SDK reads the head of a hijacked answer through a buffer and then
+# switches to the raw socket: output that arrives together with the head is lost.
+# What could be ready at once (exec output, attach's logs) waits this long.
+HIJACK_GRACE = 0.05
 
 
 async def create(request):
@@ -294,6 +298,7 @@ async def attach(request):
             request, sink, lambda: eng.exec_slot.hook.exec_attach_stdin(id=cid, exec_id=None), ended))
     try:
         if qbool(request, "logs"):
+            await asyncio.sleep(HIJACK_GRACE)
             entries, _ = await blocking(request, streams.read_entries, rec["LogPath"], 0)
             await resp.write(flt.render(entries))
         if qbool(request, "stream"):

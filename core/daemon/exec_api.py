@@ -8,9 +8,10 @@ import asyncio
 
 from aiohttp import web
 
+from ..errors import DockyardError
 from . import streams
 from .app import blocking, engine, json_body, qint
-from .containers_api import _follow, hijack, hijacked_response, pump_stdin
+from .containers_api import HIJACK_GRACE, _follow, hijack, hijacked_response, pump_stdin
 
 
 async def create(request):
@@ -21,19 +22,29 @@ async def create(request):
 
 
 async def start(request):
+    """Like Docker: the connection is hijacked first and the process started
+    after, so a client reading the upgrade answer never finds output in it; a
+    process that cannot start says why on the stream (and exits 126)."""
     body = await json_body(request)
     eng = engine(request)
     execs = eng.execs
     eid = request.match_info["id"]
-    inst = await blocking(request, execs.get, eid)
+    inst = await blocking(request, execs.check, eid)
     tty = bool(body.get("Tty", inst["ProcessConfig"]["tty"]))
     if body.get("Detach"):
         inst = await blocking(request, execs.start, eid, tty, body.get("ConsoleSize"))
-        asyncio.ensure_future(_discard(request, execs, inst))
+        asyncio.ensure_future(_discard(execs, inst))
         return web.Response(status=200)
-    inst = await blocking(request, execs.start, eid, tty, body.get("ConsoleSize"))
     sink = hijack(request, inst["OpenStdin"])
     resp = await hijacked_response(request, tty)
+    starting = asyncio.ensure_future(blocking(request, execs.start, eid, tty, body.get("ConsoleSize")))
+    await asyncio.sleep(HIJACK_GRACE)
+    try:
+        inst = await starting
+    except DockyardError as exc:
+        await resp.write(streams.frame("stdout", f"{exc}\r\n".encode(), tty))
+        await resp.write_eof()
+        return resp
     pump = None
     if sink is not None:
         cid = inst["ContainerID"]
@@ -55,7 +66,7 @@ def _exec_ended(eid):
     return lambda event: event[1] == "exec_die" and event[3].get("execID") == eid
 
 
-async def _discard(request, execs, inst):
+async def _discard(execs, inst):
     """A detached exec: nobody reads its output; drop the log when it ends."""
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, execs.wait, inst, None)

@@ -110,14 +110,11 @@ class Execs:
             proc["consoleSize"] = {"height": int(size[0]), "width": int(size[1])}
         return proc
 
-    def start(self, eid, tty=None, console_size=None):
-        """Start the process; returns the instance.  The log at ``inst["_log"]``
-        carries its output; :meth:`wait` gives its end."""
+    def check(self, eid):
+        """The instance, if it can start now (else Conflict, as Docker answers)."""
         inst = self.get(eid)
-        with self._lock:
-            if inst["_started"]:
-                raise Conflict(f"Error: Exec command {eid} has already run")
-            inst["_started"] = True
+        if inst["_started"]:
+            raise Conflict(f"Error: Exec command {eid} has already run")
         cid = inst["ContainerID"]
         try:
             rec = self.containers.get(cid)
@@ -125,6 +122,19 @@ class Execs:
             raise Conflict(f"Container {cid} is not running") from None
         if not rec["State"]["Running"]:
             raise Conflict(f"Container {cid} is not running")
+        if rec["State"].get("Paused"):
+            raise Conflict(f"Container {cid} is paused, unpause the container before exec")
+        return inst
+
+    def start(self, eid, tty=None, console_size=None):
+        """Start the process; returns the instance.  The log at ``inst["_log"]``
+        carries its output; :meth:`wait` gives its end."""
+        inst = self.check(eid)
+        with self._lock:
+            if inst["_started"]:
+                raise Conflict(f"Error: Exec command {eid} has already run")
+            inst["_started"] = True
+        cid = inst["ContainerID"]
         tty = inst["ProcessConfig"]["tty"] if tty is None else bool(tty)
         proc = self.process(inst, tty, console_size)
         stdin = "once" if inst["OpenStdin"] else None

@@ -13,7 +13,8 @@ imports dockyard, so it starts fast and outlives the daemon.  It
 3. binds ``STATE_DIR/control.sock``, writes ``running.json`` and reports
    ``{"pid": N}`` (or ``{"error", "exit_code"}``) as JSON on ``REPORT_FD``;
 4. copies output into the log, serves the control socket, reaps the process,
-   calls ``finish(state, exit_code)`` (extra fields for the exit record) and writes
+   calls ``finish(state, exit_code)`` (extra fields for the exit record, which
+   may correct ``exit_code``) and writes
    ``exit.json`` atomically before it exits.
 
 Control socket protocol: a client sends one line, the shim answers ``ok\\n`` or
@@ -49,13 +50,17 @@ class StartError(Exception):
 class Child:
     """What ``spawn`` returns: the started process as the shim sees it.
 
-    ``own_pidns``: the process is pid 1 of a pid namespace of its own, so every
-    holder of its output pipes dies with it.  ``master``: the pseudo-terminal
-    master when ``terminal`` was asked for.
+    ``pid``: the shim's child, which it waits for.  ``init_pid``: the container
+    process that the daemon is told about and signals, when it is not ``pid``
+    itself (a launcher such as ``lxc-start -F`` stays the shim's child while the
+    container's init runs elsewhere).  ``own_pidns``: the process is pid 1 of a
+    pid namespace of its own, so every holder of its output pipes dies with it.
+    ``master``: the pseudo-terminal master when ``terminal`` was asked for.
     """
 
-    def __init__(self, pid, master=None, own_pidns=False):
+    def __init__(self, pid, master=None, own_pidns=False, init_pid=None):
         self.pid, self.master, self.own_pidns = pid, master, own_pidns
+        self.init_pid = pid if init_pid is None else init_pid
 
 
 # --------------------------------------------------------------------- json
@@ -457,8 +462,8 @@ def run(state_dir, report_fd, spawn, finish=None):
         return 1
     write_json(os.path.join(state_dir, "running.json"), {
         "shim_pid": os.getpid(), "shim_start": proc_start(os.getpid()),
-        "pid": child.pid, "pid_start": proc_start(child.pid), "started_at": iso_now()})
-    report(report_fd, {"pid": child.pid})
+        "pid": child.init_pid, "pid_start": proc_start(child.init_pid), "started_at": iso_now()})
+    report(report_fd, {"pid": child.init_pid})
     code = Loop(child, stdio, LogWriter(logfd), control).run()
     control.close()
     try:

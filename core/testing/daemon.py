@@ -116,9 +116,10 @@ class Daemon:
             raise AssertionError(f"{cmd} failed ({res.returncode}): {res.stderr.decode()}")
         return res
 
-    def docker(self, *args, timeout=60):
+    def docker(self, *args, timeout=60, input=None):
         """Run the real docker CLI against this daemon."""
         return subprocess.run(["docker", "-H", self.host, *args], capture_output=True, timeout=timeout,
+                              input=input, stdin=None if input is not None else subprocess.DEVNULL,
                               env={**os.environ, "DOCKER_CONFIG": str(self.base / "docker-config")})
 
     def sdk(self):

@@ -343,10 +343,12 @@ def test_background_processes_die_with_init(env):
     deadline = time.monotonic() + 10
     while "started" not in env.output(cid) and time.monotonic() < deadline:
         time.sleep(0.02)
+    members = env.hook.exec_pids(id=cid)
+    assert members[0] == pid and len(members) == 3  # sh and its two sleeps
     env.hook.exec_kill(id=cid, signal=signal.SIGKILL)
     state = env.hook.exec_wait(id=cid, timeout=10)
     assert state["exit_code"] == 137
-    assert [p for p in processes_mentioning("sleep 100")] == []
+    assert [p for p in members if pid_alive(p)] == []
 
 
 def test_restore_after_daemon_loss(env):

@@ -124,10 +124,8 @@ class NativeDriver:
     def _current(self, id, sdir, st):
         self._reap((id, None))
         state = shim.current(sdir, f"container {id}")
-        if state["status"] == "running":
-            cg = self._cgroup(st)
-            if cg is not None and cg.exists() and cg.frozen():
-                state["status"] = "paused"
+        if state["status"] == "running" and _frozen(self._cgroup(st)):
+            state["status"] = "paused"
         return state
 
     # --------------------------------------------------------------- lifecycle
@@ -212,7 +210,7 @@ class NativeDriver:
         sdir, st = self._load(id)
         shim.kill(sdir, signal, f"container {id}")
         cg = self._cgroup(st)
-        if int(signal) == _signal.SIGKILL and cg is not None and cg.exists() and cg.frozen():
+        if int(signal) == _signal.SIGKILL and _frozen(cg):
             cg.thaw()  # a frozen process cannot die
 
     @hookimpl
@@ -324,20 +322,28 @@ class NativeDriver:
 
     @hookimpl
     def exec_pids(self, id):
+        from dockyard import cgroups
+
         sdir, st = self._load(id)
         cg = self._cgroup(st)
-        pids = cg.pids() if cg is not None and cg.exists() else []
+        try:
+            pids = cg.pids() if cg is not None and cg.exists() else []
+        except cgroups.CgroupError:
+            pids = []  # it ended meanwhile
         state = self._current(id, sdir, st)
         init = state["pid"] if state["status"] in ("running", "paused") else None
         return ([init] if init in pids else []) + sorted(p for p in pids if p != init)
 
     @hookimpl
     def exec_stats(self, id):
+        from dockyard import cgroups
+
         sdir, st = self._load(id)
         cg = self._cgroup(st)
-        if cg is None or not cg.exists():
-            return {}
-        return cg.stats()
+        try:
+            return cg.stats() if cg is not None and cg.exists() else {}
+        except cgroups.CgroupError:
+            return {}  # it ended meanwhile
 
     @hookimpl
     def exec_update(self, id, resources):
@@ -359,3 +365,13 @@ class NativeDriver:
             for key, value in resources.items():
                 res[key] = {**res.get(key, {}), **value} if isinstance(value, dict) else value
             shim.write_json(path, cfg)
+
+
+def _frozen(cg):
+    """Is the cgroup frozen?  False when there is none, or it is going away."""
+    from dockyard import cgroups
+
+    try:
+        return cg is not None and cg.exists() and cg.frozen()
+    except cgroups.CgroupError:
+        return False

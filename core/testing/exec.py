@@ -1,0 +1,383 @@
+"""Conformance kit for exec drivers, run through the daemon's API as users hit it.
+
+Subclass :class:`ExecConformance` in a pytest module and name the driver::
+
+    from dockyard.testing.exec import ExecConformance
+
+    class TestMyDriver(ExecConformance):
+        driver = "mine"                      # its dockyard.exec entry point
+        unsupported = {"seccomp": "not supported by the mine exec driver"}
+
+Each class starts a private daemon (``dockyard.testing.daemon.Daemon``) with
+``--exec-driver NAME`` and a busybox image made offline, and drives it with the
+docker SDK.  It checks isolation from inside the container (host processes
+hidden, no mount, no module loading, /proc/sys read-only, no raw block devices,
+masked paths, capabilities and seccomp as configured), limits actually enforced
+(a memory hog is OOM-killed and reported, a fork bomb stops at the pids limit,
+a cpu quota holds), signals and exit codes, terminals, stdin, exec,
+pause/unpause, and containers that outlive a daemon crash.
+
+``unsupported`` maps a feature name (see :data:`FEATURES`) to a fragment of the
+error the driver gives for it: the kit then checks that asking for the feature
+is refused with that message (and reports the test as skipped, with the reason)
+instead of checking the feature.  Nothing may be left behind: after the class,
+the daemon's mounts, processes and cgroups are checked.
+"""
+
+import json
+import os
+import signal
+import socket
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from dockyard.testing.busybox import make_busybox_tar
+from dockyard.testing.daemon import Daemon
+
+DEFAULT_CAPS_MASK = "00000000a80425fb"  # Docker's 14 default capabilities
+FEATURES = ("seccomp", "seccomp_profile", "no_new_privileges", "memory", "pids", "cpu", "devices", "tty",
+            "stdin", "exec", "pause", "privileged", "init", "read_only", "user", "join_namespace")
+
+
+class ExecConformance:
+    driver = "native"
+    unsupported = {}
+    extra_args = ()
+
+    # ------------------------------------------------------------ fixtures
+    @pytest.fixture(scope="class")
+    @classmethod
+    def daemon(cls, request):
+        if os.geteuid() != 0:
+            pytest.skip("the daemon needs root")
+        base = Path(tempfile.mkdtemp(prefix=f"dockyard-exec-{cls.driver}-"))
+        d = Daemon(base, extra_args=["--exec-driver", cls.driver, *cls.extra_args])
+        try:
+            d.start()
+        except RuntimeError as exc:
+            if "unsupported here" in str(exc):
+                pytest.skip(f"exec driver {cls.driver} is unsupported here: {exc}")
+            raise
+        try:
+            res = d.cli("import", str(make_busybox_tar(base / "busybox.tar")), "busybox")
+            assert res.returncode == 0, res.stderr.decode()
+            yield d
+        finally:
+            _remove_all(d)
+            d.stop()
+            leaks = d.leaks()
+            import shutil
+
+            shutil.rmtree(base, ignore_errors=True)
+            assert leaks == [], f"the {cls.driver} exec driver left behind: {leaks}"
+
+    @pytest.fixture
+    def client(self, daemon):
+        c = daemon.sdk()
+        yield c
+        c.close()
+
+    # ------------------------------------------------------------- helpers
+    def _refusal(self, feature, exc):
+        wanted = self.unsupported.get(feature)
+        if wanted is not None and wanted in str(exc):
+            pytest.skip(f"{self.driver} refuses {feature} as declared: {exc}")
+        raise exc
+
+    def start(self, client, cmd, feature=None, **kw):
+        """A detached container (``feature``: see the class docstring)."""
+        import docker
+
+        name = f"conf-{uuid.uuid4().hex[:10]}"
+        try:
+            c = client.containers.run("busybox", cmd, detach=True, name=name, **kw)
+        except docker.errors.APIError as exc:
+            try:
+                client.containers.get(name).remove(force=True)
+            except docker.errors.NotFound:
+                pass
+            self._refusal(feature, exc)
+        if feature in self.unsupported:
+            c.remove(force=True)
+            pytest.fail(f"{feature} is declared unsupported by {self.driver}, but a container using it started")
+        return c
+
+    def run(self, client, cmd, feature=None, timeout=60, **kw):
+        """Run to the end: ``(exit code, stdout+stderr text, container attrs)``."""
+        c = self.start(client, cmd, feature, **kw)
+        try:
+            code = c.wait(timeout=timeout)["StatusCode"]
+            out = c.logs().decode(errors="replace")
+            c.reload()
+            return code, out, c.attrs
+        finally:
+            c.remove(force=True)
+
+    @staticmethod
+    def create_raw(client, body):
+        """``POST /containers/create`` with a body the SDK cannot express (StdinOnce)."""
+        resp = client.api.post(client.api._url("/containers/create"), json=body,
+                               params={"name": f"conf-{uuid.uuid4().hex[:10]}"})
+        client.api._raise_for_status(resp)
+        return resp.json()["Id"]
+
+    @staticmethod
+    def status_field(text, name):
+        return next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith(name + ":"))
+
+    @staticmethod
+    def wait_for(predicate, timeout=15, what="condition"):
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    # ----------------------------------------------------------- isolation
+    def test_own_pid_namespace_hides_the_host(self, client, daemon):
+        code, out, _ = self.run(client, ["sh", "-c", f"ls /proc | grep -c '^[0-9]'; ls -d /proc/{daemon.proc.pid}"])
+        lines = out.splitlines()
+        assert int(lines[0]) <= 4 and "No such file" in out and code != 0, out
+
+    def test_cannot_mount_or_load_modules(self, client):
+        code, out, _ = self.run(client, ["sh", "-c", "mount -t tmpfs none /tmp && echo MOUNTED; "
+                                                     "insmod /bin/busybox && echo LOADED; true"])
+        assert "MOUNTED" not in out and "LOADED" not in out
+        assert out.count("not permitted") + out.count("permission denied") >= 2, out
+
+    def test_proc_sys_is_read_only_and_paths_masked(self, client):
+        code, out, _ = self.run(client, ["sh", "-c", "echo x > /proc/sys/kernel/domainname && echo WROTE; "
+                                                     "wc -c < /proc/timer_list; wc -c < /proc/keys; "
+                                                     "ls /sys/firmware | wc -l"])
+        assert "WROTE" not in out and "Read-only file system" in out
+        assert out.split()[-3:] == ["0", "0", "0"], out
+
+    def test_no_raw_block_devices(self, client):
+        code, out, _ = self.run(client, ["sh", "-c", "ls /dev; mknod /tmp/disk b 7 0 && head -c 1 /tmp/disk && echo READ"],
+                                feature="devices")
+        names = out.split()
+        assert not any(n.startswith(("sd", "vd", "loop", "nvme")) for n in names), out
+        assert "READ" not in out and "not permitted" in out, out
+
+    def test_default_capabilities(self, client):
+        code, out, _ = self.run(client, ["grep", "^Cap", "/proc/self/status"])
+        assert self.status_field(out, "CapEff") == DEFAULT_CAPS_MASK
+        assert self.status_field(out, "CapBnd") == DEFAULT_CAPS_MASK
+
+    def test_cap_add_and_drop(self, client):
+        code, out, _ = self.run(client, ["sh", "-c", "grep ^CapEff /proc/self/status; chown 1 /tmp && echo CHOWNED"],
+                                cap_add=["NET_ADMIN"], cap_drop=["CHOWN"])
+        eff = int(self.status_field(out, "CapEff"), 16)
+        assert eff >> 12 & 1 and not eff & 1 and "CHOWNED" not in out, out
+
+    def test_privileged_can_mount(self, client):
+        code, out, _ = self.run(client, ["sh", "-c", "mkdir -p /m && mount -t tmpfs none /m && echo MOUNTED; "
+                                                     "grep ^CapEff /proc/self/status"],
+                                feature="privileged", privileged=True)
+        assert "MOUNTED" in out and int(self.status_field(out, "CapEff"), 16) >> 21 & 1, out
+
+    def test_seccomp_default_unconfined_and_custom(self, client):
+        code, out, _ = self.run(client, ["grep", "^Seccomp:", "/proc/self/status"], feature="seccomp")
+        assert self.status_field(out, "Seccomp") == "2"
+        code, out, _ = self.run(client, ["grep", "^Seccomp:", "/proc/self/status"],
+                                security_opt=["seccomp=unconfined"])
+        assert self.status_field(out, "Seccomp") == "0"
+        profile = {"defaultAction": "SCMP_ACT_ALLOW",
+                   "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}
+        code, out, _ = self.run(client, ["sh", "-c", "mkdir /tmp/x && echo MADE"], feature="seccomp_profile",
+                                security_opt=["seccomp=" + json.dumps(profile)])
+        assert "MADE" not in out and "Permission denied" in out, out
+
+    def test_no_new_privileges(self, client):
+        code, out, _ = self.run(client, ["grep", "^NoNewPrivs:", "/proc/self/status"], feature="no_new_privileges",
+                                security_opt=["no-new-privileges"])
+        assert self.status_field(out, "NoNewPrivs") == "1"
+
+    def test_read_only_root_user_and_hostname(self, client):
+        code, out, _ = self.run(client, ["sh", "-c", "touch /x || echo RO; id -u; id -g; hostname; "
+                                                     "grep -c \"$(hostname)\" /etc/hosts"],
+                                feature="read_only", read_only=True, user="nobody", hostname="box1")
+        assert out.split() [-4:] == ["65534", "65534", "box1", "1"] and "RO" in out, out
+
+    # -------------------------------------------------------------- limits
+    def test_memory_hog_is_oom_killed_and_reported(self, client):
+        code, out, attrs = self.run(client, ["sh", "-c", "head -c 300m /dev/zero | tail > /dev/null"],
+                                    feature="memory", mem_limit="32m")
+        assert code == 137 and attrs["State"]["OOMKilled"] is True, (code, out, attrs["State"])
+
+    def test_fork_bomb_stops_at_the_pids_limit(self, client):
+        code, out, _ = self.run(client, ["sh", "-c", "for i in $(seq 40); do sleep 5 & done 2>&1 | head -1; "
+                                                     "kill $(jobs -p) 2>/dev/null; echo done"],
+                                feature="pids", pids_limit=8)
+        assert "fork" in out.lower() and "done" in out, out
+
+    def test_cpu_quota_holds(self, client):
+        c = self.start(client, ["sh", "-c", "while :; do :; done"], feature="cpu", nano_cpus=int(0.2e9))
+        try:
+            first = c.stats(stream=False, one_shot=True)
+            t0 = time.monotonic()
+            time.sleep(1.5)
+            second = c.stats(stream=False, one_shot=True)
+            wall = time.monotonic() - t0
+        finally:
+            c.remove(force=True)
+        used = (second["cpu_stats"]["cpu_usage"]["total_usage"] - first["cpu_stats"]["cpu_usage"]["total_usage"]) / 1e9
+        assert 0.02 < used / wall < 0.45, f"{used / wall:.2f} CPU used under a 0.2 CPU quota"
+
+    # ------------------------------------------------------ signals, codes
+    def test_exit_codes_and_signals(self, client):
+        assert self.run(client, ["sh", "-c", "exit 3"])[0] == 3
+        c = self.start(client, ["sh", "-c", "trap 'exit 7' USR1; echo ready; while :; do sleep 0.05; done"])
+        try:
+            self.wait_for(lambda: b"ready" in c.logs(), what="ready")
+            c.kill("SIGUSR1")
+            assert c.wait(timeout=20)["StatusCode"] == 7
+        finally:
+            c.remove(force=True)
+        c = self.start(client, ["sleep", "100"])
+        try:
+            c.kill()
+            assert c.wait(timeout=20)["StatusCode"] == 137
+        finally:
+            c.remove(force=True)
+
+    def test_stop_kills_after_the_timeout_and_init_forwards(self, client):
+        c = self.start(client, ["sleep", "100"])  # pid 1 without a handler ignores SIGTERM
+        try:
+            t0 = time.monotonic()
+            c.stop(timeout=1)
+            assert time.monotonic() - t0 >= 0.9 and c.wait(timeout=20)["StatusCode"] == 137
+        finally:
+            c.remove(force=True)
+        c = self.start(client, ["sleep", "100"], feature="init", init=True)
+        try:
+            c.stop(timeout=10)
+            assert c.wait(timeout=20)["StatusCode"] == 143  # tini passed SIGTERM on
+        finally:
+            c.remove(force=True)
+
+    # ---------------------------------------------------------- tty, stdin
+    def _stdin_socket(self, client, cid):
+        sock = client.api.attach_socket(cid, params={"stdin": 1, "stream": 1, "stdout": 1, "stderr": 1})
+        return sock._sock if hasattr(sock, "_sock") else sock
+
+    def test_stdin_once_ends_with_eof(self, client):
+        cid = self.create_raw(client, {"Image": "busybox", "Cmd": ["sh", "-c", "cat; echo END"],
+                                       "OpenStdin": True, "StdinOnce": True, "AttachStdin": True})
+        try:
+            sock = self._stdin_socket(client, cid)
+            try:
+                client.api.start(cid)
+            except Exception as exc:
+                self._refusal("stdin", exc)
+            sock.sendall(b"hello\n")
+            sock.shutdown(socket.SHUT_WR)
+            assert client.api.wait(cid, timeout=20)["StatusCode"] == 0
+            sock.close()
+            assert client.api.logs(cid) == b"hello\nEND\n"
+        finally:
+            client.api.remove_container(cid, force=True)
+
+    def test_terminal_and_resize(self, client):
+        cid = self.create_raw(client, {"Image": "busybox", "Cmd": ["sh", "-c", "tty; read x; stty size"],
+                                       "Tty": True, "OpenStdin": True})
+        try:
+            try:
+                client.api.start(cid)
+            except Exception as exc:
+                self._refusal("tty", exc)
+            client.api.resize(cid, 33, 111)
+            sock = self._stdin_socket(client, cid)
+            sock.sendall(b"\r")
+            assert client.api.wait(cid, timeout=20)["StatusCode"] == 0
+            sock.close()
+            out = client.api.logs(cid).decode().replace("\r\n", "\n")
+            assert out.startswith("/dev/pts/") and out.endswith("33 111\n"), out
+        finally:
+            client.api.remove_container(cid, force=True)
+
+    # ---------------------------------------------------------------- exec
+    def test_exec_joins_the_running_container(self, client):
+        c = self.start(client, ["sleep", "100"], hostname="execbox")
+        try:
+            try:
+                code, out = c.exec_run(["sh", "-c", "hostname; cat /proc/1/cmdline; echo; id -u; pwd; echo $X"],
+                                       user="nobody", environment={"X": "y z"}, workdir="/tmp")
+            except Exception as exc:
+                self._refusal("exec", exc)
+            assert (code, out.decode().split("\n")[:-1]) == (0, ["execbox", "sleep\x00100\x00", "65534", "/tmp", "y z"])
+            code, out = c.exec_run(["sh", "-c", "exit 9"])
+            assert code == 9
+            code, out = c.exec_run(["no-such-program"])
+            assert code in (126, 127)
+            code, out = c.exec_run(["tty"], tty=True)
+            assert code == 0 and out.decode().strip().startswith("/dev/pts/")
+        finally:
+            c.remove(force=True)
+
+    # --------------------------------------------------------------- pause
+    def test_pause_and_unpause(self, client):
+        c = self.start(client, ["sh", "-c", "while :; do echo tick; sleep 0.05; done"])
+        try:
+            self.wait_for(lambda: c.logs().count(b"tick") > 2, what="ticks")
+            try:
+                c.pause()
+            except Exception as exc:
+                self._refusal("pause", exc)
+            c.reload()
+            assert c.status == "paused"
+            frozen = c.logs().count(b"tick")
+            time.sleep(0.5)
+            assert c.logs().count(b"tick") == frozen
+            c.unpause()
+            self.wait_for(lambda: c.logs().count(b"tick") > frozen + 2, what="ticks after unpause")
+            c.reload()
+            assert c.status == "running"
+        finally:
+            c.remove(force=True)
+
+    # ------------------------------------------------------ daemon restart
+    def test_containers_outlive_a_daemon_crash(self, client, daemon):
+        ended = self.start(client, ["sh", "-c", "echo one; sleep 1; echo two; exit 4"])
+        long = self.start(client, ["sh", "-c", "echo up; sleep 100"])
+        try:
+            self.wait_for(lambda: b"up" in long.logs() and b"one" in ended.logs(), what="output")
+            long.reload()
+            pid = long.attrs["State"]["Pid"]
+            client.close()
+            daemon.stop(signal.SIGKILL)
+            time.sleep(1.5)  # `ended` finishes while nobody watches
+            os.kill(pid, 0)  # the long one still runs
+            daemon.start()
+            fresh = daemon.sdk()
+            try:
+                assert fresh.containers.get(long.id).status == "running"
+                state = fresh.api.inspect_container(ended.id)["State"]
+                assert state["Status"] == "exited" and state["ExitCode"] == 4, state
+                assert fresh.containers.get(ended.id).logs() == b"one\ntwo\n"
+                fresh.containers.get(long.id).kill()
+                assert fresh.api.wait(long.id, timeout=20)["StatusCode"] == 137
+            finally:
+                fresh.close()
+        finally:
+            again = daemon.sdk()
+            for c in (ended, long):
+                try:
+                    again.containers.get(c.id).remove(force=True)
+                except Exception:
+                    pass
+            again.close()
+
+
+def _remove_all(d):
+    try:
+        client = d.sdk()
+        for c in client.containers.list(all=True):
+            c.remove(force=True)
+        client.close()
+    except Exception as exc:  # the leak check has the last word
+        print(f"cleanup of containers failed: {exc}")
