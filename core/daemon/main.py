@@ -103,11 +103,13 @@ async def serve(eng, path):
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     if os.path.exists(path):
         os.unlink(path)  # stale: nobody answered on it (checked at start-up)
+    loop = asyncio.get_running_loop()
+    # what the containers did while no daemon watched is recorded before the
+    # first request is answered (a client must never see the stale state)
+    await loop.run_in_executor(None, eng.restore)
     site = web.UnixSite(runner, path)
     await site.start()
     os.chmod(path, 0o660)
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, eng.restore)
     drivers = eng.drivers_info()
     log.info("dockyard daemon listening on %s (storage %s, exec %s, network %s; config %s)",
              path, drivers["storage"], drivers["exec"], ",".join(drivers["network"]), eng.config.source)

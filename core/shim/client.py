@@ -1,8 +1,9 @@
 """The daemon's half of the shim kit: start a shim, read what it recorded, wait
 for it, signal its process, talk to its control socket.
 
-A driver builds the shim's command line (``python -E -S -c ...`` with its own
-``spawn``), writes ``STATE_DIR/state.json`` and calls :func:`start`; afterwards
+A driver builds the command line of its fork server (``python -E -S -c ...``
+running :func:`dockyard.shim.zygote.main` with its own ``spawn``), writes
+``STATE_DIR/state.json`` and calls :func:`start`; afterwards
 every question about the process is answered from ``STATE_DIR`` alone, so a
 restarted daemon knows what the old one knew.
 """
@@ -12,6 +13,7 @@ import os
 import select
 import socket
 import subprocess
+import threading
 import time
 
 from ..errors import ExecError
@@ -62,32 +64,108 @@ def alive(pid, start):
     return bool(st) and st[0] not in "ZX" and (start is None or st[1] == start)
 
 
-def start(cmd, sdir, what, on_started=None):
-    """Run the shim ``cmd + [sdir, fd]`` and wait for its report; return
-    ``(pid, Popen)``.  Raises ``ExecError`` (with the exit code the process
-    could not be started with) and leaves nothing running on failure.
-    ``what`` names the process in messages ("container abc")."""
-    rfd, wfd = os.pipe()
+class Zygote:
+    """The daemon's end of a :mod:`.zygote` fork server, started on first use and
+    again if it died.  ``cmd`` runs ``zygote.main(sys.argv, spawn, finish)``."""
+
+    def __init__(self, cmd, log_path):
+        self.cmd, self.log_path = cmd, log_path
+        self.proc = self.sock = None
+        self._lock = threading.Lock()
+
+    def _ensure(self):
+        if self.proc is not None and self.proc.poll() is None:
+            return
+        if self.sock is not None:
+            self.sock.close()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            with open(self.log_path, "ab") as errlog:
+                self.proc = subprocess.Popen([*self.cmd, str(theirs.fileno())], pass_fds=(theirs.fileno(),),
+                                             start_new_session=True, stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=errlog, cwd="/")
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.sock = ours
+
+    def launch(self, sdir):
+        """Have a shim forked for ``sdir``; return the read end of its report pipe."""
+        rfd, wfd = os.pipe()
+        try:
+            with self._lock:
+                for attempt in (1, 2):
+                    self._ensure()
+                    try:
+                        socket.send_fds(self.sock, [os.fsencode(sdir)], [wfd])
+                        break
+                    except OSError:
+                        if attempt == 2:
+                            raise
+                        self.proc.kill()  # wedged or gone: a new one
+                        self.proc.wait()
+        except BaseException:
+            os.close(rfd)
+            raise
+        finally:
+            os.close(wfd)
+        return rfd
+
+    def close(self):
+        with self._lock:
+            if self.sock is not None:
+                self.sock.close()  # it exits on end of file
+                self.sock = None
+            if self.proc is not None:
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+
+
+class Direct:
+    """A launcher without a fork server: a fresh ``cmd + [STATE_DIR, REPORT_FD]``
+    (``supervisor.main``) per shim; slower and bigger than a :class:`Zygote`."""
+
+    def __init__(self, cmd):
+        self.cmd = list(cmd)
+
+    def launch(self, sdir):
+        rfd, wfd = os.pipe()
+        try:
+            with open(os.path.join(sdir, "shim.log"), "ab") as errlog:
+                subprocess.Popen([*self.cmd, sdir, str(wfd)], pass_fds=(wfd,), start_new_session=True,
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog, cwd="/")
+        except BaseException:
+            os.close(rfd)
+            raise
+        finally:
+            os.close(wfd)
+        return rfd
+
+
+def start(launcher, sdir, what):
+    """Start the shim of ``sdir`` through ``launcher`` (a :class:`Zygote`, a
+    :class:`Direct`, or a command line for one) and wait for its report; return
+    the pid of the process.  Raises ``ExecError`` (with the exit code the process
+    could not be started with) and leaves nothing running on failure.  ``what``
+    names the process in messages ("container abc")."""
+    if isinstance(launcher, (list, tuple)):
+        launcher = Direct(launcher)
     try:
-        with open(os.path.join(sdir, "shim.log"), "ab") as errlog:  # the shim's own tracebacks
-            proc = subprocess.Popen([*cmd, sdir, str(wfd)], pass_fds=(wfd,), start_new_session=True,
-                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errlog,
-                                    close_fds=True, cwd="/")
+        rfd = launcher.launch(sdir)
     except OSError as exc:
-        os.close(rfd)
         raise ExecError(f"{what}: cannot start the shim: {exc}") from None
-    finally:
-        os.close(wfd)
-    if on_started is not None:
-        on_started(proc)
     chunks = []
     deadline = time.monotonic() + START_TIMEOUT
     try:
         while True:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([rfd], [], [], left)[0]:
-                proc.kill()  # the process dies with it (PDEATHSIG)
-                proc.wait()
+                _kill_shim(sdir)  # the process dies with it (PDEATHSIG)
                 raise ExecError(f"{what}: the process did not start within {START_TIMEOUT:.0f}s")
             data = os.read(rfd, 65536)
             if not data:
@@ -98,11 +176,20 @@ def start(cmd, sdir, what, on_started=None):
     try:
         msg = json.loads(b"".join(chunks))
     except ValueError:
-        msg = {"error": f"the shim exited ({proc.wait()}) without reporting; see {sdir}/shim.log"}
+        msg = {"error": f"the shim exited without reporting; see {sdir}/shim.log"}
     if "pid" in msg:
-        return msg["pid"], proc
-    proc.wait()  # it exits right after reporting an error, with its process reaped
+        return msg["pid"]
     raise ExecError(f"{what}: {msg.get('error') or 'start failed'}", exit_code=msg.get("exit_code"))
+
+
+def _kill_shim(sdir):
+    try:
+        with open(os.path.join(sdir, "shim.pid")) as fh:
+            pid, start = (int(v) for v in fh.read().split())
+    except (OSError, ValueError):
+        return
+    if alive(pid, start):
+        os.kill(pid, 9)
 
 
 def current(sdir, what):

@@ -567,3 +567,74 @@ def test_cgroup_namespace_shows_the_container_cgroup(env):
                       mounts=mounts, namespaces=("pid", "mount", "uts", "ipc", "network", "cgroup"))
     out = "".join(e["log"] for e in logs)
     assert out.splitlines()[0].endswith(":memory:/") and "\nmax\n" in out and out.endswith("ro\n"), out
+
+
+@pytest.fixture
+def userns_env():
+    """An Env whose files the mapped root (host uid 200000) can reach: pytest's
+    own temp directory is mode 0700."""
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    base = Path(tempfile.mkdtemp(prefix="dockyard-userns-"))
+    base.chmod(0o711)
+    e = Env(base)
+    yield e
+    e.cleanup()
+    assert mounts_under(base) == [] and cgroups_left() == []
+    shutil.rmtree(base, ignore_errors=True)
+
+
+USERNS_MAPS = {"uidMappings": [{"containerID": 0, "hostID": 200000, "size": 65536}],
+               "gidMappings": [{"containerID": 0, "hostID": 200000, "size": 65536}]}
+
+
+def test_user_namespace_maps_root_to_an_unprivileged_host_uid(userns_env):
+    env = userns_env
+    ns = ("user", "pid", "mount", "uts", "ipc", "network", "cgroup")
+    mounts = [{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro"]}]
+    cid, pid = env.start(["sh", "-c", "id -u; cat /proc/self/uid_map; echo $$; hostname; touch /tmp/f && echo tmp-ok; "
+                                      "ls /sys/fs/cgroup/pids/pids.max; read x"],
+                         namespaces=ns, mounts=mounts, stdin="open", hostname="userbox",
+                         change=lambda c: c["linux"].update(USERNS_MAPS))
+    wait_for(lambda: "tmp-ok" in env.output(cid))
+    with open(f"/proc/{pid}/status") as fh:
+        uids = next(line for line in fh if line.startswith("Uid:")).split()[1:]
+    assert uids == ["200000"] * 4  # the container's root is nobody special on the host
+    out = env.output(cid).split()
+    assert out[:5] == ["0", "0", "200000", "65536", "1"] and out[5] == "userbox", out
+    env.hook.exec_exec(id=cid, exec_id="u1", process={"args": ["sh", "-c", "id -u; cat /proc/1/cmdline"],
+                                                        "env": ["PATH=/bin"]},
+                       log_path=str(env.tmp / "u1.log"), stdin=None)
+    state = env.hook.exec_exec_wait(id=cid, exec_id="u1", timeout=10)
+    assert state["exit_code"] == 0
+    assert "".join(json.loads(line)["log"] for line in (env.tmp / "u1.log").read_text().splitlines()).startswith("0\nsh")
+    sock = env.hook.exec_attach_stdin(id=cid, exec_id=None)
+    sock.sendall(b"\n")
+    sock.close()
+    assert env.hook.exec_wait(id=cid, timeout=10)["exit_code"] == 0
+    env.hook.exec_kill(id=cid, signal=signal.SIGKILL)  # already gone: not an error
+
+
+def test_user_namespace_exit_codes_and_kill(userns_env):
+    env = userns_env
+    ns = ("user", "pid", "mount", "uts", "ipc", "network")
+    state, _ = env.run(["sh", "-c", "exit 6"], namespaces=ns, change=lambda c: c["linux"].update(USERNS_MAPS))
+    assert state["exit_code"] == 6
+    cid, pid = env.start(["sleep", "100"], namespaces=ns, change=lambda c: c["linux"].update(USERNS_MAPS))
+    env.hook.exec_kill(id=cid, signal=signal.SIGKILL)
+    assert env.hook.exec_wait(id=cid, timeout=10)["exit_code"] == 137
+
+
+def test_user_namespace_needs_maps(env, tmp_path):
+    bundle = tmp_path / "nomaps"
+    bundle.mkdir()
+    (bundle / "config.json").write_text(json.dumps(oci_config(env.rootfs, ["true"], namespaces=("user", "mount"))))
+    with pytest.raises(ExecError, match="needs linux.uidMappings"):
+        env.hook.exec_create(id="nomaps", bundle=str(bundle), log_path=str(tmp_path / "l"), stdin=None)
+    cfg = oci_config(env.rootfs, ["true"], namespaces=("user", "mount"))
+    cfg["linux"].update(USERNS_MAPS)
+    (bundle / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ExecError, match=r"not reachable by the user namespace's root \(host uid 200000\)"):
+        env.hook.exec_create(id="nomaps", bundle=str(bundle), log_path=str(tmp_path / "l"), stdin=None)

@@ -30,19 +30,18 @@ from . import checks
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KIT = os.path.dirname(os.path.abspath(shim.__file__))
-# The shim runs as a stdlib-only interpreter (-E -S: no site, no venv, no env
-# tweaks); modules are imported rather than run by path so their bytecode is cached.
-SHIM_CMD = [sys.executable, "-E", "-S", "-c",
-            f"import sys; sys.path[0:1] = [{HERE!r}, {KIT!r}]; import supervisor, spawn; "
-            "supervisor.main(sys.argv, spawn.spawn, spawn.finish)"]
+# Shims are forked by a zygote, a stdlib-only interpreter (-E -S: no site, no
+# venv, no env tweaks) started once per daemon with every shim module imported.
+ZYGOTE_CMD = [sys.executable, "-E", "-S", "-c",
+              f"import sys; sys.path[0:1] = [{HERE!r}, {KIT!r}]; import spawn, zygote; "
+              "zygote.main(sys.argv, spawn.spawn, spawn.finish)"]
 
 
 class NativeDriver:
     def __init__(self):
         self.home = None
         self.options = {}
-        self._shims = {}  # (id, exec id) -> Popen of the shims this process started (to reap them)
-        self._lock = threading.Lock()
+        self._zygote = None
         self._cgroups = None
 
     # ------------------------------------------------------------------ setup
@@ -72,6 +71,7 @@ class NativeDriver:
         if not parent or ".." in parent.split("/"):
             raise ExecError(f"exec option cgroup_parent {parent!r} must be a relative cgroup path")
         self.cgroup_parent = parent
+        self._zygote = shim.Zygote(ZYGOTE_CMD, os.path.join(self.home, "zygote.log"))
 
     # ---------------------------------------------------------------- helpers
     def _dir(self, id):
@@ -100,18 +100,6 @@ class NativeDriver:
     def _proc_dir(self, id, exec_id):
         return self._load(id)[0] if exec_id is None else self._exec_dir(id, exec_id)
 
-    def _reap(self, key):
-        with self._lock:
-            proc = self._shims.get(key)
-            if proc is not None and proc.poll() is not None:
-                del self._shims[key]
-
-    def _keep(self, key):
-        def keep(proc):
-            with self._lock:
-                self._shims[key] = proc
-        return keep
-
     def _cgroup(self, st):
         if not st.get("cgroup"):
             return None
@@ -122,7 +110,6 @@ class NativeDriver:
         return cgroups.Cgroup(self._cgroups, st["cgroup"]["path"])
 
     def _current(self, id, sdir, st):
-        self._reap((id, None))
         state = shim.current(sdir, f"container {id}")
         if state["status"] == "running" and _frozen(self._cgroup(st)):
             state["status"] = "paused"
@@ -197,8 +184,7 @@ class NativeDriver:
         sdir, st = self._load(id)
         if os.path.exists(os.path.join(sdir, "running.json")):
             raise ExecError(f"container {id} has already been started")
-        pid, _ = shim.start(SHIM_CMD, sdir, f"container {id}", self._keep((id, None)))
-        return pid
+        return shim.start(self._zygote, sdir, f"container {id}")
 
     @hookimpl
     def exec_state(self, id):
@@ -237,10 +223,6 @@ class NativeDriver:
         cg = self._cgroup(st)
         if cg is not None:
             cg.destroy()
-        with self._lock:
-            for key in [k for k in self._shims if k[0] == id]:
-                if self._shims[key].poll() is not None:
-                    del self._shims[key]
         shutil.rmtree(sdir, ignore_errors=True)
 
     @hookimpl
@@ -270,7 +252,7 @@ class NativeDriver:
             "seccomp": st.get("seccomp"), "cgroup": {"procs": (st.get("cgroup") or {}).get("procs") or []},
             "exec": {"pid": state["pid"], "process": process}})
         try:
-            pid, _ = shim.start(SHIM_CMD, edir, f"exec {exec_id} in container {id}", self._keep((id, exec_id)))
+            pid = shim.start(self._zygote, edir, f"exec {exec_id} in container {id}")
         except ExecError:
             shutil.rmtree(edir, ignore_errors=True)
             raise
@@ -281,7 +263,6 @@ class NativeDriver:
         edir = self._exec_dir(id, exec_id)
         if timeout != 0:
             shim.wait(edir, timeout)
-        self._reap((id, exec_id))
         return shim.current(edir, f"exec {exec_id}")
 
     @hookimpl

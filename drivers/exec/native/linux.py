@@ -274,10 +274,27 @@ def mount_at(root, dest, source, fstype, flags=0, data=None, prop=0, dir_=True):
     mount(source, target, fstype, flags, data)
     rest = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
     if flags & MS_BIND and rest:  # a bind mount ignores other flags: remount
-        mount(None, target, None, MS_BIND | MS_REMOUNT | rest)
+        remount_bind(target, rest)
     if prop:
         mount(None, target, None, prop)
     return target
+
+
+# statvfs f_flag bits -> the mount flags a user namespace may not clear ("locked")
+_LOCKED = ((0x1, MS_RDONLY), (0x2, MS_NOSUID), (0x4, MS_NODEV), (0x8, MS_NOEXEC), (0x400, MS_NOATIME),
+           (0x800, MS_NODIRATIME), (0x1000, MS_RELATIME))
+
+
+def remount_bind(target, flags):
+    """Remount the bind mount at ``target`` with ``flags``; in a user namespace the
+    flags the source mount has are locked and must be kept (as runc does)."""
+    try:
+        mount(None, target, None, MS_BIND | MS_REMOUNT | flags)
+    except OSError as exc:
+        if exc.errno != 1:
+            raise
+        have = os.statvfs(target).f_flag
+        mount(None, target, None, MS_BIND | MS_REMOUNT | flags | sum(m for st, m in _LOCKED if have & st))
 
 
 def secure_join(root, path):

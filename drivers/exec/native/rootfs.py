@@ -68,9 +68,9 @@ def setup(cfg, bundle, private, cgroup_mounts):
     for path in lx.get("readonlyPaths") or ():
         if os.path.lexists(path) and not os.path.islink(path):
             L.mount(path, path, None, L.MS_BIND | L.MS_REC)
-            L.mount(None, path, None, L.MS_BIND | L.MS_REMOUNT | L.MS_RDONLY | NSE)
+            L.remount_bind(path, L.MS_RDONLY | NSE)
     if cfg["root"].get("readonly"):
-        L.mount(None, "/", None, L.MS_BIND | L.MS_REMOUNT | L.MS_RDONLY)
+        L.remount_bind("/", L.MS_RDONLY)
 
 
 def _fail(m, exc):
@@ -112,10 +112,13 @@ def mount_cgroups(root, dest, flags, own_ns, cgroup_mounts):
         return
     base = L.mount_at(root, dest, "tmpfs", "tmpfs", NSE, "mode=755")
     for c in cgroup_mounts:
-        if own_ns:
-            L.mount_at(root, os.path.join(dest, c["name"]), "cgroup", "cgroup", NSE | ro, c["options"])
-        else:
-            L.mount_at(root, os.path.join(dest, c["name"]), c["path"], None, L.MS_BIND | NSE | ro)
+        where = os.path.join(dest, c["name"])
+        try:
+            if not own_ns:
+                raise PermissionError(1, "no cgroup namespace")
+            L.mount_at(root, where, "cgroup", "cgroup", NSE | ro, c["options"])
+        except PermissionError:  # no cgroup namespace, or a user namespace may not mount v1
+            L.mount_at(root, where, c["path"], None, L.MS_BIND | NSE | ro)
         for alias in c["options"].split(","):
             if alias != c["name"] and not os.path.lexists(os.path.join(base, alias)):
                 os.symlink(c["name"], os.path.join(base, alias))
@@ -138,7 +141,12 @@ def make_device(root, device):
     mode = device.get("fileMode")
     mode = 0o666 if mode is None else mode
     try:
-        os.mknod(target, (mode & 0o7777) | kind, os.makedev(device.get("major") or 0, device.get("minor") or 0))
+        try:
+            os.mknod(target, (mode & 0o7777) | kind, os.makedev(device.get("major") or 0, device.get("minor") or 0))
+        except PermissionError:  # a user namespace may not mknod: bind the host's node, as runc does
+            L.mkfile(target, 0o600)
+            L.mount(path, target, None, L.MS_BIND)
+            return
         os.chmod(target, mode & 0o7777)  # mknod applies the umask
         if device.get("uid") is not None or device.get("gid") is not None:
             os.chown(target, device.get("uid") or 0, device.get("gid") or 0)

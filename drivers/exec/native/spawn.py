@@ -39,13 +39,106 @@ def spawn(state, stdio):
     cfg = load_file(os.path.join(bundle, "config.json"))
     pidns = next((ns for ns in (cfg.get("linux") or {}).get("namespaces") or ()
                   if ns.get("type") == "pid"), None)
+    filt = read_filter(state)
+    userns = _namespace(cfg, "user")
+    if userns is not None:
+        return spawn_userns(cfg, bundle, state, stdio, filt, userns, pidns)
     if pidns and pidns.get("path"):
         _setns_path(pidns["path"], "pid")
     elif pidns:
         linux.unshare(linux.CLONE_NEWPID)
-    filt = read_filter(state)
-    pid, master = _fork(stdio, lambda tty: init_container(cfg, bundle, state, stdio, tty, filt))
+    pid, master, _ = _fork(stdio, lambda tty, sync, status: init_container(cfg, bundle, state, stdio, tty, filt))
     return Child(pid, master, own_pidns=bool(pidns) and not pidns.get("path"))
+
+
+def _close_all_but(keep):
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass  # the directory's own fd
+
+
+def _namespace(cfg, kind):
+    return next((ns for ns in (cfg.get("linux") or {}).get("namespaces") or () if ns.get("type") == kind), None)
+
+
+def spawn_userns(cfg, bundle, state, stdio, filt, userns, pidns):
+    """A container in a user namespace of its own (or a joined one).
+
+    Its pid namespace must belong to that user namespace (or its root could not
+    mount /proc), so a first child joins the cgroup, enters the user namespace,
+    waits for us to write its uid and gid maps, makes the pid namespace and forks
+    the init; it stays the init's parent and exits with its exit code::
+
+        shim -- stage one (user namespace) -- init (pid 1 of the new pid namespace)
+    """
+    def sync(pid, sock):
+        if not userns.get("path"):
+            if sock.recv(1) != b"U":
+                return None  # stage one failed: the status pipe says why
+            try:
+                for name, key in (("uid_map", "uidMappings"), ("gid_map", "gidMappings")):
+                    with open(f"/proc/{pid}/{name}", "w") as fh:
+                        fh.write("".join(f"{m['containerID']} {m['hostID']} {m['size']}\n"
+                                         for m in cfg["linux"][key]))
+            except OSError as exc:
+                os.kill(pid, 9)
+                raise StartError(f"writing the user namespace's {name}: {exc.strerror}") from None
+            sock.sendall(b"M")
+        line = b""
+        while not line.endswith(b"\n"):
+            data = sock.recv(32)
+            if not data:
+                return None
+            line += data
+        return int(line[1:])
+
+    def stage_one(tty, sock, status_w):
+        if tty is None:
+            stdio.dup_into_child()
+        # we stay, unlike an init that execs: hold nothing of the shim's (its report
+        # pipe above all: the daemon waits for that to close)
+        _close_all_but({0, 1, 2, status_w, sock.fileno(), *([tty.fileno()] if tty is not None else [])})
+        _join_cgroup(state)  # while we are still root of the host
+        if userns.get("path"):
+            _setns_path(userns["path"], "user")
+        else:
+            linux.unshare(linux.CLONE_NEWUSER)
+            sock.sendall(b"U")
+            if sock.recv(1) != b"M":
+                raise StartError("the user namespace's uid and gid maps were not written")
+        try:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        except OSError as exc:
+            raise StartError(f"becoming root of the user namespace (is uid 0 mapped?): {exc.strerror}") from None
+        if pidns and pidns.get("path"):
+            _setns_path(pidns["path"], "pid")
+        elif pidns:
+            linux.unshare(linux.CLONE_NEWPID)
+        init = os.fork()
+        if init == 0:
+            linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+            sock.close()
+            init_container(cfg, bundle, state, stdio, tty, filt, staged=True)
+        sock.sendall(f"P{init}\n".encode())
+        for fd in (sock.fileno(), status_w, *([tty.fileno()] if tty is not None else [])):
+            os.close(fd)
+        null = os.open("/dev/null", os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        code = os.waitstatus_to_exitcode(os.waitpid(init, 0)[1])
+        os._exit(code if code >= 0 else 128 - code)
+
+    pid, master, init = _fork(stdio, stage_one, sync)
+    if init is None:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise StartError("the container's init was not started in its user namespace")
+    return Child(pid, master, own_pidns=bool(pidns) and not pidns.get("path"), init_pid=init)
 
 
 def spawn_exec(state, stdio):
@@ -63,7 +156,7 @@ def spawn_exec(state, stdio):
         if kind == "pid":  # applies to our children: fork below
             linux.setns(fd, linux.CLONE_NEWPID)
     filt = read_filter(state)
-    pid, master = _fork(stdio, lambda tty: init_exec(state, joins, stdio, tty, filt))
+    pid, master, _ = _fork(stdio, lambda tty, sync, status: init_exec(state, joins, stdio, tty, filt))
     for _, fd in joins:
         os.close(fd)
     return Child(pid, master, own_pidns=False)
@@ -88,22 +181,34 @@ def _setns_path(path, kind):
         os.close(fd)
 
 
-def _fork(stdio, setup):
-    """Fork the child that runs ``setup(tty_socket)`` then execs; wait for its
-    verdict.  Returns ``(pid, terminal master fd or None)``."""
+def _fork(stdio, setup, sync=None):
+    """Fork the child that runs ``setup(tty_socket, sync_socket, status_fd)`` then
+    execs; wait for its verdict.  ``sync(pid, socket)``, if given, talks to the
+    child before that and gives the third value returned.  Returns ``(pid,
+    terminal master fd or None, what sync gave)``."""
     status_r, status_w = os.pipe()
-    parent_sock = child_sock = None
+    parent_sock = child_sock = sync_parent = sync_child = None
     if stdio.terminal:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    if sync is not None:
+        sync_parent, sync_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     pid = os.fork()
     if pid == 0:
         os.close(status_r)
-        if parent_sock is not None:
-            parent_sock.close()
-        _child(status_w, lambda: setup(child_sock))
+        for sock in (parent_sock, sync_parent):
+            if sock is not None:
+                sock.close()
+        _child(status_w, lambda: setup(child_sock, sync_child, status_w))
     os.close(status_w)
-    if child_sock is not None:
-        child_sock.close()
+    for sock in (child_sock, sync_child):
+        if sock is not None:
+            sock.close()
+    synced = None
+    if sync is not None:
+        try:
+            synced = sync(pid, sync_parent)
+        finally:
+            sync_parent.close()
     chunks = []
     while True:
         data = os.read(status_r, 65536)
@@ -130,7 +235,7 @@ def _fork(stdio, setup):
             os.waitpid(pid, 0)
             raise StartError("the container's terminal was not handed over")
         master = fds[0]
-    return pid, master
+    return pid, master, synced
 
 
 def _child(status_w, setup):
@@ -185,11 +290,14 @@ def _terminal(tty_sock):
     return name
 
 
-def init_container(cfg, bundle, state, stdio, tty_sock, filt):
-    """The container's init: namespaces, cgroup, file system, process."""
-    if tty_sock is None:
-        stdio.dup_into_child()
-    _join_cgroup(state)
+def init_container(cfg, bundle, state, stdio, tty_sock, filt, staged=False):
+    """The container's init: namespaces, cgroup, file system, process.
+    ``staged``: forked by :func:`spawn_userns`'s stage one, which did the stdio,
+    the cgroup and the user and pid namespaces."""
+    if not staged:
+        if tty_sock is None:
+            stdio.dup_into_child()
+        _join_cgroup(state)
     private = enter_namespaces(cfg)
     rootfs.setup(cfg, bundle, private, (state.get("cgroup") or {}).get("mounts") or [])
     if tty_sock is not None:
@@ -230,9 +338,10 @@ def enter_namespaces(cfg):
     flags, joins, types = 0, [], set()
     for ns in (cfg.get("linux") or {}).get("namespaces") or ():
         kind = ns.get("type")
-        if kind == "pid":
-            continue
-        if kind not in linux.NAMESPACES or kind == "user":
+        if kind in ("pid", "user"):
+            types.add(kind)
+            continue  # made before the fork
+        if kind not in linux.NAMESPACES:
             raise StartError(f"namespace type {kind!r} is not supported by the native exec driver")
         if ns.get("path"):
             if kind == "mount":
