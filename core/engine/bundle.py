@@ -352,8 +352,9 @@ def validate_host_config(host_config):
     _checked(host, ns)
 
 
-def _default_mounts(host, ns, privileged):
-    """Docker's default mounts, /dev/shm per IpcMode and ShmSize."""
+def _default_mounts(host, ns, privileged, shm_path=None):
+    """Docker's default mounts, /dev/shm per IpcMode and ShmSize (``shm_path``: the
+    host-side /dev/shm of a shareable IPC namespace, its owner's or a joiner's)."""
     ro = [] if privileged else ["ro"]  # privileged: /sys and its cgroup mount writable
     mounts = [
         {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
@@ -368,10 +369,11 @@ def _default_mounts(host, ns, privileged):
     ]
     if _text(host, "IpcMode") == "none":
         return mounts
-    joined = re.fullmatch(r"/proc/(\d+)/ns/ipc", ns["ipc"] or "")
-    if ns["ipc"] == "host" or joined:  # share the /dev/shm that goes with the IPC namespace
-        source = "/dev/shm" if ns["ipc"] == "host" else f"/proc/{joined.group(1)}/root/dev/shm"
+    if ns["ipc"] == "host" or shm_path:  # share the /dev/shm that goes with the IPC namespace
+        source = "/dev/shm" if ns["ipc"] == "host" else shm_path
         mounts.append({"destination": "/dev/shm", "type": "bind", "source": source, "options": ["rbind", "rprivate"]})
+    elif ns["ipc"]:
+        raise ValueError("joining an IPC namespace needs the /dev/shm of its owner (shm_path)")
     else:
         size = ocispec.num(host, "ShmSize") or DEFAULT_SHM_SIZE
         mounts.append({"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
@@ -393,7 +395,7 @@ def _group_ids(rootfs, names):
     return out
 
 
-def make_config(record, rootfs, etc_paths, ns_paths, init_path=None):
+def make_config(record, rootfs, etc_paths, ns_paths, init_path=None, shm_path=None):
     """Return the OCI runtime config dict for a container record.
 
     ``etc_paths``: name ("hostname", "hosts", "resolv.conf") -> host file to bind at
@@ -401,6 +403,8 @@ def make_config(record, rootfs, etc_paths, ns_paths, init_path=None):
     ``"host"`` (share the host's) or a ``/proc/<pid>/ns/<type>`` path to join; types
     left out follow HostConfig (:func:`namespace_modes`), user sharing the host's.
     ``init_path``: the host's tini-static, bound at /sbin/docker-init for ``Init``.
+    ``shm_path``: a host-side tmpfs to bind at /dev/shm (IpcMode shareable, or the
+    owner's when joining another container's IPC namespace).
     Bind sources of ``Binds`` that do not exist are created (as Docker does) once
     the whole config is accepted.
     """
@@ -430,7 +434,7 @@ def make_config(record, rootfs, etc_paths, ns_paths, init_path=None):
 
     user_mounts = parts["mounts"]
     taken = {m["destination"] for m in user_mounts}
-    defaults = [m for m in _default_mounts(host, ns, privileged) if m["destination"] not in taken
+    defaults = [m for m in _default_mounts(host, ns, privileged, shm_path) if m["destination"] not in taken
                 and not ("/dev" in taken and m["destination"].startswith("/dev/"))]
     etc = [{"destination": "/etc/" + name, "type": "bind", "source": path,
             "options": ["rbind", "rprivate"] + (["ro"] if host.get("ReadonlyRootfs") and name != "resolv.conf" else [])}

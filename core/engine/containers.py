@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 from ..errors import (Conflict, ContainerNotFound, ExecError, InvalidParameter,
                       NotFound)
-from . import bundle, names
+from . import bundle, names, shm
 
 log = logging.getLogger("dockyard.containers")
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -193,7 +193,8 @@ class Containers:
                 paths = bundle.write_etc_files(self.container_dir(cid), rec["Config"]["Hostname"], ns_mode)
                 try:
                     ns_paths = self._ns_paths(rec, ns_mode)
-                    config = bundle.make_config(rec, rootfs, paths, ns_paths, init_path=INIT_PATH)
+                    config = bundle.make_config(rec, rootfs, paths, ns_paths, init_path=INIT_PATH,
+                                                shm_path=self._shm(rec))
                 except ValueError as exc:
                     raise InvalidParameter(str(exc)) from None
                 bdir = bundle.write_bundle(self.bundle_dir(cid), config)
@@ -252,6 +253,19 @@ class Containers:
             out["network"] = "host"
         return out
 
+    def _shm(self, rec):
+        """The host-side /dev/shm to bind: the container's own (IpcMode shareable)
+        or its IPC owner's (``container:NAME``, which must be shareable)."""
+        mode = rec["HostConfig"].get("IpcMode") or ""
+        if mode == "shareable":
+            return shm.mount(self.container_dir(rec["Id"]), rec["HostConfig"].get("ShmSize") or bundle.DEFAULT_SHM_SIZE)
+        if mode.startswith("container:"):
+            owner = self.get(self.resolve(mode.split(":", 1)[1]))
+            if (owner["HostConfig"].get("IpcMode") or "") != "shareable":
+                raise InvalidParameter("non-shareable IPC (hint: use IpcMode:shareable for the donor container)")
+            return shm.path(self.container_dir(owner["Id"]))
+        return None
+
     def namespace_path(self, ref, kind):
         other = self.get(self.resolve(ref))
         label = {"network": "network", "pid": "PID", "ipc": "IPC", "uts": "UTS"}.get(kind, kind)
@@ -266,6 +280,7 @@ class Containers:
             log.exception("exec_delete of %s failed", cid)
         if attached and netslot:
             netslot.hook.network_detach(network=network, endpoint=endpoint, netns=None)
+        shm.unmount(self.container_dir(cid))
         self.layers.unmount(cid)
 
     def _watch(self, cid):
@@ -413,6 +428,7 @@ class Containers:
                 return  # an AutoRemove beat us to it
             self.exec.exec_delete(id=cid)
             self.layers.remove_rw(cid)
+            shm.unmount(self.container_dir(cid))
             shutil.rmtree(self.container_dir(cid), ignore_errors=True)
             shutil.rmtree(self.bundle_dir(cid), ignore_errors=True)
             with self.store.tx() as db:

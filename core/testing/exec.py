@@ -203,6 +203,66 @@ class ExecConformance:
                                 feature="read_only", read_only=True, user="nobody", hostname="box1")
         assert out.split() [-4:] == ["65534", "65534", "box1", "1"] and "RO" in out, out
 
+    def test_devices_and_shm_size(self, client):
+        code, out, _ = self.run(client, ["sh", "-c", "ls /dev; df -k /dev/shm | tail -1; echo x > /dev/null && "
+                                                     "head -c 3 /dev/urandom | wc -c; ls -l /dev/ptmx"],
+                                shm_size="32m")
+        names = set(out.split())
+        assert {"null", "zero", "full", "random", "urandom", "tty", "pts", "shm", "mqueue", "ptmx"} <= names, out
+        assert "32768" in out.split() and "\n3\n" in out and "pts/ptmx" in out, out
+
+    def test_bind_and_tmpfs_mounts(self, client, tmp_path):
+        (tmp_path / "in.txt").write_text("from the host\n")
+        code, out, _ = self.run(client, ["sh", "-c", "cat /data/in.txt; echo back > /data/out.txt; "
+                                                     "echo x > /ro/in.txt || echo ro-refused; "
+                                                     "grep ' /scratch ' /proc/mounts"],
+                                volumes={str(tmp_path): {"bind": "/data", "mode": "rw"},
+                                         str(tmp_path / "in.txt"): {"bind": "/ro/in.txt", "mode": "ro"}},
+                                tmpfs={"/scratch": "size=1m"})
+        assert out.startswith("from the host\n") and "ro-refused" in out and "tmpfs" in out, out
+        assert (tmp_path / "out.txt").read_text() == "back\n"
+
+    def test_process_limits_and_scores(self, client):
+        import docker
+
+        code, out, _ = self.run(client, ["sh", "-c", "ulimit -n; ulimit -Hn; cat /proc/self/oom_score_adj"],
+                                ulimits=[docker.types.Ulimit(name="nofile", soft=321, hard=654)],
+                                oom_score_adj=400)
+        assert out.split() == ["321", "654", "400"], out
+
+    def test_sharing_namespaces(self, client):
+        web = self.start(client, ["sh", "-c", "echo shared > /dev/shm/mark; sleep 100"], feature="join_namespace",
+                         ipc_mode="shareable")
+        try:
+            self.wait_for(lambda: web.reload() or web.status == "running", what="web running")
+            code, out, _ = self.run(client, ["sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; cat /dev/shm/mark; "
+                                                         "readlink /proc/self/ns/net"],
+                                    pid_mode=f"container:{web.id}", ipc_mode=f"container:{web.id}",
+                                    network_mode=f"container:{web.id}", feature="join_namespace")
+            lines = out.splitlines()
+            assert lines[0].strip() == "sleep 100" and lines[1] == "shared", out  # web's pid 1 (sh exec'd) and shm
+            _, theirs = web.exec_run(["readlink", "/proc/self/ns/net"])
+            assert lines[2] == theirs.decode().strip()
+        finally:
+            web.remove(force=True)
+        code, out, _ = self.run(client, ["sh", "-c", "ls /proc | grep -c '^[0-9]'"], pid_mode="host",
+                                feature="join_namespace")
+        assert int(out.split()[0]) > 10, out
+
+    def test_cgroup_limits_are_applied(self, client):
+        v1 = ("cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory/memory.soft_limit_in_bytes "
+              "/sys/fs/cgroup/cpu/cpu.shares /sys/fs/cgroup/cpuset/cpuset.cpus /sys/fs/cgroup/pids/pids.max")
+        v2 = "cat /sys/fs/cgroup/memory.max /sys/fs/cgroup/memory.low /sys/fs/cgroup/cpu.weight " \
+             "/sys/fs/cgroup/cpuset.cpus /sys/fs/cgroup/pids.max"
+        code, out, _ = self.run(client, ["sh", "-c", f"if [ -d /sys/fs/cgroup/memory ]; then {v1}; else {v2}; fi"],
+                                feature="memory", mem_limit="48m", mem_reservation="16m", cpu_shares=512,
+                                cpuset_cpus="0", pids_limit=77)
+        values = out.split()
+        if len(values) == 5 and values[2] == "512":
+            assert values == [str(48 << 20), str(16 << 20), "512", "0", "77"], out
+        else:  # cgroup v2: cpu.weight from shares as runc maps it
+            assert values[0] == str(48 << 20) and values[1] == str(16 << 20) and values[3:] == ["0", "77"], out
+
     # -------------------------------------------------------------- limits
     def test_memory_hog_is_oom_killed_and_reported(self, client):
         code, out, attrs = self.run(client, ["sh", "-c", "head -c 300m /dev/zero | tail > /dev/null"],

@@ -81,9 +81,10 @@ def record(host=None, **config):
             "Config": cfg, "HostConfig": hc, "NetworkMode": hc["NetworkMode"]}
 
 
-def make(rootfs, tmp_path, host=None, ns_paths=None, init_path=None, **config):
+def make(rootfs, tmp_path, host=None, ns_paths=None, init_path=None, shm_path=None, **config):
     paths = bundle.write_etc_files(str(tmp_path / "ctr"), CID[:12], "private")
-    return bundle.make_config(record(host, **config), rootfs, paths, ns_paths or {}, init_path=init_path)
+    return bundle.make_config(record(host, **config), rootfs, paths, ns_paths or {}, init_path=init_path,
+                              shm_path=shm_path)
 
 
 def refused(rootfs, tmp_path, host, message, **kw):
@@ -212,10 +213,15 @@ def test_unresolved_or_bad_namespace_paths(rootfs, tmp_path):
 
 def test_ipc_modes_and_dev_shm(rootfs, tmp_path):
     assert by_dest(make(rootfs, tmp_path, {"IpcMode": "none"}), "/dev/shm") == []
-    assert by_dest(make(rootfs, tmp_path, {"IpcMode": "container:db"}, ns_paths={"ipc": "/proc/77/ns/ipc"}),
-                   "/dev/shm") == [{"destination": "/dev/shm", "type": "bind", "source": "/proc/77/root/dev/shm",
+    assert by_dest(make(rootfs, tmp_path, {"IpcMode": "container:db"}, ns_paths={"ipc": "/proc/77/ns/ipc"},
+                        shm_path="/data/db/shm"),
+                   "/dev/shm") == [{"destination": "/dev/shm", "type": "bind", "source": "/data/db/shm",
                                     "options": ["rbind", "rprivate"]}]
-    shm = by_dest(make(rootfs, tmp_path, {"IpcMode": "shareable", "ShmSize": 128 * 1024 * 1024}), "/dev/shm")
+    refused(rootfs, tmp_path, {"IpcMode": "container:db"},
+            "joining an IPC namespace needs the /dev/shm of its owner (shm_path)", ns_paths={"ipc": "/proc/77/ns/ipc"})
+    shm = by_dest(make(rootfs, tmp_path, {"IpcMode": "shareable"}, shm_path="/data/me/shm"), "/dev/shm")
+    assert shm[0]["source"] == "/data/me/shm" and shm[0]["type"] == "bind"
+    shm = by_dest(make(rootfs, tmp_path, {"ShmSize": 128 * 1024 * 1024}), "/dev/shm")
     assert shm[0]["options"] == ["nosuid", "noexec", "nodev", "mode=1777", "size=134217728"]
     refused(rootfs, tmp_path, {"ShmSize": -1}, "SHM size can not be less than 0")
 
