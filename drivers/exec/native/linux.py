@@ -212,23 +212,6 @@ def loopback_up():
         os.close(fd)
 
 
-def proc_stat(pid):
-    """``(state letter, start time in clock ticks)`` of ``pid``, or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
-    except OSError:
-        return None
-    fields = data[data.rindex(b")") + 2:].split()
-    return fields[0].decode(), int(fields[19])
-
-
-def alive(pid, start):
-    """True if ``pid`` runs (not a zombie) and started at ``start`` (guards pid reuse)."""
-    st = proc_stat(pid) if pid else None
-    return bool(st) and st[0] not in "ZX" and (start is None or st[1] == start)
-
-
 def cap_numbers(names):
     """``["CAP_CHOWN", ...]`` -> set of capability numbers; an unknown name or one
     this kernel does not have raises ValueError."""
