@@ -142,7 +142,7 @@ async def _follow(request, resp, path, offset, flt, ended, done=None):
         while True:
             if done is not None and done():
                 running = False
-            entries, offset = streams.read_entries(path, offset)
+            entries, offset = await blocking(request, streams.read_entries, path, offset)  # disk: off the loop
             if entries:
                 await resp.write(flt.render(entries))
             if not running:
