@@ -106,16 +106,23 @@ class ExecConformance:
             pytest.fail(f"{feature} is declared unsupported by {self.driver}, but a container using it started")
         return c
 
-    def run(self, client, cmd, feature=None, timeout=60, **kw):
-        """Run to the end: ``(exit code, stdout+stderr text, container attrs)``."""
+    def run_streams(self, client, cmd, feature=None, timeout=60, **kw):
+        """Run to the end: ``(exit code, stdout text, stderr text, container attrs)``.
+        (How the two streams interleave is not promised: they are two pipes.)"""
         c = self.start(client, cmd, feature, **kw)
         try:
             code = c.wait(timeout=timeout)["StatusCode"]
-            out = c.logs().decode(errors="replace")
+            out = c.logs(stdout=True, stderr=False).decode(errors="replace")
+            err = c.logs(stdout=False, stderr=True).decode(errors="replace")
             c.reload()
-            return code, out, c.attrs
+            return code, out, err, c.attrs
         finally:
             c.remove(force=True)
+
+    def run(self, client, cmd, feature=None, timeout=60, **kw):
+        """Run to the end: ``(exit code, stdout then stderr text, container attrs)``."""
+        code, out, err, attrs = self.run_streams(client, cmd, feature, timeout, **kw)
+        return code, out + err, attrs
 
     @staticmethod
     def create_raw(client, body):
@@ -150,11 +157,11 @@ class ExecConformance:
         assert out.count("not permitted") + out.count("permission denied") >= 2, out
 
     def test_proc_sys_is_read_only_and_paths_masked(self, client):
-        code, out, _ = self.run(client, ["sh", "-c", "echo x > /proc/sys/kernel/domainname && echo WROTE; "
-                                                     "wc -c < /proc/timer_list; wc -c < /proc/keys; "
-                                                     "ls /sys/firmware | wc -l"])
-        assert "WROTE" not in out and "Read-only file system" in out
-        assert out.split()[-3:] == ["0", "0", "0"], out
+        code, out, err, _ = self.run_streams(client, ["sh", "-c", "echo x > /proc/sys/kernel/domainname && echo WROTE; "
+                                                              "wc -c < /proc/timer_list; wc -c < /proc/keys; "
+                                                              "ls /sys/firmware | wc -l"])
+        assert "WROTE" not in out and "Read-only file system" in err
+        assert out.split() == ["0", "0", "0"], (out, err)
 
     def test_no_raw_block_devices(self, client):
         code, out, _ = self.run(client, ["sh", "-c", "ls /dev; mknod /tmp/disk b 7 0 && head -c 1 /tmp/disk && echo READ"],
@@ -198,10 +205,10 @@ class ExecConformance:
         assert self.status_field(out, "NoNewPrivs") == "1"
 
     def test_read_only_root_user_and_hostname(self, client):
-        code, out, _ = self.run(client, ["sh", "-c", "touch /x || echo RO; id -u; id -g; hostname; "
-                                                     "grep -c \"$(hostname)\" /etc/hosts"],
-                                feature="read_only", read_only=True, user="nobody", hostname="box1")
-        assert out.split() [-4:] == ["65534", "65534", "box1", "1"] and "RO" in out, out
+        code, out, err, _ = self.run_streams(client, ["sh", "-c", "touch /x || echo RO; id -u; id -g; hostname; "
+                                                              "grep -c \"$(hostname)\" /etc/hosts"],
+                                             feature="read_only", read_only=True, user="nobody", hostname="box1")
+        assert out.split() == ["RO", "65534", "65534", "box1", "1"] and "Read-only file system" in err, (out, err)
 
     def test_devices_and_shm_size(self, client):
         code, out, _ = self.run(client, ["sh", "-c", "ls /dev; df -k /dev/shm | tail -1; echo x > /dev/null && "
