@@ -13,21 +13,12 @@ where Docker has one); the engine answers it with HTTP 400.
 
 import json
 import os
-import re
 import socket
 
+from ..shim import runtime
 from . import ocispec
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-# Capability numbers 0..40 (linux/capability.h).
-CAP_NAMES = [
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
-    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
-    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
-]
 # Docker's default capability set (oci/caps/defaults.go).
 DEFAULT_CAPS = [
     "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
@@ -199,12 +190,7 @@ def _namespaces(modes, ns_paths):
 
 def kernel_capabilities():
     """Every capability this kernel has (``/proc/sys/kernel/cap_last_cap``)."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as fh:
-            last = int(fh.read())
-    except (OSError, ValueError):
-        last = CAP_NAMES.index("AUDIT_READ")
-    return ["CAP_" + n for n in CAP_NAMES[:last + 1]]
+    return ["CAP_" + n for n in runtime.CAPS[:runtime.last_cap() + 1]]
 
 
 def all_capabilities():

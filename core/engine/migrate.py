@@ -445,7 +445,7 @@ def migrate_offline(data_root, to=None, *, config_path=None, keep_old=False, abo
     """Migrate ``data_root`` to driver ``to`` (or ``abort``) with no daemon running."""
     from .. import plugins
     from ..config import load
-    from ..store import Store, read_meta
+    from ..store import Store
 
     data_root = os.path.abspath(data_root)
     if not os.path.exists(os.path.join(data_root, "dockyard.db")):

@@ -73,6 +73,11 @@ class Zygote:
         self.proc = self.sock = None
         self._lock = threading.Lock()
 
+    def warm(self):
+        """Start it now (it imports for a few tens of ms), off the first start's path."""
+        with self._lock:
+            self._ensure()
+
     def _ensure(self):
         if self.proc is not None and self.proc.poll() is None:
             return

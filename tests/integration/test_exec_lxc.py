@@ -7,21 +7,21 @@ import signal
 import subprocess
 import threading
 import time
-import uuid
 
-import pluggy
 import pytest
 
-import dockyard.hookspecs.exec as exec_specs
 from dockyard.drivers.exec.lxc.driver import LOCK_ROOT, UNSUPPORTED, LxcDriver
 from dockyard.errors import ContainerNotFound, ExecError
-from dockyard.testing.busybox import make_busybox_rootfs
+from dockyard.testing.daemon import mounts_under, processes_mentioning
+from dockyard.testing.driver import ExecEnv, load_exec, new_cgroup_parent
+from dockyard.testing.driver import cgroups_left as _cgroups_left
+from dockyard.testing.driver import oci_config, pid_alive, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists("/usr/bin/lxc-start"),
                                 reason="the lxc exec driver needs root and lxc-start")
 
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
-CGROUP_PARENT = f"dockyard-test-{uuid.uuid4().hex[:8]}"
+CGROUP_PARENT = new_cgroup_parent()
 NOT_LXC = "not supported by the lxc exec driver"
 DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
                 "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
@@ -29,123 +29,18 @@ DEFAULT_CAPS = ["CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CA
 
 
 def make_hook(home):
-    pm = pluggy.PluginManager("dockyard")
-    pm.add_hookspecs(exec_specs)
-    pm.register(LxcDriver())
-    pm.check_pending()
-    options = {"cgroup_parent": CGROUP_PARENT}
-    assert pm.hook.exec_supported(home=str(home), options=options) is None
-    pm.hook.exec_init(home=str(home), options=options)
-    return pm.hook
+    return load_exec(LxcDriver(), home, {"cgroup_parent": CGROUP_PARENT})
 
 
 def cgroups_left():
-    """Directories under this module's cgroup parent, in every hierarchy (cgroup2's
-    too: LXC makes its cgroups there as well); the parent is removed when empty."""
-    left = []
-    for hier in os.listdir("/sys/fs/cgroup"):
-        parent = os.path.join("/sys/fs/cgroup", hier, CGROUP_PARENT)
-        if os.path.isdir(parent):
-            children = [d for d in os.listdir(parent) if os.path.isdir(os.path.join(parent, d))]
-            left += [os.path.join(parent, d) for d in children]
-            if not children:
-                os.rmdir(parent)
-    return left
+    """Under this module's cgroup parent, in every hierarchy (cgroup2's too: LXC
+    makes its cgroups there as well)."""
+    return _cgroups_left(CGROUP_PARENT)
 
 
-# what every bundle from the engine mounts first (Docker's defaults)
-STANDARD_MOUNTS = [
-    {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-]
-
-
-def oci_config(rootfs, args, env=None, cwd="/", hostname="box", namespaces=("pid", "mount", "uts", "ipc", "network"),
-               mounts=(), readonly=False, user=None):
-    return {
-        "ociVersion": "1.0.2",
-        "process": {"terminal": False, "user": user or {"uid": 0, "gid": 0, "additionalGids": []},
-                    "args": list(args), "cwd": cwd,
-                    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *(env or [])]},
-        "root": {"path": str(rootfs), "readonly": readonly},
-        "hostname": hostname,
-        "mounts": STANDARD_MOUNTS + list(mounts),
-        "linux": {"namespaces": [{"type": t} for t in namespaces],
-                  "maskedPaths": ["/proc/kcore", "/proc/timer_list", "/sys/firmware"],
-                  "readonlyPaths": ["/proc/sys"]},
-    }
-
-
-def mounts_under(prefix):
-    prefix = str(prefix).rstrip("/")
-    with open("/proc/self/mountinfo") as fh:
-        targets = [line.split()[4] for line in fh]
-    return [t for t in targets if t == prefix or t.startswith(prefix + "/")]
-
-
-def processes_mentioning(text):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmd and int(pid) != os.getpid():
-            found.append(f"{pid}: {cmd}")
-    return found
-
-
-def pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except OSError:
-        return False
-
-
-def wait_for(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.02)
-
-
-class Env:
-    """One test's driver, rootfs and containers."""
-
+class Env(ExecEnv):
     def __init__(self, tmp_path):
-        self.tmp = tmp_path
-        self.home = tmp_path / "home"
-        self.rootfs = make_busybox_rootfs(tmp_path / "rootfs")
-        self.hook = make_hook(self.home)
-        self.ids = []
-        self.pids = []
-
-    def bundle(self, cid, args, change=None, **kw):
-        bundle = self.tmp / f"bundle-{cid}"
-        bundle.mkdir()
-        cfg = oci_config(self.rootfs, args, **kw)
-        if change is not None:
-            change(cfg)
-        (bundle / "config.json").write_text(json.dumps(cfg))
-        return bundle
-
-    def create(self, args, cid=None, stdin=None, change=None, **kw):
-        """Create a container; ``change(config)`` edits its config.json first."""
-        cid = cid or f"c{len(self.ids)}"
-        bundle = self.bundle(cid, args, change, **kw)
-        self.ids.append(cid)
-        self.hook.exec_create(id=cid, bundle=str(bundle), log_path=str(self.tmp / f"{cid}.log"), stdin=stdin)
-        return cid
+        super().__init__(tmp_path, make_hook(tmp_path / "home"))
 
     def refused(self, change, cid="refused", args=("true",), **kw):
         """The ExecError exec_create gives for a config that ``change`` edits."""
@@ -161,37 +56,6 @@ class Env:
             self.ids.append(cid)  # created after all: cleaned up, then the test fails
         assert not (self.home / cid).exists()
         return str(info.value)
-
-    def start(self, args, **kw):
-        cid = self.create(args, **kw)
-        pid = self.hook.exec_start(id=cid)
-        self.pids.append(pid)
-        return cid, pid
-
-    def run(self, args, **kw):
-        cid, _ = self.start(args, **kw)
-        state = self.hook.exec_wait(id=cid, timeout=30)
-        assert state["status"] == "stopped", state
-        return state, self.logs(cid)
-
-    def logs(self, cid):
-        path = self.tmp / f"{cid}.log"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines()]
-
-    def output(self, cid, stream=None):
-        return "".join(e["log"] for e in self.logs(cid) if stream in (None, e["stream"]))
-
-    def cleanup(self):
-        for cid in self.ids:
-            try:
-                if self.hook.exec_state(id=cid)["status"] in ("running", "paused"):
-                    self.hook.exec_kill(id=cid, signal=signal.SIGKILL)
-                    self.hook.exec_wait(id=cid, timeout=10)
-            except ContainerNotFound:
-                pass
-            self.hook.exec_delete(id=cid)
 
 
 def locks_left(home):

@@ -6,160 +6,34 @@ import re
 import signal
 import threading
 import time
-import uuid
 
-import pluggy
 import pytest
 
-import dockyard.hookspecs.exec as exec_specs
 from dockyard.drivers.exec.native.driver import NativeDriver
 from dockyard.errors import ContainerNotFound, ExecError
-from dockyard.testing.busybox import make_busybox_rootfs
+from dockyard.testing.daemon import mounts_under, processes_mentioning
+from dockyard.testing.driver import ExecEnv, load_exec, new_cgroup_parent, oci_config, pid_alive, wait_for
+from dockyard.testing.driver import cgroups_left as _cgroups_left
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the native exec driver needs root")
 
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 
 
-CGROUP_PARENT = f"dockyard-test-{uuid.uuid4().hex[:8]}"
+CGROUP_PARENT = new_cgroup_parent()
 
 
 def make_hook(home):
-    pm = pluggy.PluginManager("dockyard")
-    pm.add_hookspecs(exec_specs)
-    pm.register(NativeDriver())
-    pm.check_pending()
-    options = {"cgroup_parent": CGROUP_PARENT}
-    assert pm.hook.exec_supported(home=str(home), options=options) is None
-    pm.hook.exec_init(home=str(home), options=options)
-    return pm.hook
+    return load_exec(NativeDriver(), home, {"cgroup_parent": CGROUP_PARENT})
 
 
 def cgroups_left():
-    """Directories of this module's cgroup parent that still exist (removed when empty)."""
-    left = []
-    for hier in os.listdir("/sys/fs/cgroup"):
-        parent = os.path.join("/sys/fs/cgroup", hier, CGROUP_PARENT)
-        if os.path.isdir(parent):
-            children = [d for d in os.listdir(parent) if os.path.isdir(os.path.join(parent, d))]
-            left += [os.path.join(parent, d) for d in children]
-            if not children:
-                os.rmdir(parent)
-    return left
+    return _cgroups_left(CGROUP_PARENT)
 
 
-# what every bundle from the engine mounts first (Docker's defaults)
-STANDARD_MOUNTS = [
-    {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-]
-
-
-def oci_config(rootfs, args, env=None, cwd="/", hostname="box", namespaces=("pid", "mount", "uts", "ipc", "network"),
-               mounts=(), readonly=False, user=None):
-    return {
-        "ociVersion": "1.0.2",
-        "process": {"terminal": False, "user": user or {"uid": 0, "gid": 0, "additionalGids": []},
-                    "args": list(args), "cwd": cwd,
-                    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", *(env or [])]},
-        "root": {"path": str(rootfs), "readonly": readonly},
-        "hostname": hostname,
-        "mounts": STANDARD_MOUNTS + list(mounts),
-        "linux": {"namespaces": [{"type": t} for t in namespaces],
-                  "maskedPaths": ["/proc/kcore", "/sys/firmware"], "readonlyPaths": ["/proc/sys"]},
-    }
-
-
-def mounts_under(prefix):
-    prefix = str(prefix).rstrip("/")
-    with open("/proc/self/mountinfo") as fh:
-        targets = [line.split()[4] for line in fh]
-    return [t for t in targets if t == prefix or t.startswith(prefix + "/")]
-
-
-def processes_mentioning(text):
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as fh:
-                cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmd and int(pid) != os.getpid():
-            found.append(f"{pid}: {cmd}")
-    return found
-
-
-def pid_alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] not in "ZX"
-    except OSError:
-        return False
-
-
-class Env:
-    """One test's driver, rootfs and containers."""
-
+class Env(ExecEnv):
     def __init__(self, tmp_path):
-        self.tmp = tmp_path
-        self.home = tmp_path / "home"
-        self.rootfs = make_busybox_rootfs(tmp_path / "rootfs")
-        self.hook = make_hook(self.home)
-        self.ids = []
-        self.pids = []
-
-    def create(self, args, cid=None, stdin=None, change=None, **kw):
-        """Create a container; ``change(config)`` edits its config.json first."""
-        cid = cid or f"c{len(self.ids)}"
-        bundle = self.tmp / f"bundle-{cid}"
-        bundle.mkdir()
-        cfg = oci_config(self.rootfs, args, **kw)
-        if change is not None:
-            change(cfg)
-        (bundle / "config.json").write_text(json.dumps(cfg))
-        log = self.tmp / f"{cid}.log"
-        self.hook.exec_create(id=cid, bundle=str(bundle), log_path=str(log), stdin=stdin)
-        self.ids.append(cid)
-        return cid
-
-    def start(self, args, **kw):
-        cid = self.create(args, **kw)
-        pid = self.hook.exec_start(id=cid)
-        self.pids.append(pid)
-        return cid, pid
-
-    def run(self, args, **kw):
-        cid, _ = self.start(args, **kw)
-        state = self.hook.exec_wait(id=cid, timeout=30)
-        assert state["status"] == "stopped", state
-        return state, self.logs(cid)
-
-    def logs(self, cid):
-        path = self.tmp / f"{cid}.log"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines()]
-
-    def output(self, cid, stream=None):
-        return "".join(e["log"] for e in self.logs(cid) if stream in (None, e["stream"]))
-
-    def cleanup(self):
-        for cid in self.ids:
-            try:
-                if self.hook.exec_state(id=cid)["status"] == "running":
-                    self.hook.exec_kill(id=cid, signal=signal.SIGKILL)
-                    self.hook.exec_wait(id=cid, timeout=10)
-            except ContainerNotFound:
-                pass
-            self.hook.exec_delete(id=cid)
+        super().__init__(tmp_path, make_hook(tmp_path / "home"))
 
 
 @pytest.fixture
@@ -424,14 +298,6 @@ def test_delete_is_idempotent_and_forgets(env):
     with pytest.raises(ContainerNotFound):
         env.hook.exec_state(id=cid)
     assert env.hook.exec_restore(id=cid) is None
-
-
-def wait_for(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.02)
 
 
 def test_stdin_once_gets_eof_when_the_writer_goes(env):

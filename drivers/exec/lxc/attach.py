@@ -32,13 +32,8 @@ import termios
 from supervisor import Child, StartError, dumps, loads
 
 from lxcspawn import die_with_parent, reset_signals
+from runtime import DEFAULT_PATH, INFINITY, RLIMITS, environment, exec_failure, find_executable
 
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-INFINITY = 2**64 - 1
-RLIMITS = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
-           "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
-           "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
-           "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15}
 
 # attach_options.h
 LXC_ATTACH_MOVE_TO_CGROUP = 0x00000001
@@ -103,29 +98,6 @@ def _liblxc():
     return lib
 
 
-def find_executable(name, path):
-    if "/" in name:
-        return name
-    for d in path.split(":"):
-        cand = os.path.join(d or ".", name)
-        try:
-            st = os.stat(cand)
-        except OSError:
-            continue
-        if st.st_mode & 0o170000 == 0o100000 and st.st_mode & 0o111:
-            return cand
-    raise StartError(f'exec: "{name}": executable file not found in $PATH', 127)
-
-
-def environment(proc):
-    env = {}
-    for item in proc.get("env") or ():
-        key, sep, value = item.partition("=")
-        if sep:
-            env[key] = value
-    return env
-
-
 def spawn(state, stdio):
     ex = state["exec"]
     proc = ex["process"]
@@ -167,9 +139,7 @@ def spawn(state, stdio):
             try:
                 os.execve(exe, proc["args"], env)
             except OSError as exc:
-                code = 127 if exc.errno == 2 else 126 if exc.errno in (1, 8, 13, 21) else None
-                what = f"stat {exe}: " if exc.errno == 2 and not os.path.lexists(exe) else ""
-                raise StartError(f'exec: "{proc["args"][0]}": {what}{exc.strerror.lower()}', code) from None
+                raise exec_failure(exc, proc["args"][0], exe) from None
         except StartError as exc:
             err = {"error": str(exc), "exit_code": exc.exit_code}
         except OSError as exc:

@@ -22,12 +22,12 @@ So unlike the native driver, a created container holds no cgroup until it runs.
 
 import os
 import shutil
-import signal as _signal
 import sys
 
-from dockyard.errors import ContainerNotFound, ExecError
+from dockyard.errors import ExecError
 from dockyard.hookspecs import hookimpl
 from dockyard.shim import client as shim
+from dockyard.shim.driver import ShimDriver
 
 from . import translate
 
@@ -74,12 +74,9 @@ UNSUPPORTED = {
 }
 
 
-class LxcDriver:
-    def __init__(self):
-        self.home = None
-        self.options = {}
-        self._zygote = None
-        self.layout = None
+class LxcDriver(ShimDriver):
+    name = "lxc"
+    zygote_cmd = ZYGOTE_CMD
 
     # ------------------------------------------------------------------ setup
     @hookimpl
@@ -114,73 +111,16 @@ class LxcDriver:
 
     @hookimpl
     def exec_init(self, home, options):
-        from dockyard import cgroups
-
-        os.makedirs(home, 0o711, exist_ok=True)
-        self.home = str(home)
-        self.options = dict(options or {})
-        parent = str(self.options.get("cgroup_parent", "dockyard")).strip("/")
-        if not parent or ".." in parent.split("/") or any(c.isspace() for c in parent):
-            raise ExecError(f"exec option cgroup_parent {parent!r} must be a relative cgroup path")
-        self.cgroup_parent = parent
-        self.layout = cgroups.detect()
-        self._zygote = shim.Zygote(ZYGOTE_CMD, os.path.join(self.home, "zygote.log"))
+        self.init_home(home, options)
 
     # ---------------------------------------------------------------- helpers
-    def _dir(self, id):
-        if self.home is None:
-            raise ExecError("lxc exec driver used before exec_init")
-        if not id or "/" in id or id in (".", "..") or any(c.isspace() for c in id):
-            raise ExecError(f"invalid container id {id!r}")
-        return os.path.join(self.home, id)
-
-    def _load(self, id):
-        sdir = self._dir(id)
-        st = shim.read_json(os.path.join(sdir, "state.json"))
-        if st is None:
-            raise ContainerNotFound(f"No such container: {id}")
-        return sdir, st
-
-    def _exec_dir(self, id, exec_id):
-        sdir, _ = self._load(id)
-        if not exec_id or "/" in exec_id or exec_id in (".", ".."):
-            raise ExecError(f"invalid exec id {exec_id!r}")
-        edir = os.path.join(sdir, "exec", exec_id)
-        if not os.path.isdir(edir):
-            raise ContainerNotFound(f"No such exec instance: {exec_id}")
-        return edir
-
-    def _proc_dir(self, id, exec_id):
-        return self._load(id)[0] if exec_id is None else self._exec_dir(id, exec_id)
-
-    def _cgroup(self, st, key="path"):
+    def cgroup_of(self, st, key="path"):
+        """The container's cgroup (``key="lxc"``: its monitor's)."""
+        if not st or not st.get("cgroup"):
+            return None
         from dockyard import cgroups
 
         return cgroups.Cgroup(self.layout, st["cgroup"][key])
-
-    def _frozen(self, st):
-        from dockyard import cgroups
-
-        cg = self._cgroup(st)
-        try:
-            return cg.exists() and cg.frozen()
-        except (cgroups.CgroupError, OSError):
-            return False  # it went away meanwhile: the container stopped
-
-    def _current(self, id, sdir, st):
-        state = shim.current(sdir, f"container {id}")
-        if state["status"] == "running" and self._frozen(st):
-            state["status"] = "paused"
-        return state
-
-    def _paths(self, id, lx):
-        rel = (lx.get("cgroupsPath") or id).strip()
-        path = rel.strip("/") if rel.startswith("/") else f"{self.cgroup_parent}/{rel.strip('/')}"
-        parts = path.split("/")
-        if ".." in parts or "." in parts or not path or any(c.isspace() for c in path):
-            raise ExecError(f"container {id}: config.json: linux.cgroupsPath {rel!r} must be a cgroup path "
-                            "without '..' or white space")
-        return path
 
     def _where_to(self, sdir, path):
         return {"dir": os.path.join(sdir, LXC_NAME), "cgroup": path, "lxc_cgroup": path + ".lxc",
@@ -192,17 +132,10 @@ class LxcDriver:
     # --------------------------------------------------------------- lifecycle
     @hookimpl
     def exec_create(self, id, bundle, log_path, stdin=None):
-        sdir = self._dir(id)
         bundle = os.path.abspath(bundle)
         cfg = translate.load_config(id, bundle)
-        if os.path.isdir(sdir):
-            old = shim.read_json(os.path.join(sdir, "state.json"))
-            if old is not None and self._current(id, sdir, old)["status"] in ("running", "paused"):
-                raise ExecError(f"container {id} already exists and is running")
-            self._forget(id, sdir, old)
-        if stdin not in (None, "open", "once"):
-            raise ExecError(f"container {id}: stdin must be None, 'open' or 'once', not {stdin!r}")
-        path = self._paths(id, cfg.get("linux") or {})
+        sdir = self.clear_for_create(id, stdin)
+        path = self.cgroup_path(id, cfg.get("linux") or {})
         translate.plan(id, cfg, bundle, self._where_to(sdir, path))  # every refusal, before anything is made
         busy = [os.path.join(h, p) for h in self._hierarchies() for p in (path, path + ".lxc")
                 if os.path.isdir(os.path.join(h, p))]
@@ -221,7 +154,7 @@ class LxcDriver:
 
     @hookimpl
     def exec_start(self, id):
-        sdir, st = self._load(id)
+        sdir, st = self.load(id)
         if os.path.exists(os.path.join(sdir, "running.json")):
             raise ExecError(f"container {id} has already been started")
         cfg = translate.load_config(id, st["bundle"])  # again: exec_update may have changed it
@@ -237,48 +170,16 @@ class LxcDriver:
         st["console_size"] = translate.console_size(cfg["process"])
         st["lxc"].update(argv=p.argv, env=p.env, umask=p.umask, mkdirs=p.mkdirs, own_pidns=p.own_pidns)
         shim.write_json(os.path.join(sdir, "state.json"), st)
-        return shim.start(self._zygote, sdir, f"container {id}")
+        return shim.start(self.zygote, sdir, self.what(id))
 
-    @hookimpl
-    def exec_state(self, id):
-        sdir, st = self._load(id)
-        return self._current(id, sdir, st)
-
-    @hookimpl
-    def exec_kill(self, id, signal):
-        sdir, st = self._load(id)
-        shim.kill(sdir, signal, f"container {id}")
-        if int(signal) == _signal.SIGKILL and self._frozen(st):
-            self._cgroup(st).thaw()  # a frozen process cannot die
-
-    @hookimpl
-    def exec_wait(self, id, timeout):
-        sdir, st = self._load(id)
-        shim.wait(sdir, timeout)
-        return self._current(id, sdir, st)
-
-    @hookimpl
-    def exec_delete(self, id):
-        try:
-            sdir, st = self._load(id)
-        except ContainerNotFound:
-            if self.home is not None and os.path.isdir(self._dir(id)):
-                shutil.rmtree(self._dir(id), ignore_errors=True)
-            return None
-        if self._current(id, sdir, st)["status"] in ("running", "paused"):
-            self.exec_kill(id=id, signal=_signal.SIGKILL)  # not meant to happen: never leak
-            shim.wait(sdir, 10)
-        self._forget(id, sdir, st)
-        return None
-
-    def _forget(self, id, sdir, st):
+    def forget(self, id, sdir, st):
         from dockyard import cgroups
 
         problem = None
         if st and st.get("cgroup"):
             for key in ("path", "lxc"):
                 try:
-                    self._cgroup(st, key).destroy()
+                    self.cgroup_of(st, key).destroy()
                 except cgroups.CgroupError as exc:
                     problem = problem or exc
             for d in (st["cgroup"].get("dirs") or []) + (st["cgroup"].get("lxc_dirs") or []):
@@ -288,40 +189,18 @@ class LxcDriver:
         if problem is not None:
             raise ExecError(f"container {id}: removing its cgroups: {problem}")
 
-    @hookimpl
-    def exec_restore(self, id):
-        try:
-            sdir, st = self._load(id)
-        except ContainerNotFound:
-            return None
-        return self._current(id, sdir, st)
-
     # ---------------------------------------------------------- extra processes
     @hookimpl
     def exec_exec(self, id, exec_id, process, log_path, stdin=None):
-        sdir, st = self._load(id)
-        state = self._current(id, sdir, st)
-        if state["status"] != "running":
-            raise ExecError(f"container {id} is not running" if state["status"] != "paused"
-                            else f"container {id} is paused, unpause the container before exec")
         where = f"exec {exec_id}"
         translate.check_process(where, process)
+        sdir, st = self.load(id)
         drop = self._exec_caps(id, where, st, process)
-        edir = os.path.join(sdir, "exec", str(exec_id))
-        if not exec_id or "/" in str(exec_id) or os.path.exists(edir):
-            raise ExecError(f"exec id {exec_id!r} is invalid or already used")
-        os.makedirs(edir, 0o700)
-        shim.write_json(os.path.join(edir, "state.json"), {
-            "id": id, "exec_id": exec_id, "log_path": os.path.abspath(log_path), "stdin": stdin,
-            "terminal": bool(process.get("terminal")), "console_size": translate.console_size(process),
-            "exec": {"pid": state["pid"], "process": process, "drop_caps": drop,
-                     "lxc": {"path": st["lxc"]["path"], "name": st["lxc"]["name"]}}})
-        try:
-            pid = shim.start(self._zygote, edir, f"exec {exec_id} in container {id}")
-        except ExecError:
-            shutil.rmtree(edir, ignore_errors=True)
-            raise
-        return pid
+
+        def extra(st, state):
+            return {"exec": {"pid": state["pid"], "process": process, "drop_caps": drop,
+                             "lxc": {"path": st["lxc"]["path"], "name": st["lxc"]["name"]}}}
+        return self.start_exec(id, exec_id, process, log_path, stdin, extra)
 
     def _exec_caps(self, id, where, st, process):
         """liblxc gives an attached process the container's capabilities (its
@@ -351,71 +230,12 @@ class LxcDriver:
                         "gets its container's capabilities (or all of them, privileged), not "
                         f"{sorted(want)}")
 
-    @hookimpl
-    def exec_exec_wait(self, id, exec_id, timeout):
-        edir = self._exec_dir(id, exec_id)
-        if timeout != 0:
-            shim.wait(edir, timeout)
-        return shim.current(edir, f"exec {exec_id}")
-
-    @hookimpl
-    def exec_attach_stdin(self, id, exec_id):
-        return shim.attach_stdin(self._proc_dir(id, exec_id), f"container {id}" if exec_id is None
-                                 else f"exec {exec_id}")
-
-    @hookimpl
-    def exec_resize(self, id, exec_id, height, width):
-        shim.resize(self._proc_dir(id, exec_id), height, width,
-                    f"container {id}" if exec_id is None else f"exec {exec_id}")
-
     # ------------------------------------------------------------------ cgroups
-    def _running_cgroup(self, id, verb):
-        sdir, st = self._load(id)
-        cg = self._cgroup(st)
-        if not cg.exists() or self._current(id, sdir, st)["status"] == "stopped":
-            raise ExecError(f"cannot {verb} container {id}: it is not running")
-        return cg
-
-    @hookimpl
-    def exec_pause(self, id):
-        from dockyard import cgroups
-
-        try:
-            self._running_cgroup(id, "pause").freeze()
-        except cgroups.CgroupError as exc:
-            raise ExecError(f"pausing container {id}: {exc}") from None
-
-    @hookimpl
-    def exec_resume(self, id):
-        from dockyard import cgroups
-
-        try:
-            self._running_cgroup(id, "unpause").thaw()
-        except cgroups.CgroupError as exc:
-            raise ExecError(f"unpausing container {id}: {exc}") from None
-
-    @hookimpl
-    def exec_pids(self, id):
-        sdir, st = self._load(id)
-        cg = self._cgroup(st)
-        pids = cg.pids() if cg.exists() else []
-        state = self._current(id, sdir, st)
-        init = state["pid"] if state["status"] in ("running", "paused") else None
-        return ([init] if init in pids else []) + sorted(p for p in pids if p != init)
-
-    @hookimpl
-    def exec_stats(self, id):
-        sdir, st = self._load(id)
-        cg = self._cgroup(st)
-        if not cg.exists():
-            return {}
-        return cg.stats()
-
     @hookimpl
     def exec_update(self, id, resources):
         from dockyard import cgroups
 
-        sdir, st = self._load(id)
+        sdir, st = self.load(id)
         path = os.path.join(st["bundle"], "config.json")
         cfg = shim.read_json(path)
         if cfg is None:
@@ -425,7 +245,7 @@ class LxcDriver:
             res[key] = {**res.get(key, {}), **value} if isinstance(value, dict) else value
         cfg.setdefault("linux", {})["resources"] = res
         translate.plan(id, cfg, st["bundle"], self._where_to(sdir, st["cgroup"]["path"]))  # refusals first
-        cg = self._cgroup(st)
+        cg = self.cgroup_of(st)
         try:
             if cg.exists():
                 cg.update(resources)

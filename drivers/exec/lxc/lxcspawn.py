@@ -28,6 +28,7 @@ import time
 import _ctypes
 import _signal as signal
 
+import runtime
 from supervisor import Child, StartError
 
 LXC_START = "/usr/bin/lxc-start"
@@ -335,36 +336,4 @@ def remove_cgroups(state, timeout=2.0):
     """Remove the container's cgroups (LXC does when the container stops cleanly)
     and its monitor's, killing what is still in them; children first."""
     cg = state.get("cgroup") or {}
-    for top in list(cg.get("dirs") or ()) + list(cg.get("lxc_dirs") or ()):
-        if not os.path.isdir(top):
-            continue
-        for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
-            _rmdir(dirpath, timeout)
-
-
-def _rmdir(path, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                return  # the driver's exec_delete tries again
-        try:
-            with open(os.path.join(path, "freezer.state"), "w") as fh:
-                fh.write("THAWED")  # a frozen process cannot die
-        except OSError:
-            pass
-        try:
-            with open(os.path.join(path, "cgroup.procs")) as fh:
-                for pid in fh.read().split():
-                    try:
-                        os.kill(int(pid), signal.SIGKILL)
-                    except OSError:
-                        pass
-        except OSError:
-            pass
-        time.sleep(0.01)
+    runtime.remove_cgroup_dirs(list(cg.get("dirs") or ()) + list(cg.get("lxc_dirs") or ()), timeout)

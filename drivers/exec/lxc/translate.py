@@ -45,12 +45,12 @@ Mapping (runtime spec -> LXC key):
   come after the read-only /proc/sys)
 """
 
-import json
 import os
-import resource
 import stat
 
 from dockyard.errors import ExecError
+from dockyard.shim import oci
+from dockyard.shim.runtime import CAPS, cap_numbers
 
 from . import mounts as _mounts
 from . import resources as _resources
@@ -61,20 +61,7 @@ from .mounts import step as _step
 
 #: OCI namespace type -> LXC's (/proc/PID/ns) name; user and time are refused
 NAMESPACES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts", "cgroup": "cgroup"}
-CAPS = (
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
-    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
-    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
-)
-RLIMITS = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
-           "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
-           "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
-           "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15}
 INFINITY = 2**64 - 1
-CAP_SYS_RESOURCE = 24
 # variables that change lxc-start itself, so they are never handed over through its environment
 UNSAFE_ENV = ("LD_", "LXC_", "GCONV_PATH", "GLIBC_TUNABLES", "MALLOC_", "HOSTALIASES", "LOCALDOMAIN",
               "RES_OPTIONS", "NLSPATH")
@@ -107,93 +94,26 @@ class Plan:
 
 # ----------------------------------------------------------------- reading
 def load_config(id, bundle):
-    """Read ``bundle/config.json`` and check what every driver checks; the
-    LXC-specific refusals come from :func:`plan`."""
-    path = os.path.join(bundle, "config.json")
-    try:
-        with open(path) as fh:
-            cfg = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise ExecError(f"container {id}: cannot read config.json ({path}): {exc}") from None
-    if not isinstance(cfg, dict):
-        raise ExecError(f"container {id}: config.json is not a JSON object")
-    where = f"container {id}: config.json"
-    if not isinstance(cfg.get("process"), dict):
-        raise ExecError(f"{where}: process is missing")
-    check_process(where, cfg["process"])
-    root = cfg["root"].get("path") if isinstance(cfg.get("root"), dict) else None
-    if not isinstance(root, str) or not os.path.isdir(os.path.join(bundle, root)):
-        raise ExecError(f"{where}: root.path {root!r} is not a directory")
-    for i, m in enumerate(cfg.get("mounts") or ()):
-        dest = m.get("destination") if isinstance(m, dict) else None
-        if not isinstance(dest, str) or not dest.startswith("/"):
-            raise ExecError(f"{where}: mounts[{i}]: destination {dest!r} must be an absolute path")
-    return cfg
-
-
-def has_cap(cap):
-    with open("/proc/self/status") as fh:
-        eff = next(int(line.split()[1], 16) for line in fh if line.startswith("CapEff:"))
-    return bool(eff >> cap & 1)
+    """Read ``bundle/config.json`` and check what every driver checks
+    (:mod:`dockyard.shim.oci`); the LXC-specific refusals come from :func:`plan`."""
+    return oci.load_config(id, bundle)
 
 
 def cap_names(field, names):
-    """``["CAP_CHOWN", ...]`` -> LXC's names (``chown``), checked."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as fh:
-            top = int(fh.read())
-    except (OSError, ValueError):
-        top = len(CAPS) - 1
+    """``["CAP_CHOWN", ...]`` -> LXC's names (``chown``), checked, in order."""
     out = []
     for name in names or ():
-        short = str(name).upper()
-        short = short[4:] if short.startswith("CAP_") else short
-        if short not in CAPS or CAPS.index(short) > top:
-            raise ExecError(f"{field}: unknown capability {name!r}")
-        if short.lower() not in out:
-            out.append(short.lower())
+        try:
+            (number,) = cap_numbers([name])
+        except ValueError as exc:
+            raise ExecError(f"{field}: {exc}") from None
+        if CAPS[number].lower() not in out:
+            out.append(CAPS[number].lower())
     return out
 
 
-def check_process(where, proc):
-    """Checks of an OCI ``process`` that do not depend on LXC (as the native driver)."""
-    args = proc.get("args")
-    if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args) or not args[0]:
-        raise ExecError(f"{where}: process.args must be a non-empty list of strings")
-    if not str(proc.get("cwd", "/")).startswith("/"):
-        raise ExecError(f"{where}: process.cwd must be an absolute path")
-    if not isinstance(proc.get("env", []), list):
-        raise ExecError(f"{where}: process.env must be a list")
-    user = proc.get("user") or {}
-    for key in ("uid", "gid"):
-        if not isinstance(user.get(key, 0), int) or user.get(key, 0) < 0:
-            raise ExecError(f"{where}: process.user.{key} must be a non-negative integer")
-    for kind, names in (proc.get("capabilities") or {}).items():
-        cap_names(f"{where}: process.capabilities.{kind}", names)
-    may_raise = None
-    for r in proc.get("rlimits") or ():
-        kind, soft, hard = r.get("type"), r.get("soft"), r.get("hard")
-        if kind not in RLIMITS:
-            raise ExecError(f"{where}: process.rlimits: unknown type {kind!r}")
-        if not isinstance(soft, int) or not isinstance(hard, int) or soft > hard:
-            raise ExecError(f"{where}: process.rlimits: {kind}: soft {soft} must not be above hard {hard}")
-        have = resource.getrlimit(RLIMITS[kind])[1]
-        if have != resource.RLIM_INFINITY and hard > have:
-            if may_raise is None:
-                may_raise = has_cap(CAP_SYS_RESOURCE)
-            if not may_raise:
-                raise ExecError(f"{where}: process.rlimits: {kind} hard limit {hard} is above this "
-                                f"daemon's own hard limit {have}, and the daemon lacks CAP_SYS_RESOURCE "
-                                "to raise it")
-    adj = proc.get("oomScoreAdj")
-    if adj is not None:
-        if not isinstance(adj, int) or not -1000 <= adj <= 1000:
-            raise ExecError(f"{where}: process.oomScoreAdj {adj!r} must be an integer in -1000..1000")
-        with open("/proc/self/oom_score_adj") as fh:
-            own = int(fh.read())
-        if adj < own and not has_cap(CAP_SYS_RESOURCE):
-            raise ExecError(f"{where}: process.oomScoreAdj {adj} is below the daemon's own ({own}), "
-                            "and lowering it needs CAP_SYS_RESOURCE, which the daemon lacks")
+check_process = oci.check_process
+console_size = oci.console_size
 
 
 def script_without_interpreter(cfg, bundle):
@@ -226,13 +146,6 @@ def script_without_interpreter(cfg, bundle):
         if head[:2] == b"#!" or head == b"\x7fELF":
             return None
         return ExecError(f'exec: "{name}": exec format error', exit_code=126)
-    return None
-
-
-def console_size(proc):
-    size = proc.get("consoleSize") or {}
-    if size.get("height") and size.get("width"):
-        return [int(size["height"]), int(size["width"])]
     return None
 
 

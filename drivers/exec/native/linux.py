@@ -1,11 +1,16 @@
 """Thin ctypes wrappers of the Linux syscalls the native exec driver needs.
 
-Importable standalone (stdlib only, no package-relative imports): the shim runs
-as ``python -E -S shim.py`` and imports this module from its own directory.
+Importable standalone (stdlib only): the shims' zygote runs ``python -E -S`` with
+this directory and the shim kit's on ``sys.path`` and imports it from there.
 Every wrapper raises ``OSError`` (with errno and the failing call) on failure.
 """
 
 import os
+
+if __package__:
+    from dockyard.shim.runtime import CAPS, RLIMITS, cap_numbers, last_cap  # noqa: F401 (re-exported)
+else:  # in a shim: the kit's directory is on sys.path
+    from runtime import CAPS, RLIMITS, cap_numbers, last_cap  # noqa: F401
 
 # ``ctypes`` itself costs ~3 ms to import (types, struct, its endian module): the
 # shim's start path is benchmarked, so use its C half directly.
@@ -111,21 +116,8 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 _CAP_V3 = 0x20080522
 
-#: OCI rlimit type -> resource number
-RLIMITS = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
-           "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
-           "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
-           "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15}
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}.get(os.uname().machine, 155)
 
-CAPS = (
-    "CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
-    "SETPCAP", "LINUX_IMMUTABLE", "NET_BIND_SERVICE", "NET_BROADCAST", "NET_ADMIN", "NET_RAW",
-    "IPC_LOCK", "IPC_OWNER", "SYS_MODULE", "SYS_RAWIO", "SYS_CHROOT", "SYS_PTRACE", "SYS_PACCT",
-    "SYS_ADMIN", "SYS_BOOT", "SYS_NICE", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "MKNOD",
-    "LEASE", "AUDIT_WRITE", "AUDIT_CONTROL", "SETFCAP", "MAC_OVERRIDE", "MAC_ADMIN", "SYSLOG",
-    "WAKE_ALARM", "BLOCK_SUSPEND", "AUDIT_READ", "PERFMON", "BPF", "CHECKPOINT_RESTORE",
-)
 
 
 def _check(ret, what):
@@ -210,28 +202,6 @@ def loopback_up():
         _check(_libc.ioctl(fd, _CULong(0x8914), ifr), "ioctl SIOCSIFFLAGS lo")
     finally:
         os.close(fd)
-
-
-def cap_numbers(names):
-    """``["CAP_CHOWN", ...]`` -> set of capability numbers; an unknown name or one
-    this kernel does not have raises ValueError."""
-    out = set()
-    top = last_cap()
-    for name in names or ():
-        short = name.upper()
-        short = short[4:] if short.startswith("CAP_") else short
-        if short not in CAPS or CAPS.index(short) > top:
-            raise ValueError(f"unknown capability {name!r}")
-        out.add(CAPS.index(short))
-    return out
-
-
-def last_cap():
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as fh:
-            return int(fh.read())
-    except (OSError, ValueError):
-        return len(CAPS) - 1
 
 
 def drop_bounding(keep):

@@ -15,25 +15,8 @@ import _signal as signal  # ``import signal`` drags in enum (~10 ms)
 # Everything is imported up front: after pivot_root the host's modules are gone.
 import linux
 import seccomp
+from runtime import DEFAULT_PATH, INFINITY, environment, exec_failure, find_executable
 from supervisor import StartError
-
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-INFINITY = 2**64 - 1
-
-
-def find_executable(name, path):
-    if "/" in name:
-        return name
-    for d in path.split(":"):
-        cand = os.path.join(d or ".", name)
-        try:
-            st = os.stat(cand)
-        except OSError:
-            continue
-        if st.st_mode & 0o170000 == 0o100000 and st.st_mode & 0o111:
-            return cand
-    raise StartError(f'exec: "{name}": executable file not found in $PATH', 127)
-
 
 def set_rlimits(rlimits):
     for r in rlimits or ():
@@ -55,15 +38,6 @@ def set_oom_score_adj(value):
     except OSError as exc:
         raise StartError(f"setting oom_score_adj to {value}: {exc.strerror}"
                          + (" (lowering it needs CAP_SYS_RESOURCE)" if int(value) < 0 else "")) from None
-
-
-def environment(proc):
-    env = {}
-    for item in proc.get("env") or ():
-        key, sep, value = item.partition("=")
-        if sep:
-            env[key] = value
-    return env
 
 
 def load_seccomp(filter_spec):
@@ -124,6 +98,4 @@ def exec_process(proc, filter_spec=None):
     try:
         os.execve(exe, args, env)
     except OSError as exc:
-        code = 127 if exc.errno == 2 else 126 if exc.errno in (1, 8, 13, 21) else None
-        what = f"stat {exe}: " if exc.errno == 2 and not os.path.lexists(exe) else ""
-        raise StartError(f'exec: "{args[0]}": {what}{exc.strerror.lower()}', code) from None
+        raise exec_failure(exc, args[0], exe) from None

@@ -15,13 +15,13 @@ import os
 import select
 import socket
 import termios
-import time
 
 import _signal as signal
 
 import linux
 import process
 import rootfs
+import runtime
 from supervisor import Child, StartError, dumps, load_file, loads
 
 # the order setns(2) joins an existing container's namespaces in (mnt last: it
@@ -371,26 +371,5 @@ def finish(state, code):
                           for line in fh if len(line.split()) == 2)
         except (OSError, ValueError):
             pass
-    for path in cg.get("dirs") or ():
-        _remove_cgroup(path)
+    runtime.remove_cgroup_dirs(cg.get("dirs") or ())
     return {"oom_killed": oom}
-
-
-def _remove_cgroup(path, timeout=2.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                return  # the driver's exec_delete tries again
-        try:
-            with open(os.path.join(path, "cgroup.procs")) as fh:
-                for pid in fh.read().split():
-                    os.kill(int(pid), 9)
-        except OSError:
-            pass
-        time.sleep(0.01)

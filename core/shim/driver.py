@@ -1,0 +1,270 @@
+"""A base for exec drivers built on the shim kit: every hook that only needs the
+state directories and the container's cgroup.
+
+A subclass sets :attr:`name` and :attr:`zygote_cmd` (its fork server: the kit's
+``zygote.main`` with its own ``spawn``), calls :meth:`init_home` from its
+``exec_init``, and implements what is its own: ``exec_supported``,
+``exec_create`` (validate, make the state directory), ``exec_start`` (usually
+``shim.start(self.zygote, sdir, ...)``), ``exec_exec`` (:meth:`start_exec` does
+the common part) and ``exec_update``; :meth:`forget` and :meth:`cgroup_of` when
+its state differs from the default (``state["cgroup"]["path"]``).
+
+Pluggy finds the hooks defined here on the subclass like its own.
+"""
+
+import os
+import shutil
+import signal as _signal
+
+from ..errors import ContainerNotFound, ExecError
+from ..hookspecs import hookimpl
+from . import client as shim
+
+
+class ShimDriver:
+    name = "shim"
+    zygote_cmd = None
+
+    def __init__(self):
+        self.home = None
+        self.options = {}
+        self.zygote = None
+        self.layout = None
+        self.cgroup_parent = "dockyard"
+
+    # ------------------------------------------------------------------ setup
+    def init_home(self, home, options):
+        """Prepare ``home``, check the ``cgroup_parent`` option, start the zygote."""
+        from .. import cgroups
+
+        os.makedirs(home, 0o711, exist_ok=True)
+        self.home = str(home)
+        self.options = dict(options or {})
+        parent = str(self.options.get("cgroup_parent", "dockyard")).strip("/")
+        if not parent or ".." in parent.split("/") or any(c.isspace() for c in parent):
+            raise ExecError(f"exec option cgroup_parent {parent!r} must be a relative cgroup path")
+        self.cgroup_parent = parent
+        self.layout = cgroups.detect()
+        self.zygote = shim.Zygote(self.zygote_cmd, os.path.join(self.home, "zygote.log"))
+        self.zygote.warm()
+
+    def cgroup_path(self, id, lx):
+        """The container's cgroup: ``linux.cgroupsPath`` (a relative one under
+        ``cgroup_parent``), checked."""
+        rel = (lx.get("cgroupsPath") or id).strip()
+        path = rel.strip("/") if rel.startswith("/") else f"{self.cgroup_parent}/{rel.strip('/')}"
+        parts = path.split("/")
+        if not path or ".." in parts or "." in parts or any(c.isspace() for c in path):
+            raise ExecError(f"container {id}: config.json: linux.cgroupsPath {rel!r} must be a cgroup path "
+                            "without '..' or white space")
+        return path
+
+    # ---------------------------------------------------------------- places
+    def dir_of(self, id):
+        if self.home is None:
+            raise ExecError(f"{self.name} exec driver used before exec_init")
+        if not id or "/" in id or id in (".", "..") or any(c.isspace() for c in id):
+            raise ExecError(f"invalid container id {id!r}")
+        return os.path.join(self.home, id)
+
+    def load(self, id):
+        """``(state dir, state.json)`` of container ``id``, or ContainerNotFound."""
+        sdir = self.dir_of(id)
+        st = shim.read_json(os.path.join(sdir, "state.json"))
+        if st is None:
+            raise ContainerNotFound(f"No such container: {id}")
+        return sdir, st
+
+    def exec_dir(self, id, exec_id):
+        sdir, _ = self.load(id)
+        if not exec_id or "/" in exec_id or exec_id in (".", ".."):
+            raise ExecError(f"invalid exec id {exec_id!r}")
+        edir = os.path.join(sdir, "exec", exec_id)
+        if not os.path.isdir(edir):
+            raise ContainerNotFound(f"No such exec instance: {exec_id}")
+        return edir
+
+    def proc_dir(self, id, exec_id):
+        return self.load(id)[0] if exec_id is None else self.exec_dir(id, exec_id)
+
+    @staticmethod
+    def what(id, exec_id=None):
+        return f"container {id}" if exec_id is None else f"exec {exec_id} in container {id}"
+
+    # --------------------------------------------------------------- cgroups
+    def cgroup_of(self, st):
+        """The container's :class:`dockyard.cgroups.Cgroup`, or None."""
+        if not st or not st.get("cgroup"):
+            return None
+        from .. import cgroups
+
+        return cgroups.Cgroup(self.layout, st["cgroup"]["path"])
+
+    def frozen(self, st):
+        """Is the container frozen?  False when it has no cgroup, or it is going away."""
+        from .. import cgroups
+
+        cg = self.cgroup_of(st)
+        try:
+            return cg is not None and cg.exists() and cg.frozen()
+        except (cgroups.CgroupError, OSError):
+            return False
+
+    def current(self, id, sdir, st):
+        state = shim.current(sdir, self.what(id))
+        if state["status"] == "running" and self.frozen(st):
+            state["status"] = "paused"
+        return state
+
+    def forget(self, id, sdir, st):
+        """Drop every trace of the container (it does not run)."""
+        cg = self.cgroup_of(st)
+        if cg is not None:
+            cg.destroy()
+        shutil.rmtree(sdir, ignore_errors=True)
+
+    def clear_for_create(self, id, stdin):
+        """Before ``exec_create``: refuse a running namesake and a bad ``stdin``;
+        forget a stopped one.  Returns the state directory (not made yet)."""
+        sdir = self.dir_of(id)
+        if os.path.isdir(sdir):
+            old = shim.read_json(os.path.join(sdir, "state.json")) or {}
+            if self.current(id, sdir, old)["status"] in ("running", "paused"):
+                raise ExecError(f"container {id} already exists and is running")
+            self.forget(id, sdir, old)
+        if stdin not in (None, "open", "once"):
+            raise ExecError(f"container {id}: stdin must be None, 'open' or 'once', not {stdin!r}")
+        return sdir
+
+    # --------------------------------------------------------------- lifecycle
+    @hookimpl
+    def exec_state(self, id):
+        sdir, st = self.load(id)
+        return self.current(id, sdir, st)
+
+    @hookimpl
+    def exec_kill(self, id, signal):
+        sdir, st = self.load(id)
+        shim.kill(sdir, signal, self.what(id))
+        if int(signal) == _signal.SIGKILL and self.frozen(st):
+            self.cgroup_of(st).thaw()  # a frozen process cannot die
+
+    @hookimpl
+    def exec_wait(self, id, timeout):
+        sdir, st = self.load(id)
+        shim.wait(sdir, timeout)
+        return self.current(id, sdir, st)
+
+    @hookimpl
+    def exec_delete(self, id):
+        try:
+            sdir, st = self.load(id)
+        except ContainerNotFound:
+            if self.home is not None and os.path.isdir(self.dir_of(id)):
+                shutil.rmtree(self.dir_of(id), ignore_errors=True)
+            return None
+        if self.current(id, sdir, st)["status"] in ("running", "paused"):
+            self.exec_kill(id=id, signal=_signal.SIGKILL)  # not meant to happen: never leak
+            shim.wait(sdir, 10)
+        self.forget(id, sdir, st)
+        return None
+
+    @hookimpl
+    def exec_restore(self, id):
+        try:
+            sdir, st = self.load(id)
+        except ContainerNotFound:
+            return None
+        return self.current(id, sdir, st)
+
+    # ---------------------------------------------------------- extra processes
+    def start_exec(self, id, exec_id, process, log_path, stdin, extra):
+        """The common part of ``exec_exec``: refuse a stopped or paused container
+        and a used exec id, write the extra process's state (``extra`` adds the
+        driver's keys) and start its shim; returns its pid."""
+        sdir, st = self.load(id)
+        state = self.current(id, sdir, st)
+        if state["status"] != "running":
+            raise ExecError(f"container {id} is not running" if state["status"] != "paused"
+                            else f"container {id} is paused, unpause the container before exec")
+        edir = os.path.join(sdir, "exec", str(exec_id))
+        if not exec_id or "/" in str(exec_id) or os.path.exists(edir):
+            raise ExecError(f"exec id {exec_id!r} is invalid or already used")
+        from .oci import console_size
+
+        os.makedirs(edir, 0o700)
+        data = {"id": id, "exec_id": exec_id, "log_path": os.path.abspath(log_path), "stdin": stdin,
+                "terminal": bool(process.get("terminal")), "console_size": console_size(process)}
+        data.update(extra(st, state))
+        shim.write_json(os.path.join(edir, "state.json"), data)
+        try:
+            return shim.start(self.zygote, edir, self.what(id, exec_id))
+        except ExecError:
+            shutil.rmtree(edir, ignore_errors=True)
+            raise
+
+    @hookimpl
+    def exec_exec_wait(self, id, exec_id, timeout):
+        edir = self.exec_dir(id, exec_id)
+        if timeout != 0:
+            shim.wait(edir, timeout)
+        return shim.current(edir, self.what(id, exec_id))
+
+    @hookimpl
+    def exec_attach_stdin(self, id, exec_id):
+        return shim.attach_stdin(self.proc_dir(id, exec_id), self.what(id, exec_id))
+
+    @hookimpl
+    def exec_resize(self, id, exec_id, height, width):
+        shim.resize(self.proc_dir(id, exec_id), height, width, self.what(id, exec_id))
+
+    # ------------------------------------------------------------------ cgroups
+    def _running_cgroup(self, id, verb):
+        sdir, st = self.load(id)
+        cg = self.cgroup_of(st)
+        if cg is None or not cg.exists() or self.current(id, sdir, st)["status"] == "stopped":
+            raise ExecError(f"cannot {verb} container {id}: it is not running")
+        return cg
+
+    @hookimpl
+    def exec_pause(self, id):
+        from .. import cgroups
+
+        try:
+            self._running_cgroup(id, "pause").freeze()
+        except cgroups.CgroupError as exc:
+            raise ExecError(f"pausing container {id}: {exc}") from None
+
+    @hookimpl
+    def exec_resume(self, id):
+        from .. import cgroups
+
+        try:
+            self._running_cgroup(id, "unpause").thaw()
+        except cgroups.CgroupError as exc:
+            raise ExecError(f"unpausing container {id}: {exc}") from None
+
+    @hookimpl
+    def exec_pids(self, id):
+        from .. import cgroups
+
+        sdir, st = self.load(id)
+        cg = self.cgroup_of(st)
+        try:
+            pids = cg.pids() if cg is not None and cg.exists() else []
+        except cgroups.CgroupError:
+            pids = []  # it ended meanwhile
+        state = self.current(id, sdir, st)
+        init = state["pid"] if state["status"] in ("running", "paused") else None
+        return ([init] if init in pids else []) + sorted(p for p in pids if p != init)
+
+    @hookimpl
+    def exec_stats(self, id):
+        from .. import cgroups
+
+        sdir, st = self.load(id)
+        cg = self.cgroup_of(st)
+        try:
+            return cg.stats() if cg is not None and cg.exists() else {}
+        except cgroups.CgroupError:
+            return {}  # it ended meanwhile
