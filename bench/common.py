@@ -105,37 +105,17 @@ def load_line():
 
 # --- one OCI bundle for drivers and runtimes ----------------------------------------
 MEMORY_LIMIT = 64 << 20
-# what every bundle from the engine mounts first (as tests/integration/test_exec_native.py)
-STANDARD_MOUNTS = [
-    {"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-    {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-     "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-    {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]},
-    {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-    {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-     "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-]
-
 
 def bundle_config(rootfs, args, secure):
     """config.json for ``args`` on ``rootfs``: Docker's standard mounts, masked and
     read-only paths and default capabilities, five new namespaces; ``secure`` adds
     Docker's default seccomp profile and a memory limit (the cgroup path)."""
     from dockyard.engine import bundle, ocispec, seccomp
+    from dockyard.testing.driver import oci_config
 
-    cfg = {
-        "ociVersion": "1.0.2",
-        "process": {"terminal": False, "user": {"uid": 0, "gid": 0}, "args": list(args), "cwd": "/",
-                    "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                    "capabilities": {k: list(bundle.DEFAULT_CAPS) for k in ("bounding", "effective", "permitted")}},
-        "root": {"path": str(rootfs), "readonly": False},
-        "hostname": "box",
-        "mounts": copy.deepcopy(STANDARD_MOUNTS),
-        "linux": {"namespaces": [{"type": t} for t in ("pid", "mount", "uts", "ipc", "network")],
-                  "maskedPaths": list(ocispec.MASKED_PATHS), "readonlyPaths": list(ocispec.READONLY_PATHS)},
-    }
+    cfg = copy.deepcopy(oci_config(rootfs, args))
+    cfg["process"]["capabilities"] = {k: list(bundle.DEFAULT_CAPS) for k in ("bounding", "effective", "permitted")}
+    cfg["linux"].update(maskedPaths=list(ocispec.MASKED_PATHS), readonlyPaths=list(ocispec.READONLY_PATHS))
     if secure:
         cfg["linux"]["seccomp"] = seccomp.linux_seccomp(None, bundle.DEFAULT_CAPS)
         cfg["linux"]["resources"] = {"memory": {"limit": MEMORY_LIMIT}}

@@ -52,29 +52,19 @@ DRIVER, SECURE, API, CLI = ("driver on one bundle", "driver + Docker seccomp pro
 
 
 def load_driver(name, home, options):
-    """The exec driver ``name`` in a pluggy PluginManager, as the integration tests do."""
-    import pluggy
+    """The exec driver ``name`` (its entry point) through pluggy, as the driver tests load it."""
+    from importlib.metadata import entry_points
 
-    import dockyard.hookspecs.exec as exec_specs
+    from dockyard.errors import DriverUnsupported
+    from dockyard.testing.driver import load_exec
 
-    if name == "native":
-        from dockyard.drivers.exec.native.driver import NativeDriver as cls
-    else:
-        from importlib.metadata import entry_points
-
-        eps = [ep for ep in entry_points(group="dockyard.exec") if ep.name == name]
-        if not eps:
-            raise NotAvailable(f"no {name!r} entry point in group dockyard.exec (not installed yet)")
-        cls = eps[0].load()
-    pm = pluggy.PluginManager("dockyard")
-    pm.add_hookspecs(exec_specs)
-    pm.register(cls())
-    pm.check_pending()
-    reason = pm.hook.exec_supported(home=str(home), options=options)
-    if reason:
-        raise NotAvailable(reason)
-    pm.hook.exec_init(home=str(home), options=options)
-    return pm.hook
+    eps = [ep for ep in entry_points(group="dockyard.exec") if ep.name == name]
+    if not eps:
+        raise NotAvailable(f"no {name!r} entry point in group dockyard.exec (not installed)")
+    try:
+        return load_exec(eps[0].load()(), home, options, name)
+    except DriverUnsupported as exc:
+        raise NotAvailable(exc.reason) from None
 
 
 def timed(fn):

@@ -10,7 +10,7 @@ private roots; ``crun run -d`` and ``runc run -d`` alone on an OCI bundle), star
 
 * **supervisor PSS / ctr**: the summed PSS (``/proc/PID/smaps_rollup``) of the
   per-container processes the engine added, divided by the number of containers:
-  Dockyard's shims (processes whose cmdline names the daemon's exec root, other than
+  Dockyard's shims (found from the running.json each writes in the exec root, other than
   the daemon and the containers), Docker's ``containerd-shim-runc-v2``, podman's
   ``conmon``; crun and runc leave none.  Any process between such a supervisor and
   the container's process counts as a supervisor too (the ``procs`` column says
@@ -32,6 +32,7 @@ Needs root.
 """
 
 import argparse
+import glob
 import json
 import os
 import signal
@@ -117,10 +118,20 @@ class Dockyard:
         return [self.daemon.pid_of(cid) for cid in self.ids]
 
     def daemon_pids(self):
-        return [self.daemon.proc.pid]
+        """The daemon and its children (the exec driver's zygote, which forks the shims)."""
+        me = self.daemon.proc.pid
+        kids = [int(p) for p in os.listdir("/proc") if p.isdigit() and ppid(int(p)) == me]
+        return [me, *kids]
 
     def supervisors(self):
-        return [p for p in common.processes_mentioning(str(self.daemon.exec_root)) if p != self.daemon.proc.pid]
+        """Every shim, from the running.json it writes (shims forked by the zygote
+        carry its command line, not the exec root), and whatever the driver runs
+        between shim and container (lxc-start)."""
+        found = []
+        for path in glob.glob(str(self.daemon.exec_root / "exec" / "*" / "*" / "running.json")):
+            with open(path) as fh:
+                found.append(json.load(fh)["shim_pid"])
+        return found
 
     def stop(self):
         self.daemon.stop()
