@@ -10,17 +10,21 @@ driver's own tests; the daemon-level kit is :mod:`dockyard.testing.exec`).
 
 import json
 import os
+import re
 import signal
+import threading
 import time
 import uuid
 
 import pluggy
+import pytest
 
-from dockyard.errors import ContainerNotFound, DriverUnsupported
+from dockyard.errors import ContainerNotFound, DriverUnsupported, ExecError
 from dockyard.hookspecs import PROJECT
 from dockyard.hookspecs import exec as exec_specs
 from dockyard.testing.busybox import make_busybox_rootfs
 
+TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_NAMESPACES = ("pid", "mount", "uts", "ipc", "network")
 
@@ -105,15 +109,21 @@ def wait_for(predicate, timeout=10):
 
 
 class ExecEnv:
-    """One test's driver (``hook``), busybox rootfs, bundles and containers."""
+    """One test's driver, busybox rootfs, bundles and containers.  ``make_hook(home)``
+    loads the driver (:func:`load_exec`); :meth:`fresh_hook` loads it again on the
+    same home, as a restarted daemon would."""
 
-    def __init__(self, tmp, hook, home=None):
+    def __init__(self, tmp, make_hook):
         self.tmp = tmp
-        self.home = home or tmp / "home"
+        self.home = tmp / "home"
         self.rootfs = make_busybox_rootfs(tmp / "rootfs")
-        self.hook = hook
+        self.make_hook = make_hook
+        self.hook = make_hook(self.home)
         self.ids = []
         self.pids = []
+
+    def fresh_hook(self):
+        return self.make_hook(self.home)
 
     def bundle(self, cid, args, change=None, **kw):
         """A bundle for ``args``; ``change(config)`` edits its config.json first."""
@@ -162,3 +172,105 @@ class ExecEnv:
             except ContainerNotFound:
                 pass
             self.hook.exec_delete(id=cid)
+
+
+class DriverConformance:
+    """Hook-level checks every exec driver passes, whatever it is built on.
+
+    Subclass it in a test module that has an ``env`` fixture giving an
+    :class:`ExecEnv` of the driver (and cleaning it up)::
+
+        class TestKit(DriverConformance):
+            pass
+
+    The daemon-level kit (:mod:`dockyard.testing.exec`) checks the rest through
+    the API."""
+
+    def test_supported_and_echo_goes_to_json_log(self, env):
+        state, logs = env.run(["echo", "hi"])
+        assert state["exit_code"] == 0 and state["error"] == "" and state["oom_killed"] is False
+        assert state["started_at"] and state["finished_at"]
+        assert [(e["log"], e["stream"]) for e in logs] == [("hi\n", "stdout")]
+        assert TIME_RE.match(logs[0]["time"])
+
+    def test_exit_code(self, env):
+        state, _ = env.run(["sh", "-c", "exit 3"])
+        assert state["exit_code"] == 3
+
+    def test_private_network_has_only_loopback_up(self, env):
+        _, logs = env.run(["sh", "-c", "cat /proc/net/dev; ip link"])
+        out = "".join(e["log"] for e in logs)
+        dev_lines = [line for line in out.splitlines() if re.match(r"^\s*\w+:\s+\d", line)]
+        assert [line.split(":")[0].strip() for line in dev_lines] == ["lo"], out
+        assert re.search(r"^1: lo: <LOOPBACK,UP", out, re.M)
+
+    def test_not_executable_raises_126(self, env):
+        cid = env.create(["/etc/passwd"])
+        with pytest.raises(ExecError) as info:
+            env.hook.exec_start(id=cid)
+        assert info.value.exit_code == 126 and "permission denied" in str(info.value)
+
+    def test_missing_absolute_path_raises_127(self, env):
+        cid = env.create(["/no/such/file"])
+        with pytest.raises(ExecError) as info:
+            env.hook.exec_start(id=cid)
+        assert info.value.exit_code == 127 and "no such file or directory" in str(info.value)
+
+    def test_restore_after_daemon_loss(self, env):
+        cid, pid = env.start(["sh", "-c", "echo before; sleep 1; echo after; exit 5"])
+        done, _ = env.start(["sh", "-c", "exit 4"])
+        env.hook.exec_wait(id=done, timeout=10)
+        fresh = env.fresh_hook()  # a new daemon: knows nothing but the home directory
+        assert fresh.exec_restore(id="unknown") is None
+        state = fresh.exec_restore(id=cid)
+        assert state["status"] == "running" and state["pid"] == pid
+        assert fresh.exec_restore(id=done)["exit_code"] == 4
+        state = fresh.exec_wait(id=cid, timeout=10)
+        assert state["status"] == "stopped" and state["exit_code"] == 5
+        assert env.output(cid) == "before\nafter\n"
+        env.hook = fresh
+
+    def test_concurrent_starts(self, env):
+        results = {}
+
+        def one(i):
+            state, logs = env.run(["sh", "-c", f"echo {i}; exit {i}"], cid=f"par{i}")
+            results[i] = (state["exit_code"], "".join(e["log"] for e in logs))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results == {i: (i, f"{i}\n") for i in range(6)}
+
+    def test_stdin_once_gets_eof_when_the_writer_goes(self, env):
+        cid = env.create(["sh", "-c", "cat; echo done"], stdin="once")
+        env.hook.exec_start(id=cid)
+        sock = env.hook.exec_attach_stdin(id=cid, exec_id=None)
+        sock.sendall(b"hello\nworld\n")
+        sock.close()
+        state = env.hook.exec_wait(id=cid, timeout=10)
+        assert state["exit_code"] == 0 and env.output(cid) == "hello\nworld\ndone\n"
+
+    def test_stdin_open_survives_writers(self, env):
+        cid = env.create(["sh", "-c", "read a; read b; echo $a-$b"], stdin="open")
+        env.hook.exec_start(id=cid)
+        for word in (b"one\n", b"two\n"):
+            sock = env.hook.exec_attach_stdin(id=cid, exec_id=None)
+            sock.sendall(word)
+            sock.close()
+        env.hook.exec_wait(id=cid, timeout=10)
+        assert env.output(cid) == "one-two\n"
+
+    def test_no_stdin_is_refused(self, env):
+        cid, _ = env.start(["sleep", "10"])
+        with pytest.raises(ExecError, match="no open stdin"):
+            env.hook.exec_attach_stdin(id=cid, exec_id=None)
+
+    def test_memory_limit_oom_is_reported(self, env):
+        cid = env.create(["sh", "-c", "head -c 200m /dev/zero | tail > /dev/null"],
+                         change=lambda c: c["linux"].update(resources={"memory": {"limit": 32 * 2**20}}))
+        env.hook.exec_start(id=cid)
+        state = env.hook.exec_wait(id=cid, timeout=30)
+        assert state["oom_killed"] is True and state["exit_code"] != 0
