@@ -277,8 +277,9 @@ class ExecConformance:
         assert code == 137 and attrs["State"]["OOMKilled"] is True, (code, out, attrs["State"])
 
     def test_fork_bomb_stops_at_the_pids_limit(self, client):
+        # (after the bomb only builtins: a fork would fail too; the sleeps die with pid 1)
         code, out, _ = self.run(client, ["sh", "-c", "for i in $(seq 40); do sleep 5 & done 2>&1 | head -1; "
-                                                     "kill $(jobs -p) 2>/dev/null; echo done"],
+                                                     "echo done"],
                                 feature="pids", pids_limit=8)
         assert "fork" in out.lower() and "done" in out, out
 

@@ -229,12 +229,16 @@ def test_load_of_garbage_raises_einval(garbage):
 
 @pytest.mark.skipif(not os.path.exists(BUSYBOX), reason="busybox-static is not installed")
 def test_standalone_load_in_the_container_init_interpreter(tmp_path):
-    """As the native driver's init runs it: ``python -E -S``, this directory first, no ctypes."""
+    """As the native driver's init runs it: ``python -E -S``, this directory and the
+    shim kit's first (as the zygote has them), no ctypes."""
+    import dockyard.shim
+
+    kit = os.path.dirname(os.path.abspath(dockyard.shim.__file__))
     bpf_file = tmp_path / "filter.bpf"
     bpf_file.write_bytes(default_bpf())
     code = (
         "import sys, os\n"
-        f"sys.path.insert(0, {str(NATIVE_DIR)!r})\n"
+        f"sys.path[0:0] = [{str(NATIVE_DIR)!r}, {kit!r}]\n"
         "import seccomp\n"
         f"seccomp.load(open({str(bpf_file)!r}, 'rb').read())\n"
         "assert 'ctypes' not in sys.modules\n"
