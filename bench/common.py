@@ -248,3 +248,32 @@ def format_table(title, header, sections):
             else:
                 out.append("  ".join([f"  {label:<{width0 - 2}}"] + [f"{c:>{w}}" for c, w in zip(cells, widths)]))
     return "\n".join(out)
+
+
+def run_bench(name, args, make_bench, what, extra_json):
+    """The shared body of a bench script's main: root check, a workspace that is
+    always cleaned up (SIGTERM too), the notes and table, ``--json``."""
+    if os.geteuid() != 0:
+        print(f"bench/{name}: needs root (namespaces, cgroups, daemons)", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on kill too
+    ws = Workspace()
+    bench = make_bench(args, ws)
+    print(f"bench: {what} in {ws.tmp}", file=sys.stderr)
+    interrupted = False
+    try:
+        bench.run()
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        problems = ws.cleanup()
+    for line in problems:
+        print(f"cleanup: {line}", file=sys.stderr)
+    if interrupted:
+        return 130
+    print("\n".join(bench.notes))
+    print(bench.table())
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({**extra_json, "notes": bench.notes, "results": bench.results}, fh, indent=2)
+    return 1 if problems else 0

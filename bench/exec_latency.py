@@ -35,7 +35,6 @@ import argparse
 import copy
 import json
 import os
-import signal
 import statistics
 import sys
 import time
@@ -338,30 +337,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.runs < 1:
         p.error("--runs must be at least 1")
-    if os.geteuid() != 0:
-        print("bench/exec_latency.py: needs root (namespaces, cgroups, daemons)", file=sys.stderr)
-        return 1
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on kill too
-    ws = common.Workspace()
-    bench = Bench(args, ws)
-    print(f"bench: {args.runs} runs each in {ws.tmp}", file=sys.stderr)
-    interrupted = False
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        problems = ws.cleanup()
-    for line in problems:
-        print(f"cleanup: {line}", file=sys.stderr)
-    if interrupted:
-        return 130
-    print("\n".join(bench.notes))
-    print(bench.table())
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"runs": args.runs, "notes": bench.notes, "results": bench.results}, fh, indent=2)
-    return 1 if problems else 0
+    return common.run_bench("exec_latency.py", args, Bench, f"{args.runs} runs each", {"runs": args.runs})
 
 
 if __name__ == "__main__":

@@ -35,7 +35,6 @@ import argparse
 import glob
 import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -327,30 +326,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.containers < 1:
         p.error("--containers must be at least 1")
-    if os.geteuid() != 0:
-        print("bench/exec_memory.py: needs root (namespaces, cgroups, daemons)", file=sys.stderr)
-        return 1
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on kill too
-    ws = common.Workspace()
-    bench = Bench(args, ws)
-    print(f"bench: {args.containers} containers per engine in {ws.tmp}", file=sys.stderr)
-    interrupted = False
-    try:
-        bench.run()
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        problems = ws.cleanup()
-    for line in problems:
-        print(f"cleanup: {line}", file=sys.stderr)
-    if interrupted:
-        return 130
-    print("\n".join(bench.notes))
-    print(bench.table())
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"containers": args.containers, "notes": bench.notes, "results": bench.results}, fh, indent=2)
-    return 1 if problems else 0
+    return common.run_bench("exec_memory.py", args, Bench, f"{args.containers} containers per engine", {"containers": args.containers})
 
 
 if __name__ == "__main__":
