@@ -37,6 +37,19 @@ CREATE TABLE IF NOT EXISTS containers (
     image_id TEXT NOT NULL REFERENCES images(id),
     data TEXT NOT NULL                  -- JSON: config, host config, state
 );
+CREATE TABLE IF NOT EXISTS networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    driver TEXT NOT NULL,
+    data TEXT NOT NULL                  -- JSON: the network dict of the hook specs
+);
+CREATE TABLE IF NOT EXISTS ip_allocations (
+    network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+    address TEXT NOT NULL,              -- dotted IPv4, no prefix length
+    owner TEXT NOT NULL,                -- the container id (or "gateway")
+    PRIMARY KEY (network_id, address),
+    UNIQUE (network_id, owner)
+);
 """
 
 

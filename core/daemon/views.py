@@ -35,11 +35,48 @@ def status_text(state):
 
 
 def _networks(rec):
-    mode = rec["NetworkMode"]
-    return {mode: {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": mode,
-                   "EndpointID": "", "Gateway": "", "IPAddress": "", "IPPrefixLen": 0,
-                   "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-                   "MacAddress": "", "DriverOpts": None}}
+    """NetworkSettings.Networks: the live endpoints, else what it is connected to."""
+    live = (rec.get("NetworkSettings") or {}).get("Networks") or {}
+    out = {}
+    for name in list(rec.get("Networks") or {}) or [rec["NetworkMode"]]:
+        s = {k: v for k, v in (live.get(name) or {}).items() if not k.startswith("_")}
+        cfg = (rec.get("Networks") or {}).get(name) or {}
+        out[name] = {"IPAMConfig": cfg.get("IPAMConfig"), "Links": None, "Aliases": s.get("Aliases"),
+                     "NetworkID": s.get("NetworkID", ""), "EndpointID": s.get("EndpointID", ""),
+                     "Gateway": s.get("Gateway", ""), "IPAddress": s.get("IPAddress", ""),
+                     "IPPrefixLen": s.get("IPPrefixLen", 0), "IPv6Gateway": "", "GlobalIPv6Address": "",
+                     "GlobalIPv6PrefixLen": 0, "MacAddress": s.get("MacAddress", ""), "DriverOpts": None}
+    return out
+
+
+def _primary(rec):
+    nets = _networks(rec)
+    return nets.get(rec["NetworkMode"]) or {}
+
+
+def port_list(rec):
+    """``ps``'s Ports: ``[{"IP", "PrivatePort", "PublicPort", "Type"}]``."""
+    out = []
+    for key, binds in ((rec.get("NetworkSettings") or {}).get("Ports") or {}).items():
+        port, _, proto = key.partition("/")
+        if not binds:
+            out.append({"PrivatePort": int(port), "Type": proto or "tcp"})
+        for b in binds or ():
+            out.append({"IP": b["HostIp"], "PrivatePort": int(port), "PublicPort": int(b["HostPort"]),
+                        "Type": proto or "tcp"})
+    return out
+
+
+def _network_settings(rec):
+    live = rec.get("NetworkSettings") or {}
+    p = _primary(rec) if rec["NetworkMode"] == "bridge" else {}
+    return {"Bridge": "", "SandboxID": (live.get("SandboxKey") or "").rsplit("/", 1)[-1],
+            "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
+            "Ports": live.get("Ports") or {}, "SandboxKey": live.get("SandboxKey") or "",
+            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
+            "EndpointID": p.get("EndpointID", ""), "Gateway": p.get("Gateway", ""), "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "IPAddress": p.get("IPAddress", ""), "IPPrefixLen": p.get("IPPrefixLen", 0),
+            "IPv6Gateway": "", "MacAddress": p.get("MacAddress", ""), "Networks": _networks(rec)}
 
 
 def container_inspect(rec, size=None):
@@ -53,13 +90,7 @@ def container_inspect(rec, size=None):
         "AppArmorProfile": "", "ExecIDs": None, "HostConfig": rec["HostConfig"],
         "GraphDriver": {"Name": rec["Driver"], "Data": None}, "Mounts": [],
         "Config": rec["Config"],
-        "NetworkSettings": {
-            "Bridge": "", "SandboxID": "", "HairpinMode": False, "LinkLocalIPv6Address": "",
-            "LinkLocalIPv6PrefixLen": 0, "Ports": {}, "SandboxKey": "",
-            "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None, "EndpointID": "",
-            "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": "",
-            "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "", "Networks": _networks(rec),
-        },
+        "NetworkSettings": _network_settings(rec),
     })
     if size is not None:
         out["SizeRw"], out["SizeRootFs"] = size
@@ -71,7 +102,7 @@ def container_summary(rec):
     return {
         "Id": rec["Id"], "Names": [rec["Name"]], "Image": cfg["Image"], "ImageID": rec["Image"],
         "Command": " ".join(rec["Path_Args"]), "Created": unix_time(rec["Created"]),
-        "Ports": [], "Labels": cfg.get("Labels") or {}, "State": rec["State"]["Status"],
+        "Ports": port_list(rec), "Labels": cfg.get("Labels") or {}, "State": rec["State"]["Status"],
         "Status": status_text(rec["State"]),
         "HostConfig": {"NetworkMode": rec["HostConfig"].get("NetworkMode", "default")},
         "NetworkSettings": {"Networks": _networks(rec)}, "Mounts": [],

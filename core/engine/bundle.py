@@ -88,8 +88,12 @@ def _read_db(rootfs, rel):
         return []
 
 
-def write_etc_files(container_dir, hostname, network_mode):
-    """Write the container's hostname, hosts and resolv.conf; return their paths."""
+def write_etc_files(container_dir, hostname, network_mode, ip=None, nameservers=None):
+    """Write the container's hostname, hosts and resolv.conf; return their paths.
+
+    ``ip``: the container's address (its hostname's line in /etc/hosts);
+    ``nameservers``: the resolvers to name instead of the host's (127.0.0.11, the
+    embedded DNS of user-defined networks), keeping the host's search domains."""
     os.makedirs(container_dir, exist_ok=True)
     paths = {
         "hostname": os.path.join(container_dir, "hostname"),
@@ -104,7 +108,9 @@ def write_etc_files(container_dir, hostname, network_mode):
         "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix",
         "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters",
     ]
-    if network_mode != "host":
+    if ip:
+        hosts.append(f"{ip}\t{hostname}")
+    elif network_mode != "host":
         hosts.append(f"127.0.1.1\t{hostname}")
     with open(paths["hosts"], "w") as fh:
         fh.write("\n".join(hosts) + "\n")
@@ -113,7 +119,11 @@ def write_etc_files(container_dir, hostname, network_mode):
             resolv = fh.read()
     except OSError:
         resolv = ""
-    if network_mode != "host":  # a loopback resolver of the host is unreachable inside
+    if nameservers:
+        kept = [line for line in resolv.splitlines() if line.strip().startswith(("search", "domain"))]
+        resolv = "".join(f"nameserver {ns}\n" for ns in nameservers) + "".join(k + "\n" for k in kept) \
+            + "options ndots:0\n"
+    elif network_mode != "host":  # a loopback resolver of the host is unreachable inside
         resolv = "".join(line for line in resolv.splitlines(True)
                          if not line.strip().startswith("nameserver 127."))
     with open(paths["resolv.conf"], "w") as fh:

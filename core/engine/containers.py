@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from ..errors import (Conflict, ContainerNotFound, ExecError, InvalidParameter,
                       NotFound)
 from . import bundle, names, shm
+from .endpoints import parse_ports
 
 log = logging.getLogger("dockyard.containers")
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -133,6 +134,8 @@ class Containers:
             raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         host = dict(body.get("HostConfig") or {})
         mode = self.engine.network_mode(host.get("NetworkMode"))
+        networks = self.engine.endpoint_configs(mode, body.get("NetworkingConfig"))
+        parse_ports(host, body.get("ExposedPorts"))  # refuse a bad -p now, not at start
         image_id = self.images.resolve(body["Image"])
         image_cfg = self.images.config(image_id).get("config") or {}
         cfg = merge_config(body, image_cfg)
@@ -151,7 +154,8 @@ class Containers:
         rec = {
             "Id": cid, "Created": now_iso(), "Path": cmd[0], "Args": cmd[1:], "Path_Args": cmd,
             "Name": "/" + name, "Image": image_id, "Config": cfg, "HostConfig": host,
-            "NetworkMode": mode, "Driver": self.layers.driver_name, "RestartCount": 0,
+            "NetworkMode": mode, "Networks": networks, "Driver": self.layers.driver_name, "RestartCount": 0,
+            "NetworkSettings": {"Networks": {}, "Ports": {}, "SandboxKey": ""},
             "LogPath": os.path.join(cdir, f"{cid}-json.log"),
             "HostnamePath": os.path.join(cdir, "hostname"), "HostsPath": os.path.join(cdir, "hosts"),
             "ResolvConfPath": os.path.join(cdir, "resolv.conf"),
@@ -186,26 +190,26 @@ class Containers:
             if rec["State"]["Running"]:
                 raise NotModified()
             rootfs = self.layers.mount(cid)
-            netslot, network, endpoint = self._network(rec)
-            attached = False
             try:
-                ns_mode = (netslot.hook.network_namespace(network=network) or "private") if netslot else "private"
-                paths = bundle.write_etc_files(self.container_dir(cid), rec["Config"]["Hostname"], ns_mode)
+                if rec["NetworkMode"].startswith("container:"):
+                    net = {"ns": None, "ip": None, "nameservers": None}
+                else:
+                    net = self.engine.endpoints.up(rec)
+                paths = bundle.write_etc_files(self.container_dir(cid), rec["Config"]["Hostname"],
+                                               "host" if net["ns"] == "host" else "private", ip=net["ip"],
+                                               nameservers=net["nameservers"])
                 try:
-                    ns_paths = self._ns_paths(rec, ns_mode)
+                    ns_paths = self._ns_paths(rec, net["ns"])
                     config = bundle.make_config(rec, rootfs, paths, ns_paths, init_path=INIT_PATH,
                                                 shm_path=self._shm(rec))
                 except ValueError as exc:
                     raise InvalidParameter(str(exc)) from None
                 bdir = bundle.write_bundle(self.bundle_dir(cid), config)
-                if netslot:
-                    netslot.hook.network_attach(network=network, endpoint=endpoint, netns=None)
-                    attached = True
                 self.exec.exec_delete(id=cid)
                 self.exec.exec_create(id=cid, bundle=bdir, log_path=rec["LogPath"], stdin=stdin_mode(rec["Config"]))
                 pid = self.exec.exec_start(id=cid)
             except BaseException as exc:
-                self._release(cid, netslot, network, endpoint, attached)
+                self._release(rec)
                 if isinstance(exc, ExecError):
                     rec["State"].update(Error=str(exc), ExitCode=exc.exit_code or 128,
                                         Status="exited" if rec["State"]["StartedAt"] != ZERO_TIME else "created")
@@ -225,20 +229,9 @@ class Containers:
         self.engine.emit("container", "start", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
         self._watch(cid)
 
-    def _network(self, rec):
-        """``(slot, network, endpoint)`` of the container's network; no slot when it
-        shares another container's network namespace."""
-        if rec["NetworkMode"].startswith("container:"):
-            return None, None, None
-        netslot = self.engine.network_slot(rec["NetworkMode"])
-        network = {"id": rec["NetworkMode"], "name": rec["NetworkMode"], "driver": netslot.name}
-        endpoint = {"id": rec["Id"], "container_id": rec["Id"], "network_id": network["id"],
-                    "name": rec["Name"][1:]}
-        return netslot, network, endpoint
-
-    def _ns_paths(self, rec, net_mode):
-        """OCI namespace type -> None (new), "host" or the path of a running
-        container's namespace to join (``--pid container:web``)."""
+    def _ns_paths(self, rec, netns_path):
+        """OCI namespace type -> None (new), "host" or the path of a namespace to
+        join (``--pid container:web``; the network namespace the endpoints made)."""
         out = {}
         for kind, mode in bundle.namespace_modes(rec["HostConfig"]).items():
             if mode == "private":
@@ -249,8 +242,8 @@ class Containers:
                 out[kind] = self.namespace_path(mode[1], kind)
         if rec["NetworkMode"].startswith("container:"):
             out["network"] = self.namespace_path(rec["NetworkMode"].split(":", 1)[1], "network")
-        elif net_mode == "host":
-            out["network"] = "host"
+        else:
+            out["network"] = netns_path
         return out
 
     def _shm(self, rec):
@@ -273,13 +266,17 @@ class Containers:
             raise Conflict(f"cannot join {label} of a non running container: {other['Id']}")
         return f"/proc/{other['State']['Pid']}/ns/{ {'network': 'net', 'mount': 'mnt'}.get(kind, kind)}"
 
-    def _release(self, cid, netslot, network, endpoint, attached):
+    def _release(self, rec):
+        """What a container holds while it runs: its exec state, network, /dev/shm, mount."""
+        cid = rec["Id"]
         try:
             self.exec.exec_delete(id=cid)
         except Exception:  # nothing ran; the driver's state is best-effort here
             log.exception("exec_delete of %s failed", cid)
-        if attached and netslot:
-            netslot.hook.network_detach(network=network, endpoint=endpoint, netns=None)
+        try:
+            self.engine.endpoints.down(rec)
+        except Exception:
+            log.exception("taking the network of %s down failed", cid)
         shm.unmount(self.container_dir(cid))
         self.layers.unmount(cid)
 
@@ -307,7 +304,7 @@ class Containers:
                                 ExitCode=255 if code is None else code,
                                 OOMKilled=bool(state.get("oom_killed")), Error=state.get("error") or "",
                                 FinishedAt=state.get("finished_at") or now_iso())
-            self._release(cid, *self._network(rec), True)
+            self._release(rec)
             self.save(rec)
         self.engine.emit("container", "die", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"],
                                                    "exitCode": str(rec["State"]["ExitCode"])})
@@ -328,6 +325,10 @@ class Containers:
                 continue
             state = self.exec.exec_restore(id=cid)
             if state and state.get("status") in ("running", "paused"):
+                try:
+                    self.engine.endpoints.restore(rec)
+                except Exception:
+                    log.exception("restoring the network of %s failed", cid)
                 paused = state["status"] == "paused"
                 if rec["State"]["Paused"] != paused:
                     rec["State"].update(Paused=paused, Status=state["status"])

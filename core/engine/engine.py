@@ -9,7 +9,7 @@ import os
 import threading
 
 from .. import plugins
-from ..errors import ConfigError, NotFound
+from ..errors import ConfigError, InvalidParameter
 
 log = logging.getLogger("dockyard.engine")
 
@@ -56,7 +56,9 @@ class Engine:
         # 2. only now create state
         from ..store import Store
         from .containers import Containers
+        from .endpoints import Endpoints
         from .execs import Execs
+        from .networks import Networks
         from .images import ImageStore
         from .layers import LayerStore
 
@@ -70,19 +72,44 @@ class Engine:
         self.images = ImageStore(self.store, self.layers, os.path.join(self.data_root, "tmp"), self.emit)
         self.containers = Containers(self)
         self.execs = Execs(self)
+        self.networks = Networks(self)
+        self.endpoints = Endpoints(self)
+        self.networks.ensure_predefined(config.options["network"].get("bridge", {}))
 
     def restore(self):
         self.containers.restore()
 
-    # networks (issue 5 brings user-defined networks; for now a network is a driver)
+    # networks
     def network_mode(self, mode):
+        """HostConfig.NetworkMode -> the record's: a network's name, or container:ID."""
         if not mode or mode == "default":
             return self.config.default_network
         if mode.startswith("container:"):
             return "container:" + self.containers.resolve(mode.split(":", 1)[1])
-        if mode not in self.network_slots:
-            raise NotFound(f"network {mode} not found")
-        return mode
+        return self.networks.get(mode)["name"]
+
+    def endpoint_configs(self, mode, networking):
+        """The record's ``Networks`` from the primary network and
+        NetworkingConfig.EndpointsConfig, checked as Docker does."""
+        wanted = dict((networking or {}).get("EndpointsConfig") or {})
+        if mode.startswith("container:"):
+            if wanted:
+                raise InvalidParameter("conflicting options: container type network can't be used with "
+                                       "other networks")
+            return {}
+        out = {}
+        primary = wanted.pop(mode, None) or wanted.pop("default", None) or {}  # the docker CLI's key for it
+        for ref, cfg in [(mode, primary)] + list(wanted.items()):
+            net = self.networks.get(ref)
+            cfg = dict(cfg or {})
+            if net["driver"] in ("host", "none") and (len(wanted) or ref != mode):
+                raise InvalidParameter(f"container cannot be connected to network {net['name']} along with others")
+            ip = ((cfg.get("IPAMConfig") or {}).get("IPv4Address"))
+            if ip and (net.get("predefined") or not net.get("ipam")):
+                raise InvalidParameter("user specified IP address is supported on user defined networks only")
+            out[net["name"]] = {"Aliases": list(cfg.get("Aliases") or []),
+                                "IPAMConfig": {"IPv4Address": ip} if ip else None}
+        return out
 
     def network_slot(self, name):
         return self.network_slots[name]
