@@ -360,6 +360,34 @@ class Client:
             return self.request("GET", f"/containers/{_q(container)}/stats", {"stream": False})
         return self.json_stream("GET", f"/containers/{_q(container)}/stats", {"stream": True})
 
+    # --- networks -----------------------------------------------------------------
+
+    def networks(self, filters=None):
+        return self.request("GET", "/networks", {"filters": json.dumps(filters) if filters else None})
+
+    def inspect_network(self, network):
+        return self.request("GET", f"/networks/{_q(network)}")
+
+    def create_network(self, body):
+        return self.request("POST", "/networks/create", body=body)
+
+    def remove_network(self, network):
+        return self.request("DELETE", f"/networks/{_q(network)}")
+
+    def connect_network(self, network, container, aliases=(), ip=None):
+        cfg = {"Aliases": list(aliases)}
+        if ip:
+            cfg["IPAMConfig"] = {"IPv4Address": ip}
+        return self.request("POST", f"/networks/{_q(network)}/connect",
+                            body={"Container": container, "EndpointConfig": cfg})
+
+    def disconnect_network(self, network, container, force=False):
+        return self.request("POST", f"/networks/{_q(network)}/disconnect",
+                            body={"Container": container, "Force": force})
+
+    def prune_networks(self):
+        return self.request("POST", "/networks/prune")
+
     # --- exec ---------------------------------------------------------------------
 
     def exec_create(self, container, body):

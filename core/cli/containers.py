@@ -7,7 +7,7 @@ the commands, so building the parser for ``--help`` stays cheap.
 
 import os
 
-from dockyard.cli import output, runflags, system
+from dockyard.cli import netflags, output, runflags, system
 
 PS_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
@@ -92,6 +92,7 @@ def _container_flags(p, run):
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
     p.add_argument("-l", "--label", action="append", default=[], help="Set meta data (K=V)")
     runflags.add_flags(p)
+    netflags.add_flags(p)
 
 
 def _env_item(item, environ):
@@ -132,7 +133,7 @@ def create_body(args, environ=None):
         key, _, value = item.partition("=")
         labels[key] = value
     attached = not args.detach
-    return {
+    return netflags.apply(args, {
         "Hostname": args.hostname or "",
         "User": args.user or "",
         "AttachStdin": args.interactive and attached,
@@ -149,7 +150,7 @@ def create_body(args, environ=None):
         "Labels": labels,
         **runflags.container_config(args),
         "HostConfig": {"AutoRemove": args.rm, "NetworkMode": args.network or "default", **runflags.host_config(args)},
-    }
+    })
 
 
 def _create(ctx, args):

@@ -24,7 +24,7 @@ def build_parser():
     """The full argument parser (global options and every client command)."""
     import argparse
 
-    from dockyard.cli import containers, execs, images, system
+    from dockyard.cli import containers, execs, images, networks, system
 
     parser = argparse.ArgumentParser(
         prog="dockyard", allow_abbrev=False,
@@ -37,6 +37,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     containers.register(sub)
     execs.register(sub)
+    networks.register(sub)
     images.register(sub)
     system.register(sub)
     sub.add_parser("daemon", help="Start the daemon (run 'dockyard daemon --help')", add_help=False)
