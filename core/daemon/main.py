@@ -30,6 +30,10 @@ def parse_args(argv):
                    help="option of the exec driver (overrides plugins.toml), e.g. cgroup_parent=dockyard")
     p.add_argument("--config", help="plugins.toml to use (default /etc/dockyard/plugins.toml, "
                                     "else the one shipped with Dockyard)")
+    p.add_argument("-b", "--bridge", help="name of the default bridge network's Linux bridge (default dockyard0)")
+    p.add_argument("--bip", help="address/prefix of the default bridge's gateway (default: a free 172.x.0.1/16)")
+    p.add_argument("--network-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="option of the network drivers (overrides plugins.toml), e.g. nft_table=dockyard")
     p.add_argument("--pidfile", help="pid file (default EXEC_ROOT/dockyard.pid)")
     p.add_argument("-D", "--debug", action="store_true", help="debug logging")
     return p.parse_args(argv)
@@ -58,7 +62,7 @@ def main(argv=None):
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     path = socket_path(args.host)
     from ..config import load
-    from ..errors import DockyardError
+    from ..errors import ConfigError, DockyardError
 
     if _answers(path):
         print(f"dockyard daemon: another daemon is already listening on {path}", file=sys.stderr)
@@ -71,6 +75,17 @@ def main(argv=None):
             config = config.with_override("exec", args.exec_driver)
         if args.exec_opt:
             config = config.with_options("exec", args.exec_opt)
+        net_opts = list(args.network_opt) + ([f"default_bridge={args.bridge}"] if args.bridge else [])
+        if args.bip:
+            import ipaddress
+
+            try:
+                iface = ipaddress.ip_interface(args.bip)
+            except ValueError:
+                raise ConfigError(f"--bip {args.bip!r}: expected an address with a prefix, e.g. 172.17.0.1/16") from None
+            net_opts += [f"default_subnet={iface.network}", f"default_gateway={iface.ip}"]
+        if net_opts:
+            config = config.with_options("network", net_opts)
         eng = Engine(config, args.data_root, args.exec_root, args.storage_driver)
     except DockyardError as exc:
         print(f"dockyard daemon: {exc}", file=sys.stderr)

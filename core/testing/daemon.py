@@ -81,7 +81,10 @@ class Daemon:
             self.args += ["--storage-driver", storage_driver]
         if config:
             self.args += ["--config", str(config)]
-        self.args += ["--exec-opt", f"cgroup_parent={self.cgroup_parent}", *extra_args]
+        tag = uuid.uuid4().hex[:8]
+        self.bridge, self.nft_table = f"dy{tag}", f"dockyard_{tag}"  # its own kernel objects
+        self.args += ["--exec-opt", f"cgroup_parent={self.cgroup_parent}", "--bridge", self.bridge,
+                      "--network-opt", f"nft_table={self.nft_table}", *extra_args]
         self.proc = None
 
     def start(self, timeout=20):
@@ -135,6 +138,8 @@ class Daemon:
         out = [f"mount {m}" for m in mounts_under(self.base)]
         out += [f"process {p}" for p in processes_mentioning(str(self.base))]
         out += [f"cgroup {c}" for c in cgroups_under(self.cgroup_parent)]
+        out += [f"link {name}" for name in links_named(self.bridge)]
+        out += [f"nft table {t}" for t in nft_tables() if t.endswith(" " + self.nft_table)]
         return out
 
 
@@ -157,3 +162,20 @@ def cgroups_under(parent, root=CGROUP_ROOT):
             except OSError:
                 left.append(top)
     return left
+
+
+def links_named(prefix):
+    """Network interfaces of the host whose name starts with ``prefix``."""
+    try:
+        return sorted(n for n in os.listdir("/sys/class/net") if n.startswith(prefix))
+    except OSError:
+        return []
+
+
+def nft_tables():
+    """``["inet dockyard", ...]``: the host's nftables tables (empty without nft)."""
+    try:
+        out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.split(None, 1)[1] for line in out.splitlines() if line.startswith("table ")]
