@@ -43,14 +43,24 @@ def session_root():
             [f"mount {m}" for m in leaked_mounts] + [f"process {p}" for p in leaked_procs]))
 
 
+def _veths():
+    return {n for n in os.listdir("/sys/class/net") if n.startswith("veth")} if os.path.isdir("/sys/class/net") else set()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_leaked_netns():
+    """No network namespace or veth outlives the session; the default bridges and
+    nft tables the session's daemons keep (as dockerd keeps docker0) are removed."""
     before = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
+    veths = _veths()
     yield
+    from dockyard.testing.daemon import remove_all_network_objects
+
+    remove_all_network_objects()
     after = set(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else set()
-    leaked = sorted(after - before)
+    leaked = sorted(after - before) + sorted(_veths() - veths)
     if leaked:
-        pytest.fail(f"network namespaces leaked: {leaked}")
+        pytest.fail(f"network namespaces or veths leaked: {leaked}")
 
 
 def _test_cgroup_parents():
@@ -96,6 +106,7 @@ def daemon(session_root, busybox_tar):
     finally:
         _remove_all_containers(d)
         d.stop()
+        d.remove_network_objects()
 
 
 def _remove_all_containers(d):

@@ -195,6 +195,7 @@ class Containers:
                     net = {"ns": None, "ip": None, "nameservers": None}
                 else:
                     net = self.engine.endpoints.up(rec)
+                    self.save(rec)  # its names resolve (embedded DNS) from its first instruction on
                 paths = bundle.write_etc_files(self.container_dir(cid), rec["Config"]["Hostname"],
                                                "host" if net["ns"] == "host" else "private", ip=net["ip"],
                                                nameservers=net["nameservers"])
@@ -213,7 +214,7 @@ class Containers:
                 if isinstance(exc, ExecError):
                     rec["State"].update(Error=str(exc), ExitCode=exc.exit_code or 128,
                                         Status="exited" if rec["State"]["StartedAt"] != ZERO_TIME else "created")
-                    self.save(rec)
+                self.save(rec)
                 failed = exc
             else:
                 failed = None

@@ -48,10 +48,10 @@ def host_routes():
     return out
 
 
-def pick_subnet(in_use, own_interfaces=()):
+def pick_subnet(in_use):
     """The first default pool that overlaps no network in ``in_use`` and no host
-    route (routes through ``own_interfaces``, our bridges, excepted)."""
-    taken = list(in_use) + [net for net, dev in host_routes() if dev not in own_interfaces]
+    route (our own networks' routes are their subnets, in ``in_use`` anyway)."""
+    taken = list(in_use) + [net for net, _dev in host_routes()]
     for pool in DEFAULT_POOLS:
         if not any(pool.overlaps(t) for t in taken):
             return pool

@@ -64,7 +64,10 @@ class Networks:
         return json.loads(row["data"])
 
     def _save(self, db, net):
-        db.execute("INSERT OR REPLACE INTO networks(id, name, driver, data) VALUES (?,?,?,?)",
+        # an upsert, not INSERT OR REPLACE: a replace deletes the row first, and the
+        # delete would cascade to the network's address allocations
+        db.execute("INSERT INTO networks(id, name, driver, data) VALUES (?,?,?,?) "
+                   "ON CONFLICT(id) DO UPDATE SET data=excluded.data",
                    (net["id"], net["name"], net["driver"], json.dumps(net)))
 
     def slot(self, net):
@@ -148,8 +151,7 @@ class Networks:
             subnet = ipam.parse_subnet(cfg["Subnet"])
             ipam.check_overlap(subnet, in_use, name)
         else:
-            own = [n["options"].get(BRIDGE_NAME) or "dy-" + n["id"][:12] for n in self.all()]
-            subnet = ipam.pick_subnet([net for _, net in in_use], own)
+            subnet = ipam.pick_subnet([net for _, net in in_use])
         gateway = cfg.get("Gateway") or str(next(subnet.hosts()))
         try:
             if ipaddress.ip_address(gateway) not in subnet:

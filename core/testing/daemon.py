@@ -64,6 +64,17 @@ def ping(sock_path):
         s.close()
 
 
+#: every Daemon made in this process, so a test session can remove what they keep
+#: (their default bridges and nft tables) at its end: :func:`remove_all_network_objects`
+MADE = []
+
+
+def remove_all_network_objects():
+    for d in MADE:
+        if d.proc is None or d.proc.poll() is not None:
+            d.remove_network_objects()
+
+
 class Daemon:
     """A dockyard daemon on its own socket and roots."""
 
@@ -86,6 +97,7 @@ class Daemon:
         self.args += ["--exec-opt", f"cgroup_parent={self.cgroup_parent}", "--bridge", self.bridge,
                       "--network-opt", f"nft_table={self.nft_table}", *extra_args]
         self.proc = None
+        MADE.append(self)
 
     def start(self, timeout=20):
         self.base.mkdir(parents=True, exist_ok=True)
@@ -129,6 +141,15 @@ class Daemon:
         import docker
 
         return docker.DockerClient(base_url=self.host, version="1.41", timeout=60)
+
+    def remove_network_objects(self):
+        """After the last stop: the default bridge and the nft table the daemon
+        keeps, as dockerd keeps docker0 and its rules, go too."""
+        subprocess.run(["ip", "link", "del", self.bridge], capture_output=True)
+        for table in nft_tables():
+            family, _, name = table.partition(" ")
+            if name == self.nft_table:
+                subprocess.run(["nft", "delete", "table", family, name], capture_output=True)
 
     def leaks(self):
         """What this daemon left behind once it is stopped and its containers are

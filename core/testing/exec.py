@@ -69,6 +69,7 @@ class ExecConformance:
         finally:
             _remove_all(d)
             d.stop()
+            d.remove_network_objects()
             leaks = d.leaks()
             import shutil
 
