@@ -152,4 +152,6 @@ class Engine:
         }
 
     def close(self):
+        if self.networks.dns is not None:
+            self.networks.dns.close()
         self.store.close()

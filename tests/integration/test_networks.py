@@ -223,3 +223,54 @@ def test_churn_and_a_daemon_killed_in_the_middle(client, netd):
         for cid in ids:
             client.containers.get(cid).remove(force=True)
         net.remove()
+
+
+def test_docker_cli_network_commands(netd):
+    net = name()
+    res = netd.docker("network", "create", "--subnet", "10.232.9.0/24", "--gateway", "10.232.9.254",
+                      "--internal", "--label", "team=a", net)
+    assert res.returncode == 0, res.stderr
+    try:
+        ls = netd.docker("network", "ls", "--filter", "label=team=a", "--format", "{{.Name}} {{.Driver}}")
+        assert ls.stdout.decode().split() == [net, "bridge"]
+        info = json.loads(netd.docker("network", "inspect", net).stdout)[0]
+        assert info["Internal"] is True and info["IPAM"]["Config"] == [{"Subnet": "10.232.9.0/24",
+                                                                         "Gateway": "10.232.9.254"}]
+        cid = netd.docker("run", "-d", "--network", net, "busybox", "sleep", "100").stdout.decode().strip()
+        out = netd.docker("exec", cid, "sh", "-c", "ip -o -4 addr show eth0; ip route").stdout.decode()
+        assert "10.232.9.1/24" in out and "default via 10.232.9.254" in out, out
+        other = name()
+        assert netd.docker("network", "create", other).returncode == 0
+        assert netd.docker("network", "connect", "--alias", "second", other, cid).returncode == 0
+        out = netd.docker("exec", cid, "ip", "-o", "-4", "addr").stdout.decode()
+        assert "eth1" in out, out
+        info = json.loads(netd.docker("inspect", cid).stdout)[0]["NetworkSettings"]["Networks"]
+        assert set(info) == {net, other} and "second" in info[other]["Aliases"]
+        assert netd.docker("network", "disconnect", other, cid).returncode == 0
+        assert "eth1" not in netd.docker("exec", cid, "ip", "-o", "link").stdout.decode()
+        netd.docker("rm", "-f", cid)
+        pruned = netd.docker("network", "prune", "-f").stdout.decode()
+        assert net in pruned and other in pruned, pruned
+        for builtin in ("bridge", "host", "none"):
+            res = netd.docker("network", "rm", builtin)
+            assert res.returncode != 0 and b"pre-defined network" in res.stderr
+        res = netd.docker("network", "create", "--driver", "host", name())
+        assert res.returncode != 0 and b"only one instance" in res.stderr
+    finally:
+        netd.docker("network", "rm", net)
+
+
+def test_sdk_ports_and_none_network(client):
+    c = client.containers.run("busybox", ["sleep", "100"], detach=True, name=name(),
+                              ports={"7001/tcp": None, "7002/udp": ("127.0.0.1", None)})
+    try:
+        c.reload()
+        ports = c.attrs["NetworkSettings"]["Ports"]
+        assert ports["7001/tcp"][0]["HostIp"] == "0.0.0.0" and int(ports["7001/tcp"][0]["HostPort"]) > 0
+        assert ports["7002/udp"][0]["HostIp"] == "127.0.0.1"
+        listed = client.api.containers(filters={"id": c.id})[0]["Ports"]
+        assert {(p["PrivatePort"], p["Type"]) for p in listed} == {(7001, "tcp"), (7002, "udp")}
+    finally:
+        c.remove(force=True)
+    out = client.containers.run("busybox", ["ip", "-o", "link"], network="none", remove=True).decode()
+    assert [line.split(":")[1].strip() for line in out.splitlines()] == ["lo"], out
