@@ -274,3 +274,15 @@ def test_sdk_ports_and_none_network(client):
         c.remove(force=True)
     out = client.containers.run("busybox", ["ip", "-o", "link"], network="none", remove=True).decode()
     assert [line.split(":")[1].strip() for line in out.splitlines()] == ["lo"], out
+
+
+def test_publish_all_exposed_ports(netd):
+    res = netd.docker("run", "-d", "-P", "--expose", "8123", "--expose", "8124/udp", "busybox", "sleep", "100")
+    assert res.returncode == 0, res.stderr
+    cid = res.stdout.decode().strip()
+    try:
+        lines = sorted(netd.docker("port", cid).stdout.decode().splitlines())
+        assert [line.split(" -> ")[0] for line in lines] == ["8123/tcp", "8124/udp"], lines
+        assert all(int(line.rsplit(":", 1)[1]) > 0 for line in lines)
+    finally:
+        netd.docker("rm", "-f", cid)
