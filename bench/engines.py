@@ -3,7 +3,9 @@ it starts itself, and podman, each on its own socket and roots inside a
 :class:`common.Workspace`, with cgroups under the workspace's token, registering
 their own teardown with it."""
 
+import hashlib
 import http.client
+import ipaddress
 import json
 import signal
 import socket
@@ -11,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import hostnet
 from common import PY, NotAvailable, cmdline, last_line, need, processes_mentioning, run_cmd
 
 
@@ -78,7 +81,10 @@ def stop_process(proc, timeout=30):
 
 # --- private engines -----------------------------------------------------------------
 class DockyardDaemon:
-    """A Dockyard daemon on its own socket, data root, exec root and cgroup parent."""
+    """A Dockyard daemon on its own socket, data root, exec root and cgroup parent,
+    and its own default bridge ``dyb<token>`` and nft table ``dockyard_bench_<token>``
+    (a second daemon's names end in two hex digits of its name).  The daemon keeps
+    both when it stops, as dockerd keeps docker0: they are removed afterwards."""
 
     def __init__(self, ws, name="dockyard", exec_driver=None, storage_driver=None, config=None):
         self.ws, self.base = ws, ws.tmp / name
@@ -87,8 +93,11 @@ class DockyardDaemon:
         self.exec_root = self.base / "exec"
         self.cgroup_parent = ws.cgroup() if name == "dockyard" else ws.cgroup(name)
         self.log = self.base / "daemon.log"
+        tag = "" if name == "dockyard" else hashlib.sha256(name.encode()).hexdigest()[:2]
+        self.bridge, self.nft_table = f"dyb{ws.token}{tag}", f"dockyard_bench_{ws.token}{'_' + tag if tag else ''}"
         self.cmd = [PY, "-m", "dockyard.daemon.main", "-H", self.host, "--data-root", str(self.base / "data"),
-                    "--exec-root", str(self.exec_root), "--exec-opt", f"cgroup_parent={self.cgroup_parent}"]
+                    "--exec-root", str(self.exec_root), "--exec-opt", f"cgroup_parent={self.cgroup_parent}",
+                    "--bridge", self.bridge, "--network-opt", f"nft_table={self.nft_table}"]
         self.cmd += ["--exec-driver", exec_driver] if exec_driver else []
         self.cmd += ["--storage-driver", storage_driver] if storage_driver else []
         self.cmd += ["--config", str(config)] if config else []
@@ -96,6 +105,8 @@ class DockyardDaemon:
 
     def start(self, tar):
         self.base.mkdir(parents=True)
+        self.ws.on_cleanup(f"removing {self.base.name}'s bridge {self.bridge} and nft table {self.nft_table}",
+                           self.remove_network_objects)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(self.cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.ws.on_cleanup(f"stopping {self.base.name}", self.stop)
@@ -146,29 +157,72 @@ class DockyardDaemon:
             pass
         stop_process(self.proc)
 
+    def remove_network_objects(self):
+        """After the stop (it runs after :meth:`stop`): the default bridge and nft table."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise NotAvailable(f"{self.base.name} is still running; its bridge {self.bridge} is left")
+        hostnet.remove_link(self.bridge)
+        hostnet.remove_nft_table(self.nft_table)
+
+
+def overlapping_route(subnet):
+    """The host route (``ip route`` text) that overlaps ``subnet``, or None."""
+    subnet = ipaddress.ip_network(subnet, strict=False)
+    for line in run_cmd(["ip", "-4", "route", "show", "table", "main"]).stdout.splitlines():
+        dst = line.split()[0]
+        if dst != "default" and ipaddress.ip_network(dst, strict=False).overlaps(subnet):
+            return line.strip()
+    return None
+
 
 class Dockerd:
     """dockerd (with the containerd it starts itself) on a private socket and roots,
-    no bridge and no iptables rules, cgroups under ``dockyard-bench-<token>-docker``."""
+    cgroups under ``dockyard-bench-<token>-docker``.  By default no bridge and no
+    iptables rules; with ``bip`` (e.g. ``10.253.0.1/24``) its default bridge network:
+    docker0 on that address and its iptables rules (IPv4 only), which dockerd keeps
+    when it stops: they are removed afterwards (docker0, the ``DOCKER*`` chains and
+    the rules that jump to them or name docker0 or the subnet)."""
 
-    def __init__(self, ws):
+    def __init__(self, ws, bip=None):
         self.ws, self.base = ws, ws.tmp / "docker"
         self.sock = str(self.base / "docker.sock")
         self.image = f"dockyard-bench-{ws.token}:latest"
         self.env = {"DOCKER_CONFIG": str(self.base / "cli-config")}
+        self.bip = bip
+        self.removed = []  # what the clean-up after a bridged run had to remove
         self.proc = None
+
+    def network_args(self):
+        if self.bip is None:
+            return ["--bridge", "none", "--iptables=false", "--ip6tables=false", "--ip-masq=false"]
+        subnet = ipaddress.ip_interface(self.bip).network
+        if "docker0" in hostnet.links():
+            raise NotAvailable("docker0 exists already (another dockerd's?): not touching it")
+        clash = overlapping_route(subnet)
+        if clash:
+            raise NotAvailable(f"--bip {self.bip} overlaps the host route {clash}")
+        before = hostnet.snapshot()
+
+        def remove():
+            if self.proc is not None and self.proc.poll() is None:
+                raise NotAvailable("dockerd is still running; docker0 and its iptables rules are left")
+            self.removed += ["link docker0"] if hostnet.remove_link("docker0") else []
+            self.removed += hostnet.remove_xtables(("DOCKER",), ("docker0", str(subnet)), before)
+        self.ws.on_cleanup("removing docker0 and dockerd's iptables rules", remove)
+        return ["--bip", self.bip, "--ip6tables=false"]
 
     def start(self, tar):
         exe = need("dockerd")
         self.base.mkdir()
         (self.base / "daemon.json").write_text("{}")
         log = self.base / "dockerd.log"
+        network = self.network_args()
         with open(log, "ab") as fh:
             self.proc = subprocess.Popen(
                 [exe, "--host", f"unix://{self.sock}", "--data-root", str(self.base / "data"),
                  "--exec-root", str(self.base / "exec"), "--pidfile", str(self.base / "docker.pid"),
-                 "--config-file", str(self.base / "daemon.json"), "--bridge", "none", "--iptables=false",
-                 "--ip6tables=false", "--ip-masq=false", "--cgroup-parent", f"/{self.ws.cgroup('docker')}"],
+                 "--config-file", str(self.base / "daemon.json"), *network,
+                 "--cgroup-parent", f"/{self.ws.cgroup('docker')}"],
                 stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.ws.on_cleanup("stopping dockerd", self.stop)
         wait_until(lambda: ping(self.sock), self.proc, log, "dockerd", timeout=60)
@@ -205,24 +259,66 @@ class Dockerd:
 
 class Podman:
     """podman with private --root/--runroot/--tmpdir, cgroupfs, runc (crun refuses
-    this host's cgroups), rlimits it may set here, cgroups under ``...-podman``."""
+    this host's cgroups), rlimits it may set here, cgroups under ``...-podman``.
 
-    def __init__(self, ws):
+    With ``network``, containers may use podman's default network (netavark or
+    CNI, as podman chooses; a private --network-config-dir), whose bridge and
+    iptables chains podman leaves when it is done: they are removed afterwards
+    (``podman0``/``cni-podman0``, the ``NETAVARK*``/``CNI-*`` chains and the rules
+    that jump to them or name the bridge or subnet)."""
+
+    BRIDGES = ("podman0", "cni-podman0")
+
+    def __init__(self, ws, network=False):
         self.ws, self.base = ws, ws.tmp / "podman"
         self.image = f"localhost/dockyard-bench-{ws.token}:latest"
+        self.network = network
+        self.removed = []  # what the clean-up after a networked run had to remove
         self.used = False
 
     def cli(self, *args):
+        net = ["--network-config-dir", str(self.base / "networks")] if self.network else []
         return [need("podman"), "--root", str(self.base / "root"), "--runroot", str(self.base / "run"),
                 "--tmpdir", str(self.base / "tmp"), "--cgroup-manager", "cgroupfs", "--events-backend", "file",
-                "--runtime", need("runc"), *args]
+                "--runtime", need("runc"), *net, *args]
 
     # podman asks for RLIMIT_NPROC/NOFILE values that a process without
     # CAP_SYS_RESOURCE cannot set here ("error setting rlimit type 6").
     RUN_FLAGS = ("--network", "none", "--ulimit", "nofile=1024:20000", "--ulimit", "nproc=4096:4096")
 
-    def run_args(self):
-        return [*self.RUN_FLAGS, "--cgroup-parent", f"/{self.ws.cgroup('podman')}"]
+    def run_args(self, network="none"):
+        flags = list(self.RUN_FLAGS)
+        if network is None:  # podman's default network
+            del flags[:2]
+        else:
+            flags[1] = network
+        return [*flags, "--cgroup-parent", f"/{self.ws.cgroup('podman')}"]
+
+    def network_info(self):
+        """(backend, default network's subnet), after :meth:`start`."""
+        backend = self.run("info", "--format", "{{.Host.NetworkBackend}}")
+        subnet = self.run("network", "inspect", "podman", "--format", "{{range .Subnets}}{{.Subnet}} {{end}}")
+        return backend, subnet.split()[0] if subnet.split() else None
+
+    def prepare_network(self):
+        """Check that podman's default network may be used here and register the
+        removal of what it leaves; returns (backend, subnet)."""
+        backend, subnet = self.network_info()
+        for name in self.BRIDGES:
+            if name in hostnet.links():
+                raise NotAvailable(f"{name} exists already (another podman's?): not touching it")
+        clash = subnet and overlapping_route(subnet)
+        if clash:
+            raise NotAvailable(f"podman's default subnet {subnet} overlaps the host route {clash}")
+        before = hostnet.snapshot()
+
+        def remove():
+            self.stop()  # its containers first (registered after start(), so it runs before stop)
+            self.removed += [f"link {n}" for n in self.BRIDGES if hostnet.remove_link(n)]
+            self.removed += hostnet.remove_xtables(("NETAVARK", "CNI-"), (*self.BRIDGES, *([subnet] if subnet else [])),
+                                                   before)
+        self.ws.on_cleanup("removing podman's bridge and iptables rules", remove)
+        return backend, subnet
 
     def run(self, *args, timeout=60):
         return run_cmd(self.cli(*args), timeout=timeout).stdout.strip()
