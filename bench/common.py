@@ -256,7 +256,14 @@ def run_bench(name, args, make_bench, what, extra_json):
     if os.geteuid() != 0:
         print(f"bench/{name}: needs root (namespaces, cgroups, daemons)", file=sys.stderr)
         return 1
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # clean up on kill too
+    me = os.getpid()
+
+    def on_term(signum, frame):  # clean up on kill too, but only here: a forked helper just exits
+        if os.getpid() != me:
+            os._exit(143)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
     ws = Workspace()
     bench = make_bench(args, ws)
     print(f"bench: {what} in {ws.tmp}", file=sys.stderr)
