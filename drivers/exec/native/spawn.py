@@ -22,7 +22,7 @@ import linux
 import process
 import rootfs
 import runtime
-from supervisor import Child, StartError, dumps, load_file, loads
+from supervisor import Child, StartError, dumps, load_file, loads, set_winsize
 
 # the order setns(2) joins an existing container's namespaces in (mnt last: it
 # changes our root; user first: it grants the rights for the others)
@@ -272,13 +272,16 @@ def _join_cgroup(state):
             raise StartError(f"joining cgroup {os.path.dirname(path)}: {exc.strerror}") from None
 
 
-def _terminal(tty_sock):
+def _terminal(tty_sock, size=None):
     """Open a terminal in the container's devpts, hand the master to the shim and
-    make the slave our stdin, stdout, stderr and controlling terminal."""
+    make the slave our stdin, stdout, stderr and controlling terminal; ``size``
+    ([rows, cols]) is set before the program runs, so its first look sees it."""
     try:
         master, slave = os.openpty()
     except OSError as exc:
         raise StartError(f"allocating a terminal in the container: {exc.strerror}") from None
+    if size:
+        set_winsize(slave, *size)
     socket.send_fds(tty_sock, [b"m"], [master])
     tty_sock.close()
     os.close(master)
@@ -301,7 +304,7 @@ def init_container(cfg, bundle, state, stdio, tty_sock, filt, staged=False):
     private = enter_namespaces(cfg)
     rootfs.setup(cfg, bundle, private, (state.get("cgroup") or {}).get("mounts") or [])
     if tty_sock is not None:
-        rootfs.terminal_console(_terminal(tty_sock))
+        rootfs.terminal_console(_terminal(tty_sock, state.get("console_size")))
     if "uts" in private:
         if cfg.get("hostname"):
             linux.sethostname(cfg["hostname"])
@@ -324,7 +327,7 @@ def init_exec(state, joins, stdio, tty_sock, filt):
             except OSError as exc:
                 raise StartError(f"joining the container's {kind} namespace: {exc.strerror}") from None
     if tty_sock is not None:
-        _terminal(tty_sock)
+        _terminal(tty_sock, state.get("console_size"))
     process.exec_process(state["exec"]["process"], filt)
 
 
