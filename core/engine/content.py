@@ -1,0 +1,179 @@
+"""The content store: blobs (layers as shipped, image configs, manifests,
+indexes) addressed by digest, under ``<data-root>/content``.
+
+    blobs/sha256/<hex>     complete, verified blobs (read-only once there)
+    ingest/<key>           partial writes, resumable by ``key`` (a pull of the same
+                           blob picks up where an interrupted one stopped)
+
+A blob becomes visible only after its digest (and size, when known) checked out:
+it is written under ``ingest/`` and renamed into place, so a crash or a bad
+download never leaves a half-written or wrong blob under its name.  Stdlib only.
+"""
+
+import hashlib
+import os
+import re
+import shutil
+
+from ..errors import DockyardError, InvalidParameter
+
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+CHUNK = 1 << 20
+
+
+class DigestMismatch(DockyardError):
+    """Content did not match the digest (or size) it was announced with."""
+
+    status = 400
+
+
+def check_digest(digest):
+    if not isinstance(digest, str) or not DIGEST_RE.match(digest):
+        raise InvalidParameter(f"invalid digest {digest!r} (only sha256:<64 hex> is supported)")
+    return digest
+
+
+def digest_of(data):
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class Writer:
+    """An ingest: ``write()`` chunks, then ``commit()`` (verifies, renames) or
+    ``abort()``.  Reopening the same ``key`` continues from ``offset`` (the hash
+    is recomputed over what is already there)."""
+
+    def __init__(self, store, key, expected=None, size=None):
+        self.store, self.expected, self.size = store, expected, size
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:200]
+        self.path = os.path.join(store.root, "ingest", safe)
+        os.makedirs(os.path.dirname(self.path), 0o700, exist_ok=True)
+        self._hash = hashlib.sha256()
+        self._fh = open(self.path, "ab+")
+        self._fh.seek(0)
+        while chunk := self._fh.read(CHUNK):
+            self._hash.update(chunk)
+        self.offset = self._fh.tell()
+        if size is not None and self.offset > size:  # more than the blob can hold: start over
+            self.truncate()
+
+    def truncate(self):
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._hash, self.offset = hashlib.sha256(), 0
+
+    def write(self, data):
+        self._fh.write(data)
+        self._hash.update(data)
+        self.offset += len(data)
+        if self.size is not None and self.offset > self.size:
+            raise DigestMismatch(f"blob {self.expected or ''}: more than the announced {self.size} bytes")
+
+    def commit(self):
+        """Verify and publish; returns the digest.  On a mismatch the partial data is
+        dropped (it can never become right) and DigestMismatch is raised."""
+        digest = "sha256:" + self._hash.hexdigest()
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        problem = None
+        if self.expected is not None and digest != self.expected:
+            problem = f"digest mismatch: expected {self.expected}, got {digest}"
+        elif self.size is not None and self.offset != self.size:
+            problem = f"size mismatch for {digest}: expected {self.size} bytes, got {self.offset}"
+        if problem:
+            os.unlink(self.path)
+            raise DigestMismatch(problem)
+        target = self.store.path(digest)
+        os.makedirs(os.path.dirname(target), 0o755, exist_ok=True)
+        os.chmod(self.path, 0o444)
+        os.replace(self.path, target)
+        return digest
+
+    def abort(self, keep=True):
+        """Stop writing; ``keep`` the partial data for a resume (else drop it)."""
+        if not self._fh.closed:
+            self._fh.close()
+        if not keep:
+            try:
+                os.unlink(self.path)
+            except FileNotFoundError:
+                pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.abort(keep=not isinstance(exc, DigestMismatch))
+
+
+class ContentStore:
+    def __init__(self, root):
+        self.root = root
+        os.makedirs(os.path.join(root, "blobs", "sha256"), 0o755, exist_ok=True)
+
+    def path(self, digest):
+        return os.path.join(self.root, "blobs", "sha256", check_digest(digest)[7:])
+
+    def has(self, digest):
+        return os.path.exists(self.path(digest))
+
+    def size(self, digest):
+        return os.path.getsize(self.path(digest))
+
+    def open(self, digest):
+        return open(self.path(digest), "rb")
+
+    def read(self, digest):
+        with self.open(digest) as fh:
+            return fh.read()
+
+    def writer(self, key, expected=None, size=None):
+        if expected is not None:
+            check_digest(expected)
+        return Writer(self, key, expected, size)
+
+    def put(self, data, expected=None):
+        """Store ``data``; returns its digest (a no-op if it is already there)."""
+        digest = digest_of(data)
+        if expected is not None and digest != expected:
+            raise DigestMismatch(f"digest mismatch: expected {expected}, got {digest}")
+        if not self.has(digest):
+            with self.writer(f"put-{digest[7:]}", digest, len(data)) as w:
+                w.write(data)
+                w.commit()
+        return digest
+
+    def put_file(self, path, expected=None):
+        """Store the file at ``path`` (copied); returns its digest."""
+        key = "file-" + hashlib.sha256(os.fsencode(path)).hexdigest()
+        with self.writer(key, expected) as w, open(path, "rb") as src:
+            w.truncate()
+            while chunk := src.read(CHUNK):
+                w.write(chunk)
+            return w.commit()
+
+    def delete(self, digest):
+        try:
+            os.unlink(self.path(digest))
+        except FileNotFoundError:
+            pass
+
+    def digests(self):
+        d = os.path.join(self.root, "blobs", "sha256")
+        return ["sha256:" + name for name in sorted(os.listdir(d)) if len(name) == 64]
+
+    def verify(self):
+        """``[(digest, problem)]`` for every blob whose content no longer matches."""
+        bad = []
+        for digest in self.digests():
+            h = hashlib.sha256()
+            with self.open(digest) as fh:
+                while chunk := fh.read(CHUNK):
+                    h.update(chunk)
+            if "sha256:" + h.hexdigest() != digest:
+                bad.append((digest, f"content hashes to sha256:{h.hexdigest()}"))
+        return bad
+
+    def clear_ingest(self):
+        shutil.rmtree(os.path.join(self.root, "ingest"), ignore_errors=True)
