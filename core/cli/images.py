@@ -1,4 +1,5 @@
-"""Image commands: images, rmi, import, pull."""
+"""Image commands: images, rmi, tag, history, image inspect|prune, import
+(save, load, export, commit and ``system check`` are :mod:`.imagexfer`)."""
 
 import sys
 
@@ -10,8 +11,12 @@ IMAGES_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "D
                   "Containers": "CONTAINERS"}
 
 
-def register(sub):
-    p = sub.add_parser("images", help="List images", allow_abbrev=False)
+HISTORY_FORMAT = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
+HISTORY_HEADERS = {"ID": "IMAGE", "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
+                   "Size": "SIZE", "Comment": "COMMENT"}
+
+
+def _images_args(p):
     p.add_argument("-a", "--all", action="store_true", help="Show all images (default hides intermediate images)")
     p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
     p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
@@ -21,14 +26,40 @@ def register(sub):
     p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
     p.set_defaults(func=cmd_images)
 
-    p = sub.add_parser("rmi", help="Remove one or more images", allow_abbrev=False)
+
+def _rmi_args(p):
     p.add_argument("-f", "--force", action="store_true", help="Force removal of the image")
     p.add_argument("--no-prune", action="store_true", help="Do not delete untagged parents")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=cmd_rmi)
 
-    p = sub.add_parser("import", help="Import the contents from a tarball to create a filesystem image",
-                       allow_abbrev=False)
+
+def _tag_args(p):
+    p.add_argument("source", metavar="SOURCE_IMAGE[:TAG]")
+    p.add_argument("target", metavar="TARGET_IMAGE[:TAG]")
+    p.set_defaults(func=cmd_tag)
+
+
+def _history_args(p):
+    from dockyard.cli.imagexfer import output_bool
+
+    p.add_argument("-H", "--human", nargs="?", const=True, default=True, type=output_bool, metavar="BOOL",
+                   help="Print sizes and dates in human readable format (default true)")
+    p.add_argument("--no-trunc", action="store_true", help="Don't truncate output")
+    p.add_argument("-q", "--quiet", action="store_true", help="Only show image IDs")
+    p.add_argument("--format", help="Pretty-print images using a Go template")
+    p.add_argument("image", metavar="IMAGE")
+    p.set_defaults(func=cmd_history)
+
+
+def _prune_args(p):
+    p.add_argument("-a", "--all", action="store_true", help="Remove all unused images, not just dangling ones")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--filter", action="append", default=[], help="Provide filter values (e.g. 'until=<timestamp>')")
+    p.set_defaults(func=cmd_prune)
+
+
+def _import_args(p):
     p.add_argument("-c", "--change", action="append", default=[], help="Apply Dockerfile instruction to the created image")
     p.add_argument("-m", "--message", help="Set commit message for imported image")
     p.add_argument("--platform", help="Set platform if server is multi-platform capable")
@@ -36,10 +67,38 @@ def register(sub):
     p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
     p.set_defaults(func=cmd_import)
 
-    p = sub.add_parser("pull", help="Download an image from a registry", allow_abbrev=False)
-    p.add_argument("-q", "--quiet", action="store_true", help="Suppress verbose output")
-    p.add_argument("image", metavar="NAME[:TAG|@DIGEST]")
-    p.set_defaults(func=cmd_pull)
+
+def _inspect_args(p):
+    p.add_argument("-f", "--format", help="Format the output using the given Go template")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.set_defaults(func=cmd_image_inspect)
+
+
+def register(sub):
+    from dockyard.cli import imagexfer
+
+    _images_args(sub.add_parser("images", help="List images", allow_abbrev=False))
+    _rmi_args(sub.add_parser("rmi", help="Remove one or more images", allow_abbrev=False))
+    _tag_args(sub.add_parser("tag", help="Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE", allow_abbrev=False))
+    _history_args(sub.add_parser("history", help="Show the history of an image", allow_abbrev=False))
+    _import_args(sub.add_parser("import", help="Import the contents from a tarball to create a filesystem image",
+                                allow_abbrev=False))
+    imagexfer.register(sub)
+
+    group = sub.add_parser("image", help="Manage images", allow_abbrev=False)
+    isub = group.add_subparsers(dest="image_command", metavar="COMMAND", title="commands")
+    group.set_defaults(func=lambda ctx, args: group.print_help() or 1)
+    _images_args(isub.add_parser("ls", aliases=["list"], help="List images", allow_abbrev=False))
+    _rmi_args(isub.add_parser("rm", aliases=["remove"], help="Remove one or more images", allow_abbrev=False))
+    _tag_args(isub.add_parser("tag", help="Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE",
+                              allow_abbrev=False))
+    _history_args(isub.add_parser("history", help="Show the history of an image", allow_abbrev=False))
+    _prune_args(isub.add_parser("prune", help="Remove unused images", allow_abbrev=False))
+    _inspect_args(isub.add_parser("inspect", help="Display detailed information on one or more images",
+                                  allow_abbrev=False))
+    _import_args(isub.add_parser("import", help="Import the contents from a tarball to create a filesystem image",
+                                 allow_abbrev=False))
+    imagexfer.register_image_group(isub)
 
 
 def split_reference(ref):
@@ -175,16 +234,104 @@ def cmd_import(ctx, args):
     return 0
 
 
-def cmd_pull(ctx, args):
-    from dockyard.client import APIError
-    name, tag = split_reference(args.image)
-    if tag is None and "@" not in name:
-        tag = "latest"
+def cmd_tag(ctx, args):
+    from dockyard.client import APIError, quote
+    repo, tag = split_reference(args.target)
     try:
-        show_progress(ctx.client.pull(name, tag), quiet=args.quiet)
+        ctx.client.request("POST", f"/images/{quote(args.source, '/:@')}/tag", {"repo": repo, "tag": tag})
     except APIError as exc:
         output.daemon_error(exc)
         return 1
-    if args.quiet:
-        print(f"{name}:{tag}" if tag else name)
+    return 0
+
+
+def history_records(items, human=True, trunc=True, now=None):
+    records = []
+    for h in items:
+        created = h.get("Created") or 0
+        created_by = (h.get("CreatedBy") or "").replace("\t", " ")
+        image_id = h.get("Id") or "<missing>"
+        records.append({
+            "ID": _short_id(image_id, trunc) if image_id != "<missing>" else image_id,
+            "CreatedSince": output.since(created, now) if human else output.local_time(created),
+            "CreatedAt": output.local_time(created),
+            "CreatedBy": output.ellipsis(created_by, 45) if trunc else created_by,
+            "Size": output.human_size(h.get("Size") or 0) if human else str(h.get("Size") or 0),
+            "Comment": h.get("Comment") or "", "Tags": ", ".join(h.get("Tags") or []),
+        })
+    return records
+
+
+def cmd_history(ctx, args):
+    from dockyard.client import APIError, quote
+    try:
+        items = ctx.client.request("GET", f"/images/{quote(args.image, '/:@')}/history")
+    except APIError as exc:
+        output.daemon_error(exc)
+        return 1
+    fmt = "{{.ID}}" if args.quiet else (args.format or HISTORY_FORMAT)
+    records = history_records(items or [], human=args.human, trunc=not args.no_trunc)
+    try:
+        lines = output.render_rows(fmt, records, HISTORY_HEADERS)
+    except output.TemplateError as exc:
+        output.error(f"Error: template: {exc}")
+        return 1
+    for line in lines:
+        print(line)
+    return 0
+
+
+def cmd_image_inspect(ctx, args):
+    import json
+    from dockyard.client import APIError
+    found, rc = [], 0
+    for name in args.images:
+        try:
+            obj = ctx.client.inspect_image(name)
+        except APIError as exc:
+            output.error(f"Error: {exc.message}" if exc.status == 404 else f"Error response from daemon: {exc.message}")
+            rc = 1
+            continue
+        found.append(obj)
+        if args.format:
+            try:
+                print(output.Template(args.format).render(obj), flush=True)
+            except output.TemplateError as exc:
+                output.error(f"Error: template: {exc}")
+                return 1
+    if not args.format:
+        print(json.dumps(found, indent=4, ensure_ascii=False))
+    return rc
+
+
+def cmd_prune(ctx, args):
+    import json
+    from dockyard.client import APIError
+    try:
+        filters = output.parse_filters(args.filter)
+    except ValueError as exc:
+        output.error(f"Error: {exc}")
+        return 1
+    if args.all:
+        filters["dangling"] = ["false"]
+    if not args.force:
+        what = "all images without at least one container associated to them" if args.all else "all dangling images"
+        print(f"WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ", end="", flush=True)
+        answer = sys.stdin.readline().strip().lower()
+        if answer not in ("y", "yes"):
+            return 0
+    try:
+        report = ctx.client.request("POST", "/images/prune", {"filters": json.dumps(filters) if filters else None})
+    except APIError as exc:
+        output.daemon_error(exc)
+        return 1
+    deleted = report.get("ImagesDeleted") or []
+    if deleted:
+        print("Deleted Images:")
+        for item in deleted:
+            for key in ("Untagged", "Deleted"):
+                if item.get(key):
+                    print(f"{key.lower()}: {item[key]}")
+        print()
+    print(f"Total reclaimed space: {output.human_size(report.get('SpaceReclaimed') or 0)}")
     return 0

@@ -1,16 +1,12 @@
-"""``/_ping``, ``/version``, ``/info`` and ``/images/*``."""
+"""``/_ping``, ``/version`` and ``/info`` (the image routes are :mod:`.images_api`)."""
 
-import json
 import os
 import platform
-import tempfile
 
 from aiohttp import web
 
 from .. import __version__
-from ..errors import InvalidParameter
-from . import views
-from .app import API_VERSION, MIN_API_VERSION, blocking, engine, qbool
+from .app import API_VERSION, MIN_API_VERSION, blocking, engine
 
 
 async def ping(request):
@@ -105,90 +101,9 @@ async def info(request):
     return web.json_response(await blocking(request, _info, engine(request)))
 
 
-# images ---------------------------------------------------------------------
-def _image_rows(eng, show_all, filters):
-    out = []
-    for row in eng.images.all():
-        tags = eng.images.tags(row["id"])
-        refs = filters.get("reference")
-        if refs and not any(t == r or t.split(":")[0] == r for t in tags for r in refs):
-            continue
-        if "dangling" in filters and (("true" in filters["dangling"]) == bool(tags)):
-            continue
-        out.append(views.image_summary(row, tags, eng.layers.size(row["top_layer"])))
-    return out
-
-
-async def images_list(request):
-    try:
-        filters = json.loads(request.query.get("filters") or "{}")
-    except ValueError:
-        raise InvalidParameter("invalid filters: not JSON") from None
-    filters = {k: list(v) if not isinstance(v, dict) else [x for x, on in v.items() if on]
-               for k, v in filters.items()}
-    for key in filters:
-        if key not in ("reference", "dangling"):
-            raise InvalidParameter(f"invalid filter '{key}'")
-    eng = engine(request)
-    return web.json_response(await blocking(request, _image_rows, eng, qbool(request, "all"), filters))
-
-
-async def image_inspect(request):
-    eng = engine(request)
-
-    def look():
-        image_id = eng.images.resolve(request.match_info["name"])
-        row = eng.images.get(image_id)
-        return views.image_inspect(row, eng.images.tags(image_id), eng.layers.size(row["top_layer"]),
-                                   eng.layers.driver_name)
-
-    return web.json_response(await blocking(request, look))
-
-
-async def image_delete(request):
-    eng = engine(request)
-
-    def rmi():
-        image_id = eng.images.resolve(request.match_info["name"])
-        return eng.images.delete(request.match_info["name"], qbool(request, "force"),
-                                 eng.containers.users_of_image(image_id))
-
-    return web.json_response(await blocking(request, rmi))
-
-
-async def image_create(request):
-    """``fromSrc=-`` imports the request body; pulling arrives with the registry issue."""
-    eng = engine(request)
-    src = request.query.get("fromSrc")
-    if src is None:
-        image = request.query.get("fromImage", "")
-        raise InvalidParameter(
-            f"pulling {image or 'images'} is not supported yet: this daemon has no registry access; "
-            "make an image with `dockyard import` (see README)")
-    if src != "-":
-        raise InvalidParameter("only fromSrc=- (the request body) is supported for import")
-    repo, tag = request.query.get("repo"), request.query.get("tag")
-    ref = (f"{repo}:{tag}" if tag else repo) if repo else None
-    changes = request.query.getall("changes", [])
-    fd, path = tempfile.mkstemp(dir=os.path.join(eng.data_root, "tmp"), suffix=".upload")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            async for chunk in request.content.iter_chunked(1 << 20):
-                await blocking(request, fh.write, chunk)
-        image_id = await blocking(request, eng.images.import_tar, path, ref, changes,
-                                  request.query.get("message", ""))
-    finally:
-        os.unlink(path)
-    return web.json_response({"status": image_id})
-
-
 ROUTES = [
     ("GET", "/_ping", ping),
     ("HEAD", "/_ping", ping),
     ("GET", "/version", version),
     ("GET", "/info", info),
-    ("GET", "/images/json", images_list),
-    ("POST", "/images/create", image_create),
-    ("GET", "/images/{name:.+}/json", image_inspect),
-    ("DELETE", "/images/{name:.+}", image_delete),
 ]

@@ -56,6 +56,7 @@ class Engine:
         # 2. only now create state
         from ..store import Store
         from .containers import Containers
+        from .content import ContentStore
         from .endpoints import Endpoints
         from .execs import Execs
         from .networks import Networks
@@ -69,7 +70,9 @@ class Engine:
             slot.init()
         self.store = Store(os.path.join(self.data_root, "dockyard.db"))
         self.layers = LayerStore(self.storage_slot, self.store)
-        self.images = ImageStore(self.store, self.layers, os.path.join(self.data_root, "tmp"), self.emit)
+        self.content = ContentStore(os.path.join(self.data_root, "content"))  # configs, manifests, layer blobs
+        self.images = ImageStore(self.store, self.layers, os.path.join(self.data_root, "tmp"), self.emit,
+                                 content=self.content)
         self.containers = Containers(self)
         self.execs = Execs(self)
         self.networks = Networks(self)
