@@ -34,6 +34,17 @@ def parse_args(argv):
     p.add_argument("--bip", help="address/prefix of the default bridge's gateway (default: a free 172.x.0.1/16)")
     p.add_argument("--network-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="option of the network drivers (overrides plugins.toml), e.g. nft_table=dockyard")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT",
+                   help="registry reached over plain HTTP (repeatable); every other registry needs HTTPS")
+    p.add_argument("--registry-certs-dir", action="append", default=[], metavar="DIR",
+                   help="Docker-style certs.d directory: DIR/HOST:PORT/ca.crt (and client.cert/client.key) "
+                        "(repeatable; default /etc/dockyard/certs.d, then /etc/docker/certs.d)")
+    p.add_argument("--max-concurrent-downloads", type=int, default=3, metavar="N",
+                   help="layers downloaded at once per pull (default 3)")
+    p.add_argument("--max-concurrent-uploads", type=int, default=5, metavar="N",
+                   help="layers uploaded at once per push (default 5)")
+    p.add_argument("--registry-upload-chunk", type=int, default=16 << 20, metavar="BYTES",
+                   help="blobs larger than this are uploaded in PATCH chunks of this size (default 16 MiB)")
     p.add_argument("--pidfile", help="pid file (default EXEC_ROOT/dockyard.pid)")
     p.add_argument("-D", "--debug", action="store_true", help="debug logging")
     return p.parse_args(argv)
@@ -86,7 +97,13 @@ def main(argv=None):
             net_opts += [f"default_subnet={iface.network}", f"default_gateway={iface.ip}"]
         if net_opts:
             config = config.with_options("network", net_opts)
+        from ..registry.service import Registry, parse_insecure, parse_transfer_options
+
+        insecure = parse_insecure(args.insecure_registry)
+        transfer = parse_transfer_options(args.max_concurrent_downloads, args.max_concurrent_uploads,
+                                          args.registry_upload_chunk)
         eng = Engine(config, args.data_root, args.exec_root, args.storage_driver)
+        eng.registry = Registry(eng, insecure=insecure, certs_dir=args.registry_certs_dir or None, **transfer)
     except DockyardError as exc:
         print(f"dockyard daemon: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,412 @@
+"""Pulling an image: manifest negotiation, platform selection, the config and the
+layers fetched in parallel into the content store, each layer decompressed while it
+downloads into the uncompressed tar that must hash to the config's diff ID, then one
+call to the image store to register it all.
+
+Resuming: a layer blob is written under the content store's ingest key
+``pull-<hex>``.  If a pull stops mid-blob (the registry went away, the client hung
+up), the ingest keeps the bytes that arrived; the next pull of that blob first
+re-decompresses them from disk, then asks the registry only for the rest
+(``Range: bytes=<offset>-``).  A blob that is complete and verified is never
+fetched again, and a layer that is already registered is not fetched at all.
+
+Nothing is registered until every layer is verified: a failed pull leaves no image
+and no layer, only verified blobs and resumable ingests; an ingest whose content
+turned out wrong (digest, decoding) is dropped.
+"""
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import threading
+import zlib
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+
+from ..engine.content import DigestMismatch, digest_of
+from ..engine.layers import chain_id
+from ..errors import ImageNotFound
+from . import manifest as mf
+from .auth import scope
+from .errors import BadContent, PullCancelled, RegistryError, RegistryUnreachable, UnsupportedContent
+from .progress import short_id
+
+CHUNK = 1 << 20
+MAX_CONFIG = 32 << 20
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+class _Stopped(PullCancelled):
+    """Another part of the same pull failed first."""
+
+
+class _Job:
+    def __init__(self, index, desc):
+        self.index, self.desc, self.id = index, desc, short_id(desc.digest)
+        self.diff_id = self.tar_path = None
+        self.fetched = False
+
+
+class Puller:
+    def __init__(self, registry, session, name, progress, cancel=None, platform=None):
+        self.registry, self.session, self.name, self.progress = registry, session, name, progress
+        self.engine = registry.engine
+        self.content = registry.content
+        self.cancel = cancel or threading.Event()
+        self.stop = threading.Event()
+        self.platform = platform
+        self.scopes = [scope(name.path, "pull")]
+
+    # the whole pull ---------------------------------------------------------
+    def run(self):
+        data, media_type, digest = self._manifest(self.name.ref, self.name.digest)
+        index = None
+        if media_type in mf.INDEXES:
+            index = (data, media_type)
+            entry = mf.select_platform(mf.parse_index(data, media_type), self.platform)
+            data, media_type, digest = self._manifest(entry.digest, entry.digest)
+            if media_type in mf.INDEXES:
+                raise UnsupportedContent(f"{self.name}: an index inside an index is not supported")
+        config_desc, descs = mf.parse_manifest(data, media_type)
+        self.progress.status(f"Pulling from {self.name.path}", id=self.name.ref)
+        before = self._current()
+        jobs = [_Job(i, d) for i, d in enumerate(descs)]
+        self.n_layers = len(jobs)
+        try:
+            with ThreadPoolExecutor(self.registry.max_downloads, thread_name_prefix="pull") as pool:
+                config = pool.submit(self._config, config_desc)
+                for job in jobs:
+                    self.progress.layer(job.id, "Pulling fs layer")
+                futures = [config] + [pool.submit(self._layer, job, config) for job in jobs]
+                self._wait(futures)
+            config_bytes, _ = config.result()
+            layers = [{"diff_id": j.diff_id, "blob_digest": j.desc.digest, "media_type": j.desc.media_type,
+                       "size": j.desc.size, "tar_path": j.tar_path} for j in jobs]
+            for job in jobs:
+                if job.tar_path:
+                    self.progress.layer(job.id, "Extracting")
+            add = self.registry.images_api()[0]
+            image_id = add(self.name.familiar, self.name.tag, data, media_type, config_bytes, layers,
+                           index_bytes=index[0] if index else None, index_media_type=index[1] if index else None)
+        finally:
+            for job in jobs:
+                if job.tar_path:
+                    _unlink(job.tar_path)
+        for job in jobs:
+            if job.tar_path:
+                self.progress.layer(job.id, "Pull complete")
+        self.progress.status(f"Digest: {digest_of(index[0]) if index else digest}")
+        fresh = before != image_id or any(j.fetched for j in jobs)
+        what = "Downloaded newer image for" if fresh else "Image is up to date for"
+        self.progress.status(f"Status: {what} {self.name}")
+        return image_id
+
+    def _wait(self, futures):
+        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        if any(f.exception() for f in done):
+            self.stop.set()
+            wait(futures)
+            errors = [f.exception() for f in futures if f.exception() is not None]
+            raise next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
+
+    def _current(self):
+        if not self.name.tag:
+            return None
+        try:
+            return self.engine.images.resolve(f"{self.name.familiar}:{self.name.tag}")
+        except (ImageNotFound, RegistryError, ValueError):
+            return None
+
+    def check(self):
+        if self.cancel.is_set():
+            raise PullCancelled(f"pull of {self.name} cancelled; rerun it to resume")
+        if self.stop.is_set():
+            raise _Stopped("stopped: another part of the pull failed")
+
+    def on_retry(self, id):
+        def note(attempt, delay, reason):
+            n = max(1, math.ceil(delay))
+            self.progress.layer(id, f"Retrying in {n} second{'s' if n != 1 else ''}")
+        return note
+
+    # manifests and config ---------------------------------------------------
+    def _manifest(self, ref, expected):
+        what = f"manifest for {self.name.familiar}:{ref}" if not ref.startswith("sha256:") else \
+            f"manifest {ref} of {self.name.familiar}"
+        resp = self.session.request("GET", f"/v2/{self.name.path}/manifests/{ref}", self.scopes,
+                                    {"Accept": mf.ACCEPT})
+        if resp.status != 200:
+            self.session.fail(resp, what)
+        header_type, header_digest = resp.header("Content-Type"), resp.header("Docker-Content-Digest")
+        data = resp.read_all(limit=mf.MAX_MANIFEST)
+        resp.close()
+        digest = digest_of(data)
+        if expected and digest != expected:
+            raise BadContent(f"{what}: digest mismatch: the registry sent content that hashes to {digest}")
+        if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
+            raise BadContent(f"{what}: digest mismatch: the registry says {header_digest}, "
+                             f"the content hashes to {digest}")
+        media_type = mf.media_type_of(data, header_type)
+        mf.check_type(media_type, what)
+        return data, media_type, digest
+
+    def _config(self, desc):
+        if self.content.has(desc.digest):
+            data = self.content.read(desc.digest)
+        else:
+            self.check()
+            resp = self.session.request("GET", f"/v2/{self.name.path}/blobs/{desc.digest}", self.scopes)
+            if resp.status != 200:
+                self.session.fail(resp, f"image config {desc.digest}")
+            data = resp.read_all(limit=MAX_CONFIG)
+            resp.close()
+        if digest_of(data) != desc.digest or len(data) != desc.size:
+            raise BadContent(f"image config {desc.digest}: digest mismatch: got {len(data)} bytes hashing to "
+                             f"{digest_of(data)}")
+        try:
+            diff_ids = json.loads(data)["rootfs"]["diff_ids"]
+        except (ValueError, KeyError, TypeError):
+            raise BadContent(f"image config {desc.digest} has no rootfs.diff_ids") from None
+        if not isinstance(diff_ids, list) or not all(isinstance(d, str) and mf._DIGEST.match(d) for d in diff_ids):
+            raise BadContent(f"image config {desc.digest}: rootfs.diff_ids must be sha256 digests")
+        return data, diff_ids
+
+    # layers -----------------------------------------------------------------
+    def _layer(self, job, config):
+        _, diff_ids = config.result()
+        if len(diff_ids) != self.n_layers:
+            raise BadContent(f"the image config lists {len(diff_ids)} diff IDs for the manifest's "
+                             f"{self.n_layers} layers")
+        job.diff_id = diff_ids[job.index]
+        chain = None
+        for d in diff_ids[:job.index + 1]:
+            chain = chain_id(chain, d)
+        if self.engine.layers.get(chain) is not None:
+            self.progress.layer(job.id, "Already exists")
+            return
+        self.check()
+        digest = job.desc.digest
+        with self.registry.blob_lock(digest):
+            fd, job.tar_path = tempfile.mkstemp(dir=self.registry.tmpdir, prefix=f"pull-{job.id}-", suffix=".tar")
+            with os.fdopen(fd, "wb") as out:
+                if self.content.has(digest):
+                    if self.content.size(digest) != job.desc.size:
+                        raise BadContent(f"layer {digest}: the manifest says {job.desc.size} bytes, the blob "
+                                         f"has {self.content.size(digest)}")
+                    with self.content.open(digest) as src:
+                        got = self._unpack(job, src, out)
+                    self.progress.layer(job.id, "Download complete")
+                else:
+                    got = self._download(job, out)
+                    job.fetched = True
+            if got != job.diff_id:
+                if job.fetched:
+                    self.content.delete(digest)
+                raise BadContent(f"layer {digest} uncompresses to {got}, but the image config says its diff ID "
+                                 f"is {job.diff_id}: the layer is truncated or corrupt")
+
+    def _download(self, job, out):
+        desc = job.desc
+        writer = self.content.writer(f"pull-{desc.digest[7:]}", desc.digest, desc.size)
+        source = _BlobSource(self, job, writer)
+        try:
+            try:
+                got, undecodable = self._unpack(job, source, out), None
+            except BadContent as exc:  # wrong bytes, or a bad image? the digest tells
+                got, undecodable = None, exc
+            while source.read(CHUNK):  # whatever the decoder did not need still counts
+                pass
+            self.progress.layer(job.id, "Verifying Checksum")
+            writer.commit()
+            if undecodable is not None:  # the registry's blob itself is bad: useless to keep
+                self.content.delete(desc.digest)
+                raise undecodable
+        except BadContent:
+            writer.abort(keep=False)
+            raise
+        except DigestMismatch as exc:
+            writer.abort(keep=False)
+            raise BadContent(f"layer {desc.digest}: {exc}") from None
+        except BaseException:
+            writer.abort(keep=writer.offset > 0)  # an empty ingest resumes nothing
+            raise
+        finally:
+            source.close()
+        self.progress.layer(job.id, "Download complete")
+        return got
+
+    def _unpack(self, job, src, out):
+        """Decompress ``src`` (gzip, zstd or plain, told by its magic) into ``out``;
+        return the sha256 of the uncompressed tar."""
+        src = _Peekable(src)
+        head = src.peek(4)
+        h = hashlib.sha256()
+        kind = "gzip" if head[:2] == b"\x1f\x8b" else "zstd" if head == ZSTD_MAGIC else "tar"
+        if kind == "gzip":
+            reader = _GunzipReader(src, job.desc.digest)
+        elif kind == "zstd":
+            try:
+                import zstandard
+            except ImportError:
+                raise UnsupportedContent("zstd-compressed layers need the zstandard package") from None
+            reader = zstandard.ZstdDecompressor().stream_reader(src, read_size=CHUNK, read_across_frames=True)
+        else:
+            reader = src
+        try:
+            while data := reader.read(CHUNK):
+                out.write(data)
+                h.update(data)
+        except (zlib.error, EOFError) as exc:
+            raise BadContent(f"layer {job.desc.digest}: corrupt {kind} stream: {exc}") from None
+        except Exception as exc:
+            if type(exc).__module__.startswith("zstd"):
+                raise BadContent(f"layer {job.desc.digest}: corrupt zstd stream: {exc}") from None
+            raise
+        return "sha256:" + h.hexdigest()
+
+
+class _Peekable:
+    def __init__(self, raw):
+        self.raw, self.buf = raw, b""
+
+    def peek(self, n):
+        while len(self.buf) < n:
+            data = self.raw.read(CHUNK)
+            if not data:
+                break
+            self.buf += data
+        return self.buf[:n]
+
+    def read(self, n=CHUNK):
+        if self.buf:
+            out, self.buf = self.buf[:n], self.buf[n:]
+            return out
+        return self.raw.read(n)
+
+    def readable(self):
+        return True
+
+
+class _GunzipReader:
+    """Streaming gzip (multi-member, as Go's reader) with bounded output per read;
+    a stream that ends early or trails garbage is an error."""
+
+    def __init__(self, src, what):
+        self.src, self.what = src, what
+        self.dec = zlib.decompressobj(31)
+        self.pending = b""
+
+    def read(self, n=CHUNK):
+        while True:
+            if self.dec.eof:
+                rest = self.dec.unused_data + self.pending
+                self.pending = b""
+                if not rest:
+                    rest = self.src.read(CHUNK)
+                    if not rest:
+                        return b""
+                if rest[:2] != b"\x1f\x8b":
+                    raise BadContent(f"layer {self.what}: data after the end of the gzip stream")
+                self.dec = zlib.decompressobj(31)
+                self.pending = rest
+            data = self.dec.unconsumed_tail or self.pending
+            self.pending = b""
+            if not data:
+                data = self.src.read(CHUNK)
+                if not data:
+                    raise BadContent(f"layer {self.what} is truncated: the gzip stream ends early")
+            out = self.dec.decompress(data, n)
+            if out:
+                return out
+
+
+class _BlobSource:
+    """The blob's bytes for the decoder: first the ingest's (from disk), then the
+    registry's from that offset on, each network byte written to the ingest.  A
+    connection lost mid-blob is resumed with a Range request after a backoff."""
+
+    def __init__(self, puller, job, writer):
+        self.p, self.job, self.w = puller, job, writer
+        self.size, self.digest = job.desc.size, job.desc.digest
+        self.path = f"/v2/{puller.name.path}/blobs/{self.digest}"
+        self._local = open(writer.path, "rb") if writer.offset else None
+        self._local_left = writer.offset
+        self._resp, self._skip, self._failures = None, 0, 0
+        if writer.offset:
+            puller.progress.layer(job.id, "Downloading", writer.offset, self.size, force=True)
+
+    def read(self, n=CHUNK):
+        if self._local_left:
+            data = self._local.read(min(n, self._local_left))
+            self._local_left -= len(data)
+            if not data or not self._local_left:
+                self._local.close()
+                self._local_left = 0
+            return data
+        while self.w.offset < self.size:
+            self.p.check()
+            if self._resp is None:
+                self._open()
+            try:
+                data = self._resp.read(n)
+            except RegistryUnreachable as exc:
+                self._backoff(str(exc))
+                continue
+            if not data:
+                self._backoff(f"the answer ended at byte {self.w.offset} of {self.size}")
+                continue
+            if self._skip:
+                cut = min(self._skip, len(data))
+                data, self._skip = data[cut:], self._skip - cut
+                if not data:
+                    continue
+            self.w.write(data)
+            self._failures = 0
+            self.p.progress.layer(self.job.id, "Downloading", self.w.offset, self.size)
+            return data
+        return b""
+
+    def _open(self):
+        offset = self.w.offset
+        headers = {"Range": f"bytes={offset}-"} if offset else {}
+        resp = self.p.session.request("GET", self.path, self.p.scopes, headers, on_retry=self.p.on_retry(self.job.id))
+        if resp.status == 206:
+            start = (resp.header("Content-Range") or "").removeprefix("bytes ").split("-")[0]
+            if start != str(offset):
+                resp.close()
+                raise RegistryError(f"layer {self.digest}: asked for bytes from {offset}, "
+                                    f"got {resp.header('Content-Range')!r}")
+        elif resp.status == 200:
+            self._skip = offset  # Range ignored: the whole blob again
+        else:
+            self.p.session.fail(resp, f"layer {self.digest}")
+        self._resp = resp
+
+    def _backoff(self, reason):
+        self._close_resp()
+        self._failures += 1
+        if self._failures > self.p.session.retries:
+            raise RegistryUnreachable(f"layer {self.digest}: download stopped at {self.w.offset} of {self.size} "
+                                      f"bytes: {reason}; the bytes so far are kept: rerun the pull to resume")
+        delay = min(self.p.session.backoff * 2 ** (self._failures - 1), 10.0)
+        self.p.on_retry(self.job.id)(self._failures, delay, reason)
+        if self.p.cancel.wait(delay) or self.p.stop.is_set():
+            self.p.check()
+
+    def _close_resp(self):
+        if self._resp is not None:
+            self._resp.close()
+            self._resp = None
+
+    def close(self):
+        self._close_resp()
+        if self._local is not None and not self._local.closed:
+            self._local.close()
+
+
+def _unlink(path):
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,279 @@
+"""Pushing an image: its layers and config as blobs (skipped when the registry has
+them, mounted from another repository of the same registry when we know one holds
+them, uploaded otherwise: monolithic for small blobs, in PATCH chunks for large
+ones), then its manifest.
+
+A layer whose compressed blob we know (it was pulled, or pushed before) and still
+hold is pushed byte for byte, so a pulled image pushed elsewhere keeps its
+digests, and a pushed image pulls back byte-identical.  A layer without one is
+gzip-compressed deterministically (level 6, chunks on several threads: :mod:`.gzipper`) into the content store
+first, checked against its diff ID on the way, and recorded by the image store
+afterwards.  The manifest is reused byte for byte when one we hold describes exactly
+these blobs; otherwise a Docker schema 2 manifest (OCI when a layer is OCI-typed)
+is written.
+"""
+
+import hashlib
+import json
+import math
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from urllib.parse import urlencode
+
+from ..engine.content import digest_of
+from ..errors import InvalidParameter
+from . import manifest as mf
+from .auth import scope
+from .gzipper import gzip_stream
+from .errors import BadContent, PullCancelled, RegistryError, RegistryUnavailable, RegistryUnreachable
+from .names import parse as parse_name
+from .progress import short_id
+
+CHUNK = 1 << 20
+
+
+class _Stopped(PullCancelled):
+    """Another part of the same push failed first."""
+
+
+class _Counting:
+    """A slice of a binary file read by http.client, reporting progress."""
+
+    def __init__(self, fh, start, length, report):
+        self.fh, self.left, self.report, self.sent = fh, length, report, start
+        fh.seek(start)
+
+    def read(self, n=CHUNK):
+        data = self.fh.read(min(n, self.left)) if self.left > 0 else b""
+        self.left -= len(data)
+        self.sent += len(data)
+        if data:
+            self.report(self.sent)
+        return data
+
+    def close(self):
+        pass
+
+
+class Pusher:
+    def __init__(self, registry, session, name, progress, cancel=None):
+        if name.digest:
+            raise InvalidParameter(f"cannot push a digest reference ({name}): push a tag")
+        self.registry, self.session, self.name, self.progress = registry, session, name, progress
+        self.content = registry.content
+        self.cancel = cancel or threading.Event()
+        self.stop = threading.Event()
+        self.repo = f"/v2/{name.path}"
+        self.scopes = [scope(name.path, "pull", "push")]
+
+    def run(self):
+        _, push_plan, record_pushed = self.registry.images_api()
+        plan = push_plan(f"{self.name.familiar}:{self.name.tag}")
+        self.progress.status(f"The push refers to repository [{self.name.familiar}]")
+        layers = plan["layers"]
+        for layer in reversed(layers):
+            self.progress.layer(short_id(layer["diff_id"]), "Preparing")
+        config_digest, config_bytes = plan["config"]
+        with ThreadPoolExecutor(self.registry.max_uploads, thread_name_prefix="push") as pool:
+            futures = [pool.submit(self._layer, layer) for layer in layers]
+            futures.append(pool.submit(self._config, config_digest, config_bytes))
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            if any(f.exception() for f in done):
+                self.stop.set()
+                wait(futures)
+                errors = [f.exception() for f in futures if f.exception() is not None]
+                raise next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
+        descs = [f.result() for f in futures[:-1]]
+        data, media_type = self._manifest(plan, config_digest, config_bytes, descs)
+        digest = digest_of(data)
+        resp = self.session.request("PUT", f"{self.repo}/manifests/{self.name.tag}", self.scopes,
+                                    {"Content-Type": media_type, "Content-Length": str(len(data))}, data)
+        if resp.status not in (200, 201):
+            self.session.fail(resp, f"manifest {self.name}")
+        said = resp.header("Docker-Content-Digest")
+        resp.read_all(limit=1 << 20)
+        resp.close()
+        if said and said != digest:
+            raise BadContent(f"manifest {self.name}: the registry stored it as {said}, we sent {digest}")
+        blobs = [{"diff_id": layer["diff_id"], "digest": d["digest"], "media_type": d["mediaType"],
+                  "size": d["size"]} for layer, d in zip(layers, descs)]
+        record_pushed(self.name.familiar, self.name.tag, digest, data, media_type, blobs)
+        self.progress.status(f"{self.name.tag}: digest: {digest} size: {len(data)}")
+        self.progress.aux({"Tag": self.name.tag, "Digest": digest, "Size": len(data)})
+        return digest
+
+    def check(self):
+        if self.cancel.is_set():
+            raise PullCancelled(f"push of {self.name} cancelled")
+        if self.stop.is_set():
+            raise _Stopped("stopped: another part of the push failed")
+
+    # blobs ------------------------------------------------------------------
+    def _config(self, digest, data):
+        if not self._exists(digest):
+            self._upload(digest, len(data), None, data=data)
+        return digest
+
+    def _layer(self, layer):
+        id = short_id(layer["diff_id"])
+        known = list(layer.get("known_blobs") or [])
+        for blob in known:
+            if self._exists(blob["digest"]):
+                self.progress.layer(id, "Layer already exists")
+                return _desc(blob)
+        held = [b for b in known if self.content.has(b["digest"])]
+        for blob in known:
+            src = parse_name(blob["repo"]) if blob.get("repo") else None
+            if src is not None and src.domain == self.name.domain and src.path != self.name.path:
+                if self._mount(blob["digest"], src.path):
+                    self.progress.layer(id, f"Mounted from {src.path}")
+                    return _desc(blob)
+        self.check()
+        if held:
+            blob = held[0]
+        else:
+            blob = self._compress(layer, id)
+            if self._exists(blob["digest"]):
+                self.progress.layer(id, "Layer already exists")
+                return _desc(blob)
+        self._upload(blob["digest"], blob["size"], id)
+        self.progress.layer(id, "Pushed")
+        return _desc(blob)
+
+    def _exists(self, digest):
+        resp = self.session.request("HEAD", f"{self.repo}/blobs/{digest}", self.scopes)
+        resp.close()
+        if resp.status == 200:
+            return True
+        if resp.status == 404:
+            return False
+        self.session.fail(resp, f"blob {digest}")
+
+    def _mount(self, digest, from_path):
+        query = urlencode({"mount": digest, "from": from_path})
+        resp = self.session.request("POST", f"{self.repo}/blobs/uploads/?{query}",
+                                    self.scopes + [scope(from_path, "pull")], {"Content-Length": "0"}, b"")
+        resp.read_all(limit=1 << 20)
+        resp.close()
+        if resp.status == 201:
+            return True
+        if resp.status == 202 and resp.header("Location"):  # not mounted: drop the upload it opened
+            self.session.request("DELETE", resp.header("Location"), self.scopes, retry=False).close()
+        return False
+
+    def _compress(self, layer, id):
+        """Gzip the layer's tar into the content store; ``{"digest", "size", "mediaType"}``."""
+        diff_id = layer["diff_id"]
+        with self.registry.blob_lock(diff_id):
+            writer = self.content.writer(f"push-{diff_id[7:]}")
+            writer.truncate()
+            try:
+                h = hashlib.sha256()
+
+                def seen(data):
+                    self.check()
+                    h.update(data)
+
+                tar = layer["open_tar"]()
+                try:
+                    gzip_stream(tar.read, writer.write, on_chunk=seen)
+                finally:
+                    tar.close()
+                if "sha256:" + h.hexdigest() != diff_id:
+                    raise BadContent(f"layer {diff_id}: its content now hashes to sha256:{h.hexdigest()}: "
+                                     "the stored layer changed; nothing was pushed")
+                size = writer.offset
+                digest = writer.commit()
+            except BaseException:
+                writer.abort(keep=False)
+                raise
+        return {"digest": digest, "size": size, "media_type": mf.DOCKER_LAYER, "repo": None}
+
+    def _upload(self, digest, size, id, data=None):
+        """Upload a blob (``data``, or the content store's), retrying the whole
+        upload after a lost connection or a 5xx."""
+        for attempt in range(self.session.retries + 1):
+            try:
+                return self._upload_once(digest, size, id, data)
+            except (RegistryUnreachable, RegistryUnavailable) as exc:
+                if attempt >= self.session.retries:
+                    raise
+                delay = min(self.session.backoff * 2 ** attempt, 10.0)
+                if id:
+                    n = max(1, math.ceil(delay))
+                    self.progress.layer(id, f"Retrying in {n} second{'s' if n != 1 else ''}")
+                if self.cancel.wait(delay):
+                    self.check()
+                last = exc
+        raise last
+
+    def _upload_once(self, digest, size, id, data):
+        resp = self.session.request("POST", f"{self.repo}/blobs/uploads/", self.scopes, {"Content-Length": "0"}, b"")
+        location = resp.header("Location")
+        if resp.status >= 300:
+            self.session.fail(resp, f"starting the upload of {digest}")
+        if resp.status != 202 or not location:
+            resp.close()
+            raise RegistryError(f"starting the upload of {digest}: answered {resp.status} without a Location")
+        resp.read_all(limit=1 << 20)
+        resp.close()
+
+        def report(sent):
+            if id:
+                self.progress.layer(id, "Pushing", sent, size)
+
+        chunk = self.registry.upload_chunk
+        fh = None if data is not None else self.content.open(digest)
+        try:
+            if data is not None or size <= chunk:
+                body = data if data is not None else (lambda: _Counting(fh, 0, size, report))
+                return self._finish(location, digest, body, size)
+            for start in range(0, size, chunk):
+                self.check()
+                n = min(chunk, size - start)
+                resp = self.session.request(
+                    "PATCH", location, self.scopes,
+                    {"Content-Type": "application/octet-stream", "Content-Length": str(n),
+                     "Content-Range": f"{start}-{start + n - 1}"},
+                    lambda s=start, n=n: _Counting(fh, s, n, report), retry=False)
+                if resp.status != 202:
+                    self.session.fail(resp, f"uploading {digest} (bytes {start}-{start + n - 1})")
+                location = resp.header("Location") or location
+                resp.read_all(limit=1 << 20)
+                resp.close()
+            return self._finish(location, digest, b"", 0)
+        finally:
+            if fh is not None:
+                fh.close()
+
+    def _finish(self, location, digest, body, length):
+        url = location + ("&" if "?" in location else "?") + urlencode({"digest": digest})
+        resp = self.session.request("PUT", url, self.scopes, {"Content-Type": "application/octet-stream",
+                                                              "Content-Length": str(length)}, body, retry=False)
+        if resp.status not in (201, 204):
+            self.session.fail(resp, f"uploading {digest}")
+        resp.read_all(limit=1 << 20)
+        resp.close()
+
+    # manifest ---------------------------------------------------------------
+    def _manifest(self, plan, config_digest, config_bytes, descs):
+        wanted = [d["digest"] for d in descs]
+        for digest, media_type, data in (plan.get("manifests") or {}).values():
+            try:
+                config, layers = mf.parse_manifest(data, media_type)
+            except Exception:
+                continue
+            if config.digest == config_digest and [x.digest for x in layers] == wanted:
+                return data, media_type
+        oci = any(d["mediaType"].startswith("application/vnd.oci.") for d in descs)
+        layers = [dict(d, mediaType=mf.OCI_LAYER_GZIP if oci and d["mediaType"] == mf.DOCKER_LAYER
+                       else d["mediaType"]) for d in descs]
+        doc = {"schemaVersion": 2, "mediaType": mf.OCI_MANIFEST if oci else mf.DOCKER_MANIFEST,
+               "config": {"mediaType": mf.OCI_CONFIG if oci else mf.DOCKER_CONFIG, "size": len(config_bytes),
+                          "digest": config_digest},
+               "layers": layers}
+        return json.dumps(doc, indent=3).encode(), doc["mediaType"]
+
+
+def _desc(blob):
+    return {"mediaType": blob["media_type"], "size": blob["size"], "digest": blob["digest"]}

@@ -1,0 +1,60 @@
+"""One registry, one set of credentials: authenticated requests and the errors
+their answers mean.  Pulls and pushes get a :class:`Session` from the
+:class:`~dockyard.registry.service.Registry` and share its connections."""
+
+from urllib.parse import urljoin
+
+from .auth import Authenticator
+from .errors import Unauthorized
+from .transport import Transport, raise_for
+
+
+class Session:
+    def __init__(self, endpoint, credentials=None, retries=4, backoff=0.5, timeout=60):
+        self.endpoint = endpoint
+        self.host = endpoint.host
+        self.transport = Transport(endpoint, timeout=timeout, retries=retries, backoff=backoff)
+        self.auth = Authenticator(self.transport, credentials)
+
+    @property
+    def retries(self):
+        return self.transport.retries
+
+    @property
+    def backoff(self):
+        return self.transport.backoff
+
+    def url(self, path_or_url):
+        return urljoin(self.endpoint.base + "/", path_or_url)
+
+    def request(self, method, path, scopes, headers=None, body=None, retry=True, on_retry=None):
+        """``method path`` (a path on the registry, or a URL it gave us) with the
+        authorization ``scopes`` need; one retry after a 401 that a new token may
+        cure.  Returns the :class:`~dockyard.registry.transport.Response`."""
+        self.auth.ping(on_retry)
+        scopes = list(scopes)
+        url = self.url(path)
+        for attempt in range(2):
+            hdrs = {**(headers or {}), **self.auth.headers(scopes)}
+            resp = self.transport.request(method, url, hdrs, body, retry=retry, on_retry=on_retry)
+            if resp.status != 401 or attempt or not self.auth.challenged(resp, scopes):
+                return resp
+            resp.read_all(limit=1 << 20)
+            resp.close()
+        return resp
+
+    def fail(self, resp, what):
+        """Raise the error a non-2xx answer to ``what`` means (401/403: whose fault)."""
+        if resp.status in (401, 403):
+            resp.read_all(limit=1 << 20)
+            resp.close()
+            creds = self.auth.creds
+            if creds and (self.auth.scheme == "bearer" or resp.status == 403):
+                who = creds.username or "the given token"
+                raise Unauthorized(f"{what}: denied: requested access to the resource is denied "
+                                   f"({self.host} gives {who} no access)")
+            raise Unauthorized(f"{what}: {self.auth.refusal()}")
+        raise_for(resp, what)
+
+    def close(self):
+        self.transport.close()

@@ -1,0 +1,239 @@
+"""Registry authentication and transport security against real registries:
+anonymous, HTTP basic (htpasswd), the bearer-token challenge flow (a JWT token
+server); ``dockyard login``/``logout`` keeping credentials as the docker CLI does
+(config.json, credsStore, credHelpers with a fake ``docker-credential-*`` on
+PATH); ``docker login`` against our daemon; TLS with a private CA in a certs.d
+directory; plain HTTP only for registries named insecure.
+"""
+
+import base64
+import json
+import os
+import uuid
+
+import pytest
+from dockyard.testing.registry import RegistryServer
+from dockyard.testing.registry_content import registry_daemon, snapshot, stop_daemon
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the daemon needs root")
+USER, PASSWORD = "alice", "wonder-land-7"
+
+FAKE_HELPER = """#!/usr/bin/env python3
+# A docker-credential-helper keeping secrets in a JSON file (docker-credential-helpers' protocol).
+import json, os, sys
+store = os.environ["FAKE_CRED_STORE"]
+data = json.load(open(store)) if os.path.exists(store) else {}
+action, payload = sys.argv[1], sys.stdin.read().strip()
+if action == "store":
+    doc = json.loads(payload)
+    data[doc["ServerURL"]] = {"Username": doc["Username"], "Secret": doc["Secret"]}
+elif action == "get":
+    if payload not in data:
+        print("credentials not found in native keychain"); sys.exit(1)
+    print(json.dumps({"ServerURL": payload, **data[payload]})); sys.exit(0)
+elif action == "erase":
+    if payload not in data:
+        print("credentials not found in native keychain"); sys.exit(1)
+    del data[payload]
+json.dump(data, open(store, "w"))
+"""
+
+
+def uniq(prefix="a"):
+    return f"{prefix}{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def basic(session_root):
+    r = RegistryServer(session_root / uniq("basic-"), auth="htpasswd", users={USER: PASSWORD}).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module")
+def token(session_root):
+    r = RegistryServer(session_root / uniq("token-"), auth="token", users={USER: PASSWORD},
+                       anonymous_pull=True).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module")
+def tls(session_root):
+    r = RegistryServer(session_root / uniq("tls-"), tls=True).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module")
+def plain(session_root):
+    r = RegistryServer(session_root / uniq("plain-")).start()
+    yield r
+    r.stop()
+
+
+@pytest.fixture(scope="module")
+def certs_dir(session_root, tls):
+    d = session_root / uniq("certs.d-") / tls.host
+    d.mkdir(parents=True)
+    (d / "ca.crt").write_bytes(tls.ca.read_bytes())
+    return d.parent
+
+
+@pytest.fixture(scope="module")
+def dy(session_root, busybox_tar, basic, token, plain, certs_dir):
+    d = registry_daemon(session_root / uniq("ad-"), [basic.host, token.host, plain.host], busybox_tar,
+                        ["--registry-certs-dir", str(certs_dir)])
+    yield d
+    assert stop_daemon(d) == []
+
+
+@pytest.fixture
+def config_dir(tmp_path):
+    d = tmp_path / "docker-config"
+    d.mkdir()
+    return d
+
+
+def cli(d, config_dir, *args, input=None, path=None):
+    env = {"DOCKER_CONFIG": str(config_dir)}
+    if path:
+        env.update(PATH=f"{path}:{os.environ['PATH']}", FAKE_CRED_STORE=str(path / "store.json"))
+    return d.cli(*args, input=input, env=env, timeout=120)
+
+
+def login(d, config_dir, host, password=PASSWORD, **kw):
+    return cli(d, config_dir, "login", "-u", USER, "--password-stdin", host, input=password.encode(), **kw)
+
+
+def ok(res):
+    assert res.returncode == 0, (res.stdout.decode(), res.stderr.decode())
+    return res.stdout.decode()
+
+
+def config(config_dir):
+    return json.loads((config_dir / "config.json").read_text())
+
+
+@pytest.mark.parametrize("kind", ["basic", "token"])
+def test_login_push_pull_logout(dy, config_dir, kind, request):
+    reg = request.getfixturevalue(kind)
+    ref = f"{reg.host}/{uniq()}/bb:v1"
+    ok(dy.cli("tag", "busybox", ref))
+    res = cli(dy, config_dir, "push", ref)
+    assert res.returncode != 0
+    assert ("requires authentication" in res.stderr.decode() or "denied" in res.stderr.decode()), res.stderr
+    assert "dockyard login" in res.stderr.decode() or "denied" in res.stderr.decode()
+
+    assert "Login Succeeded" in ok(login(dy, config_dir, reg.host))
+    entry = config(config_dir)["auths"][reg.host]
+    assert base64.b64decode(entry["auth"]).decode() == f"{USER}:{PASSWORD}"
+    assert oct((config_dir / "config.json").stat().st_mode & 0o777) == "0o600"
+    before = reg.token_requests
+    ok(cli(dy, config_dir, "push", ref))
+    ok(dy.cli("rmi", ref))
+    ok(cli(dy, config_dir, "pull", ref))
+    if kind == "token":
+        assert reg.token_requests > before
+    else:
+        assert reg.catalog(ref.split("/", 1)[1].rsplit(":", 1)[0])["tags"] == ["v1"]
+
+    assert "Removing login credentials" in ok(cli(dy, config_dir, "logout", reg.host))
+    assert reg.host not in config(config_dir).get("auths", {})
+    ok(dy.cli("rmi", ref))
+    res = cli(dy, config_dir, "pull", ref)
+    if kind == "token":  # anonymous pulls are allowed there
+        assert res.returncode == 0, res.stderr.decode()
+    else:
+        assert res.returncode != 0 and "requires authentication" in res.stderr.decode()
+
+
+@pytest.mark.parametrize("kind", ["basic", "token"])
+def test_wrong_password_is_refused_and_nothing_is_stored(dy, config_dir, kind, request):
+    reg = request.getfixturevalue(kind)
+    res = login(dy, config_dir, reg.host, password="not-the-password")
+    assert res.returncode != 0
+    assert "incorrect username or password" in res.stderr.decode(), res.stderr.decode()
+    assert not (config_dir / "config.json").exists()
+    before = snapshot(dy)
+    client = dy.sdk()
+    try:
+        import docker
+
+        with pytest.raises(docker.errors.APIError) as info:
+            client.images.pull(f"{reg.host}/{uniq()}/x", tag="v1", auth_config={"username": USER, "password": "nope"})
+        assert "incorrect username or password" in str(info.value)
+        assert info.value.status_code == 401
+    finally:
+        client.close()
+    assert snapshot(dy) == before
+
+
+def test_credential_helpers(dy, config_dir, basic, tmp_path):
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name in ("fakestore", "fakehelper"):
+        helper = bindir / f"docker-credential-{name}"
+        helper.write_text(FAKE_HELPER)
+        helper.chmod(0o755)
+    (config_dir / "config.json").write_text(json.dumps({"credsStore": "fakestore", "detachKeys": "ctrl-x"}))
+    ok(login(dy, config_dir, basic.host, path=bindir))
+    cfg = config(config_dir)
+    assert cfg["auths"][basic.host] == {} and cfg["detachKeys"] == "ctrl-x"
+    stored = json.loads((bindir / "store.json").read_text())
+    assert stored[basic.host] == {"Username": USER, "Secret": PASSWORD}
+    ref = f"{basic.host}/{uniq()}/bb:h"
+    ok(dy.cli("tag", "busybox", ref))
+    ok(cli(dy, config_dir, "push", ref, path=bindir))  # the secret came from the helper
+    ok(cli(dy, config_dir, "logout", basic.host, path=bindir))
+    assert json.loads((bindir / "store.json").read_text()) == {}
+
+    # credHelpers wins over credsStore for its registry
+    (config_dir / "config.json").write_text(json.dumps({"credsStore": "missing",
+                                                        "credHelpers": {basic.host: "fakehelper"}}))
+    ok(login(dy, config_dir, basic.host, path=bindir))
+    assert basic.host in json.loads((bindir / "store.json").read_text())
+    ok(cli(dy, config_dir, "push", ref, path=bindir))
+
+
+def test_docker_cli_login_and_push_against_our_daemon(dy, basic):
+    res = dy.docker("login", "-u", USER, "--password-stdin", basic.host, input=PASSWORD.encode())
+    assert res.returncode == 0 and b"Login Succeeded" in res.stdout, res.stderr
+    saved = json.loads((dy.base / "docker-config" / "config.json").read_text())
+    assert basic.host in saved["auths"]
+    ref = f"{basic.host}/{uniq()}/bb:d"
+    assert dy.docker("tag", "busybox", ref).returncode == 0
+    res = dy.docker("push", ref)
+    assert res.returncode == 0, res.stderr
+    assert b"digest: sha256:" in res.stdout
+    res = dy.docker("login", "-u", USER, "--password-stdin", basic.host, input=b"wrong")
+    assert res.returncode != 0 and b"incorrect username or password" in res.stderr
+    assert dy.docker("logout", basic.host).returncode == 0
+
+
+def test_tls_registry_with_a_private_ca(dy, tls, certs_dir):
+    ref = f"{tls.host}/{uniq()}/bb:tls"
+    ok(dy.cli("tag", "busybox", ref))
+    ok(dy.cli("push", ref))
+    ok(dy.cli("rmi", ref))
+    ok(dy.cli("pull", ref))
+    assert tls.catalog(ref.split("/", 1)[1].rsplit(":", 1)[0])["tags"] == ["tls"]
+    # the same registry by a name its CA is not configured for
+    other = f"localhost:{tls.port}/{uniq()}/bb:tls"
+    ok(dy.cli("tag", "busybox", other))
+    res = dy.cli("push", other)
+    err = res.stderr.decode()
+    assert res.returncode != 0 and "certificate refused" in err and f"localhost:{tls.port}/ca.crt" in err, err
+
+
+def test_plain_http_registry_not_named_insecure_is_refused(dy, plain):
+    host = f"localhost:{plain.port}"  # the daemon knows it only as 127.0.0.1:PORT
+    ref = f"{host}/{uniq()}/bb:plain"
+    ok(dy.cli("tag", "busybox", ref))
+    res = dy.cli("push", ref)
+    err = res.stderr.decode()
+    assert res.returncode != 0
+    assert "does not speak TLS" in err and f"--insecure-registry {host}" in err, err
+    res = dy.cli("pull", ref)
+    assert res.returncode != 0 and "does not speak TLS" in res.stderr.decode()
+    assert plain.catalog()["repositories"] == []  # nothing went over plain HTTP

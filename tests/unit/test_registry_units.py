@@ -1,0 +1,124 @@
+"""The registry client's pure parts: challenges, platform selection, media types,
+error messages, certs.d directories, daemon flags, credentials files, progress."""
+
+import base64
+import json
+
+import pytest
+from dockyard.errors import ConfigError, InvalidParameter
+from dockyard.registry import authconfig
+from dockyard.registry import manifest as mf
+from dockyard.registry.auth import parse_challenge
+from dockyard.registry.errors import RegistryNotFound, TLSFailure, UnsupportedContent
+from dockyard.registry.progress import bar, human_size
+from dockyard.registry.service import (
+    decode_auth,
+    parse_insecure,
+    parse_transfer_options,
+)
+from dockyard.registry.transport import raise_for, tls_context
+
+
+def test_parse_challenge():
+    assert parse_challenge('Bearer realm="http://t/token",service="reg",scope="repository:a/b:pull,push"') == (
+        "bearer", {"realm": "http://t/token", "service": "reg", "scope": "repository:a/b:pull,push"})
+    assert parse_challenge('Basic realm="x"') == ("basic", {"realm": "x"})
+    assert parse_challenge("") == (None, {})
+
+
+def _entry(arch, variant=None, digest="a"):
+    platform = {"os": "linux", "architecture": arch, **({"variant": variant} if variant else {})}
+    return mf.descriptor({"mediaType": mf.OCI_MANIFEST, "size": 1, "digest": "sha256:" + digest * 64,
+                          "platform": platform}, "entry")
+
+
+def test_select_platform():
+    entries = [_entry("arm64", "v8", "b"), _entry("amd64", None, "c"),
+               mf.descriptor({"mediaType": mf.OCI_MANIFEST, "size": 1, "digest": "sha256:" + "d" * 64}, "att")]
+    assert mf.select_platform(entries, ("linux", "arm64", "v8")).digest == "sha256:" + "b" * 64
+    assert mf.select_platform(entries, ("linux", "amd64")).digest == "sha256:" + "c" * 64
+    with pytest.raises(RegistryNotFound, match="no matching manifest for linux/s390x.*linux/amd64, linux/arm64/v8"):
+        mf.select_platform(entries, ("linux", "s390x"))
+    with pytest.raises(UnsupportedContent, match="invalid platform"):
+        mf.parse_platform("linux")
+
+
+def test_media_types():
+    assert mf.media_type_of(b'{"schemaVersion":2,"manifests":[]}', "application/json") == mf.OCI_INDEX
+    assert mf.media_type_of(b"{}", mf.DOCKER_MANIFEST + "; charset=utf-8") == mf.DOCKER_MANIFEST
+    with pytest.raises(UnsupportedContent, match="schema 1"):
+        mf.check_type(mf.SCHEMA1[0])
+    with pytest.raises(UnsupportedContent, match="unknown media type 'text/html'"):
+        mf.check_type("text/html")
+
+
+class _Resp:
+    def __init__(self, status, body):
+        self.status, self.reason, self._body = status, "X", body
+
+    def read_all(self, limit=None):
+        return self._body
+
+    def close(self):
+        pass
+
+
+def test_error_messages_read_like_dockers():
+    body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}).encode()
+    with pytest.raises(RegistryNotFound) as info:
+        raise_for(_Resp(404, body), "manifest for r/x:nope")
+    assert str(info.value) == "manifest for r/x:nope not found: manifest unknown: manifest unknown"
+
+
+def test_certs_dirs_are_all_read(tmp_path):
+    good = tmp_path / "one" / "reg:5000"
+    good.mkdir(parents=True)
+    bad = tmp_path / "two" / "reg:5000"
+    bad.mkdir(parents=True)
+    (bad / "ca.crt").write_text("not a certificate")
+    tls_context("reg:5000", [str(tmp_path / "one")])  # an empty folder is fine
+    with pytest.raises(TLSFailure, match="two/reg:5000/ca.crt: cannot load"):
+        tls_context("reg:5000", [str(tmp_path / "one"), str(tmp_path / "two")])
+
+
+def test_daemon_flags():
+    assert parse_insecure(["127.0.0.1:5000", "myreg"]) == ["127.0.0.1:5000", "myreg"]
+    with pytest.raises(ConfigError, match="without a scheme"):
+        parse_insecure(["http://127.0.0.1:5000"])
+    assert parse_transfer_options(3, 5, 1 << 20)["upload_chunk"] == 1 << 20
+    with pytest.raises(ConfigError, match="--max-concurrent-downloads 0"):
+        parse_transfer_options(0, 5, 1 << 20)
+    with pytest.raises(ConfigError, match="--registry-upload-chunk"):
+        parse_transfer_options(1, 1, 10)
+
+
+def test_decode_auth():
+    raw = base64.urlsafe_b64encode(json.dumps({"username": "u", "password": "p"}).encode()).decode().rstrip("=")
+    assert decode_auth(raw) == {"username": "u", "password": "p"}
+    assert decode_auth("") is None
+    with pytest.raises(InvalidParameter):
+        decode_auth("!!!")
+
+
+def test_config_json_round_trip(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"psFormat": "x"}))
+    assert authconfig.store("reg:5000", "u", "p:w") == str(tmp_path / "config.json")
+    cfg = json.loads((tmp_path / "config.json").read_text())
+    assert cfg["psFormat"] == "x" and base64.b64decode(cfg["auths"]["reg:5000"]["auth"]) == b"u:p:w"
+    assert authconfig.get("reg:5000") == {"serveraddress": "reg:5000", "username": "u", "password": "p:w"}
+    assert authconfig.get("docker.io") is None
+    assert authconfig.erase("reg:5000") and not authconfig.erase("reg:5000")
+    assert authconfig.server_key("docker.io") == authconfig.HUB_KEY
+
+
+def test_missing_credential_helper_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"credsStore": "nosuchhelper"}))
+    with pytest.raises(authconfig.CredentialError, match="docker-credential-nosuchhelper is not installed"):
+        authconfig.get("reg:5000")
+
+
+def test_progress_bar():
+    assert human_size(1_048_576) == "1.049MB"
+    assert bar(50, 100).startswith("[" + "=" * 25 + ">")
