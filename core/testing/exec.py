@@ -322,8 +322,11 @@ class ExecConformance:
             assert time.monotonic() - t0 >= 0.9 and c.wait(timeout=20)["StatusCode"] == 137
         finally:
             c.remove(force=True)
-        c = self.start(client, ["sleep", "100"], feature="init", init=True)
+        # once the child has spoken, tini has its signal handling set up (a SIGTERM before
+        # that hits a pid 1 without handlers, which ignores it: that raced under load)
+        c = self.start(client, ["sh", "-c", "echo ready; exec sleep 100"], feature="init", init=True)
         try:
+            self.wait_for(lambda: b"ready" in c.logs(), what="ready")
             c.stop(timeout=10)
             assert c.wait(timeout=20)["StatusCode"] == 143  # tini passed SIGTERM on
         finally:
