@@ -183,8 +183,9 @@ class Dockerd:
     when it stops: they are removed afterwards (docker0, the ``DOCKER*`` chains and
     the rules that jump to them or name docker0 or the subnet)."""
 
-    def __init__(self, ws, bip=None):
+    def __init__(self, ws, bip=None, extra_args=()):
         self.ws, self.base = ws, ws.tmp / "docker"
+        self.extra_args = list(extra_args)  # more dockerd flags, e.g. ["--insecure-registry", "127.0.0.0/8"]
         self.sock = str(self.base / "docker.sock")
         self.image = f"dockyard-bench-{ws.token}:latest"
         self.env = {"DOCKER_CONFIG": str(self.base / "cli-config")}
@@ -221,7 +222,7 @@ class Dockerd:
             self.proc = subprocess.Popen(
                 [exe, "--host", f"unix://{self.sock}", "--data-root", str(self.base / "data"),
                  "--exec-root", str(self.base / "exec"), "--pidfile", str(self.base / "docker.pid"),
-                 "--config-file", str(self.base / "daemon.json"), *network,
+                 "--config-file", str(self.base / "daemon.json"), *network, *self.extra_args,
                  "--cgroup-parent", f"/{self.ws.cgroup('docker')}"],
                 stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.ws.on_cleanup("stopping dockerd", self.stop)
@@ -269,8 +270,8 @@ class Podman:
 
     BRIDGES = ("podman0", "cni-podman0")
 
-    def __init__(self, ws, network=False):
-        self.ws, self.base = ws, ws.tmp / "podman"
+    def __init__(self, ws, network=False, name="podman"):
+        self.ws, self.base = ws, ws.tmp / name  # another name: another private root
         self.image = f"localhost/dockyard-bench-{ws.token}:latest"
         self.network = network
         self.removed = []  # what the clean-up after a networked run had to remove
