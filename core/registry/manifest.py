@@ -12,30 +12,29 @@ import re
 
 from .errors import BadContent, RegistryNotFound, UnsupportedContent
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-SCHEMA1 = ("application/vnd.docker.distribution.manifest.v1+prettyjws",
-           "application/vnd.docker.distribution.manifest.v1+json")
-MANIFESTS = (DOCKER_MANIFEST, OCI_MANIFEST)
-INDEXES = (DOCKER_LIST, OCI_INDEX)
+from ..engine.distribution import (  # the media types: one list for the store and the wire
+    CONFIG_TYPES as CONFIGS,
+    DOCKER_CONFIG,  # noqa: F401 (push.py builds configs with mf.DOCKER_CONFIG)
+    DOCKER_FOREIGN_GZIP,
+    DOCKER_LAYER_GZIP as DOCKER_LAYER,
+    DOCKER_LIST,
+    DOCKER_MANIFEST,
+    INDEX_TYPES as INDEXES,
+    MANIFEST_TYPES as MANIFESTS,
+    OCI_CONFIG,  # noqa: F401
+    OCI_INDEX,
+    OCI_LAYER_GZIP,
+    OCI_LAYER_TAR as OCI_LAYER,
+    OCI_LAYER_ZSTD,
+    OCI_MANIFEST,
+    OCI_NONDIST,
+    SCHEMA1,
+)
+
 #: what a pull asks for, in order of preference (Docker's order)
 ACCEPT = ", ".join((DOCKER_MANIFEST, DOCKER_LIST, OCI_MANIFEST, OCI_INDEX))
-
-DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-CONFIGS = (DOCKER_CONFIG, OCI_CONFIG)
-
-DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-OCI_LAYER = "application/vnd.oci.image.layer.v1.tar"
-OCI_LAYER_GZIP = OCI_LAYER + "+gzip"
-OCI_LAYER_ZSTD = OCI_LAYER + "+zstd"
 LAYERS = (DOCKER_LAYER, OCI_LAYER, OCI_LAYER_GZIP, OCI_LAYER_ZSTD)
-FOREIGN_LAYERS = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-                  "application/vnd.oci.image.layer.nondistributable.v1.tar",
-                  "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-                  "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd")
+FOREIGN_LAYERS = (DOCKER_FOREIGN_GZIP, OCI_NONDIST, OCI_NONDIST + "+gzip", OCI_NONDIST + "+zstd")
 
 MAX_MANIFEST = 4 << 20  # Docker's limit
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -80,7 +79,7 @@ def media_type_of(data, header_type):
         if isinstance(doc.get("mediaType"), str):
             return doc["mediaType"]
         if doc.get("schemaVersion") == 1:
-            return SCHEMA1[1]
+            return SCHEMA1[0]  # the unsigned v1+json
         if "manifests" in doc:
             return OCI_INDEX
         if "config" in doc and "layers" in doc:

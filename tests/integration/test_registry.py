@@ -11,10 +11,9 @@ Faults, auth and other clients have their own modules (test_registry_*.py).
 import os
 import threading
 import time
-import uuid
 
 import pytest
-from dockyard.testing.registry import Fault, FaultProxy, RegistryServer
+from dockyard.testing.registry import Fault
 from dockyard.testing.registry_content import (
     get_manifest,
     make_image,
@@ -28,32 +27,9 @@ from dockyard.testing.registry_content import (
     tar_layer,
 )
 
+from registry_common import base_tar, dy, proxy, reg, uniq  # noqa: F401
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the daemon needs root")
-
-
-def uniq(prefix="t"):
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="module")
-def reg(session_root):
-    r = RegistryServer(session_root / uniq("reg-")).start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture(scope="module")
-def proxy(reg):
-    p = FaultProxy(reg.host).start()
-    yield p
-    p.stop()
-
-
-@pytest.fixture(scope="module")
-def dy(session_root, busybox_tar, reg, proxy):
-    d = registry_daemon(session_root / uniq("regd-"), [reg.host, proxy.host], busybox_tar)
-    yield d
-    assert stop_daemon(d) == []
 
 
 @pytest.fixture
@@ -62,12 +38,6 @@ def fresh(session_root, reg, proxy):
     d = registry_daemon(session_root / uniq("fresh-"), [reg.host, proxy.host])
     yield d
     assert stop_daemon(d) == []
-
-
-@pytest.fixture(scope="module")
-def base_tar(busybox_tar):
-    with open(busybox_tar, "rb") as fh:
-        return fh.read()
 
 
 def ok(res):

@@ -7,10 +7,9 @@ Also: retries with backoff, resuming within a pull and by rerunning it.
 
 import json
 import os
-import uuid
 
 import pytest
-from dockyard.testing.registry import Fault, FaultProxy, RegistryServer
+from dockyard.testing.registry import Fault
 from dockyard.testing.registry_content import (
     compress,
     digest,
@@ -18,39 +17,14 @@ from dockyard.testing.registry_content import (
     push_image,
     put_blob,
     put_manifest,
-    registry_daemon,
     snapshot,
-    stop_daemon,
     system_check,
     tar_layer,
 )
 
+from registry_common import base_tar, dy, proxy, reg, uniq  # noqa: F401
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the daemon needs root")
-
-
-def uniq(prefix="f"):
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
-
-
-@pytest.fixture(scope="module")
-def reg(session_root):
-    r = RegistryServer(session_root / uniq("freg-")).start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture(scope="module")
-def proxy(reg):
-    p = FaultProxy(reg.host).start()
-    yield p
-    p.stop()
-
-
-@pytest.fixture(scope="module")
-def dy(session_root, busybox_tar, reg, proxy):
-    d = registry_daemon(session_root / uniq("fd-"), [reg.host, proxy.host], busybox_tar)
-    yield d
-    assert stop_daemon(d) == []
 
 
 @pytest.fixture(autouse=True)
@@ -58,12 +32,6 @@ def clean_proxy(proxy):
     proxy.reset()
     yield
     proxy.reset()
-
-
-@pytest.fixture(scope="module")
-def base_tar(busybox_tar):
-    with open(busybox_tar, "rb") as fh:
-        return fh.read()
 
 
 def big_image(base_tar, **kw):
