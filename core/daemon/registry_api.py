@@ -8,66 +8,16 @@ an error after it is the stream's last message, ``{"error", "errorDetail"}``.  A
 client that hangs up cancels the transfer; what finished is kept for a rerun.
 """
 
-import asyncio
-import json
 import logging
-import threading
 
 from aiohttp import web
 
-from ..errors import DockyardError, ImageNotFound
-from ..registry.progress import error_message
+from ..errors import ImageNotFound
 from ..registry.service import decode_auth
-from .app import POOL, blocking, engine, json_body
+from .app import blocking, engine, json_body
+from .jsonstream import stream_json as _stream  # shared with POST /build
 
 log = logging.getLogger("dockyard.api")
-
-
-async def _stream(request, run, *args, **kwargs):
-    loop = asyncio.get_running_loop()
-    queue = asyncio.Queue()
-    cancel = threading.Event()
-
-    def sink(msg):  # worker threads
-        loop.call_soon_threadsafe(queue.put_nowait, msg)
-
-    job = loop.run_in_executor(request.app[POOL], lambda: run(*args, progress=sink, cancel=cancel, **kwargs))
-    resp = None
-
-    async def send(msg):
-        nonlocal resp
-        if resp is None:
-            resp = web.StreamResponse(headers={"Content-Type": "application/json"})
-            await resp.prepare(request)
-        await resp.write(json.dumps(msg).encode() + b"\r\n")
-
-    try:
-        while not job.done() or not queue.empty():
-            if queue.empty():
-                getter = asyncio.ensure_future(queue.get())
-                await asyncio.wait({getter, job}, return_when=asyncio.FIRST_COMPLETED)
-                if not getter.done():
-                    getter.cancel()
-                    continue
-                msg = getter.result()
-            else:
-                msg = queue.get_nowait()
-            await send(msg)
-        exc = job.exception()
-        if exc is not None:
-            if resp is None:
-                raise exc
-            if not isinstance(exc, DockyardError):
-                log.error("%s %s failed", request.method, request.path, exc_info=exc)
-                exc = f"internal error: {type(exc).__name__}: {exc}"
-            await send(error_message(str(exc)))
-    except (ConnectionResetError, asyncio.CancelledError):
-        cancel.set()
-        raise
-    if resp is None:
-        return web.json_response({"status": "done"})
-    await resp.write_eof()
-    return resp
 
 
 async def pull(request, image, tag):

@@ -1,0 +1,269 @@
+"""COPY and ADD: what is copied where, with the classic builder's rules
+(moby ``builder/dockerfile/copy.go``, ``internals.go``).
+
+* A relative destination is taken from the WORKDIR; a destination ending in
+  ``/``, or one that exists in the image as a directory, receives each source
+  under its own name; several sources need such a destination (Docker's error
+  otherwise).  A directory source copies its *contents*.
+* Everything copied belongs to ``0:0``, or to ``--chown`` (names resolved in the
+  image's ``/etc/passwd`` and ``/etc/group``; a lone user is also the group, as
+  Docker reads it); directories created on the way get that owner and ``0755``.
+  ``--chmod`` sets the mode of every copied entry.
+* ADD extracts a local tar archive (plain, gzip, bzip2, xz) into the destination
+  (the archive's own owners are kept), and downloads an ``http(s)`` URL as a file
+  (mode ``0600`` unless ``--chmod``; mtime from ``Last-Modified``), never extracted.
+
+Writes go through :func:`dockyard.safetar.extract` below a destination directory
+resolved inside the image's root (symlinks followed within it), so nothing lands
+outside the image whatever it or the context holds.
+"""
+
+import email.utils
+import os
+import posixpath
+import stat
+import tarfile
+import urllib.parse
+import urllib.request
+
+from .. import safetar
+from .context import ContextError, _entries, _RefuseWhiteouts, resolve_sources
+from .steps import BuildStepError
+
+__all__ = ["Source", "copy_sources", "download", "is_url", "normalize_dest", "parse_chown"]
+_MAX_LINKS = 255
+
+
+class Source:
+    """A resolved source: ``path`` on the host, ``name`` its basename in the dest,
+    ``archive``: extract it (ADD of a local tar), ``mode``: forced permissions."""
+
+    def __init__(self, path, name, archive=False, mode=None):
+        self.path, self.name, self.archive, self.mode = path, name, archive, mode
+
+
+def is_url(src):
+    return src.startswith(("http://", "https://"))
+
+
+def normalize_dest(workdir, dest):
+    if dest.startswith("/"):
+        return dest
+    out = posixpath.join("/", workdir or "/", dest)
+    out = posixpath.normpath(out)
+    return out + "/" if dest.endswith("/") and not out.endswith("/") else out
+
+
+def scoped(root, path):
+    """``(real relative path, missing parts)`` of absolute ``path`` in ``root``,
+    following symlinks as if ``root`` were ``/``."""
+    todo, done, links = [p for p in path.split("/") if p not in ("", ".")], [], 0
+    while todo:
+        part = todo.pop(0)
+        if part == "..":
+            if done:
+                done.pop()
+            continue
+        full = os.path.join(root, *done, part)
+        try:
+            st = os.lstat(full)
+        except (FileNotFoundError, NotADirectoryError):
+            return "/".join(done), [part] + todo
+        if stat.S_ISLNK(st.st_mode):
+            links += 1
+            if links > _MAX_LINKS:
+                raise BuildStepError(f"too many levels of symbolic links in {path!r}")
+            target = os.readlink(full)
+            if target.startswith("/"):
+                done = []
+            todo[:0] = [p for p in target.split("/") if p not in ("", ".")]
+            continue
+        done.append(part)
+    return "/".join(done), []
+
+
+def _mkdirs(root, path, owner):
+    """Make directory ``path`` (absolute in the image) and its missing parents;
+    return its real host path."""
+    rel, missing = scoped(root, path)
+    here = os.path.join(root, rel) if rel else root
+    if not missing and not os.path.isdir(here):
+        raise BuildStepError(f"cannot copy to non-directory: {path}")
+    for part in missing:
+        if part == "..":
+            raise BuildStepError(f"invalid destination {path!r}")
+        here = os.path.join(here, part)
+        os.mkdir(here, 0o755)
+        os.chown(here, *owner)
+        os.chmod(here, 0o755)
+    return here
+
+
+def _lookup(path, name, what):
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) > 2 and fields[0] == name:
+                    return int(fields[2])
+    except (OSError, ValueError):
+        pass
+    raise BuildStepError(f"can't find {'uid for user' if what == 'user' else 'gid for group'} {name}: "
+                         f"no such {what}: {name}")
+
+
+def parse_chown(spec, rootfs):
+    """``--chown`` → ``(uid, gid)``, names looked up in the image at ``rootfs``."""
+    parts = spec.split(":")
+    if len(parts) > 2 or not parts[0]:
+        raise BuildStepError(f"invalid chown string format: {spec}")
+    user, group = (parts[0], parts[0]) if len(parts) == 1 else parts
+    ids = []
+    for name, what, file in ((user, "user", "passwd"), (group, "group", "group")):
+        if name.isdigit():
+            ids.append(int(name))
+            continue
+        rel, missing = scoped(rootfs, f"/etc/{file}")
+        ids.append(_lookup(os.path.join(rootfs, rel) if not missing else "/nonexistent", name, what))
+    return tuple(ids)
+
+
+def resolve(root, sources, cmd, allow_archives):
+    """Context (or other image) sources → :class:`Source` list, Docker's errors."""
+    try:
+        found = resolve_sources(root, sources)
+    except ContextError as exc:
+        raise BuildStepError(f"{cmd} failed: {exc}") from None
+    out = []
+    for name, resolved in found:
+        path = os.path.join(root, resolved) if resolved else root
+        archive = allow_archives and os.path.isfile(path) and _is_archive(path)
+        out.append(Source(path, posixpath.basename(name) or "", archive=archive))
+    return out
+
+
+def _is_archive(path):
+    try:
+        with tarfile.open(path, "r:*") as tar:
+            return tar.next() is not None
+    except (tarfile.TarError, OSError, EOFError, ValueError):
+        return False
+
+
+def download(url, into):
+    """Fetch ``url`` into directory ``into``; returns its :class:`Source`."""
+    try:
+        resp = urllib.request.urlopen(urllib.request.Request(url, headers={"User-Agent": "dockyard-build"}),
+                                      timeout=60)
+    except Exception as exc:  # urllib raises many types; all mean "could not download"
+        raise BuildStepError(f"failed to GET {url}: {exc}") from None
+    with resp:
+        name = posixpath.basename(urllib.parse.urlparse(url).path)
+        if not name:
+            disp = resp.headers.get_param("filename", header="Content-Disposition")
+            name = posixpath.basename(disp or "")
+        if not name or name in (".", ".."):
+            raise BuildStepError(f"cannot determine filename from url: {url}")
+        if resp.status >= 400:
+            raise BuildStepError(f"failed to GET {url} with status {resp.status}")
+        path = os.path.join(into, name)
+        with open(path, "wb") as fh:
+            while chunk := resp.read(1 << 20):
+                fh.write(chunk)
+        modified = resp.headers.get("Last-Modified")
+    os.chmod(path, 0o600)
+    if modified:
+        try:
+            ts = email.utils.parsedate_to_datetime(modified).timestamp()
+            os.utime(path, (ts, ts))
+        except (TypeError, ValueError):
+            pass
+    return Source(path, name, mode=0o600)
+
+
+def _tarinfo(name, path, st, owner, mode):
+    ti = tarfile.TarInfo(name)
+    ti.uid, ti.gid = owner if owner is not None else (st.st_uid, st.st_gid)
+    ti.mode = mode if mode is not None else stat.S_IMODE(st.st_mode)
+    ti.mtime, ti.uname, ti.gname = st.st_mtime_ns // 1_000_000_000, "", ""
+    fmt = stat.S_IFMT(st.st_mode)
+    if fmt == stat.S_IFDIR:
+        ti.type = tarfile.DIRTYPE
+    elif fmt == stat.S_IFLNK:
+        ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(path)
+    elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
+        ti.type = tarfile.CHRTYPE if fmt == stat.S_IFCHR else tarfile.BLKTYPE
+        ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif fmt == stat.S_IFIFO:
+        ti.type = tarfile.FIFOTYPE
+    elif fmt == stat.S_IFREG:
+        ti.size = st.st_size
+    else:
+        return None  # sockets
+    return ti
+
+
+def _write(tar, ti, path):
+    if ti.type == tarfile.REGTYPE:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as fh:
+            tar.addfile(ti, fh)
+    else:
+        tar.addfile(ti)
+
+
+def _apply(spool, target):
+    spool.seek(0)
+    try:
+        safetar.extract(spool, target, whiteouts=_RefuseWhiteouts(), same_owner=True)
+    except (safetar.UnsafeTarError, ContextError) as exc:
+        raise BuildStepError(f"cannot copy into {target}: {exc}") from None
+
+
+def copy_sources(rootfs, sources, dest, *, owner, chmod, cmd):
+    """Copy :class:`Source` items to ``dest`` (absolute, normalized) in ``rootfs``."""
+    if len(sources) > 1 and not dest.endswith("/"):
+        raise BuildStepError(f"When using {cmd} with more than one source file, the destination must be a "
+                             "directory and end with a /")
+    owner = owner or (0, 0)
+    rel, missing = scoped(rootfs, dest)
+    dest_is_dir = dest.endswith("/") or (not missing and os.path.isdir(os.path.join(rootfs, rel)))
+    for src in sources:
+        st = os.lstat(src.path)
+        mode = chmod if chmod is not None else src.mode
+        if src.archive:
+            target = _mkdirs(rootfs, dest, owner)
+            with open(src.path, "rb") as fh:
+                try:
+                    safetar.extract(fh, target, whiteouts=_RefuseWhiteouts(), same_owner=True)
+                except (safetar.UnsafeTarError, ContextError) as exc:
+                    raise BuildStepError(f"{cmd} failed: cannot extract {src.name}: {exc}") from None
+            continue
+        spool = safetar.spool()
+        with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
+            if stat.S_ISDIR(st.st_mode):
+                existed = not scoped(rootfs, dest)[1]
+                target = _mkdirs(rootfs, dest, owner)
+                if not existed:
+                    os.chmod(target, mode if mode is not None else stat.S_IMODE(st.st_mode))
+                for sub, path, est in _entries(os.path.dirname(src.path), os.path.basename(src.path)):
+                    if sub:
+                        ti = _tarinfo(sub, path, est, owner, mode)
+                        if ti is not None:
+                            _write(tar, ti, path)
+            else:
+                if dest_is_dir:
+                    target, name = _mkdirs(rootfs, dest, owner), src.name
+                else:
+                    parent, name = posixpath.split(dest.rstrip("/"))
+                    target = _mkdirs(rootfs, parent or "/", owner)
+                    if os.path.isdir(os.path.join(target, name)) and not os.path.islink(os.path.join(target, name)):
+                        target = os.path.join(target, name)
+                        name = src.name
+                ti = _tarinfo(name, src.path, st, owner, mode)
+                if ti is not None:
+                    _write(tar, ti, src.path)
+        try:
+            _apply(spool, target)
+        finally:
+            spool.close()

@@ -1,0 +1,92 @@
+"""RUN in a real container: created from the current image with the build's
+network mode and resources, the build args in its environment (not in the
+image), its output streamed to the build while it runs, its diff committed.
+
+The container stays recorded until the build removes it (``rm``/``forcerm``,
+see :mod:`.build`); its mount and network are released when it exits, whatever
+the outcome.
+"""
+
+import json
+import time
+
+from ..engine.commit import diff_layer
+from ..errors import DockyardError
+from .steps import BuildStepError
+
+__all__ = ["BuildCancelled", "RunFailed", "run_container"]
+_POLL = 0.1
+
+
+class BuildCancelled(DockyardError):
+    """The client went away: the build stopped."""
+
+
+class RunFailed(BuildStepError):
+    """A RUN exited non-zero (Docker's message and ``code`` in errorDetail)."""
+
+    def __init__(self, cmd, code):
+        super().__init__(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}")
+        self.code = code
+
+
+def _follow(path, offset):
+    """Complete json-file log lines after ``offset``: ``(texts, new offset)``."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return [], offset
+    end = data.rfind(b"\n")
+    if end < 0:
+        return [], offset
+    out = []
+    for line in data[:end + 1].splitlines():
+        try:
+            out.append(json.loads(line).get("log", ""))
+        except ValueError:
+            continue
+    return out, offset + end + 1
+
+
+def run_container(b, state, cmd, env, host_config):
+    """Run ``cmd`` on ``state``'s image; returns ``(cid, (diff path, diff id))``.
+    ``b`` is the :class:`~.build.Builder` (output, cancel, temp containers)."""
+    eng = b.eng
+    if not state.image_id:
+        raise BuildStepError("RUN needs a base image with a file system (FROM scratch has none to run in)")
+    cfg = state.config
+    body = {"Image": state.image_id, "Cmd": cmd, "Entrypoint": [], "Env": env,
+            "WorkingDir": cfg.get("WorkingDir") or "", "User": cfg.get("User") or "",
+            "Labels": cfg.get("Labels") or {}, "AttachStdout": True, "AttachStderr": True,
+            "HostConfig": dict(host_config)}
+    cid = eng.containers.create(body)
+    b.containers.append(cid)
+    b.out(f" ---> Running in {cid[:12]}\n")
+    rec = eng.containers.get(cid)
+    log_path, offset = rec["LogPath"], 0
+    eng.containers.start(cid)
+    while True:
+        done = eng.containers.wait_exit(cid, _POLL)
+        texts, offset = _follow(log_path, offset)
+        for text in texts:
+            b.out(text)
+        if done:
+            break
+        if b.cancel is not None and b.cancel.is_set():
+            try:
+                eng.containers.kill(cid)
+            except DockyardError:
+                pass
+            eng.containers.wait_exit(cid, None)
+            raise BuildCancelled("Build cancelled")
+    time.sleep(0)  # let the log writer's last line land before the final read
+    texts, offset = _follow(log_path, offset)
+    for text in texts:
+        b.out(text)
+    code = eng.containers.get(cid)["State"]["ExitCode"]
+    if code != 0:
+        raise RunFailed(cmd, code)
+    top = eng.images.get(state.image_id)["top_layer"]
+    return cid, diff_layer(eng, cid, top)
