@@ -436,9 +436,66 @@ class Client:
         body = None if isinstance(source, str) else source
         return self.json_stream("POST", "/images/create", params, body=body, headers=headers)
 
+    def build(self, context, params=None, headers=None):
+        """``POST /build`` with the build context ``context``; yields each JSON message.
+
+        ``context``: bytes, a binary file object (``Content-Length`` for a regular
+        file, chunked otherwise), or an iterable of bytes, sent chunked as it is
+        produced so a big context never sits in memory; ``None`` for a
+        ``remote`` build.  The answer is read once the upload is done (the
+        daemon reads the whole context before it starts).  Unlike
+        :meth:`json_stream`, an ``{"error": ...}`` message is yielded, not raised:
+        the caller wants its ``errorDetail.code``.  An exception raised by the
+        iterable (a file that cannot be read) aborts the upload and propagates.
+        """
+        if context is not None and not isinstance(context, (bytes, bytearray, memoryview)) \
+                and not hasattr(context, "read"):
+            context = IterReader(context)
+        headers = {"Content-Type": "application/x-tar", **(headers or {})}
+        url = self._url("/build", params)
+        if self.debug:
+            print(f"dockyard: --> POST {url}", file=sys.stderr)
+        conn = self._connection()
+        try:
+            try:
+                conn.send("POST", url, self._headers(headers), context)
+            except OSError as exc:
+                raise ProtocolError(f"sending the build context failed: {exc}") from exc
+            resp = self._response(conn)
+        except BaseException:
+            conn.close()
+            raise
+        try:
+            yield from json_objects(resp.read_some)
+        finally:
+            conn.close()
+
     def pull(self, image, tag=None):
         """Pull ``image`` from a registry; yields the daemon's progress messages."""
         return self.json_stream("POST", "/images/create", {"fromImage": image, "tag": tag or None})
+
+
+class IterReader:
+    """A binary file object over an iterable of bytes (``read(n)`` gives at most
+    ``n`` bytes, gathering small pieces, so an upload goes in big chunks)."""
+
+    def __init__(self, chunks):
+        self._it = iter(chunks)
+        self._buf = bytearray()
+        self._done = False
+
+    def read(self, n=-1):
+        while not self._done and (n < 0 or len(self._buf) < n):
+            try:
+                self._buf += next(self._it)
+            except StopIteration:
+                self._done = True
+        if n < 0 or n >= len(self._buf):
+            data, self._buf = bytes(self._buf), bytearray()
+        else:
+            data = bytes(self._buf[:n])
+            del self._buf[:n]
+        return data
 
 
 def _q(name, safe=""):

@@ -24,7 +24,7 @@ def build_parser():
     """The full argument parser (global options and every client command)."""
     import argparse
 
-    from dockyard.cli import containers, execs, images, networks, registry, system
+    from dockyard.cli import build, containers, execs, images, networks, registry, system
 
     parser = argparse.ArgumentParser(
         prog="dockyard", allow_abbrev=False,
@@ -39,6 +39,7 @@ def build_parser():
     execs.register(sub)
     networks.register(sub)
     images.register(sub)
+    build.register(sub)
     registry.register(sub)
     system.register(sub)
     sub.add_parser("daemon", help="Start the daemon (run 'dockyard daemon --help')", add_help=False)
