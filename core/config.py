@@ -23,6 +23,7 @@ _SCHEMA = {
     "storage": {"driver": (str, list), "options": dict},
     "exec": {"driver": (str, list), "options": dict},
     "network": {"drivers": list, "default": str, "options": dict},
+    "volume": {"drivers": list, "default": str, "options": dict},
     "plugins": {"enable": list, "block": list, "options": dict},
 }
 
@@ -40,6 +41,8 @@ class Config:
     enable: list = attrs.Factory(list)
     block: list = attrs.Factory(list)
     plugin_options: dict = attrs.Factory(dict)
+    #: the volume driver used when a request names none (Docker's ``local``)
+    default_volume: str = "local"
 
     def with_override(self, kind, name):
         """Return a copy where ``kind`` uses exactly driver ``name`` (a daemon flag)."""
@@ -72,6 +75,10 @@ class Config:
         out["network"] = {"drivers": list(self.drivers["network"]), "default": self.default_network}
         if self.options.get("network"):
             out["network"]["options"] = self.options["network"]
+        if self.drivers.get("volume", ["local"]) != ["local"] or self.options.get("volume"):
+            out["volume"] = {"drivers": list(self.drivers["volume"]), "default": self.default_volume}
+            if self.options.get("volume"):
+                out["volume"]["options"] = self.options["volume"]
         out["plugins"] = {"enable": list(self.enable), "block": list(self.block)}
         if self.plugin_options:
             out["plugins"]["options"] = self.plugin_options
@@ -142,9 +149,11 @@ def parse(data, source="<config>"):
         "storage": _names(storage.get("driver", ["overlay", "vfs"]), "storage.driver", source),
         "exec": _names(exec_.get("driver", "native"), "exec.driver", source),
         "network": _names(network.get("drivers", ["none", "host"]), "network.drivers", source),
+        "volume": _names(data.get("volume", {}).get("drivers", ["local"]), "volume.drivers", source),
     }
     options = {}
-    for kind, table in (("storage", storage), ("exec", exec_), ("network", network)):
+    for kind, table in (("storage", storage), ("exec", exec_), ("network", network),
+                        ("volume", data.get("volume", {}))):
         opts = table.get("options", {})
         for name, value in opts.items():
             if not isinstance(value, dict):
@@ -156,6 +165,10 @@ def parse(data, source="<config>"):
             f"{source}: 'network.default' is {default!r}, not one of the enabled drivers "
             f"(choices: {', '.join(drivers['network'])})"
         )
+    default_volume = data.get("volume", {}).get("default", drivers["volume"][0])
+    if default_volume not in drivers["volume"]:
+        raise ConfigError(f"{source}: 'volume.default' is {default_volume!r}, not one of the enabled drivers "
+                          f"(choices: {', '.join(drivers['volume'])})")
     return Config(
         source=source,
         drivers=drivers,
@@ -164,6 +177,7 @@ def parse(data, source="<config>"):
         enable=list(plugins.get("enable", [])),
         block=list(plugins.get("block", [])),
         plugin_options=dict(plugins.get("options", {})),
+        default_volume=default_volume,
     )
 
 

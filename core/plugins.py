@@ -25,14 +25,16 @@ from .hookspecs import exec as exec_specs
 from .hookspecs import extensions as extension_specs
 from .hookspecs import network as network_specs
 from .hookspecs import storage as storage_specs
+from .hookspecs import volume as volume_specs
 
-SPECS = {"storage": storage_specs, "exec": exec_specs, "network": network_specs}
+SPECS = {"storage": storage_specs, "exec": exec_specs, "network": network_specs, "volume": volume_specs}
 
 #: Hooks a driver must implement itself (the others are optional or have fallbacks).
 REQUIRED = {
     "storage": ("supported", "init", "create", "remove", "mount", "unmount", "exists"),
     "exec": ("supported", "init", "create", "start", "state", "kill", "wait", "delete", "restore"),
     "network": ("supported", "init", "attach", "detach"),
+    "volume": ("supported", "init", "create", "remove", "mount", "unmount", "get"),
 }
 
 

@@ -7,7 +7,7 @@ the commands, so building the parser for ``--help`` stays cheap.
 
 import os
 
-from dockyard.cli import netflags, output, runflags, system
+from dockyard.cli import netflags, output, policyflags, runflags, system
 
 PS_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
@@ -66,6 +66,11 @@ def register(sub):
     p.add_argument("-v", "--volumes", action="store_true", help="Remove anonymous volumes")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.set_defaults(func=cmd_rm)
+
+    p = sub.add_parser("restart", help="Restart one or more containers", allow_abbrev=False)
+    p.add_argument("-t", "--time", type=int, help="Seconds to wait for stop before killing the container")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_restart)
 
     p = sub.add_parser("wait", help="Block until containers stop, then print their exit codes",
                        allow_abbrev=False)
@@ -149,7 +154,9 @@ def create_body(args, environ=None):
         "Entrypoint": [args.entrypoint] if args.entrypoint is not None else None,
         "Labels": labels,
         **runflags.container_config(args),
-        "HostConfig": {"AutoRemove": args.rm, "NetworkMode": args.network or "default", **runflags.host_config(args)},
+        **policyflags.health_config(args),
+        "HostConfig": {"AutoRemove": args.rm, "NetworkMode": args.network or "default", **runflags.host_config(args),
+                       **policyflags.restart_config(args)},
     })
 
 
@@ -291,6 +298,12 @@ def cmd_start(ctx, args):
 
 def cmd_stop(ctx, args):
     return _each(ctx, args.containers, lambda c: ctx.client.stop(c, timeout=args.time) and None)
+
+
+def cmd_restart(ctx, args):
+    from urllib.parse import quote
+    return _each(ctx, args.containers, lambda c: ctx.client.request(
+        "POST", f"/containers/{quote(c, safe='')}/restart", {"t": args.time}) and None)
 
 
 def cmd_kill(ctx, args):

@@ -24,7 +24,7 @@ def build_parser():
     """The full argument parser (global options and every client command)."""
     import argparse
 
-    from dockyard.cli import build, containers, execs, images, networks, registry, system
+    from dockyard.cli import build, containers, events, execs, images, networks, registry, system, volumes
 
     parser = argparse.ArgumentParser(
         prog="dockyard", allow_abbrev=False,
@@ -38,10 +38,12 @@ def build_parser():
     containers.register(sub)
     execs.register(sub)
     networks.register(sub)
+    volumes.register(sub)
     images.register(sub)
     build.register(sub)
     registry.register(sub)
     system.register(sub)
+    events.register(sub)
     sub.add_parser("daemon", help="Start the daemon (run 'dockyard daemon --help')", add_help=False)
     sub.add_parser("driver", help="Manage drivers: ls, info, use (run 'dockyard driver --help')",
                    add_help=False)

@@ -49,6 +49,8 @@ FLAGS = {
     "tmpfs": (("--tmpfs",), "Mount a tmpfs directory", "list"),
     "volume": (("-v", "--volume"), "Bind mount a volume", "list"),
     "mount": (("--mount",), "Attach a filesystem mount to the container", "list"),
+    "volumes_from": (("--volumes-from",), "Mount volumes from the specified container(s)", "list"),
+    "volume_driver": (("--volume-driver",), "Optional volume driver for the container", "str"),
     "shm_size": (("--shm-size",), "Size of /dev/shm", "size"),
     "init": (("--init",), "Run an init inside the container that forwards signals and reaps processes", "bool"),
     "pid": (("--pid",), "PID namespace to use", "str"),
@@ -60,6 +62,15 @@ FLAGS = {
     "stop_signal": (("--stop-signal",), "Signal to stop a container (default SIGTERM)", "str"),
     "stop_timeout": (("--stop-timeout",), "Timeout (in seconds) to stop a container", "int"),
     "cgroup_parent": (("--cgroup-parent",), "Optional parent cgroup for the container", "str"),
+    "restart": (("--restart",), 'Restart policy to apply when a container exits (default "no")', "str"),
+    "health_cmd": (("--health-cmd",), "Command to run to check health", "str"),
+    "health_interval": (("--health-interval",), "Time between running the check (ms|s|m|h) (default 0s)", "duration"),
+    "health_timeout": (("--health-timeout",), "Maximum time to allow one check to run (ms|s|m|h) (default 0s)",
+                       "duration"),
+    "health_start_period": (("--health-start-period",), "Start period for the container to initialize before "
+                            "starting health-retries countdown (ms|s|m|h) (default 0s)", "duration"),
+    "health_retries": (("--health-retries",), "Consecutive failures needed to report unhealthy", "int"),
+    "no_healthcheck": (("--no-healthcheck",), "Disable any container-specified HEALTHCHECK", "bool"),
 }
 SIZE_RE = re.compile(r"^(\d+(?:\.\d+)*) ?([kKmMgGtTpP])?[iI]?[bB]?$")
 CGROUP_RULE_RE = re.compile(r"^[acb] ([0-9]+|\*):([0-9]+|\*) [rwm]{1,3}$")
@@ -436,6 +447,10 @@ def host_config(args):
         binds, _ = _binds_and_volumes(args.volume)
         if binds:
             hc["Binds"] = binds
+    if getattr(args, "volumes_from", None):
+        hc["VolumesFrom"] = list(args.volumes_from)
+    if getattr(args, "volume_driver", None):
+        hc["VolumeDriver"] = args.volume_driver
     return hc
 
 
@@ -452,3 +467,4 @@ def container_config(args):
         if volumes:
             out["Volumes"] = volumes
     return out
+

@@ -47,7 +47,7 @@ async def list_(request):
         raise InvalidParameter("invalid filters: not JSON") from None
     out = []
     for rec in sorted(recs, key=lambda r: r["Created"], reverse=True):
-        if not show_all and not rec["State"]["Running"]:
+        if not show_all and not (rec["State"]["Running"] or rec["State"].get("Restarting")):
             continue
         if not _matches(rec, filters):
             continue
@@ -76,7 +76,9 @@ def _matches(rec, filters):
         if key == "exited" and str(rec["State"]["ExitCode"]) not in values or (
                 key == "exited" and rec["State"]["Status"] != "exited"):
             return False
-        if key not in ("status", "name", "id", "label", "exited"):
+        if key == "health" and (rec["State"].get("Health") or {}).get("Status", "none") not in values:
+            return False
+        if key not in ("status", "name", "id", "label", "exited", "health"):
             raise InvalidParameter(f"invalid filter '{key}'")
     return True
 
@@ -84,6 +86,12 @@ def _matches(rec, filters):
 async def kill(request):
     eng = engine(request)
     await blocking(request, eng.containers.kill, request.match_info["id"], request.query.get("signal", "SIGKILL"))
+    return web.Response(status=204)
+
+
+async def restart(request):
+    eng = engine(request)
+    await blocking(request, eng.containers.restart, request.match_info["id"], qint(request, "t"))
     return web.Response(status=204)
 
 
@@ -95,7 +103,8 @@ async def stop(request):
 
 async def delete(request):
     eng = engine(request)
-    await blocking(request, eng.containers.remove, request.match_info["id"], qbool(request, "force"))
+    await blocking(request, eng.containers.remove, request.match_info["id"], qbool(request, "force"),
+                   volumes=qbool(request, "v"))
     return web.Response(status=204)
 
 
@@ -278,6 +287,7 @@ async def attach(request):
     if rec["State"].get("Paused"):
         raise Conflict(f"container {request.match_info['id']} is paused, unpause the container before attach")
     cid = rec["Id"]
+    await blocking(request, eng.emit, "container", "attach", cid, {})
     tty = bool(rec["Config"].get("Tty"))
     stdin = qbool(request, "stdin") and bool(rec["Config"].get("OpenStdin"))
     # Clients half-close a hijacked connection when they have no stdin to send
@@ -378,6 +388,7 @@ ROUTES = [
     ("GET", "/containers/{id}/logs", logs),
     ("POST", "/containers/{id}/kill", kill),
     ("POST", "/containers/{id}/stop", stop),
+    ("POST", "/containers/{id}/restart", restart),
     ("POST", "/containers/{id}/resize", resize),
     ("POST", "/containers/{id}/pause", pause),
     ("POST", "/containers/{id}/unpause", unpause),

@@ -27,8 +27,15 @@ def _ago(iso):
 
 
 def status_text(state):
+    if state.get("Restarting"):
+        return f"Restarting ({state['ExitCode']}) {_ago(state['FinishedAt'])} ago"
     if state["Running"]:
-        return f"Up {_ago(state['StartedAt'])}" + (" (Paused)" if state.get("Paused") else "")
+        if state.get("Paused"):
+            return f"Up {_ago(state['StartedAt'])} (Paused)"
+        health = (state.get("Health") or {}).get("Status")
+        if health:  # Docker's Health.String()
+            return f"Up {_ago(state['StartedAt'])} ({'health: starting' if health == 'starting' else health})"
+        return f"Up {_ago(state['StartedAt'])}"
     if state["Status"] == "created":
         return "Created"
     return f"Exited ({state['ExitCode']}) {_ago(state['FinishedAt'])} ago"
@@ -79,16 +86,31 @@ def _network_settings(rec):
             "IPv6Gateway": "", "MacAddress": p.get("MacAddress", ""), "Networks": _networks(rec)}
 
 
+def mounts(rec):
+    """``Mounts``: Docker's MountPoint objects (volumes without a name are binds/tmpfs)."""
+    out = []
+    for mp in rec.get("MountPoints") or ():
+        m = {k: v for k, v in mp.items() if not k.startswith("_")}
+        if m.get("Type") != "volume":
+            m.pop("Name", None)
+            m.pop("Driver", None)
+        out.append(m)
+    return out
+
+
 def container_inspect(rec, size=None):
     out = {k: rec[k] for k in ("Id", "Created", "Path", "Args", "Image", "ResolvConfPath",
                                "HostnamePath", "HostsPath", "LogPath", "Name", "RestartCount",
                                "Driver")}
     state = dict(rec["State"])
     state["Dead"] = False
+    state["Running"] = bool(state["Running"] or state.get("Restarting"))  # as Docker shows a restarting one
+    host = dict(rec["HostConfig"])
+    host["RestartPolicy"] = {"Name": "", "MaximumRetryCount": 0, **(host.get("RestartPolicy") or {})}
     out.update({
         "State": state, "Platform": "linux", "MountLabel": "", "ProcessLabel": "",
-        "AppArmorProfile": "", "ExecIDs": None, "HostConfig": rec["HostConfig"],
-        "GraphDriver": {"Name": rec["Driver"], "Data": None}, "Mounts": [],
+        "AppArmorProfile": "", "ExecIDs": None, "HostConfig": host,
+        "GraphDriver": {"Name": rec["Driver"], "Data": None}, "Mounts": mounts(rec),
         "Config": rec["Config"],
         "NetworkSettings": _network_settings(rec),
     })
@@ -105,7 +127,7 @@ def container_summary(rec):
         "Ports": port_list(rec), "Labels": cfg.get("Labels") or {}, "State": rec["State"]["Status"],
         "Status": status_text(rec["State"]),
         "HostConfig": {"NetworkMode": rec["HostConfig"].get("NetworkMode", "default")},
-        "NetworkSettings": {"Networks": _networks(rec)}, "Mounts": [],
+        "NetworkSettings": {"Networks": _networks(rec)}, "Mounts": mounts(rec),
     }
 
 

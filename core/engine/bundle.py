@@ -38,7 +38,6 @@ GO_BOOLS = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
             **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False)}
 # HostConfig fields Dockyard cannot honour yet: refused rather than silently dropped.
 UNSUPPORTED = {
-    "VolumesFrom": "--volumes-from is not supported yet",
     "DeviceRequests": "device requests (--gpus) are not supported yet",
     "CpuRealtimePeriod": "real-time CPU scheduling (--cpu-rt-period) is not supported yet",
     "CpuRealtimeRuntime": "real-time CPU scheduling (--cpu-rt-runtime) is not supported yet",
@@ -391,7 +390,7 @@ def _group_ids(rootfs, names):
     return out
 
 
-def make_config(record, rootfs, etc_paths, ns_paths, init_path=None, shm_path=None):
+def make_config(record, rootfs, etc_paths, ns_paths, init_path=None, shm_path=None, volume_mounts=None):
     """Return the OCI runtime config dict for a container record.
 
     ``etc_paths``: name ("hostname", "hosts", "resolv.conf") -> host file to bind at
@@ -401,6 +400,8 @@ def make_config(record, rootfs, etc_paths, ns_paths, init_path=None, shm_path=No
     ``init_path``: the host's tini-static, bound at /sbin/docker-init for ``Init``.
     ``shm_path``: a host-side tmpfs to bind at /dev/shm (IpcMode shareable, or the
     owner's when joining another container's IPC namespace).
+    ``volume_mounts``: OCI bind mounts of the container's volumes (and of binds
+    from ``--volumes-from``), made by :mod:`.mountpoints`.
     Bind sources of ``Binds`` that do not exist are created (as Docker does) once
     the whole config is accepted.
     """
@@ -429,6 +430,10 @@ def make_config(record, rootfs, etc_paths, ns_paths, init_path=None, shm_path=No
                        "options": ["bind", "ro"]}]
 
     user_mounts = parts["mounts"]
+    if volume_mounts:
+        own = {m["destination"] for m in user_mounts}
+        user_mounts = sorted(user_mounts + [m for m in volume_mounts if m["destination"] not in own],
+                             key=lambda m: len(m["destination"].rstrip("/").split("/")))
     taken = {m["destination"] for m in user_mounts}
     defaults = [m for m in _default_mounts(host, ns, privileged, shm_path) if m["destination"] not in taken
                 and not ("/dev" in taken and m["destination"].startswith("/dev/"))]

@@ -18,8 +18,11 @@ from datetime import datetime, timezone
 
 from ..errors import (Conflict, ContainerNotFound, ExecError, InvalidParameter,
                       NotFound)
-from . import bundle, names, shm
+from . import bundle, mountpoints, names, shm
 from .endpoints import parse_ports
+from .health import merged as merged_healthcheck
+from .restart import restart_container
+from .restart import validate as validate_restart_policy
 
 log = logging.getLogger("dockyard.containers")
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
@@ -68,6 +71,11 @@ def merge_config(body, image_cfg):
     cfg["Labels"] = {**(image_cfg.get("Labels") or {}), **(cfg.get("Labels") or {})}
     cfg["ExposedPorts"] = {**(image_cfg.get("ExposedPorts") or {}), **(cfg.get("ExposedPorts") or {})} or None
     cfg["Volumes"] = cfg.get("Volumes") or image_cfg.get("Volumes")
+    health = merged_healthcheck(cfg.get("Healthcheck"), image_cfg.get("Healthcheck"))
+    if health:
+        cfg["Healthcheck"] = health
+    else:
+        cfg.pop("Healthcheck", None)
     for key in ("Tty", "OpenStdin", "StdinOnce", "AttachStdin", "AttachStdout", "AttachStderr"):
         cfg[key] = bool(cfg.get(key))
     cfg.setdefault("Domainname", "")
@@ -84,6 +92,7 @@ class Containers:
         self.exec = engine.exec_slot.hook
         self._locks = {}
         self._locks_guard = threading.Lock()
+        self._keep = set()  # ids in `docker restart`: an --rm container is not removed in between
 
     # records ---------------------------------------------------------------
     def lock(self, cid):
@@ -133,6 +142,7 @@ class Containers:
         if name is not None and name != "" and not NAME_RE.match(name):
             raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         host = dict(body.get("HostConfig") or {})
+        validate_restart_policy(host)
         mode = self.engine.network_mode(host.get("NetworkMode"))
         networks = self.engine.endpoint_configs(mode, body.get("NetworkingConfig"))
         parse_ports(host, body.get("ExposedPorts"))  # refuse a bad -p now, not at start
@@ -172,9 +182,12 @@ class Containers:
             db.execute("INSERT INTO containers(id, name, image_id, data) VALUES (?,?,?,?)",
                        (cid, name, image_id, json.dumps(rec)))
         try:
+            rec["MountPoints"] = mountpoints.prepare(self.engine, rec)  # creates the volumes it names
+            self.save(rec)
             os.makedirs(cdir, exist_ok=True)
             self.layers.create_rw(cid, top)
         except BaseException:
+            mountpoints.discard(self.engine, rec)
             shutil.rmtree(cdir, ignore_errors=True)
             with self.store.tx() as db:
                 db.execute("DELETE FROM containers WHERE id=?", (cid,))
@@ -183,12 +196,17 @@ class Containers:
         return cid
 
     # start -----------------------------------------------------------------
-    def start(self, ref):
+    def start(self, ref, policy_restart=False):
+        """``policy_restart``: the restart manager's start, which keeps RestartCount."""
         cid = self.resolve(ref)
         with self.lock(cid):
             rec = self.get(cid)
-            if rec["State"]["Running"]:
+            if rec["State"]["Running"] or (rec["State"].get("Restarting") and not policy_restart):
                 raise NotModified()
+            if not policy_restart:  # started by the user: the restart policy applies afresh
+                rec["HasBeenManuallyStopped"] = False
+                rec["RestartCount"] = 0
+                self.engine.restarts.reset(cid)
             rootfs = self.layers.mount(cid)
             try:
                 if rec["NetworkMode"].startswith("container:"):
@@ -201,8 +219,9 @@ class Containers:
                                                nameservers=net["nameservers"])
                 try:
                     ns_paths = self._ns_paths(rec, net["ns"])
+                    volume_mounts = mountpoints.mount(self.engine, rec, rootfs)
                     config = bundle.make_config(rec, rootfs, paths, ns_paths, init_path=INIT_PATH,
-                                                shm_path=self._shm(rec))
+                                                shm_path=self._shm(rec), volume_mounts=volume_mounts)
                 except ValueError as exc:
                     raise InvalidParameter(str(exc)) from None
                 bdir = bundle.write_bundle(self.bundle_dir(cid), config)
@@ -220,10 +239,10 @@ class Containers:
                 failed = None
             if failed is not None:
                 if rec["HostConfig"].get("AutoRemove"):  # Docker removes --rm containers that fail to start
-                    self.remove(cid, force=True)
+                    self.remove(cid, force=True, volumes=True)
                 raise failed
             state = self.exec.exec_state(id=cid) or {}
-            rec["State"].update(Status="running", Running=True, Paused=False, Pid=pid, ExitCode=0,
+            rec["State"].update(Status="running", Running=True, Paused=False, Restarting=False, Pid=pid, ExitCode=0,
                                 Error="", OOMKilled=False,
                                 StartedAt=state.get("started_at") or now_iso(), FinishedAt=ZERO_TIME)
             self.save(rec)
@@ -279,6 +298,7 @@ class Containers:
         except Exception:
             log.exception("taking the network of %s down failed", cid)
         shm.unmount(self.container_dir(cid))
+        mountpoints.unmount(self.engine, rec)
         self.layers.unmount(cid)
 
     def _watch(self, cid):
@@ -306,12 +326,18 @@ class Containers:
                                 OOMKilled=bool(state.get("oom_killed")), Error=state.get("error") or "",
                                 FinishedAt=state.get("finished_at") or now_iso())
             self._release(rec)
+            delay = self.engine.restarts.on_exit(rec)  # the restart policy, decided before "die" as Docker does
+            auto_remove = rec["HostConfig"].get("AutoRemove") and cid not in self._keep
             self.save(rec)
+        if rec["State"]["OOMKilled"]:
+            self.engine.emit("container", "oom", cid, {})
         self.engine.emit("container", "die", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"],
                                                    "exitCode": str(rec["State"]["ExitCode"])})
-        if rec["HostConfig"].get("AutoRemove"):
+        if delay is not None:
+            self.engine.restarts.schedule(cid, delay)
+        if auto_remove:
             try:
-                self.remove(cid, force=True)
+                self.remove(cid, force=True, volumes=True)
             except NotFound:
                 pass
 
@@ -322,7 +348,7 @@ class Containers:
             cid = rec["Id"]
             if not rec["State"]["Running"]:
                 if rec["HostConfig"].get("AutoRemove") and rec["State"]["Status"] == "exited":
-                    self.remove(cid, force=True)
+                    self.remove(cid, force=True, volumes=True)
                 continue
             state = self.exec.exec_restore(id=cid)
             if state and state.get("status") in ("running", "paused"):
@@ -330,6 +356,7 @@ class Containers:
                     self.engine.endpoints.restore(rec)
                 except Exception:
                     log.exception("restoring the network of %s failed", cid)
+                mountpoints.restore(self.engine, rec)
                 paused = state["status"] == "paused"
                 if rec["State"]["Paused"] != paused:
                     rec["State"].update(Paused=paused, Status=state["status"])
@@ -343,9 +370,13 @@ class Containers:
         cid = self.resolve(ref)
         signum = parse_signal(sig)
         rec = self.get(cid)
+        if rec["State"].get("Restarting"):  # Docker: it just stays down, no signal, no event
+            self._stopped_by_user(cid)
+            return
         if not rec["State"]["Running"]:
             raise Conflict(f"Container {cid} is not running")
         self._refuse_paused(rec, signum)
+        self._stopped_by_user(cid)
         self.exec.exec_kill(id=cid, signal=signum)
         self.engine.emit("container", "kill", cid, {"name": rec["Name"][1:], "signal": str(signum)})
 
@@ -395,29 +426,56 @@ class Containers:
     def stop(self, ref, timeout=None):
         cid = self.resolve(ref)
         rec = self.get(cid)
+        if rec["State"].get("Restarting"):
+            self._stopped_by_user(cid)
+            self.engine.emit("container", "stop", cid, {"name": rec["Name"][1:]})
+            return
         if not rec["State"]["Running"]:
             raise NotModified()
         if timeout is None:
             timeout = rec["Config"].get("StopTimeout") or 10
         sig = parse_signal(rec["Config"].get("StopSignal") or "SIGTERM")
         self._refuse_paused(rec, sig)
+        self._stopped_by_user(cid)
         try:
+            self.engine.emit("container", "kill", cid, {"name": rec["Name"][1:], "signal": str(sig)})  # as Docker's stop
             self.exec.exec_kill(id=cid, signal=sig)
             if not self.wait_exit(cid, timeout if timeout >= 0 else None):
+                self.engine.emit("container", "kill", cid, {"name": rec["Name"][1:], "signal": str(int(signals.SIGKILL))})
                 self.exec.exec_kill(id=cid, signal=signals.SIGKILL)
                 self.wait_exit(cid, None)
         except (ExecError, NotFound):
             self.wait_exit(cid, None)  # it ended between our look and the signal
         self.engine.emit("container", "stop", cid, {"name": rec["Name"][1:]})
 
+    def _stopped_by_user(self, cid):
+        """stop, kill, rm -f: no restart policy brings it back until it is started again."""
+        with self.lock(cid):
+            rec = self.get(cid)
+            rec["HasBeenManuallyStopped"] = True
+            self.save(rec)
+            return self.engine.restarts.cancel(cid)
+
+    def restart(self, ref, timeout=None):
+        """``docker restart``: stop it if it runs (or cancel its pending restart), start it."""
+        restart_container(self, ref, timeout)
+
     # remove ------------------------------------------------------------------
-    def remove(self, ref, force=False):
+    def remove(self, ref, force=False, volumes=False):
+        """``volumes``: ``rm -v``, the anonymous volumes go too (named ones stay)."""
         cid = self.resolve(ref)
         rec = self.get(cid)
+        if rec["State"].get("Restarting"):
+            if not force:
+                raise Conflict(f"You cannot remove a restarting container {cid}. Stop the container "
+                               "before attempting removal or force remove")
+            self._stopped_by_user(cid)  # its pending restart is cancelled (or it has just run)
+            rec = self.get(cid)
         if rec["State"]["Running"]:
             if not force:
                 raise Conflict(f"You cannot remove a running container {cid}. Stop the container "
                                "before attempting removal or force remove")
+            self._stopped_by_user(cid)
             try:
                 self.exec.exec_kill(id=cid, signal=signals.SIGKILL)
             except (ExecError, NotFound):
@@ -437,6 +495,8 @@ class Containers:
                 db.execute("DELETE FROM containers WHERE id=?", (cid,))
         with self._locks_guard:
             self._locks.pop(cid, None)
+        if volumes:
+            mountpoints.remove_anonymous(self.engine, rec)
         self.engine.emit("container", "destroy", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
 
 

@@ -49,7 +49,10 @@ class Engine:
             self.network_slots[name] = plugins.select_driver(
                 "network", [name], os.path.join(self.data_root, "network"),
                 config.options["network"], config.source)
-        slots = [self.storage_slot, self.exec_slot, *self.network_slots.values()]
+        from .volumes import select_slots as volume_slots
+
+        self.volume_slots = volume_slots(config, self.data_root)
+        slots = [self.storage_slot, self.exec_slot, *self.network_slots.values(), *self.volume_slots.values()]
         self.events = plugins.load_extensions(config, slots)
         self._subscribers = []
         self._sub_lock = threading.Lock()
@@ -76,11 +79,23 @@ class Engine:
         self.containers = Containers(self)
         self.execs = Execs(self)
         self.networks = Networks(self)
+        from .volumes import Volumes
+
+        self.volumes = Volumes(self, self.volume_slots)
         self.endpoints = Endpoints(self)
         self.networks.ensure_predefined(config.options["network"].get("bridge", {}))
+        from .events import EventBus
+        from .health import HealthMonitor
+        from .restart import RestartManager
+
+        self.bus = EventBus(self)  # GET /events: stamped messages, filters, a replayable history
+        self.restarts = RestartManager(self)
+        self.health = HealthMonitor(self)
 
     def restore(self):
         self.containers.restore()
+        self.restarts.start()  # restart policies, once every record is current
+        self.health.start()  # re-arm the health checks of the running containers
 
     # networks
     def network_mode(self, mode):
@@ -155,6 +170,7 @@ class Engine:
         }
 
     def close(self):
+        self.health.close()
         if self.networks.dns is not None:
             self.networks.dns.close()
         self.store.close()

@@ -45,6 +45,11 @@ class Execs:
         for eid in [e for e, i in self._all.items() if i.get("ended") and now - i["ended"] > KEEP_ENDED]:
             del self._all[eid]
 
+    def forget(self, eid):
+        """Drop an exec instance now (a health probe's: Docker keeps none of them)."""
+        with self._lock:
+            self._all.pop(eid, None)
+
     def of_container(self, cid):
         with self._lock:
             return [e for e, i in self._all.items() if i["ContainerID"] == cid]

@@ -366,19 +366,20 @@ def _valid_mode(mode):
 
 
 def _parse_bind(spec):
-    """A Binds entry -> (mount, source dir to create)."""
+    """A Binds entry -> (mount, source dir to create); ``None`` for a volume
+    (named or anonymous: :mod:`.mountpoints` mounts those)."""
     parts = spec.split(":", 3)
     invalid = f"invalid volume specification: '{spec}'"
     if not parts[0] or len(parts) > 3 or (len(parts) == 2 and _valid_mode(parts[1])):
         raise ValueError(invalid)
     if len(parts) == 1:
-        raise ValueError(f"anonymous volumes are not supported yet: {spec}")
+        return None
     mode = parts[2] if len(parts) == 3 else ""
     if not _valid_mode(mode):
         raise ValueError(f"invalid mode: {mode}")
     source, opts = parts[0], mode.split(",") if mode else []
     if not source.startswith("/"):
-        raise ValueError(f"named volumes are not supported yet: {source}")
+        return None
     try:
         target = _target("bind", parts[1])
         if "nocopy" in opts:  # Docker: nocopy applies to volumes only
@@ -429,7 +430,8 @@ def _size_option(size):
 
 
 def _parse_mount(m):
-    """A Mounts entry -> (mount, None); bind sources must exist, volumes are refused."""
+    """A Mounts entry -> (mount, None); bind sources must exist; ``None`` for a
+    volume (:mod:`.mountpoints` mounts those)."""
     if not isinstance(m, dict):
         raise ValueError(f"invalid HostConfig.Mounts entry: {m!r}")
     kind = m.get("Type") or ""
@@ -462,9 +464,7 @@ def _parse_mount(m):
             data.append(_size_option(size))
         return _tmpfs(target, ",".join(data)), None
     if kind == "volume":
-        if source:
-            raise ValueError(f"named volumes are not supported yet: {source}")
-        raise ValueError(f"anonymous volumes are not supported yet: {target}")
+        return None
     raise _mount_error(kind, "mount type unknown")
 
 
@@ -476,6 +476,7 @@ def user_mounts(host):
     """
     parsed = [_parse_bind(b) for b in items(host, "Binds", str)]
     parsed += [_parse_mount(m) for m in items(host, "Mounts", object)]
+    parsed = [p for p in parsed if p is not None]
     tmpfs = host.get("Tmpfs") or {}
     if not isinstance(tmpfs, dict):
         raise ValueError(f"invalid HostConfig.Tmpfs: {tmpfs!r} is not an object of path -> options")

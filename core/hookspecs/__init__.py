@@ -33,5 +33,6 @@ GROUPS = {
     "storage": "dockyard.storage",
     "exec": "dockyard.exec",
     "network": "dockyard.network",
+    "volume": "dockyard.volume",
     "plugins": "dockyard.plugins",
 }

@@ -499,7 +499,6 @@ def test_readonly_rootfs(rootfs, tmp_path):
 
 
 def test_unsupported_fields_are_refused(rootfs, tmp_path):
-    refused(rootfs, tmp_path, {"VolumesFrom": ["db"]}, "--volumes-from is not supported yet (HostConfig.VolumesFrom: ['db'])")
     refused(rootfs, tmp_path, {"DeviceRequests": [{"Count": -1}]},
             "device requests (--gpus) are not supported yet (HostConfig.DeviceRequests: [{'Count': -1}])")
     refused(rootfs, tmp_path, {"UsernsMode": "private"}, "invalid UsernsMode 'private': user namespaces are not supported yet")
@@ -525,8 +524,6 @@ def test_binds(rootfs, tmp_path):
 
 
 @pytest.mark.parametrize("bind, message", [
-    ("data:/data", "named volumes are not supported yet: data"),
-    ("/data", "anonymous volumes are not supported yet: /data"),
     ("/a:/b:rw,ro", "invalid mode: rw,ro"),
     ("/a:/b:bogus", "invalid mode: bogus"),
     ("/a:rw", "invalid volume specification: '/a:rw'"),
@@ -541,6 +538,18 @@ def test_binds(rootfs, tmp_path):
 ])
 def test_binds_refused(rootfs, tmp_path, bind, message):
     refused(rootfs, tmp_path, {"Binds": [bind]}, message)
+
+
+def test_volumes_are_left_to_mountpoints(rootfs, tmp_path):
+    """Named and anonymous volumes (Binds, Mounts) are mounted by the engine's
+    mountpoints module, which hands their binds in as ``volume_mounts``."""
+    paths = bundle.write_etc_files(str(tmp_path / "ctr"), CID[:12], "private")
+    vol = {"destination": "/data/sub", "type": "bind", "source": str(tmp_path), "options": ["rbind", "rprivate"]}
+    c = bundle.make_config(record({"Binds": ["data:/data/sub", "/anon"], "Mounts": [
+        {"Type": "volume", "Source": "v", "Target": "/v"}, {"Type": "tmpfs", "Target": "/data"}]}),
+        rootfs, paths, {}, volume_mounts=[vol])
+    assert [m["destination"] for m in c["mounts"][len(DEFAULT_MOUNTS):-3]] == ["/data", "/data/sub"]
+    assert by_dest(c, "/data/sub") == [vol]
 
 
 def test_refused_config_creates_no_bind_source(rootfs, tmp_path):
@@ -580,8 +589,6 @@ def test_mounts(rootfs, tmp_path):
     ({"Type": "bind", "Source": "/"}, 'invalid mount config for type "bind": field Target must not be empty'),
     ({"Type": "tmpfs", "Source": "/x", "Target": "/x"}, 'invalid mount config for type "tmpfs": field Source must not be specified'),
     ({"Type": "tmpfs", "Target": "x"}, "invalid mount config for type \"tmpfs\": invalid mount path: 'x' mount path must be absolute"),
-    ({"Type": "volume", "Source": "vol", "Target": "/x"}, "named volumes are not supported yet: vol"),
-    ({"Type": "volume", "Target": "/x"}, "anonymous volumes are not supported yet: /x"),
     ({"Type": "npipe", "Source": "/x", "Target": "/x"}, 'invalid mount config for type "npipe": mount type unknown'),
 ])
 def test_mounts_refused(rootfs, tmp_path, mount, message):

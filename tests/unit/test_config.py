@@ -31,8 +31,9 @@ def refused(tmp_path, text):
 def test_empty_file_gives_defaults(tmp_path):
     cfg = load(write(tmp_path, ""))
     assert cfg.source == str(tmp_path / "plugins.toml")
-    assert cfg.drivers == {"storage": ["overlay", "vfs"], "exec": ["native"], "network": ["none", "host"]}
-    assert cfg.options == {"storage": {}, "exec": {}, "network": {}}
+    assert cfg.drivers == {"storage": ["overlay", "vfs"], "exec": ["native"], "network": ["none", "host"],
+                           "volume": ["local"]}
+    assert cfg.options == {"storage": {}, "exec": {}, "network": {}, "volume": {}}
     assert cfg.default_network == "none"
     assert cfg.enable == [] and cfg.block == [] and cfg.plugin_options == {}
 

@@ -345,7 +345,7 @@ def test_extension_wrapper_sees_driver_calls(tmp_path):
 
 def test_extension_with_unknown_prefix_is_rejected(tmp_path):
     slot = plugins.register_driver("storage", "good", GoodStorage(), tmp_path)
-    with pytest.raises(PluginError, match=r"extension 'vol' rejected: unknown hook 'volume_mount'"):
+    with pytest.raises(PluginError, match=r"extension 'vol' rejected: unknown hook 'gpu_mount'"):
         plugins.register_extension("vol", bad_plugins.UnknownPrefixExtension(), [("storage_", slot.pm)])
 
 
@@ -423,7 +423,7 @@ def test_example_storage_driver_validates(tmp_path):
 # the daemon refuses a bad plugins.toml ---------------------------------------
 BAD_CONFIGS = {
     "unknown-key": ('[storage]\ndrivr = "vfs"\n', "storage.drivr"),
-    "unknown-table": ('[volume]\ndriver = "local"\n', "'volume'"),
+    "unknown-table": ('[gpu]\ndriver = "local"\n', "'gpu'"),
     "wrong-type": ('[storage]\ndriver = 7\n', "storage.driver"),
     "malformed": ('[storage\n', "malformed TOML"),
     "default-network": ('[network]\ndrivers = ["none"]\ndefault = "host"\n', "network.default"),

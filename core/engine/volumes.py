@@ -1,0 +1,268 @@
+"""Volumes: the records, their drivers, and who uses them.
+
+A volume is a row of the store's ``volumes`` table (name, driver, and a JSON
+record: ``Name, Driver, Mountpoint, CreatedAt, Labels, Options, Scope, Status``
+plus ``Anonymous``); its storage belongs to its driver, one plug-in of the
+``dockyard.volume`` entry-point group (``plugins.toml`` ``[volume] drivers``;
+each enabled driver gets its own plugin manager, as network drivers do).  The
+``local`` driver's home is ``<data-root>/volumes``, Docker's layout; any other
+driver's is ``<data-root>/volume/<name>``.
+
+A volume is *in use* while a container record (running or not) names it in its
+``MountPoints`` (see :mod:`.mountpoints`); such a volume cannot be removed or
+pruned.  Containers mount a volume through :meth:`Volumes.mount` with their id,
+which the driver counts.
+"""
+
+import json
+import os
+import re
+import secrets
+import threading
+from datetime import datetime, timezone
+
+from .. import plugins
+from ..errors import Conflict, DriverUnsupported, InvalidParameter, NotFound
+from ..hookspecs.volume import VolumeError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    driver TEXT NOT NULL,
+    data TEXT NOT NULL                  -- JSON: the Docker Volume object (+ Anonymous)
+);
+"""
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+NAME_RULE = '"[a-zA-Z0-9][a-zA-Z0-9_.-]"'
+
+
+class VolumeNotFound(NotFound):
+    pass
+
+
+def select_slots(config, data_root):
+    """The enabled volume drivers, loaded and checked (not initialised): name -> Slot."""
+    out = {}
+    options = config.options.get("volume", {})
+    for name in config.drivers.get("volume", ["local"]):
+        home = os.path.join(data_root, "volumes") if name == "local" else os.path.join(data_root, "volume", name)
+        slot = plugins.load_driver("volume", name, home, options.get(name, {}), config.source)
+        reason = slot.supported()
+        if reason is not None:
+            raise DriverUnsupported("volume", name, reason)
+        out[name] = slot
+    return out
+
+
+def _now():
+    return datetime.now(timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def new_name():
+    """An anonymous volume's name: 64 hex digits, as Docker's."""
+    return secrets.token_hex(32)
+
+
+def tree_size(path):
+    """Bytes of the regular files below ``path`` (hard links once), as Docker counts."""
+    total, seen = 0, set()
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                st = os.lstat(os.path.join(dirpath, name))
+            except OSError:
+                continue
+            if st.st_nlink > 1:
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
+def label_match(labels, filters):
+    """Docker's ``label`` / ``label!`` filters (``key`` or ``key=value``)."""
+    labels = labels or {}
+    for want in filters.get("label", ()):
+        k, sep, v = want.partition("=")
+        if k not in labels or (sep and labels[k] != v):
+            return False
+    for unwanted in filters.get("label!", ()):
+        k, sep, v = unwanted.partition("=")
+        if k in labels and (not sep or labels[k] == v):
+            return False
+    return True
+
+
+class Volumes:
+    def __init__(self, engine, slots):
+        self.engine = engine
+        self.store = engine.store
+        self.slots = slots
+        self.default = getattr(engine.config, "default_volume", "local")
+        self.lock = threading.RLock()
+        with self.store.tx() as db:  # as the image store adds its tables
+            for stmt in SCHEMA.split(";"):
+                if stmt.strip():
+                    db.execute(stmt)
+
+    # ------------------------------------------------------------ records
+    def slot(self, driver):
+        try:
+            return self.slots[driver]
+        except KeyError:
+            raise NotFound(f'error looking up volume plugin {driver}: plugin "{driver}" not found '
+                           f"(enabled: {', '.join(sorted(self.slots))})") from None
+
+    def all(self):
+        return [json.loads(r["data"]) for r in self.store.query("SELECT data FROM volumes ORDER BY name")]
+
+    def find(self, name):
+        row = self.store.one("SELECT data FROM volumes WHERE name=?", name or "")
+        return json.loads(row["data"]) if row else None
+
+    def get(self, name):
+        rec = self.find(name)
+        if rec is None:
+            raise VolumeNotFound(f"get {name}: no such volume")
+        return rec
+
+    def view(self, rec):
+        """Docker's Volume object."""
+        out = {k: rec.get(k) for k in ("CreatedAt", "Driver", "Labels", "Mountpoint", "Name", "Options", "Scope")}
+        if rec.get("Status"):
+            out["Status"] = rec["Status"]
+        out["UsageData"] = None
+        return out
+
+    # ------------------------------------------------------------ create / remove
+    def create(self, name=None, driver=None, options=None, labels=None, anonymous=False):
+        """Create volume ``name`` (a new 64-hex name if empty); an existing volume of
+        that name is returned as it is (Docker's idempotent create)."""
+        name = name or new_name()
+        if not NAME_RE.match(name):
+            raise InvalidParameter(f'create {name}: "{name}" includes invalid characters for a local volume name, '
+                                   f"only {NAME_RULE} are allowed. If you intended to pass a host directory, "
+                                   "use absolute path")
+        for what, value in (("DriverOpts", options), ("Labels", labels)):
+            if value is not None and not (isinstance(value, dict) and all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items())):
+                raise InvalidParameter(f"create {name}: {what} must be an object of strings")
+        with self.lock:
+            existing = self.find(name)
+            if existing is not None:
+                if driver and driver != existing["Driver"]:
+                    raise Conflict(f"create {name}: a volume with the same name already exists with driver "
+                                   f"{existing['Driver']!r}, not {driver!r}: volume name must be unique")
+                return existing
+            driver = driver or self.default
+            slot = self.slot(driver)
+            try:
+                info = slot.hook.volume_create(name=name, options=dict(options or {})) or {}
+            except InvalidParameter as exc:
+                raise InvalidParameter(f"create {name}: {exc}") from None
+            caps = {}
+            try:
+                caps = slot.hook.volume_capabilities() or {}
+            except Exception:
+                pass
+            rec = {"Name": name, "Driver": driver, "Mountpoint": info.get("mountpoint") or "",
+                   "CreatedAt": _now(), "Labels": labels if labels is not None else ({} if not anonymous else None),
+                   "Options": options if options is not None else ({} if not anonymous else None),
+                   "Scope": caps.get("scope") or "local", "Status": info.get("status"),
+                   "Anonymous": bool(anonymous)}
+            try:
+                with self.store.tx() as db:
+                    db.execute("INSERT INTO volumes(name, driver, data) VALUES (?,?,?)",
+                               (name, driver, json.dumps(rec)))
+            except BaseException:
+                slot.hook.volume_remove(name=name)
+                raise
+        self.engine.emit("volume", "create", name, {"driver": driver})
+        return rec
+
+    def references(self):
+        """Volume name -> ids of the containers whose records name it."""
+        out = {}
+        for crec in self.engine.containers.all():
+            for mp in crec.get("MountPoints") or ():
+                if mp.get("Type") == "volume" and mp.get("Name"):
+                    out.setdefault(mp["Name"], []).append(crec["Id"])
+        return out
+
+    def remove(self, name, force=False):
+        """Remove an unused volume; ``force`` ignores a missing one and drops the
+        record even when the driver fails."""
+        with self.lock:
+            rec = self.find(name)
+            if rec is None:
+                if force:
+                    return
+                raise VolumeNotFound(f"get {name}: no such volume")
+            users = self.references().get(name)
+            if users:
+                raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
+            try:
+                self.slot(rec["Driver"]).hook.volume_remove(name=name)
+            except Exception:
+                if not force:
+                    raise
+            with self.store.tx() as db:
+                db.execute("DELETE FROM volumes WHERE name=?", (name,))
+        self.engine.emit("volume", "destroy", name, {"driver": rec["Driver"]})
+
+    def prune(self, filters=None):
+        """Remove every volume no container uses (API 1.41: named ones too) that
+        matches the ``label`` filters; return ``(names, bytes reclaimed)``."""
+        filters = filters or {}
+        for key in filters:
+            if key not in ("label", "label!"):
+                raise InvalidParameter(f"invalid filter '{key}'")
+        removed, reclaimed = [], 0
+        with self.lock:
+            used = self.references()
+            for rec in self.all():
+                if rec["Name"] in used or not label_match(rec.get("Labels"), filters):
+                    continue
+                size = self.size(rec)
+                try:
+                    self.remove(rec["Name"])
+                except (Conflict, VolumeError, OSError):
+                    continue
+                removed.append(rec["Name"])
+                reclaimed += max(size, 0)
+        self.engine.emit("volume", "prune", "", {"reclaimed": str(reclaimed)})
+        return removed, reclaimed
+
+    # ------------------------------------------------------------ use
+    def mount(self, name, user):
+        rec = self.get(name)
+        try:
+            return self.slot(rec["Driver"]).hook.volume_mount(name=name, id=user)
+        except InvalidParameter as exc:
+            raise VolumeError(f"mount {name}: {exc}") from None
+
+    def unmount(self, name, user):
+        rec = self.find(name)
+        if rec is not None:
+            self.slot(rec["Driver"]).hook.volume_unmount(name=name, id=user)
+
+    def size(self, rec):
+        """Bytes in the volume (-1 when its driver cannot say)."""
+        if rec["Driver"] not in self.slots:
+            return -1
+        user = "size-" + secrets.token_hex(8)
+        try:
+            path = self.mount(rec["Name"], user)
+        except Exception:
+            return -1
+        try:
+            return tree_size(path)
+        finally:
+            self.unmount(rec["Name"], user)
+
+    def usage(self):
+        """``[(volume record, size in bytes or -1, number of containers using it)]``
+        for ``system df``."""
+        used = self.references()
+        return [(rec, self.size(rec), len(used.get(rec["Name"], ()))) for rec in self.all()]
