@@ -55,3 +55,18 @@ class BuildCache:
             db.execute("INSERT OR REPLACE INTO build_cache(key, image_id, parent, step, created) VALUES (?,?,?,?,?)",
                        (step_key(parent, description), image_id, parent or "",
                         json.dumps(description, sort_keys=True), now_iso()))
+
+
+def prune(store, until=None):
+    """Forget the cached steps (those recorded before unix time ``until``, if given);
+    return their keys.  The images the steps made stay: they are ordinary images,
+    reclaimed by ``image prune`` once nothing uses them."""
+    from ..engine.images import unix_time
+
+    BuildCache(store)  # the table exists even before the first build
+    rows = store.query("SELECT key, created FROM build_cache")
+    keys = [r["key"] for r in rows if until is None or unix_time(r["created"]) < until]
+    with store.tx() as db:
+        for key in keys:
+            db.execute("DELETE FROM build_cache WHERE key=?", (key,))
+    return keys

@@ -24,7 +24,8 @@ def build_parser():
     """The full argument parser (global options and every client command)."""
     import argparse
 
-    from dockyard.cli import build, containers, events, execs, images, networks, registry, system, volumes
+    from dockyard.cli import (build, containers, containers_more, events, execs, images, networks, registry,
+                              system, volumes)
 
     parser = argparse.ArgumentParser(
         prog="dockyard", allow_abbrev=False,
@@ -43,6 +44,8 @@ def build_parser():
     build.register(sub)
     registry.register(sub)
     system.register(sub)
+    containers_more.register(sub)
+    system.register_more(sub)  # system df, system prune
     events.register(sub)
     sub.add_parser("daemon", help="Start the daemon (run 'dockyard daemon --help')", add_help=False)
     sub.add_parser("driver", help="Manage drivers: ls, info, use (run 'dockyard driver --help')",

@@ -320,3 +320,113 @@ class SignalProxy:
         import signal
         for name, handler in self.saved.items():
             signal.signal(getattr(signal, name), handler)
+
+
+# system df, system prune ------------------------------------------------------------
+def register_more(sub):
+    """Add ``df`` and ``prune`` to the ``system`` group (made by the image commands)."""
+    import argparse
+
+    group = sub.choices.get("system")
+    if group is None:
+        group = sub.add_parser("system", help="Manage Dockyard", allow_abbrev=False)
+        group.add_subparsers(dest="system_command", metavar="COMMAND", title="commands")
+    ssub = next(a for a in group._actions if isinstance(a, argparse._SubParsersAction))
+    p = ssub.add_parser("df", help="Show docker disk usage", allow_abbrev=False)
+    p.add_argument("-v", "--verbose", action="store_true", help="Show detailed information on space usage")
+    p.set_defaults(func=cmd_df)
+    p = ssub.add_parser("prune", help="Remove unused data", allow_abbrev=False)
+    p.add_argument("-a", "--all", action="store_true", help="Remove all unused images not just dangling ones")
+    p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
+    p.add_argument("--volumes", action="store_true", help="Prune anonymous volumes")
+    p.add_argument("--filter", action="append", default=[], help="Provide filter values (e.g. 'label=<key>=<value>')")
+    p.set_defaults(func=cmd_system_prune)
+
+
+def _pct(part, whole):
+    return f"{output.human_size(part)} ({int(part * 100 / whole) if whole else 0}%)"
+
+
+def cmd_df(ctx, args):
+    df = ctx.client.request("GET", "/system/df")
+    images, containers = df.get("Images") or [], df.get("Containers") or []
+    volumes, cache = df.get("Volumes") or [], df.get("BuildCache") or []
+    img_size = df.get("LayersSize") or 0
+    img_free = sum(i["Size"] - max(i.get("SharedSize", 0), 0) for i in images if not i.get("Containers"))
+    c_size = sum(c.get("SizeRw") or 0 for c in containers)
+    c_free = sum(c.get("SizeRw") or 0 for c in containers if c.get("State") != "running")
+    v_size = sum(max((v.get("UsageData") or {}).get("Size", 0), 0) for v in volumes)
+    v_free = sum(max((v.get("UsageData") or {}).get("Size", 0), 0) for v in volumes
+                 if not (v.get("UsageData") or {}).get("RefCount"))
+    rows = [["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+            ["Images", len(images), sum(1 for i in images if i.get("Containers")), output.human_size(img_size),
+             _pct(img_free, img_size)],
+            ["Containers", len(containers), sum(1 for c in containers if c.get("State") == "running"),
+             output.human_size(c_size), _pct(c_free, c_size)],
+            ["Local Volumes", len(volumes), sum(1 for v in volumes if (v.get("UsageData") or {}).get("RefCount")),
+             output.human_size(v_size), _pct(v_free, v_size)],
+            ["Build Cache", len(cache), sum(1 for b in cache if b.get("InUse")),
+             output.human_size(sum(b.get("Size", 0) for b in cache)), output.human_size(0)]]
+    for line in output.table(rows):
+        print(line)
+    if args.verbose:
+        print("\nImages space usage:\n")
+        rows = [["REPOSITORY:TAG", "IMAGE ID", "SIZE", "SHARED SIZE", "CONTAINERS"]]
+        rows += [[(i.get("RepoTags") or ["<none>:<none>"])[0], i["Id"].removeprefix("sha256:")[:12],
+                  output.human_size(i["Size"]), output.human_size(max(i.get("SharedSize", 0), 0)),
+                  i.get("Containers", 0)] for i in images]
+        print("\n".join(output.table(rows)))
+        print("\nContainers space usage:\n")
+        rows = [["CONTAINER ID", "IMAGE", "SIZE", "STATUS", "NAMES"]]
+        rows += [[c["Id"][:12], c["Image"], output.human_size(c.get("SizeRw") or 0), c["Status"],
+                  c["Names"][0].lstrip("/")] for c in containers]
+        print("\n".join(output.table(rows)))
+        print("\nLocal Volumes space usage:\n")
+        rows = [["VOLUME NAME", "LINKS", "SIZE"]]
+        rows += [[v["Name"], (v.get("UsageData") or {}).get("RefCount", 0),
+                  output.human_size(max((v.get("UsageData") or {}).get("Size", 0), 0))] for v in volumes]
+        print("\n".join(output.table(rows)))
+    return 0
+
+
+def cmd_system_prune(ctx, args):
+    import json
+
+    from dockyard.cli.containers_more import confirm
+    what = ["all stopped containers", "all networks not used by at least one container"]
+    if args.volumes:
+        what.append("all anonymous volumes not used by at least one container")
+    what.append("all images without at least one container associated to them" if args.all
+                else "all dangling images")
+    what.append("unused build cache")
+    if not confirm("WARNING! This will remove:\n" + "\n".join(f"  - {w}" for w in what), args.force):
+        return 0
+    filters = output.parse_filters(args.filter)
+    q = {"filters": json.dumps(filters) if filters else None}
+    total = 0
+    report = ctx.client.request("POST", "/containers/prune", q) or {}
+    total += report.get("SpaceReclaimed") or 0
+    if report.get("ContainersDeleted"):
+        print("Deleted Containers:\n" + "\n".join(report["ContainersDeleted"]) + "\n")
+    nets = (ctx.client.request("POST", "/networks/prune", q) or {}).get("NetworksDeleted") or []
+    if nets:
+        print("Deleted Networks:\n" + "\n".join(nets) + "\n")
+    if args.volumes:
+        report = ctx.client.request("POST", "/volumes/prune", q) or {}
+        total += report.get("SpaceReclaimed") or 0
+        if report.get("VolumesDeleted"):
+            print("Deleted Volumes:\n" + "\n".join(report["VolumesDeleted"]) + "\n")
+    img_filters = dict(filters, dangling=["false" if args.all else "true"])
+    report = ctx.client.request("POST", "/images/prune", {"filters": json.dumps(img_filters)}) or {}
+    total += report.get("SpaceReclaimed") or 0
+    deleted = report.get("ImagesDeleted") or []
+    if deleted:
+        print("Deleted Images:")
+        for d in deleted:
+            print(*(f"{k.lower()}: {v}" for k, v in d.items()))
+        print()
+    report = ctx.client.request("POST", "/build/prune", {"all": args.all or None}) or {}
+    if report.get("CachesDeleted"):
+        print("Deleted build cache objects:\n" + "\n".join(report["CachesDeleted"]) + "\n")
+    print(f"Total reclaimed space: {output.human_size(total)}")
+    return 0

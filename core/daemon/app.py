@@ -113,8 +113,8 @@ def add_routes(app, routes):
 
 
 def make_app(eng):
-    from . import (build_api, containers_api, events_api, exec_api, images_api, networks_api, registry_api,
-                   storage_api, system_api, volumes_api)
+    from . import (archive_api, build_api, containers_api, containers_more_api, events_api, exec_api, images_api,
+                   networks_api, registry_api, storage_api, swarm_api, system_api, system_more_api, volumes_api)
 
     app = web.Application(middlewares=[docker_errors], client_max_size=0)
     app[ENGINE] = eng
@@ -131,8 +131,9 @@ def make_app(eng):
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
-    add_routes(app, system_api.ROUTES + images_api.ROUTES + build_api.ROUTES + registry_api.ROUTES
-               + containers_api.ROUTES + events_api.ROUTES + exec_api.ROUTES + networks_api.ROUTES + volumes_api.ROUTES
+    add_routes(app, system_api.ROUTES + system_more_api.ROUTES + images_api.ROUTES + build_api.ROUTES
+               + registry_api.ROUTES + containers_api.ROUTES + containers_more_api.ROUTES + archive_api.ROUTES
+               + events_api.ROUTES + exec_api.ROUTES + networks_api.ROUTES + volumes_api.ROUTES + swarm_api.ROUTES
                + storage_api.install(app))
     app.router.add_route("*", "/{tail:.*}", not_found)
     return app

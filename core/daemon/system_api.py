@@ -36,7 +36,9 @@ def _arch():
 
 
 async def version(request):
-    return web.json_response(_version_info())
+    from .system_more_api import complete_version
+
+    return web.json_response(complete_version(engine(request), _version_info()))
 
 
 def _info(eng):
@@ -98,7 +100,12 @@ def _memtotal():
 
 
 async def info(request):
-    return web.json_response(await blocking(request, _info, engine(request)))
+    from .app import HUB
+    from .system_more_api import complete_info
+
+    listeners = len(request.app[HUB].listeners) if HUB in request.app else 0
+    data = await blocking(request, lambda: complete_info(engine(request), _info(engine(request)), listeners))
+    return web.json_response(data)
 
 
 ROUTES = [

@@ -1,0 +1,44 @@
+"""Swarm mode, answered as a single engine that is not part of a swarm.
+
+Every swarm endpoint (``/swarm``, ``/nodes``, ``/services``, ``/tasks``,
+``/secrets``, ``/configs``) answers 503 with Docker's own message, which is what
+``docker node ls``, ``docker service ls``, ``docker secret ls`` ... print against a
+non-swarm Docker; ``/info`` says ``Swarm.LocalNodeState: "inactive"``.
+``POST /swarm/init`` and ``/swarm/join`` say plainly that Dockyard has no swarm mode;
+``/swarm/leave`` is Docker's "not part of a swarm".
+"""
+
+from ..errors import DockyardError
+
+NOT_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
+               "this node to swarm and try again.")
+NOT_IN_SWARM = "This node is not part of a swarm"
+
+
+class NotASwarmManager(DockyardError):
+    status = 503
+
+
+async def not_manager(request):
+    raise NotASwarmManager(NOT_MANAGER)
+
+
+async def not_in_swarm(request):
+    raise NotASwarmManager(NOT_IN_SWARM)
+
+
+async def no_swarm_mode(request):
+    raise NotASwarmManager("Dockyard is a single engine without swarm mode: it cannot initialise or join a "
+                           "swarm")
+
+
+ROUTES = [("POST", "/swarm/init", no_swarm_mode), ("POST", "/swarm/join", no_swarm_mode),
+          ("POST", "/swarm/leave", not_in_swarm), ("GET", "/swarm", not_manager),
+          ("POST", "/swarm/update", not_manager), ("GET", "/swarm/unlockkey", not_manager),
+          ("POST", "/swarm/unlock", not_manager)]
+for _kind in ("nodes", "services", "tasks", "secrets", "configs"):
+    ROUTES += [("GET", f"/{_kind}", not_manager), ("GET", f"/{_kind}/{{id}}", not_manager),
+               ("DELETE", f"/{_kind}/{{id}}", not_manager), ("POST", f"/{_kind}/{{id}}/update", not_manager)]
+ROUTES += [("POST", "/services/create", not_manager), ("GET", "/services/{id}/logs", not_manager),
+           ("GET", "/tasks/{id}/logs", not_manager), ("POST", "/secrets/create", not_manager),
+           ("POST", "/configs/create", not_manager)]
