@@ -112,19 +112,33 @@ def main(argv=None):
         fh.write(f"{os.getpid()}\n")
     if not eng.store.get_meta("daemon_id"):
         eng.store.set_meta("daemon_id", os.urandom(16).hex())
+    bound = {}
     try:
-        asyncio.run(serve(eng, path))
+        asyncio.run(serve(eng, path, bound))
     finally:
         eng.close()
-        for leftover in (pidfile, path):
-            try:
-                os.unlink(leftover)
-            except FileNotFoundError:
-                pass
+        _unlink_if_ours(pidfile, path, bound)
     return 0
 
 
-async def serve(eng, path):
+def _unlink_if_ours(pidfile, path, bound):
+    """Remove the pid file and the socket, unless another daemon has since taken
+    them over (its pid in the file, its socket at the path)."""
+    try:
+        with open(pidfile) as fh:
+            if fh.read().strip() == str(os.getpid()):
+                os.unlink(pidfile)
+    except OSError:
+        pass
+    try:
+        st = os.stat(path)
+        if (st.st_dev, st.st_ino) == bound.get("socket"):
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+async def serve(eng, path, bound=None):
     from aiohttp import web
 
     from .app import make_app
@@ -142,6 +156,9 @@ async def serve(eng, path):
     site = web.UnixSite(runner, path)
     await site.start()
     os.chmod(path, 0o660)
+    if bound is not None:
+        st = os.stat(path)
+        bound["socket"] = (st.st_dev, st.st_ino)
     drivers = eng.drivers_info()
     log.info("dockyard daemon listening on %s (storage %s, exec %s, network %s; config %s)",
              path, drivers["storage"], drivers["exec"], ",".join(drivers["network"]), eng.config.source)
