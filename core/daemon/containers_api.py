@@ -124,7 +124,12 @@ async def wait(request):
         code = rec["State"]["ExitCode"]
         done = condition == "not-running" and not rec["State"]["Running"]
         while not done:
-            type_, action, id_, attrs = await queue.get()
+            try:
+                type_, action, id_, attrs = await asyncio.wait_for(queue.get(), 1.0)
+            except asyncio.TimeoutError:
+                if request.transport is None or request.transport.is_closing():
+                    return resp  # the client went away (docker run -d waits, then hangs up)
+                continue
             if type_ != "container" or id_ != cid:
                 continue
             if action == "die":

@@ -67,9 +67,11 @@ def _exec_ended(eid):
 
 
 async def _discard(execs, inst):
-    """A detached exec: nobody reads its output; drop the log when it ends."""
-    loop = asyncio.get_running_loop()
-    await loop.run_in_executor(None, execs.wait, inst, None)
+    """A detached exec: nobody reads its output; drop the log when it ends.  Polled,
+    not waited for in a thread: a thread blocked until the process ends held the
+    daemon's shutdown until then."""
+    while not inst["_done"].is_set():
+        await asyncio.sleep(0.5)
     execs.finished(inst)
 
 

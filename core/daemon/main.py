@@ -144,7 +144,8 @@ async def serve(eng, path, bound=None):
     from .app import make_app
 
     app = make_app(eng)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    # at shutdown, streams still open (a wait, events, logs -f) get 2 s, then are cut, as dockerd cuts them
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     if os.path.exists(path):
