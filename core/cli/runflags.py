@@ -58,6 +58,10 @@ FLAGS = {
     "uts": (("--uts",), "UTS namespace to use", "str"),
     "cgroupns": (("--cgroupns",), "Cgroup namespace to use (host|private)", "str"),
     "group_add": (("--group-add",), "Add additional groups to join", "list"),
+    "add_host": (("--add-host",), "Add a custom host-to-IP mapping (host:ip)", "list"),
+    "dns": (("--dns",), "Set custom DNS servers", "list"),
+    "dns_search": (("--dns-search",), "Set custom DNS search domains", "list"),
+    "dns_option": (("--dns-option",), "Set DNS options", "list"),
     "sysctl": (("--sysctl",), "Sysctl options", "list"),
     "stop_signal": (("--stop-signal",), "Signal to stop a container (default SIGTERM)", "str"),
     "stop_timeout": (("--stop-timeout",), "Timeout (in seconds) to stop a container", "int"),
@@ -432,7 +436,9 @@ def host_config(args):
         hc["Sysctls"] = dict(_each(args, "sysctl", parse_sysctl))
     if getattr(args, "device", None):
         hc["Devices"] = [d for text in args.device for d in parse_device(text)]
-    for dest, key in (("cap_add", "CapAdd"), ("cap_drop", "CapDrop"), ("group_add", "GroupAdd")):
+    for dest, key in (("cap_add", "CapAdd"), ("cap_drop", "CapDrop"), ("group_add", "GroupAdd"),
+                      ("add_host", "ExtraHosts"), ("dns", "Dns"), ("dns_search", "DnsSearch"),
+                      ("dns_option", "DnsOptions")):
         if getattr(args, dest, None):
             hc[key] = list(getattr(args, dest))
     if getattr(args, "security_opt", None):

@@ -11,6 +11,7 @@ Every refusal is a ``ValueError`` naming the field and value (Docker's message
 where Docker has one); the engine answers it with HTTP 400.
 """
 
+import ipaddress
 import json
 import os
 import socket
@@ -87,12 +88,61 @@ def _read_db(rootfs, rel):
         return []
 
 
-def write_etc_files(container_dir, hostname, network_mode, ip=None, nameservers=None):
+def extra_host_lines(extra_hosts, host_gateway=None):
+    """``HostConfig.ExtraHosts`` (``name:ip``, or ``name=ip``; ``host-gateway`` is the
+    default bridge's gateway) -> /etc/hosts lines, checked as Docker checks them."""
+    lines = []
+    for item in extra_hosts or ():
+        name, sep, ip = str(item).partition("=") if "=" in str(item) else str(item).partition(":")
+        if not sep or not name or not ip:
+            raise ValueError(f"bad format for add-host: {item!r} (expected name:ip)")
+        ip = ip.strip("[]")
+        if ip == "host-gateway":
+            if not host_gateway:
+                raise ValueError(f"add-host {item!r}: host-gateway has no address here (no default bridge)")
+            ip = host_gateway
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise ValueError(f"invalid IP address in add-host: {ip!r}") from None
+        lines.append(f"{ip}\t{name}")
+    return lines
+
+
+def _resolv_conf(resolv, network_mode, nameservers, dns):
+    """The container's resolv.conf from the host's: the embedded DNS (``nameservers``)
+    or ``--dns`` servers instead of the host's, ``--dns-search``/``--dns-option``
+    instead of its search domains and options (Docker's rules)."""
+    lines = resolv.splitlines()
+    search = [x for x in lines if x.strip().startswith(("search", "domain"))]
+    options = [x for x in lines if x.strip().startswith("options")]
+    if dns.get("DnsSearch"):
+        search = ["search " + " ".join(dns["DnsSearch"])]
+    if dns.get("DnsOptions"):
+        options = ["options " + " ".join(dns["DnsOptions"])]
+    if nameservers:  # the embedded DNS answers (its upstreams are the host's)
+        servers = list(nameservers)
+        options = ["options " + " ".join(dns["DnsOptions"])] if dns.get("DnsOptions") else ["options ndots:0"]
+    elif dns.get("Dns"):
+        servers = list(dns["Dns"])
+    else:
+        servers = [x.split()[1] for x in lines if x.strip().startswith("nameserver") and len(x.split()) > 1]
+        if network_mode != "host":  # a loopback resolver of the host is unreachable inside
+            servers = [x for x in servers if not x.startswith("127.")]
+        if not nameservers and not dns and network_mode == "host":
+            return resolv
+    return "".join(f"nameserver {x}\n" for x in servers) + "".join(x + "\n" for x in search + options)
+
+
+def write_etc_files(container_dir, hostname, network_mode, ip=None, nameservers=None, extra_hosts=(),
+                    dns=None):
     """Write the container's hostname, hosts and resolv.conf; return their paths.
 
     ``ip``: the container's address (its hostname's line in /etc/hosts);
     ``nameservers``: the resolvers to name instead of the host's (127.0.0.11, the
-    embedded DNS of user-defined networks), keeping the host's search domains."""
+    embedded DNS of user-defined networks), keeping the host's search domains;
+    ``extra_hosts``: more /etc/hosts lines (:func:`extra_host_lines`); ``dns``:
+    ``{"Dns", "DnsSearch", "DnsOptions"}`` of the HostConfig."""
     os.makedirs(container_dir, exist_ok=True)
     paths = {
         "hostname": os.path.join(container_dir, "hostname"),
@@ -107,6 +157,7 @@ def write_etc_files(container_dir, hostname, network_mode, ip=None, nameservers=
         "fe00::0\tip6-localnet", "ff00::0\tip6-mcastprefix",
         "ff02::1\tip6-allnodes", "ff02::2\tip6-allrouters",
     ]
+    hosts += list(extra_hosts or ())
     if ip:
         hosts.append(f"{ip}\t{hostname}")
     elif network_mode != "host":
@@ -118,15 +169,9 @@ def write_etc_files(container_dir, hostname, network_mode, ip=None, nameservers=
             resolv = fh.read()
     except OSError:
         resolv = ""
-    if nameservers:
-        kept = [line for line in resolv.splitlines() if line.strip().startswith(("search", "domain"))]
-        resolv = "".join(f"nameserver {ns}\n" for ns in nameservers) + "".join(k + "\n" for k in kept) \
-            + "options ndots:0\n"
-    elif network_mode != "host":  # a loopback resolver of the host is unreachable inside
-        resolv = "".join(line for line in resolv.splitlines(True)
-                         if not line.strip().startswith("nameserver 127."))
+    dns = {k: v for k, v in (dns or {}).items() if v}
     with open(paths["resolv.conf"], "w") as fh:
-        fh.write(resolv)
+        fh.write(_resolv_conf(resolv, network_mode, nameservers, dns))
     return paths
 
 

@@ -16,7 +16,7 @@ import signal as signals
 import threading
 from datetime import datetime, timezone
 
-from ..errors import (Conflict, ContainerNotFound, ExecError, InvalidParameter,
+from ..errors import (Conflict, ContainerNotFound, DockyardError, ExecError, InvalidParameter,
                       NotFound)
 from . import bundle, mountpoints, names, shm
 from .endpoints import parse_ports
@@ -143,6 +143,10 @@ class Containers:
             raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
         host = dict(body.get("HostConfig") or {})
         validate_restart_policy(host)
+        try:
+            bundle.extra_host_lines(host.get("ExtraHosts"), "0.0.0.0")  # refused at create, as Docker does
+        except ValueError as exc:
+            raise InvalidParameter(str(exc)) from None
         mode = self.engine.network_mode(host.get("NetworkMode"))
         networks = self.engine.endpoint_configs(mode, body.get("NetworkingConfig"))
         parse_ports(host, body.get("ExposedPorts"))  # refuse a bad -p now, not at start
@@ -214,9 +218,15 @@ class Containers:
                 else:
                     net = self.engine.endpoints.up(rec)
                     self.save(rec)  # its names resolve (embedded DNS) from its first instruction on
-                paths = bundle.write_etc_files(self.container_dir(cid), rec["Config"]["Hostname"],
-                                               "host" if net["ns"] == "host" else "private", ip=net["ip"],
-                                               nameservers=net["nameservers"])
+                host = rec["HostConfig"]
+                try:
+                    extra_hosts = bundle.extra_host_lines(host.get("ExtraHosts"), self._host_gateway())
+                except ValueError as exc:
+                    raise InvalidParameter(str(exc)) from None
+                paths = bundle.write_etc_files(
+                    self.container_dir(cid), rec["Config"]["Hostname"], "host" if net["ns"] == "host" else "private",
+                    ip=net["ip"], nameservers=net["nameservers"], extra_hosts=extra_hosts,
+                    dns={k: host.get(k) for k in ("Dns", "DnsSearch", "DnsOptions")})
                 try:
                     ns_paths = self._ns_paths(rec, net["ns"])
                     volume_mounts = mountpoints.mount(self.engine, rec, rootfs)
@@ -447,6 +457,13 @@ class Containers:
         except (ExecError, NotFound):
             self.wait_exit(cid, None)  # it ended between our look and the signal
         self.engine.emit("container", "stop", cid, {"name": rec["Name"][1:]})
+
+    def _host_gateway(self):
+        """``host-gateway`` of ``--add-host``: the default bridge's gateway, as Docker's default."""
+        try:
+            return (self.engine.networks.get("bridge").get("ipam") or {}).get("gateway")
+        except DockyardError:
+            return None
 
     def _stopped_by_user(self, cid):
         """stop, kill, rm -f: no restart policy brings it back until it is started again."""

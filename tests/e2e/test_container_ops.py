@@ -369,3 +369,21 @@ def test_dockyard_cli_cp_top_rename_update_diff_prune(daemon, running, tmp_path)
     assert daemon.docker("inspect", dead).returncode != 0
     res = daemon.cli("system", "df")
     assert res.returncode == 0 and res.stdout.decode().split()[:5] == ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"]
+
+
+def test_add_host_and_dns_flags_shape_etc_files(daemon):
+    """--add-host lines in /etc/hosts (host-gateway is the default bridge's gateway),
+    --dns/--dns-search/--dns-option in resolv.conf; a bad --add-host is refused at create."""
+    for cli in (daemon.docker, daemon.cli):
+        res = cli("run", "--rm", "--add-host", "db.example:10.1.2.3", "--add-host", "gw.example:host-gateway",
+                  "--dns", "192.0.2.53", "--dns-search", "corp.example", "--dns-option", "ndots:2",
+                  "busybox", "sh", "-c", "cat /etc/hosts /etc/resolv.conf")
+        out = res.stdout.decode()
+        assert res.returncode == 0, res.stderr
+        assert "10.1.2.3\tdb.example" in out
+        gw = daemon.sdk().networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+        assert f"{gw}\tgw.example" in out
+        assert "nameserver 192.0.2.53" in out and "search corp.example" in out and "options ndots:2" in out
+        assert "nameserver 127." not in out
+    res = daemon.docker("create", "--add-host", "bad.example:not-an-ip", "busybox")
+    assert res.returncode != 0 and b"invalid IP address in add-host" in res.stderr
