@@ -524,7 +524,9 @@ def make_config(record, rootfs, etc_paths, ns_paths, init_path=None, shm_path=No
         linux["rootfsPropagation"] = "rslave"
     profile = parts["security"]["seccomp"]
     if not privileged and profile != "unconfined":
-        from .seccomp import linux_seccomp  # lazily: only containers that get a filter pay for it
+        from .seccomp import (
+            linux_seccomp,  # lazily: only containers that get a filter pay for it
+        )
         seccomp = linux_seccomp(profile, caps)
         if seccomp:
             linux["seccomp"] = seccomp

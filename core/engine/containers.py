@@ -16,8 +16,14 @@ import signal as signals
 import threading
 from datetime import datetime, timezone
 
-from ..errors import (Conflict, ContainerNotFound, DockyardError, ExecError, InvalidParameter,
-                      NotFound)
+from ..errors import (
+    Conflict,
+    ContainerNotFound,
+    DockyardError,
+    ExecError,
+    InvalidParameter,
+    NotFound,
+)
 from . import bundle, mountpoints, names, shm
 from .endpoints import parse_ports
 from .health import merged as merged_healthcheck
