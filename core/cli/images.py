@@ -282,30 +282,13 @@ def cmd_history(ctx, args):
 
 
 def cmd_image_inspect(ctx, args):
-    import json
-    from dockyard.client import APIError
-    found, rc = [], 0
-    for name in args.images:
-        try:
-            obj = ctx.client.inspect_image(name)
-        except APIError as exc:
-            output.error(f"Error: {exc.message}" if exc.status == 404 else f"Error response from daemon: {exc.message}")
-            rc = 1
-            continue
-        found.append(obj)
-        if args.format:
-            try:
-                print(output.Template(args.format).render(obj), flush=True)
-            except output.TemplateError as exc:
-                output.error(f"Error: template: {exc}")
-                return 1
-    if not args.format:
-        print(json.dumps(found, indent=4, ensure_ascii=False))
-    return rc
+    from .common import inspect_each
+    return inspect_each(args.images, ctx.client.inspect_image, args.format)
 
 
 def cmd_prune(ctx, args):
     import json
+
     from dockyard.client import APIError
     try:
         filters = output.parse_filters(args.filter)

@@ -1,6 +1,7 @@
 """``network create|ls|inspect|rm|connect|disconnect|prune`` and ``port``."""
 
 from dockyard.cli import output
+from dockyard.cli.common import call, pairs
 
 NETWORK_FORMAT = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}"
 NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scope": "SCOPE",
@@ -52,29 +53,10 @@ def register(sub):
     pp.set_defaults(func=cmd_port)
 
 
-def _call(fn):
-    from dockyard.client import APIError
-    try:
-        return fn(), 0
-    except APIError as exc:
-        output.daemon_error(exc)
-        return None, 1
-
-
-def _pairs(items, what):
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not key:
-            raise ValueError(f"invalid {what}: {item!r}")
-        out[key] = value
-    return out
-
-
 def cmd_create(ctx, args):
     try:
         body = {"Name": args.name, "Driver": args.driver, "Internal": args.internal, "CheckDuplicate": True,
-                "Labels": _pairs(args.label, "label"), "Options": _pairs(args.opt, "option")}
+                "Labels": pairs(args.label, "label"), "Options": pairs(args.opt, "option")}
     except ValueError as exc:
         output.error(f"Error: {exc}")
         return 1
@@ -84,7 +66,7 @@ def cmd_create(ctx, args):
     if args.subnet:
         body["IPAM"] = {"Driver": "default", "Config": [{"Subnet": args.subnet, **(
             {"Gateway": args.gateway} if args.gateway else {})}]}
-    created, rc = _call(lambda: ctx.client.create_network(body))
+    created, rc = call(lambda: ctx.client.create_network(body))
     if created:
         print(created["Id"])
     return rc
@@ -96,7 +78,7 @@ def cmd_ls(ctx, args):
     except ValueError as exc:
         output.error(f"Error: {exc}")
         return 1
-    nets, rc = _call(lambda: ctx.client.networks(filters))
+    nets, rc = call(lambda: ctx.client.networks(filters))
     if rc:
         return rc
     records = [{"ID": n["Id"] if args.no_trunc else n["Id"][:12], "Name": n["Name"], "Driver": n["Driver"],
@@ -116,7 +98,7 @@ def cmd_inspect(ctx, args):
     import json
     found, rc = [], 0
     for name in args.networks:
-        net, bad = _call(lambda: ctx.client.inspect_network(name))
+        net, bad = call(lambda: ctx.client.inspect_network(name))
         rc = rc or bad
         if net:
             found.append(net)
@@ -127,7 +109,7 @@ def cmd_inspect(ctx, args):
 def cmd_rm(ctx, args):
     rc = 0
     for name in args.networks:
-        _, bad = _call(lambda: ctx.client.remove_network(name))
+        _, bad = call(lambda: ctx.client.remove_network(name))
         if not bad:
             print(name)
         rc = rc or bad
@@ -135,22 +117,22 @@ def cmd_rm(ctx, args):
 
 
 def cmd_connect(ctx, args):
-    return _call(lambda: ctx.client.connect_network(args.network, args.container, args.alias, args.ip))[1]
+    return call(lambda: ctx.client.connect_network(args.network, args.container, args.alias, args.ip))[1]
 
 
 def cmd_disconnect(ctx, args):
-    return _call(lambda: ctx.client.disconnect_network(args.network, args.container, args.force))[1]
+    return call(lambda: ctx.client.disconnect_network(args.network, args.container, args.force))[1]
 
 
 def cmd_prune(ctx, args):
-    got, rc = _call(ctx.client.prune_networks)
+    got, rc = call(ctx.client.prune_networks)
     if got and got.get("NetworksDeleted"):
         print("Deleted Networks:\n" + "\n".join(got["NetworksDeleted"]))
     return rc
 
 
 def cmd_port(ctx, args):
-    info, rc = _call(lambda: ctx.client.inspect_container(args.container))
+    info, rc = call(lambda: ctx.client.inspect_container(args.container))
     if rc:
         return rc
     ports = (info.get("NetworkSettings") or {}).get("Ports") or {}

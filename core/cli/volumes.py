@@ -3,6 +3,7 @@
 import sys
 
 from dockyard.cli import output
+from dockyard.cli.common import call, pairs
 
 VOLUME_FORMAT = "table {{.Driver}}\t{{.Name}}"
 VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT", "Scope": "SCOPE",
@@ -39,25 +40,6 @@ def register(sub):
     p.set_defaults(func=lambda ctx, args: p.print_help() or 0)
 
 
-def _call(fn):
-    from dockyard.client import APIError
-    try:
-        return fn(), 0
-    except APIError as exc:
-        output.daemon_error(exc)
-        return None, 1
-
-
-def _pairs(items, what):
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        if not key:
-            raise ValueError(f"invalid {what}: {item!r}")
-        out[key] = value
-    return out
-
-
 def _filters_param(items):
     import json
     filters = output.parse_filters(items)
@@ -70,11 +52,11 @@ def cmd_create(ctx, args):
         return 1
     try:
         body = {"Name": args.name or args.name_flag or "", "Driver": args.driver,
-                "DriverOpts": _pairs(args.opt, "option"), "Labels": _pairs(args.label, "label")}
+                "DriverOpts": pairs(args.opt, "option"), "Labels": pairs(args.label, "label")}
     except ValueError as exc:
         output.error(f"Error: {exc}")
         return 1
-    vol, rc = _call(lambda: ctx.client.request("POST", "/volumes/create", body=body))
+    vol, rc = call(lambda: ctx.client.request("POST", "/volumes/create", body=body))
     if vol:
         print(vol["Name"])
     return rc
@@ -86,7 +68,7 @@ def cmd_ls(ctx, args):
     except ValueError as exc:
         output.error(f"Error: {exc}")
         return 1
-    got, rc = _call(lambda: ctx.client.request("GET", "/volumes", params))
+    got, rc = call(lambda: ctx.client.request("GET", "/volumes", params))
     if rc:
         return rc
     records = [{"Name": v["Name"], "Driver": v["Driver"], "Mountpoint": v["Mountpoint"], "Scope": v["Scope"],
@@ -105,34 +87,18 @@ def cmd_ls(ctx, args):
 
 
 def cmd_inspect(ctx, args):
-    import json
-    from dockyard.client import APIError
     from urllib.parse import quote
-    found, rc = [], 0
-    for name in args.volumes:
-        try:
-            vol = ctx.client.request("GET", f"/volumes/{quote(name, safe='')}")
-        except APIError as exc:
-            output.error(f"Error: {exc.message}" if exc.status == 404 else f"Error response from daemon: {exc.message}")
-            rc = 1
-            continue
-        found.append(vol)
-        if args.format:
-            try:
-                print(output.Template(args.format).render(vol), flush=True)
-            except output.TemplateError as exc:
-                output.error(f"Error: template: {exc}")
-                return 1
-    if not args.format:
-        print(json.dumps(found, indent=4, ensure_ascii=False))
-    return rc
+
+    from .common import inspect_each
+    return inspect_each(args.volumes, lambda name: ctx.client.request("GET", f"/volumes/{quote(name, safe='')}"),
+                        args.format)
 
 
 def cmd_rm(ctx, args):
     from urllib.parse import quote
     rc = 0
     for name in args.volumes:
-        _, bad = _call(lambda: ctx.client.request("DELETE", f"/volumes/{quote(name, safe='')}",
+        _, bad = call(lambda: ctx.client.request("DELETE", f"/volumes/{quote(name, safe='')}",
                                                   {"force": "1" if args.force else None}))
         if not bad:
             print(name)
@@ -151,7 +117,7 @@ def cmd_prune(ctx, args):
               "Are you sure you want to continue? [y/N] ", end="", flush=True)
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return 0
-    report, rc = _call(lambda: ctx.client.request("POST", "/volumes/prune", params))
+    report, rc = call(lambda: ctx.client.request("POST", "/volumes/prune", params))
     if rc:
         return rc
     deleted = report.get("VolumesDeleted") or []
