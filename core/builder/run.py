@@ -7,11 +7,11 @@ see :mod:`.build`); its mount and network are released when it exits, whatever
 the outcome.
 """
 
-import json
 import time
 
 from ..engine.commit import diff_layer
 from ..errors import DockyardError
+from ..jsonlog import read_entries
 from .steps import BuildStepError
 
 __all__ = ["BuildCancelled", "RunFailed", "run_container"]
@@ -32,22 +32,8 @@ class RunFailed(BuildStepError):
 
 def _follow(path, offset):
     """Complete json-file log lines after ``offset``: ``(texts, new offset)``."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read()
-    except FileNotFoundError:
-        return [], offset
-    end = data.rfind(b"\n")
-    if end < 0:
-        return [], offset
-    out = []
-    for line in data[:end + 1].splitlines():
-        try:
-            out.append(json.loads(line).get("log", ""))
-        except ValueError:
-            continue
-    return out, offset + end + 1
+    entries, offset = read_entries(path, offset)
+    return [e.get("log", "") for e in entries], offset
 
 
 def run_container(b, state, cmd, env, host_config):

@@ -5,9 +5,10 @@ frame is an 8-byte header (stream number, 3 zero bytes, big-endian length) and
 the payload.  With ``Tty`` true the stream is raw.
 """
 
-import json
 import struct
 from datetime import datetime
+
+from ..jsonlog import read_entries  # noqa: F401 (the API reads logs through this module)
 
 STREAMS = {"stdin": 0, "stdout": 1, "stderr": 2}
 
@@ -24,26 +25,6 @@ def log_size(path):
             return fh.seek(0, 2)
     except FileNotFoundError:
         return 0
-
-
-def read_entries(path, offset):
-    """Return ``(entries, new_offset)``: the complete log lines after ``offset``."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(offset)
-            data = fh.read()
-    except FileNotFoundError:
-        return [], offset
-    end = data.rfind(b"\n")
-    if end < 0:
-        return [], offset
-    entries = []
-    for line in data[: end + 1].splitlines():
-        try:
-            entries.append(json.loads(line))
-        except ValueError:
-            continue  # a torn line: skip rather than break the stream
-    return entries, offset + end + 1
 
 
 def _ts(entry):
