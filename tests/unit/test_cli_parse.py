@@ -113,7 +113,7 @@ def test_host_from_environment(monkeypatch):
         seen["host"] = ctx.host
         return 0
     parser = main.build_parser()
-    monkeypatch.setattr(main, "build_parser", lambda: parser)
+    monkeypatch.setattr(main, "build_parser", lambda command=None: parser)
     parser._subparsers._group_actions[0].choices["ps"].set_defaults(func=fake_cmd)
     assert main.main(["ps"]) == 0 and seen["host"] == "unix:///nowhere/dockyard.sock"
 
@@ -371,3 +371,16 @@ def test_bad_run_flag_exits_125(tmp_path):
                           "run", "-m", "12x", "busybox"], capture_output=True, timeout=30)
     assert res.returncode == 125
     assert res.stderr.decode().strip() == 'invalid argument "12x" for "-m, --memory" flag: invalid size: \'12x\''
+
+
+def test_each_command_builds_only_its_registrars_and_the_same_parser():
+    """main.REGISTRARS is complete and exact: every command of the full parser is
+    listed, and the partial parser a command gets has the same help and flags."""
+    full = main.build_parser()
+    choices = full._subparsers._group_actions[0].choices
+    listed = {cmd for cmds in main.REGISTRARS.values() for cmd in cmds}
+    assert set(choices) - {"daemon", "driver", "storage"} == listed
+    for cmd in listed:
+        partial = main.build_parser(cmd)._subparsers._group_actions[0].choices
+        assert len(partial) < len(choices)
+        assert partial[cmd].format_help() == choices[cmd].format_help(), cmd
