@@ -263,7 +263,7 @@ class Containers:
                                 StartedAt=state.get("started_at") or now_iso(), FinishedAt=ZERO_TIME)
             self.save(rec)
         self.engine.emit("container", "start", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
-        self._watch(cid)
+        self._watch(cid, pid)
 
     def _ns_paths(self, rec, netns_path):
         """OCI namespace type -> None (new), "host" or the path of a namespace to
@@ -317,24 +317,27 @@ class Containers:
         mountpoints.unmount(self.engine, rec)
         self.layers.unmount(cid)
 
-    def _watch(self, cid):
-        threading.Thread(target=self._waiter, args=(cid,), name=f"wait-{cid[:12]}", daemon=True).start()
+    def _watch(self, cid, pid):
+        threading.Thread(target=self._waiter, args=(cid, pid), name=f"wait-{cid[:12]}", daemon=True).start()
 
-    def _waiter(self, cid):
+    def _waiter(self, cid, pid):
         try:
             state = self.exec.exec_wait(id=cid, timeout=None)
         except Exception as exc:
             log.exception("waiting for %s failed", cid)
             state = {"exit_code": 255, "error": str(exc)}
-        self._exited(cid, state or {})
+        self._exited(cid, state or {}, pid)
 
-    def _exited(self, cid, state):
+    def _exited(self, cid, state, pid=None):
+        """Record the end of the run whose process was ``pid`` (None: the current run).
+        Both a stop's wait and the run's waiter thread report one exit; whichever is
+        second must not end the *next* run (docker restart starts it in between)."""
         with self.lock(cid):
             try:
                 rec = self.get(cid)
             except ContainerNotFound:
                 return
-            if not rec["State"]["Running"]:
+            if not rec["State"]["Running"] or (pid is not None and rec["State"]["Pid"] != pid):
                 return
             code = state.get("exit_code")
             rec["State"].update(Status="exited", Running=False, Paused=False, Pid=0,
@@ -377,7 +380,7 @@ class Containers:
                 if rec["State"]["Paused"] != paused:
                     rec["State"].update(Paused=paused, Status=state["status"])
                     self.save(rec)
-                self._watch(cid)
+                self._watch(cid, rec["State"]["Pid"])
             else:
                 self._exited(cid, state or {"exit_code": 255, "error": "container state lost"})
 
@@ -426,6 +429,7 @@ class Containers:
 
     def wait_exit(self, cid, timeout):
         """Wait up to ``timeout`` s for the process to end; record it; True if it did."""
+        pid = self.get(cid)["State"]["Pid"]
         try:
             state = self.exec.exec_wait(id=cid, timeout=timeout)
         except NotFound:
@@ -433,7 +437,7 @@ class Containers:
         if state is not None and state.get("status") in ("running", "paused"):
             return False
         if state is not None and state.get("status") == "stopped":
-            self._exited(cid, state)
+            self._exited(cid, state, pid)
         # Otherwise the waiter thread is recording the exit: it deletes the
         # driver's state under the container lock, so wait for it to finish.
         with self.lock(cid):

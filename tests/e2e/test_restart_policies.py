@@ -219,3 +219,19 @@ def test_daemon_start_applies_policies(session_root, busybox_tar):
     finally:
         d.stop()
         d.remove_network_objects()
+
+
+def test_restarted_container_keeps_running_after_both_exit_reports(daemon):
+    """A stop's wait and the run's waiter thread both report the old process's
+    exit; the second report once ended the new run (die 137 right after restart).
+    A race (it hit about one restart in seven here), hence the rounds."""
+    client = daemon.sdk()
+    for _ in range(10):
+        cid = _ok(daemon.docker("run", "-d", "busybox", "sleep", "60"))
+        since = time.time() - 0.5
+        _ok(daemon.docker("restart", "-t", "1", cid))  # the TERM-then-KILL path races
+        time.sleep(0.4)
+        assert client.api.inspect_container(cid)["State"]["Running"]
+        assert _actions(client, since, cid, ("die",)) == ["die"]
+        _ok(daemon.docker("rm", "-f", cid))
+    client.close()
