@@ -51,6 +51,33 @@ def processes_mentioning(text):
     return found
 
 
+def http(sock_path, method, path, data=b"", headers=None):
+    """One raw HTTP/1.1 request on a unix socket (for what the clients hide: exact
+    status codes, streamed bodies): ``(status, response head bytes, body bytes)``,
+    a chunked body already joined."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock_path)
+    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
+    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\n{extra}"
+              f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+    out = b""
+    while chunk := s.recv(1 << 16):
+        out += chunk
+    s.close()
+    head, _, payload = out.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in head.lower():
+        joined = b""
+        while payload:
+            size, _, rest = payload.partition(b"\r\n")
+            n = int(size, 16)
+            if n == 0:
+                break
+            joined += rest[:n]
+            payload = rest[n + 2:]
+        payload = joined
+    return int(head.split()[1]), head, payload
+
+
 def ping(sock_path):
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(2)

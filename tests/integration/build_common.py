@@ -4,12 +4,11 @@ build requests, and the state a failed build must leave unchanged."""
 import gzip
 import io
 import json
-import socket
 import tarfile
 import uuid
 from urllib.parse import urlencode
 
-from dockyard.testing.daemon import mounts_under
+from dockyard.testing.daemon import http, mounts_under
 
 
 def uniq(prefix="bld"):
@@ -50,32 +49,10 @@ def post_build(daemon, body, **params):
             query.append((key, "1" if value else "0"))
         else:
             query.append((key, str(value)))
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(daemon.sock)
-    s.sendall(f"POST /v1.41/build?{urlencode(query)} HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"
-              f"Content-Type: application/x-tar\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
-    data = b""
-    while chunk := s.recv(1 << 16):
-        data += chunk
-    s.close()
-    head, _, payload = data.partition(b"\r\n\r\n")
-    status = int(head.split()[1])
-    if b"transfer-encoding: chunked" in head.lower():
-        payload = _dechunk(payload)
+    status, _, payload = http(daemon.sock, "POST", f"/v1.41/build?{urlencode(query)}", body,
+                              {"Content-Type": "application/x-tar"})
     msgs = [json.loads(line) for line in payload.splitlines() if line.strip()]
     return status, msgs
-
-
-def _dechunk(data):
-    out = b""
-    while data:
-        size, _, rest = data.partition(b"\r\n")
-        n = int(size, 16)
-        if n == 0:
-            break
-        out += rest[:n]
-        data = rest[n + 2:]
-    return out
 
 
 def text(msgs):

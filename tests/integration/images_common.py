@@ -3,12 +3,12 @@ made from the session's busybox tarball, raw API calls, cleanup."""
 
 import io
 import json
-import socket
 import tarfile
 import uuid
 from urllib.parse import quote
 
 import pytest
+from dockyard.testing.daemon import http
 
 
 def uniq(prefix="img"):
@@ -17,36 +17,12 @@ def uniq(prefix="img"):
 
 def raw(daemon, method, path, body=None, headers=None):
     """One HTTP request on the daemon's socket: ``(status, JSON or bytes)``."""
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(daemon.sock)
     data = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else b"")
-    extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
-    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\n{extra}"
-              f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
-    out = b""
-    while chunk := s.recv(1 << 16):
-        out += chunk
-    s.close()
-    head, _, payload = out.partition(b"\r\n\r\n")
-    status = int(head.split()[1])
-    if b"transfer-encoding: chunked" in head.lower():
-        payload = _dechunk(payload)
+    status, _, payload = http(daemon.sock, method, path, data, headers)
     try:
         return status, json.loads(payload)
     except ValueError:
         return status, payload
-
-
-def _dechunk(data):
-    out = b""
-    while data:
-        size, _, rest = data.partition(b"\r\n")
-        n = int(size, 16)
-        if n == 0:
-            break
-        out += rest[:n]
-        data = rest[n + 2:]
-    return out
 
 
 def q(ref):

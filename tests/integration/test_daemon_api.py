@@ -7,47 +7,24 @@ Real containers: the session daemon runs them with the configured drivers
 import gzip
 import json
 import os
-import socket
 import time
 import uuid
 
 import docker
 import pytest
+from dockyard.testing.daemon import http
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
 
 def raw(daemon, method, path, body=None):
     """One HTTP request on the daemon's socket; returns (status, parsed JSON or bytes)."""
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(daemon.sock)
     data = json.dumps(body).encode() if body is not None else b""
-    s.sendall(f"{method} {path} HTTP/1.1\r\nHost: d\r\nConnection: close\r\n"
-              f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode() + data)
-    out = b""
-    while chunk := s.recv(65536):
-        out += chunk
-    s.close()
-    head, _, payload = out.partition(b"\r\n\r\n")
-    status = int(head.split()[1])
-    if b"chunked" in head.lower():
-        payload = _dechunk(payload)
+    status, _, payload = http(daemon.sock, method, path, data, {"Content-Type": "application/json"})
     try:
         return status, json.loads(payload)
     except ValueError:
         return status, payload
-
-
-def _dechunk(data):
-    out = b""
-    while data:
-        size, _, rest = data.partition(b"\r\n")
-        n = int(size, 16)
-        if n == 0:
-            break
-        out += rest[:n]
-        data = rest[n + 2:]
-    return out
 
 
 @pytest.fixture(scope="module")
