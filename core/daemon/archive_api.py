@@ -18,6 +18,7 @@ from aiohttp import web
 from ..engine import archive_ops
 from ..errors import InvalidParameter
 from .app import blocking, engine, qbool
+from .images_api import stream_tar
 
 log = logging.getLogger("dockyard.api.archive")
 STAT_HEADER = "X-Docker-Container-Path-Stat"
@@ -40,57 +41,12 @@ async def head(request):
     return web.Response(status=200, headers={STAT_HEADER: _stat_header(stat)})
 
 
-class _Pipe:
-    """The writing end of a pipe as a file that knows its position (tarfile asks)."""
-
-    def __init__(self, fd):
-        self._fh, self._pos = os.fdopen(fd, "wb"), 0
-
-    def write(self, data):
-        self._fh.write(data)
-        self._pos += len(data)
-        return len(data)
-
-    def tell(self):
-        return self._pos
-
-    def close(self):
-        self._fh.close()
-
-
 async def get(request):
     eng = engine(request)
     ref, path = request.match_info["id"], _path(request)
     stat = await blocking(request, archive_ops.stat_path, eng, ref, path)  # a 404 before the first byte
-    read_fd, write_fd = os.pipe()
-    reader = os.fdopen(read_fd, "rb", buffering=0)
-
-    def produce():
-        out = _Pipe(write_fd)
-        try:
-            archive_ops.write_archive(eng, ref, path, out)
-        finally:
-            out.close()
-
-    resp = web.StreamResponse(headers={"Content-Type": "application/x-tar", STAT_HEADER: _stat_header(stat)})
-    await resp.prepare(request)
-    task = asyncio.ensure_future(blocking(request, produce))
-    task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a reader gone: the writer's EPIPE
-    try:
-        while chunk := await blocking(request, reader.read, 1 << 20):
-            await resp.write(chunk)
-        await task
-    except (ConnectionError, asyncio.CancelledError):
-        raise
-    except Exception:  # the tar is incomplete: cut the connection, never end it cleanly
-        log.exception("GET %s failed while streaming", request.path)
-        if request.transport is not None:
-            request.transport.close()
-        return resp
-    finally:
-        reader.close()
-    await resp.write_eof()
-    return resp
+    return await stream_tar(request, lambda out: archive_ops.write_archive(eng, ref, path, out),
+                            {STAT_HEADER: _stat_header(stat)})
 
 
 class _BodyReader:

@@ -255,8 +255,10 @@ class _PipeWriter:
         self._fh.close()
 
 
-async def stream_tar(request, produce):
-    """Run ``produce(binary file)`` on a worker thread, streaming what it writes."""
+async def stream_tar(request, produce, headers=None):
+    """Run ``produce(binary file)`` on a worker thread, streaming what it writes
+    (``headers``: more response headers).  A failure after the first byte cuts the
+    connection, so a client never takes a partial tar for a whole one."""
     read_fd, write_fd = os.pipe()
     reader = os.fdopen(read_fd, "rb", buffering=0)
 
@@ -264,7 +266,7 @@ async def stream_tar(request, produce):
         with _PipeWriter(write_fd) as out:
             produce(out)
 
-    resp = web.StreamResponse(headers={"Content-Type": "application/x-tar"})
+    resp = web.StreamResponse(headers={"Content-Type": "application/x-tar", **(headers or {})})
     await resp.prepare(request)
     task = asyncio.ensure_future(blocking(request, run))
     task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a reader gone: the writer's EPIPE
