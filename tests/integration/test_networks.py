@@ -75,7 +75,10 @@ def wait_logs(c, text, timeout=15):
         time.sleep(0.05)
 
 
-SERVER = ["sh", "-c", "echo listening; nc -l -p 7000 > /tmp/got; cat /tmp/got; sleep 100"]
+# "listening" is printed only once the socket is bound: netstat sees it in LISTEN.
+SERVER = ["sh", "-c", "nc -l -p 7000 > /tmp/got & "
+                      "until netstat -ltn | grep -q ':7000 '; do sleep 0.05; done; "
+                      "echo listening; wait; cat /tmp/got; sleep 100"]
 
 
 def test_default_bridge_tcp_between_two_containers(client):
