@@ -31,11 +31,11 @@ import stat
 from .. import safetar
 from ..dockerignore import clean, segment_regex
 from ..errors import InvalidParameter, StorageError
+from ..shim import rootpath
 
 __all__ = ["ContextError", "checksum", "extract_context", "has_wildcards", "resolve_sources"]
 
 _CHUNK = 1 << 20
-_MAX_LINKS = 255
 _WILDCARD = re.compile(r"\\.|[*?\[]", re.DOTALL)
 
 
@@ -79,30 +79,14 @@ def _relative(source):
 
 def _resolve(root, rel, source):
     """Resolve symlinks in context-relative ``rel`` as if ``root`` were ``/``."""
-    todo, done, links = [p for p in rel.split("/") if p], [], 0
-    while todo:
-        part = todo.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        full = os.path.join(root, *done, part)
-        try:
-            st = os.lstat(full)
-        except (FileNotFoundError, NotADirectoryError):
-            raise ContextError(f"file not found in build context or excluded by .dockerignore: "
-                               f"stat {source}: file does not exist") from None
-        if not stat.S_ISLNK(st.st_mode):
-            done.append(part)
-            continue
-        links += 1
-        if links > _MAX_LINKS:
-            raise ContextError(f"too many levels of symbolic links resolving {source!r}")
-        target = os.readlink(full)
-        if target.startswith("/"):
-            done = []
-        todo[:0] = [p for p in target.split("/") if p not in ("", ".")]
-    return "/".join(done)
+    try:
+        parts = rootpath.resolve(root, rel)
+    except OSError:
+        raise ContextError(f"too many levels of symbolic links resolving {source!r}") from None
+    if not os.path.lexists(os.path.join(root, *parts)):
+        raise ContextError(f"file not found in build context or excluded by .dockerignore: "
+                           f"stat {source}: file does not exist")
+    return "/".join(parts)
 
 
 def _glob(root, segments):

@@ -27,11 +27,11 @@ import urllib.parse
 import urllib.request
 
 from .. import safetar
+from ..shim import rootpath
 from .context import ContextError, _entries, _RefuseWhiteouts, resolve_sources
 from .steps import BuildStepError
 
 __all__ = ["Source", "copy_sources", "download", "is_url", "normalize_dest", "parse_chown"]
-_MAX_LINKS = 255
 
 
 class Source:
@@ -56,30 +56,12 @@ def normalize_dest(workdir, dest):
 
 def scoped(root, path):
     """``(real relative path, missing parts)`` of absolute ``path`` in ``root``,
-    following symlinks as if ``root`` were ``/``."""
-    todo, done, links = [p for p in path.split("/") if p not in ("", ".")], [], 0
-    while todo:
-        part = todo.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        full = os.path.join(root, *done, part)
-        try:
-            st = os.lstat(full)
-        except (FileNotFoundError, NotADirectoryError):
-            return "/".join(done), [part] + todo
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > _MAX_LINKS:
-                raise BuildStepError(f"too many levels of symbolic links in {path!r}")
-            target = os.readlink(full)
-            if target.startswith("/"):
-                done = []
-            todo[:0] = [p for p in target.split("/") if p not in ("", ".")]
-            continue
-        done.append(part)
-    return "/".join(done), []
+    following symlinks as if ``root`` were ``/`` (:mod:`dockyard.shim.rootpath`)."""
+    try:
+        done, missing = rootpath.split_existing(root, rootpath.resolve(root, path))
+    except OSError as exc:
+        raise BuildStepError(f"too many levels of symbolic links in {path!r}") from exc
+    return "/".join(done), missing
 
 
 def _mkdirs(root, path, owner):
@@ -90,8 +72,6 @@ def _mkdirs(root, path, owner):
     if not missing and not os.path.isdir(here):
         raise BuildStepError(f"cannot copy to non-directory: {path}")
     for part in missing:
-        if part == "..":
-            raise BuildStepError(f"invalid destination {path!r}")
         here = os.path.join(here, part)
         os.mkdir(here, 0o755)
         os.chown(here, *owner)

@@ -36,9 +36,9 @@ from datetime import datetime, timezone
 
 from ..errors import Conflict, DockyardError, InvalidParameter, NotFound
 from ..safetar import extract
+from ..shim import rootpath
 from ..tarwriter import TarWriter, walk
 
-MAX_LINKS = 255
 RESOLVE_NO_MAGICLINKS, RESOLVE_IN_ROOT = 0x02, 0x10
 _SYS_OPENAT2 = 437  # the same number on x86_64 and the generic (arm64) table
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -73,39 +73,14 @@ def open_in_root(root_fd, rel, flags=os.O_PATH):
     return fd
 
 
-def _parts(path):
-    return [p for p in path.split("/") if p]
-
-
 def resolve_in_root(root, path):
     """The in-container absolute path ``path`` means with every symlink followed
-    inside ``root`` (moby's ``symlink.FollowSymlinkInScope``); missing elements are
-    kept as they are.  Raises ``InvalidParameter`` after :data:`MAX_LINKS` links."""
-    todo, done, links = _parts(path), [], 0
-    while todo:
-        part = todo.pop(0)
-        if part == ".":
-            continue
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        try:
-            info = os.lstat(os.path.join(root, *done, part))
-        except (FileNotFoundError, NotADirectoryError):
-            done.append(part)
-            continue
-        if not st_.S_ISLNK(info.st_mode):
-            done.append(part)
-            continue
-        links += 1
-        if links > MAX_LINKS:
-            raise InvalidParameter(f"too many symlinks in {path}")
-        target = os.readlink(os.path.join(root, *done, part))
-        if target.startswith("/"):
-            done = []
-        todo = _parts(target) + todo
-    return "/" + "/".join(done)
+    inside ``root`` (:mod:`dockyard.shim.rootpath`); missing elements are kept as
+    they are.  Raises ``InvalidParameter`` after too many links."""
+    try:
+        return "/" + "/".join(rootpath.resolve(root, path))
+    except OSError as exc:
+        raise InvalidParameter(f"too many symlinks in {path}") from exc
 
 
 def split_path(path):

@@ -20,16 +20,15 @@ of the container's own request are the bundle's (:mod:`.ocispec`).
 
 import logging
 import os
-import stat
 import subprocess
 
 from ..errors import InvalidParameter
 from ..hookspecs.volume import VolumeError
+from ..shim import rootpath
 from . import ocispec
 from .volumes import NAME_RE, NAME_RULE, new_name
 
 log = logging.getLogger("dockyard.mountpoints")
-_MAX_LINKS = 40
 
 
 def public(mp):
@@ -195,39 +194,14 @@ def remove_anonymous(engine, rec):
 
 # --- start / stop ------------------------------------------------------------------
 
-def _scoped(root, path):
-    """The host path of absolute ``path`` in ``root`` (symlinks followed as if
-    ``root`` were ``/``), or ``None`` if it does not exist."""
-    todo, done, links = [p for p in path.split("/") if p not in ("", ".")], [], 0
-    while todo:
-        part = todo.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        full = os.path.join(root, *done, part)
-        try:
-            st = os.lstat(full)
-        except OSError:
-            return None
-        if stat.S_ISLNK(st.st_mode):
-            links += 1
-            if links > _MAX_LINKS:
-                return None
-            target = os.readlink(full)
-            if target.startswith("/"):
-                done = []
-            todo[:0] = [p for p in target.split("/") if p not in ("", ".")]
-            continue
-        done.append(part)
-    return os.path.join(root, *done)
-
-
 def copy_up(rootfs, dest, path):
     """Docker's copy of the image's content at ``dest`` into an empty volume at
     ``path``, ownership, modes, times and xattrs kept."""
-    src = _scoped(rootfs, dest)
-    if src is None or not os.path.isdir(src) or os.listdir(path):
+    try:
+        src = rootpath.join(rootfs, dest)
+    except OSError:  # a symlink loop: nothing to copy
+        return False
+    if not os.path.isdir(src) or os.listdir(path):
         return False
     res = subprocess.run(["cp", "-a", "--", src + "/.", path + "/"], capture_output=True, text=True)
     if res.returncode != 0:

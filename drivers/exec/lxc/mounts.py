@@ -17,6 +17,7 @@ import os
 import stat
 
 from dockyard.errors import ExecError
+from dockyard.shim import rootpath
 
 NOT_LXC = "not supported by the lxc exec driver"
 # the devpts options LXC mounts /dev/pts with (lxc.pty.max); "newinstance" is implied
@@ -51,42 +52,13 @@ def _entry(p, source, target, fstype, options):
     p.add("lxc.mount.entry", f"{_esc(source)} {_esc(target)} {fstype} {','.join(options) or 'defaults'} 0 0")
 
 
-def resolve_in_root(root, path):
-    """``path`` with the rootfs's symlinks followed inside ``root`` (like
-    securejoin), relative to it; missing components are kept as they are."""
-    parts = [c for c in path.split("/") if c and c != "."]
-    done, links = [], 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if done:
-                done.pop()
-            continue
-        cur = os.path.join(root, *done, part)
-        try:
-            is_link = os.path.islink(cur)
-        except OSError:
-            is_link = False
-        if not is_link:
-            done.append(part)
-            continue
-        links += 1
-        if links > 40:
-            raise OSError(40, f"too many levels of symbolic links in {path}")
-        target = os.readlink(cur)
-        if target.startswith("/"):
-            done = []
-        parts = [c for c in target.split("/") if c and c != "."] + parts
-    return "/".join(done)
-
-
 def _target(root, dest, earlier):
     """The entry target for ``dest``: resolved in the rootfs unless an earlier
     mount covers it (LXC then resolves it, refusing symlinks)."""
     norm = os.path.normpath(dest)
     if any(norm == d or norm.startswith(d.rstrip("/") + "/") for d in earlier):
         return norm.lstrip("/")
-    return resolve_in_root(root, norm)
+    return "/".join(rootpath.resolve(root, norm))
 
 
 def _options(where, i, options):

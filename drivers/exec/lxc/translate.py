@@ -49,7 +49,7 @@ import os
 import stat
 
 from dockyard.errors import ExecError
-from dockyard.shim import oci
+from dockyard.shim import oci, rootpath
 from dockyard.shim.runtime import CAPS, cap_numbers
 
 from . import mounts as _mounts
@@ -131,7 +131,7 @@ def script_without_interpreter(cfg, bundle):
         path = os.path.normpath(os.path.join(proc.get("cwd") or "/", d, name))
         if any(path == c or path.startswith(c.rstrip("/") + "/") for c in covered):
             return None  # the file is on a mount: whatever it is, it is not known here
-        host = os.path.join(root, _mounts.resolve_in_root(root, path))
+        host = rootpath.join(root, path)
         try:
             st = os.stat(host)
         except OSError:
@@ -277,7 +277,7 @@ def _process(where, p, proc, root, cfg):
     covered = [os.path.normpath(m["destination"]) for m in cfg.get("mounts") or ()]
     norm = os.path.normpath(cwd)
     if not any(norm == d or norm.startswith(d.rstrip("/") + "/") for d in covered):
-        p.mkdirs.append(os.path.join(root, _mounts.resolve_in_root(root, norm)))  # as runc, a missing cwd is made
+        p.mkdirs.append(rootpath.join(root, norm))  # as runc, a missing cwd is made
     user = proc.get("user") or {}
     p.add("lxc.init.uid", int(user.get("uid", 0)))
     p.add("lxc.init.gid", int(user.get("gid", 0)))

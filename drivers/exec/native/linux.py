@@ -8,8 +8,10 @@ Every wrapper raises ``OSError`` (with errno and the failing call) on failure.
 import os
 
 if __package__:
+    from dockyard.shim.rootpath import join as secure_join
     from dockyard.shim.runtime import CAPS, RLIMITS, cap_numbers, last_cap  # noqa: F401 (re-exported)
 else:  # in a shim: the kit's directory is on sys.path
+    from rootpath import join as secure_join
     from runtime import CAPS, RLIMITS, cap_numbers, last_cap  # noqa: F401
 
 # ``ctypes`` itself costs ~3 ms to import (types, struct, its endian module): the
@@ -248,33 +250,3 @@ def remount_bind(target, flags):
             raise
         have = os.statvfs(target).f_flag
         mount(None, target, None, MS_BIND | MS_REMOUNT | flags | sum(m for st, m in _LOCKED if have & st))
-
-
-def secure_join(root, path):
-    """Join ``path`` under ``root`` resolving symlinks as if ``root`` were ``/``.
-
-    The result never leaves ``root`` (like Go's securejoin); missing components
-    are kept as they are.
-    """
-    parts = [p for p in path.split("/") if p not in ("", ".")]
-    resolved = []
-    hops = 0
-    while parts:
-        part = parts.pop(0)
-        if part == "..":
-            if resolved:
-                resolved.pop()
-            continue
-        cand = os.path.join(root, *resolved, part)
-        try:
-            target = os.readlink(cand)
-        except OSError:  # not a link, or missing
-            resolved.append(part)
-            continue
-        hops += 1
-        if hops > 255:
-            raise OSError(40, f"too many levels of symbolic links: {path}")
-        if target.startswith("/"):
-            resolved = []
-        parts = [p for p in target.split("/") if p not in ("", ".")] + parts
-    return os.path.join(root, *resolved)
