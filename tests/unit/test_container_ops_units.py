@@ -10,20 +10,6 @@ from dockyard.engine import archive_ops, container_ops
 from dockyard.errors import InvalidParameter
 
 
-@pytest.fixture
-def root(tmp_path):
-    r = tmp_path / "root"
-    (r / "etc").mkdir(parents=True)
-    (r / "etc" / "passwd").write_text("root")
-    (r / "a" / "b").mkdir(parents=True)
-    os.symlink("../../../../../../", r / "a" / "up")
-    os.symlink("/etc", r / "a" / "abs")
-    os.symlink("b", r / "a" / "rel")
-    os.symlink("loop2", r / "loop1")
-    os.symlink("loop1", r / "loop2")
-    return str(r)
-
-
 def test_resolve_in_root_never_leaves_the_root(root):
     assert archive_ops.resolve_in_root(root, "/a/up/etc/passwd") == "/etc/passwd"
     assert archive_ops.resolve_in_root(root, "/a/abs/passwd") == "/etc/passwd"

@@ -1,5 +1,5 @@
 """The one in-root symlink resolver (dockyard.shim.rootpath) the builder, the
-engine and both exec drivers use."""
+engine and both exec drivers use (the linked ``root`` is in conftest)."""
 
 import errno
 import os
@@ -7,21 +7,6 @@ import os
 import pytest
 
 from dockyard.shim import rootpath
-
-
-@pytest.fixture
-def root(tmp_path):
-    r = tmp_path / "root"
-    (r / "etc").mkdir(parents=True)
-    (r / "etc" / "passwd").write_text("root")
-    (r / "a" / "b").mkdir(parents=True)
-    os.symlink("../../../../../../", r / "a" / "up")
-    os.symlink("/etc", r / "a" / "abs")
-    os.symlink("b", r / "a" / "rel")
-    os.symlink("/nowhere/deeper", r / "dangling")
-    os.symlink("loop2", r / "loop1")
-    os.symlink("loop1", r / "loop2")
-    return str(r)
 
 
 def test_links_are_followed_inside_the_root(root):
