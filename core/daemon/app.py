@@ -7,6 +7,7 @@ which runs them on the daemon's thread pool.
 import asyncio
 import json
 import logging
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -161,3 +162,17 @@ async def json_body(request):
     if not raw:
         return {}
     return json.loads(raw)
+
+
+async def spool_body(request, eng, suffix):
+    """Write the request body to a spool file in the image store (off the loop);
+    return its path.  A body cut short leaves no file behind."""
+    fd, path = eng.images.spool_path(suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            async for chunk in request.content.iter_chunked(1 << 20):
+                await blocking(request, fh.write, chunk)
+    except BaseException:
+        os.unlink(path)
+        raise
+    return path

@@ -14,7 +14,7 @@ import os
 from ..builder.build import BuildOptions, build
 from ..engine import reference
 from ..errors import InvalidParameter
-from .app import blocking, engine, qbool, qint
+from .app import engine, qbool, qint, spool_body
 from .jsonstream import stream_json
 
 _RESOURCES = {"shmsize": "ShmSize", "memory": "Memory", "memswap": "MemorySwap", "cpushares": "CpuShares",
@@ -95,22 +95,10 @@ def options(request, eng):
         auth=_registry_config(request.headers.get("X-Registry-Config")))
 
 
-async def _spool(request, eng):
-    fd, path = eng.images.spool_path(".context")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            async for chunk in request.content.iter_chunked(1 << 20):
-                await blocking(request, fh.write, chunk)
-    except BaseException:
-        os.unlink(path)
-        raise
-    return path
-
-
 async def post_build(request):
     eng = engine(request)
     opts = options(request, eng)
-    path = await _spool(request, eng)
+    path = await spool_body(request, eng, ".context")
 
     def job(progress, cancel):
         try:

@@ -24,7 +24,7 @@ from ..engine import reference
 from ..engine.archive import select
 from ..engine.imageremove import label_match, users_of
 from ..errors import DockyardError, InvalidParameter
-from .app import blocking, engine, json_body, qbool
+from .app import blocking, engine, json_body, qbool, spool_body
 
 log = logging.getLogger("dockyard.api.images")
 LIST_FILTERS = ("before", "since", "dangling", "label", "reference")
@@ -172,18 +172,6 @@ async def image_prune(request):
 
 
 # import, load, pull ----------------------------------------------------------------
-async def _upload(request, eng, suffix):
-    fd, path = eng.images.spool_path(suffix)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            async for chunk in request.content.iter_chunked(1 << 20):
-                await blocking(request, fh.write, chunk)
-    except BaseException:
-        os.unlink(path)
-        raise
-    return path
-
-
 async def image_create(request):
     """``fromSrc=-`` imports the request body; ``fromImage`` pulls."""
     eng = engine(request)
@@ -199,7 +187,7 @@ async def image_create(request):
     if ref:
         reference.parse_reference(ref)  # refuse a bad name before reading the body
     changes = request.query.getall("changes", [])
-    path = await _upload(request, eng, ".upload")
+    path = await spool_body(request, eng, ".upload")
     try:
         image_id = await blocking(request, eng.images.import_tar, path, ref, changes,
                                   request.query.get("message", ""))
@@ -210,7 +198,7 @@ async def image_create(request):
 
 async def image_load(request):
     eng = engine(request)
-    path = await _upload(request, eng, ".archive")
+    path = await spool_body(request, eng, ".archive")
     try:
         try:
             lines, problem = await blocking(request, eng.images.load, path), None
