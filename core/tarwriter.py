@@ -69,6 +69,30 @@ def read_xattrs(path):
     return out
 
 
+def tarinfo_of(name, path, st):
+    """The tar header of ``path`` (``st`` its lstat) as entry ``name``: type, mode,
+    owner, size, mtime in whole seconds, no user or group names, a link's target,
+    a device's numbers.  ``None`` for a socket, which tar cannot hold."""
+    ti = tarfile.TarInfo(name)
+    ti.mode, ti.uid, ti.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+    ti.mtime, ti.uname, ti.gname = st.st_mtime_ns // 1_000_000_000, "", ""
+    fmt = stat.S_IFMT(st.st_mode)
+    if fmt == stat.S_IFREG:
+        ti.size = st.st_size
+    elif fmt == stat.S_IFDIR:
+        ti.type = tarfile.DIRTYPE
+    elif fmt == stat.S_IFLNK:
+        ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(path)
+    elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
+        ti.type = tarfile.CHRTYPE if fmt == stat.S_IFCHR else tarfile.BLKTYPE
+        ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+    elif fmt == stat.S_IFIFO:
+        ti.type = tarfile.FIFOTYPE
+    else:
+        return None
+    return ti
+
+
 class TarWriter:
     """Writes layer-tar entries, one path at a time, to a binary file object."""
 
@@ -80,31 +104,18 @@ class TarWriter:
         """Add ``root/rel`` as entry ``rel`` (not recursive); sockets are skipped."""
         path = os.path.join(root, rel)
         st = st or os.lstat(path)
-        ti = tarfile.TarInfo(rel)
-        ti.mode, ti.uid, ti.gid = stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
-        ti.mtime, ti.uname, ti.gname = st.st_mtime_ns // 1_000_000_000, "", ""
-        fmt = stat.S_IFMT(st.st_mode)
-        if fmt == stat.S_IFREG:
-            key = (st.st_dev, st.st_ino)
-            if st.st_nlink > 1 and key in self._inodes:
-                ti.type, ti.linkname = tarfile.LNKTYPE, self._inodes[key]
-            elif st.st_nlink > 1:
-                self._inodes[key] = rel
-        elif fmt == stat.S_IFDIR:
-            ti.type = tarfile.DIRTYPE
-        elif fmt == stat.S_IFLNK:
-            ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(path)
-        elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
-            ti.type = tarfile.CHRTYPE if fmt == stat.S_IFCHR else tarfile.BLKTYPE
-            ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-        elif fmt == stat.S_IFIFO:
-            ti.type = tarfile.FIFOTYPE
-        else:
+        ti = tarinfo_of(rel, path, st)
+        if ti is None:
             return
+        if ti.type == tarfile.REGTYPE and st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            if key in self._inodes:
+                ti.type, ti.linkname, ti.size = tarfile.LNKTYPE, self._inodes[key], 0
+            else:
+                self._inodes[key] = rel
         for name, value in read_xattrs(path).items():
             ti.pax_headers[PAX_XATTR + name] = value.decode("utf-8", "surrogateescape")
         if ti.type == tarfile.REGTYPE:
-            ti.size = st.st_size
             fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
             with os.fdopen(fd, "rb") as f:
                 self.tar.addfile(ti, f)

@@ -28,6 +28,7 @@ import urllib.request
 
 from .. import safetar
 from ..shim import rootpath
+from ..tarwriter import tarinfo_of
 from .context import ContextError, _entries, _RefuseWhiteouts, resolve_sources
 from .steps import BuildStepError
 
@@ -162,24 +163,10 @@ def download(url, into):
 
 
 def _tarinfo(name, path, st, owner, mode):
-    ti = tarfile.TarInfo(name)
-    ti.uid, ti.gid = owner if owner is not None else (st.st_uid, st.st_gid)
-    ti.mode = mode if mode is not None else stat.S_IMODE(st.st_mode)
-    ti.mtime, ti.uname, ti.gname = st.st_mtime_ns // 1_000_000_000, "", ""
-    fmt = stat.S_IFMT(st.st_mode)
-    if fmt == stat.S_IFDIR:
-        ti.type = tarfile.DIRTYPE
-    elif fmt == stat.S_IFLNK:
-        ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(path)
-    elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
-        ti.type = tarfile.CHRTYPE if fmt == stat.S_IFCHR else tarfile.BLKTYPE
-        ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    elif fmt == stat.S_IFIFO:
-        ti.type = tarfile.FIFOTYPE
-    elif fmt == stat.S_IFREG:
-        ti.size = st.st_size
-    else:
-        return None  # sockets
+    ti = tarinfo_of(name, path, st)
+    if ti is not None:
+        ti.uid, ti.gid = owner if owner is not None else (ti.uid, ti.gid)
+        ti.mode = mode if mode is not None else ti.mode
     return ti
 
 

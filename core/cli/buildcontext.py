@@ -164,30 +164,17 @@ def from_directory(context, dockerfile=None, stdin=None):
 def _tarinfo(rel, st, path, links):
     import tarfile
 
-    ti = tarfile.TarInfo(rel)
-    ti.mode = stat.S_IMODE(st.st_mode)
+    from ..tarwriter import tarinfo_of
+
+    ti = tarinfo_of(rel, path, st)  # never a socket: context_entries leaves them out
     ti.uid = ti.gid = 0
-    ti.uname = ti.gname = ""
-    ti.mtime = st.st_mtime_ns // 1_000_000_000
-    fmt = stat.S_IFMT(st.st_mode)
-    if fmt == stat.S_IFREG:
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
         key = (st.st_dev, st.st_ino)
-        if st.st_nlink > 1 and key in links:
-            ti.type, ti.linkname = tarfile.LNKTYPE, links[key]
+        if key in links:
+            ti.type, ti.linkname, ti.size = tarfile.LNKTYPE, links[key], 0
         else:
-            if st.st_nlink > 1:
-                links[key] = rel
-            ti.size = st.st_size
-    elif fmt == stat.S_IFDIR:
-        ti.type = tarfile.DIRTYPE
-    elif fmt == stat.S_IFLNK:
-        ti.type, ti.linkname = tarfile.SYMTYPE, os.readlink(path)
-    elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
-        ti.type = tarfile.CHRTYPE if fmt == stat.S_IFCHR else tarfile.BLKTYPE
-        ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
-    elif fmt == stat.S_IFIFO:
-        ti.type = tarfile.FIFOTYPE
-    if fmt in (stat.S_IFREG, stat.S_IFDIR):
+            links[key] = rel
+    if stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode):
         try:
             cap = os.getxattr(path, "security.capability", follow_symlinks=False)
         except OSError:
