@@ -404,11 +404,4 @@ def cmd_ps(ctx, args):
         return 1
     fmt = "{{.ID}}" if args.quiet else (args.format or PS_FORMAT)
     records = [ps_record(c, trunc=not args.no_trunc) for c in items]
-    try:
-        lines = output.render_rows(fmt, records, PS_HEADERS)
-    except output.TemplateError as exc:
-        output.error(f"Error: template: {exc}")
-        return 1
-    for line in lines:
-        print(line)
-    return 0
+    return output.print_rows(fmt, records, PS_HEADERS)

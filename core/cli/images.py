@@ -162,14 +162,7 @@ def cmd_images(ctx, args):
         fmt = IMAGES_FORMAT.replace("{{.Tag}}", "{{.Tag}}\t{{.Digest}}")
     else:
         fmt = IMAGES_FORMAT
-    try:
-        lines = output.render_rows(fmt, image_records(images, trunc=not args.no_trunc), IMAGES_HEADERS)
-    except output.TemplateError as exc:
-        output.error(f"Error: template: {exc}")
-        return 1
-    for line in lines:
-        print(line)
-    return 0
+    return output.print_rows(fmt, image_records(images, trunc=not args.no_trunc), IMAGES_HEADERS)
 
 
 def cmd_rmi(ctx, args):
@@ -271,14 +264,7 @@ def cmd_history(ctx, args):
         return 1
     fmt = "{{.ID}}" if args.quiet else (args.format or HISTORY_FORMAT)
     records = history_records(items or [], human=args.human, trunc=not args.no_trunc)
-    try:
-        lines = output.render_rows(fmt, records, HISTORY_HEADERS)
-    except output.TemplateError as exc:
-        output.error(f"Error: template: {exc}")
-        return 1
-    for line in lines:
-        print(line)
-    return 0
+    return output.print_rows(fmt, records, HISTORY_HEADERS)
 
 
 def cmd_image_inspect(ctx, args):

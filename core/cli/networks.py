@@ -84,14 +84,7 @@ def cmd_ls(ctx, args):
     records = [{"ID": n["Id"] if args.no_trunc else n["Id"][:12], "Name": n["Name"], "Driver": n["Driver"],
                 "Scope": n["Scope"], "Internal": str(n["Internal"]).lower(), "CreatedAt": n["Created"],
                 "Labels": ",".join(f"{k}={v}" for k, v in (n.get("Labels") or {}).items())} for n in nets]
-    try:
-        lines = output.render_rows("{{.ID}}" if args.quiet else args.format or NETWORK_FORMAT, records,
-                                   NETWORK_HEADERS)
-    except output.TemplateError as exc:
-        output.error(f"Error: template: {exc}")
-        return 1
-    print("\n".join(lines))
-    return 0
+    return output.print_rows("{{.ID}}" if args.quiet else args.format or NETWORK_FORMAT, records, NETWORK_HEADERS)
 
 
 def cmd_inspect(ctx, args):

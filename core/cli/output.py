@@ -133,6 +133,19 @@ def render_rows(fmt, records, headers):
     return table([line.split("\t") for line in [header] + out])
 
 
+def print_rows(fmt, records, headers):
+    """Print ``records`` as :func:`render_rows` renders them; return the exit
+    status: 1 (and the error on stderr) for a template that does not work."""
+    try:
+        lines = render_rows(fmt, records, headers)
+    except TemplateError as exc:
+        error(f"Error: template: {exc}")
+        return 1
+    for line in lines:
+        print(line)
+    return 0
+
+
 # --- Go templates (the subset docker users reach for) --------------------------------
 
 

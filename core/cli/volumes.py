@@ -75,15 +75,7 @@ def cmd_ls(ctx, args):
                 "CreatedAt": v.get("CreatedAt", ""),
                 "Labels": ",".join(f"{k}={val}" for k, val in (v.get("Labels") or {}).items())}
                for v in sorted(got.get("Volumes") or [], key=lambda v: v["Name"])]
-    try:
-        lines = output.render_rows("{{.Name}}" if args.quiet else args.format or VOLUME_FORMAT, records,
-                                   VOLUME_HEADERS)
-    except output.TemplateError as exc:
-        output.error(f"Error: template: {exc}")
-        return 1
-    if lines:
-        print("\n".join(lines))
-    return 0
+    return output.print_rows("{{.Name}}" if args.quiet else args.format or VOLUME_FORMAT, records, VOLUME_HEADERS)
 
 
 def cmd_inspect(ctx, args):
