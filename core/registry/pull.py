@@ -20,25 +20,21 @@ import json
 import math
 import os
 import tempfile
-import threading
 import zlib
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 
 from ..engine.content import DigestMismatch, digest_of
 from ..engine.layers import chain_id
 from ..errors import ImageNotFound
 from . import manifest as mf
 from .auth import scope
-from .errors import BadContent, PullCancelled, RegistryError, RegistryUnreachable, UnsupportedContent
+from .errors import BadContent, RegistryError, RegistryUnreachable, UnsupportedContent
+from .parallel import Transfer
 from .progress import short_id
 
 CHUNK = 1 << 20
 MAX_CONFIG = 32 << 20
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-class _Stopped(PullCancelled):
-    """Another part of the same pull failed first."""
 
 
 class _Job:
@@ -48,13 +44,14 @@ class _Job:
         self.fetched = False
 
 
-class Puller:
+class Puller(Transfer):
+    verb = "pull"
+
     def __init__(self, registry, session, name, progress, cancel=None, platform=None):
         self.registry, self.session, self.name, self.progress = registry, session, name, progress
+        super().__init__(name, cancel, "; rerun it to resume")
         self.engine = registry.engine
         self.content = registry.content
-        self.cancel = cancel or threading.Event()
-        self.stop = threading.Event()
         self.platform = platform
         self.scopes = [scope(name.path, "pull")]
 
@@ -79,7 +76,7 @@ class Puller:
                 for job in jobs:
                     self.progress.layer(job.id, "Pulling fs layer")
                 futures = [config] + [pool.submit(self._layer, job, config) for job in jobs]
-                self._wait(futures)
+                self.wait_all(futures)
             config_bytes, _ = config.result()
             layers = [{"diff_id": j.diff_id, "blob_digest": j.desc.digest, "media_type": j.desc.media_type,
                        "size": j.desc.size, "tar_path": j.tar_path} for j in jobs]
@@ -102,14 +99,6 @@ class Puller:
         self.progress.status(f"Status: {what} {self.name}")
         return image_id
 
-    def _wait(self, futures):
-        done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-        if any(f.exception() for f in done):
-            self.stop.set()
-            wait(futures)
-            errors = [f.exception() for f in futures if f.exception() is not None]
-            raise next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
-
     def _current(self):
         if not self.name.tag:
             return None
@@ -117,12 +106,6 @@ class Puller:
             return self.engine.images.resolve(f"{self.name.familiar}:{self.name.tag}")
         except (ImageNotFound, RegistryError, ValueError):
             return None
-
-    def check(self):
-        if self.cancel.is_set():
-            raise PullCancelled(f"pull of {self.name} cancelled; rerun it to resume")
-        if self.stop.is_set():
-            raise _Stopped("stopped: another part of the pull failed")
 
     def on_retry(self, id):
         def note(attempt, delay, reason):

@@ -16,24 +16,20 @@ is written.
 import hashlib
 import json
 import math
-import threading
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
 from ..engine.content import digest_of
 from ..errors import InvalidParameter
 from . import manifest as mf
 from .auth import scope
+from .errors import BadContent, RegistryError, RegistryUnavailable, RegistryUnreachable
 from .gzipper import gzip_stream
-from .errors import BadContent, PullCancelled, RegistryError, RegistryUnavailable, RegistryUnreachable
 from .names import parse as parse_name
+from .parallel import Transfer
 from .progress import short_id
 
 CHUNK = 1 << 20
-
-
-class _Stopped(PullCancelled):
-    """Another part of the same push failed first."""
 
 
 class _Counting:
@@ -55,14 +51,15 @@ class _Counting:
         pass
 
 
-class Pusher:
+class Pusher(Transfer):
+    verb = "push"
+
     def __init__(self, registry, session, name, progress, cancel=None):
         if name.digest:
             raise InvalidParameter(f"cannot push a digest reference ({name}): push a tag")
         self.registry, self.session, self.name, self.progress = registry, session, name, progress
+        super().__init__(name, cancel)
         self.content = registry.content
-        self.cancel = cancel or threading.Event()
-        self.stop = threading.Event()
         self.repo = f"/v2/{name.path}"
         self.scopes = [scope(name.path, "pull", "push")]
 
@@ -77,12 +74,7 @@ class Pusher:
         with ThreadPoolExecutor(self.registry.max_uploads, thread_name_prefix="push") as pool:
             futures = [pool.submit(self._layer, layer) for layer in layers]
             futures.append(pool.submit(self._config, config_digest, config_bytes))
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            if any(f.exception() for f in done):
-                self.stop.set()
-                wait(futures)
-                errors = [f.exception() for f in futures if f.exception() is not None]
-                raise next((e for e in errors if not isinstance(e, _Stopped)), errors[0])
+            self.wait_all(futures)
         descs = [f.result() for f in futures[:-1]]
         data, media_type = self._manifest(plan, config_digest, config_bytes, descs)
         digest = digest_of(data)
@@ -101,12 +93,6 @@ class Pusher:
         self.progress.status(f"{self.name.tag}: digest: {digest} size: {len(data)}")
         self.progress.aux({"Tag": self.name.tag, "Digest": digest, "Size": len(data)})
         return digest
-
-    def check(self):
-        if self.cancel.is_set():
-            raise PullCancelled(f"push of {self.name} cancelled")
-        if self.stop.is_set():
-            raise _Stopped("stopped: another part of the push failed")
 
     # blobs ------------------------------------------------------------------
     def _config(self, digest, data):
