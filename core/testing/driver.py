@@ -18,7 +18,6 @@ import uuid
 
 import pluggy
 import pytest
-
 from dockyard.errors import ContainerNotFound, DriverUnsupported, ExecError
 from dockyard.hookspecs import PROJECT
 from dockyard.hookspecs import exec as exec_specs
@@ -100,12 +99,17 @@ def pid_alive(pid):
         return False
 
 
-def wait_for(predicate, timeout=10):
+def wait_for(predicate, timeout=10, what="condition", every=0.02):
+    """Poll ``predicate`` until it is true; return its value.  An AssertionError
+    naming ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        value = predicate()
+        if value:
+            return value
         if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        time.sleep(0.02)
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(every)
 
 
 class ExecEnv:

@@ -34,9 +34,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from dockyard.testing.busybox import make_busybox_tar
 from dockyard.testing.daemon import Daemon
+from dockyard.testing.driver import wait_for
 
 DEFAULT_CAPS_MASK = "00000000a80425fb"  # Docker's 14 default capabilities
 FEATURES = ("seccomp", "seccomp_profile", "no_new_privileges", "memory", "pids", "cpu", "devices", "tty",
@@ -139,11 +139,7 @@ class ExecConformance:
 
     @staticmethod
     def wait_for(predicate, timeout=15, what="condition"):
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            time.sleep(0.05)
+        return wait_for(predicate, timeout, what, every=0.05)
 
     # ----------------------------------------------------------- isolation
     def test_own_pid_namespace_hides_the_host(self, client, daemon):

@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 from conftest import Daemon
+from dockyard.testing.driver import wait_for
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -24,14 +25,8 @@ def _health(client, ref):
     return client.api.inspect_container(ref)["State"].get("Health")
 
 
-def _until(predicate, timeout=30, every=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
+def _until(predicate, timeout=30, what="condition"):
+    return wait_for(predicate, timeout, what, every=0.1)
 
 
 def _status_is(client, ref, status):

@@ -8,6 +8,7 @@ import uuid
 import docker
 import pytest
 from conftest import Daemon
+from dockyard.testing.driver import wait_for
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
@@ -29,14 +30,8 @@ def _state(client, ref):
     return info["State"], info["RestartCount"]
 
 
-def _until(predicate, timeout=30, every=0.1, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
+def _until(predicate, timeout=30, what="condition"):
+    return wait_for(predicate, timeout, what, every=0.1)
 
 
 def _actions(client, since, cid, wanted=("start", "die")):

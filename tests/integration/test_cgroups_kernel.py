@@ -18,8 +18,8 @@ import time
 import uuid
 
 import pytest
-
 from dockyard.cgroups import Cgroup, CgroupError, Layout, detect
+from dockyard.testing import driver
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="making cgroups needs root")
 
@@ -93,10 +93,7 @@ def start(procs, cg, *argv, **kw):
 
 
 def wait_for(cond, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)
+    return driver.wait_for(cond, timeout, what, every=0.01)
 
 
 def alive(pid):
