@@ -13,11 +13,21 @@ def uniq(prefix="t"):
     return f"{prefix}{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture(scope="module")
-def reg(session_root):
-    r = RegistryServer(session_root / uniq("reg-")).start()
-    yield r
-    r.stop()
+def registry_fixture(prefix, doc=None, **options):
+    """A module-scoped fixture: a RegistryServer of its own (``options`` passed
+    on), started under the session root and stopped after the module."""
+
+    @pytest.fixture(scope="module")
+    def fixture(session_root):
+        r = RegistryServer(session_root / uniq(prefix), **options).start()
+        yield r
+        r.stop()
+
+    fixture.__doc__ = doc
+    return fixture
+
+
+reg = registry_fixture("reg-")
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,10 @@ directory; plain HTTP only for registries named insecure.
 import base64
 import json
 import os
-import uuid
 
 import pytest
-from dockyard.testing.registry import RegistryServer
 from dockyard.testing.registry_content import registry_daemon, snapshot, stop_daemon
+from registry_common import registry_fixture, uniq
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the daemon needs root")
 USER, PASSWORD = "alice", "wonder-land-7"
@@ -39,37 +38,11 @@ json.dump(data, open(store, "w"))
 """
 
 
-def uniq(prefix="a"):
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
 
-
-@pytest.fixture(scope="module")
-def basic(session_root):
-    r = RegistryServer(session_root / uniq("basic-"), auth="htpasswd", users={USER: PASSWORD}).start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture(scope="module")
-def token(session_root):
-    r = RegistryServer(session_root / uniq("token-"), auth="token", users={USER: PASSWORD},
-                       anonymous_pull=True).start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture(scope="module")
-def tls(session_root):
-    r = RegistryServer(session_root / uniq("tls-"), tls=True).start()
-    yield r
-    r.stop()
-
-
-@pytest.fixture(scope="module")
-def plain(session_root):
-    r = RegistryServer(session_root / uniq("plain-")).start()
-    yield r
-    r.stop()
+basic = registry_fixture("basic-", auth="htpasswd", users={USER: PASSWORD})
+token = registry_fixture("token-", auth="token", users={USER: PASSWORD}, anonymous_pull=True)
+tls = registry_fixture("tls-", tls=True)
+plain = registry_fixture("plain-")
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,8 @@ import hashlib
 import json
 import os
 import subprocess
-import uuid
 
 import pytest
-from dockyard.testing.registry import RegistryServer
 from dockyard.testing.registry_content import (
     get_manifest,
     registry_daemon,
@@ -20,19 +18,13 @@ from dockyard.testing.registry_content import (
     system_check,
     tar_layer,
 )
+from registry_common import registry_fixture, uniq
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the daemon needs root")
 
 
-def uniq(prefix="c"):
-    return f"{prefix}{uuid.uuid4().hex[:8]}"
 
-
-@pytest.fixture(scope="module")
-def reg(session_root):
-    r = RegistryServer(session_root / uniq("creg-")).start()
-    yield r
-    r.stop()
+reg = registry_fixture("creg-")
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +63,8 @@ def run_echo(d, ref):
     return res.stdout.decode().strip()
 
 
-@pytest.fixture(scope="module")
-def zreg(session_root):
-    """A registry of its own for zstd: skopeo's blob-info cache would reuse the gzip
-    layer it pushed to ``reg`` before instead of compressing it again."""
-    r = RegistryServer(session_root / uniq("zreg-")).start()
-    yield r
-    r.stop()
+zreg = registry_fixture("zreg-", "A registry of its own for zstd: skopeo's blob-info cache would reuse the gzip "
+                        "layer it pushed to ``reg`` before instead of compressing it again.")
 
 
 @pytest.mark.parametrize("how", ["docker-archive", "oci-layout", "zstd"])
