@@ -32,7 +32,7 @@ from ..tarwriter import tarinfo_of
 from .context import ContextError, _entries, _RefuseWhiteouts, resolve_sources
 from .steps import BuildStepError
 
-__all__ = ["Source", "copy_sources", "download", "is_url", "normalize_dest", "parse_chown"]
+__all__ = ["Source", "copy_sources", "download", "is_url", "mkdirs", "normalize_dest", "parse_chown"]
 
 
 class Source:
@@ -65,13 +65,14 @@ def scoped(root, path):
     return "/".join(done), missing
 
 
-def _mkdirs(root, path, owner):
-    """Make directory ``path`` (absolute in the image) and its missing parents;
-    return its real host path."""
+def mkdirs(root, path, owner=(0, 0), refusal="cannot copy to non-directory: {path}"):
+    """Make directory ``path`` (absolute in the image) and its missing parents,
+    owned by ``owner``; return its real host path.  ``refusal`` is the error when
+    ``path`` is there and not a directory."""
     rel, missing = scoped(root, path)
     here = os.path.join(root, rel) if rel else root
     if not missing and not os.path.isdir(here):
-        raise BuildStepError(f"cannot copy to non-directory: {path}")
+        raise BuildStepError(refusal.format(path=path))
     for part in missing:
         here = os.path.join(here, part)
         os.mkdir(here, 0o755)
@@ -199,7 +200,7 @@ def copy_sources(rootfs, sources, dest, *, owner, chmod, cmd):
         st = os.lstat(src.path)
         mode = chmod if chmod is not None else src.mode
         if src.archive:
-            target = _mkdirs(rootfs, dest, owner)
+            target = mkdirs(rootfs, dest, owner)
             with open(src.path, "rb") as fh:
                 try:
                     safetar.extract(fh, target, whiteouts=_RefuseWhiteouts(), same_owner=True)
@@ -210,7 +211,7 @@ def copy_sources(rootfs, sources, dest, *, owner, chmod, cmd):
         with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
             if stat.S_ISDIR(st.st_mode):
                 existed = not scoped(rootfs, dest)[1]
-                target = _mkdirs(rootfs, dest, owner)
+                target = mkdirs(rootfs, dest, owner)
                 if not existed:
                     os.chmod(target, mode if mode is not None else stat.S_IMODE(st.st_mode))
                 for sub, path, est in _entries(os.path.dirname(src.path), os.path.basename(src.path)):
@@ -220,10 +221,10 @@ def copy_sources(rootfs, sources, dest, *, owner, chmod, cmd):
                             _write(tar, ti, path)
             else:
                 if dest_is_dir:
-                    target, name = _mkdirs(rootfs, dest, owner), src.name
+                    target, name = mkdirs(rootfs, dest, owner), src.name
                 else:
                     parent, name = posixpath.split(dest.rstrip("/"))
-                    target = _mkdirs(rootfs, parent or "/", owner)
+                    target = mkdirs(rootfs, parent or "/", owner)
                     if os.path.isdir(os.path.join(target, name)) and not os.path.islink(os.path.join(target, name)):
                         target = os.path.join(target, name)
                         name = src.name

@@ -25,10 +25,10 @@ from .copy import (
     copy_sources,
     download,
     is_url,
+    mkdirs,
     normalize_dest,
     parse_chown,
     resolve,
-    scoped,
 )
 from .run import run_container
 from .shellexpand import expand_word
@@ -106,14 +106,7 @@ def _workdir(b, state, ins):
     nop = shell_of(state.config) + ["#(nop) WORKDIR " + path]
 
     def change(root):
-        rel, missing = scoped(root, path)
-        here = os.path.join(root, rel) if rel else root
-        if not missing and not os.path.isdir(here):
-            raise BuildStepError(f"mkdir {path}: not a directory")
-        for part in missing:
-            here = os.path.join(here, part)
-            os.mkdir(here, 0o755)
-            os.chmod(here, 0o755)
+        mkdirs(root, path, refusal="mkdir {path}: not a directory")
 
     b.step(state, {"created_by": " ".join(nop), "config": config, "author": state.author},
            lambda: rw_image(b, state, config, " ".join(nop), change, dict(config, Cmd=nop)), config)
