@@ -68,10 +68,10 @@ def scoped(root, path):
 def mkdirs(root, path, owner=(0, 0), refusal="cannot copy to non-directory: {path}"):
     """Make directory ``path`` (absolute in the image) and its missing parents,
     owned by ``owner``; return its real host path.  ``refusal`` is the error when
-    ``path`` is there and not a directory."""
+    ``path``, or the part of it that is there, is not a directory."""
     rel, missing = scoped(root, path)
     here = os.path.join(root, rel) if rel else root
-    if not missing and not os.path.isdir(here):
+    if not os.path.isdir(here):
         raise BuildStepError(refusal.format(path=path))
     for part in missing:
         here = os.path.join(here, part)

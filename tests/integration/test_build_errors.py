@@ -119,3 +119,14 @@ def test_bad_chown_and_multi_source_dest(daemon, client):
     assert _stream_error(msgs) == ("Dockerfile:2: When using COPY with more than one source file, the destination must be a "
                                    "directory and end with a /")
     snap.assert_unchanged()
+
+
+def test_workdir_and_copy_onto_a_file(daemon, client):
+    snap = Snapshot(daemon, client)
+    msgs = post_build(daemon, context({"Dockerfile": "FROM busybox\nWORKDIR /etc/passwd/sub\n"}))[1]
+    assert _stream_error(msgs) == "Dockerfile:2: mkdir /etc/passwd/sub: not a directory"
+    msgs = post_build(daemon, context({"Dockerfile": "FROM busybox\nWORKDIR /bin/sh\n"}))[1]
+    assert _stream_error(msgs) == "Dockerfile:2: mkdir /bin/sh: not a directory"
+    msgs = post_build(daemon, context({"Dockerfile": "FROM busybox\nCOPY a /bin/sh/\n", "a": "a"}))[1]
+    assert _stream_error(msgs) == "Dockerfile:2: cannot copy to non-directory: /bin/sh/"
+    snap.assert_unchanged(allow_new_images=True)
