@@ -44,6 +44,7 @@ import tempfile
 import threading
 from pathlib import Path
 
+from dockyard.engine.naivediff import changes_size
 from dockyard.errors import LayerNotFound, StorageError
 from dockyard.hookspecs import hookimpl
 from dockyard.safetar import (WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX, TarWriter, Whiteouts,
@@ -609,19 +610,7 @@ class AufsDriver:
     def storage_size(self, id, parent):
         if not self._direct(id, parent):
             return None
-        branch, size, seen = self.home / "diff" / id, 0, set()
-        for rel, kind in self._changes(id):
-            if kind == DELETED:
-                continue
-            st = os.lstat(branch / rel)
-            if stat.S_ISDIR(st.st_mode):
-                continue
-            if st.st_nlink > 1:
-                if (st.st_dev, st.st_ino) in seen:
-                    continue
-                seen.add((st.st_dev, st.st_ino))
-            size += st.st_size
-        return size
+        return changes_size(str(self.home / "diff" / id), self._changes(id))
 
     def _changes(self, id):
         out = []

@@ -37,6 +37,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from dockyard.engine.naivediff import changes_size
 from dockyard.errors import LayerNotFound, StorageError
 from dockyard.hookspecs import hookimpl
 from dockyard.safetar import OverlayWhiteouts, TarWriter, differs, extract, is_whiteout_dev, spool, walk
@@ -314,17 +315,7 @@ class OverlayDriver:
     def storage_size(self, id, parent):
         if not self._direct(id, parent):
             return None
-        upper, size, seen = self.home / id / "diff", 0, set()
-        for rel, kind in self._changes(id):
-            st = os.lstat(upper / rel) if kind != DELETED else None
-            if st is None or stat.S_ISDIR(st.st_mode):
-                continue
-            if st.st_nlink > 1:
-                if (st.st_dev, st.st_ino) in seen:
-                    continue
-                seen.add((st.st_dev, st.st_ino))
-            size += st.st_size
-        return size
+        return changes_size(str(self.home / id / "diff"), self._changes(id))
 
     def _changes(self, id):
         out = []
