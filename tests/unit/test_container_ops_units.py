@@ -8,6 +8,7 @@ import pytest
 
 from dockyard.engine import archive_ops, container_ops
 from dockyard.errors import InvalidParameter
+from linked_root import root  # noqa: F401 (the fixture)
 
 
 def test_resolve_in_root_never_leaves_the_root(root):

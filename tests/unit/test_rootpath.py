@@ -1,5 +1,5 @@
 """The one in-root symlink resolver (dockyard.shim.rootpath) the builder, the
-engine and both exec drivers use (the linked ``root`` is in conftest)."""
+engine and both exec drivers use."""
 
 import errno
 import os
@@ -7,6 +7,7 @@ import os
 import pytest
 
 from dockyard.shim import rootpath
+from linked_root import root  # noqa: F401 (the fixture)
 
 
 def test_links_are_followed_inside_the_root(root):

@@ -1,4 +1,5 @@
-"""Fixtures shared by unit modules."""
+"""The linked tree the in-root resolver's tests use (a module, not a conftest:
+the e2e and integration tests import ``conftest`` by name)."""
 
 import os
 
