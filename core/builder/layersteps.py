@@ -14,7 +14,6 @@ WORKDIR /app``.  A layer whose diff is empty is recorded as ``empty_layer``.
 import copy as copy_mod
 import hashlib
 import os
-import secrets
 import shutil
 import tempfile
 from contextlib import ExitStack
@@ -46,8 +45,7 @@ def rw_image(b, state, config, created_by, change, container_config):
     image and store the result as an image (the layer always goes again)."""
     eng = b.eng
     top = eng.images.get(state.image_id)["top_layer"] if state.image_id else None
-    rw = secrets.token_hex(32)
-    eng.layers.create_rw(rw, top)
+    rw = eng.layers.create_scratch(top)
     try:
         root = eng.layers.mount(rw)
         try:
@@ -61,7 +59,7 @@ def rw_image(b, state, config, created_by, change, container_config):
         finally:
             os.unlink(path)
     finally:
-        eng.layers.remove_rw(rw)
+        eng.layers.remove_scratch(rw)
 
 
 def _mounted(b, image_id, stack):
@@ -69,9 +67,8 @@ def _mounted(b, image_id, stack):
     eng = b.eng
     if not image_id:
         raise BuildStepError("COPY --from names a stage without a file system (FROM scratch and nothing added)")
-    rw = secrets.token_hex(32)
-    eng.layers.create_rw(rw, eng.images.get(image_id)["top_layer"])
-    stack.callback(eng.layers.remove_rw, rw)
+    rw = eng.layers.create_scratch(eng.images.get(image_id)["top_layer"])
+    stack.callback(eng.layers.remove_scratch, rw)
     root = eng.layers.mount(rw)
     stack.callback(eng.layers.unmount, rw)
     return root

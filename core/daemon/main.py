@@ -67,6 +67,19 @@ def _answers(path):
         s.close()
 
 
+def _ancestors():
+    """Our parent, its parent, ...: a wrapper (``timeout dockyard daemon``) is not another daemon."""
+    pids, pid = set(), os.getpid()
+    while pid > 1:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                pid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            break
+        pids.add(pid)
+    return pids
+
+
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
@@ -77,6 +90,13 @@ def main(argv=None):
 
     if _answers(path):
         print(f"dockyard daemon: another daemon is already listening on {path}", file=sys.stderr)
+        return 1
+    from ..engine.migrate import daemons_using
+
+    others = sorted(set(daemons_using(args.data_root)) - _ancestors())
+    if others:  # two daemons on one data root would each take the other's state for leftovers
+        print(f"dockyard daemon: a daemon (pid {', '.join(map(str, others))}) already uses the data root "
+              f"{args.data_root}: stop it, or give this one a --data-root of its own", file=sys.stderr)
         return 1
     try:
         from ..engine.engine import Engine

@@ -6,6 +6,7 @@ hooks) and only then touches the disk, so a refused configuration leaves no trac
 
 import logging
 import os
+import shutil
 import threading
 
 from .. import plugins
@@ -93,6 +94,9 @@ class Engine:
         self.health = HealthMonitor(self)
 
     def restore(self):
+        """At daemon start, before the first request: what the last daemon left."""
+        self.layers.sweep_scratch()  # a build step it did not finish
+        _empty(os.path.join(self.data_root, "tmp"))  # its spools and half-made diffs
         self.containers.restore()
         self.restarts.start()  # restart policies, once every record is current
         self.health.start()  # re-arm the health checks of the running containers
@@ -174,3 +178,14 @@ class Engine:
         if self.networks.dns is not None:
             self.networks.dns.close()
         self.store.close()
+
+
+def _empty(directory):
+    for entry in os.scandir(directory):
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+        except OSError as exc:
+            log.warning("could not remove the leftover %s: %s", entry.path, exc)

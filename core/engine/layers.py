@@ -11,6 +11,7 @@ layers move to another storage driver).
 """
 
 import hashlib
+import logging
 import secrets
 import threading
 from datetime import datetime, timezone
@@ -22,6 +23,11 @@ TARSPLIT_SCHEMA = """CREATE TABLE IF NOT EXISTS layer_tarsplit (
     chain_id TEXT PRIMARY KEY REFERENCES layers(chain_id) ON DELETE CASCADE,
     data BLOB NOT NULL                  -- tar-split record of the layer's tar
 )"""
+SCRATCH_SCHEMA = """CREATE TABLE IF NOT EXISTS scratch_layers (
+    id TEXT PRIMARY KEY                 -- driver id of a builder step's short-lived rw layer
+)"""
+
+log = logging.getLogger("dockyard.layers")
 
 
 def chain_id(parent_chain, diff_id):
@@ -43,6 +49,7 @@ class LayerStore:
             slot.pm.register(NaiveDiff(slot.hook), name="naive-diff")
         with store.tx() as db:
             db.execute(TARSPLIT_SCHEMA)
+            db.execute(SCRATCH_SCHEMA)
 
     @property
     def driver_name(self):
@@ -165,6 +172,40 @@ class LayerStore:
 
     def remove_rw(self, container_id):
         self.hook.storage_remove(id=container_id)
+
+    # scratch layers: the builder's read-write layers of one step, recorded so
+    # that a daemon killed in the middle of the step removes them when it starts
+    def create_scratch(self, parent_chain):
+        """A new read-write layer on ``parent_chain``; its driver id."""
+        rw = secrets.token_hex(32)
+        with self.store.tx() as db:
+            db.execute("INSERT INTO scratch_layers (id) VALUES (?)", (rw,))
+        try:
+            self.create_rw(rw, parent_chain)
+        except BaseException:
+            self._forget_scratch(rw)
+            raise
+        return rw
+
+    def remove_scratch(self, rw):
+        self.remove_rw(rw)
+        self._forget_scratch(rw)
+
+    def _forget_scratch(self, rw):
+        with self.store.tx() as db:
+            db.execute("DELETE FROM scratch_layers WHERE id=?", (rw,))
+
+    def sweep_scratch(self):
+        """Remove the scratch layers a daemon that died left behind (at start, when
+        no build runs); return how many went."""
+        gone = 0
+        for row in self.store.query("SELECT id FROM scratch_layers"):
+            try:
+                self.remove_scratch(row["id"])
+                gone += 1
+            except StorageError as exc:
+                log.warning("could not remove the builder's leftover layer %s: %s", row["id"], exc)
+        return gone
 
     def mount(self, driver_id):
         path = self.hook.storage_mount(id=driver_id)

@@ -2,11 +2,12 @@
 
 import os
 import signal
+import subprocess
 import time
 
 import pytest
 
-from conftest import Daemon, mounts_under
+from conftest import PY, Daemon, mounts_under
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -61,3 +62,42 @@ def test_running_container_is_reattached(second_daemon):
     client.api.kill(c.id, "SIGKILL")
     assert client.api.wait(c.id, timeout=30)["StatusCode"] == 137
     client.api.remove_container(c.id)
+
+
+def test_a_second_daemon_on_the_same_data_root_is_refused(second_daemon, tmp_path):
+    d = second_daemon
+    res = subprocess.run([PY, "-m", "dockyard.daemon.main", "-H", f"unix://{tmp_path}/other.sock",
+                          "--data-root", str(d.data_root), "--exec-root", str(tmp_path / "exec")],
+                         capture_output=True, timeout=60)
+    assert res.returncode == 1
+    assert f"a daemon (pid {d.proc.pid}) already uses the data root {d.data_root}" in res.stderr.decode()
+    assert not (tmp_path / "other.sock").exists() and not (tmp_path / "exec").exists()
+    assert d.sdk().containers.run("busybox", ["echo", "still"], remove=True) == b"still\n"
+
+
+def test_what_a_killed_daemon_left_is_swept_at_start(second_daemon):
+    """A build step's scratch layer and the spools in tmp/ are gone once the next daemon starts."""
+    from dockyard import plugins
+    from dockyard.engine.layers import LayerStore
+    from dockyard.store import Store
+
+    d = second_daemon
+    d.stop(signal.SIGKILL)
+    home = d.data_root / "storage" / "vfs"
+    slot = plugins.load_driver("storage", "vfs", str(home))
+    slot.init()
+    store = Store(str(d.data_root / "dockyard.db"))
+    top = store.one("SELECT i.top_layer FROM tags t JOIN images i ON t.image_id=i.id WHERE t.ref=?",
+                    "busybox:latest")["top_layer"]
+    rw = LayerStore(slot, store).create_scratch(top)  # as a step that was under way when the daemon died
+    assert (home / "dir" / rw).is_dir()
+    store.close()
+    (d.data_root / "tmp" / "upload-123.archive").write_bytes(b"half an upload")
+    (d.data_root / "tmp" / "build-add-x" / "0").mkdir(parents=True)
+    d.start()
+    assert list((d.data_root / "tmp").iterdir()) == []
+    assert not (home / "dir" / rw).exists()
+    check = Store(str(d.data_root / "dockyard.db"))
+    assert check.query("SELECT id FROM scratch_layers") == []
+    check.close()
+    assert d.sdk().containers.run("busybox", ["echo", "fine"], remove=True) == b"fine\n"
