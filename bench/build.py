@@ -33,9 +33,7 @@ removed at the end.  Needs root.
 """
 
 import argparse
-import statistics
 import sys
-import time
 
 import common
 import engines
@@ -184,46 +182,12 @@ class Bench:
     def run(self):
         self.notes.append(f"before: {common.load_line()}")
         self.plan()
-        live = []
-        for title, tools in self.sections:
-            result = self.results[title] = {}
-            for label, prepare in tools:
-                try:
-                    fn = prepare()
-                except Exception as exc:  # NotAvailable, or an engine error: reported, not hidden
-                    result[label] = f"n/a: {exc}" if isinstance(exc, NotAvailable) else f"n/a: {exc!r}"
-                else:
-                    result[label] = []
-                    live.append((title, label, fn))
-                print(f"  {title} / {label}: {'ready' if result[label] == [] else result[label]}", file=sys.stderr)
-        for i in range(self.args.reps):
-            for title, label, fn in live:
-                if not isinstance(self.results[title][label], list):
-                    continue
-                start = time.perf_counter()
-                try:
-                    fn()
-                except Exception as exc:
-                    self.results[title][label] = f"n/a: failed on rep {i + 1}: {exc}"
-                    continue
-                self.results[title][label].append((time.perf_counter() - start) * 1000)
-            print(f"  rep {i + 1}/{self.args.reps} done", file=sys.stderr)
+        self.results = common.measure(self.sections, self.args.reps, lambda label, value, ms: ms, word="rep",
+                                      progress=True)
         self.notes.append(f"after: {common.load_line()}")
 
     def table(self):
-        sections = []
-        for title, result in self.results.items():
-            base = next(iter(result.values()))  # the section's first row: dockyard build
-            base = statistics.median(base) if isinstance(base, list) and base else None
-            rows = []
-            for label, values in result.items():
-                if isinstance(values, list) and values:
-                    med = statistics.median(values)
-                    rows.append((label, [f"{med:.0f}", f"{common.percentile(values, 90):.0f}",
-                                         f"{med / base:.2f}" if base else "-"]))
-                else:
-                    rows.append((label, values if isinstance(values, str) else "n/a: no runs"))
-            sections.append((title, rows))
+        sections = common.ratio_sections(self.results, 0)  # x: over dockyard build in the section
         title = (f"build wall time: {self.args.reps} reps each after a warm-up, round robin; "
                  "x dockyard = median / dockyard build's median in the same section")
         return common.format_table(title, ("tool", "median ms", "p90 ms", "x dockyard"), sections)

@@ -232,6 +232,70 @@ class Workspace:
         return [f"cgroup left behind: {d}" for d in left]
 
 
+def measure(sections, runs, value_of=None, word="run", progress=False):
+    """Prepare every way of ``sections`` (``[(title, [(label, prepare | "n/a: why")])]``),
+    then time the ready ones round robin, ``runs`` rounds.
+
+    ``prepare()`` warms the way up and returns the function to time; a failure,
+    there or in a round, is the row's "n/a: ..." (reported, not hidden).
+    ``value_of(label, returned, ms)`` gives the number to record; by default a
+    float the function returned (its own measurement), else the wall time in ms.
+    Returns ``{title: {label: [values] | "n/a: ..."}}`` in the sections' order.
+    """
+    results, live = {}, []
+    for title, ways in sections:
+        result = results[title] = {}
+        for label, prepare in ways:
+            if isinstance(prepare, str):
+                result[label] = prepare
+            else:
+                try:
+                    fn = prepare()
+                except Exception as exc:  # NotAvailable, or a driver/engine error
+                    result[label] = f"n/a: {exc}" if isinstance(exc, NotAvailable) else f"n/a: {exc!r}"
+                else:
+                    result[label] = []
+                    live.append((title, label, fn))
+            print(f"  {title} / {label}: {'ready' if result[label] == [] else result[label]}", file=sys.stderr)
+    for i in range(runs):
+        for title, label, fn in live:
+            if not isinstance(results[title][label], list):
+                continue
+            start = time.perf_counter()
+            try:
+                value = fn()
+            except Exception as exc:
+                results[title][label] = f"n/a: failed on {word} {i + 1}: {exc}"
+                continue
+            ms = (time.perf_counter() - start) * 1000
+            results[title][label].append(value_of(label, value, ms) if value_of
+                                         else value if isinstance(value, float) else ms)
+        if progress:
+            print(f"  {word} {i + 1}/{runs} done", file=sys.stderr)
+    return results
+
+
+def ratio_sections(results, digits):
+    """``format_table`` sections of ``measure``'s results: median, p90, and the
+    median over the section's first row's median."""
+    import statistics
+
+    sections = []
+    for title, result in results.items():
+        base = next(iter(result.values()))
+        base = statistics.median(base) if isinstance(base, list) and base else None
+        rows = []
+        for label, values in result.items():
+            if isinstance(values, list) and values:
+                med = statistics.median(values)
+                rows.append((label, [f"{med:.{digits}f}", f"{percentile(values, 90):.{digits}f}",
+                                     f"{med / base:.2f}" if base else "-"]))
+            else:
+                rows.append((label, values if isinstance(values, str) else "n/a: no runs"))
+        sections.append((title, rows))
+    return sections
+
+
 def format_table(title, header, sections):
     """``sections``: [(section title, [(label, [cells] | "n/a: why")])] -> text."""
     rows = [r for _, rs in sections for r in rs if not isinstance(r[1], str)]

@@ -35,7 +35,6 @@ import argparse
 import copy
 import json
 import os
-import statistics
 import sys
 import time
 import uuid
@@ -265,50 +264,11 @@ class Bench:
     def run(self):
         self.notes.append(f"before: {common.load_line()}")
         self.plan()
-        live = []
-        for title, tools in self.sections:
-            self.results[title] = {}
-            for label, prepare in tools:
-                result = self.results[title]
-                if isinstance(prepare, str):
-                    result[label] = prepare
-                    continue
-                try:
-                    fn = prepare()
-                except Exception as exc:  # NotAvailable, or a driver/engine error: reported, not hidden
-                    result[label] = f"n/a: {exc}" if isinstance(exc, NotAvailable) else f"n/a: {exc!r}"
-                else:
-                    result[label] = []
-                    live.append((title, label, fn))
-                print(f"  {title} / {label}: {'ready' if result[label] == [] else result[label]}", file=sys.stderr)
-        for i in range(self.args.runs):
-            for title, label, fn in live:
-                if not isinstance(self.results[title][label], list):
-                    continue
-                start = time.perf_counter()
-                try:
-                    value = fn()
-                except Exception as exc:
-                    self.results[title][label] = f"n/a: failed on run {i + 1}: {exc}"
-                    continue
-                self.results[title][label].append(value if isinstance(value, float)
-                                                  else (time.perf_counter() - start) * 1000)
+        self.results = common.measure(self.sections, self.args.runs)
         self.notes.append(f"after: {common.load_line()}")
 
     def table(self):
-        sections = []
-        for title, result in self.results.items():
-            base = next(iter(result.values()))  # the level's first row: Dockyard native
-            base = statistics.median(base) if isinstance(base, list) and base else None
-            rows = []
-            for label, values in result.items():
-                if isinstance(values, list) and values:
-                    med = statistics.median(values)
-                    rows.append((label, [f"{med:.2f}", f"{common.percentile(values, 90):.2f}",
-                                         f"{med / base:.2f}" if base else "-"]))
-                else:
-                    rows.append((label, values if isinstance(values, str) else "n/a: no runs"))
-            sections.append((title, rows))
+        sections = common.ratio_sections(self.results, 2)  # x: over Dockyard native at the same level
         title = (f"start latency of `true`: {self.args.runs} runs each after one warm-up, round robin; "
                  "x native = median / Dockyard native's median at the same level")
         return common.format_table(title, ("tool", "median ms", "p90 ms", "x native"), sections)

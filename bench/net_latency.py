@@ -36,7 +36,6 @@ import ipaddress
 import random
 import statistics
 import sys
-import time
 
 import common
 import engines
@@ -217,38 +216,15 @@ class Bench:
     def run(self):
         self.notes.append(f"before: {common.load_line()}")
         self.plan()
-        live = []
-        for title, ways in self.sections:
-            result = self.results[title] = {}
-            for label, prepare in ways:
-                if isinstance(prepare, str):
-                    result[label] = prepare
-                else:
-                    try:
-                        fn = prepare()
-                    except Exception as exc:  # NotAvailable, or a driver/engine error: reported, not hidden
-                        result[label] = f"n/a: {exc}" if isinstance(exc, NotAvailable) else f"n/a: {exc!r}"
-                    else:
-                        result[label] = []
-                        live.append((title, label, fn))
-                print(f"  {title} / {label}: {'ready' if result[label] == [] else result[label]}", file=sys.stderr)
-        for i in range(self.args.runs):
-            for title, label, fn in live:
-                if not isinstance(self.results[title][label], list):
-                    continue
-                start = time.perf_counter()
-                try:
-                    value = fn()
-                except Exception as exc:
-                    self.results[title][label] = f"n/a: failed on run {i + 1}: {exc}"
-                    continue
-                if isinstance(value, tuple):  # an attach: (ms, probes sent, ms of the attach call)
-                    self.probes.setdefault(label, []).append(value[1])
-                    self.attach_only.setdefault(label, []).append(value[2])
-                    value = value[0]
-                else:
-                    value = (time.perf_counter() - start) * 1000
-                self.results[title][label].append(value)
+
+        def value_of(label, value, ms):
+            if isinstance(value, tuple):  # an attach: (ms, probes sent, ms of the attach call)
+                self.probes.setdefault(label, []).append(value[1])
+                self.attach_only.setdefault(label, []).append(value[2])
+                return value[0]
+            return ms
+
+        self.results = common.measure(self.sections, self.args.runs, value_of)
         for label, sent in self.probes.items():
             alone = self.attach_only[label]
             self.note(f"{label}: the attach call alone: median {statistics.median(alone):.2f} ms, p90 "
@@ -258,19 +234,7 @@ class Bench:
         self.notes.append(f"after: {common.load_line()}")
 
     def table(self):
-        sections = []
-        for title, result in self.results.items():
-            base = next(iter(result.values()))  # the section's first row: Dockyard
-            base = statistics.median(base) if isinstance(base, list) and base else None
-            rows = []
-            for label, values in result.items():
-                if isinstance(values, list) and values:
-                    med = statistics.median(values)
-                    rows.append((label, [f"{med:.2f}", f"{common.percentile(values, 90):.2f}",
-                                         f"{med / base:.2f}" if base else "-"]))
-                else:
-                    rows.append((label, values if isinstance(values, str) else "n/a: no runs"))
-            sections.append((title, rows))
+        sections = common.ratio_sections(self.results, 2)  # x: over Dockyard in the section
         title = (f"network latency: {self.args.runs} runs each after one warm-up, round robin; "
                  "x dockyard = median / Dockyard's median in the same section")
         return common.format_table(title, ("way", "median ms", "p90 ms", "x dockyard"), sections)
