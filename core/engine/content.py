@@ -61,6 +61,10 @@ class Writer:
         self._fh.truncate()
         self._hash, self.offset = hashlib.sha256(), 0
 
+    def flush(self):
+        """Make what was written readable through another file object."""
+        self._fh.flush()
+
     def write(self, data):
         self._fh.write(data)
         self._hash.update(data)

@@ -6,16 +6,18 @@ ones), then its manifest.
 A layer whose compressed blob we know (it was pulled, or pushed before) and still
 hold is pushed byte for byte, so a pulled image pushed elsewhere keeps its
 digests, and a pushed image pulls back byte-identical.  A layer without one is
-gzip-compressed deterministically (level 6, chunks on several threads: :mod:`.gzipper`) into the content store
-first, checked against its diff ID on the way, and recorded by the image store
-afterwards.  The manifest is reused byte for byte when one we hold describes exactly
-these blobs; otherwise a Docker schema 2 manifest (OCI when a layer is OCI-typed)
-is written.
+gzip-compressed deterministically (level 6, chunks on several threads: :mod:`.gzipper`)
+into the content store, checked against its diff ID on the way, and uploaded while
+it is compressed (PATCH chunks as the gzip grows; after a broken connection the
+whole blob again, with retries); the image store records it afterwards.  The
+manifest is reused byte for byte when one we hold describes exactly these blobs;
+otherwise a Docker schema 2 manifest (OCI when a layer is OCI-typed) is written.
 """
 
 import hashlib
 import json
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
@@ -30,6 +32,42 @@ from .parallel import Transfer
 from .progress import short_id
 
 CHUNK = 1 << 20
+
+
+class _Halted(Exception):
+    """The upload of a layer being compressed failed: the compression stops."""
+
+
+class _Growth:
+    """How far the gzip that a compressor is writing has got, for the upload
+    that follows it: ``reader`` is opened at the first write, so it stays valid
+    when the finished file is renamed into the content store."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self.reader, self.offset, self.done = None, 0, False
+
+    def to(self, path, offset):
+        with self._cond:
+            if self.reader is None:
+                self.reader = open(path, "rb")
+            self.offset = offset
+            self._cond.notify_all()
+
+    def finish(self):
+        with self._cond:
+            self.done = True
+            self._cond.notify_all()
+
+    def wait(self, offset):
+        """``(offset, done)`` once the gzip has ``offset`` bytes, or is finished."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.done or self.offset >= offset)
+            return self.offset, self.done
+
+    def close(self):
+        if self.reader is not None:
+            self.reader.close()
 
 
 class _Counting:
@@ -118,7 +156,10 @@ class Pusher(Transfer):
         if held:
             blob = held[0]
         else:
-            blob = self._compress(layer, id)
+            blob, pushed = self._compress_and_push(layer, id)
+            if pushed:
+                self.progress.layer(id, "Pushed")
+                return _desc(blob)
             if self._exists(blob["digest"]):
                 self.progress.layer(id, "Layer already exists")
                 return _desc(blob)
@@ -147,8 +188,78 @@ class Pusher(Transfer):
             self.session.request("DELETE", resp.header("Location"), self.scopes, retry=False).close()
         return False
 
-    def _compress(self, layer, id):
-        """Gzip the layer's tar into the content store; ``{"digest", "size", "mediaType"}``."""
+    def _compress_and_push(self, layer, id):
+        """Gzip the layer into the content store and upload the gzip while it grows,
+        an ``upload_chunk`` PATCH at a time, so that the upload overlaps the
+        compression (which alone took half of a push's time).  Returns ``(blob,
+        pushed)``: ``pushed`` is False when the upload broke off (a lost connection,
+        a 5xx); the blob is complete in the content store then, for the retries
+        of :meth:`_upload`."""
+        growth, halt, result = _Growth(), threading.Event(), {}
+
+        def compress():
+            try:
+                result["blob"] = self._compress(layer, id, growth.to, halt, layer.get("size") or None)
+            except BaseException as exc:
+                result["error"] = exc
+            finally:
+                growth.finish()
+
+        worker = threading.Thread(target=compress, name=f"push-gzip-{id}", daemon=True)
+        worker.start()
+        pushed = False
+        try:
+            pushed = self._push_growing(growth, result, id)
+        except (RegistryUnreachable, RegistryUnavailable):
+            pass  # upload again once the gzip is whole, with retries
+        except BaseException:
+            halt.set()
+            raise
+        finally:
+            worker.join()
+            growth.close()
+        if "error" in result:
+            raise result["error"]
+        return result["blob"], pushed
+
+    def _push_growing(self, growth, result, id):
+        """Upload the gzip the compressor is writing; True once the registry has it."""
+        chunk, start, location = self.registry.upload_chunk, 0, None
+        report = lambda sent: None  # noqa: E731 (the compressor reports the progress)
+        try:
+            while True:
+                offset, done = growth.wait(start + chunk)
+                if done and "blob" not in result:
+                    return False  # the compression failed: the caller raises its error
+                if location is None:
+                    location = self._start_upload(f"the layer {id}")
+                if done and start == 0 and offset <= chunk:  # one chunk: one PUT, as for a held blob
+                    self._finish(location, result["blob"]["digest"],
+                                 lambda: _Counting(growth.reader, 0, offset, report), offset)
+                    location = None
+                    return True
+                end = min(offset, start + chunk)
+                if end > start:
+                    self.check()
+                    location = self._patch(location, growth.reader, start, end - start, f"the layer {id}", report)
+                    start = end
+                if done and start == offset:
+                    break
+            self._finish(location, result["blob"]["digest"], b"", 0)
+            location = None
+            return True
+        finally:
+            if location is not None:  # broken off: drop the half-made upload
+                try:
+                    self.session.request("DELETE", location, self.scopes, retry=False).close()
+                except RegistryError:
+                    pass
+
+    def _compress(self, layer, id, written=None, halt=None, total=None):
+        """Gzip the layer's tar into the content store; ``{"digest", "size", "mediaType"}``.
+        ``written(path, offset)`` hears how far the gzip file has got; ``halt`` stops it.
+        With ``written``, the progress is the tar read against the layer's ``total``
+        size, as Docker reports a push that compresses as it uploads."""
         diff_id = layer["diff_id"]
         with self.registry.blob_lock(diff_id):
             writer = self.content.writer(f"push-{diff_id[7:]}")
@@ -156,13 +267,27 @@ class Pusher(Transfer):
             try:
                 h = hashlib.sha256()
 
+                read = 0
+
                 def seen(data):
+                    nonlocal read
                     self.check()
+                    if halt is not None and halt.is_set():
+                        raise _Halted("the upload of the layer failed")
                     h.update(data)
+                    if written is not None:
+                        read += len(data)
+                        self.progress.layer(id, "Pushing", read, total)
+
+                def write(data):
+                    writer.write(data)
+                    if written is not None:
+                        writer.flush()
+                        written(writer.path, writer.offset)
 
                 tar = layer["open_tar"]()
                 try:
-                    gzip_stream(tar.read, writer.write, on_chunk=seen)
+                    gzip_stream(tar.read, write, on_chunk=seen)
                 finally:
                     tar.close()
                 if "sha256:" + h.hexdigest() != diff_id:
@@ -193,16 +318,35 @@ class Pusher(Transfer):
                 last = exc
         raise last
 
-    def _upload_once(self, digest, size, id, data):
+    def _start_upload(self, what):
+        """Open an upload session for ``what``; its location."""
         resp = self.session.request("POST", f"{self.repo}/blobs/uploads/", self.scopes, {"Content-Length": "0"}, b"")
         location = resp.header("Location")
         if resp.status >= 300:
-            self.session.fail(resp, f"starting the upload of {digest}")
+            self.session.fail(resp, f"starting the upload of {what}")
         if resp.status != 202 or not location:
             resp.close()
-            raise RegistryError(f"starting the upload of {digest}: answered {resp.status} without a Location")
+            raise RegistryError(f"starting the upload of {what}: answered {resp.status} without a Location")
         resp.read_all(limit=1 << 20)
         resp.close()
+        return location
+
+    def _patch(self, location, fh, start, n, what, report):
+        """Send bytes ``start``..``start + n`` of ``fh``; the location to go on with."""
+        resp = self.session.request(
+            "PATCH", location, self.scopes,
+            {"Content-Type": "application/octet-stream", "Content-Length": str(n),
+             "Content-Range": f"{start}-{start + n - 1}"},
+            lambda: _Counting(fh, start, n, report), retry=False)
+        if resp.status != 202:
+            self.session.fail(resp, f"uploading {what} (bytes {start}-{start + n - 1})")
+        location = resp.header("Location") or location
+        resp.read_all(limit=1 << 20)
+        resp.close()
+        return location
+
+    def _upload_once(self, digest, size, id, data):
+        location = self._start_upload(digest)
 
         def report(sent):
             if id:
@@ -216,17 +360,7 @@ class Pusher(Transfer):
                 return self._finish(location, digest, body, size)
             for start in range(0, size, chunk):
                 self.check()
-                n = min(chunk, size - start)
-                resp = self.session.request(
-                    "PATCH", location, self.scopes,
-                    {"Content-Type": "application/octet-stream", "Content-Length": str(n),
-                     "Content-Range": f"{start}-{start + n - 1}"},
-                    lambda s=start, n=n: _Counting(fh, s, n, report), retry=False)
-                if resp.status != 202:
-                    self.session.fail(resp, f"uploading {digest} (bytes {start}-{start + n - 1})")
-                location = resp.header("Location") or location
-                resp.read_all(limit=1 << 20)
-                resp.close()
+                location = self._patch(location, fh, start, min(chunk, size - start), digest, report)
             return self._finish(location, digest, b"", 0)
         finally:
             if fh is not None:
