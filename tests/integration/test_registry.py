@@ -143,6 +143,35 @@ def test_chunked_upload_pulls_back_identical(session_root, busybox_tar, reg, pro
         assert stop_daemon(chunky) == []
 
 
+def test_upload_broken_while_compressing_is_sent_again_whole(session_root, busybox_tar, reg, proxy, fresh,
+                                                              tmp_path):
+    """A new layer uploads while it is compressed; a 500 on its first chunk drops that
+    upload and sends the finished blob again (chunked, with the usual retries)."""
+    chunky = registry_daemon(session_root / uniq("stream-"), [proxy.host], busybox_tar,
+                             ["--registry-upload-chunk", str(256 << 10)])
+    try:
+        repo = f"{uniq()}/new"
+        ref = f"{proxy.host}/{repo}:s"
+        layer = tmp_path / "layer.tar"
+        layer.write_bytes(tar_layer({"random": os.urandom(1 << 20)}))  # ~1 MiB of gzip: four chunks
+        ok(chunky.cli("import", str(layer), ref))
+        proxy.reset()
+        fault = proxy.add(Fault(f"/v2/{repo}/blobs/uploads/", "status", method="PATCH", times=1, status=500))
+        out = ok(chunky.cli("push", ref))
+        assert fault.hits == 1 and "Pushed" in out
+        starts = [r for r in proxy.seen("POST", f"/v2/{repo}/blobs/uploads/") if r["status"] == 202]
+        dropped = proxy.seen("DELETE", f"/v2/{repo}/blobs/uploads/")
+        assert len(starts) == 3 and len(dropped) == 1  # the layer twice (one dropped), the config
+        patches = [r for r in proxy.seen("PATCH", f"/v2/{repo}/blobs/uploads/") if r["status"] == 202]
+        blob = _layers(reg, repo, "s")[0]
+        assert sum(r["length"] for r in patches) == blob["size"]  # the second upload sent it all
+        out = ok(fresh.cli("pull", ref))
+        assert inspect(fresh, ref)["Id"] == inspect(chunky, ref)["Id"]
+        assert system_check(chunky) == [] and snapshot(chunky)["ingest"] == []
+    finally:
+        assert stop_daemon(chunky) == []
+
+
 def _layers(reg, repo, tag):
     import json
     return json.loads(get_manifest(reg.url, repo, tag)[0])["layers"]
