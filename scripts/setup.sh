@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-# tini: docker run --init (tini-static, as Docker's docker-init); lxc: the lxc exec driver;
+# gcc, libc6-dev: tests/security compiles static attack helpers; tini: docker run --init (tini-static, as Docker's docker-init); lxc: the lxc exec driver;
 # libseccomp2: the native driver compiles seccomp filters with it; nftables: the bridge driver's rules
-for pkg in busybox-static iproute2 util-linux e2fsprogs btrfs-progs libbtrfsutil-dev gcc tini lxc libseccomp2 nftables docker-registry skopeo apache2-utils openssl; do
+for pkg in busybox-static iproute2 util-linux e2fsprogs btrfs-progs libbtrfsutil-dev gcc libc6-dev tini lxc libseccomp2 nftables docker-registry skopeo apache2-utils openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
