@@ -86,8 +86,9 @@ class DockyardDaemon:
     (a second daemon's names end in two hex digits of its name).  The daemon keeps
     both when it stops, as dockerd keeps docker0: they are removed afterwards."""
 
-    def __init__(self, ws, name="dockyard", exec_driver=None, storage_driver=None, config=None):
+    def __init__(self, ws, name="dockyard", exec_driver=None, storage_driver=None, config=None, python=PY):
         self.ws, self.base = ws, ws.tmp / name
+        self.python = python  # another checkout's interpreter runs that checkout's Dockyard
         self.sock = str(self.base / "dockyard.sock")
         self.host = f"unix://{self.sock}"
         self.exec_root = self.base / "exec"
@@ -95,7 +96,7 @@ class DockyardDaemon:
         self.log = self.base / "daemon.log"
         tag = "" if name == "dockyard" else hashlib.sha256(name.encode()).hexdigest()[:2]
         self.bridge, self.nft_table = f"dyb{ws.token}{tag}", f"dockyard_bench_{ws.token}{'_' + tag if tag else ''}"
-        self.cmd = [PY, "-m", "dockyard.daemon.main", "-H", self.host, "--data-root", str(self.base / "data"),
+        self.cmd = [python, "-m", "dockyard.daemon.main", "-H", self.host, "--data-root", str(self.base / "data"),
                     "--exec-root", str(self.exec_root), "--exec-opt", f"cgroup_parent={self.cgroup_parent}",
                     "--bridge", self.bridge, "--network-opt", f"nft_table={self.nft_table}"]
         self.cmd += ["--exec-driver", exec_driver] if exec_driver else []
@@ -115,7 +116,7 @@ class DockyardDaemon:
         return self
 
     def cli(self, *args):
-        return [PY, "-m", "dockyard.cli.main", "-H", self.host, *args]
+        return [self.python, "-m", "dockyard.cli.main", "-H", self.host, *args]
 
     def api(self, method, path, body=None):
         return api(self.sock, method, path, body)
