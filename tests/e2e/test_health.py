@@ -6,7 +6,7 @@ import time
 import uuid
 
 import pytest
-from conftest import Daemon
+from dockyard.testing.daemon import Daemon
 from dockyard.testing.driver import wait_for
 
 pytestmark = [

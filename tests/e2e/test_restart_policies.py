@@ -7,7 +7,7 @@ import uuid
 
 import docker
 import pytest
-from conftest import Daemon
+from dockyard.testing.daemon import Daemon
 from dockyard.testing.driver import wait_for
 
 pytestmark = [

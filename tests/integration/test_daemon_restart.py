@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import PY, Daemon, mounts_under
+from dockyard.testing.daemon import PY, Daemon, mounts_under
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PY, Daemon, mounts_under
+from dockyard.testing.daemon import PY, Daemon, mounts_under
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Daemon, mounts_under
+from dockyard.testing.daemon import Daemon, mounts_under
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "dockyard-example-plugin"
 DIST = "dockyard-example-plugin"
