@@ -11,12 +11,22 @@
     ├── Conflict                          → HTTP 409 (name in use, image in use...)
     ├── InvalidParameter (ValueError)     → HTTP 400
     ├── StorageError                      storage driver failures
+    ├── NoSpace (OSError)                 → HTTP 507: the disk under the data root is full
     ├── ExecError                         exec driver failures (``exit_code`` attr)
     └── NetworkError                      network driver failures
 
 Drivers raise the driver-kind errors; the API maps each class to a status code in
 one place (``dockyard.daemon.errors``).
+
+A full disk is not a driver's failure nor a bug: :func:`no_space` turns ENOSPC,
+EDQUOT and SQLite's "database or disk is full", wherever in an exception's chain
+they are, into :class:`NoSpace` naming the operation and the data root.  Each
+operation that writes (load, import, commit, build, pull) translates at its own
+entry; the API's error middleware translates whatever escaped them.
 """
+
+import errno
+from contextlib import contextmanager
 
 
 class DockyardError(Exception):
@@ -67,6 +77,58 @@ class InvalidParameter(DockyardError, ValueError):
 
 class StorageError(DockyardError):
     """A storage driver operation failed."""
+
+
+class NoSpace(DockyardError, OSError):
+    """The file system holding the data root is full (or over quota): the
+    operation was undone and can be retried once there is room.  An ``OSError``
+    too (``errno`` ENOSPC or EDQUOT), so ``except OSError`` still catches it."""
+
+    status = 507  # Insufficient Storage (WebDAV), as a registry answers a full disk
+
+    def __init__(self, operation, root, code=errno.ENOSPC):
+        message = f"{operation}: no space left on device under {root}"
+        super().__init__(message)
+        self.errno, self.strerror = code, message
+        self.operation, self.root = operation, root
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else self.strerror
+
+
+#: SQLite's primary result code for "database or disk is full"
+SQLITE_FULL = 13
+
+
+def full_disk_code(exc):
+    """ENOSPC or EDQUOT if ``exc`` or anything in its chain (``__cause__``,
+    ``__context__``) is a full disk, else ``None``.  Drivers wrap the ``OSError``
+    in a ``StorageError``; SQLite raises ``OperationalError`` (SQLITE_FULL)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return exc.errno
+        sqlite_code = getattr(exc, "sqlite_errorcode", None)  # sqlite3.Error (not imported: the CLI is light)
+        if sqlite_code is not None and (sqlite_code & 0xFF == SQLITE_FULL or "disk is full" in str(exc)):
+            return errno.ENOSPC
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextmanager
+def no_space(operation, root):
+    """Raise :class:`NoSpace` (``operation: no space left on device under root``)
+    for a full disk anywhere in what the block raises; anything else passes."""
+    try:
+        yield
+    except NoSpace:
+        raise
+    except Exception as exc:
+        code = full_disk_code(exc)
+        if code is None:
+            raise
+        raise NoSpace(operation, root, code) from exc
 
 
 class ExecError(DockyardError):

@@ -78,7 +78,8 @@ class Store:
         try:
             yield conn
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite ends it itself on some errors (SQLITE_FULL)
+                conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
 
