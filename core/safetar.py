@@ -21,9 +21,10 @@ bounded whatever the tar holds: an extended header (PAX, GNU long name, sparse
 map) larger than :data:`MAX_HEADER` is refused before it is read, and entries are
 not accumulated.
 
-The writing half (``TarWriter``, ``write_tar``, ``walk``, ``spool``, tar-split,
-``differs``: Docker's rule for "this file changed") lives in
-:mod:`dockyard.tarwriter` and is re-exported here.
+The writing half (``TarWriter``, ``write_tar``, ``walk``, ``spool``, ``differs``:
+Docker's rule for "this file changed") lives in :mod:`dockyard.tarwriter` and is
+re-exported here; tar-split, which reads tars with this module's rules, is
+:mod:`dockyard.tarsplit`.
 """
 
 import errno
@@ -36,13 +37,13 @@ import zlib
 
 from .errors import StorageError
 from .tarwriter import (CHUNK, OVERLAY_OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, PAX_XATTR,  # re-exported
-                        SKIP_XATTRS, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX, TarSplitReader,
-                        TarWriter, differs, read_xattrs, record_tar_split, scan_entries, spool, walk, write_tar)
+                        SKIP_XATTRS, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
+                        TarWriter, differs, read_xattrs, spool, walk, write_tar)
 
 __all__ = ["CHUNK", "MAX_HEADER", "OVERLAY_OPAQUE_XATTR", "OVERLAY_XATTR_PREFIX", "PAX_XATTR", "WHITEOUT_META_PREFIX",
-           "WHITEOUT_OPAQUE", "WHITEOUT_PREFIX", "OverlayWhiteouts", "TarSplitReader", "TarWriter", "UnsafeTarError",
-           "Whiteouts", "clean_name", "differs", "extract", "is_whiteout_dev", "read_xattrs", "record_tar_split",
-           "scan_entries", "spool", "walk", "write_tar"]
+           "WHITEOUT_OPAQUE", "WHITEOUT_PREFIX", "OverlayWhiteouts", "TarWriter", "UnsafeTarError",
+           "Whiteouts", "clean_name", "differs", "extract", "is_whiteout_dev", "read_xattrs",
+           "spool", "walk", "write_tar"]
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _SKIP_XATTRS = SKIP_XATTRS
 #: the largest extended header (PAX records, GNU long name/link, sparse map) accepted
@@ -52,7 +53,11 @@ _EXTENDED = {tarfile.XHDTYPE: "PAX", tarfile.XGLTYPE: "global PAX", tarfile.SOLA
 
 
 class UnsafeTarError(StorageError):
-    """A tar entry would write outside the destination or through a symlink."""
+    """A tar entry would write outside the destination or through a symlink.
+    Every tar extracted comes from a client or a registry, so the API answers
+    400: the input is refused, nothing failed."""
+
+    status = 400
 
     def __init__(self, name, reason):
         super().__init__(f"unsafe layer tar entry {name!r}: {reason}")

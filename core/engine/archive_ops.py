@@ -19,14 +19,16 @@ as it is (so a symlink is copied as a symlink) unless the path ends in ``/`` or
 a directory).  The final open goes through ``openat2(RESOLVE_IN_ROOT)``, so even a
 link swapped in by the container between the resolution and the open stays in
 scope; extraction then opens each entry's parents with ``O_NOFOLLOW``
-(:func:`dockyard.safetar.extract`).
+(:func:`dockyard.safetar.extract`).  Reading a directory out walks it relative
+to directory fds (:mod:`dockyard.fdwalk`), so a running container that swaps a
+directory for a symlink to a host path mid-walk is never followed
+(CVE-2018-15664); unlike Docker, the container is not paused for it.
 
 Stat results are Docker's ``ContainerPathStat``: ``{name, size, mode, mtime,
 linkTarget}`` with ``mode`` in Go's ``os.FileMode`` bits, which is what the docker
 CLI decodes.
 """
 
-import ctypes
 import errno
 import os
 import stat as st_
@@ -34,14 +36,11 @@ import tarfile
 import tempfile
 from datetime import datetime, timezone
 
+from .. import fdwalk
 from ..errors import Conflict, DockyardError, InvalidParameter, NotFound
+from ..fdwalk import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, open_in_root  # noqa: F401 (this module's API too)
 from ..safetar import extract
-from ..shim import rootpath
-from ..tarwriter import TarWriter, walk
-
-RESOLVE_NO_MAGICLINKS, RESOLVE_IN_ROOT = 0x02, 0x10
-_SYS_OPENAT2 = 437  # the same number on x86_64 and the generic (arm64) table
-_libc = ctypes.CDLL(None, use_errno=True)
+from ..tarwriter import TarWriter
 
 # Go's os.FileMode type bits
 _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET = 1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24
@@ -58,29 +57,21 @@ class ReadOnlyFS(DockyardError, PermissionError):
     status = 403
 
 
-class _OpenHow(ctypes.Structure):
-    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
-
-
-def open_in_root(root_fd, rel, flags=os.O_PATH):
-    """``openat2(root_fd, rel, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)``: the
-    kernel resolves every symlink as if ``root_fd`` were ``/``."""
-    how = _OpenHow(flags | os.O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)
-    fd = _libc.syscall(_SYS_OPENAT2, root_fd, (rel or ".").encode(), ctypes.byref(how), ctypes.sizeof(how))
-    if fd < 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err), rel)
-    return fd
-
-
 def resolve_in_root(root, path):
     """The in-container absolute path ``path`` means with every symlink followed
-    inside ``root`` (:mod:`dockyard.shim.rootpath`); missing elements are kept as
-    they are.  Raises ``InvalidParameter`` after too many links."""
+    inside ``root`` (an fd, or a path), each link read relative to its
+    directory's fd (:func:`dockyard.fdwalk.resolve`); missing elements are kept
+    as they are.  Raises ``InvalidParameter`` after too many links."""
+    fd = root if isinstance(root, int) else os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return "/" + "/".join(rootpath.resolve(root, path))
+        return "/" + "/".join(fdwalk.resolve(fd, path))
     except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
         raise InvalidParameter(f"too many symlinks in {path}") from exc
+    finally:
+        if fd is not root:
+            os.close(fd)
 
 
 def split_path(path):
@@ -180,13 +171,13 @@ class ContainerFS:
         """``(absolute path, resolved in-container path)``; see the module doc."""
         absolute, directory, base = split_path(path)
         if follow_last or base in ("", "."):
-            resolved = resolve_in_root(self.root, absolute)
+            resolved = resolve_in_root(self.root_fd, absolute)
             if base == ".":
                 resolved = resolved.rstrip("/") + "/."
             elif base == "" and resolved != "/":
                 resolved += "/"  # a trailing slash: it must be a directory
         else:
-            resolved = resolve_in_root(self.root, directory).rstrip("/") + "/" + base
+            resolved = resolve_in_root(self.root_fd, directory).rstrip("/") + "/" + base
         self.check_unmounted(os.path.normpath(resolved))
         return absolute, resolved
 
@@ -212,7 +203,7 @@ class ContainerFS:
             os.close(fd)
         link = ""
         if st_.S_ISLNK(info.st_mode):
-            link = resolve_in_root(self.root, absolute)
+            link = resolve_in_root(self.root_fd, absolute)
         name = absolute.rstrip("/").rpartition("/")[2] if absolute not in ("/", "/.") else "/"
         if absolute.endswith("/."):
             name = "."
@@ -251,7 +242,9 @@ def stat_path(eng, ref, path):
 def write_archive(eng, ref, path, fileobj):
     """Write ``path`` of the container as a tar to ``fileobj`` (moby's
     ``archivePath``): entries are named from the path's last element (``.`` for a
-    path ending in ``/.``)."""
+    path ending in ``/.``).  The tree is read relative to directory fds
+    (:mod:`dockyard.fdwalk`): the container may swap a directory for a symlink
+    meanwhile, the walk never follows it (CVE-2018-15664), without pausing it."""
     with ContainerFS(eng, ref) as fs:
         absolute, resolved = fs.resolve(path)
         target = _target(resolved)
@@ -260,22 +253,17 @@ def write_archive(eng, ref, path, fileobj):
         try:
             info = os.fstat(fd)
             if st_.S_ISDIR(info.st_mode):
-                dfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-                try:
-                    base = f"/proc/self/fd/{dfd}"
+                with fdwalk.Tree(fd) as tree:
                     writer = _renaming_writer(fileobj, lambda n: new if n == "." else f"{new}/{n}")
-                    writer.add(base, ".", os.stat(base))
-                    for rel, est in walk(base):
-                        writer.add(base, rel, est)
+                    writer.add_entry(tree.top(), ".")
+                    writer.add_tree(tree)
                     writer.close()
-                finally:
-                    os.close(dfd)
             else:
                 parent = fs.open(os.path.dirname(target) or "/", os.O_PATH | os.O_DIRECTORY)
                 try:
                     name = os.path.basename(target)
                     writer = _renaming_writer(fileobj, lambda n: new)
-                    writer.add(f"/proc/self/fd/{parent}", name, os.lstat(name, dir_fd=parent))
+                    writer.add_entry(fdwalk.Entry(name, name, os.lstat(name, dir_fd=parent), parent))
                     writer.close()
                 finally:
                     os.close(parent)

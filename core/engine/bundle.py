@@ -16,6 +16,7 @@ import json
 import os
 import socket
 
+from ..fdwalk import read_file_in_root
 from ..shim import runtime
 from . import ocispec
 
@@ -35,6 +36,7 @@ IPC_SYSCTLS = {"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", 
                "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"}
 INIT_IN_CONTAINER = "/sbin/docker-init"
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
+MAX_DB_BYTES = 16 << 20  # of a passwd or group file: more is not a user database
 GO_BOOLS = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), True),
             **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), False)}
 # HostConfig fields Dockyard cannot honour yet: refused rather than silently dropped.
@@ -78,14 +80,14 @@ def resolve_user(rootfs, user):
 
 
 def _read_db(rootfs, rel):
-    path = os.path.realpath(os.path.join(rootfs, rel))
-    if not path.startswith(os.path.realpath(rootfs) + os.sep):
-        return []  # a link pointing out of the image: never read the host's files
-    try:
-        with open(path) as fh:
-            return [line.rstrip("\n").split(":") for line in fh if line.count(":") >= 2]
-    except OSError:
+    """The ``:``-split lines of ``/etc/passwd`` or ``/etc/group`` of a rootfs the
+    container may control (a running one's, for exec and cp): links resolved
+    inside it, only a regular file, at most :data:`MAX_DB_BYTES`."""
+    data = read_file_in_root(rootfs, rel, MAX_DB_BYTES)
+    if data is None:
         return []
+    lines = data.decode("utf-8", "replace").splitlines()
+    return [line.split(":") for line in lines if line.count(":") >= 2]
 
 
 def extra_host_lines(extra_hosts, host_gateway=None):

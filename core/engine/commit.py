@@ -15,7 +15,9 @@ import os
 
 from .. import __version__
 from ..errors import InvalidParameter
-from ..tarwriter import TarWriter, scan_entries, walk
+from ..fdwalk import Tree
+from ..tarsplit import scan_entries
+from ..tarwriter import TarWriter
 from . import changes as changes_mod
 from . import reference
 from .images import goarch, now_iso
@@ -157,15 +159,18 @@ def commit(eng, container, repo=None, tag=None, comment="", author="", changes=(
 
 
 def export(eng, container, fileobj):
-    """Write the container's whole file system to ``fileobj`` as a plain tar."""
+    """Write the container's whole file system to ``fileobj`` as a plain tar.
+    The container may be running: its tree is read relative to directory fds
+    (:mod:`dockyard.fdwalk`), so a directory it swaps for a symlink meanwhile
+    is never followed."""
     cid = eng.containers.resolve(container)
     rec = eng.containers.get(cid)
     root = eng.layers.mount(cid)
     try:
-        writer = TarWriter(fileobj)
-        for rel, st in walk(root):
-            writer.add(root, rel, st)
-        writer.close()
+        with Tree(root) as tree:
+            writer = TarWriter(fileobj)
+            writer.add_tree(tree)
+            writer.close()
     finally:
         eng.layers.unmount(cid)
     eng.emit("container", "export", cid, {"name": rec["Name"].lstrip("/"), "image": rec["Config"].get("Image", "")})

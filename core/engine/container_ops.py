@@ -5,10 +5,11 @@ messages (``daemon/rename.go``, ``update.go``, ``top_unix.go``, ``changes.go``,
 
 import json
 import logging
-import os
+import stat
 import subprocess
 
 from ..errors import Conflict, ExecError, InvalidParameter
+from ..fdwalk import Tree
 from . import ocispec, restart
 from .containers import NAME_RE
 from .imageremove import label_match, parse_timestamp
@@ -254,12 +255,11 @@ def _is_placeholder(eng, cid, path):
     """An empty file or directory the runtime made as a mount point."""
     root = eng.layers.mount(cid)
     try:
-        full = os.path.join(root, path.lstrip("/"))
-        if os.path.islink(full):
+        with Tree(root) as tree:  # the container may be running: no path strings through its tree
+            st = tree.lstat(path.strip("/"))
+        if st is None or stat.S_ISLNK(st.st_mode):
             return False
-        if os.path.isdir(full):
-            return True
-        return os.path.isfile(full) and os.path.getsize(full) == 0
+        return stat.S_ISDIR(st.st_mode) or (stat.S_ISREG(st.st_mode) and st.st_size == 0)
     except OSError:
         return False
     finally:

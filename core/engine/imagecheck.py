@@ -20,7 +20,7 @@ it runs.
 import json
 
 from ..errors import DockyardError
-from ..tarwriter import TarSplitReader
+from ..tarsplit import TarSplitReader
 from . import distribution
 from .content import digest_of
 from .layers import chain_id

@@ -144,7 +144,7 @@ class LayerTar:
     (mounted while open); checked against the diff id at the end."""
 
     def __init__(self, layers, chain, diff_id):
-        from ..tarwriter import TarSplitReader
+        from ..tarsplit import TarSplitReader
 
         record = layers.tar_split(chain)
         if record is None:

@@ -16,8 +16,8 @@ import secrets
 import threading
 from datetime import datetime, timezone
 
-from ..errors import Conflict, LayerNotFound, StorageError
-from ..tarwriter import record_tar_split
+from ..errors import Conflict, LayerNotFound, StorageError, full_disk_code
+from ..tarsplit import record_tar_split
 
 TARSPLIT_SCHEMA = """CREATE TABLE IF NOT EXISTS layer_tarsplit (
     chain_id TEXT PRIMARY KEY REFERENCES layers(chain_id) ON DELETE CASCADE,

@@ -315,7 +315,7 @@ class Migration:
         return bytes(row["data"]) if row else None
 
     def _copy_exact(self, did, parent, split, diff_id):
-        from ..tarwriter import TarSplitReader
+        from ..tarsplit import TarSplitReader
 
         with _mounted(self.source.hook, did) as root, TarSplitReader(split, root) as reader:
             self.target.hook.storage_apply_diff(id=did, parent=parent, stream=reader)

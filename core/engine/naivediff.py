@@ -12,104 +12,114 @@ non-directories, its size, mtime, symlink target or ``security.capability``
 (:func:`dockyard.safetar.differs`); a directory holding changes is listed as
 modified too.  A directory that replaced a non-directory (or the reverse) is one
 change; what was inside the old one is not listed.
+
+The new tree is a container's, which may be running (``commit --pause=false``):
+both trees are read relative to directory fds (:mod:`dockyard.fdwalk`), in one
+walk of the new tree that looks up the old one beside it, and what is tarred is
+opened the same way, so a directory swapped for a symlink is never followed.
 """
 
-import os
 import stat
-from contextlib import ExitStack
+from contextlib import ExitStack, nullcontext
 
+from ..fdwalk import Entry, Tree
 from ..hookspecs import hookimpl
 from ..safetar import TarWriter, differs, extract, spool
 
 ADDED, MODIFIED, DELETED = 1, 0, 2
 
 
-def _scan(path):
-    try:
-        with os.scandir(path) as it:
-            return {e.name: e.stat(follow_symlinks=False) for e in it}
-    except FileNotFoundError:
-        return {}
+def _join(rel, name):
+    return f"{rel}/{name}" if rel else name
 
 
-def _all(root, rel, out):
-    for name, st in sorted(_scan(os.path.join(root, rel) if rel else root).items()):
-        crel = f"{rel}/{name}" if rel else name
-        out.append((crel, ADDED))
-        if stat.S_ISDIR(st.st_mode):
-            _all(root, crel, out)
+def mark_parents(out):
+    """A directory holding changes is modified: add ``(dir, MODIFIED)`` for every
+    ancestor of a change that ``out`` (``{rel: kind}``) does not list."""
+    for rel in list(out):
+        parent = rel.rpartition("/")[0]
+        while parent and parent not in out:
+            out[parent] = MODIFIED
+            parent = parent.rpartition("/")[0]
+    return sorted(out.items())
 
 
-def _compare(new_root, old_root, rel, out):
-    """Append the changes below directory ``rel`` (both sides are directories)."""
-    start = len(out)
-    new = _scan(os.path.join(new_root, rel) if rel else new_root)
-    old = _scan(os.path.join(old_root, rel) if rel else old_root)
-    for name in sorted(new):
-        crel = f"{rel}/{name}" if rel else name
-        nst, ost = new[name], old.get(name)
-        is_dir = stat.S_ISDIR(nst.st_mode)
+def _changes(new, old):
+    """``{rel: kind}`` turning ``old`` (a :class:`Tree` or ``None``) into ``new``,
+    in one walk of ``new``.  Each directory of ``new`` is compared with ``old``'s
+    listing of the same path (``decided``: the listing, or ``None`` when
+    everything below it is new), and what ``old`` has there that ``new`` does
+    not is deleted."""
+    out = {}
+    decided = {"": old.listdir("") if old is not None else None}
+    path = []  # (dir rel, old listing or None) of the directories above the walk
+
+    def listed(rel, entries):
+        old_list = decided.pop(rel, None)
+        if old_list:
+            names = {name for name, _ in entries}
+            out.update((_join(rel, name), DELETED) for name in old_list if name not in names)
+        path.append((rel, old_list))
+        return entries
+
+    for e in new.walk(listed):
+        parent = e.rel.rpartition("/")[0]
+        while path[-1][0] != parent:
+            path.pop()
+        old_list = path[-1][1]
+        ost = old_list.get(e.name) if old_list is not None else None
+        is_dir = stat.S_ISDIR(e.st.st_mode)
         if ost is None:
-            out.append((crel, ADDED))
+            out[e.rel] = ADDED
             if is_dir:
-                _all(new_root, crel, out)
+                decided[e.rel] = None
             continue
-        mark = len(out)
-        changed = differs(os.path.join(old_root, crel), ost, os.path.join(new_root, crel), nst)
-        if changed:
-            out.append((crel, MODIFIED))
-        if is_dir and stat.S_ISDIR(ost.st_mode):
-            inner = len(out)
-            _compare(new_root, old_root, crel, out)
-            if not changed and len(out) > inner:
-                out.insert(mark, (crel, MODIFIED))
-        elif is_dir:  # a directory replaced a non-directory: its content is new
-            _all(new_root, crel, out)
-    for name in sorted(set(old) - set(new)):
-        out.append((f"{rel}/{name}" if rel else name, DELETED))
-    return len(out) > start
+        if differs(Entry(e.rel, e.name, ost, old.dir_fd(parent)), ost, e, e.st):
+            out[e.rel] = MODIFIED
+        if is_dir:  # a directory that replaced a non-directory: its content is new
+            decided[e.rel] = old.listdir(e.rel) if stat.S_ISDIR(ost.st_mode) else None
+    return out
 
 
 def tree_changes(new_root, old_root=None):
     """``[(rel path, kind)]`` turning tree ``old_root`` into ``new_root``, sorted;
-    paths are relative (``etc/passwd``), kinds Docker's (0 mod, 1 add, 2 del)."""
-    out = []
-    if old_root is None:
-        _all(new_root, "", out)
-    else:
-        _compare(new_root, old_root, "", out)
-    return sorted(out)
+    paths are relative (``etc/passwd``), kinds Docker's (0 mod, 1 add, 2 del).
+    Both trees are read relative to directory fds (:mod:`dockyard.fdwalk`)."""
+    with Tree(new_root) as new, (Tree(old_root) if old_root is not None else nullcontext()) as old:
+        return mark_parents(_changes(new, old))
 
 
 def changes_size(root, changes):
     """Docker's ``ChangesSize``: bytes of added/modified non-directories, each
     hard-linked inode once."""
     size, seen = 0, set()
-    for rel, kind in changes:
-        if kind == DELETED:
-            continue
-        try:
-            st = os.lstat(os.path.join(root, rel))
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(st.st_mode):
-            continue
-        if st.st_nlink > 1:
-            if (st.st_dev, st.st_ino) in seen:
+    with Tree(root) as tree:
+        for rel, kind in changes:
+            if kind == DELETED:
                 continue
-            seen.add((st.st_dev, st.st_ino))
-        size += st.st_size
+            st = tree.lstat(rel)
+            if st is None or stat.S_ISDIR(st.st_mode):
+                continue
+            if st.st_nlink > 1:
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+            size += st.st_size
     return size
 
 
 def write_changes(root, changes, fileobj):
-    """Write ``changes`` of tree ``root`` as an OCI layer tar to ``fileobj``."""
+    """Write ``changes`` of tree ``root`` as an OCI layer tar to ``fileobj``; an
+    entry that is gone (or no longer reachable without a symlink) is left out."""
     writer = TarWriter(fileobj)
-    for rel, kind in changes:
-        if kind == DELETED:
-            writer.add_whiteout(rel)
-        else:
-            writer.add(root, rel)
+    with Tree(root) as tree:
+        for rel, kind in changes:
+            if kind == DELETED:
+                writer.add_whiteout(rel)
+                continue
+            entry = tree.entry(rel)
+            if entry is not None:
+                writer.add_entry(entry)
     writer.close()
 
 

@@ -44,7 +44,8 @@ import tempfile
 import threading
 from pathlib import Path
 
-from dockyard.engine.naivediff import changes_size
+from dockyard.engine.naivediff import changes_size, mark_parents
+from dockyard.fdwalk import Tree
 from dockyard.errors import LayerNotFound, StorageError
 from dockyard.hookspecs import hookimpl
 from dockyard.safetar import (WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX, TarWriter, Whiteouts,
@@ -303,17 +304,6 @@ class AufsWhiteouts(Whiteouts):
                 self._replace_lower(fd, name)
             finally:
                 os.close(fd)
-
-
-def _live_walk(root, rel=""):
-    """Yield ``(rel, lstat)`` of the live entries below ``root/rel`` (no
-    whiteouts, no aufs metadata), parents first, names sorted."""
-    live, _, _ = classify(scan(os.path.join(root, rel) if rel else root))
-    for name, st in sorted(live.items()):
-        crel = _join(rel, name)
-        yield crel, st
-        if stat.S_ISDIR(st.st_mode):
-            yield from _live_walk(root, crel)
 
 
 # ---------------------------------------------------------------- the driver
@@ -576,29 +566,27 @@ class AufsDriver:
     def storage_diff(self, id, parent):
         if not self._direct(id, parent):
             return None
-        branch = str(self.home / "diff" / id)
         out = spool()
         try:
             writer = TarWriter(out)
-            self._tar(writer, branch, "")
+
+            def listed(rel, entries):  # a directory's opaque marker and whiteouts come before its entries
+                live, whiteouts, opaque = classify(dict(entries))
+                if opaque:
+                    writer.add_opaque(rel)
+                for name in sorted(whiteouts - set(live)):
+                    writer.add_whiteout(_join(rel, name))
+                return [(n, st) for n, st in entries if n in live]
+
+            with Tree(str(self.home / "diff" / id)) as branch:  # a running container's: read by fds
+                for e in branch.walk(listed):
+                    writer.add_entry(e)
             writer.close()
         except OSError as exc:
             out.close()
             raise StorageError(f"aufs: diff of layer {id} failed: {exc}") from exc
         out.seek(0)
         return out
-
-    def _tar(self, writer, branch, rel):
-        live, whiteouts, opaque = classify(scan(os.path.join(branch, rel) if rel else branch))
-        if opaque:
-            writer.add_opaque(rel)
-        for name in sorted(whiteouts - set(live)):
-            writer.add_whiteout(_join(rel, name))
-        for name, st in sorted(live.items()):
-            crel = _join(rel, name)
-            writer.add(branch, crel, st)
-            if stat.S_ISDIR(st.st_mode):
-                self._tar(writer, branch, crel)
 
     @hookimpl
     def storage_changes(self, id, parent):
@@ -613,42 +601,47 @@ class AufsDriver:
         return changes_size(str(self.home / "diff" / id), self._changes(id))
 
     def _changes(self, id):
-        out = []
+        """Changes of the layer's branch against its ancestors, with the same
+        rules as the naive fallback, in one walk of the branch
+        (:mod:`dockyard.fdwalk`: it may be a running container's).  Per
+        directory, ``decided`` says how to read it: ``None`` when everything
+        below is new, else whether an opaque directory above hides the lower
+        ones (then what they have and the branch does not is deleted)."""
+        low = self._lower(id)
+        out, decided, path = {}, {"": False}, []
+
+        def listed(rel, entries):
+            live, whiteouts, opaque = classify(dict(entries))
+            hidden = decided.pop(rel, None)
+            if hidden is not None:
+                hidden = hidden or opaque
+                if hidden:
+                    gone = set(low.listdir(rel)) - set(live)
+                else:
+                    gone = {n for n in whiteouts - set(live) if low.find(_join(rel, n)) is not None}
+                out.update((_join(rel, n), DELETED) for n in gone)
+            path.append((rel, hidden))
+            return [(n, st) for n, st in entries if n in live]
+
         try:
-            self._walk(str(self.home / "diff" / id), self._lower(id), "", False, out)
+            with Tree(str(self.home / "diff" / id)) as branch:
+                for e in branch.walk(listed):
+                    parent = e.rel.rpartition("/")[0]
+                    while path[-1][0] != parent:
+                        path.pop()
+                    hidden = path[-1][1]
+                    is_dir = stat.S_ISDIR(e.st.st_mode)
+                    hit = low.find(e.rel) if hidden is not None else None
+                    if hit is None:
+                        out[e.rel] = ADDED
+                        if is_dir:
+                            decided[e.rel] = None
+                        continue
+                    lpath, lst = hit
+                    if differs(lpath, lst, e, e.st):
+                        out[e.rel] = MODIFIED
+                    if is_dir:  # a directory that replaced a non-directory: its content is new
+                        decided[e.rel] = hidden if stat.S_ISDIR(lst.st_mode) else None
         except OSError as exc:
             raise StorageError(f"aufs: changes of layer {id} failed: {exc}") from exc
-        return sorted(out)
-
-    def _walk(self, branch, low, rel, hidden, out):
-        """Changes below directory ``rel``, with the same rules as the naive
-        fallback. ``hidden``: an opaque directory hides the lower one here."""
-        live, whiteouts, opaque = classify(scan(os.path.join(branch, rel) if rel else branch))
-        hidden = hidden or opaque
-        if hidden:
-            gone = set(low.listdir(rel)) - set(live)
-        else:
-            gone = {n for n in whiteouts - set(live) if low.find(_join(rel, n)) is not None}
-        out.extend((_join(rel, n), DELETED) for n in gone)
-        for name, st in sorted(live.items()):
-            crel = _join(rel, name)
-            path = os.path.join(branch, crel)
-            hit = low.find(crel)
-            is_dir = stat.S_ISDIR(st.st_mode)
-            if hit is None:
-                out.append((crel, ADDED))
-                if is_dir:
-                    out.extend((r, ADDED) for r, _ in _live_walk(branch, crel))
-                continue
-            lpath, lst = hit
-            mark = len(out)
-            changed = differs(lpath, lst, path, st)
-            if changed:
-                out.append((crel, MODIFIED))
-            if is_dir and stat.S_ISDIR(lst.st_mode):
-                inner = len(out)
-                self._walk(branch, low, crel, hidden, out)
-                if not changed and len(out) > inner:
-                    out.insert(mark, (crel, MODIFIED))
-            elif is_dir:  # a directory replaced a non-directory: its content is new
-                out.extend((r, ADDED) for r, _ in _live_walk(branch, crel))
+        return mark_parents(out)

@@ -37,13 +37,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from dockyard.engine.naivediff import changes_size
+from dockyard.engine.naivediff import changes_size, mark_parents
+from dockyard.fdwalk import Tree
 from dockyard.errors import LayerNotFound, StorageError
 from dockyard.hookspecs import hookimpl
-from dockyard.safetar import OverlayWhiteouts, TarWriter, differs, extract, is_whiteout_dev, spool, walk
+from dockyard.safetar import (OVERLAY_OPAQUE_XATTR, OverlayWhiteouts, TarWriter, differs, extract, is_whiteout_dev,
+                              spool)
 
-from .common import (release_mount, CWD_RUNNER, MNT_DETACH, LowerView, RefCounts, backing_fs, check_id, is_mounted, is_opaque,
-                     mount, mounts_under, scan, umount, valid_id)
+from .common import (release_mount, CWD_RUNNER, MNT_DETACH, LowerView, RefCounts, backing_fs, check_id, is_mounted,
+                     mount, mounts_under, umount, valid_id)
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 UNSUPPORTED_FS = ("overlay", "aufs", "zfs", "ecryptfs")
@@ -287,17 +289,17 @@ class OverlayDriver:
     def storage_diff(self, id, parent):
         if not self._direct(id, parent):
             return None
-        upper = str(self.home / id / "diff")
         out = spool()
         try:
             writer = TarWriter(out)
-            for rel, st in walk(upper):
-                if is_whiteout_dev(st):
-                    writer.add_whiteout(rel)
-                    continue
-                writer.add(upper, rel, st)
-                if stat.S_ISDIR(st.st_mode) and is_opaque(os.path.join(upper, rel)):
-                    writer.add_opaque(rel)
+            with Tree(str(self.home / id / "diff")) as upper:  # a running container's: read by fds
+                for e in upper.walk():
+                    if is_whiteout_dev(e.st):
+                        writer.add_whiteout(e.rel)
+                        continue
+                    writer.add_entry(e)
+                    if e.fd is not None and e.xattr(OVERLAY_OPAQUE_XATTR) == b"y":
+                        writer.add_opaque(e.rel)
             writer.close()
         except OSError as exc:
             out.close()
@@ -318,45 +320,44 @@ class OverlayDriver:
         return changes_size(str(self.home / id / "diff"), self._changes(id))
 
     def _changes(self, id):
-        out = []
-        self._walk(str(self.home / id / "diff"), LowerView(self._lower_dirs(id)), "", False, out)
-        return sorted(out)
+        """Changes of the upper directory against the lower layers, with the
+        same rules as the naive fallback, in one walk of the upper directory
+        (:mod:`dockyard.fdwalk`: it may be a running container's).  Per
+        directory, ``decided`` says how to read it: ``None`` when everything
+        below is new, else whether an opaque directory above hides the lower
+        one (then what the lower one has and the upper does not is deleted)."""
+        low = LowerView(self._lower_dirs(id))
+        out, decided, path = {}, {"": False}, []
 
-    def _walk(self, upper, low, rel, hidden, out):
-        """Changes below directory ``rel``, with the same rules as the naive
-        fallback. ``hidden``: an opaque directory hides the lower one here."""
-        entries = scan(os.path.join(upper, rel) if rel else upper)
-        live = {n: st for n, st in entries.items() if not is_whiteout_dev(st)}
-        if hidden:
-            gone = set(low.listdir(rel)) - set(live)
-        else:
-            gone = {n for n, st in entries.items()
-                    if is_whiteout_dev(st) and low.find(_join(rel, n)) is not None}
-        out.extend((_join(rel, n), DELETED) for n in gone)
-        for name, st in sorted(live.items()):
-            crel = _join(rel, name)
-            path = os.path.join(upper, crel)
-            hit = low.find(crel)
-            is_dir = stat.S_ISDIR(st.st_mode)
-            if hit is None:
-                out.append((crel, ADDED))
-                if is_dir:
-                    self._added(upper, crel, out)
-                continue
-            lpath, lst = hit
-            mark = len(out)
-            changed = differs(lpath, lst, path, st)
-            if changed:
-                out.append((crel, MODIFIED))
-            if is_dir and stat.S_ISDIR(lst.st_mode):
-                inner = len(out)
-                self._walk(upper, low, crel, hidden or is_opaque(path), out)
-                if not changed and len(out) > inner:
-                    out.insert(mark, (crel, MODIFIED))
-            elif is_dir:
-                self._added(upper, crel, out)
+        def listed(rel, entries):
+            hidden = decided.pop(rel, None)
+            live = [(n, st) for n, st in entries if not is_whiteout_dev(st)]
+            if hidden is not None:
+                if hidden:
+                    gone = set(low.listdir(rel)) - {n for n, _ in live}
+                else:
+                    gone = {n for n, st in entries if is_whiteout_dev(st) and low.find(_join(rel, n)) is not None}
+                out.update((_join(rel, n), DELETED) for n in gone)
+            path.append((rel, hidden))
+            return live
 
-    def _added(self, upper, rel, out):
-        for crel, st in walk(upper, rel):
-            if not is_whiteout_dev(st):
-                out.append((crel, ADDED))
+        with Tree(str(self.home / id / "diff")) as upper:
+            for e in upper.walk(listed):
+                parent = e.rel.rpartition("/")[0]
+                while path[-1][0] != parent:
+                    path.pop()
+                hidden = path[-1][1]
+                is_dir = stat.S_ISDIR(e.st.st_mode)
+                hit = low.find(e.rel) if hidden is not None else None
+                if hit is None:
+                    out[e.rel] = ADDED
+                    if is_dir:
+                        decided[e.rel] = None
+                    continue
+                lpath, lst = hit
+                if differs(lpath, lst, e, e.st):
+                    out[e.rel] = MODIFIED
+                if is_dir:  # a directory that replaced a non-directory: its content is new
+                    decided[e.rel] = (hidden or e.xattr(OVERLAY_OPAQUE_XATTR) == b"y") if stat.S_ISDIR(lst.st_mode) \
+                        else None
+        return mark_parents(out)

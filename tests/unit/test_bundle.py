@@ -623,3 +623,26 @@ def test_user_mounts_replace_defaults_and_etc_files(rootfs, tmp_path):
                                          "options": ["rbind", "ro", "rprivate"]}]
     c = make(rootfs, tmp_path, {"Tmpfs": {"/dev": ""}})
     assert [m["destination"] for m in c["mounts"] if m["destination"].startswith("/dev")] == ["/dev"]
+
+
+def test_user_database_is_read_inside_the_root_and_only_as_a_regular_file(tmp_path):
+    """The container controls its /etc/passwd (exec and cp read a running one's):
+    a link to the host's is resolved inside the root, a FIFO is not opened (it
+    would block the daemon's thread), and a huge file is read only so far."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "passwd").write_text("evil:x:4242:4242::/:/bin/sh\n")
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").symlink_to(host / "passwd")  # absolute: inside the root it is /tmp/.../passwd, missing
+    with pytest.raises(ValueError, match="unable to find user evil"):
+        bundle.resolve_user(str(root), "evil")
+    (root / "etc/passwd").unlink()
+    os.mkfifo(root / "etc/passwd")
+    with pytest.raises(ValueError, match="unable to find user app"):
+        bundle.resolve_user(str(root), "app")  # returns at once: the FIFO is never opened for reading
+    (root / "etc/passwd").unlink()
+    with open(root / "etc/passwd", "w") as fh:
+        fh.write("app:x:1000:1000::/:/bin/sh\n")
+        fh.truncate(bundle.MAX_DB_BYTES * 4)  # sparse: a 64 MiB file of NULs after one line
+    assert bundle.resolve_user(str(root), "app")["uid"] == 1000

@@ -12,8 +12,8 @@ import tarfile
 import pytest
 
 from dockyard.errors import StorageError
-from dockyard.safetar import (OverlayWhiteouts, TarSplitReader, TarWriter, UnsafeTarError, clean_name, differs,
-                              extract, record_tar_split, write_tar)
+from dockyard.safetar import OverlayWhiteouts, TarWriter, UnsafeTarError, clean_name, differs, extract, write_tar
+from dockyard.tarsplit import TarSplitReader, record_tar_split
 from dockyard.testing.storage import make_tar, snapshot
 
 ROOT = os.geteuid() == 0
