@@ -18,13 +18,16 @@ came from another container) are returned for the bundle; binds and tmpfs mounts
 of the container's own request are the bundle's (:mod:`.ocispec`).
 """
 
+import errno
 import logging
 import os
-import subprocess
+import threading
 
-from ..errors import InvalidParameter
+from ..errors import InvalidParameter, StorageError
+from ..fdwalk import Tree, open_in_root
 from ..hookspecs.volume import VolumeError
-from ..shim import rootpath
+from ..safetar import Whiteouts, extract
+from ..tarwriter import TarWriter
 from . import ocispec
 from .volumes import NAME_RE, NAME_RULE, new_name
 
@@ -194,19 +197,90 @@ def remove_anonymous(engine, rec):
 
 # --- start / stop ------------------------------------------------------------------
 
+class _NoWhiteouts(Whiteouts):
+    """Copy-up writes files, not a layer: a source entry named like a whiteout
+    (``.wh.*``, which no image layer can hold) is left out, never applied."""
+
+    def whiteout(self, dir_fd, name, rel, unpacked):
+        pass
+
+    def opaque(self, dir_fd, rel, unpacked):
+        pass
+
+
 def copy_up(rootfs, dest, path):
     """Docker's copy of the image's content at ``dest`` into an empty volume at
-    ``path``, ownership, modes, times and xattrs kept."""
+    ``path``, ownership, modes, times and xattrs kept.
+
+    Another container may share the volume and race the copy (the
+    CVE-2018-15664 class, writing side): the image's tree is read by fds
+    (:mod:`dockyard.fdwalk`) and streamed as a tar into
+    :func:`~dockyard.safetar.extract`, which opens every parent in the volume
+    with ``O_NOFOLLOW``: a directory swapped for a symlink mid-copy fails the
+    copy, it is never written through."""
+    root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        src = rootpath.join(rootfs, dest)
-    except OSError:  # a symlink loop: nothing to copy
-        return False
-    if not os.path.isdir(src) or os.listdir(path):
-        return False
-    res = subprocess.run(["cp", "-a", "--", src + "/.", path + "/"], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise VolumeError(f"copying the image's {dest} into the volume at {path} failed: {res.stderr.strip()}")
+        src = open_in_root(root_fd, dest.lstrip("/"), os.O_PATH | os.O_DIRECTORY)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return False  # not there, not a directory, a symlink loop: nothing to copy
+        raise VolumeError(f"copying the image's {dest} into the volume at {path} failed: {exc}") from None
+    finally:
+        os.close(root_fd)
+    try:
+        if os.listdir(path):
+            return False
+        with Tree(src) as tree:
+            _stream_copy(tree, path, dest)
+    finally:
+        os.close(src)
     return True
+
+
+class _Tell:
+    """A pipe's writing end that can say where it is (tarfile asks)."""
+
+    def __init__(self, out):
+        self.out, self.pos = out, 0
+
+    def write(self, data):
+        self.pos += len(data)
+        return self.out.write(data)
+
+    def tell(self):
+        return self.pos
+
+
+def _stream_copy(tree, path, dest):
+    """Tar ``tree`` (its top as ``.``) in a thread into a pipe that is
+    extracted into ``path``: no spool, memory bounded whatever the size."""
+    rfd, wfd = os.pipe()
+    failed = []
+
+    def produce():
+        try:
+            with os.fdopen(wfd, "wb") as out:
+                writer = TarWriter(_Tell(out))
+                writer.add_entry(tree.top(), ".")
+                writer.add_tree(tree)
+                writer.close()
+        except BrokenPipeError:
+            pass  # extraction stopped first: its error is the one to report
+        except BaseException as exc:  # handed to the caller
+            failed.append(exc)
+
+    thread = threading.Thread(target=produce, name="dockyard-copy-up", daemon=True)
+    thread.start()
+    try:
+        with os.fdopen(rfd, "rb") as inp:
+            extract(inp, path, whiteouts=_NoWhiteouts(), same_owner=True)
+    except StorageError as exc:
+        thread.join()
+        cause = failed[0] if failed else exc
+        raise VolumeError(f"copying the image's {dest} into the volume at {path} failed: {cause}") from None
+    thread.join()
+    if failed:
+        raise VolumeError(f"copying the image's {dest} into the volume at {path} failed: {failed[0]}")
 
 
 def mount(engine, rec, rootfs):

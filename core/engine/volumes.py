@@ -18,11 +18,13 @@ import json
 import os
 import re
 import secrets
+import stat
 import threading
 from datetime import datetime, timezone
 
 from .. import plugins
 from ..errors import Conflict, DriverUnsupported, InvalidParameter, NotFound
+from ..fdwalk import Tree
 from ..hookspecs.volume import VolumeError
 
 SCHEMA = """
@@ -64,19 +66,23 @@ def new_name():
 
 
 def tree_size(path):
-    """Bytes of the regular files below ``path`` (hard links once), as Docker counts."""
+    """Bytes of everything but directories below ``path`` (hard links once), as
+    Docker counts.  Containers write the volume meanwhile: it is walked by fds
+    (:mod:`dockyard.fdwalk`), never through a directory swapped for a symlink."""
     total, seen = 0, set()
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                st = os.lstat(os.path.join(dirpath, name))
-            except OSError:
-                continue
-            if st.st_nlink > 1:
-                if (st.st_dev, st.st_ino) in seen:
+    try:
+        with Tree(path) as tree:
+            for entry in tree.walk():
+                st = entry.st
+                if stat.S_ISDIR(st.st_mode):
                     continue
-                seen.add((st.st_dev, st.st_ino))
-            total += st.st_size
+                if st.st_nlink > 1:
+                    if (st.st_dev, st.st_ino) in seen:
+                        continue
+                    seen.add((st.st_dev, st.st_ino))
+                total += st.st_size
+    except OSError:  # what could be read counts (os.walk's way)
+        pass
     return total
 
 

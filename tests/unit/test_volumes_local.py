@@ -182,3 +182,32 @@ def test_copy_up_keeps_owners_and_modes_and_never_fills_a_used_volume(tmp_path):
     (vol / "sub" / "f").write_text("mine")
     assert mountpoints.copy_up(str(rootfs), "/data", str(vol)) is False
     assert mountpoints.copy_up(str(rootfs), "/missing", str(tmp_path)) is False
+
+
+def test_tree_size_counts_inodes_once_and_follows_no_link(tmp_path):
+    from dockyard.engine.volumes import tree_size
+
+    vol, host = tmp_path / "vol", tmp_path / "host"
+    (vol / "d").mkdir(parents=True)
+    host.mkdir()
+    (host / "big").write_bytes(b"x" * 100_000)
+    (vol / "d" / "f").write_bytes(b"y" * 1000)
+    os.link(vol / "d" / "f", vol / "hard")
+    os.symlink(host, vol / "link")  # counted as the link it is (its own size), never entered
+    assert tree_size(str(vol)) == 1000 + len(str(host))
+
+
+def test_copy_up_streams_devices_links_and_xattrs(tmp_path):
+    rootfs, vol = tmp_path / "rootfs", tmp_path / "vol"
+    (rootfs / "data" / "sub").mkdir(parents=True)
+    (rootfs / "data" / "sub" / "f").write_bytes(b"z" * (3 << 20))  # more than a pipe holds
+    os.link(rootfs / "data" / "sub" / "f", rootfs / "data" / "hard")
+    os.symlink("/etc/shadow", rootfs / "data" / "abs")  # copied as a link, not read
+    os.mkfifo(rootfs / "data" / "fifo")
+    os.setxattr(rootfs / "data" / "sub" / "f", "user.k", b"v")
+    vol.mkdir()
+    assert mountpoints.copy_up(str(rootfs), "/data", str(vol)) is True
+    assert (vol / "sub" / "f").read_bytes() == b"z" * (3 << 20)
+    assert os.stat(vol / "hard").st_ino == os.stat(vol / "sub" / "f").st_ino
+    assert os.readlink(vol / "abs") == "/etc/shadow" and os.path.islink(vol / "abs")
+    assert os.path.exists(vol / "fifo") and os.getxattr(vol / "sub" / "f", "user.k") == b"v"
