@@ -7,14 +7,16 @@ is a *layer* extractor, so a context entry named ``.wh.*`` -- a plain file to
 Docker -- is refused here with a clear error rather than applied as a whiteout.
 
 Sources (:func:`resolve_sources`): a COPY/ADD source is cleaned and taken relative
-to the context root (a leading ``/`` is the root; ``..`` may not leave it).  A
+to the context root (a leading ``/`` is the root; ``..`` may not leave it).  The
+context, or another stage's root for ``COPY --from``, is read relative to
+directory fds (:mod:`dockyard.fdwalk`), never through joined path strings.  A
 source holding ``*``, ``?`` or ``[`` (not escaped with ``\\``) is a pattern matched
 like Go's ``filepath.Match`` against context-relative paths: per path segment,
 ``*`` never crosses ``/`` and ``**`` is just ``*`` (as Docker's COPY); matches come
 in lexical order.  Symlinks in a source path are resolved inside the context.
 
 Checksums (:func:`checksum`): SHA-256 over, for every source and every entry under
-it (sorted by name, symlinks not followed): the relative path, file type, mode
+it (parents first, names sorted as bytes, symlinks not followed): the relative path, file type, mode
 (after ``--chmod``), uid/gid (after ``--chown``; ``0:0`` by default, as COPY
 does), size, symlink target, device number, and the SHA-256 of regular-file
 content.  Not mtime, atime, ctime or inode numbers (Docker's cache ignores
@@ -23,15 +25,15 @@ an optional ``cache`` dict carries content digests across calls, keyed by
 (dev, inode, size, mtime_ns, ctime_ns) so a changed file is always re-read.
 """
 
+import errno
 import hashlib
 import os
 import re
 import stat
 
-from .. import safetar
+from .. import fdwalk, safetar
 from ..dockerignore import clean, segment_regex
 from ..errors import InvalidParameter, StorageError
-from ..shim import rootpath
 
 __all__ = ["ContextError", "checksum", "extract_context", "has_wildcards", "resolve_sources"]
 
@@ -77,34 +79,36 @@ def _relative(source):
     return "" if path == "." else path
 
 
-def _resolve(root, rel, source):
-    """Resolve symlinks in context-relative ``rel`` as if ``root`` were ``/``."""
+def _resolve(tree, rel, source):
+    """Resolve symlinks in context-relative ``rel`` as if the context were ``/``."""
     try:
-        parts = rootpath.resolve(root, rel)
-    except OSError:
+        parts = fdwalk.resolve(tree.fd, rel)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
         raise ContextError(f"too many levels of symbolic links resolving {source!r}") from None
-    if not os.path.lexists(os.path.join(root, *parts)):
+    if tree.lstat("/".join(parts)) is None:
         raise ContextError(f"file not found in build context or excluded by .dockerignore: "
                            f"stat {source}: file does not exist")
     return "/".join(parts)
 
 
-def _glob(root, segments):
+def _glob(tree, segments):
     """Context-relative paths matching ``segments`` (one regex per segment)."""
     found = [""]
     for i, seg in enumerate(segments):
         rx, last, nxt = segment_regex(seg), i == len(segments) - 1, []
         for base in found:
-            try:
-                with os.scandir(os.path.join(root, base) if base else root) as it:
-                    entries = sorted(it, key=lambda e: os.fsencode(e.name))
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            for entry in entries:
-                if rx.match(entry.name) and (last or entry.is_dir(follow_symlinks=False)):
-                    nxt.append(f"{base}/{entry.name}" if base else entry.name)
+            for name, st in tree.listdir(base).items():  # sorted by the tree's key: bytes
+                if rx.match(name) and (last or stat.S_ISDIR(st.st_mode)):
+                    nxt.append(f"{base}/{name}" if base else name)
         found = nxt
     return found
+
+
+def _tree(root):
+    """The context (or another stage's root) to read: by fds, names in byte order."""
+    return fdwalk.Tree(os.fspath(root), key=os.fsencode)
 
 
 def resolve_sources(root, sources):
@@ -115,25 +119,33 @@ def resolve_sources(root, sources):
         inside the context -- what to read.
     :raises ContextError: a missing file, or a pattern matching nothing.
     """
-    root, out = os.fspath(root), []
+    with _tree(root) as tree:
+        return _resolve_all(tree, sources)
+
+
+def _resolve_all(tree, sources):
+    out = []
     for source in sources:
         rel = _relative(source)
         if not has_wildcards(rel):
-            out.append((rel, _resolve(root, rel, source)))
+            out.append((rel, _resolve(tree, rel, source)))
             continue
-        matches = _glob(root, rel.split("/"))
+        matches = _glob(tree, rel.split("/"))
         if not matches:
             raise ContextError(f"no source files were specified (pattern {source!r} matches nothing)")
-        out.extend((m, _resolve(root, m, m)) for m in matches)
+        out.extend((m, _resolve(tree, m, m)) for m in matches)
     return out
 
 
-def _content(path, st, seen, cache):
+def _content(entry, seen, cache):
+    st = entry.st
     key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     digest = seen.get(key) or (cache.get(key) if cache is not None else None)
     if digest is None:
         h = hashlib.sha256()
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = entry.open()
+        if fd is None:
+            raise ContextError(f"{entry.rel or '.'!r} changed while it was read")
         try:
             while chunk := os.read(fd, _CHUNK):
                 h.update(chunk)
@@ -146,25 +158,22 @@ def _content(path, st, seen, cache):
     return digest
 
 
-def _entries(root, rel):
-    """(relative-to-source path, absolute path, lstat) for ``rel`` and below."""
-    top = os.path.join(root, rel) if rel else root
-    st = os.lstat(top)
-    yield "", top, st
-    if stat.S_ISDIR(st.st_mode):
-        stack = [("", top)]
-        while stack:
-            sub, path = stack.pop()
-            with os.scandir(path) as it:
-                entries = sorted(it, key=lambda e: os.fsencode(e.name))
-            dirs = []
-            for entry in entries:
-                child = f"{sub}/{entry.name}" if sub else entry.name
-                est = entry.stat(follow_symlinks=False)
-                yield child, entry.path, est
-                if stat.S_ISDIR(est.st_mode):
-                    dirs.append((child, entry.path))
-            stack.extend(reversed(dirs))  # depth-first, in name order
+def _entries(tree, rel):
+    """``(relative-to-source path, Entry)`` for ``rel`` and everything below it,
+    parents first, names sorted, read relative to directory fds
+    (:mod:`dockyard.fdwalk`): another stage's root is read as safely as a
+    container's."""
+    top = tree.entry(rel)
+    if top is None:
+        raise ContextError(f"file not found in build context: {rel or '.'}")
+    yield "", top
+    if top.is_dir():
+        sub = tree.subtree(rel)
+        if sub is None:
+            raise ContextError(f"{rel or '.'!r} changed while it was read")
+        with sub:
+            for entry in sub.walk():
+                yield entry.rel, entry
 
 
 def _kind(mode):
@@ -188,17 +197,26 @@ def checksum(root, sources, *, owner=(0, 0), chmod=None, cache=None):
     :param chmod: permission bits every entry gets (``--chmod``), or ``None``.
     :param cache: optional dict reused across calls for content digests.
     """
-    root, h, seen = os.fspath(root), hashlib.sha256(), {}
-    for name, resolved in resolve_sources(root, sources):
-        h.update(b"S\0" + _field(name))
-        for rel, path, st in _entries(root, resolved):
-            kind = _kind(st.st_mode)
-            uid, gid = owner if owner is not None else (st.st_uid, st.st_gid)
-            mode = chmod if chmod is not None else stat.S_IMODE(st.st_mode)
-            link = os.readlink(path) if kind == "l" else ""
-            content = _content(path, st, seen, cache) if kind == "f" else ""
-            rdev = st.st_rdev if kind in "cb" else 0
-            size = st.st_size if kind == "f" else 0
-            h.update(b"E\0" + b"".join(_field(v) for v in (rel, kind, oct(mode), uid, gid, size, link, rdev,
-                                                             content)))
+    h, seen = hashlib.sha256(), {}
+    with _tree(root) as tree:
+        for name, resolved in _resolve_all(tree, sources):
+            h.update(b"S\0" + _field(name))
+            for rel, entry in _entries(tree, resolved):
+                st = entry.st
+                kind = _kind(st.st_mode)
+                uid, gid = owner if owner is not None else (st.st_uid, st.st_gid)
+                mode = chmod if chmod is not None else stat.S_IMODE(st.st_mode)
+                link = _readlink(entry) if kind == "l" else ""
+                content = _content(entry, seen, cache) if kind == "f" else ""
+                rdev = st.st_rdev if kind in "cb" else 0
+                size = st.st_size if kind == "f" else 0
+                h.update(b"E\0" + b"".join(_field(v) for v in (rel, kind, oct(mode), uid, gid, size, link, rdev,
+                                                                 content)))
     return "sha256:" + h.hexdigest()
+
+
+def _readlink(entry):
+    try:
+        return entry.readlink()
+    except OSError:
+        raise ContextError(f"{entry.rel or '.'!r} changed while it was read") from None

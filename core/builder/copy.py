@@ -29,18 +29,22 @@ import urllib.request
 from .. import safetar
 from ..shim import rootpath
 from ..tarwriter import tarinfo_of
-from .context import ContextError, _entries, _RefuseWhiteouts, resolve_sources
+from .context import ContextError, _entries, _RefuseWhiteouts, _tree, resolve_sources
 from .steps import BuildStepError
 
 __all__ = ["Source", "copy_sources", "download", "is_url", "mkdirs", "normalize_dest", "parse_chown"]
 
 
 class Source:
-    """A resolved source: ``path`` on the host, ``name`` its basename in the dest,
-    ``archive``: extract it (ADD of a local tar), ``mode``: forced permissions."""
+    """A resolved source: ``rel`` below directory ``root`` (the context, another
+    stage's root, a download directory) and ``path``, the two joined, for
+    messages; ``name`` its basename in the dest, ``archive``: extract it (ADD
+    of a local tar), ``mode``: forced permissions.  The source is read from
+    ``root`` by fds (:mod:`dockyard.fdwalk`), never through ``path``."""
 
-    def __init__(self, path, name, archive=False, mode=None):
-        self.path, self.name, self.archive, self.mode = path, name, archive, mode
+    def __init__(self, root, rel, name, archive=False, mode=None):
+        self.root, self.rel, self.name, self.archive, self.mode = root, rel, name, archive, mode
+        self.path = os.path.join(root, rel) if rel else root
 
 
 def is_url(src):
@@ -119,8 +123,8 @@ def resolve(root, sources, cmd, allow_archives):
     out = []
     for name, resolved in found:
         path = os.path.join(root, resolved) if resolved else root
-        archive = allow_archives and os.path.isfile(path) and _is_archive(path)
-        out.append(Source(path, posixpath.basename(name) or "", archive=archive))
+        archive = allow_archives and os.path.isfile(path) and _is_archive(path)  # the context: the daemon's own
+        out.append(Source(root, resolved, posixpath.basename(name) or "", archive=archive))
     return out
 
 
@@ -160,20 +164,27 @@ def download(url, into):
             os.utime(path, (ts, ts))
         except (TypeError, ValueError):
             pass
-    return Source(path, name, mode=0o600)
+    return Source(into, name, name, mode=0o600)
 
 
-def _tarinfo(name, path, st, owner, mode):
-    ti = tarinfo_of(name, path, st)
+def _tarinfo(name, entry, owner, mode):
+    """The header of walked ``entry`` as ``name``, with ``--chown``/``--chmod``."""
+    try:
+        link = entry.readlink() if stat.S_ISLNK(entry.st.st_mode) else None
+    except OSError:
+        raise BuildStepError(f"{entry.rel or '.'!r} changed while it was copied") from None
+    ti = tarinfo_of(name, None, entry.st, link)
     if ti is not None:
         ti.uid, ti.gid = owner if owner is not None else (ti.uid, ti.gid)
         ti.mode = mode if mode is not None else ti.mode
     return ti
 
 
-def _write(tar, ti, path):
+def _write(tar, ti, entry):
     if ti.type == tarfile.REGTYPE:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = entry.open()
+        if fd is None:
+            raise BuildStepError(f"{entry.rel or '.'!r} changed while it was copied")
         with os.fdopen(fd, "rb") as fh:
             tar.addfile(ti, fh)
     else:
@@ -197,41 +208,52 @@ def copy_sources(rootfs, sources, dest, *, owner, chmod, cmd):
     rel, missing = scoped(rootfs, dest)
     dest_is_dir = dest.endswith("/") or (not missing and os.path.isdir(os.path.join(rootfs, rel)))
     for src in sources:
-        st = os.lstat(src.path)
-        mode = chmod if chmod is not None else src.mode
-        if src.archive:
+        with _tree(src.root) as tree:
+            _copy_one(tree, src, rootfs, dest, dest_is_dir, owner, chmod, cmd)
+
+
+def _copy_one(tree, src, rootfs, dest, dest_is_dir, owner, chmod, cmd):
+    top = tree.entry(src.rel)
+    if top is None:
+        raise BuildStepError(f"{cmd} failed: {src.name or '.'!r} is gone")
+    st = top.st
+    mode = chmod if chmod is not None else src.mode
+    if src.archive:
+        target = mkdirs(rootfs, dest, owner)
+        fd = top.open()
+        if fd is None:
+            raise BuildStepError(f"{cmd} failed: {src.name!r} changed while it was read")
+        with os.fdopen(fd, "rb") as fh:
+            try:
+                safetar.extract(fh, target, whiteouts=_RefuseWhiteouts(), same_owner=True)
+            except (safetar.UnsafeTarError, ContextError) as exc:
+                raise BuildStepError(f"{cmd} failed: cannot extract {src.name}: {exc}") from None
+        return
+    spool = safetar.spool()
+    with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        if stat.S_ISDIR(st.st_mode):
+            existed = not scoped(rootfs, dest)[1]
             target = mkdirs(rootfs, dest, owner)
-            with open(src.path, "rb") as fh:
-                try:
-                    safetar.extract(fh, target, whiteouts=_RefuseWhiteouts(), same_owner=True)
-                except (safetar.UnsafeTarError, ContextError) as exc:
-                    raise BuildStepError(f"{cmd} failed: cannot extract {src.name}: {exc}") from None
-            continue
-        spool = safetar.spool()
-        with tarfile.open(fileobj=spool, mode="w", format=tarfile.PAX_FORMAT) as tar:
-            if stat.S_ISDIR(st.st_mode):
-                existed = not scoped(rootfs, dest)[1]
-                target = mkdirs(rootfs, dest, owner)
-                if not existed:
-                    os.chmod(target, mode if mode is not None else stat.S_IMODE(st.st_mode))
-                for sub, path, est in _entries(os.path.dirname(src.path), os.path.basename(src.path)):
-                    if sub:
-                        ti = _tarinfo(sub, path, est, owner, mode)
-                        if ti is not None:
-                            _write(tar, ti, path)
+            if not existed:
+                os.chmod(target, mode if mode is not None else stat.S_IMODE(st.st_mode))
+            for sub, entry in _entries(tree, src.rel):
+                if sub:
+                    ti = _tarinfo(sub, entry, owner, mode)
+                    if ti is not None:
+                        _write(tar, ti, entry)
+        else:
+            if dest_is_dir:
+                target, name = mkdirs(rootfs, dest, owner), src.name
             else:
-                if dest_is_dir:
-                    target, name = mkdirs(rootfs, dest, owner), src.name
-                else:
-                    parent, name = posixpath.split(dest.rstrip("/"))
-                    target = mkdirs(rootfs, parent or "/", owner)
-                    if os.path.isdir(os.path.join(target, name)) and not os.path.islink(os.path.join(target, name)):
-                        target = os.path.join(target, name)
-                        name = src.name
-                ti = _tarinfo(name, src.path, st, owner, mode)
-                if ti is not None:
-                    _write(tar, ti, src.path)
-        try:
-            _apply(spool, target)
-        finally:
-            spool.close()
+                parent, name = posixpath.split(dest.rstrip("/"))
+                target = mkdirs(rootfs, parent or "/", owner)
+                if os.path.isdir(os.path.join(target, name)) and not os.path.islink(os.path.join(target, name)):
+                    target = os.path.join(target, name)
+                    name = src.name
+            ti = _tarinfo(name, top, owner, mode)
+            if ti is not None:
+                _write(tar, ti, top)
+    try:
+        _apply(spool, target)
+    finally:
+        spool.close()
