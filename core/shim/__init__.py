@@ -8,6 +8,9 @@ something other than the daemon.
   socket, and records the exit.
 * :mod:`.client` is the daemon's half: starting a shim and reading its report,
   reading the state files it writes, waiting for it, talking to its control socket.
+* :mod:`.sanitize` is what a process does before it enters a container and
+  execs there (stdlib only): non-dumpable, no fd but what it needs, every signal
+  at its default.  The shim itself is non-dumpable, so its children are from birth.
 
 Per process state lives in one directory (``STATE_DIR``):
 

@@ -34,6 +34,11 @@ import time
 
 import _json  # the C half of json: ``import json`` drags in re and enum (~12 ms)
 
+if __package__:
+    from .sanitize import undumpable
+else:  # in a shim: the kit's directory is on sys.path
+    from sanitize import undumpable
+
 MAX_LINE = 16 * 1024  # like Docker, longer lines are split into several entries
 PARTIAL_FLUSH = 0.05  # seconds of quiet before a line without newline is logged
 READ_SIZE = 65536
@@ -442,6 +447,9 @@ def main(argv, spawn, finish=None):
 
 
 def run(state_dir, report_fd, spawn, finish=None):
+    # Non-dumpable before anything is forked: every child that spawn makes and
+    # sends into the container is so from birth (sanitize.py says why).
+    undumpable()
     os.set_inheritable(report_fd, False)
     try:
         state = load_file(os.path.join(state_dir, "state.json"))
