@@ -1,19 +1,25 @@
 """The last steps of a container process before ``execve``: limits, identity,
-capabilities, no_new_privs and seccomp, in the order runc uses (stdlib only).
+capabilities, no_new_privs and seccomp (stdlib only).
 
-Order matters: the seccomp filter needs CAP_SYS_ADMIN to be loaded without
-no_new_privs, so without it the filter goes in before the capabilities are
-dropped (the profile allows the few calls that follow); with no_new_privs it
-goes in last, right before ``execve``.
+Order matters.  The seccomp filter goes in right after no_new_privs, before
+the identity and the capabilities change, with or without no_new_privs:
+without it, loading needs CAP_SYS_ADMIN, which is about to go; with it, runc
+loads last, right before ``execve``, which left a window where the process
+already had the container's capabilities and uid but no filter, and container
+root could make it run what the filter refuses (issue 13).  The process is
+non-dumpable as well (``sanitize``), so nothing should reach it at all; the
+filter first is the second wall.  What runs after the filter is the same
+either way and the default profile allows it: setgroups, setgid, setuid,
+capset, prctl, chdir, umask, rt_sigaction, rt_sigprocmask, execve (a custom
+profile has to allow them too, as it always had to without no_new_privs).
 """
 
 import os
 import resource
 
-import _signal as signal  # ``import signal`` drags in enum (~10 ms)
-
 # Everything is imported up front: after pivot_root the host's modules are gone.
 import linux
+import sanitize
 import seccomp
 from runtime import DEFAULT_PATH, INFINITY, environment, exec_failure, find_executable
 from supervisor import StartError
@@ -64,7 +70,7 @@ def exec_process(proc, filter_spec=None):
         linux.drop_bounding(linux.cap_numbers(caps.get("bounding")))
     if nnp:
         linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)
-    if filter_spec and not nnp:
+    if filter_spec:
         load_seccomp(filter_spec)
     user = proc.get("user") or {}
     try:
@@ -90,11 +96,9 @@ def exec_process(proc, filter_spec=None):
         raise StartError(f'chdir to cwd ("{cwd}") set in config.json failed: {exc.strerror.lower()}') from None
     umask = user.get("umask")
     os.umask(0o022 if umask is None else int(umask))
-    if filter_spec and nnp:
-        load_seccomp(filter_spec)
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    # a set*id that changed an id made us fs.suid_dumpable, which a host may set to 1
+    sanitize.undumpable()
+    sanitize.default_signals()
     try:
         os.execve(exe, args, env)
     except OSError as exc:

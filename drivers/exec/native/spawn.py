@@ -8,6 +8,13 @@ remove at the end, ``oom_file``), ``seccomp`` (a compiled BPF file or ``None``),
 and for an extra process ``exec`` = ``{"pid": container init pid, "process": OCI
 process}``.  The child reports a setup failure as JSON on a CLOEXEC status pipe;
 end of file on that pipe means ``execve`` succeeded.
+
+The child is non-dumpable from its fork to its ``execve`` (the shim is, and
+:func:`_child` says so again), and holds only its stdio, the status pipe and
+what its setup still needs (the terminal and sync sockets, the namespace fds
+to join) before it joins any cgroup or namespace: container root, which sees
+it from the moment it is in the container's pid namespace, can neither trace
+it nor reach a host file through it (see ``sanitize``).
 """
 
 import fcntl
@@ -22,6 +29,7 @@ import linux
 import process
 import rootfs
 import runtime
+import sanitize
 from supervisor import Child, StartError, dumps, load_file, loads, set_winsize
 
 # the order setns(2) joins an existing container's namespaces in (mnt last: it
@@ -47,18 +55,8 @@ def spawn(state, stdio):
         _setns_path(pidns["path"], "pid")
     elif pidns:
         linux.unshare(linux.CLONE_NEWPID)
-    pid, master, _ = _fork(stdio, lambda tty, sync, status: init_container(cfg, bundle, state, stdio, tty, filt))
+    pid, master, _ = _fork(stdio, lambda tty, sync, status: init_container(cfg, bundle, state, tty, filt))
     return Child(pid, master, own_pidns=bool(pidns) and not pidns.get("path"))
-
-
-def _close_all_but(keep):
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        if fd not in keep:
-            try:
-                os.close(fd)
-            except OSError:
-                pass  # the directory's own fd
 
 
 def _namespace(cfg, kind):
@@ -97,11 +95,8 @@ def spawn_userns(cfg, bundle, state, stdio, filt, userns, pidns):
         return int(line[1:])
 
     def stage_one(tty, sock, status_w):
-        if tty is None:
-            stdio.dup_into_child()
-        # we stay, unlike an init that execs: hold nothing of the shim's (its report
-        # pipe above all: the daemon waits for that to close)
-        _close_all_but({0, 1, 2, status_w, sock.fileno(), *([tty.fileno()] if tty is not None else [])})
+        # (we stay, unlike an init that execs: :func:`_child` closed what was the
+        # shim's, its report pipe above all, which the daemon waits for to close)
         _join_cgroup(state)  # while we are still root of the host
         if userns.get("path"):
             _setns_path(userns["path"], "user")
@@ -123,7 +118,7 @@ def spawn_userns(cfg, bundle, state, stdio, filt, userns, pidns):
         if init == 0:
             linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
             sock.close()
-            init_container(cfg, bundle, state, stdio, tty, filt, staged=True)
+            init_container(cfg, bundle, state, tty, filt, staged=True)
         sock.sendall(f"P{init}\n".encode())
         for fd in (sock.fileno(), status_w, *([tty.fileno()] if tty is not None else [])):
             os.close(fd)
@@ -156,7 +151,8 @@ def spawn_exec(state, stdio):
         if kind == "pid":  # applies to our children: fork below
             linux.setns(fd, linux.CLONE_NEWPID)
     filt = read_filter(state)
-    pid, master, _ = _fork(stdio, lambda tty, sync, status: init_exec(state, joins, stdio, tty, filt))
+    pid, master, _ = _fork(stdio, lambda tty, sync, status: init_exec(state, joins, tty, filt),
+                           keep=[fd for _, fd in joins])
     for _, fd in joins:
         os.close(fd)
     return Child(pid, master, own_pidns=False)
@@ -181,11 +177,12 @@ def _setns_path(path, kind):
         os.close(fd)
 
 
-def _fork(stdio, setup, sync=None):
+def _fork(stdio, setup, sync=None, keep=()):
     """Fork the child that runs ``setup(tty_socket, sync_socket, status_fd)`` then
     execs; wait for its verdict.  ``sync(pid, socket)``, if given, talks to the
-    child before that and gives the third value returned.  Returns ``(pid,
-    terminal master fd or None, what sync gave)``."""
+    child before that and gives the third value returned.  The child keeps only
+    its stdio, those three and the fds in ``keep``.  Returns ``(pid, terminal
+    master fd or None, what sync gave)``."""
     status_r, status_w = os.pipe()
     parent_sock = child_sock = sync_parent = sync_child = None
     if stdio.terminal:
@@ -198,7 +195,8 @@ def _fork(stdio, setup, sync=None):
         for sock in (parent_sock, sync_parent):
             if sock is not None:
                 sock.close()
-        _child(status_w, lambda: setup(child_sock, sync_child, status_w))
+        own = {status_w, *keep, *(s.fileno() for s in (child_sock, sync_child) if s is not None)}
+        _child(status_w, stdio, own, lambda: setup(child_sock, sync_child, status_w))
     os.close(status_w)
     for sock in (child_sock, sync_child):
         if sock is not None:
@@ -238,15 +236,19 @@ def _fork(stdio, setup, sync=None):
     return pid, master, synced
 
 
-def _child(status_w, setup):
-    """In the forked child: set up and exec, or report why not; never returns."""
+def _child(status_w, stdio, own, setup):
+    """In the forked child: set up and exec, or report why not; never returns.
+    ``own``: the fds besides stdio that the child keeps."""
     try:
+        sanitize.undumpable()  # inherited from the shim already: never rely on one line elsewhere
         linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with its shim
         poller = select.poll()  # the shim died before PDEATHSIG was set: the pipe is widowed
         poller.register(status_w, select.POLLERR)
         if poller.poll(0):
             os._exit(1)
         os.setsid()
+        _own_stdio(stdio)
+        sanitize.close_fds({0, 1, 2, *own})
         setup()
         err = {"error": "setup returned without exec"}
     except StartError as exc:
@@ -261,6 +263,18 @@ def _child(status_w, setup):
         os.write(status_w, dumps(err).encode())
     finally:
         os._exit(1)
+
+
+def _own_stdio(stdio):
+    """Fds 0, 1 and 2 become the process's (/dev/null until a terminal is made
+    in the container): not one of the shim's, whose stderr is its log."""
+    if not stdio.terminal:
+        stdio.dup_into_child()
+        return
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
 
 
 def _join_cgroup(state):
@@ -293,13 +307,11 @@ def _terminal(tty_sock, size=None):
     return name
 
 
-def init_container(cfg, bundle, state, stdio, tty_sock, filt, staged=False):
+def init_container(cfg, bundle, state, tty_sock, filt, staged=False):
     """The container's init: namespaces, cgroup, file system, process.
     ``staged``: forked by :func:`spawn_userns`'s stage one, which did the stdio,
     the cgroup and the user and pid namespaces."""
     if not staged:
-        if tty_sock is None:
-            stdio.dup_into_child()
         _join_cgroup(state)
     private = enter_namespaces(cfg)
     rootfs.setup(cfg, bundle, private, (state.get("cgroup") or {}).get("mounts") or [])
@@ -315,10 +327,8 @@ def init_container(cfg, bundle, state, stdio, tty_sock, filt, staged=False):
     process.exec_process(cfg["process"], filt)
 
 
-def init_exec(state, joins, stdio, tty_sock, filt):
+def init_exec(state, joins, tty_sock, filt):
     """An extra process: into the container's cgroup and namespaces, then exec."""
-    if tty_sock is None:
-        stdio.dup_into_child()
     _join_cgroup(state)
     for kind, fd in joins:
         if kind != "pid":
@@ -326,6 +336,8 @@ def init_exec(state, joins, stdio, tty_sock, filt):
                 linux.setns(fd, NS_FLAG[kind])
             except OSError as exc:
                 raise StartError(f"joining the container's {kind} namespace: {exc.strerror}") from None
+    for _, fd in joins:
+        os.close(fd)
     if tty_sock is not None:
         _terminal(tty_sock, state.get("console_size"))
     process.exec_process(state["exec"]["process"], filt)
