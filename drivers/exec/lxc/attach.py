@@ -11,11 +11,19 @@ no_new_privs and seccomp profile, all from the container's LXC config.
 liblxc forks an intermediate that joins the namespaces and clones the attached
 process with CLONE_PARENT, so that process is the shim's own child (the shim
 waits for it: the exit code is exact).  In it liblxc calls back into Python
-(``run`` in :func:`spawn`): it waits until the shim has applied the rlimits,
+(``run`` in :func:`spawn`): it closes every fd it does not need (liblxc
+passes all of the shim's on: the exec log, the report pipe), waits until the
+shim has applied the rlimits,
 opens the terminal inside the container if one was asked for, checks the
 working directory (liblxc only warns), then ``execve``s the program with
 exactly the OCI environment, reporting a failure on a close-on-exec status
 pipe (end of file there means the program runs), as the native driver does.
+
+The attached process runs liblxc and then Python inside the container, with
+the container's capabilities and uid, before it execs: it must be
+non-dumpable all that time, or container root could trace it and reach the
+shim's fds through it.  liblxc does not do that, so it inherits the flag
+from the shim (``supervisor.run`` sets it) and says so again first thing.
 
 State: ``exec`` = ``{"lxc": {"path", "name"}, "process": OCI process,
 "drop_caps": bool, "pid": the container's init}``.
@@ -31,7 +39,8 @@ import termios
 
 from supervisor import Child, StartError, dumps, loads
 
-from lxcspawn import die_with_parent, reset_signals
+import sanitize
+from lxcspawn import die_with_parent
 from runtime import DEFAULT_PATH, INFINITY, RLIMITS, environment, exec_failure, find_executable
 
 
@@ -118,8 +127,8 @@ def spawn(state, stdio):
     def run(_payload):
         """In the attached process, inside the container: never returns."""
         try:
-            os.close(status_r)
-            os.close(go_w)
+            sanitize.undumpable()
+            sanitize.close_fds({0, 1, 2, status_w, go_r, *([child_sock.fileno()] if child_sock is not None else [])})
             die_with_parent(shim)
             os.read(go_r, 1)  # the shim has set the rlimits
             os.close(go_r)
@@ -133,7 +142,7 @@ def spawn(state, stdio):
                 raise StartError(f'chdir to cwd ("{cwd}") set in config.json failed: '
                                  f'{exc.strerror.lower()}') from None
             os.umask(0o022 if user.get("umask") is None else int(user["umask"]))
-            reset_signals()
+            sanitize.default_signals()
             env = environment(proc)
             exe = find_executable(proc["args"][0], env.get("PATH", DEFAULT_PATH))
             try:

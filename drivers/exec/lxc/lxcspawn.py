@@ -16,6 +16,12 @@ init has exec'd the program (liblxc waits for the close-on-exec sync socket),
 which gives the init's host pid; ``Child <N> ended on error (E)`` or ``...
 ended on signal NAME(S)`` is the init's wait status (absent for exit 0), which
 becomes the exit code (E, or 128+S).
+
+lxc-start gets no fd but its stdio and every signal at its default with an
+empty mask: LXC passes its own mask and dispositions on to the container's
+init (it restores the mask it started with and resets no disposition), so a
+daemon started under ``nohup`` would otherwise give every container SIGHUP
+and SIGQUIT ignored.
 """
 
 import fcntl
@@ -29,6 +35,7 @@ import _ctypes
 import _signal as signal
 
 import runtime
+import sanitize
 from supervisor import Child, StartError
 
 LXC_START = "/usr/bin/lxc-start"
@@ -65,13 +72,6 @@ def die_with_parent(parent):
     _prctl(PR_SET_PDEATHSIG, _CULong(signal.SIGKILL), _CULong(0), _CULong(0), _CULong(0))
     if os.getppid() not in (parent, 0):
         os._exit(1)
-
-
-def reset_signals():
-    """What exec keeps and the program should not inherit from Python."""
-    for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_DFL)
-    signal.pthread_sigmask(signal.SIG_SETMASK, ())
 
 
 # -------------------------------------------------------------------- start
@@ -140,8 +140,8 @@ def _child(shim, stdio, slave, lx):
                 os.dup2(slave, fd)
         else:
             stdio.dup_into_child()
-        os.closerange(3, 1 << 16)
-        reset_signals()
+        sanitize.close_fds()
+        sanitize.default_signals()
         os.umask(lx.get("umask", 0o022))
         os.chdir("/")
         os.execve(LXC_START, ["lxc-start", "-F", "-q", "-n", lx["name"], "-P", lx["path"], "--", *lx["argv"]],
