@@ -1,5 +1,6 @@
 """The ``lxc`` exec driver, driven directly through its hooks (needs root and LXC)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -60,9 +61,34 @@ def locks_left(home):
     return [os.path.join(d, f) for d, _, files in os.walk(path) for f in files] + ([path] if os.path.isdir(path) else [])
 
 
+@contextlib.contextmanager
+def started_like_nohup():
+    """While the driver starts its zygote, this process is as ``nohup`` or a
+    background shell leaves a daemon: SIGHUP and SIGQUIT ignored, and a signal
+    blocked for good measure.  The zygote, its shims and lxc-start inherit that."""
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGHUP, signal.SIGQUIT)}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 @pytest.fixture
 def env(tmp_path):
-    e = Env(tmp_path)
+    yield from _checked_env(tmp_path)
+
+
+@pytest.fixture
+def nohup_env(tmp_path):
+    yield from _checked_env(tmp_path, started_like_nohup())
+
+
+def _checked_env(tmp_path, starting=None):
+    with starting or contextlib.nullcontext():
+        e = Env(tmp_path)
     try:
         yield e
     finally:
@@ -121,12 +147,32 @@ def test_sigterm_without_a_pid_namespace_is_143(env):
     assert env.hook.exec_wait(id=cid, timeout=10)["exit_code"] == 143
 
 
-def test_sighup_without_a_pid_namespace_is_129_not_a_reboot(env):
+def test_sighup_without_a_pid_namespace_is_129_not_a_reboot(nohup_env):
+    env = nohup_env  # a daemon under nohup must not give its containers SIGHUP ignored
     cid, pid = env.start(["sh", "-c", "echo up; exec sleep 100"], namespaces=("mount", "uts", "ipc", "network"))
     wait_for(lambda: "up" in env.output(cid))
     env.hook.exec_kill(id=cid, signal=signal.SIGHUP)  # LXC restarts a container whose init died of SIGHUP
     state = env.hook.exec_wait(id=cid, timeout=10)
     assert state["exit_code"] == 129 and env.output(cid) == "up\n"
+
+
+CLEAN_SIGNALS = "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+
+
+def test_clean_process_attributes_of_init_and_exec(nohup_env):
+    """lxc-start and liblxc's attach pass their dispositions and mask on: the
+    shim resets every one, and gives neither more fds than stdio."""
+    env = nohup_env
+    cid, _ = env.start(["sh", "-c", "grep -E '^Sig(Ign|Blk)' /proc/self/status; ls /proc/$$/fd; exec sleep 100"])
+    wait_for(lambda: env.output(cid).count("\n") >= 5)
+    assert env.output(cid) == CLEAN_SIGNALS + "0\n1\n2\n"
+    for eid, args, want in (("fds", ["ls", "/proc/self/fd"], "0\n1\n2\n3\n"),
+                            ("sig", ["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"], CLEAN_SIGNALS)):
+        log = env.tmp / f"{eid}.log"
+        env.hook.exec_exec(id=cid, exec_id=eid, process={"args": args, "env": ["PATH=/bin"]}, log_path=str(log),
+                           stdin=None)
+        assert env.hook.exec_exec_wait(id=cid, exec_id=eid, timeout=10)["exit_code"] == 0
+        assert "".join(json.loads(line)["log"] for line in log.read_text().splitlines()) == want
 
 
 def test_sigterm_reaches_a_handler(env):

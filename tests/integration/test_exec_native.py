@@ -1,5 +1,6 @@
 """The ``native`` exec driver, driven directly through its hooks (needs root)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -33,9 +34,34 @@ class Env(ExecEnv):
         super().__init__(tmp_path, make_hook)
 
 
+@contextlib.contextmanager
+def started_like_nohup():
+    """While the driver starts its zygote, this process is as ``nohup`` or a
+    background shell leaves a daemon: SIGHUP and SIGQUIT ignored, and a signal
+    blocked for good measure.  The zygote and its shims inherit that."""
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGHUP, signal.SIGQUIT)}
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
 @pytest.fixture
 def env(tmp_path):
-    e = Env(tmp_path)
+    yield from _checked_env(tmp_path)
+
+
+@pytest.fixture
+def nohup_env(tmp_path):
+    yield from _checked_env(tmp_path, started_like_nohup())
+
+
+def _checked_env(tmp_path, starting=None):
+    with starting or contextlib.nullcontext():
+        e = Env(tmp_path)
     yield e
     e.cleanup()
     assert mounts_under(tmp_path) == []
@@ -88,13 +114,30 @@ def test_devices_and_mounts(env):
     assert mounts["/dev/pts"][2] == "devpts"
 
 
-def test_clean_process_attributes(env):
+CLEAN_SIGNALS = "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+
+
+def test_clean_process_attributes(nohup_env):
+    env = nohup_env
     _, logs = env.run(["ls", "/proc/self/fd"])
     assert "".join(e["log"] for e in logs).split() == ["0", "1", "2", "3"]  # 3: ls's own dir fd
     _, logs = env.run(["readlink", "/proc/self/fd/0"])
     assert "".join(e["log"] for e in logs) == "/dev/null\n"
-    _, logs = env.run(["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"])  # Python ignores SIGPIPE: reset
-    assert "".join(e["log"] for e in logs) == "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n"
+    # Python ignores SIGPIPE, the zygote SIGCHLD, nohup SIGHUP and SIGQUIT: all reset
+    _, logs = env.run(["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"])
+    assert "".join(e["log"] for e in logs) == CLEAN_SIGNALS
+
+
+def test_clean_exec_attributes(nohup_env):
+    env = nohup_env
+    cid, _ = env.start(["sleep", "100"])
+    for eid, args, want in (("fds", ["ls", "/proc/self/fd"], "0\n1\n2\n3\n"),
+                            ("sig", ["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"], CLEAN_SIGNALS)):
+        log = env.tmp / f"{eid}.log"
+        env.hook.exec_exec(id=cid, exec_id=eid, process={"args": args, "env": ["PATH=/bin"]}, log_path=str(log),
+                           stdin=None)
+        assert env.hook.exec_exec_wait(id=cid, exec_id=eid, timeout=10)["exit_code"] == 0
+        assert "".join(json.loads(line)["log"] for line in log.read_text().splitlines()) == want
 
 
 def test_capability_bounding_set(env, tmp_path):
