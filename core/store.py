@@ -6,6 +6,7 @@ consistent: every change that touches several rows happens in one transaction
 """
 
 import json
+import os
 import sqlite3
 import threading
 from contextlib import contextmanager
@@ -53,9 +54,33 @@ CREATE TABLE IF NOT EXISTS ip_allocations (
 """
 
 
+#: SQLite's companions of the database file, which it creates with the database's mode
+COMPANIONS = ("-wal", "-shm", "-journal")
+
+
+def make_private(path):
+    """Create the database file ``0600`` before SQLite first opens it, and narrow
+    an older store's files (made ``0644``) to that: they hold every container's
+    environment, i.e. its passwords and tokens.  SQLite creates ``-wal``, ``-shm``
+    and ``-journal`` with the database file's mode, so a new store needs no more."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in COMPANIONS:
+        try:
+            if os.stat(path + suffix).st_mode & 0o077:
+                os.chmod(path + suffix, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 class Store:
     def __init__(self, path):
         self.path = str(path)
+        make_private(self.path)
         self._local = threading.local()
         self._conn().executescript(SCHEMA)  # idempotent DDL; executescript commits itself
 
@@ -108,8 +133,6 @@ class Store:
 def read_meta(data_root, key):
     """Read one meta value of the store under ``data_root`` without opening it for
     writing (for tools that must not disturb a daemon); ``None`` if absent."""
-    import os
-
     path = os.path.join(data_root, "dockyard.db")
     if not os.path.exists(path):
         return None

@@ -548,9 +548,10 @@ def make_config(record, rootfs, etc_paths, ns_paths, init_path=None, shm_path=No
     return config
 
 def write_bundle(bundle_dir, config):
-    os.makedirs(bundle_dir, exist_ok=True)
+    """config.json holds the container's environment (its secrets): 0600 in a 0700 directory."""
+    os.makedirs(bundle_dir, 0o700, exist_ok=True)
     tmp = os.path.join(bundle_dir, ".config.json.tmp")
-    with open(tmp, "w") as fh:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "w") as fh:
         json.dump(config, fh)
     os.replace(tmp, os.path.join(bundle_dir, "config.json"))
     return bundle_dir

@@ -24,7 +24,7 @@ from ..errors import (
     InvalidParameter,
     NotFound,
 )
-from . import bundle, mountpoints, names, shm
+from . import bundle, modes, mountpoints, names, shm
 from .endpoints import parse_ports
 from .health import merged as merged_healthcheck
 from .restart import restart_container
@@ -194,7 +194,7 @@ class Containers:
         try:
             rec["MountPoints"] = mountpoints.prepare(self.engine, rec)  # creates the volumes it names
             self.save(rec)
-            os.makedirs(cdir, exist_ok=True)
+            modes.private_dir(cdir, modes.SHARED_DIR)  # 0710, as Docker's: its log is 0600 inside
             self.layers.create_rw(cid, top)
         except BaseException:
             mountpoints.discard(self.engine, rec)
@@ -242,6 +242,7 @@ class Containers:
                     raise InvalidParameter(str(exc)) from None
                 bdir = bundle.write_bundle(self.bundle_dir(cid), config)
                 self.exec.exec_delete(id=cid)
+                modes.private_file(rec["LogPath"])  # the shim appends to it: nobody else's from its first line
                 self.exec.exec_create(id=cid, bundle=bdir, log_path=rec["LogPath"], stdin=stdin_mode(rec["Config"]))
                 pid = self.exec.exec_start(id=cid)
             except BaseException as exc:

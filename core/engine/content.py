@@ -5,6 +5,9 @@ indexes) addressed by digest, under ``<data-root>/content``.
     ingest/<key>           partial writes, resumable by ``key`` (a pull of the same
                            blob picks up where an interrupted one stopped)
 
+Only root reads them (directories ``0700``, blobs ``0400``): a private image's
+layers and configs are no other host user's business (:mod:`.modes`).
+
 A blob becomes visible only after its digest (and size, when known) checked out:
 it is written under ``ingest/`` and renamed into place, so a crash or a bad
 download never leaves a half-written or wrong blob under its name.  Stdlib only.
@@ -16,6 +19,7 @@ import re
 import shutil
 
 from ..errors import DockyardError, InvalidParameter
+from .modes import BLOB_MODE, private_dir
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 CHUNK = 1 << 20
@@ -46,9 +50,9 @@ class Writer:
         self.store, self.expected, self.size = store, expected, size
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:200]
         self.path = os.path.join(store.root, "ingest", safe)
-        os.makedirs(os.path.dirname(self.path), 0o700, exist_ok=True)
+        private_dir(os.path.dirname(self.path))
         self._hash = hashlib.sha256()
-        self._fh = open(self.path, "ab+")
+        self._fh = os.fdopen(os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600), "ab+")
         self._fh.seek(0)
         while chunk := self._fh.read(CHUNK):
             self._hash.update(chunk)
@@ -88,8 +92,8 @@ class Writer:
             os.unlink(self.path)
             raise DigestMismatch(problem)
         target = self.store.path(digest)
-        os.makedirs(os.path.dirname(target), 0o755, exist_ok=True)
-        os.chmod(self.path, 0o444)
+        private_dir(os.path.dirname(target))
+        os.chmod(self.path, BLOB_MODE)
         os.replace(self.path, target)
         return digest
 
@@ -114,7 +118,8 @@ class Writer:
 class ContentStore:
     def __init__(self, root):
         self.root = root
-        os.makedirs(os.path.join(root, "blobs", "sha256"), 0o755, exist_ok=True)
+        for path in (root, os.path.join(root, "blobs"), os.path.join(root, "blobs", "sha256")):
+            private_dir(path)
 
     def path(self, digest):
         return os.path.join(self.root, "blobs", "sha256", check_digest(digest)[7:])

@@ -67,11 +67,12 @@ class Engine:
         from .images import ImageStore
         from .layers import LayerStore
 
-        for sub in ("containers", "tmp"):
-            os.makedirs(os.path.join(self.data_root, sub), mode=0o710, exist_ok=True)
-        os.makedirs(os.path.join(self.exec_root, "containers"), mode=0o700, exist_ok=True)
+        from . import modes
+
+        modes.make_roots(self.data_root, self.exec_root)  # 0710: nothing made below is ever reachable
         for slot in slots:
             slot.init()
+        modes.secure_tree(self.data_root, self.exec_root)  # the homes just made; an older Dockyard's modes
         self.store = Store(os.path.join(self.data_root, "dockyard.db"))
         self.layers = LayerStore(self.storage_slot, self.store)
         self.content = ContentStore(os.path.join(self.data_root, "content"))  # configs, manifests, layer blobs

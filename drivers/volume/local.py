@@ -13,6 +13,12 @@ any, in ``<home>/NAME/opts.json``.  Docker's options are understood:
 
 Any other option is refused, naming it.  Without options the volume is a plain
 directory, which is always there.
+
+Only root passes ``<home>`` (``0700``) and ``<home>/NAME`` (``0700``): a volume
+holds what its containers wrote, a setuid-root binary included, which a host
+user who reached it would run as root (CVE-2021-41091).  ``_data`` itself is
+``0755`` until a copy-up gives it the image directory's mode: that mode is the
+container's.
 """
 
 import json
@@ -88,7 +94,8 @@ class LocalDriver:
     @hookimpl
     def volume_init(self, home, options):
         self.home = str(home)
-        os.makedirs(self.home, mode=0o701, exist_ok=True)
+        os.makedirs(self.home, mode=0o700, exist_ok=True)
+        os.chmod(self.home, 0o700)  # made by an older Dockyard, or by the plugin loader, 0755
 
     @hookimpl
     def volume_capabilities(self):
@@ -100,10 +107,13 @@ class LocalDriver:
         validate(options)
         vdir = self._dir(name)
         try:
-            os.makedirs(os.path.join(vdir, "_data"), mode=0o755)
-            if options:
+            os.makedirs(vdir, 0o700, exist_ok=True)
+            os.chmod(vdir, 0o700)
+            os.mkdir(os.path.join(vdir, "_data"))
+            os.chmod(os.path.join(vdir, "_data"), 0o755)  # whatever the umask
+            if options:  # may hold credentials (o=...,password=)
                 tmp = os.path.join(vdir, ".opts.json.tmp")
-                with open(tmp, "w") as fh:
+                with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "w") as fh:
                     json.dump(options, fh)
                 os.replace(tmp, os.path.join(vdir, "opts.json"))
         except OSError as exc:
