@@ -2,10 +2,16 @@
 
 Everything is validated before anything is written: a refused configuration
 prints one line and exits 1 with nothing created on disk.
+
+The API socket is ``0660 root:GROUP``: root and the members of ``-G GROUP``
+(default ``dockyard``, as dockerd's is ``docker``; root's group when no such group
+exists) may connect, and being able to connect is being root on the host.  It is
+never more open than that, not for an instant (:func:`bind_unix`).
 """
 
 import argparse
 import asyncio
+import grp
 import logging
 import os
 import signal
@@ -15,6 +21,10 @@ import sys
 DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 DEFAULT_DATA_ROOT = "/var/lib/dockyard"
 DEFAULT_EXEC_ROOT = "/run/dockyard"
+DEFAULT_GROUP = "dockyard"
+#: dockerd's (setDefaultUmask): files the daemon makes for containers get the modes
+#: they expect; what must be private is given its mode explicitly
+UMASK = 0o022
 
 log = logging.getLogger("dockyard.daemon")
 
@@ -22,6 +32,9 @@ log = logging.getLogger("dockyard.daemon")
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="dockyard daemon", description="Run the Dockyard daemon.")
     p.add_argument("-H", "--host", default=DEFAULT_HOST, help=f"socket to listen on (default {DEFAULT_HOST})")
+    p.add_argument("-G", "--group", default=DEFAULT_GROUP,
+                   help=f"group of the API socket, whose members may use the daemon (default {DEFAULT_GROUP}, "
+                        "else root's when no such group exists; \"\" for root's)")
     p.add_argument("--data-root", default=DEFAULT_DATA_ROOT, help="root of persistent state")
     p.add_argument("--exec-root", default=DEFAULT_EXEC_ROOT, help="root of runtime state")
     p.add_argument("-s", "--storage-driver", help="storage driver (overrides plugins.toml)")
@@ -56,6 +69,45 @@ def socket_path(host):
     return host[len("unix://"):]
 
 
+def socket_gid(name):
+    """The gid ``-G name`` gives the socket: a group that must exist, except the
+    default (as dockerd's ``docker``), which falls back to root's group."""
+    from ..errors import ConfigError
+
+    if not name:
+        return 0
+    if name.isdigit():
+        return int(name)
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        if name == DEFAULT_GROUP:
+            log.debug("no group %r: the API socket is root's only", name)
+            return 0
+        raise ConfigError(f"-G {name}: no such group") from None
+
+
+def bind_unix(path, gid=0):
+    """A unix socket bound at ``path``, ``0660 root:gid``, that no one else can
+    connect to at any instant, whatever the umask (even 000).
+
+    Linux makes the socket file with the mode of the socket's inode less the
+    umask, so the inode is made ``0600`` (fchmod) before ``bind``; the group gets
+    it once the file is its.  dockerd sets a umask around its bind instead; a
+    umask is the whole process', and other threads of this daemon may be making
+    files for containers at that moment."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        os.fchmod(sock.fileno(), 0o600)
+        sock.bind(path)
+        os.chown(path, -1, gid)
+        os.chmod(path, 0o660)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _answers(path):
     s = socket.socket(socket.AF_UNIX)
     try:
@@ -82,6 +134,7 @@ def _ancestors():
 
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    os.umask(UMASK)  # before any thread or file: whatever umask we were started with (000 too)
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     path = socket_path(args.host)
@@ -117,6 +170,7 @@ def main(argv=None):
             net_opts += [f"default_subnet={iface.network}", f"default_gateway={iface.ip}"]
         if net_opts:
             config = config.with_options("network", net_opts)
+        gid = socket_gid(args.group)
         from ..registry.service import Registry, parse_insecure, parse_transfer_options
 
         insecure = parse_insecure(args.insecure_registry)
@@ -134,11 +188,22 @@ def main(argv=None):
         eng.store.set_meta("daemon_id", os.urandom(16).hex())
     bound = {}
     try:
-        asyncio.run(serve(eng, path, bound))
+        asyncio.run(serve(eng, path, bound, gid))
     finally:
         eng.close()
         _unlink_if_ours(pidfile, path, bound)
     return 0
+
+
+def _socket_dir(directory, exec_root, gid):
+    """The socket's directory: made ``0755`` if missing (``/run``-like), or, when
+    it is the exec root (the default layout), given the socket's group, so that
+    group passes the exec root's ``0710`` to the socket and nowhere else."""
+    if os.path.realpath(directory) == os.path.realpath(exec_root):
+        if os.stat(directory).st_gid != gid:
+            os.chown(directory, -1, gid)
+        return
+    os.makedirs(directory, mode=0o755, exist_ok=True)
 
 
 def _unlink_if_ours(pidfile, path, bound):
@@ -158,7 +223,7 @@ def _unlink_if_ours(pidfile, path, bound):
         pass
 
 
-async def serve(eng, path, bound=None):
+async def serve(eng, path, bound=None, gid=0):
     from aiohttp import web
 
     from .app import make_app
@@ -167,16 +232,15 @@ async def serve(eng, path, bound=None):
     # at shutdown, streams still open (a wait, events, logs -f) get 2 s, then are cut, as dockerd cuts them
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    _socket_dir(os.path.dirname(path), eng.exec_root, gid)
     if os.path.exists(path):
         os.unlink(path)  # stale: nobody answered on it (checked at start-up)
     loop = asyncio.get_running_loop()
     # what the containers did while no daemon watched is recorded before the
     # first request is answered (a client must never see the stale state)
     await loop.run_in_executor(None, eng.restore)
-    site = web.UnixSite(runner, path)
+    site = web.SockSite(runner, bind_unix(path, gid))
     await site.start()
-    os.chmod(path, 0o660)
     if bound is not None:
         st = os.stat(path)
         bound["socket"] = (st.st_dev, st.st_ino)
