@@ -43,7 +43,11 @@ def as_nobody():
         pytest.skip("needs root to become nobody")
 
     def run(*cmd, **kw):
-        return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--", *cmd],
+        # setpriv still holds root's capabilities at its execve, so the path of a command
+        # it runs itself is looked up past every directory mode: a shell, already nobody,
+        # runs it instead
+        return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--",
+                               "/bin/sh", "-c", 'exec "$@"', "sh", *cmd],
                               capture_output=True, text=True, timeout=kw.pop("timeout", 60), **kw)
 
     return run
