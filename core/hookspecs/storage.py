@@ -91,6 +91,24 @@ def storage_exists(id):
 
 
 @hookspec(firstresult=True)
+def storage_layers():
+    """Return the ids of every layer this driver holds (a ``list`` of str, any order).
+
+    Optional.  The core keeps a record for every layer it makes (written before
+    :func:`storage_create`, dropped after :func:`storage_remove`), so an id
+    listed here that no record owns was left by a crash or by hand;
+    ``dockyard system check`` reports it.  Without this hook the check says it
+    cannot tell.
+
+    List every id for which the driver keeps anything under ``home`` outside its
+    own scratch space, including pieces of a create or remove that
+    :func:`storage_init` did not clear, so that :func:`storage_remove` of each
+    frees everything.  Layers being created right now may be listed or not.
+    Cheap: read directory names or the driver's metadata, never layer contents.
+    """
+
+
+@hookspec(firstresult=True)
 def storage_diff(id, parent):
     """Return the changes of ``id`` relative to ``parent`` as an uncompressed tar.
 

@@ -14,13 +14,14 @@ naive diff fallback registered (:func:`load_storage` does exactly that)::
             yield hook
             hook.storage_cleanup()
 
-What it covers: the layer lifecycle; empty layers; chains of five layers made by
-diffs and by writes; every file type (files, dirs, symlinks, hard links, fifos,
-character and block devices), permissions with setuid/setgid/sticky, owners,
-mtimes and ``user.*`` xattrs through apply_diff, mount and diff; whiteouts and
-opaque directories round-tripping through diff; ``changes`` with ``docker diff``'s
-A/C/D rules; size accounting; concurrent mounts of one layer; hostile and corrupt
-tars; and the same trees and the same *canonical diff* digest when layers move
+What it covers: the layer lifecycle; listing the layers (optional hook); empty
+layers; chains of five layers made by diffs and by writes; every file type
+(files, dirs, symlinks, hard links, fifos, character and block devices),
+permissions with setuid/setgid/sticky, owners, mtimes and ``user.*`` xattrs
+through apply_diff, mount and diff; whiteouts and opaque directories
+round-tripping through diff; ``changes`` with ``docker diff``'s A/C/D rules;
+size accounting; concurrent mounts of one layer; hostile and corrupt tars; and
+the same trees and the same *canonical diff* digest when layers move
 between this driver and the reference ``vfs`` driver (:func:`check_cross_driver`,
 usable for any two drivers).
 
@@ -418,6 +419,22 @@ class StorageConformance:
         with pytest.raises(StorageError):
             storage.storage_create(id=orphan, parent=new_id())
         assert storage.storage_exists(id=orphan) is False
+
+    def test_layers_lists_what_it_holds(self, storage):
+        """``storage_layers`` (optional) names every layer, and no removed one:
+        the core finds the layers no record owns with it."""
+        if storage.storage_layers() is None:
+            pytest.skip("the driver does not list its layers (the optional storage_layers hook)")
+        before = set(storage.storage_layers())
+        with self.layers(storage) as create:
+            base = create(None, make_tar([("f", "f", b"base")]))
+            child = create(base)
+            listed = storage.storage_layers()
+            assert isinstance(listed, list) and all(isinstance(id, str) for id in listed), listed
+            eq(set(listed) - before, {base, child}, "storage_layers after two creates")
+            storage.storage_remove(id=child)
+            eq(set(storage.storage_layers()) - before, {base}, "storage_layers after removing the child")
+        eq(set(storage.storage_layers()), before, "storage_layers after removing both")
 
     def test_child_sees_parent_and_does_not_leak(self, storage):
         with self.layers(storage) as create:

@@ -463,6 +463,13 @@ class AufsDriver:
         return (valid_id(id) and (self.home / "layers" / id).is_file()
                 and (self.home / "diff" / id).is_dir())
 
+    @hookimpl
+    def storage_layers(self):
+        """Ids with any of their pieces (``diff/``, ``layers/``, ``mnt/``): a
+        remove frees them all."""
+        return sorted({name for sub in ("diff", "layers", "mnt") for name in os.listdir(self.home / sub)
+                       if valid_id(name)})
+
     # ------------------------------------------------------------ mounts
     @hookimpl
     def storage_mount(self, id):

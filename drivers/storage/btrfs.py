@@ -360,6 +360,10 @@ class BtrfsDriver:
     def storage_exists(self, id):
         return valid_id(id) and self.home is not None and (self.home / "subvolumes" / id).is_dir()
 
+    @hookimpl
+    def storage_layers(self):
+        return [name for name in os.listdir(self.home / "subvolumes") if valid_id(name)]
+
     # ------------------------------------------------------------ mounts
     @hookimpl
     def storage_mount(self, id):

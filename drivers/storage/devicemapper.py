@@ -290,6 +290,11 @@ class DevicemapperDriver:
     def storage_exists(self, id):
         return valid_id(id) and id not in RESERVED and self.store is not None and self.store.layer(id) is not None
 
+    @hookimpl
+    def storage_layers(self):
+        """The layers of the metadata (a thin device without one has no id)."""
+        return [id for id in self.store.layer_ids() if valid_id(id) and id not in RESERVED]
+
     # ------------------------------------------------------------ mounts
     @hookimpl
     def storage_mount(self, id):

@@ -220,6 +220,12 @@ class OverlayDriver:
     def storage_exists(self, id):
         return valid_id(id) and id not in RESERVED and (self.home / id / "diff").is_dir()
 
+    @hookimpl
+    def storage_layers(self):
+        """Every ``<id>/`` of home (``l/`` and ``.tmp-*`` scratch are not ids)."""
+        return [e.name for e in os.scandir(self.home)
+                if valid_id(e.name) and e.name not in RESERVED and e.is_dir(follow_symlinks=False)]
+
     # ------------------------------------------------------------ mounts
     @hookimpl
     def storage_mount(self, id):

@@ -116,6 +116,10 @@ class VfsDriver:
         return valid_id(id) and (self.home / "dir" / id).is_dir()
 
     @hookimpl
+    def storage_layers(self):
+        return [name for name in os.listdir(self.home / "dir") if valid_id(name)]
+
+    @hookimpl
     def storage_status(self):
         return [["Backing Filesystem", backing_fs(self.home or "/")], ["Reflink", self.reflink]]
 
