@@ -148,9 +148,13 @@ class ContentStore:
         if expected is not None and digest != expected:
             raise DigestMismatch(f"digest mismatch: expected {expected}, got {digest}")
         if not self.has(digest):
-            with self.writer(f"put-{digest[7:]}", digest, len(data)) as w:
+            w = self.writer(f"put-{digest[7:]}", digest, len(data))
+            try:
                 w.write(data)
                 w.commit()
+            except BaseException:
+                w.abort(keep=False)  # nobody resumes a put: a full disk leaves no partial blob
+                raise
         return digest
 
     def put_file(self, path, expected=None):
@@ -183,6 +187,20 @@ class ContentStore:
             if "sha256:" + h.hexdigest() != digest:
                 bad.append((digest, f"content hashes to sha256:{h.hexdigest()}"))
         return bad
+
+    def sweep_ingest(self):
+        """At start: drop the partial writes nobody resumes (``put-``, ``file-``,
+        ``push-``: a killed daemon's); a pull's ``pull-`` ingests stay to resume."""
+        try:
+            names = os.listdir(os.path.join(self.root, "ingest"))
+        except FileNotFoundError:
+            return
+        for name in names:
+            if not name.startswith("pull-"):
+                try:
+                    os.unlink(os.path.join(self.root, "ingest", name))
+                except OSError:
+                    pass
 
     def clear_ingest(self):
         shutil.rmtree(os.path.join(self.root, "ingest"), ignore_errors=True)

@@ -97,6 +97,8 @@ class Engine:
     def restore(self):
         """At daemon start, before the first request: what the last daemon left."""
         self.layers.sweep_scratch()  # a build step it did not finish
+        self.layers.sweep_staged()  # layers it was writing or removing (load, commit, pull, import, rmi)
+        self.content.sweep_ingest()  # blobs it was writing, except resumable pulls
         _empty(os.path.join(self.data_root, "tmp"))  # its spools and half-made diffs
         self.containers.restore()
         self.restarts.start()  # restart policies, once every record is current

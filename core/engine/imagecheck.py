@@ -11,7 +11,12 @@ What is checked (each problem names its object):
   a record -- GNU sparse files -- is listed as skipped, not as a problem);
 * every repository digest: its manifest or index blob is there and parses, and a
   manifest's config is the image it is recorded for;
-* every tag names an image that exists.
+* every tag names an image that exists;
+* the storage driver holds no layer that no record owns (a layer, a
+  container, a build step, a layer being written or removed): such a layer was
+  left by a crash or by hand and nothing would ever remove it.  A driver that
+  cannot list its layers (the optional ``storage_layers`` hook) is listed as
+  skipped: the check cannot tell.
 
 The check holds the image store's lock, so no image is added or removed while
 it runs.
@@ -48,6 +53,7 @@ def check(images):
         for row in images.store.query(
                 "SELECT t.ref FROM tags t LEFT JOIN images i ON t.image_id=i.id WHERE i.id IS NULL"):
             bad(f"tag {row['ref']}", "names an image that does not exist")
+        _check_unowned(images.layers, bad, skipped)
     return {"Problems": problems, "Skipped": skipped,
             "Checked": {"Blobs": len(blobs), "Images": len(image_rows), "Layers": len(layer_rows)}}
 
@@ -112,6 +118,21 @@ def _check_layer(images, row, bad, skipped):
         bad(obj, str(exc))
     finally:
         layers.unmount(row["driver_id"])
+
+
+def _check_unowned(layers, bad, skipped):
+    try:
+        unowned = layers.unowned()
+    except DockyardError as exc:
+        bad(f"storage driver {layers.driver_name}", f"cannot list its layers: {exc}")
+        return
+    if unowned is None:
+        skipped.append(f"storage driver {layers.driver_name}: it cannot list its layers, so layers that no "
+                       "record owns cannot be found")
+        return
+    for driver_id in unowned:
+        bad(f"storage driver layer {driver_id}", f"the storage driver ({layers.driver_name}) holds it, but no "
+            "layer, container or build step owns it (left by a daemon that was killed?)")
 
 
 def _check_repo_digest(images, row, bad):

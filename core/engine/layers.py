@@ -8,6 +8,15 @@ Registration verifies the tar against its diff ID before anything is created, an
 keeps the tar's tar-split record (:mod:`dockyard.tarwriter`) in the metadata store
 so that the layer's exact diff can be rebuilt and verified later (e.g. when the
 layers move to another storage driver).
+
+Crash consistency: a driver layer exists only while a row of this store owns it.
+A new layer's driver id is *staged* (``staged_layers``, committed) before the
+driver creates it, and the row goes in the transaction that records the layer; a
+removed layer's record is replaced by a staged row in one transaction before the
+driver removes it.  A daemon killed at any point leaves staged ids, which the
+next start removes (:meth:`LayerStore.sweep_staged`); the builder's short-lived
+layers are kept the same way in ``scratch_layers``.  :meth:`LayerStore.unowned`
+finds what a driver holds that no row owns (``system check``).
 """
 
 import hashlib
@@ -25,6 +34,9 @@ TARSPLIT_SCHEMA = """CREATE TABLE IF NOT EXISTS layer_tarsplit (
 )"""
 SCRATCH_SCHEMA = """CREATE TABLE IF NOT EXISTS scratch_layers (
     id TEXT PRIMARY KEY                 -- driver id of a builder step's short-lived rw layer
+)"""
+STAGED_SCHEMA = """CREATE TABLE IF NOT EXISTS staged_layers (
+    id TEXT PRIMARY KEY                 -- driver id of a layer being written or removed: no record owns it
 )"""
 
 log = logging.getLogger("dockyard.layers")
@@ -50,6 +62,7 @@ class LayerStore:
         with store.tx() as db:
             db.execute(TARSPLIT_SCHEMA)
             db.execute(SCRATCH_SCHEMA)
+            db.execute(STAGED_SCHEMA)
 
     @property
     def driver_name(self):
@@ -70,7 +83,8 @@ class LayerStore:
         An existing layer with the same chain is reused.  The tar must hash to
         ``diff_id`` (checked before anything is created: a mismatch leaves nothing
         behind).  On any failure the new driver layer is removed again, so nothing
-        half-written remains.
+        half-written remains; a daemon killed meanwhile leaves a staged id that
+        the next start removes.
         """
         chain = chain_id(parent_chain, diff_id)
         with self._lock:
@@ -82,8 +96,10 @@ class LayerStore:
                 raise StorageError(f"layer tar does not match its diff ID: expected {diff_id}, "
                                    f"the tar's sha256 is {actual}")
             new_id = secrets.token_hex(32)
-            self.hook.storage_create(id=new_id, parent=parent_id)
+            with self.store.tx() as db:
+                db.execute("INSERT INTO staged_layers (id) VALUES (?)", (new_id,))
             try:
+                self.hook.storage_create(id=new_id, parent=parent_id)
                 with open(tar_path, "rb") as stream:
                     size = self.hook.storage_apply_diff(id=new_id, parent=parent_id, stream=stream)
                 with self.store.tx() as db:
@@ -95,8 +111,9 @@ class LayerStore:
                     )
                     if split is not None:
                         db.execute("INSERT INTO layer_tarsplit(chain_id, data) VALUES (?,?)", (chain, split))
+                    db.execute("DELETE FROM staged_layers WHERE id=?", (new_id,))
             except BaseException:
-                self.hook.storage_remove(id=new_id)
+                self._discard(new_id, quiet=True)
                 raise
         return chain
 
@@ -135,9 +152,7 @@ class LayerStore:
             users = self._users(chain)
             if users:
                 raise Conflict(f"layer {chain} is in use by {', '.join(users)}: remove those first")
-            self.hook.storage_remove(id=row["driver_id"])
-            with self.store.tx() as db:
-                db.execute("DELETE FROM layers WHERE chain_id=?", (chain,))
+            self._retire(row)
 
     def release(self, top):
         """Remove ``top`` and its ancestors while no image, layer or container uses them."""
@@ -146,10 +161,72 @@ class LayerStore:
                 row = self.get(top)
                 if row is None or self._in_use(top):
                     return
-                self.hook.storage_remove(id=row["driver_id"])
-                with self.store.tx() as db:
-                    db.execute("DELETE FROM layers WHERE chain_id=?", (top,))
+                self._retire(row)
                 top = row["parent"]
+
+    def _retire(self, row):
+        """Drop the record of layer ``row`` and stage its driver id in one
+        transaction, then remove the driver layer: a crash in between leaves a
+        staged id, never a record without its layer.  With no room left for
+        that transaction, the layer goes first to make room for the deletion."""
+        try:
+            with self.store.tx() as db:
+                db.execute("DELETE FROM layers WHERE chain_id=?", (row["chain_id"],))
+                db.execute("INSERT OR IGNORE INTO staged_layers (id) VALUES (?)", (row["driver_id"],))
+        except Exception as exc:
+            if full_disk_code(exc) is None:
+                raise
+            self.hook.storage_remove(id=row["driver_id"])
+            with self.store.tx() as db:
+                db.execute("DELETE FROM layers WHERE chain_id=?", (row["chain_id"],))
+            return
+        self._discard(row["driver_id"])
+
+    def _discard(self, driver_id, quiet=False):
+        """Remove staged layer ``driver_id``, then its row (in this order: on a
+        full disk the removal frees the room the row's deletion needs).  What
+        fails stays staged for the next start; ``quiet``: log it, raise nothing
+        (the caller is already raising)."""
+        try:
+            self.hook.storage_remove(id=driver_id)
+            with self.store.tx() as db:
+                db.execute("DELETE FROM staged_layers WHERE id=?", (driver_id,))
+        except Exception as exc:
+            if not quiet:
+                raise
+            log.warning("layer %s stays staged, for the next start to remove: %s", driver_id, exc)
+
+    def sweep_staged(self):
+        """Remove the layers a daemon that died was writing or removing (at
+        start, before the first request); return how many went."""
+        gone = 0
+        for row in self.store.query("SELECT id FROM staged_layers"):
+            if self.store.one("SELECT 1 FROM layers WHERE driver_id=?", row["id"]) is not None:
+                with self.store.tx() as db:  # recorded after all: the row is stale
+                    db.execute("DELETE FROM staged_layers WHERE id=?", (row["id"],))
+                continue
+            try:
+                self._discard(row["id"])
+                gone += 1
+            except Exception as exc:
+                log.warning("could not remove the staged layer %s: %s", row["id"], exc)
+        return gone
+
+    def unowned(self):
+        """Driver ids the storage driver holds that no layer, container, build
+        step or staged write owns (sorted), or ``None`` if the driver cannot list
+        its layers (the optional ``storage_layers`` hook).  Rows are written
+        before a driver layer is made and dropped after it is removed, so the
+        driver is listed before the records are read and once more after: a
+        layer created or removed meanwhile is not taken for an orphan."""
+        before = self.hook.storage_layers()
+        if before is None:
+            return None
+        owned = set()
+        for sql in ("SELECT driver_id AS id FROM layers", "SELECT id FROM containers",
+                    "SELECT id FROM scratch_layers", "SELECT id FROM staged_layers"):
+            owned.update(row["id"] for row in self.store.query(sql))
+        return sorted((set(before) - owned) & set(self.hook.storage_layers() or ()))
 
     def _in_use(self, chain):
         return bool(self._users(chain))
