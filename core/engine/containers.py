@@ -367,6 +367,7 @@ class Containers:
         for rec in self.all():
             cid = rec["Id"]
             if not rec["State"]["Running"]:
+                self._release_leftovers(rec)
                 if rec["HostConfig"].get("AutoRemove") and rec["State"]["Status"] == "exited":
                     self.remove(cid, force=True, volumes=True)
                 continue
@@ -384,6 +385,30 @@ class Containers:
                 self._watch(cid, rec["State"]["Pid"])
             else:
                 self._exited(cid, state or {"exit_code": 255, "error": "container state lost"})
+
+    def _release_leftovers(self, rec):
+        """A stopped container at daemon start.  A daemon killed while starting it
+        left what a start takes (the rootfs mount, the network namespace with
+        its veths, addresses, /dev/shm, volume uses, maybe a process the record
+        never heard of) and a record that says it is not running: let all of it
+        go now, not at the user's next ``rm``.  Idempotent: for a container that
+        stopped cleanly there is nothing to release."""
+        cid = rec["Id"]
+        settings = json.dumps(rec.get("NetworkSettings"), sort_keys=True)
+        state = self.exec.exec_restore(id=cid)
+        if state and state.get("status") == "running":
+            log.warning("container %s runs, but its start was never recorded: stopping it", cid[:12])
+            try:
+                self.exec.exec_kill(id=cid, signal=signals.SIGKILL)
+                self.exec.exec_wait(id=cid, timeout=10)
+            except Exception:
+                log.exception("stopping the unrecorded process of %s failed", cid[:12])
+        self._release(rec)
+        if self.store.one("SELECT 1 FROM ip_allocations WHERE owner=? LIMIT 1", cid):
+            with self.store.tx() as db:  # addresses allocated before the record named them
+                db.execute("DELETE FROM ip_allocations WHERE owner=?", (cid,))
+        if json.dumps(rec.get("NetworkSettings"), sort_keys=True) != settings:
+            self.save(rec)
 
     # signals -----------------------------------------------------------------
     def kill(self, ref, sig="SIGKILL"):
