@@ -29,7 +29,7 @@ import attrs
 from ..dockerignore import Matcher, read_patterns
 from ..engine.commit import new_image
 from ..engine.images import open_uncompressed
-from ..errors import DockyardError, ImageNotFound, InvalidParameter
+from ..errors import DockyardError, ImageNotFound, InvalidParameter, no_space
 from . import layersteps
 from .buildargs import BuildArgs
 from .cache import BuildCache
@@ -77,15 +77,16 @@ def build(eng, body_path, opts, progress, cancel=None):
     """Build from the context tar at ``body_path``; returns the final image id.
     ``progress(msg)`` receives the JSON stream messages."""
     tmp = os.path.join(eng.data_root, "tmp")
-    os.makedirs(tmp, exist_ok=True)
-    ctx = tempfile.mkdtemp(prefix="build-", dir=tmp)
-    try:
-        with open_uncompressed(body_path) as fh:
-            extract_context(_Padded(fh), ctx)
-        text = read_dockerfile(ctx, opts.dockerfile)
-        return Builder(eng, opts, ctx, progress, cancel).run(text)
-    finally:
-        shutil.rmtree(ctx, ignore_errors=True)
+    with no_space("build", eng.data_root):
+        os.makedirs(tmp, exist_ok=True)
+        ctx = tempfile.mkdtemp(prefix="build-", dir=tmp)
+        try:
+            with open_uncompressed(body_path) as fh:
+                extract_context(_Padded(fh), ctx)
+            text = read_dockerfile(ctx, opts.dockerfile)
+            return Builder(eng, opts, ctx, progress, cancel).run(text)
+        finally:
+            shutil.rmtree(ctx, ignore_errors=True)
 
 
 class _Padded:

@@ -27,7 +27,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass, field
 
-from ..errors import InvalidParameter
+from ..errors import InvalidParameter, no_space
 from . import distribution, reference
 from .content import DigestMismatch, digest_of
 from .images import copy_hashing
@@ -276,13 +276,14 @@ def _extract_layer(images, arc, layer, out_path):
 
 def load(images, path):
     """Load the archive at ``path``; returns Docker's ``Loaded image`` lines.
-    All or nothing (see the module docstring)."""
+    All or nothing (see the module docstring); a full disk is :class:`NoSpace`,
+    not a corrupt archive."""
     arc = Archive(path)
     try:
         plan = read_plan(arc)
         if not plan:
             raise InvalidParameter("the archive holds no image")
-        with images.lock:
+        with images.lock, no_space("load", images.data_root):
             return _apply(images, arc, plan)
     finally:
         arc.close()

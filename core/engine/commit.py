@@ -14,7 +14,7 @@ import hashlib
 import os
 
 from .. import __version__
-from ..errors import InvalidParameter
+from ..errors import InvalidParameter, no_space
 from ..fdwalk import Tree
 from ..tarsplit import scan_entries
 from ..tarwriter import TarWriter
@@ -145,14 +145,15 @@ def commit(eng, container, repo=None, tag=None, comment="", author="", changes=(
     rec = eng.containers.get(cid)
     image_id = rec["Image"]
     parent_top = eng.images.get(image_id)["top_layer"]
-    path, diff_id = diff_layer(eng, cid, parent_top, pause)
-    try:
-        new_id = new_image(eng, image_id, merge(user, rec["Config"]),
-                           {"created_by": " ".join(rec["Config"].get("Cmd") or [])}, diff=(path, diff_id),
-                           container=cid, container_config=rec["Config"], author=author, comment=comment,
-                           ref=ref_n)
-    finally:
-        os.unlink(path)
+    with no_space("commit", eng.data_root):
+        path, diff_id = diff_layer(eng, cid, parent_top, pause)
+        try:
+            new_id = new_image(eng, image_id, merge(user, rec["Config"]),
+                               {"created_by": " ".join(rec["Config"].get("Cmd") or [])}, diff=(path, diff_id),
+                               container=cid, container_config=rec["Config"], author=author, comment=comment,
+                               ref=ref_n)
+        finally:
+            os.unlink(path)
     eng.emit("container", "commit", cid, {"comment": comment, "imageID": new_id, "imageRef": ref_n or "",
                                           "name": rec["Name"].lstrip("/")})
     return new_id

@@ -45,11 +45,14 @@ config_bytes, layers, index_bytes=None, index_media_type=None) -> image id``
 """
 
 import json
+import logging
 
-from ..errors import ImageNotFound, InvalidParameter, StorageError
+from ..errors import ImageNotFound, InvalidParameter, StorageError, no_space
 from . import distribution, reference
 from .content import DigestMismatch, digest_of
 from .layers import chain_id
+
+log = logging.getLogger("dockyard.images")
 
 
 def _repository(repo):
@@ -94,7 +97,7 @@ def add_from_registry(images, repo, tag, manifest_bytes, manifest_media_type, co
         if manifest.digest not in [e.digest for e in entries]:
             raise InvalidParameter(f"manifest {manifest.digest} is not in index {index_digest}")
     image_id = manifest.config.digest
-    with images.lock:
+    with images.lock, no_space("pull", images.data_root):
         new_chains, new_blobs = [], []
         try:
             parent = None
@@ -130,8 +133,14 @@ def add_from_registry(images, repo, tag, manifest_bytes, manifest_media_type, co
 
 
 def _undo(images, chains, blobs):
+    """Remove what a failed pull or load added.  Best effort: the caller raises
+    the failure itself, and a layer that cannot go now stays staged or recorded
+    for the next start or ``rmi``."""
     for chain in reversed(chains):
-        images.layers.release(chain)
+        try:
+            images.layers.release(chain)
+        except Exception:
+            log.exception("undoing layer %s failed", chain)
     for digest in blobs:
         recorded = images.store.one("SELECT 1 FROM images WHERE id=? UNION SELECT 1 FROM repo_digests WHERE digest=?",
                                     digest, digest)

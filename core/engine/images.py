@@ -40,7 +40,7 @@ import threading
 import zlib
 from datetime import datetime, timezone
 
-from ..errors import ImageNotFound, InvalidParameter
+from ..errors import ImageNotFound, InvalidParameter, no_space
 from . import changes as changes_mod
 from . import reference
 from .content import ContentStore, digest_of
@@ -113,15 +113,18 @@ def open_uncompressed(path):
 
 def copy_hashing(src, out):
     """Copy ``src`` to ``out``; returns ``sha256:...`` of the bytes copied.
-    A decompression failure is a clear "corrupt or truncated" error."""
+    A decompression failure is a clear "corrupt or truncated" error; a failed
+    write (a full disk) is not the archive's fault and passes unchanged."""
     digest = hashlib.sha256()
-    try:
-        while chunk := src.read(1 << 20):
-            digest.update(chunk)
-            out.write(chunk)
-    except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
-        raise InvalidParameter(f"archive is corrupt or truncated: {exc}") from None
-    return "sha256:" + digest.hexdigest()
+    while True:
+        try:
+            chunk = src.read(1 << 20)
+        except (OSError, EOFError, lzma.LZMAError, zlib.error) as exc:
+            raise InvalidParameter(f"archive is corrupt or truncated: {exc}") from None
+        if not chunk:
+            return "sha256:" + digest.hexdigest()
+        digest.update(chunk)
+        out.write(chunk)
 
 
 class ImageStore:
@@ -129,6 +132,7 @@ class ImageStore:
         self.store = store
         self.layers = layers
         self.tmpdir = tmpdir
+        self.data_root = os.path.dirname(os.path.abspath(tmpdir))  # named by a full disk's error
         self.emit = emit or (lambda *a: None)
         self.content = content or ContentStore(os.path.join(os.path.dirname(os.path.abspath(tmpdir)), "content"))
         self.lock = threading.RLock()
@@ -214,11 +218,17 @@ class ImageStore:
     def add_raw(self, raw, top_layer, parent=None, db=None):
         """Store config bytes ``raw`` (the blob first, then the row) for an image
         whose layers exist; returns its id.  With ``db``, inside that transaction."""
+        known = self.content.has(digest_of(raw))
         image_id = self.content.put(raw)
         created = json.loads(raw).get("created") or now_iso()
         if db is None:
-            with self.store.tx() as tx:
-                self._insert(tx, image_id, raw, top_layer, created, parent)
+            try:
+                with self.store.tx() as tx:
+                    self._insert(tx, image_id, raw, top_layer, created, parent)
+            except BaseException:
+                if not known:  # no row names the blob: it goes too
+                    self.content.delete(image_id)
+                raise
         else:
             self._insert(db, image_id, raw, top_layer, created, parent)
         return image_id
@@ -240,6 +250,12 @@ class ImageStore:
         if ref_n and "@" in ref_n:
             raise InvalidParameter(f"refusing to import as a digest reference: {ref}")
         config = changes_mod.apply({}, changes)
+        with no_space("import", self.data_root):
+            image_id = self._import(src_path, ref_n, config, message)
+        self.emit("image", "import", image_id, {"name": ref_n or image_id})
+        return image_id
+
+    def _import(self, src_path, ref_n, config, message):
         fd, plain = self.spool_path()
         try:
             with os.fdopen(fd, "wb") as out, open_uncompressed(src_path) as src:
@@ -251,18 +267,24 @@ class ImageStore:
                 "config": config, "rootfs": {"type": "layers", "diff_ids": [diff_id]},
                 "history": [{"created": created, "comment": comment}],
             }
+            raw = json.dumps(image, separators=(",", ":"), sort_keys=True).encode()
             with self.lock:
                 top = self.layers.register(plain, diff_id, None)
+                known = self.content.has(digest_of(raw))
                 try:
-                    image_id = self.add(image, top)
+                    with self.store.tx() as db:  # the image and its tag, or neither
+                        image_id = self.add_raw(raw, top, db=db)
+                        if ref_n:
+                            self._tag(db, image_id, ref_n)
                 except BaseException:
                     self.layers.release(top)
+                    if not known:
+                        self.content.delete(digest_of(raw))
                     raise
-                if ref_n:
-                    self.tag(image_id, ref_n)
         finally:
             os.unlink(plain)
-        self.emit("image", "import", image_id, {"name": ref_n or image_id})
+        if ref_n:
+            self.emit("image", "tag", image_id, {"name": ref_n})
         return image_id
 
     # names ----------------------------------------------------------------

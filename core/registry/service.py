@@ -25,7 +25,7 @@ import re
 import threading
 from contextlib import contextmanager
 
-from ..errors import InvalidParameter
+from ..errors import InvalidParameter, no_space
 from . import names
 from .auth import Credentials
 from .progress import Progress
@@ -135,7 +135,8 @@ class Registry:
         want = parse_platform(platform) if platform else None
         session = self.session(name.domain, auth)
         try:
-            return Puller(self, session, name, _progress(progress), cancel, want).run()
+            with no_space("pull", self.engine.data_root):  # the blobs, the layers, the records
+                return Puller(self, session, name, _progress(progress), cancel, want).run()
         finally:
             session.close()
 
@@ -146,7 +147,8 @@ class Registry:
         name = names.parse(ref, tag)
         session = self.session(name.domain, auth)
         try:
-            return Pusher(self, session, name, _progress(progress), cancel).run()
+            with no_space("push", self.engine.data_root):  # the compressed layers it keeps
+                return Pusher(self, session, name, _progress(progress), cancel).run()
         finally:
             session.close()
 
