@@ -32,6 +32,8 @@ def _int(field, value, lo=None, hi=None, unset=()):
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise _bad(field, value, "not an integer")
+    if not -2 ** 63 <= value < 2 ** 63:  # the kernel parses with simple_strtoull: a bigger number wraps
+        raise _bad(field, value, "does not fit in an int64")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         rng = f"{lo}..{hi}" if hi is not None else f">= {lo}"
         raise _bad(field, value, f"must be {rng}")

@@ -10,7 +10,7 @@ import subprocess
 
 from ..errors import Conflict, ExecError, InvalidParameter
 from ..fdwalk import Tree
-from . import ocispec, restart
+from . import ocispec, restart, verify
 from .containers import NAME_RE
 from .imageremove import label_match, parse_timestamp
 from .images import unix_time
@@ -116,6 +116,7 @@ def _live_resources(new, changed):
     """The part of ``linux.resources`` the changed fields make (validated as at
     create, with Docker's messages)."""
     try:
+        verify.bounds(new)
         full = ocispec.linux_resources(new)
     except ValueError as exc:
         raise InvalidParameter(f"Cannot update container: {exc}") from None

@@ -24,7 +24,7 @@ from ..errors import (
     InvalidParameter,
     NotFound,
 )
-from . import bundle, modes, mountpoints, names, shm
+from . import bundle, modes, mountpoints, names, shm, verify
 from .endpoints import parse_ports
 from .health import merged as merged_healthcheck
 from .restart import restart_container
@@ -147,6 +147,7 @@ class Containers:
             raise InvalidParameter("config: an image is required (the Image field is empty)")
         if name is not None and name != "" and not NAME_RE.match(name):
             raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        verify.container_settings(body)  # moby's create-time checks: nothing is made for a bad config
         host = dict(body.get("HostConfig") or {})
         validate_restart_policy(host)
         try:

@@ -129,7 +129,7 @@ def _memory(host):
     reservation = num(host, "MemoryReservation")
     swappiness = num(host, "MemorySwappiness", None)
     if memory > 0 and swap == 0:
-        swap = 2 * memory  # Docker's default: as much swap as memory
+        swap = min(2 * memory, 2 ** 63 - 1)  # Docker's default: as much swap as memory (an int64)
     if memory != 0 and memory < MIN_MEMORY:
         raise ValueError("Minimum memory limit allowed is 6MB")
     if memory > 0 and 0 < swap < memory:
