@@ -42,6 +42,7 @@ else:  # in a shim: the kit's directory is on sys.path
 MAX_LINE = 16 * 1024  # like Docker, longer lines are split into several entries
 PARTIAL_FLUSH = 0.05  # seconds of quiet before a line without newline is logged
 READ_SIZE = 65536
+STDIN_HIGH = 1 << 20  # stdin bytes the process has not read yet, past which writers wait
 
 
 class StartError(Exception):
@@ -238,6 +239,7 @@ class Loop:
         self.outputs = dict(stdio.outputs)
         self.clients = {}  # fd -> [socket, header buffer, role]
         self.pending = b""  # stdin bytes not yet written
+        self.stdin_paused = False  # stdin writers unregistered: the process reads slower than they write
         self.writers = 0
         self.stdin_closed = False
         self.poller = select.poll()
@@ -345,6 +347,8 @@ class Loop:
             self._reply(conn, "ok")
             self.clients[fd][2] = "stdin"
             self.writers += 1
+            if self.stdin_paused:
+                self.poller.unregister(fd)
             if rest:
                 self._write_stdin(rest)
         elif len(words) == 3 and words[0] == "resize" and words[1].isdigit() and words[2].isdigit():
@@ -363,7 +367,10 @@ class Loop:
 
     def _drop(self, fd):
         conn, _, role = self.clients.pop(fd)
-        self.poller.unregister(fd)
+        try:
+            self.poller.unregister(fd)
+        except KeyError:
+            pass  # a stdin writer waiting for the process to read
         conn.close()
         if role == "stdin":
             self.writers -= 1
@@ -392,6 +399,22 @@ class Loop:
                 self.poller.unregister(fd)
             except KeyError:
                 pass
+        self._pace_writers()
+
+    def _pace_writers(self):
+        """Back-pressure: while more than :data:`STDIN_HIGH` bytes wait for the
+        process to read them, the stdin writers' sockets are not polled, so a
+        client cannot grow the shim's memory faster than the process reads."""
+        paused = len(self.pending) >= STDIN_HIGH and not self.stdin_closed
+        if paused == self.stdin_paused:
+            return
+        self.stdin_paused = paused
+        for fd, (_, _, role) in self.clients.items():
+            if role == "stdin":
+                if paused:
+                    self.poller.unregister(fd)
+                else:
+                    self.poller.register(fd, select.POLLIN)
 
     def _close_stdin(self):
         if self.stdin_closed or self.stdio.stdin_w is None or self.stdio.terminal:
@@ -409,6 +432,7 @@ class Loop:
             pass
         os.close(self.stdio.stdin_w)
         self.stdin_closed = True
+        self._pace_writers()  # writers left read on, into nothing
 
 
 def listen(state_dir):
