@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from aiohttp import web
 
 from .. import __version__
-from ..errors import DockyardError, InvalidParameter
+from ..errors import DockyardError, InvalidParameter, NoSpace, full_disk_code
 from ..engine.containers import NotModified
 
 API_VERSION = "1.41"
@@ -23,6 +23,8 @@ log = logging.getLogger("dockyard.api")
 ENGINE = web.AppKey("engine", object)
 HUB = web.AppKey("hub", object)
 POOL = web.AppKey("pool", object)
+#: the threads that read the store for list answers (see listing.py)
+LIST_POOL = web.AppKey("list_pool", object)
 _VERSIONED = re.compile(r"^/v(?P<v>[0-9]+\.[0-9]+)(?P<rest>/.*)$")
 
 
@@ -53,10 +55,10 @@ class EventHub:
         self.listeners.discard(queue)
 
 
-async def blocking(request, fn, *args, **kwargs):
-    """Run a blocking engine call on the daemon's pool."""
+async def blocking(request, fn, *args, pool=POOL, **kwargs):
+    """Run a blocking engine call on the daemon's pool (or the one ``pool`` names)."""
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(request.app[POOL], lambda: fn(*args, **kwargs))
+    return await loop.run_in_executor(request.app[pool], lambda: fn(*args, **kwargs))
 
 
 def engine(request):
@@ -87,13 +89,19 @@ async def docker_errors(request, handler):
         resp = error(exc.status, str(exc))
     except json.JSONDecodeError as exc:
         resp = error(400, f"invalid JSON in request body: {exc}")
+    except web.HTTPRequestEntityTooLarge as exc:  # aiohttp's own bound (client_max_size)
+        resp = error(413, exc.text)
     except web.HTTPException:
         raise
     except asyncio.CancelledError:
         raise
-    except Exception as exc:  # a bug: say so, keep serving
-        log.exception("%s %s failed", request.method, request.path)
-        resp = error(500, f"internal error: {type(exc).__name__}: {exc}")
+    except Exception as exc:  # a bug: say so, keep serving (a full disk is no bug: say so)
+        if full_disk_code(exc) is not None:
+            full = NoSpace(f"{request.method} {m.group('rest') if m else request.path}", engine(request).data_root)
+            resp = error(full.status, str(full))
+        else:
+            log.exception("%s %s failed", request.method, request.path)
+            resp = error(500, f"internal error: {type(exc).__name__}: {exc}")
     if not resp.prepared:
         resp.headers["Api-Version"] = API_VERSION
         resp.headers["Server"] = f"Dockyard/{__version__} (linux)"
@@ -117,9 +125,13 @@ def make_app(eng):
     from . import (archive_api, build_api, containers_api, containers_more_api, events_api, exec_api, images_api,
                    networks_api, registry_api, storage_api, swarm_api, system_api, system_more_api, volumes_api)
 
-    app = web.Application(middlewares=[docker_errors], client_max_size=0)
+    from .bodies import JSON_LIMIT
+
+    # a body is read whole only through bodies.json_body; this bounds any other reader too
+    app = web.Application(middlewares=[docker_errors], client_max_size=JSON_LIMIT)
     app[ENGINE] = eng
     app[POOL] = ThreadPoolExecutor(max_workers=64, thread_name_prefix="api")
+    app[LIST_POOL] = ThreadPoolExecutor(max_workers=2, thread_name_prefix="list")
 
     async def on_startup(app):
         hub = EventHub(asyncio.get_running_loop())
@@ -129,6 +141,7 @@ def make_app(eng):
     async def on_cleanup(app):
         eng.unsubscribe(app[HUB])
         app[POOL].shutdown(wait=False, cancel_futures=True)
+        app[LIST_POOL].shutdown(wait=False, cancel_futures=True)
 
     app.on_startup.append(on_startup)
     app.on_cleanup.append(on_cleanup)
@@ -147,21 +160,51 @@ def qbool(request, name, default=False):
     return value.lower() in ("1", "true", "yes")
 
 
-def qint(request, name, default=None):
+def qint(request, name, default=None, lo=-2 ** 63, hi=2 ** 63 - 1):
+    """An integer query parameter within ``lo``..``hi`` (by default Go's int, as
+    dockerd's ``strconv.Atoi``); anything else is a 400 naming the parameter."""
     value = request.query.get(name)
     if value in (None, ""):
         return default
     try:
-        return int(value)
+        number = int(value.strip(), 10)
     except ValueError:
-        raise InvalidParameter(f"invalid value for {name}: {value!r} (an integer is expected)") from None
+        raise InvalidParameter(f"invalid value for {name}: {value[:64]!r} (an integer is expected)") from None
+    if not lo <= number <= hi:
+        raise InvalidParameter(f"invalid value for {name}: {value[:64]} is out of range ({lo} to {hi})")
+    return number
 
 
-async def json_body(request):
-    raw = await request.read()
-    if not raw:
-        return {}
-    return json.loads(raw)
+def qfloat(request, name, default=0.0):
+    """A number query parameter (``since``/``until`` of logs: seconds, maybe with a fraction)."""
+    value = request.query.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        number = float("nan")
+    if number != number or number in (float("inf"), float("-inf")):
+        raise InvalidParameter(f"invalid value for {name}: {value[:64]!r} (a number is expected)")
+    return number
+
+
+def qfilters(request):
+    """``filters`` (``{"key": ["v"]}`` or the legacy ``{"key": {"v": true}}``) → ``{"key": ["v"]}``;
+    any other shape is a 400, as dockerd's ``filters.FromJSON``."""
+    from .bodies import json_query
+
+    out = {}
+    for key, wanted in json_query(request, "filters", dict).items():
+        if isinstance(wanted, dict) and all(isinstance(v, bool) for v in wanted.values()):
+            values = [v for v, on in wanted.items() if on]
+        elif isinstance(wanted, list) and all(isinstance(v, str) for v in wanted):
+            values = list(wanted)
+        else:
+            raise InvalidParameter(f"invalid filter '{key}': a list of strings or an object of booleans "
+                                   "is expected")
+        out[key] = values
+    return out
 
 
 async def spool_body(request, eng, suffix):

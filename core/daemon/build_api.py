@@ -8,32 +8,18 @@ Docker's JSON messages.  A bad query (tag, JSON of ``buildargs``/``labels``,
 """
 
 import base64
-import json
 import os
 
 from ..builder.build import BuildOptions, build
 from ..engine import reference
 from ..errors import InvalidParameter
 from .app import engine, qbool, qint, spool_body
+from . import schema
+from .bodies import json_query, loads
 from .jsonstream import stream_json
 
 _RESOURCES = {"shmsize": "ShmSize", "memory": "Memory", "memswap": "MemorySwap", "cpushares": "CpuShares",
               "cpuperiod": "CpuPeriod", "cpuquota": "CpuQuota"}
-
-
-def _json_query(request, name, kind):
-    raw = request.query.get(name)
-    if not raw:
-        return kind()
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise InvalidParameter(f"invalid JSON in {name}: {raw!r}") from None
-    if value is None:
-        return kind()
-    if not isinstance(value, kind):
-        raise InvalidParameter(f"{name} must be a JSON {'object' if kind is dict else 'array'}")
-    return value
 
 
 def _registry_config(header):
@@ -44,11 +30,15 @@ def _registry_config(header):
 
     raw = header.strip()
     try:
-        data = json.loads(base64.b64decode(raw.replace("-", "+").replace("_", "/") + "=" * (-len(raw) % 4)) or b"{}")
+        data = base64.b64decode(raw.replace("-", "+").replace("_", "/") + "=" * (-len(raw) % 4)) or b"{}"
     except ValueError:
         raise InvalidParameter("X-Registry-Config is not base64-encoded JSON") from None
+    data = loads(data, "the X-Registry-Config header")
     if not isinstance(data, dict):
         raise InvalidParameter("X-Registry-Config must encode a JSON object")
+    for value in data.values():
+        if isinstance(value, dict):
+            schema.check("SystemAuth", value)
     return {registry_host(k): v for k, v in data.items() if isinstance(v, dict)}
 
 
@@ -68,12 +58,12 @@ def options(request, eng):
         if "@" in ref:
             raise InvalidParameter(f"refusing to tag with a digest reference: {t}")
         tags.append(ref)
-    buildargs = _json_query(request, "buildargs", dict)
-    labels = _json_query(request, "labels", dict)
+    buildargs = json_query(request, "buildargs", dict)
+    labels = json_query(request, "labels", dict)
     for name, value in list(buildargs.items()) + list(labels.items()):
         if value is not None and not isinstance(value, str):
             raise InvalidParameter(f"build arg and label values must be strings: {name}={value!r}")
-    _json_query(request, "cachefrom", list)  # accepted; the classic builder's local cache is used
+    json_query(request, "cachefrom", list)  # accepted; the classic builder's local cache is used
     mode = q.get("networkmode") or "default"
     eng.network_mode(mode)  # an unknown network is refused before the build starts
     host = {"NetworkMode": mode}

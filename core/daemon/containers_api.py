@@ -6,19 +6,26 @@ import json
 
 from aiohttp import web
 
+from ..engine import container_list
 from ..errors import Conflict, ExecError, InvalidParameter, NotFound
 from . import streams, views
-from .app import HUB, blocking, engine, json_body, qbool, qint
+from .app import HUB, blocking, engine, qbool, qfilters, qfloat, qint
+from .bodies import json_body
+from .listing import Raw, json_array
 
 POLL = 0.02  # seconds between looks at a followed log
 # The docker SDK reads the head of a hijacked answer through a buffer and then
 # switches to the raw socket: output that arrives together with the head is lost.
 # What could be ready at once (exec output, attach's logs) waits this long.
 HIJACK_GRACE = 0.05
+#: ``t`` of stop/restart: seconds to wait; more than Python can wait for is forever anyway
+MAX_TIMEOUT = 2 ** 31 - 1
+#: stdin bytes of a hijacked connection held for a process that does not read yet
+STDIN_BUFFER = 1 << 20
 
 
 async def create(request):
-    body = await json_body(request)
+    body = await json_body(request, "ContainerCreate")
     eng = engine(request)
     cid = await blocking(request, eng.containers.create, body, request.query.get("name"))
     return web.json_response({"Id": cid, "Warnings": []}, status=201)
@@ -38,49 +45,20 @@ async def inspect(request):
 
 
 async def list_(request):
-    eng = engine(request)
-    recs = await blocking(request, eng.containers.all)
-    show_all = qbool(request, "all")
-    try:
-        filters = json.loads(request.query.get("filters") or "{}")
-    except ValueError:
-        raise InvalidParameter("invalid filters: not JSON") from None
-    out = []
-    for rec in sorted(recs, key=lambda r: r["Created"], reverse=True):
-        if not show_all and not (rec["State"]["Running"] or rec["State"].get("Restarting")):
-            continue
-        if not _matches(rec, filters):
-            continue
-        out.append(views.container_summary(rec))
-    limit = qint(request, "limit", -1)
-    if limit and limit > 0:
-        out = out[:limit]
-    return web.json_response(out)
+    """Streamed, one container at a time; filters run in the store and labels go
+    out as the store holds them (:mod:`dockyard.engine.container_list`)."""
+    store = engine(request).containers.store
+    show_all, filters, limit = qbool(request, "all"), qfilters(request), qint(request, "limit", -1)
+    container_list.check_filters(filters)
 
+    def summaries():
+        for rec in container_list.records(store, show_all, filters, limit):
+            summary = views.container_summary(rec)
+            del summary["Labels"]
+            head = json.dumps(summary)[:-1] + ', "Labels": '
+            yield Raw([head.encode(), container_list.labels_json(store, rec).encode(), b"}"])
 
-def _matches(rec, filters):
-    for key, wanted in filters.items():
-        values = list(wanted) if not isinstance(wanted, dict) else [k for k, v in wanted.items() if v]
-        if key == "status" and rec["State"]["Status"] not in values:
-            return False
-        if key == "name" and not any(v.lstrip("/") in rec["Name"] for v in values):
-            return False
-        if key == "id" and not any(rec["Id"].startswith(v) for v in values):
-            return False
-        if key == "label":
-            labels = rec["Config"].get("Labels") or {}
-            for v in values:
-                k, sep, val = v.partition("=")
-                if k not in labels or (sep and labels[k] != val):
-                    return False
-        if key == "exited" and str(rec["State"]["ExitCode"]) not in values or (
-                key == "exited" and rec["State"]["Status"] != "exited"):
-            return False
-        if key == "health" and (rec["State"].get("Health") or {}).get("Status", "none") not in values:
-            return False
-        if key not in ("status", "name", "id", "label", "exited", "health"):
-            raise InvalidParameter(f"invalid filter '{key}'")
-    return True
+    return await json_array(request, summaries)
 
 
 async def kill(request):
@@ -91,13 +69,15 @@ async def kill(request):
 
 async def restart(request):
     eng = engine(request)
-    await blocking(request, eng.containers.restart, request.match_info["id"], qint(request, "t"))
+    await blocking(request, eng.containers.restart, request.match_info["id"],
+                   qint(request, "t", lo=-MAX_TIMEOUT, hi=MAX_TIMEOUT))
     return web.Response(status=204)
 
 
 async def stop(request):
     eng = engine(request)
-    await blocking(request, eng.containers.stop, request.match_info["id"], qint(request, "t"))
+    await blocking(request, eng.containers.stop, request.match_info["id"],
+                   qint(request, "t", lo=-MAX_TIMEOUT, hi=MAX_TIMEOUT))
     return web.Response(status=204)
 
 
@@ -186,7 +166,7 @@ async def logs(request):
         raise InvalidParameter("Bad parameters: you must choose at least one stream")
     tty = bool(rec["Config"].get("Tty"))
     flt = streams.LogFilter(out, err, qbool(request, "timestamps"),
-                            float(request.query.get("since") or 0), float(request.query.get("until") or 0), tty)
+                            qfloat(request, "since"), qfloat(request, "until"), tty)
     tail = request.query.get("tail", "all")
     try:
         tail_n = -1 if tail in ("all", "") else int(tail)
@@ -237,9 +217,37 @@ class _Hijacked(asyncio.Protocol):
         self._inner.resume_writing()
 
 
+class StdinQueue:
+    """The client's stdin on its way to the process, with back-pressure: once more
+    than :data:`STDIN_BUFFER` bytes wait (the process does not read, or has not
+    started), the connection is not read until it takes them, so a client cannot
+    make the daemon hold more than that."""
+
+    def __init__(self, transport):
+        self._queue, self._transport = asyncio.Queue(), transport
+        self._held, self._paused = 0, False
+
+    def put_nowait(self, data):
+        self._queue.put_nowait(data)
+        if data:
+            self._held += len(data)
+            if self._held > STDIN_BUFFER and not self._paused and self._transport is not None:
+                self._transport.pause_reading()
+                self._paused = True
+
+    async def get(self):
+        data = await self._queue.get()
+        if data:
+            self._held -= len(data)
+            if self._paused and self._held <= STDIN_BUFFER // 2:
+                self._paused = False
+                self._transport.resume_reading()
+        return data
+
+
 def hijack(request, stdin):
     """Take the connection over (see :class:`_Hijacked`); the stdin queue or None."""
-    sink = asyncio.Queue() if stdin else None
+    sink = StdinQueue(request.transport) if stdin else None
     if request.transport is not None:
         request.transport.set_protocol(_Hijacked(request.transport.get_protocol(), sink))
     return sink
@@ -326,12 +334,12 @@ async def attach(request):
 
 
 async def resize(request):
+    h, w = qint(request, "h", 0, 0, 65535), qint(request, "w", 0, 0, 65535)  # a struct winsize
     eng = engine(request)
     c = eng.containers
     rec = await blocking(request, lambda: c.get(c.resolve(request.match_info["id"])))
     if not rec["State"]["Running"]:
         raise Conflict(f"Container {rec['Id']} is not running")
-    h, w = qint(request, "h", 0), qint(request, "w", 0)
     if rec["Config"].get("Tty") and h and w:
         await blocking(request, eng.exec_slot.hook.exec_resize, id=rec["Id"], exec_id=None, height=h, width=w)
     return web.Response(status=200)

@@ -4,7 +4,8 @@
 from aiohttp import web
 
 from ..engine import container_ops
-from .app import blocking, engine, json_body
+from .app import blocking, engine
+from .bodies import json_body
 from .images_api import parse_filters
 
 
@@ -22,7 +23,7 @@ async def rename(request):
 
 async def update(request):
     eng = engine(request)
-    body = await json_body(request)
+    body = await json_body(request, "ContainerUpdate")
     warnings = await blocking(request, container_ops.update, eng, request.match_info["id"], body)
     return web.json_response({"Warnings": warnings})
 

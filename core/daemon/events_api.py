@@ -15,15 +15,14 @@ from aiohttp import web
 from ..engine.events import matches, normalize_filters, parse_time
 from ..errors import InvalidParameter
 from .app import engine
+from .bodies import json_query
 
 IDLE = 1.0  # seconds between looks at a quiet stream's connection and clock
 
 
 def _query(request):
+    raw = json_query(request, "filters", dict)
     try:
-        raw = json.loads(request.query.get("filters") or "{}")
-        if not isinstance(raw, dict):
-            raise ValueError("filters must be a JSON object")
         filters = normalize_filters(raw)
     except ValueError as exc:
         raise InvalidParameter(f"invalid filters: {exc}") from None

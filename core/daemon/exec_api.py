@@ -8,14 +8,16 @@ import asyncio
 
 from aiohttp import web
 
+from ..engine import verify
 from ..errors import DockyardError
 from . import streams
-from .app import blocking, engine, json_body, qint
+from .app import blocking, engine, qint
+from .bodies import json_body
 from .containers_api import HIJACK_GRACE, _follow, hijack, hijacked_response, pump_stdin
 
 
 async def create(request):
-    body = await json_body(request)
+    body = await json_body(request, "ContainerExec")
     eng = engine(request)
     eid = await blocking(request, eng.execs.create, request.match_info["id"], body)
     return web.json_response({"Id": eid}, status=201)
@@ -25,7 +27,8 @@ async def start(request):
     """Like Docker: the connection is hijacked first and the process started
     after, so a client reading the upgrade answer never finds output in it; a
     process that cannot start says why on the stream (and exits 126)."""
-    body = await json_body(request)
+    body = await json_body(request, "ExecStart")
+    verify.console_size(body.get("ConsoleSize"))
     eng = engine(request)
     execs = eng.execs
     eid = request.match_info["id"]
@@ -82,7 +85,7 @@ async def inspect(request):
 
 async def resize(request):
     eng = engine(request)
-    h, w = qint(request, "h", 0), qint(request, "w", 0)
+    h, w = qint(request, "h", 0, 0, 65535), qint(request, "w", 0, 0, 65535)  # a struct winsize
     if h and w:
         await blocking(request, eng.execs.resize, request.match_info["id"], h, w)
     return web.Response(status=201)

@@ -24,7 +24,9 @@ from ..engine import reference
 from ..engine.archive import select
 from ..engine.imageremove import label_match, users_of
 from ..errors import DockyardError, InvalidParameter
-from .app import blocking, engine, json_body, qbool, spool_body
+from .app import blocking, engine, qbool, qfilters, spool_body
+from .bodies import json_body
+from .listing import json_array
 
 log = logging.getLogger("dockyard.api.images")
 LIST_FILTERS = ("before", "since", "dangling", "label", "reference")
@@ -32,13 +34,7 @@ LIST_FILTERS = ("before", "since", "dangling", "label", "reference")
 
 def parse_filters(request):
     """``filters`` (``{"key": ["v"]}`` or the legacy ``{"key": {"v": true}}``)."""
-    try:
-        raw = json.loads(request.query.get("filters") or "{}")
-    except ValueError:
-        raise InvalidParameter("invalid filters: not JSON") from None
-    if not isinstance(raw, dict):
-        raise InvalidParameter("invalid filters: a JSON object is expected")
-    return {k: list(v) if not isinstance(v, dict) else [x for x, on in v.items() if on] for k, v in raw.items()}
+    return qfilters(request)
 
 
 # views ---------------------------------------------------------------------------
@@ -86,6 +82,11 @@ def _created_of(eng, ref):
 
 
 def list_images(eng, show_all, filters):
+    return list(iter_images(eng, show_all, filters))
+
+
+def iter_images(eng, show_all, filters):
+    """``docker images``' summaries, one at a time (checks the filters first)."""
     for key in filters:
         if key not in LIST_FILTERS:
             raise InvalidParameter(f"invalid filter '{key}'")
@@ -97,7 +98,6 @@ def list_images(eng, show_all, filters):
     since = [_created_of(eng, r) for r in filters.get("since", [])]
     labels = filters.get("label", [])
     refs = filters.get("reference", [])
-    out = []
     for row in eng.images.all():
         image_id = row["id"]
         created = _created(row)
@@ -119,13 +119,13 @@ def list_images(eng, show_all, filters):
                 continue  # an intermediate image
         elif dangling_only and tags:
             continue
-        out.append(summary(eng, row, tags, digests))
-    return out
+        yield summary(eng, row, tags, digests)
 
 
 async def images_list(request):
     eng = engine(request)
-    return web.json_response(await blocking(request, list_images, eng, qbool(request, "all"), parse_filters(request)))
+    show_all, filters = qbool(request, "all"), parse_filters(request)
+    return await json_array(request, lambda: iter_images(eng, show_all, filters))
 
 
 async def image_inspect(request):
@@ -302,7 +302,7 @@ async def commit(request):
     q = request.query
     if not q.get("container"):
         raise InvalidParameter("a container to commit is required (container=...)")
-    config = await json_body(request)
+    config = await json_body(request, "ImageCommit")
     image_id = await blocking(request, commit_mod.commit, eng, q["container"], repo=q.get("repo") or None,
                               tag=q.get("tag") or None, comment=q.get("comment", ""), author=q.get("author", ""),
                               changes=q.getall("changes", []), pause=qbool(request, "pause", True),

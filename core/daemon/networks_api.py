@@ -1,11 +1,12 @@
 """``/networks/*``: create, list, inspect, remove, connect, disconnect, prune."""
 
-import json
-
 from aiohttp import web
 
+from ..engine import container_list
 from ..errors import InvalidParameter
-from .app import blocking, engine, json_body
+from .app import blocking, engine, qfilters
+from .bodies import json_body
+from .listing import json_array
 
 
 def network_view(eng, net, containers=True):
@@ -18,11 +19,10 @@ def network_view(eng, net, containers=True):
            "Internal": net["internal"], "Attachable": net.get("attachable", False), "Ingress": False,
            "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": {},
            "Options": net["options"], "Labels": net["labels"]}
-    if containers:
-        for rec in eng.networks.containers_on(net):
-            s = rec["NetworkSettings"]["Networks"][net["name"]]
-            out["Containers"][rec["Id"]] = {
-                "Name": rec["Name"].lstrip("/"), "EndpointID": s.get("EndpointID", ""),
+    if containers:  # from the store's JSON, not whole records: one may hold megabytes of labels
+        for cid, name, s in container_list.on_network(eng.containers.store, net["name"]):
+            out["Containers"][cid] = {
+                "Name": name, "EndpointID": s.get("EndpointID", ""),
                 "MacAddress": s.get("MacAddress", ""),
                 "IPv4Address": f"{s['IPAddress']}/{s['IPPrefixLen']}" if s.get("IPAddress") else "",
                 "IPv6Address": ""}
@@ -30,11 +30,11 @@ def network_view(eng, net, containers=True):
 
 
 def _filters(request):
-    try:
-        raw = json.loads(request.query.get("filters") or "{}")
-    except ValueError:
-        raise InvalidParameter("invalid filters: not JSON") from None
-    return {k: list(v) if not isinstance(v, dict) else [x for x, on in v.items() if on] for k, v in raw.items()}
+    filters = qfilters(request)
+    for key in filters:
+        if key not in ("name", "id", "driver", "type", "label", "scope", "dangling"):
+            raise InvalidParameter(f"invalid filter '{key}'")
+    return filters
 
 
 def _matches(net, filters):
@@ -62,8 +62,8 @@ async def list_(request):
     filters = _filters(request)
 
     def run():
-        return [network_view(eng, n) for n in eng.networks.all() if _matches(n, filters)]
-    return web.json_response(await blocking(request, run))
+        return (network_view(eng, n) for n in eng.networks.all() if _matches(n, filters))
+    return await json_array(request, run)
 
 
 async def inspect(request):
@@ -73,7 +73,7 @@ async def inspect(request):
 
 
 async def create(request):
-    body = await json_body(request)
+    body = await json_body(request, "NetworkCreate")
     eng = engine(request)
     nid = await blocking(request, eng.networks.create, body)
     return web.json_response({"Id": nid, "Warning": ""}, status=201)
@@ -86,7 +86,7 @@ async def delete(request):
 
 
 async def connect(request):
-    body = await json_body(request)
+    body = await json_body(request, "NetworkConnect")
     eng = engine(request)
     if not body.get("Container"):
         raise InvalidParameter("a container (Container) is required")
@@ -96,7 +96,7 @@ async def connect(request):
 
 
 async def disconnect(request):
-    body = await json_body(request)
+    body = await json_body(request, "NetworkDisconnect")
     eng = engine(request)
     if not body.get("Container"):
         raise InvalidParameter("a container (Container) is required")

@@ -13,8 +13,8 @@ import logging
 from aiohttp import web
 
 from ..errors import ImageNotFound
-from ..registry.service import decode_auth
-from .app import blocking, engine, json_body
+from .app import blocking, engine
+from .bodies import auth_header, json_body
 from .jsonstream import stream_json as _stream  # shared with POST /build
 
 log = logging.getLogger("dockyard.api")
@@ -24,7 +24,7 @@ async def pull(request, image, tag):
     """Pull ``image`` (``tag`` apart, or a digest in it) with the request's
     ``X-Registry-Auth`` and ``platform``; streams progress."""
     eng = engine(request)
-    auth = decode_auth(request.headers.get("X-Registry-Auth"))
+    auth = auth_header(request)
     return await _stream(request, eng.registry.pull, image, auth=auth, tag=tag or None,
                          platform=request.query.get("platform") or None)
 
@@ -40,7 +40,7 @@ def _tags_of(eng, familiar):
 async def push(request):
     eng = engine(request)
     name, tag = request.match_info["name"], request.query.get("tag") or None
-    auth = decode_auth(request.headers.get("X-Registry-Auth"))
+    auth = auth_header(request)
     from ..registry import names
 
     parsed = names.parse(name, tag)
@@ -60,7 +60,7 @@ async def push(request):
 
 async def auth(request):
     eng = engine(request)
-    body = await json_body(request)
+    body = await json_body(request, "SystemAuth")
     if not isinstance(body, dict):
         from ..errors import InvalidParameter
 

@@ -5,10 +5,12 @@ Every swarm endpoint (``/swarm``, ``/nodes``, ``/services``, ``/tasks``,
 ``docker node ls``, ``docker service ls``, ``docker secret ls`` ... print against a
 non-swarm Docker; ``/info`` says ``Swarm.LocalNodeState: "inactive"``.
 ``POST /swarm/init`` and ``/swarm/join`` say plainly that Dockyard has no swarm mode;
-``/swarm/leave`` is Docker's "not part of a swarm".
+``/swarm/leave`` is Docker's "not part of a swarm".  A request body is checked
+first, as dockerd decodes it before it asks the cluster: a malformed one is a 400.
 """
 
 from ..errors import DockyardError
+from .bodies import json_body
 
 NOT_MANAGER = ('This node is not a swarm manager. Use "docker swarm init" or "docker swarm join" to connect '
                "this node to swarm and try again.")
@@ -27,18 +29,29 @@ async def not_in_swarm(request):
     raise NotASwarmManager(NOT_IN_SWARM)
 
 
+def _body_first(operation, handler):
+    async def checked(request):
+        await json_body(request, operation)
+        return await handler(request)
+    return checked
+
+
 async def no_swarm_mode(request):
     raise NotASwarmManager("Dockyard is a single engine without swarm mode: it cannot initialise or join a "
                            "swarm")
 
 
-ROUTES = [("POST", "/swarm/init", no_swarm_mode), ("POST", "/swarm/join", no_swarm_mode),
+ROUTES = [("POST", "/swarm/init", _body_first("SwarmInit", no_swarm_mode)),
+          ("POST", "/swarm/join", _body_first("SwarmJoin", no_swarm_mode)),
           ("POST", "/swarm/leave", not_in_swarm), ("GET", "/swarm", not_manager),
-          ("POST", "/swarm/update", not_manager), ("GET", "/swarm/unlockkey", not_manager),
-          ("POST", "/swarm/unlock", not_manager)]
+          ("POST", "/swarm/update", _body_first("SwarmUpdate", not_manager)), ("GET", "/swarm/unlockkey", not_manager),
+          ("POST", "/swarm/unlock", _body_first("SwarmUnlock", not_manager))]
+_UPDATES = {"nodes": "NodeUpdate", "services": "ServiceUpdate", "secrets": "SecretUpdate", "configs": "ConfigUpdate"}
 for _kind in ("nodes", "services", "tasks", "secrets", "configs"):
+    _update = _body_first(_UPDATES[_kind], not_manager) if _kind in _UPDATES else not_manager
     ROUTES += [("GET", f"/{_kind}", not_manager), ("GET", f"/{_kind}/{{id}}", not_manager),
-               ("DELETE", f"/{_kind}/{{id}}", not_manager), ("POST", f"/{_kind}/{{id}}/update", not_manager)]
-ROUTES += [("POST", "/services/create", not_manager), ("GET", "/services/{id}/logs", not_manager),
-           ("GET", "/tasks/{id}/logs", not_manager), ("POST", "/secrets/create", not_manager),
-           ("POST", "/configs/create", not_manager)]
+               ("DELETE", f"/{_kind}/{{id}}", not_manager), ("POST", f"/{_kind}/{{id}}/update", _update)]
+ROUTES += [("POST", "/services/create", _body_first("ServiceCreate", not_manager)),
+           ("GET", "/services/{id}/logs", not_manager), ("GET", "/tasks/{id}/logs", not_manager),
+           ("POST", "/secrets/create", _body_first("SecretCreate", not_manager)),
+           ("POST", "/configs/create", _body_first("ConfigCreate", not_manager))]

@@ -20,6 +20,7 @@ from aiohttp import web
 from ..errors import DockyardError, InvalidParameter, NotFound
 from . import views
 from .app import blocking, engine
+from .bodies import auth_header, json_body
 from .images_api import list_images, parse_filters
 
 REPO_LIST = "RepoTags"
@@ -275,10 +276,15 @@ async def plugin_privileges(request):
 
 
 async def plugin_named(request):
+    operation = {"set": "PluginSet", "upgrade": "PluginUpgrade"}.get(request.match_info.get("action"))
+    if operation:
+        await json_body(request, operation)
     raise PluginNotFound(f"plugin \"{request.match_info['name']}\" not found")
 
 
 async def plugin_install(request):
+    if request.path.endswith("/pull"):
+        await json_body(request, "PluginPull")
     await plugin_privileges(request)
 
 
@@ -320,10 +326,8 @@ def _distribution(eng, ref, auth):
 
 
 async def distribution_inspect(request):
-    from ..registry.service import decode_auth
-
     eng = engine(request)
-    auth = decode_auth(request.headers.get("X-Registry-Auth"))
+    auth = auth_header(request)
     out = await blocking(request, _distribution, eng, request.match_info["name"], auth)
     return web.json_response(out)
 

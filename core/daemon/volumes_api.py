@@ -1,23 +1,18 @@
 """``/volumes*``: create, list, inspect, remove, prune (Docker Engine API 1.41)."""
 
-import json
-
 from aiohttp import web
 
+from ..engine import container_list
 from ..errors import InvalidParameter
-from .app import blocking, engine, json_body, qbool
+from .app import blocking, engine, qbool, qfilters
+from .bodies import json_body
+from .listing import json_array
 
 LIST_FILTERS = ("dangling", "driver", "label", "name")
 
 
 def _filters(request, allowed):
-    try:
-        raw = json.loads(request.query.get("filters") or "{}")
-    except ValueError:
-        raise InvalidParameter("invalid filters: not JSON") from None
-    if not isinstance(raw, dict):
-        raise InvalidParameter("invalid filters: not an object")
-    out = {k: [x for x, on in v.items() if on] if isinstance(v, dict) else list(v) for k, v in raw.items()}
+    out = qfilters(request)
     for key in out:
         if key not in allowed:
             raise InvalidParameter(f"invalid filter '{key}'")
@@ -53,13 +48,13 @@ async def list_(request):
     filters = _filters(request, LIST_FILTERS)
 
     def run():
-        used = eng.volumes.references()
-        return [eng.volumes.view(v) for v in eng.volumes.all() if _matches(v, filters, used)]
-    return web.json_response({"Volumes": await blocking(request, run), "Warnings": None})
+        used = container_list.volumes_in_use(eng.containers.store) if "dangling" in filters else set()
+        return (eng.volumes.view(v) for v in eng.volumes.all() if _matches(v, filters, used))
+    return await json_array(request, run, head=b'{"Volumes": ', tail=b', "Warnings": null}')
 
 
 async def create(request):
-    body = await json_body(request)
+    body = await json_body(request, "VolumeCreate")
     if not isinstance(body, dict):
         raise InvalidParameter("invalid volume create request: not an object")
     eng = engine(request)
