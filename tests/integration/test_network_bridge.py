@@ -275,8 +275,11 @@ def test_create_makes_bridge_and_rules_idempotently(env):
     assert [(a["local"], a["prefixlen"]) for a in br["addr_info"] if a["family"] == "inet"] == [(f"10.{B}.1.1", 24)]
     assert open("/proc/sys/net/ipv4/ip_forward").read().strip() == "1"
     assert open(f"/proc/sys/net/ipv4/conf/{PREFIX}1/route_localnet").read().strip() == "1"
+    if os.path.isdir("/proc/sys/net/ipv6"):  # IPv4 only: no link-local of the host's on the bridge
+        assert open(f"/proc/sys/net/ipv6/conf/{PREFIX}1/disable_ipv6").read().strip() == "1"
+        assert ip_json(None, "-6", "addr", "show", f"{PREFIX}1") == []
     rules = rules_tagged(f"net {PREFIX}1")
-    assert len(rules) == 8 and len(set(rules)) == 8  # no duplicates after the second create
+    assert len(rules) == 9 and len(set(rules)) == 9  # no duplicates after the second create
     assert any(f"ip saddr 10.{B}.1.0/24 oifname != \"{PREFIX}1\" masquerade" in r for r in rules)
     assert f'elements = {{ "{PREFIX}1" }}' in table_text()
 
@@ -296,7 +299,7 @@ def test_delete_removes_bridge_rules_and_last_table(env):
     a, b = env.network(3), env.network(4)
     env.hook.network_delete(network=a)
     assert not os.path.exists(f"/sys/class/net/{PREFIX}3")
-    assert rules_tagged(f"net {PREFIX}3") == [] and len(rules_tagged(f"net {PREFIX}4")) == 8
+    assert rules_tagged(f"net {PREFIX}3") == [] and len(rules_tagged(f"net {PREFIX}4")) == 9
     assert f"{PREFIX}3" not in table_text()
     env.hook.network_delete(network=a)  # idempotent
     env.hook.network_delete(network=b)
@@ -514,6 +517,28 @@ def test_a_used_port_is_refused(env):
         env.hook.network_publish(network=net, endpoint=ep_b, ports=[
             {"proto": "sctp", "host_ip": "", "host_port": 0, "container_port": 80}])
     assert len(rules_tagged(f"port {PREFIX}21 ")) == 2 and mine["host_port"] == busy
+
+
+def test_internal_network_routes_nowhere_but_its_subnet(env):
+    """moby#46603: no default route from an internal network (a normal network
+    attached too gives it, in either order); its input rule goes with it."""
+    internal, normal = env.network(18, internal=True), env.network(19)
+    alone, first, second = env.netns(), env.netns(), env.netns()
+    _, res = env.attach(internal, alone, 2)
+    assert res["gateway"] is None
+    assert [r["dst"] for r in ip_json(alone, "-4", "route")] == [f"10.{B}.18.0/24"]
+    assert ping(alone, f"10.{B}.18.1")
+    env.attach(internal, first, 3)
+    env.attach(normal, first, 3)
+    env.attach(normal, second, 4)
+    env.attach(internal, second, 4)
+    for ns in (first, second):
+        assert [(r.get("gateway"), r["dev"]) for r in ip_json(ns, "-4", "route") if r["dst"] == "default"] == \
+            [(f"10.{B}.19.1", "eth1" if ns == first else "eth0")]
+    (local,) = [r for r in rules_tagged(f"net {PREFIX}18") if "fib daddr type local" in r]
+    assert f"ip daddr != 10.{B}.18.1" in local and local.endswith('drop comment "net %s18"' % PREFIX)
+    env.hook.network_delete(network=internal)
+    assert rules_tagged(f"net {PREFIX}18") == [] and "fib daddr" not in table_text()
 
 
 def test_internal_network_publishes_nothing(env):

@@ -241,12 +241,15 @@ def test_docker_cli_network_commands(netd):
                                                                          "Gateway": "10.232.9.254"}]
         cid = netd.docker("run", "-d", "--network", net, "busybox", "sleep", "100").stdout.decode().strip()
         out = netd.docker("exec", cid, "sh", "-c", "ip -o -4 addr show eth0; ip route").stdout.decode()
-        assert "10.232.9.1/24" in out and "default via 10.232.9.254" in out, out
+        assert "10.232.9.1/24" in out and "10.232.9.0/24 dev eth0" in out and "default" not in out, out  # moby#46603
         other = name()
         assert netd.docker("network", "create", other).returncode == 0
         assert netd.docker("network", "connect", "--alias", "second", other, cid).returncode == 0
         out = netd.docker("exec", cid, "ip", "-o", "-4", "addr").stdout.decode()
         assert "eth1" in out, out
+        gateway = json.loads(netd.docker("network", "inspect", other).stdout)[0]["IPAM"]["Config"][0]["Gateway"]
+        out = netd.docker("exec", cid, "ip", "route").stdout.decode()
+        assert f"default via {gateway} dev eth1" in out, out  # the normal network routes out
         info = json.loads(netd.docker("inspect", cid).stdout)[0]["NetworkSettings"]["Networks"]
         assert set(info) == {net, other} and "second" in info[other]["Aliases"]
         assert netd.docker("network", "disconnect", other, cid).returncode == 0

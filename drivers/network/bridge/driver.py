@@ -2,11 +2,15 @@
 
 * a network is a Linux bridge (``dy-<id[:12]>`` unless the
   ``com.docker.network.bridge.name`` option names one) holding the gateway
-  address, plus its rules in Dockyard's own nft table (see :mod:`.nft`):
+  address (IPv4 only: IPv6 is disabled on it), plus its rules in Dockyard's own nft table (see :mod:`.nft`):
   masquerade out, forwarding, isolation from the other bridges;
 * an endpoint is a veth pair: ``veth<10 hex>`` on the bridge, its peer made
   directly in the container's namespace and renamed ``eth0`` (``eth1``... when
-  the container is on several networks);
+  the container is on several networks), routing by default via the gateway;
+* an ``internal`` network gives no default route (as dockerd since v25,
+  moby#46603: only its own subnet is reachable, and a container that is also
+  on a normal network routes out through that one), and its rules drop what
+  leaves the bridge and what it sends to the host's addresses but its gateway;
 * a published port is DNAT in prerouting and output, its host port held by a
   bound socket (see :mod:`.ports`).
 
@@ -164,7 +168,7 @@ class BridgeDriver:
         made = self._host.call(f"{net.label}: bridge {net.bridge}", links.ensure_bridge,
                                net.bridge, net.gateway, net.mtu)
         try:
-            self._table.add_network(net.label, net.bridge, net.subnet, net.internal, net.masquerade)
+            self._table.add_network(net.label, net.bridge, net.subnet, net.gateway.ip, net.internal, net.masquerade)
         except BaseException:
             if made:
                 self._host.call(f"{net.label}: removing bridge {net.bridge}", links.delete_link, net.bridge)
@@ -217,7 +221,7 @@ class BridgeDriver:
                 raise NetworkError(f"{ep.label}: {ep.veth} keeps reappearing; another attach is running?")
             try:
                 ifname = links.in_netns(f"{ep.label}: configuring its interface in {netns}", fd,
-                                        links.configure_peer, peer, ep.ipv4, net.gateway.ip)
+                                        links.configure_peer, peer, ep.ipv4, self._default_via(net))
             except BaseException:
                 self._host.call(f"{ep.label}: removing {ep.veth}", links.delete_link, ep.veth)
                 raise
@@ -239,8 +243,14 @@ class BridgeDriver:
         return None
 
     @staticmethod
-    def _result(net, ep, ifname, mac):
-        return {"interface": ifname, "ipv4": str(ep.ipv4), "gateway": str(net.gateway.ip),
+    def _default_via(net):
+        """The default route's gateway an endpoint gets: none on an internal network."""
+        return None if net.internal else net.gateway.ip
+
+    @classmethod
+    def _result(cls, net, ep, ifname, mac):
+        via = cls._default_via(net)
+        return {"interface": ifname, "ipv4": str(ep.ipv4), "gateway": str(via) if via else None,
                 "mac": mac, "dns": [], "mtu": net.mtu}
 
     @hookimpl

@@ -149,7 +149,10 @@ def overlapping_routes(ipr, subnet, own_bridge):
 
 def ensure_bridge(ipr, name, gateway, mtu):
     """Make (or complete) bridge ``name`` with address ``gateway`` (an
-    ``IPv4Interface``), ``mtu`` and up; return True if this call created it."""
+    ``IPv4Interface``), ``mtu``, no IPv6 and up; return True if this call
+    created it.  The networks are IPv4 only: IPv6 on the bridge would give the
+    host a link-local address there, through which a container (of an
+    internal network too) reaches every host service bound on ``::``."""
     made = False
     idx = index(ipr, name)
     if idx is None:
@@ -158,6 +161,8 @@ def ensure_bridge(ipr, name, gateway, mtu):
     elif kind(ipr, idx) != "bridge":
         raise OSError(errno.EEXIST, f"interface {name} exists and is not a bridge")
     try:
+        if os.path.isdir(f"/proc/sys/net/ipv6/conf/{name}"):  # before it is up: never an address
+            sysctl(f"net/ipv6/conf/{name}/disable_ipv6", 1)
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(family=socket.AF_INET, index=idx)}
         if (str(gateway.ip), gateway.network.prefixlen) not in have:
             ipr.addr("add", index=idx, address=str(gateway.ip), prefixlen=gateway.network.prefixlen)
@@ -227,7 +232,8 @@ def configure_peer(ipr, peer, address, gateway):
     """Rename ``peer`` to the first free ``ethN``, give it ``address`` (an
     ``IPv4Interface``), bring it and ``lo`` up, and route by default via
     ``gateway`` unless the namespace has a default route already (the first
-    network attached keeps it).  Return the interface name."""
+    network attached keeps it) or ``gateway`` is None (an internal network:
+    its subnet only).  Return the interface name."""
     links = {link.get_attr("IFLA_IFNAME"): link for link in ipr.get_links()}
     n = 0
     while f"eth{n}" in links:
@@ -238,6 +244,8 @@ def configure_peer(ipr, peer, address, gateway):
     lo = links.get("lo")
     if lo is not None and not lo["flags"] & 1:
         ipr.link("set", index=lo["index"], state="up")
+    if gateway is None:
+        return ifname
     try:  # cheaper than reading the routes first
         ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=idx)
     except NetlinkError as e:

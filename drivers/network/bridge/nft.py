@@ -11,6 +11,15 @@ no static rule to keep in step::
                      internal network, between its bridge and anything else
     forward          filter/forward, priority filter: into a bridge only replies
                      and published (DNAT-ed) traffic, out of it anything
+    input            filter/input, priority filter: what a container may not
+                     open on the host itself: 127.0.0.0/8 (every bridge has
+                     route_localnet, for ports published on 127.0.0.1, so a
+                     container that crafts frames with CAP_NET_RAW would
+                     otherwise reach the host's loopback-only services: the
+                     CVE-2020-8558 class) and, from an internal network, every
+                     host address but its own gateway (the network has no
+                     default route, but crafted frames need none); replies to
+                     connections the host opened pass
     prerouting       nat, dstnat: published ports, traffic from outside
     output           nat, -100: published ports, traffic from the host itself
     postrouting      nat, srcnat: masquerade of each subnet going out, of
@@ -36,24 +45,31 @@ add table ip {t}
 add set ip {t} bridges {{ type ifname; }}
 add chain ip {t} isolation {{ type filter hook forward priority filter - 1; policy accept; }}
 add chain ip {t} forward {{ type filter hook forward priority filter; policy accept; }}
+add chain ip {t} input {{ type filter hook input priority filter; policy accept; }}
 add chain ip {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
 add chain ip {t} output {{ type nat hook output priority -100; policy accept; }}
 add chain ip {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
 """
 
+#: a packet that is no reply (nor ICMP error) of a connection the host opened:
+#: one a container started
+NOT_A_REPLY = "ct state != { established, related }"
 
-def network_rules(bridge, subnet, internal, masquerade):
+
+def network_rules(bridge, subnet, gateway, internal, masquerade):
     """``(chain, rule)`` pairs of one network (without the comment)."""
     b = f'"{bridge}"'
-    if internal:
+    if internal:  # every address of the host's (127.0.0.0/8 too) but the gateway
         return [("isolation", f"iifname {b} oifname != {b} drop"),
-                ("isolation", f"oifname {b} iifname != {b} drop")]
+                ("isolation", f"oifname {b} iifname != {b} drop"),
+                ("input", f"iifname {b} fib daddr type local ip daddr != {gateway} {NOT_A_REPLY} drop")]
     rules = [
         ("isolation", f"iifname {b} oifname @bridges oifname != {b} drop"),
         ("forward", f"oifname {b} ct state established,related accept"),
         ("forward", f"oifname {b} ct status dnat accept"),
         ("forward", f"iifname {b} accept"),
         ("forward", f"oifname {b} drop"),
+        ("input", f"iifname {b} ip daddr 127.0.0.0/8 {NOT_A_REPLY} drop"),
     ]
     if masquerade:
         rules.append(("postrouting", f"ip saddr {subnet} oifname != {b} masquerade"))
@@ -125,8 +141,9 @@ class Table:
 
     # -- networks ----------------------------------------------------------------
 
-    def add_network(self, context, bridge, subnet, internal, masquerade):
-        """Install (or re-install, replacing) the rules of one network."""
+    def add_network(self, context, bridge, subnet, gateway, internal, masquerade):
+        """Install (or re-install, replacing) the rules of one network
+        (``gateway``: its address on the bridge)."""
         tag = f"net {bridge}"
         with self._lock:
             state = self._state(context)
@@ -134,7 +151,7 @@ class Table:
             if state is not None:
                 script += self._deletes(state[1], lambda c: c == tag)
             script += f'add element ip {self.name} bridges {{ "{bridge}" }}\n'
-            script += self._adds(network_rules(bridge, subnet, internal, masquerade), tag)
+            script += self._adds(network_rules(bridge, subnet, gateway, internal, masquerade), tag)
             self._nft(context, ["-f", "-"], script)
 
     def remove_network(self, context, bridge):
