@@ -16,6 +16,7 @@ import json
 import math
 import os
 import pickle
+import random
 import shutil
 import signal
 import subprocess
@@ -234,7 +235,7 @@ class Workspace:
 
 def measure(sections, runs, value_of=None, word="run", progress=False):
     """Prepare every way of ``sections`` (``[(title, [(label, prepare | "n/a: why")])]``),
-    then time the ready ones round robin, ``runs`` rounds.
+    then time the ready ones round robin, ``runs`` rounds, each in a new order.
 
     ``prepare()`` warms the way up and returns the function to time; a failure,
     there or in a round, is the row's "n/a: ..." (reported, not hidden).
@@ -243,6 +244,7 @@ def measure(sections, runs, value_of=None, word="run", progress=False):
     Returns ``{title: {label: [values] | "n/a: ..."}}`` in the sections' order.
     """
     results, live = {}, []
+    shuffler = random.Random(1)
     for title, ways in sections:
         result = results[title] = {}
         for label, prepare in ways:
@@ -258,7 +260,12 @@ def measure(sections, runs, value_of=None, word="run", progress=False):
                     live.append((title, label, fn))
             print(f"  {title} / {label}: {'ready' if result[label] == [] else result[label]}", file=sys.stderr)
     for i in range(runs):
-        for title, label, fn in live:
+        # a new order each round (seeded: runs repeat): what runs right after another
+        # way (its aftermath: a shim exiting, a daemon collecting garbage) slows the
+        # next, and in a fixed order that next is always the same way
+        order = list(live)
+        shuffler.shuffle(order)
+        for title, label, fn in order:
             if not isinstance(results[title][label], list):
                 continue
             start = time.perf_counter()

@@ -10,7 +10,7 @@ Dockyard installed, e.g. a ``git worktree`` of the commit before the fixes); eac
 checkout runs its own private daemon (overlay, native exec driver) with the same
 busybox image and, in one running container, the same tree put there by
 ``PUT /archive``: many 16 KiB files and a few big ones, random content.  Then, round
-robin, ``--runs`` rounds of:
+robin in a new (seeded) order each round, ``--runs`` rounds of:
 
 1. **cp out**: ``GET /containers/{id}/archive?path=/data`` read to the end (MB/s).
    The fixed walker resolves every component relative to a directory fd.
