@@ -7,6 +7,11 @@ The API socket is ``0660 root:GROUP``: root and the members of ``-G GROUP``
 (default ``dockyard``, as dockerd's is ``docker``; root's group when no such group
 exists) may connect, and being able to connect is being root on the host.  It is
 never more open than that, not for an instant (:func:`bind_unix`).
+
+``-H fd://`` serves on the sockets systemd passes instead (socket activation,
+``contrib/systemd/dockyard.socket``): their owner, group and mode are the socket
+unit's, and ``sd_notify`` tells the service manager when the API answers
+(:mod:`.systemd`).
 """
 
 import argparse
@@ -17,6 +22,8 @@ import os
 import signal
 import socket
 import sys
+
+from . import systemd
 
 DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 DEFAULT_DATA_ROOT = "/var/lib/dockyard"
@@ -31,7 +38,9 @@ log = logging.getLogger("dockyard.daemon")
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="dockyard daemon", description="Run the Dockyard daemon.")
-    p.add_argument("-H", "--host", default=DEFAULT_HOST, help=f"socket to listen on (default {DEFAULT_HOST})")
+    p.add_argument("-H", "--host", default=DEFAULT_HOST,
+                   help=f"socket to listen on: unix://PATH, or fd://[N|NAME] for the sockets systemd passes "
+                        f"(default {DEFAULT_HOST})")
     p.add_argument("-G", "--group", default=DEFAULT_GROUP,
                    help=f"group of the API socket, whose members may use the daemon (default {DEFAULT_GROUP}, "
                         "else root's when no such group exists; \"\" for root's)")
@@ -59,13 +68,15 @@ def parse_args(argv):
     p.add_argument("--registry-upload-chunk", type=int, default=16 << 20, metavar="BYTES",
                    help="blobs larger than this are uploaded in PATCH chunks of this size (default 16 MiB)")
     p.add_argument("--pidfile", help="pid file (default EXEC_ROOT/dockyard.pid)")
-    p.add_argument("-D", "--debug", action="store_true", help="debug logging")
+    p.add_argument("-D", "--debug", action="store_true", help="debug logging (as --log-level debug)")
+    p.add_argument("-l", "--log-level", default="info", type=str.lower, choices=tuple(systemd.LOG_LEVELS),
+                   help="the least severe messages logged (default info)")
     return p.parse_args(argv)
 
 
 def socket_path(host):
     if not host.startswith("unix://"):
-        raise SystemExit(f"dockyard daemon: -H {host}: only unix:// sockets are supported")
+        raise SystemExit(f"dockyard daemon: -H {host}: only unix:// sockets (or fd:// from systemd) are supported")
     return host[len("unix://"):]
 
 
@@ -135,15 +146,23 @@ def _ancestors():
 def main(argv=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     os.umask(UMASK)  # before any thread or file: whatever umask we were started with (000 too)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    path = socket_path(args.host)
+    systemd.setup_logging(args.log_level, args.debug)
+    notifier = systemd.Notifier()  # before any child: none inherits $NOTIFY_SOCKET
     from ..config import load
     from ..errors import ConfigError, DockyardError
 
-    if _answers(path):
-        print(f"dockyard daemon: another daemon is already listening on {path}", file=sys.stderr)
-        return 1
+    path = listeners = None
+    if args.host.startswith("fd://"):
+        try:
+            listeners = systemd.activated_sockets(args.host)
+        except ConfigError as exc:
+            print(f"dockyard daemon: {exc}", file=sys.stderr)
+            return 1
+    else:
+        path = socket_path(args.host)
+        if _answers(path):
+            print(f"dockyard daemon: another daemon is already listening on {path}", file=sys.stderr)
+            return 1
     from ..engine.migrate import daemons_using
 
     others = sorted(set(daemons_using(args.data_root)) - _ancestors())
@@ -170,12 +189,15 @@ def main(argv=None):
             net_opts += [f"default_subnet={iface.network}", f"default_gateway={iface.ip}"]
         if net_opts:
             config = config.with_options("network", net_opts)
-        gid = socket_gid(args.group)
+        gid = socket_gid(args.group) if path else 0  # fd://: the socket unit's SocketGroup= instead
         from ..registry.service import Registry, parse_insecure, parse_transfer_options
 
         insecure = parse_insecure(args.insecure_registry)
         transfer = parse_transfer_options(args.max_concurrent_downloads, args.max_concurrent_uploads,
                                           args.registry_upload_chunk)
+        for sock in listeners or ():  # systemd's socket in the exec root: its group may pass to it
+            if spath := systemd.socket_file(sock):
+                _socket_dir(os.path.dirname(spath), args.exec_root, os.stat(spath).st_gid)
         eng = Engine(config, args.data_root, args.exec_root, args.storage_driver)
         eng.registry = Registry(eng, insecure=insecure, certs_dir=args.registry_certs_dir or None, **transfer)
     except DockyardError as exc:
@@ -188,7 +210,7 @@ def main(argv=None):
         eng.store.set_meta("daemon_id", os.urandom(16).hex())
     bound = {}
     try:
-        asyncio.run(serve(eng, path, bound, gid))
+        asyncio.run(serve(eng, path, bound, gid, listeners=listeners, notifier=notifier))
     finally:
         eng.close()
         _unlink_if_ours(pidfile, path, bound)
@@ -216,14 +238,16 @@ def _unlink_if_ours(pidfile, path, bound):
     except OSError:
         pass
     try:
-        st = os.stat(path)
-        if (st.st_dev, st.st_ino) == bound.get("socket"):
+        st = os.stat(path) if path else None  # fd://: systemd's socket stays
+        if st and (st.st_dev, st.st_ino) == bound.get("socket"):
             os.unlink(path)
     except OSError:
         pass
 
 
-async def serve(eng, path, bound=None, gid=0):
+async def serve(eng, path, bound=None, gid=0, listeners=None, notifier=None):
+    """Serve the API on a socket bound at ``path`` (``0660 root:gid``), or on
+    ``listeners`` (systemd's, as they are), until SIGTERM or SIGINT."""
     from aiohttp import web
 
     from .app import make_app
@@ -232,26 +256,32 @@ async def serve(eng, path, bound=None, gid=0):
     # at shutdown, streams still open (a wait, events, logs -f) get 2 s, then are cut, as dockerd cuts them
     runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=2.0)
     await runner.setup()
-    _socket_dir(os.path.dirname(path), eng.exec_root, gid)
-    if os.path.exists(path):
-        os.unlink(path)  # stale: nobody answered on it (checked at start-up)
+    if listeners is None:
+        _socket_dir(os.path.dirname(path), eng.exec_root, gid)
+        if os.path.exists(path):
+            os.unlink(path)  # stale: nobody answered on it (checked at start-up)
     loop = asyncio.get_running_loop()
     # what the containers did while no daemon watched is recorded before the
     # first request is answered (a client must never see the stale state)
     await loop.run_in_executor(None, eng.restore)
-    site = web.SockSite(runner, bind_unix(path, gid))
-    await site.start()
-    if bound is not None:
+    for sock in listeners if listeners is not None else [bind_unix(path, gid)]:
+        await web.SockSite(runner, sock).start()
+    if bound is not None and listeners is None:
         st = os.stat(path)
         bound["socket"] = (st.st_dev, st.st_ino)
+    where = path or ", ".join(systemd.socket_file(s) or f"fd {s.fileno()}" for s in listeners)
     drivers = eng.drivers_info()
     log.info("dockyard daemon listening on %s (storage %s, exec %s, network %s; config %s)",
-             path, drivers["storage"], drivers["exec"], ",".join(drivers["network"]), eng.config.source)
+             where, drivers["storage"], drivers["exec"], ",".join(drivers["network"]), eng.config.source)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if notifier is not None:  # the API answers from here on: Type=notify's start is over
+        await loop.run_in_executor(None, notifier.ready, f"serving the API on {where}")
     await stop.wait()
     log.info("shutting down; containers keep running")
+    if notifier is not None:
+        await loop.run_in_executor(None, notifier.stopping)
     await runner.cleanup()
 
 
