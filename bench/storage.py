@@ -121,7 +121,7 @@ def loop_btrfs(base, size_gb):
 
 @contextmanager
 def driver(name, home):
-    from dockyard.engine.naivediff import NaiveDiff
+    from dockyard.driverkit.naivediff import NaiveDiff
     from dockyard.errors import DockyardError
     from dockyard.plugins import load_driver
 

@@ -1,7 +1,7 @@
 """Build-context helpers: safe extraction of an uploaded context tar, COPY/ADD
 source resolution with Docker's rules, and content checksums for cache keys.
 
-Extraction reuses :func:`dockyard.safetar.extract` (plain/gzip/bzip2/xz, nothing
+Extraction reuses :func:`dockyard.driverkit.safetar.extract` (plain/gzip/bzip2/xz, nothing
 written outside the destination, parents never followed through symlinks).  It
 is a *layer* extractor, so a context entry named ``.wh.*`` -- a plain file to
 Docker -- is refused here with a clear error rather than applied as a whiteout.
@@ -9,7 +9,7 @@ Docker -- is refused here with a clear error rather than applied as a whiteout.
 Sources (:func:`resolve_sources`): a COPY/ADD source is cleaned and taken relative
 to the context root (a leading ``/`` is the root; ``..`` may not leave it).  The
 context, or another stage's root for ``COPY --from``, is read relative to
-directory fds (:mod:`dockyard.fdwalk`), never through joined path strings.  A
+directory fds (:mod:`dockyard.driverkit.fdwalk`), never through joined path strings.  A
 source holding ``*``, ``?`` or ``[`` (not escaped with ``\\``) is a pattern matched
 like Go's ``filepath.Match`` against context-relative paths: per path segment,
 ``*`` never crosses ``/`` and ``**`` is just ``*`` (as Docker's COPY); matches come
@@ -31,8 +31,8 @@ import os
 import re
 import stat
 
-from .. import fdwalk, safetar
 from ..dockerignore import clean, segment_regex
+from ..driverkit import fdwalk, safetar
 from ..errors import InvalidParameter, StorageError
 
 __all__ = ["ContextError", "checksum", "extract_context", "has_wildcards", "resolve_sources"]
@@ -161,7 +161,7 @@ def _content(entry, seen, cache):
 def _entries(tree, rel):
     """``(relative-to-source path, Entry)`` for ``rel`` and everything below it,
     parents first, names sorted, read relative to directory fds
-    (:mod:`dockyard.fdwalk`): another stage's root is read as safely as a
+    (:mod:`dockyard.driverkit.fdwalk`): another stage's root is read as safely as a
     container's."""
     top = tree.entry(rel)
     if top is None:

@@ -13,7 +13,7 @@
   (the archive's own owners are kept), and downloads an ``http(s)`` URL as a file
   (mode ``0600`` unless ``--chmod``; mtime from ``Last-Modified``), never extracted.
 
-Writes go through :func:`dockyard.safetar.extract` below a destination directory
+Writes go through :func:`dockyard.driverkit.safetar.extract` below a destination directory
 resolved inside the image's root (symlinks followed within it), so nothing lands
 outside the image whatever it or the context holds.
 """
@@ -26,9 +26,9 @@ import tarfile
 import urllib.parse
 import urllib.request
 
-from .. import safetar
-from ..shim import rootpath
-from ..tarwriter import tarinfo_of
+from ..driverkit import safetar
+from ..driverkit.shim import rootpath
+from ..driverkit.tarwriter import tarinfo_of
 from .context import ContextError, _entries, _RefuseWhiteouts, _tree, resolve_sources
 from .steps import BuildStepError
 
@@ -40,7 +40,7 @@ class Source:
     stage's root, a download directory) and ``path``, the two joined, for
     messages; ``name`` its basename in the dest, ``archive``: extract it (ADD
     of a local tar), ``mode``: forced permissions.  The source is read from
-    ``root`` by fds (:mod:`dockyard.fdwalk`), never through ``path``."""
+    ``root`` by fds (:mod:`dockyard.driverkit.fdwalk`), never through ``path``."""
 
     def __init__(self, root, rel, name, archive=False, mode=None):
         self.root, self.rel, self.name, self.archive, self.mode = root, rel, name, archive, mode
@@ -61,7 +61,7 @@ def normalize_dest(workdir, dest):
 
 def scoped(root, path):
     """``(real relative path, missing parts)`` of absolute ``path`` in ``root``,
-    following symlinks as if ``root`` were ``/`` (:mod:`dockyard.shim.rootpath`)."""
+    following symlinks as if ``root`` were ``/`` (:mod:`dockyard.driverkit.shim.rootpath`)."""
     try:
         done, missing = rootpath.split_existing(root, rootpath.resolve(root, path))
     except OSError as exc:

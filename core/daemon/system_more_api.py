@@ -140,7 +140,7 @@ def _read(path, default=""):
 
 def _kernel_features():
     """What ``docker info`` reports (and warns about) from the host's cgroups."""
-    from ..cgroups import layout as cg_layout
+    from ..driverkit.cgroups import layout as cg_layout
 
     try:
         lay = cg_layout.detect()

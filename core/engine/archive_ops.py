@@ -19,8 +19,8 @@ as it is (so a symlink is copied as a symlink) unless the path ends in ``/`` or
 a directory).  The final open goes through ``openat2(RESOLVE_IN_ROOT)``, so even a
 link swapped in by the container between the resolution and the open stays in
 scope; extraction then opens each entry's parents with ``O_NOFOLLOW``
-(:func:`dockyard.safetar.extract`).  Reading a directory out walks it relative
-to directory fds (:mod:`dockyard.fdwalk`), so a running container that swaps a
+(:func:`dockyard.driverkit.safetar.extract`).  Reading a directory out walks it relative
+to directory fds (:mod:`dockyard.driverkit.fdwalk`), so a running container that swaps a
 directory for a symlink to a host path mid-walk is never followed
 (CVE-2018-15664); unlike Docker, the container is not paused for it.
 
@@ -36,11 +36,12 @@ import tarfile
 import tempfile
 from datetime import datetime, timezone
 
-from .. import fdwalk
+from ..driverkit import fdwalk
+from ..driverkit.fdwalk import (RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS,  # noqa: F401 (this module's API too)
+                                open_in_root)
+from ..driverkit.safetar import extract
+from ..driverkit.tarwriter import TarWriter
 from ..errors import Conflict, DockyardError, InvalidParameter, NotFound
-from ..fdwalk import RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS, open_in_root  # noqa: F401 (this module's API too)
-from ..safetar import extract
-from ..tarwriter import TarWriter
 
 # Go's os.FileMode type bits
 _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET = 1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24
@@ -60,7 +61,7 @@ class ReadOnlyFS(DockyardError, PermissionError):
 def resolve_in_root(root, path):
     """The in-container absolute path ``path`` means with every symlink followed
     inside ``root`` (an fd, or a path), each link read relative to its
-    directory's fd (:func:`dockyard.fdwalk.resolve`); missing elements are kept
+    directory's fd (:func:`dockyard.driverkit.fdwalk.resolve`); missing elements are kept
     as they are.  Raises ``InvalidParameter`` after too many links."""
     fd = root if isinstance(root, int) else os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -243,7 +244,7 @@ def write_archive(eng, ref, path, fileobj):
     """Write ``path`` of the container as a tar to ``fileobj`` (moby's
     ``archivePath``): entries are named from the path's last element (``.`` for a
     path ending in ``/.``).  The tree is read relative to directory fds
-    (:mod:`dockyard.fdwalk`): the container may swap a directory for a symlink
+    (:mod:`dockyard.driverkit.fdwalk`): the container may swap a directory for a symlink
     meanwhile, the walk never follows it (CVE-2018-15664), without pausing it."""
     with ContainerFS(eng, ref) as fs:
         absolute, resolved = fs.resolve(path)

@@ -16,8 +16,8 @@ import json
 import os
 import socket
 
-from ..fdwalk import read_file_in_root
-from ..shim import runtime
+from ..driverkit.fdwalk import read_file_in_root
+from ..driverkit.shim import runtime
 from . import ocispec
 
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

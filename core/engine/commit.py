@@ -14,10 +14,10 @@ import hashlib
 import os
 
 from .. import __version__
+from ..driverkit.fdwalk import Tree
+from ..driverkit.tarsplit import scan_entries
+from ..driverkit.tarwriter import TarWriter
 from ..errors import InvalidParameter, no_space
-from ..fdwalk import Tree
-from ..tarsplit import scan_entries
-from ..tarwriter import TarWriter
 from . import changes as changes_mod
 from . import reference
 from .images import goarch, now_iso
@@ -162,7 +162,7 @@ def commit(eng, container, repo=None, tag=None, comment="", author="", changes=(
 def export(eng, container, fileobj):
     """Write the container's whole file system to ``fileobj`` as a plain tar.
     The container may be running: its tree is read relative to directory fds
-    (:mod:`dockyard.fdwalk`), so a directory it swaps for a symlink meanwhile
+    (:mod:`dockyard.driverkit.fdwalk`), so a directory it swaps for a symlink meanwhile
     is never followed."""
     cid = eng.containers.resolve(container)
     rec = eng.containers.get(cid)

@@ -8,8 +8,8 @@ import logging
 import stat
 import subprocess
 
+from ..driverkit.fdwalk import Tree
 from ..errors import Conflict, ExecError, InvalidParameter
-from ..fdwalk import Tree
 from . import ocispec, restart, verify
 from .containers import NAME_RE
 from .imageremove import label_match, parse_timestamp

@@ -25,7 +25,7 @@ it runs.
 import json
 
 from ..errors import DockyardError
-from ..tarsplit import TarSplitReader
+from ..driverkit.tarsplit import TarSplitReader
 from . import distribution
 from .content import digest_of
 from .layers import chain_id

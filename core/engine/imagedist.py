@@ -153,7 +153,7 @@ class LayerTar:
     (mounted while open); checked against the diff id at the end."""
 
     def __init__(self, layers, chain, diff_id):
-        from ..tarsplit import TarSplitReader
+        from ..driverkit.tarsplit import TarSplitReader
 
         record = layers.tar_split(chain)
         if record is None:

@@ -5,7 +5,7 @@ maps each chain of diff IDs to the storage driver's opaque id, creates layers fr
 uncompressed layer tars, and removes layers nobody references any more.
 
 Registration verifies the tar against its diff ID before anything is created, and
-keeps the tar's tar-split record (:mod:`dockyard.tarwriter`) in the metadata store
+keeps the tar's tar-split record (:mod:`dockyard.driverkit.tarsplit`) in the metadata store
 so that the layer's exact diff can be rebuilt and verified later (e.g. when the
 layers move to another storage driver).
 
@@ -25,8 +25,8 @@ import secrets
 import threading
 from datetime import datetime, timezone
 
+from ..driverkit.tarsplit import record_tar_split
 from ..errors import Conflict, LayerNotFound, StorageError, full_disk_code
-from ..tarsplit import record_tar_split
 
 TARSPLIT_SCHEMA = """CREATE TABLE IF NOT EXISTS layer_tarsplit (
     chain_id TEXT PRIMARY KEY REFERENCES layers(chain_id) ON DELETE CASCADE,
@@ -51,7 +51,7 @@ def chain_id(parent_chain, diff_id):
 
 class LayerStore:
     def __init__(self, slot, store):
-        from .naivediff import NaiveDiff
+        from ..driverkit.naivediff import NaiveDiff
 
         self.slot = slot
         self.hook = slot.hook

@@ -6,7 +6,7 @@ id, so the metadata needs no change -- by its diff and ``storage_apply_diff``, a
 verified:
 
 * an image layer by its **diff ID**: the original layer tar is rebuilt from the
-  source layer and its tar-split record (:mod:`dockyard.tarwriter`), which must
+  source layer and its tar-split record (:mod:`dockyard.driverkit.tarsplit`), which must
   hash to the stored diff ID, and applied to the target; the tar rebuilt from the
   target must hash to the diff ID too.  (A layer registered before tar-split
   records existed is verified like a container layer.)
@@ -121,7 +121,7 @@ def _mounted(hook, id):
 
 
 def _with_naive(slot):
-    from .naivediff import NaiveDiff
+    from ..driverkit.naivediff import NaiveDiff
 
     if slot.pm.get_plugin("naive-diff") is None:
         slot.pm.register(NaiveDiff(slot.hook), name="naive-diff")
@@ -315,7 +315,7 @@ class Migration:
         return bytes(row["data"]) if row else None
 
     def _copy_exact(self, did, parent, split, diff_id):
-        from ..tarsplit import TarSplitReader
+        from ..driverkit.tarsplit import TarSplitReader
 
         with _mounted(self.source.hook, did) as root, TarSplitReader(split, root) as reader:
             self.target.hook.storage_apply_diff(id=did, parent=parent, stream=reader)
@@ -332,7 +332,7 @@ class Migration:
 
     def _canonical(self, hook, did, parent):
         """``(rewound spool, digest)`` of the canonical diff of ``did``."""
-        from .naivediff import NaiveDiff
+        from ..driverkit.naivediff import NaiveDiff
 
         out = NaiveDiff(hook).storage_diff(id=did, parent=parent)
         digest = hashlib.sha256()

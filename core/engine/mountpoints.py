@@ -23,11 +23,11 @@ import logging
 import os
 import threading
 
+from ..driverkit.fdwalk import Tree, open_in_root
+from ..driverkit.safetar import Whiteouts, extract
+from ..driverkit.tarwriter import TarWriter
 from ..errors import InvalidParameter, StorageError
-from ..fdwalk import Tree, open_in_root
 from ..hookspecs.volume import VolumeError
-from ..safetar import Whiteouts, extract
-from ..tarwriter import TarWriter
 from . import ocispec
 from .volumes import NAME_RE, NAME_RULE, new_name
 
@@ -214,8 +214,8 @@ def copy_up(rootfs, dest, path):
 
     Another container may share the volume and race the copy (the
     CVE-2018-15664 class, writing side): the image's tree is read by fds
-    (:mod:`dockyard.fdwalk`) and streamed as a tar into
-    :func:`~dockyard.safetar.extract`, which opens every parent in the volume
+    (:mod:`dockyard.driverkit.fdwalk`) and streamed as a tar into
+    :func:`~dockyard.driverkit.safetar.extract`, which opens every parent in the volume
     with ``O_NOFOLLOW``: a directory swapped for a symlink mid-copy fails the
     copy, it is never written through."""
     root_fd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -23,8 +23,8 @@ import threading
 from datetime import datetime, timezone
 
 from .. import plugins
+from ..driverkit.fdwalk import Tree
 from ..errors import Conflict, DriverUnsupported, InvalidParameter, NotFound
-from ..fdwalk import Tree
 from ..hookspecs.volume import VolumeError
 
 SCHEMA = """
@@ -68,7 +68,7 @@ def new_name():
 def tree_size(path):
     """Bytes of everything but directories below ``path`` (hard links once), as
     Docker counts.  Containers write the volume meanwhile: it is walked by fds
-    (:mod:`dockyard.fdwalk`), never through a directory swapped for a symlink."""
+    (:mod:`dockyard.driverkit.fdwalk`), never through a directory swapped for a symlink."""
     total, seen = 0, set()
     try:
         with Tree(path) as tree:

@@ -49,7 +49,7 @@ from pathlib import Path
 import pluggy
 import pytest
 
-from dockyard.engine.naivediff import NaiveDiff
+from dockyard.driverkit.naivediff import NaiveDiff
 from dockyard.errors import DriverUnsupported, StorageError
 from dockyard.hookspecs import PROJECT
 from dockyard.hookspecs import storage as storage_specs

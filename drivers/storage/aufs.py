@@ -44,15 +44,16 @@ import tempfile
 import threading
 from pathlib import Path
 
-from dockyard.engine.naivediff import changes_size, mark_parents
-from dockyard.fdwalk import Tree
+from dockyard.driverkit.fdwalk import Tree
+from dockyard.driverkit.ids import check_id, valid_id
+from dockyard.driverkit.lowerview import scan
+from dockyard.driverkit.mounts import MNT_DETACH, backing_fs, is_mounted, mount, mounts_under, umount
+from dockyard.driverkit.naivediff import changes_size, mark_parents
+from dockyard.driverkit.refcounts import RefCounts
+from dockyard.driverkit.safetar import (WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX, TarWriter, Whiteouts,
+                                        differs, extract, spool)
 from dockyard.errors import LayerNotFound, StorageError
 from dockyard.hookspecs import hookimpl
-from dockyard.safetar import (WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX, TarWriter, Whiteouts,
-                              differs, extract, spool)
-
-from .common import (MNT_DETACH, RefCounts, backing_fs, check_id, is_mounted, mount, mounts_under, scan, umount,
-                     valid_id)
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MS_REMOUNT = 32
@@ -610,7 +611,7 @@ class AufsDriver:
     def _changes(self, id):
         """Changes of the layer's branch against its ancestors, with the same
         rules as the naive fallback, in one walk of the branch
-        (:mod:`dockyard.fdwalk`: it may be a running container's).  Per
+        (:mod:`dockyard.driverkit.fdwalk`: it may be a running container's).  Per
         directory, ``decided`` says how to read it: ``None`` when everything
         below is new, else whether an opaque directory above hides the lower
         ones (then what they have and the branch does not is deleted)."""

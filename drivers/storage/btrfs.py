@@ -50,10 +50,11 @@ import threading
 from importlib import metadata
 from pathlib import Path
 
+from dockyard.driverkit.ids import check_id, valid_id
+from dockyard.driverkit.mounts import MNT_DETACH, backing_fs, mounts_under, umount
+from dockyard.driverkit.refcounts import RefCounts
 from dockyard.errors import LayerNotFound, StorageError
 from dockyard.hookspecs import hookimpl
-
-from .common import MNT_DETACH, RefCounts, backing_fs, check_id, mounts_under, umount, valid_id
 
 BTRFS_SUPER_MAGIC = 0x9123683E
 PIP_REQUIREMENT = "btrfsutil<=6.13"

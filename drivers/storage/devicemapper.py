@@ -39,10 +39,12 @@ import subprocess
 from contextlib import contextmanager
 from pathlib import Path
 
+from dockyard.driverkit.ids import check_id, valid_id
+from dockyard.driverkit.mounts import MNT_DETACH, is_mounted, mount, mounts_under, umount
+from dockyard.driverkit.refcounts import RefCounts
 from dockyard.errors import LayerNotFound, StorageError
 from dockyard.hookspecs import hookimpl
 
-from .common import MNT_DETACH, RefCounts, check_id, is_mounted, mount, mounts_under, umount, valid_id
 from .dm import dmsetup
 from .dm.dmsetup import DmError
 from .dm.metadata import Store

@@ -12,7 +12,7 @@ Layout under ``home``::
 A layer without parent is "mounted" by returning its ``diff`` directory; any
 other is an overlay mount at ``merged`` whose options name the lower layers by
 their ``l/`` links *relative to home*: overlayfs resolves them against the cwd of
-the mounting thread, which :data:`~dockyard.drivers.storage.common.CWD_RUNNER`
+the mounting thread, which :data:`~dockyard.driverkit.mounts.CWD_RUNNER`
 sets without moving the daemon's other threads.  A 130-layer chain fits in the
 one-page limit of mount(2) options.
 
@@ -37,15 +37,16 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from dockyard.engine.naivediff import changes_size, mark_parents
-from dockyard.fdwalk import Tree
+from dockyard.driverkit.fdwalk import Tree
+from dockyard.driverkit.ids import check_id, valid_id
+from dockyard.driverkit.lowerview import LowerView
+from dockyard.driverkit.mounts import CWD_RUNNER, MNT_DETACH, backing_fs, is_mounted, mount, mounts_under, umount
+from dockyard.driverkit.naivediff import changes_size, mark_parents
+from dockyard.driverkit.refcounts import RefCounts, release_mount
+from dockyard.driverkit.safetar import (OVERLAY_OPAQUE_XATTR, OverlayWhiteouts, TarWriter, differs, extract,
+                                        is_whiteout_dev, spool)
 from dockyard.errors import LayerNotFound, StorageError
 from dockyard.hookspecs import hookimpl
-from dockyard.safetar import (OVERLAY_OPAQUE_XATTR, OverlayWhiteouts, TarWriter, differs, extract, is_whiteout_dev,
-                              spool)
-
-from .common import (release_mount, CWD_RUNNER, MNT_DETACH, LowerView, RefCounts, backing_fs, check_id, is_mounted,
-                     mount, mounts_under, umount, valid_id)
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 UNSUPPORTED_FS = ("overlay", "aufs", "zfs", "ecryptfs")
@@ -328,7 +329,7 @@ class OverlayDriver:
     def _changes(self, id):
         """Changes of the upper directory against the lower layers, with the
         same rules as the naive fallback, in one walk of the upper directory
-        (:mod:`dockyard.fdwalk`: it may be a running container's).  Per
+        (:mod:`dockyard.driverkit.fdwalk`: it may be a running container's).  Per
         directory, ``decided`` says how to read it: ``None`` when everything
         below is new, else whether an opaque directory above hides the lower
         one (then what the lower one has and the upper does not is deleted)."""

@@ -18,10 +18,11 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from dockyard.driverkit.ids import check_id, valid_id
+from dockyard.driverkit.mounts import backing_fs
+from dockyard.driverkit.refcounts import RefCounts
 from dockyard.errors import LayerNotFound, StorageError
 from dockyard.hookspecs import hookimpl
-
-from .common import RefCounts, backing_fs, check_id, valid_id
 
 REFLINK = ("auto", "always", "never")
 

@@ -1,4 +1,4 @@
-"""dockyard.cgroups against the real kernel (needs root).
+"""dockyard.driverkit.cgroups against the real kernel (needs root).
 
 This host's cgroups are hybrid: the v1 manager is tested on the real v1
 hierarchies; the v2 manager's kernel-facing core (mkdir and subtree_control,
@@ -18,7 +18,7 @@ import time
 import uuid
 
 import pytest
-from dockyard.cgroups import Cgroup, CgroupError, Layout, detect
+from dockyard.driverkit.cgroups import Cgroup, CgroupError, Layout, detect
 from dockyard.testing import driver
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="making cgroups needs root")

@@ -231,9 +231,9 @@ def test_load_of_garbage_raises_einval(garbage):
 def test_standalone_load_in_the_container_init_interpreter(tmp_path):
     """As the native driver's init runs it: ``python -E -S``, this directory and the
     shim kit's first (as the zygote has them), no ctypes."""
-    import dockyard.shim
+    import dockyard.driverkit.shim
 
-    kit = os.path.dirname(os.path.abspath(dockyard.shim.__file__))
+    kit = os.path.dirname(os.path.abspath(dockyard.driverkit.shim.__file__))
     bpf_file = tmp_path / "filter.bpf"
     bpf_file.write_bytes(default_bpf())
     code = (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.drivers.storage.common import CWD_RUNNER, mountinfo, mounts_under
+from dockyard.driverkit.mounts import CWD_RUNNER, mountinfo, mounts_under
 from dockyard.drivers.storage.overlay import OverlayDriver
 from dockyard.drivers.storage.vfs import VfsDriver
 from dockyard.errors import DriverUnsupported, StorageError

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.driverkit.mounts import mountinfo, mounts_under
 from dockyard.drivers.storage import aufs as aufs_module
 from dockyard.drivers.storage.aufs import AufsDriver, mount_plan
-from dockyard.drivers.storage.common import mountinfo, mounts_under
 from dockyard.testing.storage import BASE, StorageConformance, load_storage, make_tar, new_id, tar_entries
 
 

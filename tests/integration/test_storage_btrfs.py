@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.driverkit.mounts import backing_fs, mountinfo
 from dockyard.drivers.storage import btrfs as btrfs_module
 from dockyard.drivers.storage.btrfs import BtrfsDriver
-from dockyard.drivers.storage.common import backing_fs, mountinfo
 from dockyard.errors import LayerNotFound, StorageError
 from dockyard.testing.storage import StorageConformance, load_storage, make_tar, new_id
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.drivers.storage.common import mountinfo, mounts_under
+from dockyard.driverkit.mounts import mountinfo, mounts_under
 from dockyard.drivers.storage.devicemapper import DevicemapperDriver
 from dockyard.drivers.storage.dm import dmsetup
 from dockyard.drivers.storage.dm.metadata import read_json

@@ -10,7 +10,7 @@ and relative), a hard link to a host file and then a write through it.
 
 The victim is a directory of the host with one file in it; after each request
 (refused or not) nothing may have appeared in it, its file must be unchanged
-and have no second link, and the daemon must still answer.  How dockyard.safetar
+and have no second link, and the daemon must still answer.  How dockyard.driverkit.safetar
 decides is unit-tested in tests/unit/test_safetar.py; this is the API's word.
 """
 

@@ -13,9 +13,9 @@ import stat
 
 import pytest
 
+from dockyard.driverkit.naivediff import tree_changes
 from dockyard.drivers.storage import aufs as aufs_module
 from dockyard.drivers.storage.aufs import MS_REMOUNT, AufsDriver, BranchView, mount_plan
-from dockyard.engine.naivediff import tree_changes
 from dockyard.errors import LayerNotFound, StorageError
 from dockyard.testing.storage import (BASE, CHILD, CHILD_APPLIED, CHILD_CHANGES, CHILD_SIZE, make_tar, new_id,
                                       snapshot, tar_entries)

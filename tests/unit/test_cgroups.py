@@ -1,4 +1,4 @@
-"""dockyard.cgroups without a kernel: layout detection from mountinfo text, the v2
+"""dockyard.driverkit.cgroups without a kernel: layout detection from mountinfo text, the v2
 backend against a fake cgroup2 tree, OCI resource checks, stats parsing, and the
 v2 device program run by a small BPF interpreter.
 
@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-import dockyard.cgroups.v1 as v1mod
-from dockyard.cgroups import Cgroup, CgroupError, Layout, detect, ebpf, stats
-from dockyard.cgroups._fs import format_list, parse_list
-from dockyard.cgroups._oci import normalise
-from dockyard.cgroups.v2 import blkio_to_io_weight, shares_to_weight
+import dockyard.driverkit.cgroups.v1 as v1mod
+from dockyard.driverkit.cgroups import Cgroup, CgroupError, Layout, detect, ebpf, stats
+from dockyard.driverkit.cgroups._fs import format_list, parse_list
+from dockyard.driverkit.cgroups._oci import normalise
+from dockyard.driverkit.cgroups.v2 import blkio_to_io_weight, shares_to_weight
 
 HOST_MEMORY = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 

@@ -1,4 +1,4 @@
-"""The one walker of container-controlled trees (dockyard.fdwalk): canonical
+"""The one walker of container-controlled trees (dockyard.driverkit.fdwalk): canonical
 order, nothing followed when an entry is swapped between its listing and its
 use, bounded fds at any depth, and the in-root resolver."""
 
@@ -11,10 +11,10 @@ import tarfile
 
 import pytest
 
-from dockyard import fdwalk
-from dockyard.fdwalk import FD_WINDOW, Tree
-from dockyard.shim import rootpath
-from dockyard.tarwriter import TarWriter, differs
+from dockyard.driverkit import fdwalk
+from dockyard.driverkit.fdwalk import FD_WINDOW, Tree
+from dockyard.driverkit.shim import rootpath
+from dockyard.driverkit.tarwriter import TarWriter, differs
 from linked_root import root  # noqa: F401 (the fixture)
 
 

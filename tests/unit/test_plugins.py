@@ -285,7 +285,7 @@ def test_fallback_runs_only_without_a_native_implementation():
 
 def test_real_naive_diff_uses_the_drivers_mounts(tmp_path):
     """The core's NaiveDiff works through any driver's mount/unmount hooks."""
-    from dockyard.engine.naivediff import NaiveDiff
+    from dockyard.driverkit.naivediff import NaiveDiff
 
     class DirStorage(GoodStorage):
         @hookimpl

@@ -1,4 +1,4 @@
-"""The one in-root symlink resolver (dockyard.shim.rootpath) the builder, the
+"""The one in-root symlink resolver (dockyard.driverkit.shim.rootpath) the builder, the
 engine and both exec drivers use."""
 
 import errno
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from dockyard.shim import rootpath
+from dockyard.driverkit.shim import rootpath
 from linked_root import root  # noqa: F401 (the fixture)
 
 

@@ -1,4 +1,4 @@
-"""dockyard.safetar: safe layer extraction, whiteouts, tar writing, diff rules."""
+"""dockyard.driverkit.safetar: safe layer extraction, whiteouts, tar writing, diff rules."""
 
 import bz2
 import gzip
@@ -11,9 +11,10 @@ import tarfile
 
 import pytest
 
+from dockyard.driverkit.safetar import (OverlayWhiteouts, TarWriter, UnsafeTarError, clean_name, differs, extract,
+                                        write_tar)
+from dockyard.driverkit.tarsplit import TarSplitReader, record_tar_split
 from dockyard.errors import StorageError
-from dockyard.safetar import OverlayWhiteouts, TarWriter, UnsafeTarError, clean_name, differs, extract, write_tar
-from dockyard.tarsplit import TarSplitReader, record_tar_split
 from dockyard.testing.storage import make_tar, snapshot
 
 ROOT = os.geteuid() == 0

@@ -1,7 +1,7 @@
 """The ``lxc`` exec driver: the bundle the native driver runs, translated to LXC.
 
 Each started process (a container's init, or an extra process from
-:meth:`exec_exec`) is supervised by a shim (the ``dockyard.shim`` kit with this
+:meth:`exec_exec`) is supervised by a shim (the ``dockyard.driverkit.shim`` kit with this
 driver's :mod:`.lxcspawn`) in its own session, which outlives the daemon.  The
 init's shim runs ``lxc-start -F`` (LXC's monitor) as its child; an extra
 process is attached by the shim itself through liblxc (:mod:`.attach`).  State:
@@ -26,8 +26,8 @@ import sys
 
 from dockyard.errors import ExecError
 from dockyard.hookspecs import hookimpl
-from dockyard.shim import client as shim
-from dockyard.shim.driver import ShimDriver
+from dockyard.driverkit.shim import client as shim
+from dockyard.driverkit.shim.driver import ShimDriver
 
 from . import translate
 
@@ -99,7 +99,7 @@ class LxcDriver(ShimDriver):
             return f"lxc exec driver cannot load liblxc.so.1 ({exc}; apt-get install liblxc1)"
         if tuple(int(x) if x.isdigit() else 0 for x in version.split(".")[:3]) < (4, 0, 9):
             return f"lxc exec driver needs LXC 4.0.9 or newer (liblxc {version})"
-        from dockyard import cgroups
+        from dockyard.driverkit import cgroups
 
         try:
             layout = cgroups.detect()
@@ -118,7 +118,7 @@ class LxcDriver(ShimDriver):
         """The container's cgroup (``key="lxc"``: its monitor's)."""
         if not st or not st.get("cgroup"):
             return None
-        from dockyard import cgroups
+        from dockyard.driverkit import cgroups
 
         return cgroups.Cgroup(self.layout, st["cgroup"][key])
 
@@ -173,7 +173,7 @@ class LxcDriver(ShimDriver):
         return shim.start(self.zygote, sdir, self.what(id))
 
     def forget(self, id, sdir, st):
-        from dockyard import cgroups
+        from dockyard.driverkit import cgroups
 
         problem = None
         if st and st.get("cgroup"):
@@ -233,7 +233,7 @@ class LxcDriver(ShimDriver):
     # ------------------------------------------------------------------ cgroups
     @hookimpl
     def exec_update(self, id, resources):
-        from dockyard import cgroups
+        from dockyard.driverkit import cgroups
 
         sdir, st = self.load(id)
         path = os.path.join(st["bundle"], "config.json")

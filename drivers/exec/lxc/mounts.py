@@ -17,7 +17,7 @@ import os
 import stat
 
 from dockyard.errors import ExecError
-from dockyard.shim import rootpath
+from dockyard.driverkit.shim import rootpath
 
 NOT_LXC = "not supported by the lxc exec driver"
 # the devpts options LXC mounts /dev/pts with (lxc.pty.max); "newinstance" is implied

@@ -5,7 +5,7 @@ before its init runs, in the order given, so the order here is the one the
 kernel needs (the memory limit before memory+swap, the CFS period before the
 quota).  Values are checked here, naming the OCI field, so ``docker create``
 fails rather than ``start``; the same files and spellings as the shared cgroup
-manager (``dockyard.cgroups``, which ``exec_update`` uses on a running
+manager (``dockyard.driverkit.cgroups``, which ``exec_update`` uses on a running
 container) writes.  cgroup v2 keys (``lxc.cgroup2.*``) are not produced: this
 driver refuses v2 hosts in ``exec_supported``.
 """

@@ -49,8 +49,8 @@ import os
 import stat
 
 from dockyard.errors import ExecError
-from dockyard.shim import oci, rootpath
-from dockyard.shim.runtime import CAPS, cap_numbers
+from dockyard.driverkit.shim import oci, rootpath
+from dockyard.driverkit.shim.runtime import CAPS, cap_numbers
 
 from . import mounts as _mounts
 from . import resources as _resources
@@ -95,7 +95,7 @@ class Plan:
 # ----------------------------------------------------------------- reading
 def load_config(id, bundle):
     """Read ``bundle/config.json`` and check what every driver checks
-    (:mod:`dockyard.shim.oci`); the LXC-specific refusals come from :func:`plan`."""
+    (:mod:`dockyard.driverkit.shim.oci`); the LXC-specific refusals come from :func:`plan`."""
     return oci.load_config(id, bundle)
 
 
@@ -154,7 +154,7 @@ def plan(id, cfg, bundle, where_to):
     """The :class:`Plan` for container ``id``.  ``where_to``: ``{"dir": the
     container's state directory (LXC log, profile, OOM record), "cgroup": the
     container's cgroup path, "lxc_cgroup": the cgroup tree of its LXC monitor,
-    "layout": dockyard.cgroups layout}``."""
+    "layout": dockyard.driverkit.cgroups layout}``."""
     where = f"container {id}: config.json"
     p = Plan()
     lx = cfg.get("linux") or {}

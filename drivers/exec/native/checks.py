@@ -9,7 +9,7 @@ fails cleanly instead of ``start`` failing half-way.
 import os
 
 from dockyard.errors import ExecError
-from dockyard.shim import oci
+from dockyard.driverkit.shim import oci
 
 KNOWN_NAMESPACES = {"pid", "network", "mount", "ipc", "uts", "cgroup", "user"}
 

@@ -1,11 +1,11 @@
 """The ``native`` exec driver: runs OCI bundles itself, libcontainer-style.
 
 Each started process (a container's init, or an extra process from
-:meth:`exec_exec`) is supervised by a shim (the ``dockyard.shim`` kit with this
+:meth:`exec_exec`) is supervised by a shim (the ``dockyard.driverkit.shim`` kit with this
 driver's :mod:`.spawn`) in its own session, which outlives the daemon.  State:
 
 ``<home>/<id>/``             the container: ``state.json`` (bundle, log, cgroup,
-                             seccomp filter), the shim's files (see ``dockyard.shim``)
+                             seccomp filter), the shim's files (see ``dockyard.driverkit.shim``)
 ``<home>/<id>/exec/<eid>/``  one extra process, the same files
 ``<home>/seccomp/<sha>.bpf`` compiled seccomp filters, shared by equal profiles
 
@@ -22,8 +22,8 @@ import threading
 
 from dockyard.errors import ExecError
 from dockyard.hookspecs import hookimpl
-from dockyard.shim import client as shim
-from dockyard.shim.driver import ShimDriver
+from dockyard.driverkit.shim import client as shim
+from dockyard.driverkit.shim.driver import ShimDriver
 
 from . import checks
 
@@ -103,7 +103,7 @@ class NativeDriver(ShimDriver):
         return {"path": path, "flags": seccomp.filter_flags(profile)}
 
     def _make_cgroup(self, id, lx):
-        from dockyard import cgroups
+        from dockyard.driverkit import cgroups
 
         path = self.cgroup_path(id, lx)
         cg = cgroups.Cgroup(self.layout, path)
@@ -135,7 +135,7 @@ class NativeDriver(ShimDriver):
     # ------------------------------------------------------------------ cgroups
     @hookimpl
     def exec_update(self, id, resources):
-        from dockyard import cgroups
+        from dockyard.driverkit import cgroups
 
         sdir, st = self.load(id)
         cg = self.cgroup_of(st)

@@ -8,8 +8,8 @@ Every wrapper raises ``OSError`` (with errno and the failing call) on failure.
 import os
 
 if __package__:
-    from dockyard.shim.rootpath import join as secure_join
-    from dockyard.shim.runtime import CAPS, RLIMITS, cap_numbers, last_cap  # noqa: F401 (re-exported)
+    from dockyard.driverkit.shim.rootpath import join as secure_join
+    from dockyard.driverkit.shim.runtime import CAPS, RLIMITS, cap_numbers, last_cap  # noqa: F401 (re-exported)
 else:  # in a shim: the kit's directory is on sys.path
     from rootpath import join as secure_join
     from runtime import CAPS, RLIMITS, cap_numbers, last_cap  # noqa: F401

@@ -7,7 +7,7 @@ share.  A link's target, absolute or relative, is followed inside the root; a
 is (a ``..`` after it undoes it lexically).  Resolving is not a guarantee
 against a rootfs that changes meanwhile: callers that write into an untrusted,
 running root open the result with ``openat2(RESOLVE_IN_ROOT)`` instead
-(``dockyard.engine.archive_ops.open_in_root``).
+(:func:`dockyard.driverkit.fdwalk.open_in_root`).
 
 It is in the shim kit, stdlib only, because the native driver's container init
 imports it standalone (see ``drivers/exec/native/linux.py``).

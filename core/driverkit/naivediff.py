@@ -1,20 +1,23 @@
-"""The core's fallback for ``storage_diff``, ``storage_apply_diff``,
-``storage_changes`` and ``storage_size`` (Docker's ``NaiveDiffDriver``).
+"""The fallback for ``storage_diff``, ``storage_apply_diff``, ``storage_changes``
+and ``storage_size`` (Docker's ``NaiveDiffDriver``), and the tree comparison that
+drivers with a native diff reuse (:func:`tree_changes`, :func:`changes_size`,
+:func:`mark_parents`).
 
 They work for any driver through its mount hooks: mount ``id`` (and ``parent``),
-walk both trees, compare.  Registered ``trylast`` in the storage slot's plugin
-manager, so a driver's native implementation (returning non-``None``) wins::
+walk both trees, compare.  The engine's layer store registers :class:`NaiveDiff`
+``trylast`` in the storage slot's plugin manager, so a driver's native
+implementation (returning non-``None``) wins::
 
     pm.register(NaiveDiff(pm.hook), name="naive-diff")
 
 An entry counts as modified when its type, mode, owner or device differ, or, for
 non-directories, its size, mtime, symlink target or ``security.capability``
-(:func:`dockyard.safetar.differs`); a directory holding changes is listed as
+(:func:`dockyard.driverkit.safetar.differs`); a directory holding changes is listed as
 modified too.  A directory that replaced a non-directory (or the reverse) is one
 change; what was inside the old one is not listed.
 
 The new tree is a container's, which may be running (``commit --pause=false``):
-both trees are read relative to directory fds (:mod:`dockyard.fdwalk`), in one
+both trees are read relative to directory fds (:mod:`dockyard.driverkit.fdwalk`), in one
 walk of the new tree that looks up the old one beside it, and what is tarred is
 opened the same way, so a directory swapped for a symlink is never followed.
 """
@@ -22,9 +25,10 @@ opened the same way, so a directory swapped for a symlink is never followed.
 import stat
 from contextlib import ExitStack, nullcontext
 
-from ..fdwalk import Entry, Tree
-from ..hookspecs import hookimpl
-from ..safetar import TarWriter, differs, extract, spool
+from dockyard.hookspecs import hookimpl
+
+from .fdwalk import Entry, Tree
+from .safetar import TarWriter, differs, extract, spool
 
 ADDED, MODIFIED, DELETED = 1, 0, 2
 
@@ -84,7 +88,7 @@ def _changes(new, old):
 def tree_changes(new_root, old_root=None):
     """``[(rel path, kind)]`` turning tree ``old_root`` into ``new_root``, sorted;
     paths are relative (``etc/passwd``), kinds Docker's (0 mod, 1 add, 2 del).
-    Both trees are read relative to directory fds (:mod:`dockyard.fdwalk`)."""
+    Both trees are read relative to directory fds (:mod:`dockyard.driverkit.fdwalk`)."""
     with Tree(new_root) as new, (Tree(old_root) if old_root is not None else nullcontext()) as old:
         return mark_parents(_changes(new, old))
 

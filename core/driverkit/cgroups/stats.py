@@ -54,7 +54,7 @@ def _blkio_v1(path):
 
 
 def stats_v1(cg):
-    """``cg`` is a :class:`~dockyard.cgroups.v1.V1` backend."""
+    """``cg`` is a :class:`~dockyard.driverkit.cgroups.v1.V1` backend."""
     d = lambda ctrl, name: os.path.join(cg.dir(ctrl), name) if cg.dir(ctrl) else "/nonexistent"
     times = _fs.read_keyed(d("cpuacct", "cpuacct.stat"))
     throttle = _fs.read_keyed(d("cpu", "cpu.stat"))
@@ -107,7 +107,7 @@ def _io_v2(path):
 
 
 def stats_v2(cg):
-    """``cg`` is a :class:`~dockyard.cgroups.v2.V2` backend.  v2 has no per-CPU
+    """``cg`` is a :class:`~dockyard.driverkit.cgroups.v2.V2` backend.  v2 has no per-CPU
     usage (``percpu_usage`` is []); ``max_usage`` is ``memory.peak`` (0 before
     Linux 5.19) and ``failcnt`` the ``max`` count of ``memory.events``."""
     cpu = _fs.read_keyed(cg.f("cpu.stat"))

@@ -22,9 +22,9 @@ map) larger than :data:`MAX_HEADER` is refused before it is read, and entries ar
 not accumulated.
 
 The writing half (``TarWriter``, ``write_tar``, ``walk``, ``spool``, ``differs``:
-Docker's rule for "this file changed") lives in :mod:`dockyard.tarwriter` and is
+Docker's rule for "this file changed") lives in :mod:`dockyard.driverkit.tarwriter` and is
 re-exported here; tar-split, which reads tars with this module's rules, is
-:mod:`dockyard.tarsplit`.
+:mod:`dockyard.driverkit.tarsplit`.
 """
 
 import errno
@@ -35,7 +35,7 @@ import stat
 import tarfile
 import zlib
 
-from .errors import StorageError
+from dockyard.errors import StorageError
 from .tarwriter import (CHUNK, OVERLAY_OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, PAX_XATTR,  # re-exported
                         SKIP_XATTRS, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
                         TarWriter, differs, read_xattrs, spool, walk, write_tar)

@@ -11,6 +11,19 @@ something other than the daemon.
 * :mod:`.sanitize` is what a process does before it enters a container and
   execs there (stdlib only): non-dumpable, no fd but what it needs, every signal
   at its default.  The shim itself is non-dumpable, so its children are from birth.
+* :mod:`.zygote` is the fork server that forks a shim per process; :mod:`.driver`
+  (``ShimDriver``) the hooks every exec driver built on the kit shares;
+  :mod:`.oci` and :mod:`.runtime` the OCI config checks, capability and rlimit
+  tables and ``execve`` rules every runtime shares; :mod:`.rootpath` resolves
+  paths inside a container's root.
+
+Standalone: ``supervisor``, ``zygote``, ``sanitize``, ``runtime`` and ``rootpath``
+are stdlib only and never import dockyard.  A driver's zygote runs ``python -E
+-S`` with this directory (``os.path.dirname(client.__file__)``) and its own on
+``sys.path`` and imports them by bare name (``import supervisor``).  The daemon's
+side imports all but ``zygote`` as package modules too, so they import each
+other both ways (``if __package__: from .sanitize import ...``).  Keep them so:
+no dockyard import, no third-party import, nothing slow at import time.
 
 Per process state lives in one directory (``STATE_DIR``):
 

@@ -427,7 +427,7 @@ class Tree:
 def resolve(root_fd, path, max_links=255):
     """The components of ``path`` inside the directory ``root_fd`` with every
     symlink followed *there* (an absolute target or ``..`` never leaves it) and
-    missing components kept, as :func:`dockyard.shim.rootpath.resolve` does,
+    missing components kept, as :func:`dockyard.driverkit.shim.rootpath.resolve` does,
     but every link read relative to its directory's fd: a component the
     container swaps meanwhile can change the answer, never make it read the
     host's links.  Raises ``OSError(ELOOP)`` after ``max_links`` links."""

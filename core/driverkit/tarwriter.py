@@ -4,7 +4,7 @@
 :func:`write_tar` tars a whole tree, :func:`walk` lists one in the canonical order,
 :func:`differs` is Docker's rule for "this entry changed" that decides what a diff
 holds.
-Trees are read through :mod:`dockyard.fdwalk` (every component relative to a
+Trees are read through :mod:`dockyard.driverkit.fdwalk` (every component relative to a
 directory fd), as the tree may be a running container's.
 
 **Determinism.**  The same entries added in the same order give the same bytes,
@@ -16,7 +16,7 @@ the first path of its inode *in this tar*.  Callers add entries in a fixed order
 (:func:`walk` and the naive diff both sort by path), so a tree's diff has one
 digest -- the property that lets a layer moved between drivers be checked.
 
-Tar-split (the record that rebuilds a layer's exact tar) is :mod:`dockyard.tarsplit`.
+Tar-split (the record that rebuilds a layer's exact tar) is :mod:`dockyard.driverkit.tarsplit`.
 """
 
 import os
@@ -74,7 +74,7 @@ def tarinfo_of(name, path, st, linkname=None):
 class TarWriter:
     """Writes layer-tar entries, one at a time, to a binary file object.
 
-    Entries come from a :class:`dockyard.fdwalk.Tree` (:meth:`add_entry`,
+    Entries come from a :class:`dockyard.driverkit.fdwalk.Tree` (:meth:`add_entry`,
     :meth:`add_tree`): read relative to directory fds, never through a path
     string, so a tree that changes meanwhile (a running container's) cannot
     make it read anything outside the tree."""
@@ -157,7 +157,7 @@ class TarWriter:
 def walk(root):
     """Yield ``(rel, lstat)`` for everything below ``root``, parents first, names
     sorted (the canonical order); every component is opened relative to its
-    parent's fd (:class:`dockyard.fdwalk.Tree`), symlinks are not followed."""
+    parent's fd (:class:`dockyard.driverkit.fdwalk.Tree`), symlinks are not followed."""
     with fdwalk.Tree(root) as tree:
         for entry in tree.walk():
             yield entry.rel, entry.st
@@ -169,7 +169,7 @@ def spool():
 
 
 def write_tar(root, fileobj=None):
-    """Write everything below ``root`` (a path or a :class:`~dockyard.fdwalk.Tree`)
+    """Write everything below ``root`` (a path or a :class:`~dockyard.driverkit.fdwalk.Tree`)
     as a layer tar; return the file object rewound to 0 (a new spooled
     temporary file unless ``fileobj`` is given)."""
     out = fileobj if fileobj is not None else spool()
@@ -197,7 +197,7 @@ def _same_time(a_ns, b_ns):
 def differs(old_ref, old, new_ref, new):
     """Docker's rule for a changed entry: mode, owner, device or (non-directories)
     size, mtime, symlink target or ``security.capability`` differ.  ``*_ref``
-    is where to read a link or xattr: a :class:`~dockyard.fdwalk.Entry` (of a
+    is where to read a link or xattr: a :class:`~dockyard.driverkit.fdwalk.Entry` (of a
     tree the container controls) or a path (of a trusted one)."""
     if (old.st_mode, old.st_uid, old.st_gid, old.st_rdev) != (new.st_mode, new.st_uid, new.st_gid, new.st_rdev):
         return True

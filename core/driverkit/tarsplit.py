@@ -30,7 +30,7 @@ import struct
 import tarfile
 import zlib
 
-from .errors import StorageError
+from dockyard.errors import StorageError
 from .safetar import _TarInfo, clean_name
 from .tarwriter import CHUNK, WHITEOUT_PREFIX
 
@@ -43,7 +43,7 @@ def scan_entries(path):
     ``None`` if it has GNU sparse members (whose archived bytes are not the file's).
 
     Reads headers only (payloads are skipped by seeking); refuses what
-    :func:`dockyard.safetar.extract` refuses about names and headers.
+    :func:`dockyard.driverkit.safetar.extract` refuses about names and headers.
     """
     out = []
     if os.path.getsize(path) == 0:

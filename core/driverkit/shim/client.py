@@ -2,7 +2,7 @@
 for it, signal its process, talk to its control socket.
 
 A driver builds the command line of its fork server (``python -E -S -c ...``
-running :func:`dockyard.shim.zygote.main` with its own ``spawn``), writes
+running :func:`dockyard.driverkit.shim.zygote.main` with its own ``spawn``), writes
 ``STATE_DIR/state.json`` and calls :func:`start`; afterwards
 every question about the process is answered from ``STATE_DIR`` alone, so a
 restarted daemon knows what the old one knew.
@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from ..errors import ExecError
+from dockyard.errors import ExecError
 
 START_TIMEOUT = 30.0  # seconds; a healthy start takes milliseconds
 

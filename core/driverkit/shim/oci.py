@@ -10,7 +10,7 @@ import json
 import os
 import resource
 
-from ..errors import ExecError
+from dockyard.errors import ExecError
 from .runtime import CAP_SYS_RESOURCE, RLIMITS, cap_numbers
 
 

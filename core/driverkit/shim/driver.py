@@ -16,8 +16,8 @@ import os
 import shutil
 import signal as _signal
 
-from ..errors import ContainerNotFound, ExecError
-from ..hookspecs import hookimpl
+from dockyard.errors import ContainerNotFound, ExecError
+from dockyard.hookspecs import hookimpl
 from . import client as shim
 
 
@@ -93,7 +93,7 @@ class ShimDriver:
 
     # --------------------------------------------------------------- cgroups
     def cgroup_of(self, st):
-        """The container's :class:`dockyard.cgroups.Cgroup`, or None."""
+        """The container's :class:`dockyard.driverkit.cgroups.Cgroup`, or None."""
         if not st or not st.get("cgroup"):
             return None
         from .. import cgroups
