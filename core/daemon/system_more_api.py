@@ -290,9 +290,10 @@ async def plugin_install(request):
 
 # distribution ------------------------------------------------------------------
 def _distribution(eng, ref, auth):
-    from ..registry import manifest as mf
+    from .. import imagespec as mf
     from ..registry import names
     from ..registry.auth import scope
+    from ..registry.errors import sent_by_registry
     from ..engine.content import digest_of
 
     registry = getattr(eng, "registry", None)
@@ -310,10 +311,11 @@ def _distribution(eng, ref, auth):
         resp.close()
         doc = json.loads(data)
         descriptor = {"mediaType": media_type, "digest": digest_of(data), "size": len(data)}
-        if media_type in mf.INDEXES:
+        if media_type in mf.INDEX_TYPES:
             platforms = [m.get("platform") or {} for m in doc.get("manifests") or []]
         else:
-            config, _ = mf.parse_manifest(data, media_type)
+            with sent_by_registry():
+                config = mf.parse_manifest(data, media_type).config
             resp = session.request("GET", f"/v2/{name.path}/blobs/{config.digest}", scopes)
             if resp.status != 200:
                 session.fail(resp, f"image config of {name}")

@@ -28,13 +28,15 @@ stops the save with a :class:`~dockyard.errors.StorageError`.
 Loading is :mod:`.archiveload`.
 """
 
+import hashlib
 import io
 import json
 import os
 import tarfile
 
+from .. import imagespec
 from ..errors import InvalidParameter
-from . import distribution, reference
+from . import reference
 from .content import digest_of
 from .imagedist import LayerTar
 from .images import unix_time
@@ -158,21 +160,22 @@ def save(images, refs, fileobj):
         top = images.get(image_id)["top_layer"]
         rows = images.layers.chain(top) if top else []
         w.bytes(_blob(image_id), config_bytes, mtime)
-        layer_descs = [(distribution.OCI_LAYER_TAR, row["diff_id"], _write_layer(images, w, row, mtime)) for row in rows]
-        manifest = distribution.build_manifest(config_bytes, layer_descs, distribution.OCI_MANIFEST,
-                                               distribution.OCI_CONFIG)
+        layer_descs = [(imagespec.OCI_LAYER_TAR, row["diff_id"], _write_layer(images, w, row, mtime))
+                       for row in rows]
+        manifest = imagespec.build_manifest(config_bytes, layer_descs, imagespec.OCI_MANIFEST,
+                                            imagespec.OCI_CONFIG)
         w.bytes(_blob(digest_of(manifest)), manifest, mtime)
-        v1 = distribution.v1_ids(cfg, [row["chain_id"] for row in rows])
+        v1 = v1_ids(cfg, [row["chain_id"] for row in rows])
         for i, (row, v1_id) in enumerate(zip(rows, v1)):
             w.dir(v1_id, mtime)
             w.bytes(f"{v1_id}/VERSION", b"1.0", mtime)
-            body = distribution.legacy_json(cfg, i, len(rows), v1_id, v1[i - 1] if i else "")
+            body = legacy_json(cfg, i, len(rows), v1_id, v1[i - 1] if i else "")
             w.bytes(f"{v1_id}/json", json.dumps(body, separators=(",", ":")).encode(), mtime)
             w.symlink(f"{v1_id}/layer.tar", f"../{_blob(row['diff_id'])}", mtime)
         w.symlink(f"{image_id[7:]}.json", _blob(image_id), mtime)
         manifest_json.append({"Config": _blob(image_id), "RepoTags": tags or None,
                               "Layers": [_blob(row["diff_id"]) for row in rows]})
-        plat = {"architecture": cfg.get("architecture") or distribution.this_platform()["architecture"],
+        plat = {"architecture": cfg.get("architecture") or imagespec.Platform.here().architecture,
                 "os": cfg.get("os") or "linux"}
         if cfg.get("variant"):
             plat["variant"] = cfg["variant"]
@@ -180,13 +183,13 @@ def save(images, refs, fileobj):
             annotations = {}
             if tag:
                 r = reference.parse_reference(tag)
-                annotations = {distribution.ANNOTATION_IMAGE_NAME: str(r),
-                               distribution.ANNOTATION_REF_NAME: r.tag}
+                annotations = {imagespec.ANNOTATION_IMAGE_NAME: str(r),
+                               imagespec.ANNOTATION_REF_NAME: r.tag}
                 if v1:
                     repositories.setdefault(r.familiar_name, {})[r.tag] = v1[-1]
-            index.append(distribution.Descriptor(distribution.OCI_MANIFEST, digest_of(manifest), len(manifest),
-                                                 plat, annotations))
-    w.bytes("index.json", distribution.build_index(index), 0)
+            index.append(imagespec.Descriptor(imagespec.OCI_MANIFEST, digest_of(manifest), len(manifest),
+                                              plat, annotations))
+    w.bytes("index.json", imagespec.build_index(index), 0)
     w.bytes("manifest.json", json.dumps(manifest_json, separators=(",", ":")).encode(), 0)
     if repositories:
         w.bytes("repositories", json.dumps(repositories, separators=(",", ":"), sort_keys=True).encode(), 0)
@@ -194,3 +197,34 @@ def save(images, refs, fileobj):
     for image_id, _tags in chosen:
         images.emit("image", "save", image_id, {"name": image_id})
     return [image_id for image_id, _ in chosen]
+
+
+def v1_ids(config, chains):
+    """Legacy (``docker save``) layer ids: one per layer, each the sha256 of the
+    layer's v1 JSON with its chain ID and parent, as Docker's ``v1.CreateID``."""
+    ids, parent = [], ""
+    for i, chain in enumerate(chains):
+        body = legacy_json(config, i, len(chains), "", parent)
+        body.pop("id", None)
+        body["layer_id"] = chain
+        if parent:
+            body["parent"] = "sha256:" + parent
+        parent = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+        ids.append(parent)
+    return ids
+
+
+def legacy_json(config, index, count, v1_id, parent):
+    """The ``<id>/json`` of layer ``index`` in a ``docker save`` archive: the
+    image's v1 fields for the top layer, a bare record for the others."""
+    if index == count - 1:
+        body = {k: config[k] for k in ("comment", "created", "container", "container_config",
+                                       "docker_version", "author", "config", "architecture",
+                                       "variant", "os") if config.get(k) not in (None, "")}
+    else:
+        body = {"created": "1970-01-01T00:00:00Z", "container_config": {"Cmd": None}, "os": config.get("os", "linux")}
+    out = {"id": v1_id} if v1_id else {}
+    if parent:
+        out["parent"] = parent
+    out.update(body)
+    return out

@@ -27,8 +27,9 @@ import tarfile
 import zlib
 from dataclasses import dataclass, field
 
+from .. import imagespec
 from ..errors import InvalidParameter, no_space
-from . import distribution, reference
+from . import reference
 from .content import DigestMismatch, digest_of
 from .images import copy_hashing
 from .layers import chain_id
@@ -150,7 +151,7 @@ def _docker_images(arc):
         if m and digest_of(config) != "sha256:" + m.group(1):
             raise DigestMismatch(f"{what}: config {item['Config']!r} hashes to {digest_of(config)}, not the "
                                  "digest it is named by")
-        cfg = distribution.check_config(config, len(item["Layers"]), f"{what} config")
+        cfg = imagespec.check_config(config, len(item["Layers"]), f"{what} config")
         layers = [Layer(path, diff_id) for path, diff_id in zip(item["Layers"], cfg["rootfs"]["diff_ids"])]
         for path in item["Layers"]:
             arc.member(path, f"{what} layer")
@@ -167,8 +168,8 @@ def _blob(arc, desc, what, limit=MAX_METADATA):
 
 
 def _oci_names(desc):
-    full = desc.annotations.get(distribution.ANNOTATION_IMAGE_NAME)
-    ref_name = desc.annotations.get(distribution.ANNOTATION_REF_NAME, "")
+    full = desc.annotations.get(imagespec.ANNOTATION_IMAGE_NAME)
+    ref_name = desc.annotations.get(imagespec.ANNOTATION_REF_NAME, "")
     if not full and ("/" in ref_name or ":" in ref_name):  # podman: the ref name is a whole reference
         full = ref_name
     return [full] if full else []
@@ -179,20 +180,19 @@ def _oci_images(arc):
     if not isinstance(layout, dict) or layout.get("imageLayoutVersion") != "1.0.0":
         raise InvalidParameter(f"oci-layout: imageLayoutVersion {layout.get('imageLayoutVersion')!r} "
                                "is not 1.0.0" if isinstance(layout, dict) else "oci-layout is not a JSON object")
-    _, entries = distribution.parse_index(arc.read("index.json", "index.json"))
+    entries = imagespec.parse_index(arc.read("index.json", "index.json")).manifests
     out = []
     for n, entry in enumerate(entries):
         what = f"index.json entry {n}"
         desc = entry
-        if entry.media_type in distribution.INDEX_TYPES:
-            _, nested = distribution.parse_index(_blob(arc, entry, what), entry.media_type)
-            desc = distribution.select_platform(nested)
-        elif entry.media_type not in distribution.MANIFEST_TYPES:
+        if entry.media_type in imagespec.INDEX_TYPES:
+            desc = imagespec.parse_index(_blob(arc, entry, what), entry.media_type).select()
+        elif entry.media_type not in imagespec.MANIFEST_TYPES:
             raise InvalidParameter(f"{what}: unknown media type {entry.media_type!r}")
-        manifest = distribution.parse_manifest(_blob(arc, desc, f"{what} manifest"), desc.media_type)
+        manifest = imagespec.parse_manifest(_blob(arc, desc, f"{what} manifest"), desc.media_type)
         config = _blob(arc, manifest.config, f"{what} config")
-        cfg = distribution.check_config(config, len(manifest.layers), f"{what} config")
-        layers = [Layer(f"blobs/{d.digest.replace(':', '/')}", diff_id, distribution.layer_compression(d.media_type),
+        cfg = imagespec.check_config(config, len(manifest.layers), f"{what} config")
+        layers = [Layer(f"blobs/{d.digest.replace(':', '/')}", diff_id, imagespec.layer_compression(d.media_type),
                         d.digest, d.size) for d, diff_id in zip(manifest.layers, cfg["rootfs"]["diff_ids"])]
         for layer in layers:
             arc.member(layer.member, f"{what} layer")

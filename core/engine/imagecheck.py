@@ -24,9 +24,9 @@ it runs.
 
 import json
 
-from ..errors import DockyardError
+from .. import imagespec
 from ..driverkit.tarsplit import TarSplitReader
-from . import distribution
+from ..errors import DockyardError
 from .content import digest_of
 from .layers import chain_id
 
@@ -143,9 +143,9 @@ def _check_repo_digest(images, row, bad):
     data = images.content.read(row["digest"])
     try:
         if row["kind"] == "index":
-            distribution.parse_index(data, row["media_type"])
+            imagespec.parse_index(data, row["media_type"])
             return
-        manifest = distribution.parse_manifest(data, row["media_type"])
+        manifest = imagespec.parse_manifest(data, row["media_type"])
     except DockyardError as exc:
         bad(obj, f"its {row['kind']} does not parse: {exc}")
         return

@@ -48,7 +48,8 @@ import json
 import logging
 
 from ..errors import ImageNotFound, InvalidParameter, StorageError, no_space
-from . import distribution, reference
+from .. import imagespec
+from . import reference
 from .content import DigestMismatch, digest_of
 from .layers import chain_id
 
@@ -83,18 +84,18 @@ def add_from_registry(images, repo, tag, manifest_bytes, manifest_media_type, co
     r = _repository(repo)
     name = r.familiar_name
     tagged = reference.parse_reference(f"{name}:{tag}").familiar() if tag else None
-    manifest = distribution.parse_manifest(manifest_bytes, manifest_media_type)
+    manifest = imagespec.parse_manifest(manifest_bytes, manifest_media_type)
     if digest_of(config_bytes) != manifest.config.digest or len(config_bytes) != manifest.config.size:
         raise DigestMismatch(f"config blob does not match the manifest: expected {manifest.config.digest} "
                              f"({manifest.config.size} bytes), got {digest_of(config_bytes)} ({len(config_bytes)} bytes)")
-    cfg = distribution.check_config(config_bytes, len(manifest.layers))
+    cfg = imagespec.check_config(config_bytes, len(manifest.layers))
     layers = [dict(x) for x in layers]
     _check_layers(manifest, cfg, layers)
     index_digest = None
     if index_bytes is not None:
-        index_media_type, entries = distribution.parse_index(index_bytes, index_media_type)
-        index_digest = digest_of(index_bytes)
-        if manifest.digest not in [e.digest for e in entries]:
+        index = imagespec.parse_index(index_bytes, index_media_type)
+        index_media_type, index_digest = index.media_type, index.digest
+        if manifest.digest not in [e.digest for e in index.manifests]:
             raise InvalidParameter(f"manifest {manifest.digest} is not in index {index_digest}")
     image_id = manifest.config.digest
     with images.lock, no_space("pull", images.data_root):
@@ -213,7 +214,7 @@ def record_pushed(images, repo, tag, manifest_digest, manifest_bytes, media_type
     name = _repository(repo).familiar_name
     if digest_of(manifest_bytes) != manifest_digest:
         raise DigestMismatch(f"manifest digest mismatch: expected {manifest_digest}, got {digest_of(manifest_bytes)}")
-    manifest = distribution.parse_manifest(manifest_bytes, media_type)
+    manifest = imagespec.parse_manifest(manifest_bytes, media_type)
     image_id = manifest.config.digest
     try:
         cfg = json.loads(images.config_bytes(image_id))

@@ -1,16 +1,17 @@
 """Registry access: pull, push and login over the OCI distribution protocol.
 
     service     engine.registry: Registry.pull/push/login, the X-Registry-Auth header
-    pull, push  the two transfers
-    manifest    media types, manifests and indexes, platform selection
+    pull, push  the two transfers (parallel: what they share; gzipper: a push's gzip)
     session     authenticated requests to one registry
     auth        the /v2/ ping, basic and bearer-token challenges
-    transport   HTTP/1.1 with TLS (certs.d), insecure registries, retries, redirects
+    transport   HTTP/1.1 on urllib3: TLS (certs.d), insecure registries, pools, redirects
+    retry       the one backoff policy (urllib3's Retry, Retry-After) of pulls and pushes
     authconfig  the client's credentials: Docker's config.json and credential helpers
     progress    Docker's JSON progress messages
     names       a reference's registry host and repository path
     errors      the exception tree
 
+Manifests, indexes and platforms are the image model's, :mod:`dockyard.imagespec`.
 Importing this package imports nothing else: the CLI reads ``authconfig`` without
 paying for the rest.
 """

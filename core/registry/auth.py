@@ -84,12 +84,12 @@ class Authenticator:
         self._tokens = {}
         self._lock = threading.Lock()
 
-    def ping(self, on_retry=None):
+    def ping(self, listener=None):
         """``GET /v2/``: learn how this registry wants to be authenticated."""
         with self._lock:
             if self._pinged:
                 return
-            resp = self.transport.request("GET", self.transport.endpoint.url("/v2/"), on_retry=on_retry)
+            resp = self.transport.request("GET", self.transport.endpoint.url("/v2/"), listener=listener)
             if resp.status == 401:
                 self.scheme, self.params = parse_challenge(resp.header("WWW-Authenticate"))
                 resp.read_all(limit=1 << 20)

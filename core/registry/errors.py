@@ -15,11 +15,16 @@ API maps it to a status code and a one-line message.
                                        an unknown or refused media type (schema 1, foreign layers) → 400
 
 Builtins are subclassed where they fit (``ConnectionError``, ``PermissionError``), as
-attrs does, so callers may catch either.
+attrs does, so callers may catch either.  Two boundaries translate into this tree:
+the transport (sockets, TLS, urllib3) and :func:`sent_by_registry` (what the image
+model, :mod:`dockyard.imagespec`, refuses in a document a registry sent).
 """
 
+from contextlib import contextmanager
+
 from ..engine.content import DigestMismatch
-from ..errors import DockyardError, InvalidParameter, NotFound
+from ..errors import DockyardError, NotFound
+from ..imagespec import BadDocument, NoMatchingPlatform, UnsupportedMedia
 
 
 class RegistryError(DockyardError):
@@ -58,5 +63,19 @@ class RegistryNotFound(NotFound):
     pass
 
 
-class UnsupportedContent(InvalidParameter):
-    pass
+#: one type for "a media type we do not handle", whoever finds it: the image model or a transfer
+UnsupportedContent = UnsupportedMedia
+
+
+@contextmanager
+def sent_by_registry():
+    """Around the image model's checks of what a registry sent: a malformed
+    document is the registry's fault (:class:`BadContent`, 502), an index without
+    our platform means no such image (:class:`RegistryNotFound`, 404); an
+    unsupported media type stays what it is (400)."""
+    try:
+        yield
+    except NoMatchingPlatform as exc:
+        raise RegistryNotFound(str(exc)) from None
+    except BadDocument as exc:
+        raise BadContent(str(exc)) from None

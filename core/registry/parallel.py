@@ -1,8 +1,9 @@
 """What a pull and a push share: their parts (layers, the config) run on a
 thread pool, the first part that fails stops the others, and a cancel (the
 client went away) stops them all.  Each part calls :meth:`Transfer.check`
-between chunks."""
+between chunks, and waits out its retries through :meth:`Transfer.listener`."""
 
+import math
 import threading
 from concurrent.futures import FIRST_EXCEPTION, wait
 
@@ -14,9 +15,11 @@ class Stopped(PullCancelled):
 
 
 class Transfer:
-    """Base of :class:`~.pull.Puller` and :class:`~.push.Pusher`."""
+    """Base of :class:`~.pull.Puller` and :class:`~.push.Pusher` (which set
+    ``progress`` before calling this constructor)."""
 
     verb = "transfer"  # "pull", "push": for the messages
+    progress = None
 
     def __init__(self, name, cancel=None, resume_hint=""):
         self.cancel = cancel or threading.Event()
@@ -30,6 +33,11 @@ class Transfer:
         if self.stop.is_set():
             raise Stopped(f"stopped: another part of the {self.verb} failed")
 
+    def listener(self, id=None):
+        """The :class:`~dockyard.registry.retry.Listener` of the part ``id`` (a
+        layer's short id; None: a part without a progress line)."""
+        return _PartListener(self, id)
+
     def wait_all(self, futures):
         """Wait for the parts; after the first failure stop the others and raise
         the error that started it (not a part's :class:`Stopped`)."""
@@ -39,3 +47,21 @@ class Transfer:
             wait(futures)
             errors = [f.exception() for f in futures if f.exception() is not None]
             raise next((e for e in errors if not isinstance(e, Stopped)), errors[0])
+
+
+class _PartListener:
+    """Docker's "Retrying in N seconds" on the part's progress line; a wait that a
+    cancel or another part's failure cuts short."""
+
+    def __init__(self, transfer, id):
+        self.transfer, self.id = transfer, id
+
+    def retrying(self, attempt, delay, reason):
+        if self.id and self.transfer.progress is not None:
+            n = max(1, math.ceil(delay))
+            self.transfer.progress.layer(self.id, f"Retrying in {n} second{'s' if n != 1 else ''}")
+
+    def wait(self, delay):
+        self.transfer.check()
+        if self.transfer.cancel.wait(delay) or self.transfer.stop.is_set():
+            self.transfer.check()

@@ -16,19 +16,17 @@ turned out wrong (digest, decoding) is dropped.
 """
 
 import hashlib
-import json
-import math
 import os
 import tempfile
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 
+from .. import imagespec as spec
 from ..engine.content import DigestMismatch, digest_of
 from ..engine.layers import chain_id
 from ..errors import ImageNotFound
-from . import manifest as mf
 from .auth import scope
-from .errors import BadContent, RegistryError, RegistryUnreachable, UnsupportedContent
+from .errors import BadContent, RegistryError, RegistryUnreachable, UnsupportedContent, sent_by_registry
 from .parallel import Transfer
 from .progress import short_id
 
@@ -59,13 +57,20 @@ class Puller(Transfer):
     def run(self):
         data, media_type, digest = self._manifest(self.name.ref, self.name.digest)
         index = None
-        if media_type in mf.INDEXES:
+        if media_type in spec.INDEX_TYPES:
             index = (data, media_type)
-            entry = mf.select_platform(mf.parse_index(data, media_type), self.platform)
+            with sent_by_registry():
+                entry = spec.parse_index(data, media_type).select(self.platform)
             data, media_type, digest = self._manifest(entry.digest, entry.digest)
-            if media_type in mf.INDEXES:
+            if media_type in spec.INDEX_TYPES:
                 raise UnsupportedContent(f"{self.name}: an index inside an index is not supported")
-        config_desc, descs = mf.parse_manifest(data, media_type)
+        with sent_by_registry():
+            manifest = spec.parse_manifest(data, media_type)
+        for layer in manifest.layers:
+            if layer.media_type in spec.FOREIGN_LAYER_TYPES:
+                raise UnsupportedContent(f"layer {layer.digest} is a foreign (non-distributable) layer "
+                                         f"({layer.media_type}): such layers are not fetched")
+        config_desc, descs = manifest.config, manifest.layers
         self.progress.status(f"Pulling from {self.name.path}", id=self.name.ref)
         before = self._current()
         jobs = [_Job(i, d) for i, d in enumerate(descs)]
@@ -107,22 +112,16 @@ class Puller(Transfer):
         except (ImageNotFound, RegistryError, ValueError):
             return None
 
-    def on_retry(self, id):
-        def note(attempt, delay, reason):
-            n = max(1, math.ceil(delay))
-            self.progress.layer(id, f"Retrying in {n} second{'s' if n != 1 else ''}")
-        return note
-
     # manifests and config ---------------------------------------------------
     def _manifest(self, ref, expected):
         what = f"manifest for {self.name.familiar}:{ref}" if not ref.startswith("sha256:") else \
             f"manifest {ref} of {self.name.familiar}"
         resp = self.session.request("GET", f"/v2/{self.name.path}/manifests/{ref}", self.scopes,
-                                    {"Accept": mf.ACCEPT})
+                                    {"Accept": spec.ACCEPT}, listener=self.listener())
         if resp.status != 200:
             self.session.fail(resp, what)
         header_type, header_digest = resp.header("Content-Type"), resp.header("Docker-Content-Digest")
-        data = resp.read_all(limit=mf.MAX_MANIFEST)
+        data = resp.read_all(limit=spec.MAX_MANIFEST)
         resp.close()
         digest = digest_of(data)
         if expected and digest != expected:
@@ -130,8 +129,8 @@ class Puller(Transfer):
         if header_digest and header_digest.startswith("sha256:") and header_digest != digest:
             raise BadContent(f"{what}: digest mismatch: the registry says {header_digest}, "
                              f"the content hashes to {digest}")
-        media_type = mf.media_type_of(data, header_type)
-        mf.check_type(media_type, what)
+        media_type = spec.media_type_of(data, header_type)
+        spec.check_type(media_type, what)
         return data, media_type, digest
 
     def _config(self, desc):
@@ -139,7 +138,8 @@ class Puller(Transfer):
             data = self.content.read(desc.digest)
         else:
             self.check()
-            resp = self.session.request("GET", f"/v2/{self.name.path}/blobs/{desc.digest}", self.scopes)
+            resp = self.session.request("GET", f"/v2/{self.name.path}/blobs/{desc.digest}", self.scopes,
+                                        listener=self.listener())
             if resp.status != 200:
                 self.session.fail(resp, f"image config {desc.digest}")
             data = resp.read_all(limit=MAX_CONFIG)
@@ -147,20 +147,13 @@ class Puller(Transfer):
         if digest_of(data) != desc.digest or len(data) != desc.size:
             raise BadContent(f"image config {desc.digest}: digest mismatch: got {len(data)} bytes hashing to "
                              f"{digest_of(data)}")
-        try:
-            diff_ids = json.loads(data)["rootfs"]["diff_ids"]
-        except (ValueError, KeyError, TypeError):
-            raise BadContent(f"image config {desc.digest} has no rootfs.diff_ids") from None
-        if not isinstance(diff_ids, list) or not all(isinstance(d, str) and mf._DIGEST.match(d) for d in diff_ids):
-            raise BadContent(f"image config {desc.digest}: rootfs.diff_ids must be sha256 digests")
-        return data, diff_ids
+        with sent_by_registry():
+            cfg = spec.check_config(data, self.n_layers, f"image config {desc.digest}")
+        return data, cfg["rootfs"]["diff_ids"]
 
     # layers -----------------------------------------------------------------
     def _layer(self, job, config):
         _, diff_ids = config.result()
-        if len(diff_ids) != self.n_layers:
-            raise BadContent(f"the image config lists {len(diff_ids)} diff IDs for the manifest's "
-                             f"{self.n_layers} layers")
         job.diff_id = diff_ids[job.index]
         chain = None
         for d in diff_ids[:job.index + 1]:
@@ -316,6 +309,7 @@ class _BlobSource:
         self._local = open(writer.path, "rb") if writer.offset else None
         self._local_left = writer.offset
         self._resp, self._skip, self._failures = None, 0, 0
+        self.listener = puller.listener(job.id)
         if writer.offset:
             puller.progress.layer(job.id, "Downloading", writer.offset, self.size, force=True)
 
@@ -353,7 +347,7 @@ class _BlobSource:
     def _open(self):
         offset = self.w.offset
         headers = {"Range": f"bytes={offset}-"} if offset else {}
-        resp = self.p.session.request("GET", self.path, self.p.scopes, headers, on_retry=self.p.on_retry(self.job.id))
+        resp = self.p.session.request("GET", self.path, self.p.scopes, headers, listener=self.listener)
         if resp.status == 206:
             start = (resp.header("Content-Range") or "").removeprefix("bytes ").split("-")[0]
             if start != str(offset):
@@ -369,13 +363,9 @@ class _BlobSource:
     def _backoff(self, reason):
         self._close_resp()
         self._failures += 1
-        if self._failures > self.p.session.retries:
+        if not self.p.session.backoff.pause(self._failures, reason, self.listener):
             raise RegistryUnreachable(f"layer {self.digest}: download stopped at {self.w.offset} of {self.size} "
                                       f"bytes: {reason}; the bytes so far are kept: rerun the pull to resume")
-        delay = min(self.p.session.backoff * 2 ** (self._failures - 1), 10.0)
-        self.p.on_retry(self.job.id)(self._failures, delay, reason)
-        if self.p.cancel.wait(delay) or self.p.stop.is_set():
-            self.p.check()
 
     def _close_resp(self):
         if self._resp is not None:

@@ -16,14 +16,13 @@ otherwise a Docker schema 2 manifest (OCI when a layer is OCI-typed) is written.
 
 import hashlib
 import json
-import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode
 
+from .. import imagespec as spec
 from ..engine.content import digest_of
 from ..errors import InvalidParameter
-from . import manifest as mf
 from .auth import scope
 from .errors import BadContent, RegistryError, RegistryUnavailable, RegistryUnreachable
 from .gzipper import gzip_stream
@@ -71,7 +70,8 @@ class _Growth:
 
 
 class _Counting:
-    """A slice of a binary file read by http.client, reporting progress."""
+    """A slice of a binary file, read by the transport as a request body,
+    reporting progress."""
 
     def __init__(self, fh, start, length, report):
         self.fh, self.left, self.report, self.sent = fh, length, report, start
@@ -168,7 +168,7 @@ class Pusher(Transfer):
         return _desc(blob)
 
     def _exists(self, digest):
-        resp = self.session.request("HEAD", f"{self.repo}/blobs/{digest}", self.scopes)
+        resp = self.session.request("HEAD", f"{self.repo}/blobs/{digest}", self.scopes, listener=self.listener())
         resp.close()
         if resp.status == 200:
             return True
@@ -179,7 +179,8 @@ class Pusher(Transfer):
     def _mount(self, digest, from_path):
         query = urlencode({"mount": digest, "from": from_path})
         resp = self.session.request("POST", f"{self.repo}/blobs/uploads/?{query}",
-                                    self.scopes + [scope(from_path, "pull")], {"Content-Length": "0"}, b"")
+                                    self.scopes + [scope(from_path, "pull")], {"Content-Length": "0"}, b"",
+                                    listener=self.listener())
         resp.read_all(limit=1 << 20)
         resp.close()
         if resp.status == 201:
@@ -298,29 +299,24 @@ class Pusher(Transfer):
             except BaseException:
                 writer.abort(keep=False)
                 raise
-        return {"digest": digest, "size": size, "media_type": mf.DOCKER_LAYER, "repo": None}
+        return {"digest": digest, "size": size, "media_type": spec.DOCKER_LAYER_GZIP, "repo": None}
 
     def _upload(self, digest, size, id, data=None):
-        """Upload a blob (``data``, or the content store's), retrying the whole
-        upload after a lost connection or a 5xx."""
-        for attempt in range(self.session.retries + 1):
+        """Upload a blob (``data``, or the content store's), starting the whole
+        upload over after a lost connection or a 5xx, paced by the session's backoff."""
+        failures = 0
+        while True:
             try:
                 return self._upload_once(digest, size, id, data)
             except (RegistryUnreachable, RegistryUnavailable) as exc:
-                if attempt >= self.session.retries:
+                failures += 1
+                if not self.session.backoff.pause(failures, str(exc), self.listener(id)):
                     raise
-                delay = min(self.session.backoff * 2 ** attempt, 10.0)
-                if id:
-                    n = max(1, math.ceil(delay))
-                    self.progress.layer(id, f"Retrying in {n} second{'s' if n != 1 else ''}")
-                if self.cancel.wait(delay):
-                    self.check()
-                last = exc
-        raise last
 
     def _start_upload(self, what):
         """Open an upload session for ``what``; its location."""
-        resp = self.session.request("POST", f"{self.repo}/blobs/uploads/", self.scopes, {"Content-Length": "0"}, b"")
+        resp = self.session.request("POST", f"{self.repo}/blobs/uploads/", self.scopes, {"Content-Length": "0"}, b"",
+                                    listener=self.listener())
         location = resp.header("Location")
         if resp.status >= 300:
             self.session.fail(resp, f"starting the upload of {what}")
@@ -380,16 +376,16 @@ class Pusher(Transfer):
         wanted = [d["digest"] for d in descs]
         for digest, media_type, data in (plan.get("manifests") or {}).values():
             try:
-                config, layers = mf.parse_manifest(data, media_type)
-            except Exception:
+                held = spec.parse_manifest(data, media_type)
+            except InvalidParameter:
                 continue
-            if config.digest == config_digest and [x.digest for x in layers] == wanted:
+            if held.config.digest == config_digest and [x.digest for x in held.layers] == wanted:
                 return data, media_type
         oci = any(d["mediaType"].startswith("application/vnd.oci.") for d in descs)
-        layers = [dict(d, mediaType=mf.OCI_LAYER_GZIP if oci and d["mediaType"] == mf.DOCKER_LAYER
+        layers = [dict(d, mediaType=spec.OCI_LAYER_GZIP if oci and d["mediaType"] == spec.DOCKER_LAYER_GZIP
                        else d["mediaType"]) for d in descs]
-        doc = {"schemaVersion": 2, "mediaType": mf.OCI_MANIFEST if oci else mf.DOCKER_MANIFEST,
-               "config": {"mediaType": mf.OCI_CONFIG if oci else mf.DOCKER_CONFIG, "size": len(config_bytes),
+        doc = {"schemaVersion": 2, "mediaType": spec.OCI_MANIFEST if oci else spec.DOCKER_MANIFEST,
+               "config": {"mediaType": spec.OCI_CONFIG if oci else spec.DOCKER_CONFIG, "size": len(config_bytes),
                           "digest": config_digest},
                "layers": layers}
         return json.dumps(doc, indent=3).encode(), doc["mediaType"]

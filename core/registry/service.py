@@ -29,6 +29,7 @@ from ..errors import InvalidParameter, no_space
 from . import names
 from .auth import Credentials
 from .progress import Progress
+from .retry import Backoff
 from .session import Session
 from .transport import CERTS_DIRS, Endpoint
 
@@ -80,7 +81,8 @@ def decode_auth(header):
 class Registry:
     """Registry access for one engine; ``max_downloads``/``max_uploads`` are Docker's
     per-pull/per-push concurrency, ``upload_chunk`` the size above which a blob is
-    uploaded in PATCH chunks of that size."""
+    uploaded in PATCH chunks of that size; ``retries`` and ``backoff`` (seconds)
+    make the one :class:`~dockyard.registry.retry.Backoff` of every transfer."""
 
     def __init__(self, engine, insecure=(), certs_dir=None, max_downloads=3, max_uploads=5,
                  retries=4, backoff=0.5, upload_chunk=16 << 20, timeout=60):
@@ -90,7 +92,8 @@ class Registry:
             certs_dir = CERTS_DIRS
         self.certs_dirs = [certs_dir] if isinstance(certs_dir, (str, os.PathLike)) else list(certs_dir)
         self.max_downloads, self.max_uploads = max_downloads, max_uploads
-        self.retries, self.backoff, self.upload_chunk, self.timeout = retries, backoff, upload_chunk, timeout
+        self.backoff = Backoff(retries, backoff)
+        self.upload_chunk, self.timeout = upload_chunk, timeout
         self._locks, self._locks_lock = {}, threading.Lock()
 
     # wiring -------------------------------------------------------------------
@@ -114,8 +117,8 @@ class Registry:
 
     def session(self, host, auth=None):
         endpoint = Endpoint(host, insecure=self.is_insecure(host), certs_dir=self.certs_dirs)
-        return Session(endpoint, Credentials.from_authconfig(auth), retries=self.retries, backoff=self.backoff,
-                       timeout=self.timeout)
+        return Session(endpoint, Credentials.from_authconfig(auth), backoff=self.backoff, timeout=self.timeout,
+                       maxsize=max(self.max_downloads, self.max_uploads) + 1)
 
     @contextmanager
     def blob_lock(self, key):
@@ -128,11 +131,11 @@ class Registry:
     # operations ---------------------------------------------------------------
     def pull(self, ref, auth=None, progress=None, cancel=None, platform=None, tag=None):
         """Pull ``ref``; return the image id."""
-        from .manifest import parse_platform
+        from ..imagespec import Platform
         from .pull import Puller
 
         name = names.parse(ref, tag)
-        want = parse_platform(platform) if platform else None
+        want = Platform.parse(platform) if platform else None
         session = self.session(name.domain, auth)
         try:
             with no_space("pull", self.engine.data_root):  # the blobs, the layers, the records

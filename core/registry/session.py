@@ -1,42 +1,43 @@
 """One registry, one set of credentials: authenticated requests and the errors
 their answers mean.  Pulls and pushes get a :class:`Session` from the
-:class:`~dockyard.registry.service.Registry` and share its connections."""
+:class:`~dockyard.registry.service.Registry` and share its connections and its
+one :class:`~dockyard.registry.retry.Backoff`."""
 
 from urllib.parse import urljoin
 
 from .auth import Authenticator
 from .errors import Unauthorized
+from .retry import Backoff
 from .transport import Transport, raise_for
 
 
 class Session:
-    def __init__(self, endpoint, credentials=None, retries=4, backoff=0.5, timeout=60):
+    def __init__(self, endpoint, credentials=None, backoff=None, timeout=60, maxsize=4):
         self.endpoint = endpoint
         self.host = endpoint.host
-        self.transport = Transport(endpoint, timeout=timeout, retries=retries, backoff=backoff)
+        self.backoff = backoff or Backoff()
+        self.transport = Transport(endpoint, self.backoff, timeout=timeout, maxsize=maxsize)
         self.auth = Authenticator(self.transport, credentials)
-
-    @property
-    def retries(self):
-        return self.transport.retries
-
-    @property
-    def backoff(self):
-        return self.transport.backoff
 
     def url(self, path_or_url):
         return urljoin(self.endpoint.base + "/", path_or_url)
 
-    def request(self, method, path, scopes, headers=None, body=None, retry=True, on_retry=None):
+    def request(self, method, path, scopes, headers=None, body=None, retry=True, listener=None):
         """``method path`` (a path on the registry, or a URL it gave us) with the
-        authorization ``scopes`` need; one retry after a 401 that a new token may
-        cure.  Returns the :class:`~dockyard.registry.transport.Response`."""
-        self.auth.ping(on_retry)
+        authorization ``scopes`` need; one more try after a 401 that a new token may
+        cure.  ``body``: None, bytes, or a callable giving a fresh binary file for
+        each try.  Returns the :class:`~dockyard.registry.transport.Response`."""
+        self.auth.ping(listener)
         scopes = list(scopes)
         url = self.url(path)
         for attempt in range(2):
             hdrs = {**(headers or {}), **self.auth.headers(scopes)}
-            resp = self.transport.request(method, url, hdrs, body, retry=retry, on_retry=on_retry)
+            data = body() if callable(body) else body
+            try:
+                resp = self.transport.request(method, url, hdrs, data, retry=retry, listener=listener)
+            finally:
+                if data is not body and hasattr(data, "close"):
+                    data.close()
             if resp.status != 401 or attempt or not self.auth.challenged(resp, scopes):
                 return resp
             resp.read_all(limit=1 << 20)

@@ -1,44 +1,57 @@
-"""HTTP/1.1 to registries: TLS with Docker's ``certs.d``, plain HTTP only for
-registries named insecure, keep-alive pooling, redirects, retries with backoff.
+"""HTTP/1.1 to registries, on urllib3 2: TLS with Docker's ``certs.d``, plain HTTP
+only for registries named insecure, keep-alive pooling per host, redirects,
+retries with backoff.
 
-Blocking on purpose (``http.client``): pulls and pushes run in worker threads, a
-download is a loop of reads into the content store, and each blob gets its own
-connection from the pool, so parallel transfers are parallel threads.
+Blocking on purpose: pulls and pushes run in worker threads, a download is a loop
+of reads into the content store, and each blob takes its own connection from the
+pool (``maxsize`` per host), so parallel transfers are parallel threads.
 
-This module is the one place where socket, TLS and ``http.client`` errors become
+What urllib3 does here: the pools (a :class:`urllib3.PoolManager` per session,
+whose HTTPS pools each get their host's TLS context from ``certs.d``: CA files
+``*.crt``, client certificate pairs ``*.cert``/``*.key``, on top of the system's
+CAs); redirects of GET and HEAD (a registry sends blob downloads to its storage),
+dropping ``Authorization`` on the way to another host (``Retry``'s
+``remove_headers_on_redirect``); retries, paced by the one
+:class:`~dockyard.registry.retry.Backoff` (and ``Retry-After``).  Nothing here
+falls back from HTTPS to HTTP.
+
+This module is the one place where urllib3's, socket and TLS errors become
 registry errors (:mod:`dockyard.registry.errors`): callers see
 :class:`RegistryUnreachable`, :class:`TLSFailure` or an HTTP status, never an
-``OSError``.  Nothing here falls back from HTTPS to HTTP.
+``OSError`` or a urllib3 exception.
 """
+
+from __future__ import annotations
 
 import http.client
 import json
 import os
-import random
-import socket
 import ssl
 import threading
-import time
-from urllib.parse import urljoin, urlsplit
+from typing import Any, BinaryIO, Iterable, NoReturn
+from urllib.parse import urlsplit
+
+import urllib3
+from urllib3.exceptions import MaxRetryError
 
 from .errors import (RegistryError, RegistryNotFound, RegistryUnavailable, RegistryUnreachable, TLSFailure,
                      Unauthorized)
+from .retry import Backoff, Listener, describe
 
 CERTS_D = "/etc/dockyard/certs.d"
 #: where CAs are looked for by default: ours, then Docker's (as podman also does)
 CERTS_DIRS = (CERTS_D, "/etc/docker/certs.d")
-RETRY_STATUS = (429, 500, 502, 503, 504)
-REDIRECTS = (301, 302, 303, 307, 308)
 USER_AGENT = "dockyard"
-BLOCK = 1 << 20  # what http.client reads at once from a file body
-_NET_ERRORS = (OSError, http.client.HTTPException)
+BLOCK = 1 << 20  # what a request body is read and sent by
+DRAIN = 64 << 10  # an unread rest of an answer up to this is read, to keep the connection
+_NET_ERRORS = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError)
 
 
-def _dirs(certs_dir):
+def _dirs(certs_dir: str | os.PathLike | Iterable[str]) -> list:
     return [certs_dir] if isinstance(certs_dir, (str, os.PathLike)) else list(certs_dir)
 
 
-def tls_context(host, certs_dir=CERTS_DIRS):
+def tls_context(host: str, certs_dir: str | Iterable[str] = CERTS_DIRS) -> ssl.SSLContext:
     """The system's CAs plus Docker-style ``<certs_dir>/<host>/*.crt`` CAs and
     ``*.cert``/``*.key`` client certificate pairs (``certs_dir``: one directory or
     several, all read)."""
@@ -67,16 +80,17 @@ def _load_folder(ctx, folder):
 class Endpoint:
     """How to reach one registry host (``127.0.0.1:5000`` as references spell it)."""
 
-    def __init__(self, host, insecure=False, certs_dir=CERTS_DIRS):
+    def __init__(self, host: str, insecure: bool = False, certs_dir: str | Iterable[str] = CERTS_DIRS):
         self.host = host
         self.insecure = insecure
         self.scheme = "http" if insecure else "https"
         api_host = "registry-1.docker.io" if host in ("docker.io", "index.docker.io") else host
         self.base = f"{self.scheme}://{api_host}"
+        self.netloc = api_host
         self.certs_dir = certs_dir
         self.ssl = None if insecure else tls_context(host, certs_dir)
 
-    def url(self, path):
+    def url(self, path: str) -> str:
         return self.base + path
 
     def __repr__(self):
@@ -84,25 +98,26 @@ class Endpoint:
 
 
 class Response:
-    """A response whose body is read with :meth:`read` (``n`` bytes at most) or
-    :meth:`read_all`; closing it hands a fully read keep-alive connection back."""
+    """An answer whose body is read with :meth:`read` (``n`` bytes at most) or
+    :meth:`read_all`, as sent (no content decoding); closing it hands the
+    connection back to its pool, or drops it if much of the body is unread."""
 
-    def __init__(self, transport, key, conn, raw, url):
-        self._transport, self._key, self._conn, self.raw, self.url = transport, key, conn, raw, url
+    def __init__(self, raw: urllib3.BaseHTTPResponse, url: str):
+        self.raw, self.url, self._open = raw, url, True
         self.status, self.reason, self.headers = raw.status, raw.reason, raw.headers
 
-    def header(self, name, default=None):
+    def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name, default)
 
-    def read(self, n=1 << 20):
+    def read(self, n: int = 1 << 20) -> bytes:
         try:
-            return self.raw.read(n)
+            return self.raw.read(n, decode_content=False)
         except _NET_ERRORS as exc:
-            self._conn.close()
-            raise RegistryUnreachable(f"connection to {urlsplit(self.url).netloc} lost while reading: "
-                                      f"{_describe(exc)}") from None
+            self.close()
+            where = urlsplit(getattr(self.raw, "url", None) or self.url).netloc or urlsplit(self.url).netloc
+            raise RegistryUnreachable(f"connection to {where} lost while reading: {describe(exc)}") from None
 
-    def read_all(self, limit=None):
+    def read_all(self, limit: int | None = None) -> bytes:
         parts, got = [], 0
         while data := self.read():
             got += len(data)
@@ -112,15 +127,17 @@ class Response:
             parts.append(data)
         return b"".join(parts)
 
-    def close(self):
-        if self._conn is None:
+    def close(self) -> None:
+        if not self._open:
             return
-        reusable = self.raw.isclosed() and not self.raw.will_close
-        if not reusable:
-            self.raw.close()
-            self._conn.close()
-        self._transport._release(self._key, self._conn if reusable else None)
-        self._conn = None
+        self._open = False
+        raw = self.raw
+        left = raw.length_remaining
+        if raw.closed or (left is not None and left <= DRAIN):
+            raw.drain_conn()  # nothing or little left: read it, the connection goes back to the pool
+        else:
+            raw.close()  # a body left unread: the connection cannot carry another request
+            raw.release_conn()
 
     def __enter__(self):
         return self
@@ -129,143 +146,105 @@ class Response:
         self.close()
 
 
+class _Pools(urllib3.PoolManager):
+    """urllib3's pools, each HTTPS one with its host's TLS context: the registry's
+    from its :class:`Endpoint`, a storage or token host's from its own ``certs.d``
+    folder (if any)."""
+
+    def __init__(self, endpoint, timeout, maxsize):
+        super().__init__(num_pools=10, maxsize=maxsize, block=False, blocksize=BLOCK,
+                         timeout=urllib3.Timeout(connect=timeout, read=timeout))
+        self.endpoint = endpoint
+        self._contexts, self._lock = {}, threading.Lock()
+
+    def connection_from_host(self, host, port=None, scheme="http", pool_kwargs=None):
+        if scheme == "https":
+            pool_kwargs = {**(pool_kwargs or {}), "ssl_context": self._context(host, port)}
+        return super().connection_from_host(host, port, scheme, pool_kwargs)
+
+    def _context(self, host, port):
+        netloc = host if port in (None, 443) else f"{host}:{port}"
+        if netloc == self.endpoint.netloc and self.endpoint.ssl is not None:
+            return self.endpoint.ssl
+        with self._lock:
+            if netloc not in self._contexts:
+                self._contexts[netloc] = tls_context(netloc, self.endpoint.certs_dir)
+            return self._contexts[netloc]
+
+
 class Transport:
     """Requests to an :class:`Endpoint` and the URLs it sends us to (redirects to
-    storage, token realms).  ``retries`` more attempts after a connection error or a
-    5xx answer, waiting ``backoff`` seconds doubled each time (capped at 10 s)."""
+    storage, token realms), paced by ``backoff``; ``maxsize`` connections kept per
+    host."""
 
-    def __init__(self, endpoint, timeout=60, retries=4, backoff=0.5):
+    def __init__(self, endpoint: Endpoint, backoff: Backoff | None = None, timeout: float = 60, maxsize: int = 4):
         self.endpoint = endpoint
-        self.timeout, self.retries, self.backoff = timeout, retries, backoff
-        self._idle, self._lock = {}, threading.Lock()
-        self._contexts = {}
+        self.backoff = backoff or Backoff()
+        self._pools = _Pools(endpoint, timeout, maxsize)
 
-    # connections -------------------------------------------------------------
-    def _ctx(self, scheme, netloc):
-        if scheme != "https":
-            return None
-        if netloc == urlsplit(self.endpoint.base).netloc and self.endpoint.ssl is not None:
-            return self.endpoint.ssl
-        if netloc not in self._contexts:  # a storage or token host: its own certs.d, if any
-            self._contexts[netloc] = tls_context(netloc, self.endpoint.certs_dir)
-        return self._contexts[netloc]
+    def close(self) -> None:
+        self._pools.clear()
 
-    def _acquire(self, key):
-        with self._lock:
-            idle = self._idle.get(key)
-            if idle:
-                return idle.pop(), True
-        scheme, netloc = key
-        if scheme == "https":
-            return http.client.HTTPSConnection(netloc, timeout=self.timeout, context=self._ctx(scheme, netloc),
-                                               blocksize=BLOCK), False
-        if scheme == "http":
-            return http.client.HTTPConnection(netloc, timeout=self.timeout, blocksize=BLOCK), False
-        raise RegistryError(f"unsupported URL scheme {scheme!r}")
-
-    def _release(self, key, conn):
-        if conn is None:
-            return
-        with self._lock:
-            self._idle.setdefault(key, []).append(conn)
-
-    def close(self):
-        with self._lock:
-            for conns in self._idle.values():
-                for conn in conns:
-                    conn.close()
-            self._idle.clear()
-
-    # requests ----------------------------------------------------------------
-    def request(self, method, url, headers=None, body=None, retry=True, redirects=5, on_retry=None):
-        """Send one request (``body``: None, bytes, or a callable returning a fresh
-        binary file for each attempt, given a Content-Length header); return the :class:`Response` (any status but the
-        retried ones once retries are spent).  Redirects are followed for GET and
-        HEAD; ``Authorization`` is not sent to another host."""
-        attempt = 0
-        while True:
-            try:
-                resp = self._once(method, url, headers, body)
-            except RegistryUnreachable as exc:
-                if not retry or attempt >= self.retries:
-                    raise
-                reason = str(exc)
-            else:
-                if resp.status in REDIRECTS and method in ("GET", "HEAD") and redirects > 0:
-                    location = resp.header("Location")
-                    resp.read_all()
-                    resp.close()
-                    if not location:
-                        raise RegistryError(f"{url}: redirect without a Location")
-                    target = urljoin(url, location)
-                    hdrs = dict(headers or {})
-                    if urlsplit(target).netloc != urlsplit(url).netloc:
-                        hdrs = {k: v for k, v in hdrs.items() if k.lower() != "authorization"}
-                    url, headers, redirects = target, hdrs, redirects - 1
-                    continue
-                if resp.status not in RETRY_STATUS or not retry or attempt >= self.retries:
-                    return resp
-                reason = f"{resp.status} {resp.reason}"
-                resp.read_all(limit=1 << 20)
-                resp.close()
-            delay = min(self.backoff * 2 ** attempt, 10.0) * (0.9 + 0.2 * random.random())
-            attempt += 1
-            if on_retry is not None:
-                on_retry(attempt, delay, reason)
-            time.sleep(delay)
-
-    def _once(self, method, url, headers, body):
-        parts = urlsplit(url)
-        key = (parts.scheme, parts.netloc)
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    def request(self, method: str, url: str, headers: dict[str, str] | None = None,
+                body: bytes | BinaryIO | None = None, retry: bool = True,
+                listener: Listener | None = None) -> Response:
+        """Send one request (``body``: None, bytes, or a binary file read once, given
+        a Content-Length header); return the :class:`Response`: any status, the
+        retried ones once the retries are spent.  ``retry=False``: no second try
+        (a request that must not be repeated).  GET and HEAD follow redirects;
+        ``Authorization`` does not go to another host.  ``listener`` hears the
+        retries (:class:`~dockyard.registry.retry.Listener`)."""
         hdrs = {"User-Agent": USER_AGENT, **(headers or {})}
-        for fresh_tries in range(2):
-            conn, reused = self._acquire(key)
-            data = body() if callable(body) else body
-            try:
-                conn.request(method, target, body=data, headers=hdrs)
-                raw = conn.getresponse()
-            except ssl.SSLCertVerificationError as exc:
-                conn.close()
-                raise TLSFailure(self._tls_hint(parts.netloc, f"certificate refused: {exc.verify_message}")) from None
-            except ssl.SSLError as exc:
-                conn.close()
-                if "WRONG_VERSION_NUMBER" in str(exc) or "record layer" in str(exc).lower():
-                    raise TLSFailure(self._tls_hint(parts.netloc, "it does not speak TLS (a plain HTTP "
-                                                                  "registry?)")) from None
-                raise TLSFailure(self._tls_hint(parts.netloc, f"TLS failed: {exc}")) from None
-            except _NET_ERRORS as exc:
-                conn.close()
-                if reused and fresh_tries == 0 and _stale(exc):
-                    continue  # an idle keep-alive connection the server had closed
-                raise RegistryUnreachable(f"{method} {parts.scheme}://{parts.netloc}{parts.path}: "
-                                          f"{_describe(exc)}") from None
-            finally:
-                if hasattr(data, "close") and callable(body):
-                    data.close()
-            return Response(self, key, conn, raw, url)
+        try:
+            raw = self._pools.urlopen(method, url, headers=hdrs, body=body,
+                                      retries=self.backoff.retry(listener, None if retry else 0),
+                                      redirect=method in ("GET", "HEAD"), preload_content=False,
+                                      decode_content=False)
+        except MaxRetryError as exc:
+            raise self._error(method, url, exc.reason or exc, exc.pool) from None
+        except _NET_ERRORS as exc:
+            raise self._error(method, url, exc) from None
+        return Response(raw, url)
+
+    def _error(self, method, url, exc, pool=None):
+        parts = urlsplit(url)
+        netloc, scheme = parts.netloc, parts.scheme
+        if pool is not None and getattr(pool, "host", None):  # the host that failed (maybe a redirect's)
+            netloc = pool.host if pool.port in (None, 80, 443) else f"{pool.host}:{pool.port}"
+            scheme = pool.scheme
+        tls = _ssl_error(exc)
+        if tls is not None:
+            if isinstance(tls, ssl.SSLCertVerificationError):
+                return TLSFailure(self._tls_hint(netloc, f"certificate refused: {tls.verify_message}"))
+            if "WRONG_VERSION_NUMBER" in str(tls) or "record layer" in str(tls).lower():
+                return TLSFailure(self._tls_hint(netloc, "it does not speak TLS (a plain HTTP registry?)"))
+            return TLSFailure(self._tls_hint(netloc, f"TLS failed: {tls}"))
+        if isinstance(exc, urllib3.exceptions.LocationValueError):
+            return RegistryError(f"{method} {url}: {exc}")
+        return RegistryUnreachable(f"{method} {scheme}://{netloc}{parts.path if netloc == parts.netloc else ''}: "
+                                   f"{describe(exc)}")
 
     def _tls_hint(self, netloc, problem):
-        return (f"{netloc}: {problem}; for a private CA put it in {_dirs(self.endpoint.certs_dir)[0]}/{netloc}/ca.crt, "
+        folder = (_dirs(self.endpoint.certs_dir) or [CERTS_D])[0]
+        return (f"{netloc}: {problem}; for a private CA put it in {folder}/{netloc}/ca.crt, "
                 f"or, for a plain HTTP registry, start the daemon with --insecure-registry {netloc}")
 
 
-def _stale(exc):
-    return isinstance(exc, (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
-                            http.client.BadStatusLine))
+def _ssl_error(exc):
+    """The ``ssl.SSLError`` under urllib3's wrapping, if any."""
+    seen, cur = set(), exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, ssl.SSLError):
+            return cur
+        nxt = cur.__cause__ or cur.__context__
+        if nxt is None and cur.args and isinstance(cur.args[0], BaseException):
+            nxt = cur.args[0]
+        cur = nxt
+    return None
 
 
-def _describe(exc):
-    if isinstance(exc, socket.timeout):
-        return "timed out"
-    if isinstance(exc, http.client.IncompleteRead):
-        return f"answer cut short ({len(exc.partial)} bytes read, {exc.expected} more expected)"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    return str(exc) or type(exc).__name__
-
-
-def registry_errors(body):
+def registry_errors(body: bytes) -> list[tuple[str, str]]:
     """``[(code, message)]`` of a registry's ``{"errors": [...]}`` body (or [])."""
     try:
         doc = json.loads(body)
@@ -275,7 +254,7 @@ def registry_errors(body):
     return [(str(e.get("code", "")), str(e.get("message", ""))) for e in errors or [] if isinstance(e, dict)]
 
 
-def raise_for(resp, what):
+def raise_for(resp: Any, what: str) -> NoReturn:
     """Raise the error that a non-2xx answer ``resp`` to ``what`` means."""
     body = resp.read_all(limit=1 << 20) if resp.status != 304 else b""
     resp.close()

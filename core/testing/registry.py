@@ -227,16 +227,21 @@ class Fault:
                     Content-Length, then drop the connection (a connection lost mid-blob)
     ``"short"``     forward, send the first ``at`` bytes as the whole answer
     ``"slow"``      forward, sleeping ``delay`` seconds after each ``chunk`` bytes
+    ``"redirect"``  answer ``status`` (default 307) to ``location`` (``{path}``: the request's)
+
+    ``headers``: more headers for a ``"status"`` or ``"redirect"`` answer (``Retry-After``).
     """
 
-    def __init__(self, path, action="status", method=None, times=None, status=500, at=None, delay=0.05,
-                 chunk=64 << 10):
+    def __init__(self, path, action="status", method=None, times=None, status=None, at=None, delay=0.05,
+                 chunk=64 << 10, headers=None, location=None):
         import re
 
-        if action not in ("status", "corrupt", "cut", "short", "slow"):
+        if action not in ("status", "corrupt", "cut", "short", "slow", "redirect"):
             raise ValueError(f"unknown fault action {action!r}")
         self.path, self.action, self.method, self.times = re.compile(path), action, method, times
-        self.status, self.at, self.delay, self.chunk = status, at, delay, chunk
+        self.status = status or (307 if action == "redirect" else 500)
+        self.at, self.delay, self.chunk = at, delay, chunk
+        self.headers, self.location = dict(headers or {}), location
         self.hits = 0
 
     def matches(self, method, path):
@@ -271,10 +276,14 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         started = time.monotonic()
         body = self._body()
         fault = proxy._match(self.command, self.path)
-        if fault is not None and fault.action == "status":
+        if fault is not None and fault.action in ("status", "redirect"):
             data = json.dumps({"errors": [{"code": "UNKNOWN", "message": "injected fault"}]}).encode()
             proxy._record(self.command, self.path, fault.status, self.headers, len(body), started)
             self.send_response(fault.status)
+            for k, v in fault.headers.items():
+                self.send_header(k, v)
+            if fault.action == "redirect":
+                self.send_header("Location", fault.location.format(path=self.path))
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()

@@ -3,14 +3,18 @@ anonymous, HTTP basic (htpasswd), the bearer-token challenge flow (a JWT token
 server); ``dockyard login``/``logout`` keeping credentials as the docker CLI does
 (config.json, credsStore, credHelpers with a fake ``docker-credential-*`` on
 PATH); ``docker login`` against our daemon; TLS with a private CA in a certs.d
-directory; plain HTTP only for registries named insecure.
+directory; plain HTTP only for registries named insecure; credentials that stay
+on the registry's host when it redirects blob downloads to storage elsewhere.
 """
 
 import base64
 import json
 import os
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from dockyard.testing.registry import Fault, FaultProxy
 from dockyard.testing.registry_content import registry_daemon, snapshot, stop_daemon
 from registry_common import registry_fixture, uniq
 
@@ -54,8 +58,16 @@ def certs_dir(session_root, tls):
 
 
 @pytest.fixture(scope="module")
-def dy(session_root, busybox_tar, basic, token, plain, certs_dir):
-    d = registry_daemon(session_root / uniq("ad-"), [basic.host, token.host, plain.host], busybox_tar,
+def front(basic):
+    """A recording proxy in front of the basic-auth registry, to make it redirect."""
+    p = FaultProxy(basic.host).start()
+    yield p
+    p.stop()
+
+
+@pytest.fixture(scope="module")
+def dy(session_root, busybox_tar, basic, token, plain, certs_dir, front):
+    d = registry_daemon(session_root / uniq("ad-"), [basic.host, token.host, plain.host, front.host], busybox_tar,
                         ["--registry-certs-dir", str(certs_dir)])
     yield d
     assert stop_daemon(d) == []
@@ -210,3 +222,61 @@ def test_plain_http_registry_not_named_insecure_is_refused(dy, plain):
     res = dy.cli("pull", ref)
     assert res.returncode != 0 and "does not speak TLS" in res.stderr.decode()
     assert plain.catalog()["repositories"] == []  # nothing went over plain HTTP
+
+
+class _Storage(BaseHTTPRequestHandler):
+    """Blob storage on another host (as S3 behind a registry): serves a blob from the
+    registry's own files by the digest ending the path, and records the headers."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.server.seen.append(dict(self.headers))
+        hexdigest = self.path.rsplit("sha256:", 1)[1]
+        blob = self.server.root / "sha256" / hexdigest[:2] / hexdigest / "data"
+        data = blob.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def storage(basic):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Storage)
+    httpd.daemon_threads, httpd.seen = True, []
+    httpd.root = basic.base / "storage" / "docker" / "registry" / "v2" / "blobs"
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_blob_redirects_keep_the_credentials_on_the_registry(dy, session_root, config_dir, front, storage):
+    """A registry that sends blob downloads elsewhere: the storage host gets no
+    Authorization (it is another host, by name), a redirect on the registry's own
+    host keeps it, and the pull into a daemon without the image works."""
+    ok(login(dy, config_dir, front.host))
+    ref = f"{front.host}/{uniq()}/bb:redirected"
+    ok(dy.cli("tag", "busybox", ref))
+    ok(cli(dy, config_dir, "push", ref))
+    image_id = dy.sdk().api.inspect_image(ref)["Id"]
+    front.reset()
+    front.add(Fault(image_id + "$", "redirect", method="GET", times=1,
+                    location=f"http://{front.host}{{path}}?on=the-same-host"))
+    front.add(Fault(r"/blobs/sha256:[0-9a-f]{64}$", "redirect", method="GET",
+                    location=f"http://localhost:{storage.server_address[1]}/store{{path}}"))
+    fresh = registry_daemon(session_root / uniq("redir-"), [front.host])
+    try:
+        ok(login(fresh, config_dir, front.host))
+        ok(cli(fresh, config_dir, "pull", ref))
+        assert fresh.sdk().api.inspect_image(ref)["Id"] == image_id
+    finally:
+        assert stop_daemon(fresh) == []
+    assert storage.seen and all("Authorization" not in h for h in storage.seen)  # the layers, via storage
+    blob_gets = front.seen("GET", "/blobs/sha256:")
+    assert blob_gets and all(r["headers"]["Authorization"].startswith("Basic ") for r in blob_gets)
+    assert [r["status"] for r in blob_gets if r["path"].endswith("?on=the-same-host")] == [200]  # the config

@@ -121,6 +121,33 @@ def test_transient_500s_are_retried_with_backoff(dy, reg, proxy, base_tar):
     assert system_check(dy) == []
 
 
+def test_retry_after_is_honoured_by_pull_and_push(dy, reg, proxy, base_tar):
+    """A registry that says how long to wait (429/503 with Retry-After) is waited
+    for that long, not the 0.5 s our own backoff starts with, by a pull and a push
+    alike (they share the one backoff policy)."""
+    repo = f"{uniq()}/ra"
+    img = big_image(base_tar)
+    push_image(reg.url, repo, "v1", img)
+    layer = img.layers[-1]["digest"]
+    proxy.add(Fault(f"/blobs/{layer}", "status", method="GET", status=503, times=1, headers={"Retry-After": "2"}))
+    res = dy.cli("pull", f"{proxy.host}/{repo}:v1", timeout=120)
+    assert res.returncode == 0, res.stderr.decode()
+    assert "Retrying in 2 seconds" in res.stdout.decode()
+    gets = proxy.seen("GET", layer)
+    assert [r["status"] for r in gets] == [503, 200]
+    assert gets[1]["start"] - gets[0]["start"] >= 1.9
+
+    proxy.reset()
+    ref = f"{proxy.host}/{uniq()}/ra:pushed"
+    assert dy.cli("tag", f"{proxy.host}/{repo}:v1", ref).returncode == 0
+    proxy.add(Fault(r"/blobs/uploads/$", "status", method="POST", status=429, times=1, headers={"Retry-After": "1"}))
+    res = dy.cli("push", ref, timeout=120)
+    assert res.returncode == 0, res.stderr.decode()
+    posts = [r for r in proxy.seen("POST", "/blobs/uploads/") if "mount=" not in r["path"]]
+    assert posts[0]["status"] == 429 and posts[1]["start"] - posts[0]["start"] >= 0.95
+    assert system_check(dy) == []
+
+
 def test_connection_lost_mid_layer_resumes_with_a_range_request(dy, reg, proxy, base_tar):
     repo = f"{uniq()}/c"
     img = big_image(base_tar)

@@ -1,5 +1,6 @@
-"""The registry client's pure parts: challenges, platform selection, media types,
-error messages, certs.d directories, daemon flags, credentials files, progress."""
+"""The registry client's pure parts: challenges, error messages, certs.d
+directories, daemon flags, credentials files, progress.  (Manifests, indexes and
+platforms: tests/unit/test_imagespec.py; the transport: test_registry_transport.py.)"""
 
 import base64
 import json
@@ -7,9 +8,8 @@ import json
 import pytest
 from dockyard.errors import ConfigError, InvalidParameter
 from dockyard.registry import authconfig
-from dockyard.registry import manifest as mf
 from dockyard.registry.auth import parse_challenge
-from dockyard.registry.errors import RegistryNotFound, TLSFailure, UnsupportedContent
+from dockyard.registry.errors import RegistryNotFound, TLSFailure
 from dockyard.registry.progress import bar, human_size
 from dockyard.registry.service import (
     decode_auth,
@@ -24,32 +24,6 @@ def test_parse_challenge():
         "bearer", {"realm": "http://t/token", "service": "reg", "scope": "repository:a/b:pull,push"})
     assert parse_challenge('Basic realm="x"') == ("basic", {"realm": "x"})
     assert parse_challenge("") == (None, {})
-
-
-def _entry(arch, variant=None, digest="a"):
-    platform = {"os": "linux", "architecture": arch, **({"variant": variant} if variant else {})}
-    return mf.descriptor({"mediaType": mf.OCI_MANIFEST, "size": 1, "digest": "sha256:" + digest * 64,
-                          "platform": platform}, "entry")
-
-
-def test_select_platform():
-    entries = [_entry("arm64", "v8", "b"), _entry("amd64", None, "c"),
-               mf.descriptor({"mediaType": mf.OCI_MANIFEST, "size": 1, "digest": "sha256:" + "d" * 64}, "att")]
-    assert mf.select_platform(entries, ("linux", "arm64", "v8")).digest == "sha256:" + "b" * 64
-    assert mf.select_platform(entries, ("linux", "amd64")).digest == "sha256:" + "c" * 64
-    with pytest.raises(RegistryNotFound, match="no matching manifest for linux/s390x.*linux/amd64, linux/arm64/v8"):
-        mf.select_platform(entries, ("linux", "s390x"))
-    with pytest.raises(UnsupportedContent, match="invalid platform"):
-        mf.parse_platform("linux")
-
-
-def test_media_types():
-    assert mf.media_type_of(b'{"schemaVersion":2,"manifests":[]}', "application/json") == mf.OCI_INDEX
-    assert mf.media_type_of(b"{}", mf.DOCKER_MANIFEST + "; charset=utf-8") == mf.DOCKER_MANIFEST
-    with pytest.raises(UnsupportedContent, match="schema 1"):
-        mf.check_type(mf.SCHEMA1[0])
-    with pytest.raises(UnsupportedContent, match="unknown media type 'text/html'"):
-        mf.check_type("text/html")
 
 
 class _Resp:
