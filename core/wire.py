@@ -109,6 +109,8 @@ class _SocketReader(_Reader):
             start = max(len(self._buf) - len(marker) + 1, 0)
             data = self._sock.recv(_CHUNK)
             if not data:
+                if not self._buf:
+                    raise ProtocolError("the daemon closed the connection without answering")
                 raise ProtocolError("connection closed before the response headers ended")
             self._buf += data
         idx += len(marker)
@@ -157,7 +159,7 @@ class _ChunkedReader(_Reader):
             self._left = size
         data = self._reader.read_some(min(n, self._left))
         if not data:
-            raise ProtocolError("connection closed inside a chunk")
+            raise ProtocolError("answer cut short: the connection closed inside a chunk")
         self._left -= len(data)
         if self._left == 0 and self._reader.read_exact(2) != b"\r\n":
             raise ProtocolError("chunk not followed by CRLF")
@@ -310,6 +312,8 @@ class Connection:
                 self.sock.sendall(head + bytes(body or b""))
                 return
             self.sock.sendall(head)
+            if left is None and not chunked:  # the caller's own Content-Length
+                left = next((int(v) for k, v in headers.items() if k.lower() == "content-length"), None)
             while left != 0:
                 data = body.read(_UPLOAD_BLOCK if left is None else min(left, _UPLOAD_BLOCK))
                 if not data:
@@ -317,6 +321,8 @@ class Connection:
                 if left is not None:
                     left -= len(data)
                 self.sock.sendall(b"%x\r\n%s\r\n" % (len(data), data) if chunked else data)
+            if left:  # the daemon would wait for the rest for ever
+                raise ProtocolError(f"Too little data for declared Content-Length ({left} bytes missing)")
             if chunked:
                 self.sock.sendall(b"0\r\n\r\n")
         except (BrokenPipeError, ConnectionResetError) as exc:

@@ -4,26 +4,24 @@ The fake server below stands in for the daemon ONLY to test how the client
 speaks HTTP: versioned paths, Docker's error JSON, the 8-byte multiplexed frames,
 the ``101 UPGRADED`` hijack of attach, chunked JSON-lines progress, streamed
 uploads.  It says nothing about the real daemon; integration tests with the real
-daemon (tests/integration, tests/e2e) are the lead's.
+daemon (tests/integration, tests/e2e) are the lead's.  The framing itself, byte for
+byte: test_wire.py.
 """
 
 import http.server
 import io
 import json
 import os
-import socket
 import socketserver
 import struct
 import subprocess
 import sys
 import threading
-import urllib.parse
 
 import pytest
 
 from dockyard.client import (APIError, Client, DaemonUnreachable, NotFound, ProgressError,
                              ProtocolError, demux, parse_host)
-from dockyard.wire import quote, urlencode
 
 
 def frame(stream, data):
@@ -325,130 +323,3 @@ def test_cli_reports_daemon_errors(fake):
     res = subprocess.run([sys.executable, "-c", RUN_SCRIPT, "-H", client.host, "stop", "gone"],
                          capture_output=True, timeout=30)
     assert res.returncode == 1 and b"Error response from daemon: No such container: gone" in res.stderr
-
-
-# --- the wire level (dockyard.wire) against a scripted raw-socket server -------------------
-
-
-class Scripted:
-    """Accepts connections one at a time; answers each with the next canned reply.
-
-    A reply is bytes (sent after the request head is read) or a callable
-    ``(conn, head) -> None``.  ``heads`` collects the request heads seen.
-    """
-
-    def __init__(self, family, address, replies):
-        self.sock = socket.socket(family, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(address)
-        self.sock.listen(8)
-        self.address = self.sock.getsockname()
-        self.replies = list(replies)
-        self.heads = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        for reply in self.replies:
-            conn, _ = self.sock.accept()
-            with conn:
-                head = b""
-                while b"\r\n\r\n" not in head:
-                    data = conn.recv(65536)
-                    if not data:
-                        break
-                    head += data
-                self.heads.append(head)
-                try:
-                    reply(conn, head) if callable(reply) else conn.sendall(reply)
-                except OSError:
-                    pass
-
-    def close(self):
-        self.sock.close()
-
-
-@pytest.fixture
-def scripted(tmp_path):
-    made = []
-
-    def make(*replies, tcp=False):
-        if tcp:
-            server = Scripted(socket.AF_INET, ("127.0.0.1", 0), replies)
-            host = "tcp://127.0.0.1:%d" % server.address[1]
-        else:
-            server = Scripted(socket.AF_UNIX, str(tmp_path / f"s{len(made)}.sock"), replies)
-            host = f"unix://{server.address}"
-        made.append(server)
-        return server, Client(host)
-    yield make
-    for server in made:
-        server.close()
-
-
-def test_body_framings(scripted):
-    server, client = scripted(
-        b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n{\"until\": \"close\"}",
-        b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n\"cl\"trailing junk",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n",
-        b"HTTP/1.1 204 No Content\r\n\r\n",
-        tcp=True)
-    assert client.request("GET", "/a") == {"until": "close"}
-    assert client.request("GET", "/b") == "cl"
-    assert client.request("GET", "/c") == [1, 2]
-    assert client.request("POST", "/d") is None
-    head = server.heads[3].decode()
-    assert head.startswith("POST /v1.41/d HTTP/1.1\r\n")
-    assert "\r\nContent-Length: 0\r\n" in head and "\r\nConnection: close\r\n" in head
-    assert f"\r\nHost: 127.0.0.1:{server.address[1]}\r\n" in head
-
-
-def test_broken_answers_are_protocol_errors(scripted):
-    server, client = scripted(
-        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{\"a\"",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-        b"garbage\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Le")
-    for _ in range(4):
-        with pytest.raises(ProtocolError):
-            client.request("GET", "/x")
-
-
-def test_silent_daemon_times_out_as_protocol_error(scripted):
-    release = threading.Event()
-    server, client = scripted(lambda conn, head: release.wait(5))
-    try:
-        with pytest.raises(ProtocolError):
-            client.ping(timeout=0.2)
-    finally:
-        release.set()
-
-
-def test_upload_refused_early_reports_the_daemons_answer(scripted, tmp_path):
-    def refuse(conn, head):
-        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: 25\r\n\r\n{\"message\": \"bad upload\"}")
-        conn.shutdown(socket.SHUT_WR)
-    server, client = scripted(refuse)
-    big = tmp_path / "big.tar"
-    big.write_bytes(b"\0" * (8 << 20))
-    with open(big, "rb") as fh, pytest.raises(APIError) as err:
-        list(client.import_image(fh))
-    assert err.value.status == 400 and err.value.message == "bad upload"
-
-
-def test_quote_and_urlencode_match_urllib():
-    samples = ["", "plain", "a b", "a/b:c@d", "é€😀", "x?y&z=1#f", "100%", "~_.-", "\n\t\0"]
-    for s in samples:
-        for safe in ("", "/:@"):
-            assert quote(s, safe) == urllib.parse.quote(s, safe=safe)
-        params = {s: s, "n": 42, "l": [s, "a b", 7]}
-        assert urlencode(params) == urllib.parse.urlencode(params, doseq=True)
-
-
-def test_client_does_not_import_http_client():
-    code = ("import sys, dockyard.client; "
-            "print(sorted(m for m in ('http.client', 'email', 'ssl') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
