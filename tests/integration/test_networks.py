@@ -76,7 +76,10 @@ def wait_logs(c, text, timeout=15):
 
 
 # "listening" is printed only once the socket is bound: netstat sees it in LISTEN.
-SERVER = ["sh", "-c", "nc -l -p 7000 > /tmp/got & "
+# nc's stdin is a FIFO the shell holds open: a background job's stdin is /dev/null,
+# and busybox nc that saw its stdin end before the client's data arrived closed the
+# connection unread (under load the client's "hello" was lost, 3 runs in 10)
+SERVER = ["sh", "-c", "mkfifo /tmp/in; nc -l -p 7000 < /tmp/in > /tmp/got & exec 3> /tmp/in; "
                       "until netstat -ltn | grep -q ':7000 '; do sleep 0.05; done; "
                       "echo listening; wait; cat /tmp/got; sleep 100"]
 
