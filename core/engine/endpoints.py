@@ -47,6 +47,17 @@ def parse_ports(host_config, exposed):
     return out
 
 
+def held_ports(shown):
+    """``NetworkSettings.Ports`` (what was published) -> the hook specs' list."""
+    out = []
+    for key, targets in (shown or {}).items():
+        m = PORT_RE.match(str(key))
+        for t in (targets or []) if m else []:
+            out.append({"proto": m.group(2) or "tcp", "host_ip": t.get("HostIp") or "",
+                        "host_port": int(t.get("HostPort") or 0), "container_port": int(m.group(1))})
+    return out
+
+
 def mac_of(ip):
     """Docker's MAC for an address: 02:42 and the four address bytes."""
     return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
@@ -179,8 +190,12 @@ class Endpoints:
                 "MacAddress": got.get("mac") or (endpoint or {}).get("mac") or "", "DriverOpts": None,
                 "_endpoint": endpoint}
 
-    def _publish(self, rec, net):
-        ports = parse_ports(rec["HostConfig"], rec["Config"].get("ExposedPorts"))
+    def _publish(self, rec, net, held=None):
+        """Publish the container's ports (``held``: those it had, shown in
+        ``NetworkSettings.Ports``: a restarted daemon takes the same host ports
+        again, not new random ones for ``-p 80``)."""
+        ports = parse_ports(rec["HostConfig"], rec["Config"].get("ExposedPorts")) if held is None \
+            else held_ports(held)
         shown = {key: None for key in (rec["Config"].get("ExposedPorts") or {})}
         if not ports:
             return shown
@@ -237,7 +252,7 @@ class Endpoints:
             self._dns().add(rec["Id"], path, internal=all(n["internal"] for n in user))
         if settings.get("Ports") and nets:
             try:
-                self._publish(rec, self.networks.get(rec["NetworkMode"]))
+                self._publish(rec, self.networks.get(rec["NetworkMode"]), held=settings["Ports"])
             except Exception as exc:
                 log.error("container %s: its ports could not be held again: %s", rec["Id"][:12], exc)
 

@@ -5,11 +5,28 @@ a write transaction, so two containers never get one address, also across
 daemon restarts and crashes (a crash rolls an unfinished allocation back).  The
 gateway is allocated to the owner ``"gateway"``; the network and broadcast
 addresses are never handed out.
+
+Subnets, as dockerd's IPAM: one a user names is refused only when it overlaps
+another network of this daemon's (:func:`check_overlap`), not for a host route
+(another daemon's bridge, a stale route); a pool picked here (:func:`pick_subnet`)
+avoids the host's routes too, and two daemons do not pick at once
+(:func:`pool_lock`).
 """
 
+import contextlib
+import fcntl
 import ipaddress
+import logging
+import os
+import socket
+import struct
 
 from ..errors import Conflict, InvalidParameter
+
+SIOCGIFADDR, SIOCGIFNETMASK = 0x8915, 0x891B
+#: held while a free pool is picked and given to its bridge (root's alone, as iptables' /run/xtables.lock)
+POOL_LOCK = "/run/dockyard-ipam.lock"
+log = logging.getLogger("dockyard.ipam")
 
 # Docker's default address pools: 172.17-31.0.0/16, then 192.168.0-240.0/20
 DEFAULT_POOLS = [ipaddress.ip_network(f"172.{n}.0.0/16") for n in range(17, 32)] + [
@@ -48,6 +65,20 @@ def host_routes():
     return out
 
 
+def interface_address(name):
+    """The IPv4 address of interface ``name`` as an ``IPv4Interface`` (its
+    primary one, the first added, as dockerd reads docker0's), or None when there
+    is no such interface or it has no IPv4 address."""
+    request = struct.pack("16s16x", name.encode()[:15])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as s:
+        try:
+            addr = fcntl.ioctl(s, SIOCGIFADDR, request)
+            mask = fcntl.ioctl(s, SIOCGIFNETMASK, request)
+        except OSError:  # ENODEV: no such interface; EADDRNOTAVAIL: no IPv4 address
+            return None
+    return ipaddress.IPv4Interface(f"{socket.inet_ntoa(addr[20:24])}/{socket.inet_ntoa(mask[20:24])}")
+
+
 def pick_subnet(in_use):
     """The first default pool that overlaps no network in ``in_use`` and no host
     route (our own networks' routes are their subnets, in ``in_use`` anyway)."""
@@ -57,6 +88,25 @@ def pick_subnet(in_use):
             return pool
     raise Conflict("could not find an available, non-overlapping IPv4 address pool among the defaults "
                    "to assign to the network")
+
+
+@contextlib.contextmanager
+def pool_lock(path=POOL_LOCK):
+    """Held from :func:`pick_subnet` until the network's bridge routes the pool:
+    two daemons of one host picking at once would otherwise take the same pool,
+    the host's routes showing neither yet.  Without the lock (``/run`` not
+    writable: not root) the pick goes on unguarded."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        log.debug("no pool lock (%s): picking unguarded", exc)
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def check_overlap(subnet, in_use, name):

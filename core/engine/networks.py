@@ -15,6 +15,7 @@ each of its networks (IPAM, transactional), attaches and publishes its ports;
 what is up now in ``rec["NetworkSettings"]``.
 """
 
+import contextlib
 import ipaddress
 import json
 import logging
@@ -28,10 +29,18 @@ from . import ipam
 log = logging.getLogger("dockyard.networks")
 PREDEFINED = ("bridge", "host", "none")
 BRIDGE_NAME = "com.docker.network.bridge.name"
+DEFAULT_OPTION = "com.docker.network.bridge.default_bridge"
+#: the default network's Linux bridge, unless --bridge names another (dockerd's docker0)
+DEFAULT_BRIDGE = "dockyard0"
 
 
 class NetworkNotFound(NotFound):
     pass
+
+
+def _strings(mapping):
+    """A ``map[string]string`` of the API as Go decodes it: a null value is ""."""
+    return {key: "" if value is None else value for key, value in (mapping or {}).items()}
 
 
 def _now():
@@ -83,24 +92,93 @@ class Networks:
     # ------------------------------------------------------------ create/remove
     def ensure_predefined(self, bridge_options):
         """The predefined networks of the enabled drivers exist and their kernel
-        objects are there; so are every user network's (after a reboot)."""
+        objects are there; so are every user network's (after a reboot).
+
+        A predefined network that cannot be set up stops the daemon, as dockerd
+        stops when docker0 cannot be (another daemon owns the bridge: the
+        driver's error names it); a user network's failure is only logged."""
         for name in PREDEFINED:
-            if name in self.engine.network_slots and not self.store.one("SELECT 1 FROM networks WHERE name=?", name):
-                options = {}
-                subnet = gateway = None
+            if name not in self.engine.network_slots:
+                continue
+            row = self.store.one("SELECT data FROM networks WHERE name=?", name)
+            if row is not None and name == "bridge":
+                row = self._default_bridge_current(json.loads(row["data"]), bridge_options)
+            if row is None:
+                options, ipam_cfg = {}, {}
                 if name == "bridge":
-                    options = {BRIDGE_NAME: bridge_options.get("default_bridge") or "dockyard0",
-                               "com.docker.network.bridge.default_bridge": "true"}
-                    subnet, gateway = bridge_options.get("default_subnet"), bridge_options.get("default_gateway")
+                    options = {BRIDGE_NAME: bridge_options.get("default_bridge") or DEFAULT_BRIDGE,
+                               DEFAULT_OPTION: "true"}
+                    ipam_cfg = self._default_bridge_ipam(options[BRIDGE_NAME], bridge_options)
                 self.create({"Name": name, "Driver": name, "Options": options,
-                             "IPAM": {"Config": [{"Subnet": subnet, "Gateway": gateway}] if subnet else []}},
-                            predefined=True)
+                             "IPAM": {"Config": [ipam_cfg] if ipam_cfg else []}}, predefined=True)
         for net in self.all():
-            if net["driver"] in self.engine.network_slots:
-                try:
-                    self.slot(net).hook.network_create(network=net)
-                except Exception as exc:  # a network that cannot come back must not stop the daemon
-                    log.error("network %s could not be set up again: %s", net["name"], exc)
+            if net["driver"] not in self.engine.network_slots:
+                continue
+            try:
+                data = self.slot(net).hook.network_create(network=net) or {}
+            except Exception as exc:  # a network that cannot come back must not stop the daemon
+                if net.get("predefined"):
+                    raise
+                log.error("network %s could not be set up again: %s", net["name"], exc)
+                continue
+            if data != net.get("driver_data"):  # e.g. its rules moved to this daemon's table
+                net["driver_data"] = data
+                with self.store.tx() as db:
+                    self._save(db, net)
+
+    @staticmethod
+    def _default_bridge_ipam(bridge, bridge_options):
+        """The default network's subnet and gateway: the configured ones
+        (``--bip``), else those of the address ``bridge`` already has (dockerd
+        adopts docker0's), else none (IPAM picks a free pool)."""
+        if bridge_options.get("default_subnet"):
+            return {"Subnet": bridge_options["default_subnet"], "Gateway": bridge_options.get("default_gateway")}
+        found = ipam.interface_address(bridge)
+        if found is None:
+            return {}
+        subnet = found.network
+        if subnet.prefixlen > 30:
+            log.warning("the default bridge %s has the address %s, too small a network for containers: "
+                        "the bridge network takes a free pool (--bip chooses one)", bridge, found)
+            return {}
+        log.info("the default bridge %s has the address %s: the bridge network uses %s (--bip chooses another)",
+                 bridge, found, subnet)
+        gateway = found.ip if found.ip not in (subnet.network_address, subnet.broadcast_address) else None
+        return {"Subnet": str(subnet), "Gateway": str(gateway) if gateway else None}
+
+    def _default_bridge_current(self, net, bridge_options):
+        """``net`` (the stored default network), or None after removing it when
+        the daemon's flags now name another bridge or subnet (as dockerd makes
+        its default network from its flags at each start).  While containers
+        run on it, it stays as it is until they have stopped."""
+        want_bridge = bridge_options.get("default_bridge") or DEFAULT_BRIDGE
+        changed = []
+        if (net.get("options") or {}).get(BRIDGE_NAME) != want_bridge:
+            changed.append(f"bridge {want_bridge}")
+        subnet = bridge_options.get("default_subnet")
+        if subnet and net.get("ipam"):
+            now = (ipaddress.ip_network(net["ipam"]["subnet"]), net["ipam"]["gateway"])
+            gateway = bridge_options.get("default_gateway") or now[1]
+            try:
+                if (ipaddress.ip_network(subnet), gateway) != now:
+                    changed.append(f"subnet {subnet} (gateway {gateway})")
+            except ValueError:
+                changed.append(f"subnet {subnet}")
+        if not changed:
+            return net
+        users = self.containers_on(net)
+        if users:
+            log.warning("the bridge network keeps bridge %s and subnet %s while containers run on it (%s): "
+                        "it takes %s when the daemon starts again after they have stopped",
+                        net["options"].get(BRIDGE_NAME), (net.get("ipam") or {}).get("subnet"),
+                        ", ".join(u["Name"].lstrip("/") for u in users[:5]), " and ".join(changed))
+            return net
+        log.info("the bridge network now takes %s", " and ".join(changed))
+        self.slot(net).hook.network_delete(network=net)  # its rules; the bridge stays, as docker0 does
+        with self.store.tx() as db:
+            db.execute("DELETE FROM ip_allocations WHERE network_id=?", (net["id"],))
+            db.execute("DELETE FROM networks WHERE id=?", (net["id"],))
+        return None
 
     def create(self, body, predefined=False):
         name = body.get("Name") or ""
@@ -117,14 +195,17 @@ class Networks:
         if body.get("EnableIPv6"):
             raise InvalidParameter("IPv6 networks are not supported")
         net = {"id": secrets.token_hex(32), "name": name, "driver": driver, "created": _now(),
-               "options": dict(body.get("Options") or {}), "labels": dict(body.get("Labels") or {}),
+               "options": _strings(body.get("Options")), "labels": _strings(body.get("Labels")),
                "internal": bool(body.get("Internal")), "attachable": bool(body.get("Attachable")),
                "predefined": predefined, "ipam": None, "driver_data": {}}
         slot = self.slot(net)
-        with self._lock:
+        addressed = slot.hook.network_namespace(network=net) == "private" and driver != "none"
+        configs = (body.get("IPAM") or {}).get("Config") or [{}]
+        picked = addressed and not (configs[0] or {}).get("Subnet")  # a free pool: held until it is routed
+        with self._lock, (ipam.pool_lock() if picked else contextlib.nullcontext()):
             if self.store.one("SELECT 1 FROM networks WHERE name=?", name):
                 raise Conflict(f"network with name {name} already exists")
-            if slot.hook.network_namespace(network=net) == "private" and driver != "none":
+            if addressed:
                 net["ipam"] = self._ipam(name, body.get("IPAM") or {})
             with self.store.tx() as db:
                 self._save(db, net)

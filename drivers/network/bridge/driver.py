@@ -2,11 +2,18 @@
 
 * a network is a Linux bridge (``dy-<id[:12]>`` unless the
   ``com.docker.network.bridge.name`` option names one) holding the gateway
-  address (IPv4 only: IPv6 is disabled on it), plus its rules in Dockyard's own nft table (see :mod:`.nft`):
+  address (IPv4 only: IPv6 is disabled on it), plus its rules in the daemon's own nft table (see :mod:`.nft`):
   masquerade out, forwarding, isolation from the other bridges;
 * an endpoint is a veth pair: ``veth<10 hex>`` on the bridge, its peer made
   directly in the container's namespace and renamed ``eth0`` (``eth1``... when
   the container is on several networks), routing by default via the gateway;
+* a bridge a network names (the default network's, or a user network's
+  ``com.docker.network.bridge.name``) and the nft table are claimed before they
+  are touched (see :mod:`.claims`): a second daemon is refused, told which
+  daemon has them; the default bridge outlives its network, as docker0 does;
+* each data root has a table of its own by default (``dockyard_<hash of the
+  data root>``, recorded in the driver's home); rules a network left in the
+  table of an earlier daemon of this data root are removed when it is set up;
 * an ``internal`` network gives no default route (as dockerd since v25,
   moby#46603: only its own subnet is reachable, and a container that is also
   on a normal network routes out through that one), and its rules drop what
@@ -19,6 +26,7 @@ allocated here.  Names are derived from the network's and endpoint's ids, so
 delete and detach find what create and attach made without any saved state.
 """
 
+import atexit
 import hashlib
 import importlib.util
 import ipaddress
@@ -28,15 +36,27 @@ import shutil
 import subprocess
 import threading
 
-from dockyard.errors import NetworkError
+from dockyard.errors import Conflict, InvalidParameter, NetworkError
 from dockyard.hookspecs import hookimpl
 
+from .claims import Claims, describe
+
 OPT_NAME = "com.docker.network.bridge.name"
+OPT_DEFAULT = "com.docker.network.bridge.default_bridge"
 OPT_MTU = "com.docker.network.driver.mtu"
 OPT_MASQ = "com.docker.network.bridge.enable_ip_masquerade"
 _IFNAME = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 _TABLE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 _VETH = re.compile(r"^veth[0-9a-f]{10}$")
+TABLE_RECORD = "nft_table"  # in the driver's home: this data root's default table name
+
+
+class BadOption(NetworkError, InvalidParameter):
+    """A network's options are wrong: bad input (400), as dockerd answers."""
+
+
+class Claimed(NetworkError, Conflict):
+    """A bridge or table another live daemon owns (409)."""
 
 
 class _Net:
@@ -47,20 +67,26 @@ class _Net:
         self.label = f"network {network.get('name') or self.id[:12] or '?'}"
         opts = network.get("options") or {}
         self.bridge = opts.get(OPT_NAME) or f"dy-{self.id[:12]}"
+        #: a name given (claimed: unlike dy-<id>, another daemon may name it too)
+        self.named = bool(opts.get(OPT_NAME))
+        self.default = str(opts.get(OPT_DEFAULT, "")).lower() == "true"
+        data = network.get("driver_data") or {}
+        #: the table this network's rules were put in last (by an earlier daemon)
+        self.last_table = data.get("nft_table") if _TABLE.match(str(data.get("nft_table") or "")) else None
         if not self.id:
             raise NetworkError(f"{self.label}: it has no id")
         if not _IFNAME.match(self.bridge):
-            raise NetworkError(f"{self.label}: bridge name {self.bridge!r} is not a valid interface name "
-                               "(at most 15 letters, digits, '_', '.', '-')")
+            raise BadOption(f"{self.label}: bridge name {self.bridge!r} is not a valid interface name "
+                            "(at most 15 letters, digits, '_', '.', '-')")
         try:
             self.mtu = int(opts.get(OPT_MTU) or 1500)
             if not 68 <= self.mtu <= 65535:
                 raise ValueError
         except ValueError:
-            raise NetworkError(f"{self.label}: {OPT_MTU} {opts.get(OPT_MTU)!r} is not an MTU (68-65535)") from None
-        masq = str(opts.get(OPT_MASQ, "true")).strip().lower()
+            raise BadOption(f"{self.label}: {OPT_MTU} {opts.get(OPT_MTU)!r} is not an MTU (68-65535)") from None
+        masq = str(opts.get(OPT_MASQ) or "true").strip().lower()
         if masq not in ("true", "false", "1", "0", "yes", "no"):
-            raise NetworkError(f"{self.label}: {OPT_MASQ} must be true or false, not {opts.get(OPT_MASQ)!r}")
+            raise BadOption(f"{self.label}: {OPT_MASQ} must be true or false, not {opts.get(OPT_MASQ)!r}")
         self.masquerade = masq in ("true", "1", "yes")
         self.internal = bool(network.get("internal"))
         if not ipam:
@@ -105,6 +131,8 @@ class BridgeDriver:
     def __init__(self):
         self._lock = threading.Lock()
         self._host = self._table = self._ports = None
+        self._claims = None
+        self._named = {}  # bridge name given -> the id of the network that has it
         self.options = {}
 
     # -- set-up --------------------------------------------------------------------
@@ -124,12 +152,32 @@ class BridgeDriver:
 
     @hookimpl
     def network_init(self, home, options):
-        table = (options or {}).get("nft_table", "dockyard")
-        if not _TABLE.match(str(table)):
-            raise NetworkError(f"bridge driver: nft_table {table!r} must be letters, digits and '_'")
-        with self._lock:
-            self.options = dict(options or {}, nft_table=table)
+        """Choose the nft table (the ``nft_table`` option, else this data root's
+        own) and claim it: a table another live daemon owns is refused here,
+        before the daemon touches anything."""
+        options = dict(options or {})
+        data_root = os.path.dirname(os.path.dirname(os.path.abspath(home)))  # home: <data-root>/network/bridge
+        given = options.get("nft_table")
+        table = str(given) if given else default_table(home, data_root)
+        if not _TABLE.match(table):
+            raise NetworkError(f"bridge driver: nft_table {table!r} must be letters, digits and '_' (at most 64)")
+        with self._lock:  # started again (tests): what the last start claimed goes first
+            if self._claims is not None:
+                self._claims.release_all()
+                self._named.clear()
+            else:  # what the daemon holds goes with it (the kernel drops the locks anyway)
+                atexit.register(lambda: self._claims and self._claims.release_all())
+            self._claims = claims = Claims(data_root)
             self._table = None
+        holder = claims.claim("nft-table", table)
+        if holder is not None:
+            how = ("give this daemon a table of its own with --network-opt nft_table=NAME, or leave the "
+                   "option out (each data root has a table of its own)") if given else \
+                f"give this daemon a table of its own with --network-opt nft_table=NAME (its default is recorded " \
+                f"in {os.path.join(home, TABLE_RECORD)}: was the data root copied?)"
+            raise Claimed(f"nft table ip {table} belongs to another Dockyard daemon ({describe(holder)}): {how}")
+        with self._lock:
+            self.options = dict(options, nft_table=table)
         return None
 
     def _ready(self):
@@ -139,11 +187,11 @@ class BridgeDriver:
                 self._links, self._nft, self._portsmod = links, nft, ports
                 self._host, self._ports = links.Host(), ports.Reservations()
             if self._table is None:
-                self._table = self._nft.Table(self.options.get("nft_table", "dockyard"))
+                self._table = self._nft.Table(self.options["nft_table"])
         return self._links
 
     def close(self):
-        """Close the host netlink socket and release every held port (tests)."""
+        """Close the host netlink socket and release every held port and claim (tests)."""
         with self._lock:
             if self._ports is not None:
                 for owner in self._ports.owners():
@@ -151,6 +199,35 @@ class BridgeDriver:
             if self._host is not None:
                 self._host.close()
                 self._host = None
+            if self._claims is not None:
+                self._claims.release_all()
+
+    def _claim_bridge(self, net):
+        """Claim ``net``'s bridge if a name was given; raise :class:`Claimed`
+        naming the daemon that has it, or the network of ours (dockerd's
+        "conflicts with network ... by bridge name")."""
+        if not net.named:
+            return
+        other = self._named.setdefault(net.bridge, net.id)
+        if other != net.id:
+            raise Claimed(f"{net.label}: bridge {net.bridge} is the bridge of network {other[:12]} already")
+        holder = self._claims.claim("bridge", net.bridge)
+        if holder is None:
+            return
+        del self._named[net.bridge]
+        how = ("stop that daemon, or give this one a bridge of its own with --bridge NAME" if net.default
+               else f"name another bridge in the option {OPT_NAME}")
+        raise Claimed(f"{net.label}: bridge {net.bridge} belongs to another Dockyard daemon "
+                      f"({describe(holder)}): {how}")
+
+    def _tables(self, net):
+        """The table of ``net``'s rules, and the one an earlier daemon of this
+        data root put them in when that was another (``nft_table`` changed, or
+        the shared ``dockyard`` table of older releases)."""
+        tables = [self._table]
+        if net.last_table and net.last_table != self._table.name:
+            tables.append(self._nft.Table(net.last_table))
+        return tables
 
     @hookimpl
     def network_namespace(self, network):
@@ -160,35 +237,60 @@ class BridgeDriver:
 
     @hookimpl
     def network_create(self, network):
+        """Make the bridge and its rules.  The subnet may overlap a host route:
+        as dockerd, only the pools the core picks itself avoid them, and the
+        core refuses overlaps between its own networks."""
         net = _Net(network)
         links = self._ready()
-        overlaps = self._host.call(net.label, links.overlapping_routes, net.subnet, net.bridge)
-        if overlaps:
-            raise NetworkError(f"{net.label}: subnet {net.subnet} overlaps the host route {overlaps[0]}")
-        made = self._host.call(f"{net.label}: bridge {net.bridge}", links.ensure_bridge,
-                               net.bridge, net.gateway, net.mtu)
+        fresh = net.named and net.bridge not in self._named
+        self._claim_bridge(net)
+        made = False
         try:
+            for old in self._tables(net)[1:]:
+                old.remove_network(f"{net.label}: removing its rules from the earlier table {old.name}", net.bridge)
+            made = self._host.call(f"{net.label}: bridge {net.bridge}", links.ensure_bridge,
+                                   net.bridge, net.gateway, net.mtu)
             self._table.add_network(net.label, net.bridge, net.subnet, net.gateway.ip, net.internal, net.masquerade)
         except BaseException:
             if made:
                 self._host.call(f"{net.label}: removing bridge {net.bridge}", links.delete_link, net.bridge)
+            if fresh:  # no name held for a network that is not there
+                self._named.pop(net.bridge, None)
+                self._claims.release("bridge", net.bridge)
             raise
         return {"bridge": net.bridge, "nft_family": self._nft.FAMILY, "nft_table": self._table.name,
                 "nft_comment": f"net {net.bridge}"}
 
     @hookimpl
     def network_delete(self, network):
+        """Remove the network's rules, and its bridge and the veths left on it;
+        but the default bridge outlives its network (as docker0 does) and only
+        loses the network's gateway address, and a named bridge another live
+        daemon owns is left as it is."""
         net = _Net(network, ipam=False)
         links = self._ready()
-        ports = self._host.call(net.label, links.ports_of, net.bridge)
-        for name in ports:
-            if _VETH.match(name):  # endpoints never detached: their veths go too
-                self._host.call(f"{net.label}: removing {name}", links.delete_link, name)
+        shared = self._named.get(net.bridge, net.id) != net.id  # the bridge of another network of ours
+        ours = not shared and (not net.named or self._claims.claim("bridge", net.bridge) is None)
         for owner in self._ports.owners():
             if owner.startswith(net.bridge + " "):
                 self._ports.release(owner)
-        self._table.remove_network(net.label, net.bridge)
-        self._host.call(f"{net.label}: removing bridge {net.bridge}", links.delete_link, net.bridge)
+        for table in self._tables(net):
+            table.remove_network(net.label, net.bridge)
+        if ours and net.default:  # the bridge stays, without the network's gateway (as docker0 with a new --bip)
+            gateway = _gateway_of(network)
+            if gateway is not None:
+                self._host.call(f"{net.label}: removing {gateway} from {net.bridge}", links.delete_address,
+                                net.bridge, gateway)
+        elif ours:
+            ports = self._host.call(net.label, links.ports_of, net.bridge)
+            for name in ports:
+                if _VETH.match(name):  # endpoints never detached: their veths go too
+                    self._host.call(f"{net.label}: removing {name}", links.delete_link, name)
+            self._host.call(f"{net.label}: removing bridge {net.bridge}", links.delete_link, net.bridge)
+        if ours and net.named:
+            self._claims.release("bridge", net.bridge)
+            if self._named.get(net.bridge) == net.id:
+                del self._named[net.bridge]
         return None
 
     # -- endpoints -----------------------------------------------------------------
@@ -198,6 +300,7 @@ class BridgeDriver:
         net = _Net(network)
         ep = _Endpoint(net, endpoint)
         links = self._ready()
+        self._claim_bridge(net)  # its create may have been refused: never onto another daemon's bridge
         if ep.ipv4 is None:
             raise NetworkError(f"{ep.label}: no IPv4 address was allocated")
         if not netns:
@@ -288,3 +391,43 @@ class BridgeDriver:
             raise
         self._ports.keep_only(ep.owner, bound)
         return bound
+
+
+def _gateway_of(network):
+    """The gateway of ``network``'s IPAM as an ``IPv4Interface``, or None."""
+    ipam = network.get("ipam") or {}
+    try:
+        return ipaddress.IPv4Interface(f"{ipam['gateway']}/{ipaddress.IPv4Network(ipam['subnet']).prefixlen}")
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def default_table(home, data_root):
+    """This data root's own table name: the one recorded in ``home``, else
+    ``dockyard_<10 hex of its path's hash>``, recorded then, so that it stays
+    the same when the data root is moved."""
+    record = os.path.join(home, TABLE_RECORD)
+    try:
+        with open(record) as fh:
+            name = fh.read().strip()
+        if _TABLE.match(name):
+            return name
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise NetworkError(f"bridge driver: reading {record}: {e.strerror}") from None
+    name = "dockyard_" + hashlib.sha256(os.path.realpath(data_root).encode()).hexdigest()[:10]
+    tmp = f"{record}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w") as fh:
+            fh.write(name + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, record)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise NetworkError(f"bridge driver: recording the nft table's name in {record}: {e.strerror}") from None
+    return name

@@ -16,7 +16,6 @@ import concurrent.futures
 import ctypes
 import errno
 import fcntl
-import ipaddress
 import os
 import socket
 import threading
@@ -28,7 +27,6 @@ from dockyard.errors import NetworkError
 
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703  # ioctl(2) on a namespace file: its CLONE_NEW* type
-MAIN_TABLE = 254
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -125,28 +123,6 @@ def kind(ipr, idx):
     return info.get_attr("IFLA_INFO_KIND") if info else None
 
 
-def overlapping_routes(ipr, subnet, own_bridge):
-    """Routes of the main table (default route aside) that overlap ``subnet``,
-    except those of ``own_bridge``; each as ``ip route`` prints it."""
-    own = index(ipr, own_bridge)
-    names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
-    found = []
-    for route in ipr.get_routes(family=socket.AF_INET, table=MAIN_TABLE):
-        if route["dst_len"] == 0:
-            continue
-        dst = ipaddress.ip_network(f"{route.get_attr('RTA_DST')}/{route['dst_len']}", strict=False)
-        oif = route.get_attr("RTA_OIF")
-        if not dst.overlaps(subnet) or (own is not None and oif == own):
-            continue
-        text = str(dst)
-        if route.get_attr("RTA_GATEWAY"):
-            text += f" via {route.get_attr('RTA_GATEWAY')}"
-        if oif is not None:
-            text += f" dev {names.get(oif, oif)}"
-        found.append(text)
-    return found
-
-
 def ensure_bridge(ipr, name, gateway, mtu):
     """Make (or complete) bridge ``name`` with address ``gateway`` (an
     ``IPv4Interface``), ``mtu``, no IPv6 and up; return True if this call
@@ -175,6 +151,20 @@ def ensure_bridge(ipr, name, gateway, mtu):
             ipr.link("del", index=idx)
         raise
     return made
+
+
+def delete_address(ipr, name, address):
+    """Remove ``address`` (an ``IPv4Interface``) from link ``name``; True if it was there."""
+    idx = index(ipr, name)
+    if idx is None:
+        return False
+    try:
+        ipr.addr("del", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen)
+    except NetlinkError as e:
+        if e.code not in (errno.EADDRNOTAVAIL, errno.ENODEV):
+            raise
+        return False
+    return True
 
 
 def delete_link(ipr, name):

@@ -1,4 +1,4 @@
-"""Dockyard's own nftables table (family ``ip``), driven through the ``nft`` CLI.
+"""A daemon's own nftables table (family ``ip``), driven through the ``nft`` CLI.
 
 The table is made on the first network and deleted with the last one; every
 change is one ``nft -f -`` transaction (all or nothing), and what exists is read
