@@ -96,7 +96,11 @@ async def docker_errors(request, handler):
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a bug: say so, keep serving (a full disk is no bug: say so)
-        if full_disk_code(exc) is not None:
+        if isinstance(exc, ConnectionError) and (request.transport is None or request.transport.is_closing()):
+            # a client that hung up on a stream (logs -f, stats, cp, a build): no failure of ours
+            log.debug("%s %s: the client went away (%s)", request.method, request.path, exc)
+            resp = error(499, "the client went away")  # never sent: aiohttp drops the connection
+        elif full_disk_code(exc) is not None:
             full = NoSpace(f"{request.method} {m.group('rest') if m else request.path}", engine(request).data_root)
             resp = error(full.status, str(full))
         else:

@@ -79,6 +79,7 @@ async def stream_json(request, run, *args, **kwargs):
             await send(error_message(exc))
     except (ConnectionResetError, asyncio.CancelledError):
         cancel.set()
+        job.add_done_callback(lambda f: f.cancelled() or f.exception())  # its error (cancelled) is no news
         raise
     if resp is None:
         return web.json_response({"status": "done"})
