@@ -317,7 +317,7 @@ class Client:
                 conn.close()
         return frames()
 
-    def attach(self, container, stdin=False, stdout=True, stderr=True, logs=False, tty=None):
+    def attach(self, container, stdin=False, stdout=True, stderr=True, logs=False, tty=None, detach_keys=None):
         """Hijack a connection for the container's streams; returns an Attachment.
 
         Sends ``Connection: Upgrade`` / ``Upgrade: tcp``; the daemon answers
@@ -327,7 +327,7 @@ class Client:
             tty = bool(self.inspect_container(container).get("Config", {}).get("Tty"))
         url = self._url(f"/containers/{_q(container)}/attach",
                         {"stream": True, "stdin": stdin, "stdout": stdout, "stderr": stderr,
-                         "logs": logs or None})
+                         "logs": logs or None, "detachKeys": detach_keys or None})
         return self._hijack(url, None, tty)
 
     def _hijack(self, url, body, tty):

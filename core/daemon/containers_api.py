@@ -6,6 +6,7 @@ import json
 
 from aiohttp import web
 
+from .. import detachkeys
 from ..engine import container_list
 from ..errors import Conflict, ExecError, InvalidParameter, NotFound
 from . import streams, views
@@ -265,11 +266,26 @@ async def hijacked_response(request, tty):
     return resp
 
 
-async def pump_stdin(request, sink, connect, ended):
+def detach_keys(text, message):
+    """The detach key sequence of a request (``ctrl-p,ctrl-q`` when it names
+    none); one Docker does not know is refused with dockerd's ``message``."""
+    try:
+        return detachkeys.parse(text or "")
+    except ValueError:
+        raise InvalidParameter(message % text) from None
+
+
+async def pump_stdin(request, sink, connect, ended, scanner=None, detached=None):
     """Copy the client's stdin (``sink``) into the process once ``connect()`` (a
     blocking call giving the driver's stdin socket) succeeds; ``ended()`` says the
     process is gone for good.  Closing the socket at the client's EOF is what
-    gives a ``StdinOnce`` process its end of file."""
+    gives a ``StdinOnce`` process its end of file.
+
+    With a ``scanner`` (a :class:`dockyard.detachkeys.Scanner`: attaches with a
+    terminal, as dockerd's) the detach keys are looked for on the way: the bytes
+    before them go on, they and what follows do not, and ``detached`` (an
+    ``asyncio.Event``) is set.  The process keeps its terminal, so it sees no end
+    of file."""
     loop = asyncio.get_running_loop()
     sock = None
     try:
@@ -285,7 +301,13 @@ async def pump_stdin(request, sink, connect, ended):
             data = await sink.get()
             if data is None:
                 break
-            await loop.sock_sendall(sock, data)
+            if scanner is not None:
+                data = scanner.feed(data)
+            if data:
+                await loop.sock_sendall(sock, data)
+            if scanner is not None and scanner.detached:
+                detached.set()
+                break
     except OSError:
         pass  # the process closed its stdin or ended
     finally:
@@ -294,6 +316,7 @@ async def pump_stdin(request, sink, connect, ended):
 
 
 async def attach(request):
+    keys = detach_keys(request.query.get("detachKeys"), "Invalid detach keys (%s) provided")
     eng = engine(request)
     c = eng.containers
     rec = await blocking(request, lambda: c.get(c.resolve(request.match_info["id"])))
@@ -309,7 +332,7 @@ async def attach(request):
     flt = streams.LogFilter(qbool(request, "stdout"), qbool(request, "stderr"), tty=tty)
     offset = streams.log_size(rec["LogPath"])
     resp = await hijacked_response(request, tty)
-    pump = None
+    pump, detached = None, asyncio.Event()
     if sink is not None:
         started = rec["State"]["StartedAt"]
 
@@ -318,17 +341,20 @@ async def attach(request):
             return not now["Running"] and now["StartedAt"] != started
 
         pump = asyncio.ensure_future(pump_stdin(
-            request, sink, lambda: eng.exec_slot.hook.exec_attach_stdin(id=cid, exec_id=None), ended))
+            request, sink, lambda: eng.exec_slot.hook.exec_attach_stdin(id=cid, exec_id=None), ended,
+            detachkeys.Scanner(keys) if tty else None, detached))
     try:
         if qbool(request, "logs"):
             await asyncio.sleep(HIJACK_GRACE)
             entries, _ = await blocking(request, streams.read_entries, rec["LogPath"], 0)
             await resp.write(flt.render(entries))
         if qbool(request, "stream"):
-            await _follow(request, resp, rec["LogPath"], offset, flt, container_ended(cid))
+            await _follow(request, resp, rec["LogPath"], offset, flt, container_ended(cid), done=detached.is_set)
     finally:
         if pump is not None:
             pump.cancel()
+    if detached.is_set():
+        await blocking(request, eng.emit, "container", "detach", cid, {})
     await resp.write_eof()
     return resp
 

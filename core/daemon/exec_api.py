@@ -8,16 +8,20 @@ import asyncio
 
 from aiohttp import web
 
+from .. import detachkeys
 from ..engine import verify
 from ..errors import DockyardError
 from . import streams
 from .app import blocking, engine, qint
 from .bodies import json_body
-from .containers_api import HIJACK_GRACE, _follow, hijack, hijacked_response, pump_stdin
+from .containers_api import HIJACK_GRACE, _follow, detach_keys, hijack, hijacked_response, pump_stdin
 
 
 async def create(request):
     body = await json_body(request, "ContainerExec")
+    for key in [k for k in body if k.lower() == "detachkeys" and k != "DetachKeys"]:
+        body.setdefault("DetachKeys", body.pop(key))  # Go matches JSON keys in any case; docker-py sends detachKeys
+    detach_keys(body.get("DetachKeys"), "Invalid escape keys (%s) provided")
     eng = engine(request)
     eid = await blocking(request, eng.execs.create, request.match_info["id"], body)
     return web.json_response({"Id": eid}, status=201)
@@ -48,19 +52,26 @@ async def start(request):
         await resp.write(streams.frame("stdout", f"{exc}\r\n".encode(), tty))
         await resp.write_eof()
         return resp
-    pump = None
+    pump, detached = None, asyncio.Event()
+    cid = inst["ContainerID"]
     if sink is not None:
-        cid = inst["ContainerID"]
+        scanner = detachkeys.Scanner(detachkeys.parse(inst["DetachKeys"])) if tty else None  # checked at create
         pump = asyncio.ensure_future(pump_stdin(
             request, sink, lambda: eng.exec_slot.hook.exec_attach_stdin(id=cid, exec_id=eid),
-            lambda: not inst["Running"]))
+            lambda: not inst["Running"], scanner, detached))
     flt = streams.LogFilter(inst["OpenStdout"], inst["OpenStderr"], tty=tty)
     try:
-        await _follow(request, resp, inst["_log"], 0, flt, _exec_ended(eid), done=inst["_done"].is_set)
+        await _follow(request, resp, inst["_log"], 0, flt, _exec_ended(eid),
+                      done=lambda: inst["_done"].is_set() or detached.is_set())
     finally:
         if pump is not None:
             pump.cancel()
-        execs.finished(inst)
+        if detached.is_set():  # the process runs on, unread, as a detached exec does
+            asyncio.ensure_future(_discard(execs, inst))
+        else:
+            execs.finished(inst)
+    if detached.is_set():
+        await blocking(request, eng.emit, "container", "exec_detach", cid, {"execID": eid})
     await resp.write_eof()
     return resp
 
