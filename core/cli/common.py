@@ -25,27 +25,52 @@ def pairs(items, what):
     return out
 
 
-def inspect_each(names, fetch, fmt=None):
-    """docker's ``inspect``: ``fetch(name)`` each; print a JSON array, or each object
-    through the Go template ``fmt``.  A missing one is "Error: ..." (404) and exit 1."""
+def inspect_template(fmt, name=""):
+    """``fmt`` parsed for an inspect (None without one); one that does not parse
+    is docker's "template parsing error" and exit 64, before anything is fetched."""
+    if not fmt:
+        return None
+    try:
+        return output.Template(fmt, name)
+    except output.TemplateError as exc:
+        output.error(f"template parsing error: {exc}")
+        raise SystemExit(64) from None
+
+
+def inspect_render(template, obj, context=None):
+    """One object through an inspect's template: docker runs it with
+    ``missingkey=error`` on the JSON (or on a typed ``context``); None after
+    docker's error when it fails."""
+    try:
+        return template.render(obj, missing=output.ERROR, context=context)
+    except output.TemplateError as exc:
+        output.error(f"template parsing error: {exc}")
+        return None
+
+
+def inspect_each(names, fetch, fmt=None, context=None):
+    """docker's ``inspect`` of one kind: ``fetch(name)`` each; print a JSON array,
+    or each object through the Go template ``fmt``.  A missing one is the daemon's
+    error and exit 1."""
     import json
 
     from dockyard.client import APIError
+    template = inspect_template(fmt)
     found, rc = [], 0
     for name in names:
         try:
             obj = fetch(name)
         except APIError as exc:
-            output.error(f"Error: {exc.message}" if exc.status == 404 else f"Error response from daemon: {exc.message}")
+            output.daemon_error(exc)
             rc = 1
             continue
         found.append(obj)
-        if fmt:
-            try:
-                print(output.Template(fmt).render(obj), flush=True)
-            except output.TemplateError as exc:
-                output.error(f"Error: template: {exc}")
-                return 1
-    if not fmt:
+        if template is not None:
+            text = inspect_render(template, obj, context)
+            if text is None:
+                rc = 1
+            else:
+                print(text, flush=True)
+    if template is None:
         print(json.dumps(found, indent=4, ensure_ascii=False))
     return rc

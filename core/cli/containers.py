@@ -7,12 +7,13 @@ the commands, so building the parser for ``--help`` stays cheap.
 
 import os
 
-from dockyard.cli import netflags, output, policyflags, runflags, system
+from dockyard.cli import netflags, output, policyflags, runflags, terminal
 
 PS_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
               "RunningFor": "CREATED", "Ports": "PORTS", "State": "STATE", "Status": "STATUS",
-              "Names": "NAMES", "Labels": "LABELS", "Networks": "NETWORKS", "Mounts": "MOUNTS", "Size": "SIZE"}
+              "Names": "NAMES", "Labels": "LABELS", "Networks": "NETWORKS", "Mounts": "MOUNTS", "Size": "SIZE",
+              "LocalVolumes": "LOCAL VOLUMES"}
 
 
 def register(sub):
@@ -29,6 +30,7 @@ def register(sub):
     p = sub.add_parser("start", help="Start one or more stopped containers", allow_abbrev=False)
     p.add_argument("-a", "--attach", action="store_true", help="Attach STDOUT/STDERR and forward signals")
     p.add_argument("-i", "--interactive", action="store_true", help="Attach container's STDIN")
+    p.add_argument("--detach-keys", help="Override the key sequence for detaching a container")
     p.add_argument("containers", nargs="+", metavar="CONTAINER")
     p.set_defaults(func=cmd_start)
 
@@ -39,6 +41,7 @@ def register(sub):
     p.add_argument("-n", "--last", type=int, default=-1, help="Show n last created containers")
     p.add_argument("-l", "--latest", action="store_true", help="Show the latest created container")
     p.add_argument("-f", "--filter", action="append", default=[], help="Filter output (key=value)")
+    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
     p.add_argument("--format", help="Pretty-print containers using a Go template")
     p.set_defaults(func=cmd_ps)
 
@@ -81,6 +84,7 @@ def register(sub):
 def _container_flags(p, run):
     if run:
         p.add_argument("-d", "--detach", action="store_true", help="Run in background and print the ID")
+        p.add_argument("--detach-keys", help="Override the key sequence for detaching a container")
         p.add_argument("--rm", action="store_true", help="Remove the container when it exits")
     else:
         p.set_defaults(detach=False)
@@ -191,7 +195,13 @@ def start_error_code(message):
 
 def cmd_run(ctx, args):
     from dockyard.client import APIError
+    if not args.detach:
+        problem = terminal.check_tty(args.interactive, args.tty)
+        if problem:
+            output.error(problem)
+            return 1
     try:
+        keys = None if args.detach else terminal.detach_keys(args.detach_keys)
         cid = _create(ctx, args)
     except (APIError, ValueError, OSError) as exc:
         output.daemon_error(exc)
@@ -204,15 +214,22 @@ def cmd_run(ctx, args):
             return start_error_code(exc.message)
         print(cid)
         return 0
-    return attached_run(ctx, cid, tty=args.tty, stdin=args.interactive, auto_remove=args.rm,
-                        failed_start=start_error_code, error_code=125)
+    rc = attached_run(ctx, cid, tty=args.tty, stdin=args.interactive, auto_remove=args.rm,
+                      failed_start=start_error_code, error_code=125, detach_keys=keys)
+    return 0 if rc is DETACHED else rc
 
 
-def attached_run(ctx, cid, tty, stdin, auto_remove, failed_start, error_code):
-    """attach → start → copy the streams → wait; returns the container's exit code.
+#: what :func:`attached_run` returns when the user typed the detach keys
+DETACHED = object()
+
+
+def attached_run(ctx, cid, tty, stdin, auto_remove, failed_start, error_code, detach_keys=None):
+    """attach → start → copy the streams → wait; returns the container's exit code,
+    or :data:`DETACHED` when the user detached (the container runs on).
 
     ``failed_start(message)`` gives the exit code when the start is refused,
     ``error_code`` the one for any other refusal (125 for run, 1 for start).
+    ``detach_keys`` (None: ctrl-p,ctrl-q) end a session with a terminal.
 
     With ``auto_remove`` the wait (condition "removed") is sent before the start, as
     docker does, so the exit code is not lost when the daemon removes the container.
@@ -224,14 +241,15 @@ def attached_run(ctx, cid, tty, stdin, auto_remove, failed_start, error_code):
     client = ctx.client
     pending = client.wait_begin(cid, "removed", confirm_timeout=5) if auto_remove else None
     try:
-        attachment = client.attach(cid, stdin=stdin, stdout=True, stderr=True, tty=tty)
+        attachment = client.attach(cid, stdin=stdin, stdout=True, stderr=True, tty=tty, detach_keys=detach_keys)
     except APIError as exc:
         output.daemon_error(exc)
         if pending:
             pending.close()
         return error_code
-    with attachment, system.Terminal(client, cid, tty and stdin) as term, \
-            system.SignalProxy(client, cid, enabled=not tty):
+    pump = None
+    with attachment, terminal.Terminal(client, cid, tty and stdin) as term, \
+            terminal.SignalProxy(client, cid, enabled=not tty):
         try:
             client.start(cid)
         except APIError as exc:
@@ -244,12 +262,16 @@ def attached_run(ctx, cid, tty, stdin, auto_remove, failed_start, error_code):
             return failed_start(exc.message)
         term.resize()
         if stdin:
-            import threading
-            threading.Thread(target=system.copy_stdin, args=(attachment,), daemon=True).start()
+            pump = terminal.StdinPump(attachment, tty, detach_keys).start()
         try:
             output.write_frames(attachment.frames())
         except OSError as exc:
-            output.error(f"dockyard: attach stream broke: {exc}")
+            if not (pump and pump.detached):
+                output.error(f"dockyard: attach stream broke: {exc}")
+    if pump and pump.detached:
+        if pending:
+            pending.close()
+        return DETACHED
     try:
         result = pending.result() if pending else client.wait(cid)
     except APIError as exc:
@@ -290,10 +312,16 @@ def cmd_start(ctx, args):
         output.daemon_error(exc)
         return 1
     config = info.get("Config") or {}
-    return attached_run(ctx, info["Id"], tty=bool(config.get("Tty")),
-                        stdin=args.interactive and bool(config.get("OpenStdin")),
-                        auto_remove=bool((info.get("HostConfig") or {}).get("AutoRemove")),
-                        failed_start=lambda _msg: 1, error_code=1)
+    try:
+        keys = terminal.detach_keys(args.detach_keys)
+    except ValueError as exc:
+        output.error(str(exc))
+        return 1
+    rc = attached_run(ctx, info["Id"], tty=bool(config.get("Tty")),
+                      stdin=args.interactive and bool(config.get("OpenStdin")),
+                      auto_remove=bool((info.get("HostConfig") or {}).get("AutoRemove")),
+                      failed_start=lambda _msg: 1, error_code=1, detach_keys=keys)
+    return 0 if rc is DETACHED else rc
 
 
 def cmd_stop(ctx, args):
@@ -378,15 +406,26 @@ def ps_record(c, trunc=True, now=None):
             ports.append(private)
     created = c.get("Created") or 0
     networks = ((c.get("NetworkSettings") or {}).get("Networks") or {})
+    mounts = [m.get("Name") or m.get("Source") or "" for m in c.get("Mounts") or []]
+    size = output.human_size(c.get("SizeRw") or 0)
+    if c.get("SizeRootFs"):
+        size += f" (virtual {output.human_size(c['SizeRootFs'])})"
     return {
         "ID": cid, "Image": image, "Command": _quote(command),
         "CreatedAt": output.local_time(created), "RunningFor": output.since(created, now),
         "Ports": ", ".join(ports), "State": c.get("State", ""),
         "Status": c.get("Status") or str(c.get("State", "")).capitalize(),
-        "Names": ",".join(names),
-        "Labels": ",".join(f"{k}={v}" for k, v in (c.get("Labels") or {}).items()),
-        "Networks": ",".join(networks), "Mounts": "", "Size": "",
+        "Names": ",".join(names), **output.label_fields(c.get("Labels")),
+        "Networks": ",".join(networks),
+        "Mounts": ",".join(output.ellipsis(m, 15) if trunc else m for m in mounts),
+        "LocalVolumes": str(sum(1 for m in c.get("Mounts") or [] if m.get("Driver") == "local")),
+        "Size": size,
     }
+
+
+#: docker's Go type for a ``ps`` row, and its words for a template that fails
+PS_CONTEXT = "*formatter.ContainerContext"
+PS_ERRORS = ("failed to parse template: ", "failed to execute template: ")
 
 
 def cmd_ps(ctx, args):
@@ -397,11 +436,17 @@ def cmd_ps(ctx, args):
         output.error(f"Error: {exc}")
         return 1
     limit = 1 if args.latest else (args.last if args.last > 0 else None)
+    if args.quiet and args.format:
+        output.error("WARNING: Ignoring custom format, because both --format and --quiet are set.")
+    fmt = args.format or (PS_FORMAT + "\t{{.Size}}" if args.size else PS_FORMAT)
+    # docker runs the template once on an empty row first: a bad one fails with no container listed
+    if args.format and output.check_rows_template(fmt, ps_record({}), PS_CONTEXT, PS_ERRORS):
+        return 1
     try:
-        items = ctx.client.containers(all=args.all or limit is not None, filters=filters, limit=limit)
+        items = ctx.client.containers(all=args.all or limit is not None, filters=filters, limit=limit,
+                                      size=args.size or ".Size" in fmt)
     except APIError as exc:
         output.daemon_error(exc)
         return 1
-    fmt = "{{.ID}}" if args.quiet else (args.format or PS_FORMAT)
     records = [ps_record(c, trunc=not args.no_trunc) for c in items]
-    return output.print_rows(fmt, records, PS_HEADERS)
+    return output.print_rows("{{.ID}}" if args.quiet else fmt, records, PS_HEADERS, PS_CONTEXT, PS_ERRORS)

@@ -261,5 +261,5 @@ def cmd_prune(ctx, args):
         for cid in deleted:
             print(cid)
         print()
-    print(f"Total reclaimed space: {output.human_size(report.get('SpaceReclaimed') or 0)}")
+    print(f"Total reclaimed space: {output.human_size(report.get('SpaceReclaimed') or 0, 4)}")
     return 0

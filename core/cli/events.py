@@ -20,6 +20,24 @@ def register(sub):
     p.set_defaults(func=cmd_events)
 
 
+#: docker's events.Message with nothing in it: a ``--format`` is tried on it first
+EMPTY_MESSAGE = {"status": "", "id": "", "from": "", "Type": "", "Action": "", "Actor": {"ID": "", "Attributes": {}},
+                 "scope": "", "time": 0, "timeNano": 0}
+
+
+def template_view(msg):
+    """A message as docker's template sees it: Go's field names (``.Status``,
+    ``.ID``, ``.TimeNano``...) over the JSON's (``status``, ``id``...), while
+    ``{{json .}}`` still prints the JSON."""
+    view = output.JsonView(msg)
+    view.update(msg)
+    for go, key in (("Status", "status"), ("ID", "id"), ("From", "from"), ("Scope", "scope"), ("Time", "time"),
+                    ("TimeNano", "timeNano")):
+        view.pop(key, None)
+        view[go] = msg.get(key, "" if go not in ("Time", "TimeNano") else 0)
+    return view
+
+
 def local_nanos(time_nano):
     """Go's RFC3339NanoFixed in the local zone: ``2006-01-02T15:04:05.000000000-07:00``."""
     from datetime import datetime
@@ -51,13 +69,21 @@ def cmd_events(ctx, args):
         filters = output.parse_filters(args.filter)
         params = {"since": time_arg(args.since), "until": time_arg(args.until),
                   "filters": json.dumps(filters) if filters else None}
-        template = output.Template(args.format) if args.format else None
     except ValueError as exc:
         output.error(f"Error: {exc}")
         return 1
+    template = None
+    if args.format:  # docker tries it on an empty message first
+        try:
+            template = output.Template(args.format)
+            template.render(template_view(EMPTY_MESSAGE), context="*events.Message")
+        except output.TemplateError as exc:
+            output.error(f"Error parsing format: {exc}")
+            return 64
     try:
         for msg in ctx.client.json_stream("GET", "/events", params):
-            print(template.render(msg) if template is not None else event_line(msg), flush=True)
+            print(template.render(template_view(msg), context="*events.Message") if template is not None
+                  else event_line(msg), flush=True)
     except APIError as exc:
         output.daemon_error(exc)
         return 1

@@ -5,7 +5,7 @@ Like the other command modules, the API client is imported inside the commands.
 
 import os
 
-from dockyard.cli import output, system
+from dockyard.cli import output, terminal
 
 STATS_FORMAT = ("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}"
                 "\t{{.BlockIO}}\t{{.PIDs}}")
@@ -18,6 +18,7 @@ def register(sub):
     p = sub.add_parser("exec", help="Execute a command in a running container", allow_abbrev=False,
                        usage="dockyard exec [OPTIONS] CONTAINER COMMAND [ARG...]")
     p.add_argument("-d", "--detach", action="store_true", help="Detached mode: run command in the background")
+    p.add_argument("--detach-keys", help="Override the key sequence for detaching a container")
     p.add_argument("-e", "--env", action="append", default=[], help="Set environment variables")
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open even if not attached")
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
@@ -26,6 +27,7 @@ def register(sub):
     p.add_argument("--privileged", action="store_true", help="Give extended privileges to the command")
     p.add_argument("container", metavar="CONTAINER")
     p.add_argument("command", nargs="...", help="command and arguments")
+    p.min_args = 2  # CONTAINER COMMAND: argparse cannot count a remainder
     p.set_defaults(func=cmd_exec)
 
     for name, verb in (("pause", "Pause all processes within one or more containers"),
@@ -48,18 +50,29 @@ def cmd_exec(ctx, args):
     from dockyard.cli.containers import _env_item
     from dockyard.client import APIError
 
-    if not args.command:
-        output.error('"dockyard exec" requires at least 2 arguments.')
-        return 1
     try:
         env = [v for v in (_env_item(e, os.environ) for e in args.env) if v is not None]
     except ValueError as exc:
         output.error(f"Error: {exc}")
         return 1
     client = ctx.client
+    try:
+        keys = terminal.detach_keys(args.detach_keys)
+    except ValueError as exc:
+        output.error(str(exc))
+        return 1
+    problem = None if args.detach else terminal.check_tty(args.interactive, args.tty)
+    if problem:
+        try:
+            client.inspect_container(args.container)  # "No such container" comes first, as in docker
+        except APIError as exc:
+            output.daemon_error(exc)
+            return 1
+        output.error(problem)
+        return 1
     body = {"AttachStdin": args.interactive and not args.detach, "AttachStdout": not args.detach,
             "AttachStderr": not args.detach, "Tty": args.tty, "Cmd": list(args.command), "Env": env,
-            "Privileged": args.privileged}
+            "Privileged": args.privileged, "DetachKeys": keys or ""}
     if args.user:
         body["User"] = args.user
     if args.workdir:
@@ -76,14 +89,18 @@ def cmd_exec(ctx, args):
     except APIError as exc:
         output.daemon_error(exc)
         return 126 if "executable file not found" in exc.message or "no such file" in exc.message else 1
-    with attachment, system.Terminal(client, eid, args.tty and args.interactive, resize=client.exec_resize):
+    pump = None
+    with attachment, terminal.Terminal(client, eid, args.tty and args.interactive, resize=client.exec_resize):
         if args.interactive:
-            import threading
-            threading.Thread(target=system.copy_stdin, args=(attachment,), daemon=True).start()
+            pump = terminal.StdinPump(attachment, args.tty, keys).start()
         try:
             output.write_frames(attachment.frames())
         except OSError as exc:
-            output.error(f"dockyard: exec stream broke: {exc}")
+            if not (pump and pump.detached):
+                output.error(f"dockyard: exec stream broke: {exc}")
+    if pump and pump.detached:
+        output.error("read escape sequence")  # docker exec's words (and status) on a detach
+        return 1
     try:
         code = client.exec_inspect(eid).get("ExitCode")
     except APIError as exc:
@@ -120,11 +137,12 @@ def stats_record(s, trunc=True):
     blk = (s.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []
     rd = sum(e.get("value", 0) for e in blk if str(e.get("op", "")).lower() == "read")
     wr = sum(e.get("value", 0) for e in blk if str(e.get("op", "")).lower() == "write")
-    size = lambda n: output.human_size(n).replace(" ", "")  # noqa: E731
+    size = output.human_size  # docker: decimal units for I/O, binary (BytesSize) for memory
     cid = s.get("id", "")
     return {"ID": cid[:12] if trunc else cid, "Container": cid[:12] if trunc else cid,
             "Name": (s.get("name") or "").lstrip("/") or "--",
-            "CPUPerc": f"{cpu_pct:.2f}%", "MemUsage": f"{size(used)} / {size(limit)}",
+            "CPUPerc": f"{cpu_pct:.2f}%",
+            "MemUsage": f"{output.bytes_size(used)} / {output.bytes_size(limit)}",
             "MemPerc": f"{used / limit * 100 if limit else 0:.2f}%", "NetIO": f"{size(rx)} / {size(tx)}",
             "BlockIO": f"{size(rd)} / {size(wr)}",
             "PIDs": str((s.get("pids_stats") or {}).get("current", 0))}
@@ -140,6 +158,11 @@ def cmd_stats(ctx, args):
         output.daemon_error(exc)
         return 1
     fmt = args.format or STATS_FORMAT
+    try:
+        template = output.row_template(fmt)
+    except output.TemplateError as exc:
+        output.error(f"template parsing error: {exc}")
+        return 1
     rc = 0
     while True:
         records = []
@@ -150,9 +173,9 @@ def cmd_stats(ctx, args):
                 output.daemon_error(exc)
                 rc = 1
         try:
-            lines = output.render_rows(fmt, records, STATS_HEADERS)
+            lines = output.render_rows(template, records, STATS_HEADERS, "*container.statsContext")
         except output.TemplateError as exc:
-            output.error(f"Error: template: {exc}")
+            output.error(f"template parsing error: {exc}")
             return 1
         if not args.no_stream and os.isatty(1):
             print("\033[2J\033[H", end="")  # a fresh screen per round, as docker stats does

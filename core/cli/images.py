@@ -8,7 +8,10 @@ from dockyard.cli import output
 IMAGES_FORMAT = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
 IMAGES_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
                   "CreatedSince": "CREATED", "CreatedAt": "CREATED AT", "Size": "SIZE",
-                  "Containers": "CONTAINERS"}
+                  "Containers": "CONTAINERS", "VirtualSize": "VIRTUAL SIZE", "SharedSize": "SHARED SIZE",
+                  "UniqueSize": "UNIQUE SIZE"}
+#: docker's Go types for a row of ``images`` and of ``history`` (an unknown field names them)
+IMAGES_CONTEXT, HISTORY_CONTEXT = "*formatter.imageContext", "*image.historyContext"
 
 
 HISTORY_FORMAT = "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}"
@@ -117,11 +120,14 @@ def _short_id(image_id, trunc):
     return image_id.split(":", 1)[-1][:12]
 
 
-def image_records(images, trunc=True, now=None):
-    """One record per repository:tag of each ``GET /images/json`` entry (``<none>`` if untagged)."""
+def image_records(images, trunc=True, now=None, first_tag=False):
+    """One record per repository:tag of each ``GET /images/json`` entry (``<none>`` if
+    untagged); with ``first_tag`` one per image, by its first tag (``system df -v``)."""
     records = []
     for img in images:
         tags = [t for t in img.get("RepoTags") or [] if t != "<none>:<none>"] or [None]
+        tags = tags[:1] if first_tag else tags
+        size, shared = img.get("Size") or 0, img.get("SharedSize", -1)
         digests = img.get("RepoDigests") or []
         created = img.get("Created") or 0
         for ref in tags:
@@ -134,7 +140,9 @@ def image_records(images, trunc=True, now=None):
                 "Repository": repo or "<none>", "Tag": tag or "<none>", "Digest": digest,
                 "ID": _short_id(img.get("Id", ""), trunc),
                 "CreatedSince": output.since(created, now), "CreatedAt": output.local_time(created),
-                "Size": output.human_size(img.get("Size") or 0),
+                "Size": output.human_size(size), "VirtualSize": output.human_size(size, 4),
+                "SharedSize": "N/A" if shared == -1 else output.human_size(shared, 4),
+                "UniqueSize": "N/A" if shared == -1 else output.human_size(size - shared, 4),
                 "Containers": "N/A" if img.get("Containers", -1) < 0 else str(img["Containers"]),
             })
     return records
@@ -162,7 +170,7 @@ def cmd_images(ctx, args):
         fmt = IMAGES_FORMAT.replace("{{.Tag}}", "{{.Tag}}\t{{.Digest}}")
     else:
         fmt = IMAGES_FORMAT
-    return output.print_rows(fmt, image_records(images, trunc=not args.no_trunc), IMAGES_HEADERS)
+    return output.print_rows(fmt, image_records(images, trunc=not args.no_trunc), IMAGES_HEADERS, IMAGES_CONTEXT)
 
 
 def cmd_rmi(ctx, args):
@@ -238,16 +246,28 @@ def cmd_tag(ctx, args):
     return 0
 
 
+#: docker shows no age for a layer made before 2000 (a reproducible build's zero time)
+EPOCH_2000 = 946684800
+
+
+def _rfc3339(timestamp):
+    """Go's ``time.RFC3339`` in the local zone: ``2026-12-07T08:03:01Z``, ``...+02:00``."""
+    import time
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(timestamp))
+    return stamp[:-5] + "Z" if stamp.endswith("+0000") else stamp[:-2] + ":" + stamp[-2:]
+
+
 def history_records(items, human=True, trunc=True, now=None):
     records = []
     for h in items:
         created = h.get("Created") or 0
         created_by = (h.get("CreatedBy") or "").replace("\t", " ")
         image_id = h.get("Id") or "<missing>"
+        since = "N/A" if created <= EPOCH_2000 else output.since(created, now)
         records.append({
             "ID": _short_id(image_id, trunc) if image_id != "<missing>" else image_id,
-            "CreatedSince": output.since(created, now) if human else output.local_time(created),
-            "CreatedAt": output.local_time(created),
+            "CreatedSince": since if human else _rfc3339(created),
+            "CreatedAt": _rfc3339(created),
             "CreatedBy": output.ellipsis(created_by, 45) if trunc else created_by,
             "Size": output.human_size(h.get("Size") or 0) if human else str(h.get("Size") or 0),
             "Comment": h.get("Comment") or "", "Tags": ", ".join(h.get("Tags") or []),
@@ -262,9 +282,10 @@ def cmd_history(ctx, args):
     except APIError as exc:
         output.daemon_error(exc)
         return 1
-    fmt = "{{.ID}}" if args.quiet else (args.format or HISTORY_FORMAT)
+    fmt = "{{.ID}}" if args.quiet else (
+        args.format or (HISTORY_FORMAT if args.human else HISTORY_FORMAT.replace("CreatedSince", "CreatedAt")))
     records = history_records(items or [], human=args.human, trunc=not args.no_trunc)
-    return output.print_rows(fmt, records, HISTORY_HEADERS)
+    return output.print_rows(fmt, records, HISTORY_HEADERS, HISTORY_CONTEXT)
 
 
 def cmd_image_inspect(ctx, args):
@@ -302,5 +323,5 @@ def cmd_prune(ctx, args):
                 if item.get(key):
                     print(f"{key.lower()}: {item[key]}")
         print()
-    print(f"Total reclaimed space: {output.human_size(report.get('SpaceReclaimed') or 0)}")
+    print(f"Total reclaimed space: {output.human_size(report.get('SpaceReclaimed') or 0, 4)}")
     return 0

@@ -20,7 +20,7 @@ def _version_line():
     return f"Dockyard version {__version__}"
 
 
-#: registrar -> the commands it makes (in this order: "system.more" adds to the
+#: registrar -> the commands it makes (in this order: "diskusage" adds to the
 #: "system" group that "images" makes).  A known command builds only its own
 #: registrars' parsers: building all 54 cost ~13 ms on every run.
 #: tests/unit/test_cli_parse.py checks this table against the full parser.
@@ -34,7 +34,7 @@ REGISTRARS = {
     "registry": ("pull", "push", "login", "logout"),
     "system": ("version", "info", "inspect"),
     "containers_more": ("cp", "top", "rename", "update", "diff", "container"),
-    "system.more": ("system",),
+    "diskusage": ("system",),
     "events": ("events",),
 }
 
@@ -50,10 +50,10 @@ def _register(name, sub):
 def build_parser(command=None):
     """The argument parser: global options and every client command, or, for a
     known ``command``, only what that command needs."""
-    import argparse
+    from dockyard.cli.parser import Parser
 
     wanted = [r for r, cmds in REGISTRARS.items() if command in cmds] or list(REGISTRARS)
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dockyard", allow_abbrev=False,
         description="A self-sufficient runtime for containers, with plug-in drivers.")
     parser.add_argument("-H", "--host", help=f"Daemon socket to connect to (default {DEFAULT_HOST}, "
@@ -131,7 +131,7 @@ def _forward(command, argv, host, debug):
         from dockyard.cli.storage import main as storage_main
         return storage_main(argv, host, debug)
     from dockyard.cli.driver import main as driver_main
-    return driver_main(argv)
+    return driver_main(argv, host or os.environ.get(HOST_ENV) or DEFAULT_HOST)
 
 
 def main(argv=None):
@@ -144,7 +144,7 @@ def main(argv=None):
         return _exit_code(_forward(argv[index], argv[index + 1:], host, debug))
 
     parser = build_parser(argv[index] if index is not None else None)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # a command line docker would refuse exits here, with docker's words
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

@@ -27,6 +27,7 @@ def register(sub):
     ls.add_argument("--format", help="Pretty-print networks using a Go template")
     ls.set_defaults(func=cmd_ls)
     i = nsub.add_parser("inspect", help="Display detailed information on one or more networks")
+    i.add_argument("-f", "--format", help="Format the output using the given Go template")
     i.add_argument("networks", nargs="+", metavar="NETWORK")
     i.set_defaults(func=cmd_inspect)
     r = nsub.add_parser("rm", aliases=["remove"], help="Remove one or more networks")
@@ -83,20 +84,14 @@ def cmd_ls(ctx, args):
         return rc
     records = [{"ID": n["Id"] if args.no_trunc else n["Id"][:12], "Name": n["Name"], "Driver": n["Driver"],
                 "Scope": n["Scope"], "Internal": str(n["Internal"]).lower(), "CreatedAt": n["Created"],
-                "Labels": ",".join(f"{k}={v}" for k, v in (n.get("Labels") or {}).items())} for n in nets]
-    return output.print_rows("{{.ID}}" if args.quiet else args.format or NETWORK_FORMAT, records, NETWORK_HEADERS)
+                **output.label_fields(n.get("Labels"))} for n in nets]
+    return output.print_rows("{{.ID}}" if args.quiet else args.format or NETWORK_FORMAT, records, NETWORK_HEADERS,
+                             "*network.networkContext")
 
 
 def cmd_inspect(ctx, args):
-    import json
-    found, rc = [], 0
-    for name in args.networks:
-        net, bad = call(lambda: ctx.client.inspect_network(name))
-        rc = rc or bad
-        if net:
-            found.append(net)
-    print(json.dumps(found, indent=4))
-    return rc
+    from dockyard.cli.common import inspect_each
+    return inspect_each(args.networks, ctx.client.inspect_network, args.format)
 
 
 def cmd_rm(ctx, args):

@@ -1,11 +1,13 @@
-"""Output helpers for the CLI: docker-style tables, human times and sizes, and a
-small Go-template renderer for ``--format``.
+"""Output helpers for the CLI: docker-style tables, human times and sizes, and
+``--format`` rows through our Go-template subset (:mod:`.gotemplate`).
 
 Imports only cheap modules at load time (``json`` is imported where it is used).
 """
 
 import re
 import time
+
+from .gotemplate import ERROR, JsonView, Template, TemplateError, go_json, go_str  # noqa: F401  (the commands' way in)
 
 # --- human units (docker's go-units) ------------------------------------------------
 
@@ -45,14 +47,26 @@ def since(timestamp, now=None):
 
 
 def human_size(size, precision=3):
-    """go-units HumanSizeWithPrecision: decimal units, ``1.24MB``, ``4.1kB``, ``0B``."""
-    units = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"]
-    size = float(size)
-    i = 0
-    while size >= 1000 and i < len(units) - 1:
-        size /= 1000
+    """go-units HumanSizeWithPrecision: decimal units, ``1.24MB``, ``4.1kB``, ``0B``.
+
+    docker prints a listing's sizes (images, ``ps -s``, history, cp) with
+    precision 3, totals (``system df``, "Total reclaimed space") with go-units
+    ``HumanSize``, which is precision 4, and memory with :func:`bytes_size`."""
+    return _units(size, 1000.0, ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"), precision)
+
+
+def bytes_size(size):
+    """go-units BytesSize: binary units, ``1.5MiB``, ``23.43GiB`` (docker stats'
+    memory, info's Total Memory)."""
+    return _units(size, 1024.0, ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB", "ZiB", "YiB"), 4)
+
+
+def _units(size, base, names, precision):
+    size, i = float(size), 0
+    while size >= base and i < len(names) - 1:
+        size /= base
         i += 1
-    return f"{size:.{precision}g}{units[i]}"
+    return f"{size:.{precision}g}{names[i]}"
 
 
 _RFC3339 = (r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.(\d+))?\s*(Z|[+-]\d\d:?\d\d)?")  # compiled on first use
@@ -90,6 +104,14 @@ def ellipsis(text, width):
     return text[:width - 1] + "…" if width > 1 else text[:width]
 
 
+def label_fields(labels):
+    """``Labels`` (``k=v`` sorted, comma-joined) and ``Label`` (``{{.Label "k"}}``)
+    of docker's container, network and volume formatters."""
+    labels = labels or {}
+    return {"Labels": ",".join(sorted(f"{k}={v}" for k, v in labels.items())),
+            "Label": lambda name: labels.get(name, "")}
+
+
 def parse_filters(items):
     """``-f key=value`` options → the API's ``filters`` ({"key": ["value", ...]})."""
     filters = {}
@@ -119,260 +141,65 @@ def table(rows, minwidth=10, padding=3):
     return lines
 
 
-def render_rows(fmt, records, headers):
-    """Render ``records`` (dicts) with a docker ``--format``: ``table ...`` gets a header and columns."""
+def row_template(fmt):
+    """``(is_table, Template)`` of a listing's ``--format`` (TemplateError if it
+    does not parse)."""
     is_table = fmt.startswith("table")
-    if is_table:
-        fmt = fmt[len("table"):]
-    fmt = fmt.strip(" ").replace("\\t", "\t").replace("\\n", "\n")
-    template = Template(fmt)
-    out = [template.render(r) for r in records]
+    text = fmt[len("table"):] if is_table else fmt
+    return is_table, Template(text.strip(" ").replace("\\t", "\t").replace("\\n", "\n"))
+
+
+def render_rows(fmt, records, headers, context=None):
+    """Render ``records`` (dicts) with a docker ``--format``: ``table ...`` gets a header and columns.
+
+    ``context`` is the Go type docker formats these rows with: a field it does not
+    have is an error, as in docker, not an empty column."""
+    is_table, template = row_template(fmt) if isinstance(fmt, str) else fmt
+    out = [template.render(r, context=context) for r in records]
     if not is_table:
         return out
     header = template.render(headers, missing="")
     return table([line.split("\t") for line in [header] + out])
 
 
-def print_rows(fmt, records, headers):
-    """Print ``records`` as :func:`render_rows` renders them; return the exit
-    status: 1 (and the error on stderr) for a template that does not work."""
+#: what docker puts before Go's text when a listing's template does not parse,
+#: and when it fails on a row (``ps`` words them its own way)
+TEMPLATE_ERRORS = ("template parsing error: ", "template parsing error: ")
+
+
+def check_rows_template(fmt, sample, context, errors=TEMPLATE_ERRORS):
+    """Run ``fmt`` once on ``sample`` (an empty row) and print nothing: 0, or 1
+    after docker's error, as ``docker ps`` checks its template before it lists."""
     try:
-        lines = render_rows(fmt, records, headers)
+        parsed = row_template(fmt)
     except TemplateError as exc:
-        error(f"Error: template: {exc}")
+        error(f"{errors[0]}{exc}")
+        return 1
+    try:
+        parsed[1].render(sample, context=context)
+    except TemplateError as exc:
+        error(f"{errors[1]}{exc}")
+        return 1
+    return 0
+
+
+def print_rows(fmt, records, headers, context=None, errors=TEMPLATE_ERRORS):
+    """Print ``records`` as :func:`render_rows` renders them; return the exit
+    status: 1 (and docker's error on stderr) for a template that does not parse
+    or does not work on these rows."""
+    try:
+        parsed = row_template(fmt)
+    except TemplateError as exc:
+        error(f"{errors[0]}{exc}")
+        return 1
+    try:
+        lines = render_rows(parsed, records, headers, context)
+    except TemplateError as exc:
+        error(f"{errors[1]}{exc}")
         return 1
     for line in lines:
         print(line)
     return 0
-
-
-# --- Go templates (the subset docker users reach for) --------------------------------
-
-
-class TemplateError(ValueError):
-    """The ``--format`` template could not be parsed or executed."""
-
-
-def go_str(value):
-    """How Go's text/template prints a JSON-decoded value."""
-    if value is None:
-        return "<nil>"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, float):
-        return str(int(value)) if value.is_integer() and abs(value) < 1e21 else repr(value)
-    if isinstance(value, list):
-        return "[" + " ".join(go_str(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{go_str(value[k])}" for k in sorted(value)) + "]"
-    return str(value)
-
-
-def go_json(value):
-    import json
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-_MISSING = object()
-
-_TOKEN = r'"(?:[^"\\]|\\.)*"|`[^`]*`|\(|\)|\||[^\s|()]+'
-
-
-def _split_actions(text):
-    """Yield ("text", s) and ("action", s) pieces, honouring ``{{-`` / ``-}}`` trimming."""
-    pos, pieces = 0, []
-    while True:
-        start = text.find("{{", pos)
-        if start < 0:
-            pieces.append(["text", text[pos:]])
-            return pieces
-        end = text.find("}}", start)
-        if end < 0:
-            raise TemplateError(f"unclosed action in template: {text[start:]!r}")
-        pieces.append(["text", text[pos:start]])
-        inner = text[start + 2:end]
-        if inner.startswith("- ") or inner == "-":
-            pieces[-1][1] = pieces[-1][1].rstrip()
-            inner = inner[1:]
-        trim_after = inner.endswith(" -")
-        if trim_after:
-            inner = inner[:-1]
-        pieces.append(["action", inner.strip()])
-        pos = end + 2
-        if trim_after:
-            while pos < len(text) and text[pos].isspace():
-                pos += 1
-
-
-class Template:
-    """A Go text/template subset: ``.A.B``, ``$``, pipes, ``json``, ``index``, ``join``,
-    ``upper``, ``lower``, ``len``, ``printf``, ``println``, ``range``/``if``/``with``/``else``/``end``."""
-
-    def __init__(self, text):
-        self.text = text
-        pieces = _split_actions(text)
-        self.nodes, rest = self._parse(pieces, 0, top=True)
-
-    def _parse(self, pieces, i, top=False):
-        nodes = []
-        while i < len(pieces):
-            kind, value = pieces[i]
-            if kind == "text":
-                if value:
-                    nodes.append(("text", value))
-                i += 1
-                continue
-            word = value.split(None, 1)[0] if value else ""
-            if word in ("end", "else"):
-                if top:
-                    raise TemplateError(f"unexpected {{{{{word}}}}} in template")
-                return nodes, i
-            if word in ("range", "if", "with"):
-                body, i = self._parse(pieces, i + 1)
-                alt = []
-                if i < len(pieces) and pieces[i][1].split(None, 1)[0] == "else":
-                    alt, i = self._parse(pieces, i + 1)
-                if i >= len(pieces) or pieces[i][1].strip() != "end":
-                    raise TemplateError(f"missing {{{{end}}}} for {{{{{value}}}}}")
-                nodes.append((word, value[len(word):].strip(), body, alt))
-                i += 1
-                continue
-            if value.startswith("/*") or not value:
-                i += 1
-                continue
-            nodes.append(("action", value))
-            i += 1
-        if not top:
-            raise TemplateError(f"missing {{{{end}}}} in template {self.text!r}")
-        return nodes, i
-
-    def render(self, data, missing="<no value>"):
-        out = []
-        self._run(self.nodes, data, data, out, missing)
-        return "".join(out)
-
-    def _run(self, nodes, dot, root, out, missing):
-        for node in nodes:
-            kind = node[0]
-            if kind == "text":
-                out.append(node[1])
-            elif kind == "action":
-                value = self._pipeline(node[1], dot, root)
-                out.append(missing if value is _MISSING else go_str(value))
-            else:
-                value = self._pipeline(node[1], dot, root)
-                truthy = value is not _MISSING and bool(value)
-                if kind == "range":
-                    items = (list(value.values()) if isinstance(value, dict) else value) if truthy else []
-                    for item in items:
-                        self._run(node[2], item, root, out, missing)
-                    if not items:
-                        self._run(node[3], dot, root, out, missing)
-                elif truthy:
-                    self._run(node[2], value if kind == "with" else dot, root, out, missing)
-                else:
-                    self._run(node[3], dot, root, out, missing)
-
-    def _pipeline(self, text, dot, root):
-        tokens = re.findall(_TOKEN, text)
-        value, i, have = _MISSING, 0, False
-        while i <= len(tokens):
-            j = i
-            depth = 0
-            while j < len(tokens) and (tokens[j] != "|" or depth):
-                depth += (tokens[j] == "(") - (tokens[j] == ")")
-                j += 1
-            value = self._command(tokens[i:j], dot, root, value if have else _MISSING)
-            have = True
-            i = j + 1
-        return value
-
-    def _command(self, tokens, dot, root, piped):
-        if not tokens:
-            raise TemplateError(f"empty command in template {self.text!r}")
-        args, i = [], 1
-        while i < len(tokens):
-            arg, i = self._operand(tokens, i, dot, root)
-            args.append(arg)
-        if piped is not _MISSING:
-            args.append(piped)
-        args = [None if a is _MISSING else a for a in args]
-        name = tokens[0]
-        func = _FUNCS.get(name)
-        if func is None:
-            if args:
-                raise TemplateError(f"can't give argument to non-function {name}")
-            value, _ = self._operand(tokens, 0, dot, root)
-            return value
-        try:
-            return func(*args)
-        except TypeError as exc:
-            raise TemplateError(f"wrong arguments for {name}: {exc}") from None
-
-    def _operand(self, tokens, i, dot, root):
-        tok = tokens[i]
-        if tok == "(":
-            depth, j = 1, i + 1
-            while j < len(tokens) and depth:
-                depth += (tokens[j] == "(") - (tokens[j] == ")")
-                j += 1
-            return self._pipeline(" ".join(tokens[i + 1:j - 1]), dot, root), j
-        if tok[0] in "\"`":
-            import json
-            return (json.loads(tok) if tok[0] == '"' else tok[1:-1]), i + 1
-        if re.fullmatch(r"-?\d+", tok):
-            return int(tok), i + 1
-        if tok in ("true", "false"):
-            return tok == "true", i + 1
-        if tok.startswith("$"):
-            return _field(root, tok[1:]), i + 1
-        if tok.startswith("."):
-            return _field(dot, tok), i + 1
-        if tok in _FUNCS:
-            return _FUNCS[tok](), i + 1
-        raise TemplateError(f'function "{tok}" not defined')
-
-
-def _field(value, path):
-    for name in filter(None, path.split(".")):
-        if isinstance(value, dict) and name in value:
-            value = value[name]
-        else:
-            return _MISSING
-    return value
-
-
-def _index(value, *keys):
-    for key in keys:
-        try:
-            value = value[key]
-        except (KeyError, IndexError, TypeError):
-            return None
-    return value
-
-
-def _printf(fmt, *args):
-    conv = re.sub(r"%v", "%s", fmt.replace("%q", "%r"))
-    return conv % tuple(go_str(a) if isinstance(a, (list, dict, bool, type(None))) else a for a in args)
-
-
-_FUNCS = {
-    "json": go_json,
-    "index": _index,
-    "join": lambda items, sep: sep.join(go_str(x) for x in items or []),
-    "upper": lambda s: go_str(s).upper(),
-    "lower": lambda s: go_str(s).lower(),
-    "title": lambda s: go_str(s).title(),
-    "len": lambda v: len(v) if v is not None else 0,
-    "split": lambda s, sep: go_str(s).split(sep),
-    "printf": _printf,
-    "print": lambda *a: "".join(go_str(x) for x in a),
-    "println": lambda *a: " ".join(go_str(x) for x in a) + "\n",
-    "truncate": lambda s, n: go_str(s)[:n],
-    "pad": lambda s, a, b: " " * a + go_str(s) + " " * b,
-}
 
 
 # --- messages and streams ------------------------------------------------------------

@@ -7,7 +7,20 @@ from dockyard.cli.common import call, pairs
 
 VOLUME_FORMAT = "table {{.Driver}}\t{{.Name}}"
 VOLUME_HEADERS = {"Driver": "DRIVER", "Name": "VOLUME NAME", "Mountpoint": "MOUNTPOINT", "Scope": "SCOPE",
-                  "Labels": "LABELS", "CreatedAt": "CREATED AT"}
+                  "Labels": "LABELS", "CreatedAt": "CREATED AT", "Links": "LINKS", "Size": "SIZE",
+                  "Group": "GROUP", "Availability": "AVAILABILITY", "Status": "STATUS"}
+VOLUME_CONTEXT = "*formatter.volumeContext"
+
+
+def volume_record(v):
+    """The fields of docker's volume formatter for one ``GET /volumes`` entry
+    (``Links`` and ``Size`` are "N/A" unless the daemon measured them)."""
+    usage = v.get("UsageData")
+    return {"Name": v["Name"], "Driver": v["Driver"], "Mountpoint": v["Mountpoint"], "Scope": v["Scope"],
+            "CreatedAt": v.get("CreatedAt", ""), **output.label_fields(v.get("Labels")),
+            "Links": "N/A" if usage is None else str(usage.get("RefCount", 0)),
+            "Size": "N/A" if usage is None else output.human_size(usage.get("Size", 0), 4),
+            "Group": "", "Availability": "", "Status": ""}
 
 
 def register(sub):
@@ -71,11 +84,9 @@ def cmd_ls(ctx, args):
     got, rc = call(lambda: ctx.client.request("GET", "/volumes", params))
     if rc:
         return rc
-    records = [{"Name": v["Name"], "Driver": v["Driver"], "Mountpoint": v["Mountpoint"], "Scope": v["Scope"],
-                "CreatedAt": v.get("CreatedAt", ""),
-                "Labels": ",".join(f"{k}={val}" for k, val in (v.get("Labels") or {}).items())}
-               for v in sorted(got.get("Volumes") or [], key=lambda v: v["Name"])]
-    return output.print_rows("{{.Name}}" if args.quiet else args.format or VOLUME_FORMAT, records, VOLUME_HEADERS)
+    records = [volume_record(v) for v in sorted(got.get("Volumes") or [], key=lambda v: v["Name"])]
+    return output.print_rows("{{.Name}}" if args.quiet else args.format or VOLUME_FORMAT, records, VOLUME_HEADERS,
+                             VOLUME_CONTEXT)
 
 
 def cmd_inspect(ctx, args):
@@ -83,7 +94,7 @@ def cmd_inspect(ctx, args):
 
     from .common import inspect_each
     return inspect_each(args.volumes, lambda name: ctx.client.request("GET", f"/volumes/{quote(name, safe='')}"),
-                        args.format)
+                        args.format, context="volume.Volume")
 
 
 def cmd_rm(ctx, args):
@@ -115,5 +126,5 @@ def cmd_prune(ctx, args):
     deleted = report.get("VolumesDeleted") or []
     if deleted:
         print("Deleted Volumes:\n" + "\n".join(deleted) + "\n")
-    print(f"Total reclaimed space: {output.human_size(report.get('SpaceReclaimed') or 0)}")
+    print(f"Total reclaimed space: {output.human_size(report.get('SpaceReclaimed') or 0, 4)}")
     return 0

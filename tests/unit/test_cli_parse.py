@@ -1,6 +1,7 @@
 """The CLI's argument parsing, request bodies, output formatting and lean start-up."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -94,12 +95,13 @@ def test_daemon_and_driver_get_remaining_argv(monkeypatch):
     fake_daemon = types.ModuleType("dockyard.daemon.main")
     fake_daemon.main = lambda argv: seen.setdefault("daemon", argv) and 0
     fake_driver = types.ModuleType("dockyard.cli.driver")
-    fake_driver.main = lambda argv: seen.setdefault("driver", argv) and 3
+    fake_driver.main = lambda argv, host: seen.setdefault("driver", argv) and seen.setdefault("host", host) and 3
     monkeypatch.setitem(sys.modules, "dockyard.daemon.main", fake_daemon)
     monkeypatch.setitem(sys.modules, "dockyard.cli.driver", fake_driver)
     assert main.main(["daemon", "--data-root", "/x"]) == 0
     assert main.main(["driver", "use", "storage", "vfs"]) == 3
-    assert seen == {"daemon": ["--data-root", "/x"], "driver": ["use", "storage", "vfs"]}
+    assert seen == {"daemon": ["--data-root", "/x"], "driver": ["use", "storage", "vfs"],
+                    "host": os.environ.get("DOCKYARD_HOST") or main.DEFAULT_HOST}  # driver ls asks that daemon
     seen.clear()
     main.main(["-H", "unix:///s", "daemon"])
     assert seen["daemon"] == ["-H", "unix:///s"]
