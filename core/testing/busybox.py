@@ -73,8 +73,25 @@ def make_busybox_tar(path):
     return path
 
 
+def main(argv=None):
+    """``python -m dockyard.testing.busybox OUTPUT.tar``: argparse, so ``--help``
+    is help and an option is never taken for the name of the tar to write."""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m dockyard.testing.busybox",
+        description="Write a busybox root file system, made offline from the host's static busybox "
+                    "(Debian's busybox-static), as a tar for `dockyard import OUTPUT.tar busybox`.")
+    parser.add_argument("output", metavar="OUTPUT.tar", help="the tar file to write")
+    args = parser.parse_args(argv)
+    try:
+        make_busybox_tar(args.output)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"python -m dockyard.testing.busybox: {exc}", file=sys.stderr)
+        return 1
+    print(args.output)
+    return 0
+
+
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m dockyard.testing.busybox OUTPUT.tar")
-    make_busybox_tar(sys.argv[1])
-    print(sys.argv[1])
+    sys.exit(main())

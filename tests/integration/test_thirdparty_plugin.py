@@ -90,7 +90,7 @@ def test_driver_ls_lists_example(plugin, tmp_path):
 
 
 def test_driver_info_shows_its_hooks(plugin, tmp_path):
-    res = driver_cli("info", "storage", "example", data_root=tmp_path / "data")
+    res = driver_cli("info", "--format", "json", "storage", "example", data_root=tmp_path / "data")
     assert res.returncode == 0, res.stderr
     info = json.loads(res.stdout)
     assert info["name"] == "example" and info["supported"] is True
