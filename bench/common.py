@@ -111,7 +111,8 @@ def bundle_config(rootfs, args, secure):
     """config.json for ``args`` on ``rootfs``: Docker's standard mounts, masked and
     read-only paths and default capabilities, five new namespaces; ``secure`` adds
     Docker's default seccomp profile and a memory limit (the cgroup path)."""
-    from dockyard.engine import bundle, ocispec, seccomp
+    from dockyard.engine import bundle
+    from dockyard.engine.bundle import ocispec, seccomp
     from dockyard.testing.driver import oci_config
 
     cfg = copy.deepcopy(oci_config(rootfs, args))

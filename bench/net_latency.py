@@ -5,7 +5,7 @@
 
 1. **attach: netns ready -> first packet**.  Dockyard's ``bridge`` network driver
    loaded through pluggy on a private bridge and nft table, one network created
-   once; per run a namespace is made with ``dockyard.engine.netns.create`` (untimed),
+   once; per run a namespace is made with ``dockyard.engine.networks.netns.create`` (untimed),
    then ``network_attach`` + the first ICMP echo reply from the gateway, probed
    from inside the namespace, are timed; detach and namespace deletion are not.
    The same on the same bridge with plain ``ip`` commands (a floor) and with

@@ -128,7 +128,7 @@ class Lab:
 
     def remove_namespaces(self):
         """Namespaces a failed or interrupted run left pinned (normally none)."""
-        from dockyard.engine import netns
+        from dockyard.engine.networks import netns
 
         left = sorted(n for n in os.listdir("/run/netns") if n.startswith(self.ns_prefix)) \
             if os.path.isdir("/run/netns") else []
@@ -141,7 +141,7 @@ class Lab:
         """One timed attach + first reply with ``way``, on a fresh namespace
         (made, and afterwards detached and deleted, untimed); returns (ms, probes
         sent, ms of the attach alone)."""
-        from dockyard.engine import netns
+        from dockyard.engine.networks import netns
 
         name, path, addr, mac, veth = self.next()
         netns.create(path)

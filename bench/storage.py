@@ -151,7 +151,7 @@ def driver(name, home):
 
 
 def bench_driver(name, home, tars, args):
-    from dockyard.engine.layers import LayerStore
+    from dockyard.engine.layers.store import LayerStore
     from dockyard.store import Store
     from dockyard.testing.storage import canonical_diff
 

@@ -28,6 +28,16 @@ from dockyard.wire import (  # noqa: F401  (parse_host, demux, STDOUT, ... are p
     STDERR, STDIN, STDOUT, SYSTEMERR, ClientError, Connection, ProtocolError, connect, demux,
     host_header, json_objects, parse_host, quote, urlencode)
 
+TYPE_CHECKING = False  # annotations only: typing is not imported at run time (the CLI's start-up)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Mapping
+    from typing import Any
+
+    from dockyard.wire import Readable, Response, _Reader
+
+    Params = Mapping[str, Any] | None  # query parameters (``None`` values are left out)
+    Headers = Mapping[str, str] | None
+
 API_VERSION = "1.41"
 DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 
@@ -35,7 +45,7 @@ DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 class DaemonUnreachable(ClientError, ConnectionError):
     """No daemon answers at ``host`` (socket missing, refused, or not permitted)."""
 
-    def __init__(self, host, cause):
+    def __init__(self, host: str, cause: OSError) -> None:
         self.host = host
         self.cause = cause
         if isinstance(cause, PermissionError):
@@ -49,7 +59,7 @@ class DaemonUnreachable(ClientError, ConnectionError):
 class APIError(ClientError):
     """The daemon answered ``status`` with Docker's error body ``{"message": ...}``."""
 
-    def __init__(self, status, message):
+    def __init__(self, status: int, message: str) -> None:
         self.status = status
         self.message = message
         super().__init__(f"{status}: {message}")
@@ -63,7 +73,7 @@ class ProgressError(APIError):
     """An ``{"error": ...}`` message inside a progress stream whose HTTP status was 2xx."""
 
 
-def api_error(status, body, reason=""):
+def api_error(status: int, body: object, reason: str = "") -> APIError:
     """Build the right APIError from an error response's raw ``body``."""
     message = None
     text = body.decode("utf-8", "replace").strip() if isinstance(body, bytes) else str(body or "")
@@ -84,53 +94,53 @@ class Attachment:
     It lives on its own socket, so other requests can be made while it is open.
     """
 
-    def __init__(self, sock, reader, tty):
+    def __init__(self, sock: socket.socket, reader: "_Reader", tty: bool) -> None:
         self.sock = sock
         self.tty = tty
         self._reader = reader
 
-    def frames(self):
+    def frames(self) -> "Iterator[tuple[int, bytes]]":
         """Yield ``(stream, bytes)`` until the container closes its output."""
         return demux(self._reader.read_exact, self._reader.read_some, self.tty)
 
-    def send(self, data):
+    def send(self, data: bytes) -> None:
         self.sock.sendall(data)
 
-    def close_stdin(self):
+    def close_stdin(self) -> None:
         """Half-close: the container sees end of file on its stdin."""
         try:
             self.sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
 
-    def close(self):
+    def close(self) -> None:
         self.sock.close()
 
-    def __enter__(self):
+    def __enter__(self) -> "Attachment":
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
 class PendingWait:
     """A ``POST /containers/{id}/wait`` already sent; ``result()`` blocks for the answer."""
 
-    def __init__(self, client, conn):
+    def __init__(self, client: "Client", conn: Connection) -> None:
         self._client = client
         self._conn = conn
 
-    def result(self):
+    def result(self) -> "Any":
         return self._client._body(self._conn)
 
-    def close(self):
+    def close(self) -> None:
         self._conn.close()
 
 
 class Client:
     """Docker Engine API client for ``host`` (``unix://PATH``, ``tcp://HOST:PORT``)."""
 
-    def __init__(self, host=DEFAULT_HOST, timeout=None, debug=False):
+    def __init__(self, host: str = DEFAULT_HOST, timeout: float | None = None, debug: bool = False) -> None:
         self.host = host
         self.kind, self.address = parse_host(host)
         self.timeout = timeout
@@ -138,7 +148,7 @@ class Client:
 
     # --- plumbing -----------------------------------------------------------------
 
-    def _url(self, path, params=None):
+    def _url(self, path: str, params: "Params" = None) -> str:
         url = f"/v{API_VERSION}{path}"
         if params:
             clean = {k: v for k, v in params.items() if v is not None}
@@ -149,7 +159,7 @@ class Client:
                 url += "?" + urlencode(clean)
         return url
 
-    def _connection(self, timeout=None):
+    def _connection(self, timeout: float | None = None) -> Connection:
         """A fresh connection to the daemon (DaemonUnreachable if nobody answers)."""
         try:
             sock = connect(self.kind, self.address, timeout if timeout is not None else self.timeout)
@@ -157,10 +167,11 @@ class Client:
             raise DaemonUnreachable(self.host, exc) from exc
         return Connection(sock)
 
-    def _headers(self, headers):
+    def _headers(self, headers: "Headers") -> dict[str, str]:
         return {"Host": host_header(self.kind, self.address), "User-Agent": "dockyard", **(headers or {})}
 
-    def _send(self, method, path, params=None, body=None, headers=None, timeout=None):
+    def _send(self, method: str, path: str, params: "Params" = None, body: "Any" = None,
+              headers: "Headers" = None, timeout: float | None = None) -> Connection:
         """Send one request on a fresh connection; return the connection."""
         url = self._url(path, params)
         hdrs = self._headers(headers)
@@ -177,7 +188,7 @@ class Client:
             raise ProtocolError(f"sending {method} {path} failed: {exc}") from exc
         return conn
 
-    def _response(self, conn):
+    def _response(self, conn: Connection) -> "Response":
         """Read the response head; raise APIError for a 4xx/5xx answer."""
         try:
             resp = conn.response()
@@ -195,7 +206,7 @@ class Client:
             raise api_error(resp.status, body, resp.reason)
         return resp
 
-    def _body(self, conn):
+    def _body(self, conn: Connection) -> "Any":
         """The whole body of the answer on ``conn``, decoded; the connection is closed."""
         try:
             return self._decode(self._response(conn).read_all())
@@ -205,7 +216,7 @@ class Client:
             conn.close()
 
     @staticmethod
-    def _decode(data):
+    def _decode(data: bytes) -> "Any":
         if not data:
             return None
         text = data.decode("utf-8", "replace")
@@ -214,16 +225,19 @@ class Client:
         except ValueError:
             return text
 
-    def request(self, method, path, params=None, body=None, headers=None, timeout=None):
+    def request(self, method: str, path: str, params: "Params" = None, body: "Any" = None,
+                headers: "Headers" = None, timeout: float | None = None) -> "Any":
         """One request; returns the parsed JSON answer (text if not JSON, None if empty)."""
         return self._body(self._send(method, path, params, body, headers, timeout))
 
-    def stream(self, method, path, params=None, body=None, headers=None):
+    def stream(self, method: str, path: str, params: "Params" = None, body: "Any" = None,
+               headers: "Headers" = None) -> "tuple[Response, Connection]":
         """Send a request; return ``(response, connection)`` for the caller to read and close."""
         conn = self._send(method, path, params, body, headers)
         return self._response(conn), conn
 
-    def json_stream(self, method, path, params=None, body=None, headers=None):
+    def json_stream(self, method: str, path: str, params: "Params" = None, body: "Any" = None,
+                    headers: "Headers" = None) -> "Iterator[Any]":
         """Yield each JSON message of a streaming answer; an ``error`` message raises ProgressError."""
         resp, conn = self.stream(method, path, params, body, headers)
         try:
@@ -237,45 +251,47 @@ class Client:
 
     # --- system -------------------------------------------------------------------
 
-    def ping(self, timeout=None):
+    def ping(self, timeout: float | None = None) -> "Any":
         return self.request("GET", "/_ping", timeout=timeout)
 
-    def version(self):
+    def version(self) -> "Any":
         return self.request("GET", "/version")
 
-    def info(self):
+    def info(self) -> "Any":
         return self.request("GET", "/info")
 
     # --- containers -----------------------------------------------------------------
 
-    def containers(self, all=False, filters=None, limit=None, size=False):
+    def containers(self, all: bool = False, filters: "Params" = None, limit: int | None = None,
+                   size: bool = False) -> "Any":
         params = {"all": all or None, "limit": limit, "size": size or None,
                   "filters": json.dumps(filters) if filters else None}
         return self.request("GET", "/containers/json", params)
 
-    def create_container(self, body, name=None):
+    def create_container(self, body: "Mapping[str, Any]", name: str | None = None) -> "Any":
         return self.request("POST", "/containers/create", {"name": name}, body=body)
 
-    def inspect_container(self, container):
+    def inspect_container(self, container: str) -> "Any":
         return self.request("GET", f"/containers/{_q(container)}/json")
 
-    def start(self, container):
+    def start(self, container: str) -> "Any":
         return self.request("POST", f"/containers/{_q(container)}/start")
 
-    def stop(self, container, timeout=None):
+    def stop(self, container: str, timeout: int | None = None) -> "Any":
         return self.request("POST", f"/containers/{_q(container)}/stop", {"t": timeout})
 
-    def kill(self, container, signal=None):
+    def kill(self, container: str, signal: str | int | None = None) -> "Any":
         return self.request("POST", f"/containers/{_q(container)}/kill", {"signal": signal})
 
-    def remove_container(self, container, force=False, volumes=False):
+    def remove_container(self, container: str, force: bool = False, volumes: bool = False) -> "Any":
         return self.request("DELETE", f"/containers/{_q(container)}",
                             {"force": force or None, "v": volumes or None})
 
-    def resize(self, container, height, width):
+    def resize(self, container: str, height: int, width: int) -> "Any":
         return self.request("POST", f"/containers/{_q(container)}/resize", {"h": height, "w": width})
 
-    def wait_begin(self, container, condition=None, confirm_timeout=None):
+    def wait_begin(self, container: str, condition: str | None = None,
+                   confirm_timeout: float | None = None) -> PendingWait:
         """Send the wait request now (so the daemon is watching) and answer later.
 
         Like Docker's, a daemon answers the headers as soon as it watches the
@@ -294,15 +310,16 @@ class Client:
                 conn.sock.settimeout(before)
         return PendingWait(self, conn)
 
-    def wait(self, container, condition=None):
+    def wait(self, container: str, condition: str | None = None) -> "Any":
         """Block until the container meets ``condition`` (not-running, next-exit, removed).
 
         Returns ``{"StatusCode": int, "Error": {...} or None}``.
         """
         return self.wait_begin(container, condition).result()
 
-    def logs(self, container, stdout=True, stderr=True, follow=False, tail=None,
-             timestamps=False, since=None, until=None, tty=None):
+    def logs(self, container: str, stdout: bool = True, stderr: bool = True, follow: bool = False,
+             tail: str | int | None = None, timestamps: bool = False, since: str | int | None = None,
+             until: str | int | None = None, tty: bool | None = None) -> "Iterator[tuple[int, bytes]]":
         """Yield ``(stream, bytes)`` frames of the container's logs (forever with ``follow``)."""
         if tty is None:
             tty = bool(self.inspect_container(container).get("Config", {}).get("Tty"))
@@ -310,14 +327,15 @@ class Client:
                   "timestamps": timestamps or None, "since": since, "until": until}
         resp, conn = self.stream("GET", f"/containers/{_q(container)}/logs", params)
 
-        def frames():
+        def frames() -> "Iterator[tuple[int, bytes]]":
             try:
                 yield from demux(resp.read_exact, resp.read_some, tty)
             finally:
                 conn.close()
         return frames()
 
-    def attach(self, container, stdin=False, stdout=True, stderr=True, logs=False, tty=None, detach_keys=None):
+    def attach(self, container: str, stdin: bool = False, stdout: bool = True, stderr: bool = True,
+               logs: bool = False, tty: bool | None = None, detach_keys: str | None = None) -> Attachment:
         """Hijack a connection for the container's streams; returns an Attachment.
 
         Sends ``Connection: Upgrade`` / ``Upgrade: tcp``; the daemon answers
@@ -330,7 +348,7 @@ class Client:
                          "logs": logs or None, "detachKeys": detach_keys or None})
         return self._hijack(url, None, tty)
 
-    def _hijack(self, url, body, tty):
+    def _hijack(self, url: str, body: "Any", tty: bool) -> Attachment:
         if self.debug:
             print(f"dockyard: --> POST {url} (upgrade)", file=sys.stderr)
         conn = self._connection()
@@ -348,13 +366,13 @@ class Client:
             raise
         return Attachment(conn.sock, resp, tty)
 
-    def pause(self, container):
+    def pause(self, container: str) -> "Any":
         return self.request("POST", f"/containers/{_q(container)}/pause")
 
-    def unpause(self, container):
+    def unpause(self, container: str) -> "Any":
         return self.request("POST", f"/containers/{_q(container)}/unpause")
 
-    def stats(self, container, stream=False):
+    def stats(self, container: str, stream: bool = False) -> "Any":
         """One stats sample (``stream=False``), or an iterator of them."""
         if not stream:
             return self.request("GET", f"/containers/{_q(container)}/stats", {"stream": False})
@@ -362,81 +380,84 @@ class Client:
 
     # --- networks -----------------------------------------------------------------
 
-    def networks(self, filters=None):
+    def networks(self, filters: "Params" = None) -> "Any":
         return self.request("GET", "/networks", {"filters": json.dumps(filters) if filters else None})
 
-    def inspect_network(self, network):
+    def inspect_network(self, network: str) -> "Any":
         return self.request("GET", f"/networks/{_q(network)}")
 
-    def create_network(self, body):
+    def create_network(self, body: "Mapping[str, Any]") -> "Any":
         return self.request("POST", "/networks/create", body=body)
 
-    def remove_network(self, network):
+    def remove_network(self, network: str) -> "Any":
         return self.request("DELETE", f"/networks/{_q(network)}")
 
-    def connect_network(self, network, container, aliases=(), ip=None):
-        cfg = {"Aliases": list(aliases)}
+    def connect_network(self, network: str, container: str, aliases: "Iterable[str]" = (),
+                        ip: str | None = None) -> "Any":
+        cfg: dict[str, Any] = {"Aliases": list(aliases)}
         if ip:
             cfg["IPAMConfig"] = {"IPv4Address": ip}
         return self.request("POST", f"/networks/{_q(network)}/connect",
                             body={"Container": container, "EndpointConfig": cfg})
 
-    def disconnect_network(self, network, container, force=False):
+    def disconnect_network(self, network: str, container: str, force: bool = False) -> "Any":
         return self.request("POST", f"/networks/{_q(network)}/disconnect",
                             body={"Container": container, "Force": force})
 
-    def prune_networks(self):
+    def prune_networks(self) -> "Any":
         return self.request("POST", "/networks/prune")
 
     # --- exec ---------------------------------------------------------------------
 
-    def exec_create(self, container, body):
+    def exec_create(self, container: str, body: "Mapping[str, Any]") -> str:
         return self.request("POST", f"/containers/{_q(container)}/exec", body=body)["Id"]
 
-    def exec_start(self, exec_id, tty=False, console_size=None):
+    def exec_start(self, exec_id: str, tty: bool = False, console_size: "Iterable[int] | None" = None) -> Attachment:
         """Start an exec instance attached; returns an Attachment."""
-        body = {"Detach": False, "Tty": tty}
+        body: dict[str, Any] = {"Detach": False, "Tty": tty}
         if console_size:
             body["ConsoleSize"] = list(console_size)
         return self._hijack(self._url(f"/exec/{_q(exec_id)}/start"), body, tty)
 
-    def exec_start_detached(self, exec_id, tty=False):
+    def exec_start_detached(self, exec_id: str, tty: bool = False) -> "Any":
         return self.request("POST", f"/exec/{_q(exec_id)}/start", body={"Detach": True, "Tty": tty})
 
-    def exec_inspect(self, exec_id):
+    def exec_inspect(self, exec_id: str) -> "Any":
         return self.request("GET", f"/exec/{_q(exec_id)}/json")
 
-    def exec_resize(self, exec_id, height, width):
+    def exec_resize(self, exec_id: str, height: int, width: int) -> "Any":
         return self.request("POST", f"/exec/{_q(exec_id)}/resize", {"h": height, "w": width})
 
     # --- images -------------------------------------------------------------------
 
-    def images(self, all=False, filters=None):
+    def images(self, all: bool = False, filters: "Params" = None) -> "Any":
         params = {"all": all or None, "filters": json.dumps(filters) if filters else None}
         return self.request("GET", "/images/json", params)
 
-    def inspect_image(self, image):
+    def inspect_image(self, image: str) -> "Any":
         return self.request("GET", f"/images/{_q(image, safe='/:@')}/json")
 
-    def remove_image(self, image, force=False, noprune=False):
+    def remove_image(self, image: str, force: bool = False, noprune: bool = False) -> "Any":
         return self.request("DELETE", f"/images/{_q(image, safe='/:@')}",
                             {"force": force or None, "noprune": noprune or None})
 
-    def import_image(self, source, repo=None, tag=None, changes=(), message=None):
+    def import_image(self, source: "str | bytes | Readable", repo: str | None = None, tag: str | None = None,
+                     changes: "Iterable[str]" = (), message: str | None = None) -> "Iterator[Any]":
         """Import a root file system tarball; yields the daemon's progress messages.
 
         ``source`` is a binary file object (sent with Content-Length when it is a
         regular file, chunked otherwise), bytes, or a URL string for the daemon to
         fetch.
         """
-        params = {"repo": repo or None, "tag": tag or None, "changes": list(changes) or None,
+        params: dict[str, Any] = {"repo": repo or None, "tag": tag or None, "changes": list(changes) or None,
                   "message": message or None}
         headers = {"Content-Type": "application/x-tar"}
         params["fromSrc"] = source if isinstance(source, str) else "-"
         body = None if isinstance(source, str) else source
         return self.json_stream("POST", "/images/create", params, body=body, headers=headers)
 
-    def build(self, context, params=None, headers=None):
+    def build(self, context: "bytes | Readable | Iterable[bytes] | None", params: "Params" = None,
+              headers: "Headers" = None) -> "Iterator[Any]":
         """``POST /build`` with the build context ``context``; yields each JSON message.
 
         ``context``: bytes, a binary file object (``Content-Length`` for a regular
@@ -458,7 +479,7 @@ class Client:
         conn = self._connection()
         try:
             try:
-                conn.send("POST", url, self._headers(headers), context)
+                conn.send("POST", url, self._headers(headers), context)  # type: ignore[arg-type]  # (IterReader'd)
             except OSError as exc:
                 raise ProtocolError(f"sending the build context failed: {exc}") from exc
             resp = self._response(conn)
@@ -470,7 +491,7 @@ class Client:
         finally:
             conn.close()
 
-    def pull(self, image, tag=None):
+    def pull(self, image: str, tag: str | None = None) -> "Iterator[Any]":
         """Pull ``image`` from a registry; yields the daemon's progress messages."""
         return self.json_stream("POST", "/images/create", {"fromImage": image, "tag": tag or None})
 
@@ -479,12 +500,12 @@ class IterReader:
     """A binary file object over an iterable of bytes (``read(n)`` gives at most
     ``n`` bytes, gathering small pieces, so an upload goes in big chunks)."""
 
-    def __init__(self, chunks):
+    def __init__(self, chunks: "Iterable[bytes]") -> None:
         self._it = iter(chunks)
         self._buf = bytearray()
         self._done = False
 
-    def read(self, n=-1):
+    def read(self, n: int = -1) -> bytes:
         while not self._done and (n < 0 or len(self._buf) < n):
             try:
                 self._buf += next(self._it)
@@ -498,5 +519,5 @@ class IterReader:
         return data
 
 
-def _q(name, safe=""):
+def _q(name: str, safe: str = "") -> str:
     return quote(name, safe)

@@ -6,20 +6,26 @@ wrong with the file is refused with one line naming the file, the key and the
 choices; loading never changes anything on disk.
 """
 
+from __future__ import annotations
+
 import os
 import tomllib
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from .errors import ConfigError
 
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 SYSTEM_CONFIG = Path("/etc/dockyard/plugins.toml")
 KINDS = ("storage", "exec", "network")
 
 # The schema: table -> allowed keys (and their expected Python types).
-_SCHEMA = {
+_SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "storage": {"driver": (str, list), "options": dict},
     "exec": {"driver": (str, list), "options": dict},
     "network": {"drivers": list, "default": str, "options": dict},
@@ -34,26 +40,26 @@ class Config:
 
     source: str
     #: kind -> priority list of driver names (network: the enabled drivers)
-    drivers: dict
+    drivers: dict[str, list[str]]
     #: kind -> {driver name -> options dict}
-    options: dict
+    options: dict[str, dict[str, dict[str, Any]]]
     default_network: str = "none"
-    enable: list = attrs.Factory(list)
-    block: list = attrs.Factory(list)
-    plugin_options: dict = attrs.Factory(dict)
+    enable: list[str] = attrs.Factory(list)
+    block: list[str] = attrs.Factory(list)
+    plugin_options: dict[str, dict[str, Any]] = attrs.Factory(dict)
     #: the volume driver used when a request names none (Docker's ``local``)
     default_volume: str = "local"
 
-    def with_override(self, kind, name):
+    def with_override(self, kind: str, name: str) -> Config:
         """Return a copy where ``kind`` uses exactly driver ``name`` (a daemon flag)."""
         drivers = dict(self.drivers)
         drivers[kind] = [name]
         return attrs.evolve(self, drivers=drivers, source=f"{self.source} (--{kind}-driver)")
 
-    def with_options(self, kind, pairs):
+    def with_options(self, kind: str, pairs: Iterable[str]) -> Config:
         """Return a copy whose ``kind`` drivers all get the ``KEY=VALUE`` options
         in ``pairs`` (daemon flags such as ``--exec-opt``)."""
-        extra = {}
+        extra: dict[str, str] = {}
         for pair in pairs:
             key, sep, value = pair.partition("=")
             if not sep or not key.strip():
@@ -64,9 +70,9 @@ class Config:
                          for name in set(self.drivers[kind]) | set(options.get(kind, {}))}
         return attrs.evolve(self, options=options, source=f"{self.source} (--{kind}-opt)")
 
-    def to_toml(self):
+    def to_toml(self) -> dict[str, dict[str, Any]]:
         """Return the dict that, written as TOML, loads back to this config."""
-        out = {}
+        out: dict[str, dict[str, Any]] = {}
         for kind in ("storage", "exec"):
             names = self.drivers[kind]
             out[kind] = {"driver": names[0] if len(names) == 1 else list(names)}
@@ -85,14 +91,14 @@ class Config:
         return out
 
 
-def default_path():
+def default_path() -> Path:
     """The config file the daemon would read with no ``--config``."""
     if SYSTEM_CONFIG.exists():
         return SYSTEM_CONFIG
     return Path(str(resources.files("dockyard") / "plugins.toml"))
 
 
-def load(path=None):
+def load(path: str | os.PathLike[str] | None = None) -> Config:
     """Read and validate ``path`` (or the default file); return a :class:`Config`."""
     path = Path(path) if path else default_path()
     try:
@@ -106,7 +112,7 @@ def load(path=None):
     return parse(data, str(path))
 
 
-def _check_table(data, table, source):
+def _check_table(data: dict[str, Any], table: str, source: str) -> None:
     allowed = _SCHEMA[table]
     for key, value in data.items():
         if key not in allowed:
@@ -120,18 +126,18 @@ def _check_table(data, table, source):
             )
 
 
-def _as_tuple(t):
+def _as_tuple(t: type | tuple[type, ...]) -> tuple[type, ...]:
     return t if isinstance(t, tuple) else (t,)
 
 
-def _names(value, key, source):
+def _names(value: str | list[Any], key: str, source: str) -> list[str]:
     names = [value] if isinstance(value, str) else list(value)
     if not names or not all(isinstance(n, str) and n for n in names):
         raise ConfigError(f"{source}: '{key}' must name at least one driver")
     return names
 
 
-def parse(data, source="<config>"):
+def parse(data: dict[str, Any], source: str = "<config>") -> Config:
     """Validate a loaded TOML document; see :func:`load`."""
     for table, value in data.items():
         if table not in _SCHEMA:
@@ -151,7 +157,7 @@ def parse(data, source="<config>"):
         "network": _names(network.get("drivers", ["none", "host"]), "network.drivers", source),
         "volume": _names(data.get("volume", {}).get("drivers", ["local"]), "volume.drivers", source),
     }
-    options = {}
+    options: dict[str, dict[str, dict[str, Any]]] = {}
     for kind, table in (("storage", storage), ("exec", exec_), ("network", network),
                         ("volume", data.get("volume", {}))):
         opts = table.get("options", {})
@@ -181,7 +187,7 @@ def parse(data, source="<config>"):
     )
 
 
-def write_atomic(path, config):
+def write_atomic(path: str | os.PathLike[str], config: Config) -> None:
     """Write ``config`` to ``path`` atomically (temp file, fsync, rename)."""
     import tomli_w
 

@@ -28,11 +28,15 @@ entry; the API's error middleware translates whatever escaped them.
 import errno
 from contextlib import contextmanager
 
+TYPE_CHECKING = False  # typing is not imported at run time: the CLI imports this module
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
 
 class DockyardError(Exception):
     """Base of every error Dockyard raises on purpose."""
 
-    status = 500
+    status: int = 500
 
 
 class ConfigError(DockyardError, ValueError):
@@ -46,7 +50,7 @@ class PluginError(DockyardError):
 class DriverUnsupported(PluginError):
     """A driver reported that it cannot run on this machine (``reason`` attr)."""
 
-    def __init__(self, kind, name, reason):
+    def __init__(self, kind: str, name: str, reason: str) -> None:
         super().__init__(f"{kind} driver {name!r} is unsupported here: {reason}")
         self.kind, self.name, self.reason = kind, name, reason
 
@@ -86,21 +90,21 @@ class NoSpace(DockyardError, OSError):
 
     status = 507  # Insufficient Storage (WebDAV), as a registry answers a full disk
 
-    def __init__(self, operation, root, code=errno.ENOSPC):
+    def __init__(self, operation: str, root: object, code: int = errno.ENOSPC) -> None:
         message = f"{operation}: no space left on device under {root}"
         super().__init__(message)
         self.errno, self.strerror = code, message
         self.operation, self.root = operation, root
 
-    def __str__(self):
-        return str(self.args[0]) if self.args else self.strerror
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else str(self.strerror)
 
 
 #: SQLite's primary result code for "database or disk is full"
 SQLITE_FULL = 13
 
 
-def full_disk_code(exc):
+def full_disk_code(exc: BaseException | None) -> int | None:
     """ENOSPC or EDQUOT if ``exc`` or anything in its chain (``__cause__``,
     ``__context__``) is a full disk, else ``None``.  Drivers wrap the ``OSError``
     in a ``StorageError``; SQLite raises ``OperationalError`` (SQLITE_FULL)."""
@@ -117,7 +121,7 @@ def full_disk_code(exc):
 
 
 @contextmanager
-def no_space(operation, root):
+def no_space(operation: str, root: object) -> "Iterator[None]":
     """Raise :class:`NoSpace` (``operation: no space left on device under root``)
     for a full disk anywhere in what the block raises; anything else passes."""
     try:
@@ -135,12 +139,12 @@ class ExecError(DockyardError):
     """An exec driver operation failed; ``exit_code`` is set when a process
     could not be started (127: not found, 126: not executable)."""
 
-    def __init__(self, message, exit_code=None):
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
     @property
-    def status(self):
+    def status(self) -> int:  # type: ignore[override]  # a class attribute elsewhere
         """A program that cannot be run is the request's fault (400), as in Docker."""
         return 400 if self.exit_code in (126, 127) else 500
 

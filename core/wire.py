@@ -17,6 +17,19 @@ import os
 import socket
 import stat
 
+TYPE_CHECKING = False  # annotations only: typing is not imported at run time (the CLI's start-up)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Mapping
+    from typing import Any, Protocol
+
+    class Readable(Protocol):
+        """What an upload is read with: a binary file object, or the like."""
+
+        def read(self, n: int = ..., /) -> bytes: ...
+
+    #: ``("unix", path)`` or ``("tcp", (host, port))``: where the daemon listens
+    Address = str | tuple[str, int]
+
 STDIN, STDOUT, STDERR, SYSTEMERR = 0, 1, 2, 3
 _CHUNK = 65536          # reads
 _UPLOAD_BLOCK = 262144  # reads from an upload's file object
@@ -36,7 +49,7 @@ class ProtocolError(ClientError):
 _UNRESERVED = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-~")
 
 
-def quote(text, safe=""):
+def quote(text: object, safe: str = "") -> str:
     """Percent-encode ``text`` (UTF-8) like ``urllib.parse.quote(text, safe)``."""
     text = str(text)
     ok = _UNRESERVED.union(safe.encode("ascii")) if safe else _UNRESERVED
@@ -46,14 +59,14 @@ def quote(text, safe=""):
     return "".join(chr(b) if b in ok else f"%{b:02X}" for b in data)
 
 
-def quote_plus(text):
+def quote_plus(text: object) -> str:
     """Like ``urllib.parse.quote_plus``: spaces become ``+``, ``/`` is encoded too."""
     return quote(text, " ").replace(" ", "+")
 
 
-def urlencode(params):
+def urlencode(params: "Mapping[str, Any]") -> str:
     """``urllib.parse.urlencode(params, doseq=True)`` for a dict of str/number/list values."""
-    pairs = []
+    pairs: list[str] = []
     for key, value in params.items():
         for item in (value if isinstance(value, (list, tuple)) else (value,)):
             pairs.append(f"{quote_plus(key)}={quote_plus(item)}")
@@ -62,7 +75,7 @@ def urlencode(params):
 
 # --- readers --------------------------------------------------------------------------
 
-def _read_exact(read, n):
+def _read_exact(read: "Callable[[int], bytes]", n: int) -> bytes:
     """Read exactly ``n`` bytes with ``read`` (fewer only at end of stream)."""
     parts, got = [], 0
     while got < n:
@@ -77,10 +90,13 @@ def _read_exact(read, n):
 class _Reader:
     """What every reader offers on top of its ``read_some``."""
 
-    def read_exact(self, n):
+    def read_some(self, n: int = _CHUNK) -> bytes:
+        raise NotImplementedError
+
+    def read_exact(self, n: int) -> bytes:
         return _read_exact(self.read_some, n)
 
-    def read_all(self):
+    def read_all(self) -> bytes:
         parts = []
         while data := self.read_some():
             parts.append(data)
@@ -90,18 +106,18 @@ class _Reader:
 class _SocketReader(_Reader):
     """Buffered reading from a raw socket, starting with bytes already received."""
 
-    def __init__(self, sock, initial=b""):
+    def __init__(self, sock: socket.socket, initial: bytes = b"") -> None:
         self._sock = sock
         self._buf = bytearray(initial)
 
-    def read_some(self, n=_CHUNK):
+    def read_some(self, n: int = _CHUNK) -> bytes:
         if self._buf:
             data = bytes(self._buf[:n])
             del self._buf[:n]
             return data
         return self._sock.recv(n)
 
-    def read_until(self, marker, limit=_HEAD_LIMIT):
+    def read_until(self, marker: bytes, limit: int = _HEAD_LIMIT) -> bytes:
         start = 0
         while (idx := self._buf.find(marker, start)) < 0:
             if len(self._buf) > limit:
@@ -122,11 +138,11 @@ class _SocketReader(_Reader):
 class _LengthReader(_Reader):
     """A body of ``Content-Length`` bytes."""
 
-    def __init__(self, reader, length):
+    def __init__(self, reader: _Reader, length: int) -> None:
         self._reader = reader
         self._left = length
 
-    def read_some(self, n=_CHUNK):
+    def read_some(self, n: int = _CHUNK) -> bytes:
         if self._left <= 0:
             return b""
         data = self._reader.read_some(min(n, self._left))
@@ -139,12 +155,12 @@ class _LengthReader(_Reader):
 class _ChunkedReader(_Reader):
     """Decode HTTP/1.1 chunked transfer-encoding from a _SocketReader."""
 
-    def __init__(self, reader):
+    def __init__(self, reader: _SocketReader) -> None:
         self._reader = reader
         self._left = 0
         self._done = False
 
-    def read_some(self, n=_CHUNK):
+    def read_some(self, n: int = _CHUNK) -> bytes:
         if self._done:
             return b""
         if self._left == 0:
@@ -167,13 +183,13 @@ class _ChunkedReader(_Reader):
 
 
 class _Empty(_Reader):
-    def read_some(self, n=_CHUNK):
+    def read_some(self, n: int = _CHUNK) -> bytes:
         return b""
 
 
 # --- HTTP -----------------------------------------------------------------------------
 
-def parse_host(host):
+def parse_host(host: str) -> "tuple[str, Address]":
     """``unix:///p`` or ``/p`` → ("unix", "/p"); ``tcp://h:p``, ``http://h:p``, ``h:p`` → ("tcp", (h, p))."""
     if host.startswith("unix://"):
         path = host[len("unix://"):]
@@ -198,18 +214,18 @@ def parse_host(host):
     return "tcp", (name.strip("[]"), int(port))
 
 
-def host_header(kind, address):
+def host_header(kind: str, address: "Address") -> str:
     """The ``Host`` header for the daemon at ``(kind, address)``."""
     if kind == "unix":
         return "docker"
-    name, port = address
+    name, port = address  # type: ignore[str-unpack]  # tcp: (host, port)
     return f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
 
 
-def connect(kind, address, timeout=None):
+def connect(kind: str, address: "Address", timeout: float | None = None) -> socket.socket:
     """A connected socket to ``("unix", path)`` or ``("tcp", (host, port))``; OSError if not."""
     if kind != "unix":
-        sock = socket.create_connection(address, timeout=timeout)
+        sock = socket.create_connection(address, timeout=timeout)  # type: ignore[arg-type]  # tcp: (host, port)
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
@@ -225,7 +241,7 @@ def connect(kind, address, timeout=None):
     return sock
 
 
-def regular_file_size(fobj):
+def regular_file_size(fobj: "Any") -> int | None:
     """What is left to read of ``fobj`` if it is a regular file, else None."""
     try:
         st = os.fstat(fobj.fileno())
@@ -235,13 +251,13 @@ def regular_file_size(fobj):
     return max(st.st_size - pos, 0) if stat.S_ISREG(st.st_mode) else None
 
 
-def parse_head(head):
+def parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
     """``b"HTTP/1.1 200 OK\\r\\nA: b\\r\\n\\r\\n"`` → ``(200, "OK", {"a": "b"})``."""
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
         raise ProtocolError(f"malformed status line {lines[0]!r}")
-    headers = {}
+    headers: dict[str, str] = {}
     for line in lines[1:]:
         if ":" in line:
             key, _, value = line.partition(":")
@@ -254,32 +270,33 @@ def parse_head(head):
 class Response(_Reader):
     """A response head (``status``, ``reason``, lower-cased ``headers``) and its body."""
 
-    def __init__(self, conn, status, reason, headers, body):
+    def __init__(self, conn: "Connection", status: int, reason: str, headers: dict[str, str], body: _Reader) -> None:
         self.conn = conn
         self.status = status
         self.reason = reason
         self.headers = headers
         self._body = body
 
-    def read_some(self, n=_CHUNK):
+    def read_some(self, n: int = _CHUNK) -> bytes:
         return self._body.read_some(n)
 
-    def read(self):
+    def read(self) -> bytes:
         return self.read_all()
 
-    def close(self):
+    def close(self) -> None:
         self.conn.close()
 
 
 class Connection:
     """One socket, one request: ``send()`` it, later ``response()`` to read the answer."""
 
-    def __init__(self, sock):
+    def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
-        self.method = None
-        self.send_error = None  # the daemon hung up mid-upload: its answer will say why
+        self.method: str | None = None
+        self.send_error: OSError | None = None  # the daemon hung up mid-upload: its answer will say why
 
-    def send(self, method, target, headers, body=None):
+    def send(self, method: str, target: str, headers: "Mapping[str, object]",
+             body: "str | bytes | bytearray | memoryview | Readable | None" = None) -> None:
         """Send the request; ``body`` is None, bytes, or a binary file object.
 
         A file object goes with a ``Content-Length`` when it is a regular file (or
@@ -290,14 +307,18 @@ class Connection:
         self.method = method
         if isinstance(body, str):
             body = body.encode("utf-8")
-        stream = body is not None and not isinstance(body, (bytes, bytearray, memoryview))
+        upload = None  # a file object to stream
+        if body is not None and not isinstance(body, (bytes, bytearray, memoryview)):
+            upload, body = body, None
+        stream = upload is not None
         framing = " ".join(str(v) for k, v in headers.items()
                            if k.lower() in ("content-length", "transfer-encoding"))
-        extra, chunked, left = [], False, None
+        extra: list[tuple[str, str]] = []
+        chunked, left = False, None
         if framing:  # the caller's own
             chunked = stream and "chunked" in framing.lower()
-        elif stream:
-            left = regular_file_size(body)
+        elif upload is not None:
+            left = regular_file_size(upload)
             chunked = left is None
             extra.append(("Transfer-Encoding", "chunked") if chunked else ("Content-Length", str(left)))
         elif body is not None or method in ("POST", "PUT", "PATCH") and "Upgrade" not in headers:
@@ -308,14 +329,14 @@ class Connection:
         lines += [f"{k}: {v}" for k, v in list(headers.items()) + extra]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         try:
-            if not stream:
+            if upload is None:
                 self.sock.sendall(head + bytes(body or b""))
                 return
             self.sock.sendall(head)
             if left is None and not chunked:  # the caller's own Content-Length
-                left = next((int(v) for k, v in headers.items() if k.lower() == "content-length"), None)
+                left = next((int(str(v)) for k, v in headers.items() if k.lower() == "content-length"), None)
             while left != 0:
-                data = body.read(_UPLOAD_BLOCK if left is None else min(left, _UPLOAD_BLOCK))
+                data = upload.read(_UPLOAD_BLOCK if left is None else min(left, _UPLOAD_BLOCK))
                 if not data:
                     break
                 if left is not None:
@@ -328,7 +349,7 @@ class Connection:
         except (BrokenPipeError, ConnectionResetError) as exc:
             self.send_error = exc
 
-    def response(self):
+    def response(self) -> Response:
         """Read the answer's head; the body is read from the returned Response."""
         reader = _SocketReader(self.sock)
         try:
@@ -338,6 +359,7 @@ class Connection:
                     break  # skip interim answers (100 Continue)
         except (OSError, ProtocolError) as exc:
             raise ProtocolError(f"no valid answer from the daemon: {self.send_error or exc}") from exc
+        body: _Reader
         if status == 101:
             body = reader  # hijacked: the raw stream follows
         elif self.method == "HEAD" or status in (204, 304):
@@ -354,13 +376,14 @@ class Connection:
             body = reader  # until the daemon closes
         return Response(self, status, reason, headers, body)
 
-    def close(self):
+    def close(self) -> None:
         self.sock.close()
 
 
 # --- stream formats -------------------------------------------------------------------
 
-def demux(read_exact, read_some, tty):
+def demux(read_exact: "Callable[[int], bytes]", read_some: "Callable[[], bytes]",
+          tty: bool) -> "Iterator[tuple[int, bytes]]":
     """Yield ``(stream, bytes)`` frames from an attach/logs stream until it ends.
 
     With ``tty`` the stream is raw and everything is reported as stdout.  Otherwise
@@ -390,7 +413,7 @@ def demux(read_exact, read_some, tty):
         yield kind, data
 
 
-def json_objects(read_some):
+def json_objects(read_some: "Callable[[], bytes]") -> "Iterator[Any]":
     """Yield each JSON value of a stream of concatenated (usually newline-separated) JSON."""
     decoder = json.JSONDecoder()
     # codecs is loaded by the interpreter itself: this costs no import.

@@ -1,6 +1,10 @@
-"""Groundwork for ``dockyard build``: Dockerfile parsing, build-time variable
-substitution, ``.dockerignore`` matching and build-context helpers.
+"""The classic builder (``POST /build``, ``DOCKER_BUILDKIT=0``).
 
-Pure Python, no daemon state: :mod:`.dockerfile`, :mod:`.shellexpand`,
-:mod:`.dockerignore`, :mod:`.context`.
+    service       :class:`BuildService`, the facade front ends call (build, prune)
+    build         the stages, FROM, the cache-or-make step, tags
+    steps         metadata instructions; layersteps: COPY, ADD, WORKDIR, RUN; run: RUN's container
+    copy          file copying; context: the build context; cache: the build cache
+    dockerfile, instructions, shellexpand, buildargs: reading the Dockerfile
+
+Importing this package imports none of its modules.
 """

@@ -23,12 +23,12 @@ import os
 import shutil
 import tempfile
 from contextlib import contextmanager
+from typing import Any
 
 import attrs
 
 from ..dockerignore import Matcher, read_patterns
-from ..engine.commit import new_image
-from ..engine.images import open_uncompressed
+from ..engine.images.importer import open_uncompressed
 from ..errors import DockyardError, ImageNotFound, InvalidParameter, no_space
 from . import layersteps
 from .buildargs import BuildArgs
@@ -45,7 +45,7 @@ __all__ = ["BuildCancelled", "BuildOptions", "BuildStepError", "Builder", "build
 
 @attrs.define
 class BuildOptions:
-    """The query of ``POST /build``, checked (see :mod:`dockyard.daemon.build_api`)."""
+    """The query of ``POST /build``, checked (see :mod:`dockyard.daemon.routers.build`)."""
 
     tags: list = attrs.Factory(list)
     dockerfile: str = "Dockerfile"
@@ -73,18 +73,18 @@ class StageState:
     author: str = ""
 
 
-def build(eng, body_path, opts, progress, cancel=None):
+def build(svc, body_path, opts, progress, cancel=None):
     """Build from the context tar at ``body_path``; returns the final image id.
     ``progress(msg)`` receives the JSON stream messages."""
-    tmp = os.path.join(eng.data_root, "tmp")
-    with no_space("build", eng.data_root):
+    tmp = os.path.join(svc.data_root, "tmp")
+    with no_space("build", svc.data_root):
         os.makedirs(tmp, exist_ok=True)
         ctx = tempfile.mkdtemp(prefix="build-", dir=tmp)
         try:
             with open_uncompressed(body_path) as fh:
                 extract_context(_Padded(fh), ctx)
             text = read_dockerfile(ctx, opts.dockerfile)
-            return Builder(eng, opts, ctx, progress, cancel).run(text)
+            return Builder(svc, opts, ctx, progress, cancel).run(text)
         finally:
             shutil.rmtree(ctx, ignore_errors=True)
 
@@ -94,8 +94,9 @@ class _Padded:
     end-of-archive blocks.  The docker CLI's ``build -f -`` sends its Dockerfile
     entry last, unpadded and without them (dockerd's Go reader accepts that)."""
 
-    def __init__(self, raw):
-        self.raw, self.count, self.tail = raw, 0, None
+    def __init__(self, raw) -> None:
+        self.raw, self.count = raw, 0
+        self.tail: bytes | None = None
 
     def read(self, n=-1):
         if self.tail is None:
@@ -136,27 +137,27 @@ def _label_instruction(key, value):
 
 
 class Builder:
-    def __init__(self, eng, opts, ctx, progress, cancel):
-        self.eng, self.opts, self.ctx = eng, opts, ctx
+    def __init__(self, svc, opts, ctx, progress, cancel) -> None:
+        self.svc, self.opts, self.ctx = svc, opts, ctx
         self.progress, self.cancel = progress, cancel
-        self.cache = BuildCache(eng.store)
-        self.containers = []   # this step's temporary containers
-        self.stages = []       # finished: (index, name, image id)
-        self.quiet_buffer = []
+        self.cache = BuildCache(svc.store)
+        self.containers: list[str] = []   # this step's temporary containers
+        self.stages: list[tuple[int, str | None, str]] = []  # finished: (index, name, image id)
+        self.quiet_buffer: list[dict[str, Any]] = []
         self.step_no, self.total = 0, 0
 
     # output -------------------------------------------------------------------
-    def out(self, text):
+    def out(self, text) -> None:
         if text:
             self.send({"stream": text})
 
-    def send(self, msg):
+    def send(self, msg) -> None:
         if self.opts.quiet and "aux" not in msg:
             self.quiet_buffer.append(msg)
         else:
             self.progress(msg)
 
-    def print_step(self, ins):
+    def print_step(self, ins) -> None:
         self.step_no += 1
         self.out(f"Step {self.step_no}/{self.total} : {ins.original}\n")
 
@@ -187,13 +188,13 @@ class Builder:
             raise
         self.out(f"Successfully built {image_id.removeprefix('sha256:')[:12]}\n")
         for tag in self.opts.tags:
-            ref = self.eng.images.tag(image_id, tag)
+            ref = self.svc.images.tag(image_id, tag)
             self.out(f"Successfully tagged {ref}\n")
         if self.opts.quiet:
             self.progress({"stream": image_id + "\n"})
         return image_id
 
-    def _flush_quiet(self):
+    def _flush_quiet(self) -> None:
         buffered, self.quiet_buffer = self.quiet_buffer, []
         for msg in buffered:
             self.progress(msg)
@@ -241,7 +242,7 @@ class Builder:
         except DockyardError as exc:
             if ins is not None and getattr(ins, "line", None) and not getattr(exc, "located", False):
                 exc.args = (f"{self.opts.dockerfile}:{ins.line}: {exc}",) + exc.args[1:]
-                exc.located = True
+                exc.located = True  # type: ignore[attr-defined]  # (said once, by the innermost step)
             raise
 
     # FROM -------------------------------------------------------------------------
@@ -255,7 +256,7 @@ class Builder:
             image_id = done[base.lower()]
         elif base.lower() != "scratch":
             image_id = self.image(base)
-        config = copy_mod.deepcopy(self.eng.images.config(image_id).get("config") or {}) if image_id else {}
+        config = copy_mod.deepcopy(self.svc.images.config(image_id).get("config") or {}) if image_id else {}
         state = StageState(stage.index, stage.name, image_id, config, args.for_stage(), self.escape)
         env = list(config.get("Env") or [])
         if not any(e.partition("=")[0] == "PATH" for e in env):
@@ -285,10 +286,10 @@ class Builder:
             raise BuildStepError(str(exc)) from None
         local = None
         try:
-            local = self.eng.images.resolve(name)
+            local = self.svc.images.resolve(name)
         except ImageNotFound:
             pass
-        registry = getattr(self.eng, "registry", None)
+        registry = getattr(self.svc, "registry", None)
         if (local is None or self.opts.pull) and registry is not None and parsed.domain != names.DOCKER_HUB:
             forward = (lambda msg: None) if self.opts.quiet else self.progress
             return registry.pull(name, auth=self.opts.auth.get(parsed.domain), progress=forward,
@@ -330,7 +331,7 @@ class Builder:
         if self.opts.rm or self.opts.forcerm:
             self.remove_containers()
 
-    def step(self, state, description, make, config):
+    def step(self, state, description, make, config) -> None:
         """Reuse the cached image of (parent, ``description``), or ``make()`` one."""
         parent = state.image_id or ""
         hit = None if self.opts.nocache else self.cache.lookup(parent, description)
@@ -343,14 +344,14 @@ class Builder:
         state.image_id, state.config = new, config
 
     def metadata_image(self, state, config, nop):
-        return new_image(self.eng, state.image_id, config, {"created_by": " ".join(nop)}, author=state.author,
+        return self.svc.writer.new_image(state.image_id, config, {"created_by": " ".join(nop)}, author=state.author,
                          container_config=dict(config, Cmd=nop))
 
-    def remove_containers(self):
+    def remove_containers(self) -> None:
         while self.containers:
             cid = self.containers.pop(0)
             try:
-                self.eng.containers.remove(cid, force=True)
+                self.svc.containers.remove(cid, force=True)
             except DockyardError as exc:
                 self.out(f"Failed to remove intermediate container {cid[:12]}: {exc}\n")
                 continue

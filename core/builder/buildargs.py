@@ -15,11 +15,11 @@ BUILTIN = frozenset({"HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "
 
 
 class BuildArgs:
-    def __init__(self, options):
+    def __init__(self, options) -> None:
         self.options = dict(options or {})
-        self.meta = {}          # name -> default (None: no default)
-        self.allowed = {}       # this stage's declared args
-        self.referenced = set()  # names declared anywhere (for the unused warning)
+        self.meta: dict[str, str | None] = {}     # name -> default (None: no default)
+        self.allowed: dict[str, str | None] = {}  # this stage's declared args
+        self.referenced: set[str] = set()         # names declared anywhere (for the unused warning)
 
     def for_stage(self):
         """A copy for a new stage: the same options and meta args, nothing declared."""
@@ -27,11 +27,11 @@ class BuildArgs:
         new.meta, new.referenced = self.meta, self.referenced
         return new
 
-    def add_meta(self, name, default):
+    def add_meta(self, name, default) -> None:
         self.meta[name] = default
         self.referenced.add(name)
 
-    def add(self, name, default):
+    def add(self, name, default) -> None:
         self.allowed[name] = default
         self.referenced.add(name)
 
@@ -69,7 +69,7 @@ class BuildArgs:
         keys = {e.partition("=")[0] for e in env_list or ()}
         return [f"{k}={v}" for k, v in self.allowed_env().items() if k not in keys]
 
-    def in_history(self, name):
+    def in_history(self, name) -> bool:
         """moby ``IsReferencedOrNotBuiltin``."""
         return name in self.allowed or name not in BUILTIN
 

@@ -17,7 +17,7 @@ image is gone.
 import hashlib
 import json
 
-from ..engine.images import now_iso
+from ..engine.images.store import now_iso
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS build_cache (
@@ -37,7 +37,7 @@ def step_key(parent, description):
 
 
 class BuildCache:
-    def __init__(self, store):
+    def __init__(self, store) -> None:
         self.store = store
         with store.tx() as db:
             for stmt in SCHEMA.split(";"):
@@ -50,7 +50,7 @@ class BuildCache:
                              " WHERE c.key=?", step_key(parent, description))
         return row["image_id"] if row else None
 
-    def record(self, parent, description, image_id):
+    def record(self, parent, description, image_id) -> None:
         with self.store.tx() as db:
             db.execute("INSERT OR REPLACE INTO build_cache(key, image_id, parent, step, created) VALUES (?,?,?,?,?)",
                        (step_key(parent, description), image_id, parent or "",
@@ -61,7 +61,7 @@ def prune(store, until=None):
     """Forget the cached steps (those recorded before unix time ``until``, if given);
     return their keys.  The images the steps made stay: they are ordinary images,
     reclaimed by ``image prune`` once nothing uses them."""
-    from ..engine.images import unix_time
+    from ..engine.filters import unix_time
 
     BuildCache(store)  # the table exists even before the first build
     rows = store.query("SELECT key, created FROM build_cache")

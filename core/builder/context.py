@@ -197,7 +197,8 @@ def checksum(root, sources, *, owner=(0, 0), chmod=None, cache=None):
     :param chmod: permission bits every entry gets (``--chmod``), or ``None``.
     :param cache: optional dict reused across calls for content digests.
     """
-    h, seen = hashlib.sha256(), {}
+    h = hashlib.sha256()
+    seen: dict[tuple[int, ...], str] = {}  # (dev, inode, size, mtime, ctime) -> content digest
     with _tree(root) as tree:
         for name, resolved in _resolve_all(tree, sources):
             h.update(b"S\0" + _field(name))

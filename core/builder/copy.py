@@ -42,7 +42,7 @@ class Source:
     of a local tar), ``mode``: forced permissions.  The source is read from
     ``root`` by fds (:mod:`dockyard.driverkit.fdwalk`), never through ``path``."""
 
-    def __init__(self, root, rel, name, archive=False, mode=None):
+    def __init__(self, root, rel, name, archive: bool = False, mode=None) -> None:
         self.root, self.rel, self.name, self.archive, self.mode = root, rel, name, archive, mode
         self.path = os.path.join(root, rel) if rel else root
 
@@ -69,7 +69,7 @@ def scoped(root, path):
     return "/".join(done), missing
 
 
-def mkdirs(root, path, owner=(0, 0), refusal="cannot copy to non-directory: {path}"):
+def mkdirs(root, path, owner=(0, 0), refusal: str = "cannot copy to non-directory: {path}"):
     """Make directory ``path`` (absolute in the image) and its missing parents,
     owned by ``owner``; return its real host path.  ``refusal`` is the error when
     ``path``, or the part of it that is there, is not a directory."""
@@ -128,7 +128,7 @@ def resolve(root, sources, cmd, allow_archives):
     return out
 
 
-def _is_archive(path):
+def _is_archive(path) -> bool:
     try:
         with tarfile.open(path, "r:*") as tar:
             return tar.next() is not None

@@ -35,6 +35,7 @@ the result).
 """
 
 import re
+from typing import Any
 
 import attrs
 
@@ -55,7 +56,7 @@ _STAGE_NAME = re.compile(r"[a-z][a-z0-9\-_.]*\Z")
 class DockerfileError(InvalidParameter):
     """The Dockerfile is invalid; ``str()`` is ``"Dockerfile:LINE: message"``."""
 
-    def __init__(self, message, line=None, filename="Dockerfile"):
+    def __init__(self, message, line=None, filename: str = "Dockerfile") -> None:
         super().__init__(f"{filename}:{line}: {message}" if line else f"{filename}: {message}")
         self.message, self.line, self.filename = message, line, filename
 
@@ -130,7 +131,7 @@ def _directive(line, state, lineno):
         return
     m = _DIRECTIVE.match(line)
     key = m.group(1).lower() if m else None
-    if key not in ("escape", "syntax"):
+    if m is None or key not in ("escape", "syntax"):
         state["done"] = True
         return
     if key in state["seen"]:
@@ -152,15 +153,19 @@ def _trim_continuation(line, escape):
     return line, False
 
 
-def parse(source, *, filename="Dockerfile"):
+def parse(source, *, filename: str = "Dockerfile"):
     """Parse Dockerfile text (str or UTF-8 bytes) into a :class:`Dockerfile`.
 
     :raises DockerfileError: with the 1-based line of the offending instruction.
     """
     if isinstance(source, bytes):
         source = source.decode("utf-8", "surrogateescape")
-    state = {"escape": "\\", "syntax": None, "done": False, "seen": set(), "warnings": [], "filename": filename}
-    stages, global_args, names, last = [], [], set(), 0
+    state: dict[str, Any] = {"escape": "\\", "syntax": None, "done": False, "seen": set(), "warnings": [],
+                             "filename": filename}
+    stages: list[Stage] = []
+    global_args: list[Instruction] = []
+    names: set[str] = set()
+    last = 0
     for start, end, line in _logical_lines(source, state):
         last = end
         try:

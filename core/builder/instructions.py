@@ -90,13 +90,15 @@ def parse_duration(text):
 
 def _split_flags(rest):
     """Leading ``--flag[=value]`` words → (flags list, remaining text)."""
-    flags, i, n = [], 0, len(rest)
+    flags: list[str] = []
+    i, n = 0, len(rest)
     while True:
         while i < n and rest[i].isspace():
             i += 1
         if not rest.startswith("--", i):
             return flags, rest[i:]
-        word, quote = [], None
+        chars: list[str] = []
+        quote = None
         while i < n and (quote or not rest[i].isspace()):
             ch = rest[i]
             if quote:
@@ -104,18 +106,18 @@ def _split_flags(rest):
                     quote = None
                 elif ch == "\\" and i + 1 < n:
                     i += 1
-                    word.append(rest[i])
+                    chars.append(rest[i])
                 else:
-                    word.append(ch)
+                    chars.append(ch)
             elif ch in "'\"":
                 quote = ch
             elif ch == "\\" and i + 1 < n:
                 i += 1
-                word.append(rest[i])
+                chars.append(rest[i])
             else:
-                word.append(ch)
+                chars.append(ch)
             i += 1
-        word = "".join(word)
+        word = "".join(chars)
         if word == "--":
             return flags, rest[i:]
         flags.append(word)
@@ -161,7 +163,9 @@ def _parse_flags(cmd, words):
 
 def _words(rest, escape):
     """Docker's ``parseWords``: split on blanks outside quotes, quotes kept."""
-    words, word, quote, blank_ok, i, n = [], [], None, False, 0, len(rest)
+    words: list[str] = []
+    word: list[str] = []
+    quote, blank_ok, i, n = None, False, 0, len(rest)
     while i < n:
         ch = rest[i]
         if quote is None:
@@ -195,7 +199,7 @@ def _words(rest, escape):
     return words
 
 
-def _json(rest):
+def _json(rest: str) -> tuple[list[str] | None, bool]:
     """``(list, True)`` for a JSON string array, ``(None, False)`` for not-JSON."""
     if not rest.lstrip().startswith("["):
         return None, False
@@ -251,14 +255,14 @@ def parse_instruction(line, start, end, escape):
     _heredoc_check(cmd, rest, escape)
     if cmd in ("RUN", "CMD", "ENTRYPOINT", "SHELL"):
         value, ins.json = _json(rest) if rest else (None, False)
-        ins.args = value if ins.json else ([rest] if rest else [])
+        ins.args = value if value is not None else ([rest] if rest else [])
         if cmd == "SHELL" and not ins.json:
             raise InstructionError("SHELL requires the arguments to be in JSON form")
         if cmd in ("RUN", "SHELL") and not ins.args:
             raise InstructionError(f"{cmd} requires at least one argument")
     elif cmd in ("ADD", "COPY", "VOLUME"):
         value, ins.json = _json(rest)
-        ins.args = value if ins.json else (_WS.split(rest) if rest else [])
+        ins.args = value if value is not None else (_WS.split(rest) if rest else [])
         if cmd == "VOLUME":
             if not ins.args:
                 raise InstructionError("VOLUME requires at least one argument")

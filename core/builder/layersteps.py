@@ -18,7 +18,6 @@ import shutil
 import tempfile
 from contextlib import ExitStack
 
-from ..engine.commit import diff_layer, new_image
 from .context import checksum
 from .copy import (
     copy_sources,
@@ -36,45 +35,45 @@ from .steps import BuildStepError, command_line, expansion_env, shell_of, workdi
 __all__ = ["dispatch"]
 
 
-def dispatch(b, state, ins):
+def dispatch(b, state, ins) -> None:
     {"RUN": _run, "WORKDIR": _workdir, "COPY": _copy, "ADD": _copy}[ins.cmd](b, state, ins)
 
 
 def rw_image(b, state, config, created_by, change, container_config):
     """Apply ``change(rootfs)`` to a temporary read-write layer on the current
     image and store the result as an image (the layer always goes again)."""
-    eng = b.eng
-    top = eng.images.get(state.image_id)["top_layer"] if state.image_id else None
-    rw = eng.layers.create_scratch(top)
+    svc = b.svc
+    top = svc.images.top_layer(state.image_id) if state.image_id else None
+    rw = svc.layers.create_scratch(top)
     try:
-        root = eng.layers.mount(rw)
+        root = svc.layers.mount(rw)
         try:
             change(root)
         finally:
-            eng.layers.unmount(rw)
-        path, diff_id = diff_layer(eng, rw, top)
+            svc.layers.unmount(rw)
+        path, diff_id = svc.writer.diff_layer(rw, top)
         try:
-            return new_image(eng, state.image_id, config, {"created_by": created_by}, diff=(path, diff_id),
+            return svc.writer.new_image(state.image_id, config, {"created_by": created_by}, diff=(path, diff_id),
                              author=state.author, container_config=container_config)
         finally:
             os.unlink(path)
     finally:
-        eng.layers.remove_scratch(rw)
+        svc.layers.remove_scratch(rw)
 
 
 def _mounted(b, image_id, stack):
     """A read-write view of ``image_id`` for reading (``COPY --from``), undone by ``stack``."""
-    eng = b.eng
+    svc = b.svc
     if not image_id:
         raise BuildStepError("COPY --from names a stage without a file system (FROM scratch and nothing added)")
-    rw = eng.layers.create_scratch(eng.images.get(image_id)["top_layer"])
-    stack.callback(eng.layers.remove_scratch, rw)
-    root = eng.layers.mount(rw)
-    stack.callback(eng.layers.unmount, rw)
+    rw = svc.layers.create_scratch(svc.images.top_layer(image_id))
+    stack.callback(svc.layers.remove_scratch, rw)
+    root = svc.layers.mount(rw)
+    stack.callback(svc.layers.unmount, rw)
     return root
 
 
-def _run(b, state, ins):
+def _run(b, state, ins) -> None:
     cmd = command_line(ins, state.config)
     build_env = state.args.filter_allowed(state.config.get("Env"))
     save = cmd
@@ -88,7 +87,7 @@ def _run(b, state, ins):
         env = list(config.get("Env") or []) + build_env
         cid, (path, diff_id) = run_container(b, state, cmd, env, b.opts.host_config)
         try:
-            return new_image(b.eng, state.image_id, config, {"created_by": created_by}, diff=(path, diff_id),
+            return b.svc.writer.new_image(state.image_id, config, {"created_by": created_by}, diff=(path, diff_id),
                              container=cid, container_config=dict(config, Cmd=save), author=state.author)
         finally:
             os.unlink(path)
@@ -96,13 +95,13 @@ def _run(b, state, ins):
     b.step(state, {"created_by": created_by, "config": config, "author": state.author}, make, config)
 
 
-def _workdir(b, state, ins):
+def _workdir(b, state, ins) -> None:
     path = workdir(state, ins)
     config = copy_mod.deepcopy(state.config)
     config["WorkingDir"] = path
     nop = shell_of(state.config) + ["#(nop) WORKDIR " + path]
 
-    def change(root):
+    def change(root) -> None:
         mkdirs(root, path, refusal="mkdir {path}: not a directory")
 
     b.step(state, {"created_by": " ".join(nop), "config": config, "author": state.author},
@@ -144,7 +143,7 @@ def _copy(b, state, ins):
         digest = hashlib.sha256(checksum(root, local, chmod=chmod).encode() if local else b"")
         urls = [s for s in srcs if is_url(s)]
         if urls:
-            tmp = tempfile.mkdtemp(prefix="build-add-", dir=os.path.join(b.eng.data_root, "tmp"))
+            tmp = tempfile.mkdtemp(prefix="build-add-", dir=os.path.join(b.svc.data_root, "tmp"))
             stack.callback(shutil.rmtree, tmp, True)
             for n, url in enumerate(urls):
                 into = os.path.join(tmp, str(n))
@@ -159,7 +158,7 @@ def _copy(b, state, ins):
         nop = shell_of(state.config) + [f"#(nop) {cmd} {kind}:{digest.hexdigest()} in {dest} "]
         config = state.config
 
-        def change(rootfs):
+        def change(rootfs) -> None:
             owner = parse_chown(chown, rootfs) if chown else None
             copy_sources(rootfs, sources, dest_abs, owner=owner, chmod=chmod, cmd=cmd)
 

@@ -9,7 +9,6 @@ the outcome.
 
 import time
 
-from ..engine.commit import diff_layer
 from ..errors import DockyardError
 from ..jsonlog import read_entries
 from .steps import BuildStepError
@@ -25,7 +24,7 @@ class BuildCancelled(DockyardError):
 class RunFailed(BuildStepError):
     """A RUN exited non-zero (Docker's message and ``code`` in errorDetail)."""
 
-    def __init__(self, cmd, code):
+    def __init__(self, cmd, code) -> None:
         super().__init__(f"The command '{' '.join(cmd)}' returned a non-zero code: {code}")
         self.code = code
 
@@ -39,7 +38,7 @@ def _follow(path, offset):
 def run_container(b, state, cmd, env, host_config):
     """Run ``cmd`` on ``state``'s image; returns ``(cid, (diff path, diff id))``.
     ``b`` is the :class:`~.build.Builder` (output, cancel, temp containers)."""
-    eng = b.eng
+    svc = b.svc
     if not state.image_id:
         raise BuildStepError("RUN needs a base image with a file system (FROM scratch has none to run in)")
     cfg = state.config
@@ -47,14 +46,14 @@ def run_container(b, state, cmd, env, host_config):
             "WorkingDir": cfg.get("WorkingDir") or "", "User": cfg.get("User") or "",
             "Labels": cfg.get("Labels") or {}, "AttachStdout": True, "AttachStderr": True,
             "HostConfig": dict(host_config)}
-    cid = eng.containers.create(body)
+    cid = svc.containers.create(body)
     b.containers.append(cid)
     b.out(f" ---> Running in {cid[:12]}\n")
-    rec = eng.containers.get(cid)
+    rec = svc.containers.get(cid)
     log_path, offset = rec["LogPath"], 0
-    eng.containers.start(cid)
+    svc.containers.start(cid)
     while True:
-        done = eng.containers.wait_exit(cid, _POLL)
+        done = svc.containers.wait_exit(cid, _POLL)
         texts, offset = _follow(log_path, offset)
         for text in texts:
             b.out(text)
@@ -62,17 +61,17 @@ def run_container(b, state, cmd, env, host_config):
             break
         if b.cancel is not None and b.cancel.is_set():
             try:
-                eng.containers.kill(cid)
+                svc.containers.kill(cid)
             except DockyardError:
                 pass
-            eng.containers.wait_exit(cid, None)
+            svc.containers.wait_exit(cid, None)
             raise BuildCancelled("Build cancelled")
     time.sleep(0)  # let the log writer's last line land before the final read
     texts, offset = _follow(log_path, offset)
     for text in texts:
         b.out(text)
-    code = eng.containers.get(cid)["State"]["ExitCode"]
+    code = svc.containers.get(cid)["State"]["ExitCode"]
     if code != 0:
         raise RunFailed(cmd, code)
-    top = eng.images.get(state.image_id)["top_layer"]
-    return cid, diff_layer(eng, cid, top)
+    top = svc.images.top_layer(state.image_id)
+    return cid, svc.writer.diff_layer(cid, top)

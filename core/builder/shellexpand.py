@@ -59,10 +59,11 @@ def env_from_list(env):
 class _Words:
     """Accumulates the split words beside the joined result."""
 
-    def __init__(self):
-        self.words, self.word, self.in_word = [], "", False
+    def __init__(self) -> None:
+        self.words: list[str] = []
+        self.word, self.in_word = "", False
 
-    def char(self, ch):  # a character that may split
+    def char(self, ch) -> None:  # a character that may split
         if ch.isspace():
             if self.in_word and self.word:
                 self.words.append(self.word)
@@ -70,7 +71,7 @@ class _Words:
         else:
             self.raw(ch)
 
-    def raw(self, text):  # characters that never split ("" from '' makes no word)
+    def raw(self, text) -> None:  # characters that never split ("" from '' makes no word)
         self.word += text
         self.in_word = True
 
@@ -82,7 +83,7 @@ class _Words:
 
 
 class _Lexer:
-    def __init__(self, text, env, escape):
+    def __init__(self, text, env, escape) -> None:
         if escape not in ("\\", "`"):
             raise ValueError(f"escape must be '\\\\' or '`', not {escape!r}")
         self.s, self.i, self.env, self.esc = text, 0, env, escape
@@ -98,7 +99,8 @@ class _Lexer:
 
     def run(self, stop=None):
         """Process up to ``stop`` (consumed) or the end: (result, words)."""
-        out, words = [], _Words()
+        out: list[str] = []
+        words = _Words()
         while (ch := self.peek()) is not None:
             if stop is not None and ch == stop:
                 self.next()
@@ -140,7 +142,7 @@ class _Lexer:
 
     def double_quote(self):
         self.next()
-        out = []
+        out: list[str] = []
         while True:
             ch = self.peek()
             if ch is None:
@@ -230,7 +232,7 @@ def _process(word, env, escape):
         raise ShellExpandError(f"failed to process {word!r}: {exc}") from None
 
 
-def expand_word(word, env, *, escape="\\"):
+def expand_word(word, env, *, escape: str = "\\"):
     """Expand ``word`` as one string (quotes removed, spacing kept), as Docker's
     ``ProcessWord``.  ``env``: a mapping or a ``["K=V"]`` list.
 
@@ -239,7 +241,7 @@ def expand_word(word, env, *, escape="\\"):
     return _process(word, env, escape)[0]
 
 
-def expand_words(word, env, *, escape="\\"):
+def expand_words(word, env, *, escape: str = "\\"):
     """Expand ``word`` and split it into words (quotes removed), as Docker's
     ``ProcessWords``: ``'a "b c" $V'`` with ``V="d e"`` → ``["a", "b c", "d", "e"]``."""
     return _process(word, env, escape)[1]

@@ -12,7 +12,7 @@ A metadata step makes an image with the same layers and a history entry
 import copy
 import json
 
-from ..engine.containers import parse_signal
+from ..engine.containers.verify import parse_signal
 from ..errors import InvalidParameter
 from .shellexpand import expand_word, expand_words
 
@@ -28,7 +28,7 @@ def shell_of(config):
     return list(config.get("Shell") or DEFAULT_SHELL)
 
 
-def nop_created_by(config, comment, single=False):
+def nop_created_by(config, comment, single: bool = False):
     """``created_by`` of a metadata step (``single``: moby's ``withCmdCommentString``,
     one space, used by WORKDIR, COPY and ADD)."""
     parts = shell_of(config) + (["#(nop) " + comment] if single else ["#(nop) ", comment])
@@ -40,7 +40,7 @@ def go_quote(s):
     return json.dumps(s, ensure_ascii=False)
 
 
-def go_list(values, quote=True):
+def go_list(values, quote: bool = True):
     """Go's ``%q`` (``["a" "b"]``) or ``%v`` (``[a b]``) of a string slice."""
     return "[" + " ".join(go_quote(v) if quote else v for v in values) + "]"
 

@@ -48,8 +48,10 @@ class Where:
         self.active = active  # kind -> [names] from a daemon, else None
         self.daemon = daemon  # the host that answered
 
-    def home_root(self, kind):
-        return os.path.join(self.exec_root, "exec") if kind == "exec" else os.path.join(self.data_root, kind)
+    def home(self, kind, name):
+        from ..plugins import driver_home
+
+        return str(driver_home(kind, name, self.data_root, self.exec_root))
 
 
 def locate(host, data_root=None):
@@ -78,37 +80,21 @@ def _describe(kind, name, config, where):
 
     options = config.options.get(kind, {}).get(name, {})
     try:
-        slot = load_driver(kind, name, os.path.join(where.home_root(kind), name), options, config.source)
+        slot = load_driver(kind, name, where.home(kind, name), options, config.source)
     except DockyardError as exc:
         return None, {"kind": kind, "name": name, "supported": False, "reason": f"invalid: {exc}"}
     reason = slot.supported()
     return slot, {"kind": kind, "name": name, "supported": reason is None, "reason": reason or ""}
 
 
-def _active(kind, config, rows, where):
-    """Which driver is active: the daemon's answer, else the daemon's own rules."""
-    from ..plugins import _prior_state
+def _active(kind, config, where):
+    """Which driver is active: the daemon's answer, else the daemon's own policy
+    (:func:`dockyard.plugins.active`)."""
+    from ..plugins import active
 
     if where.active is not None:
         return where.active.get(kind, [])
-    supported = {r["name"] for r in rows if r["supported"]}
-    names = config.drivers[kind]
-    if kind == "network":
-        return [n for n in names if n in supported]
-    if kind == "storage":
-        from ..store import read_meta
-
-        pinned = read_meta(where.data_root, "storage_driver")  # set by `dockyard storage migrate`
-        if pinned:
-            return [pinned]
-    if kind == "storage" and len(names) > 1:
-        prior = _prior_state(where.home_root(kind), [r["name"] for r in rows])
-        if len(prior) == 1:
-            return prior
-    for name in names:
-        if name in supported:
-            return [name]
-    return []
+    return active(kind, config, where.data_root, where.exec_root)
 
 
 def cmd_ls(args, config, where):
@@ -117,7 +103,7 @@ def cmd_ls(args, config, where):
     rows = []
     for kind in KINDS:
         kind_rows = [_describe(kind, name, config, where)[1] for name in installed(kind)]
-        active = _active(kind, config, kind_rows, where)
+        active = _active(kind, config, where)
         for row in kind_rows:
             row["active"] = row["name"] in active
         rows.extend(kind_rows)
@@ -150,14 +136,14 @@ def cmd_info(args, config, where):
         return 1
     slot, row = _describe(args.kind, args.name, config, where)
     specs = sorted(n for n in dir(SPECS[args.kind]) if n.startswith(args.kind + "_"))
-    row["active"] = args.name in _active(args.kind, config, [row], where)
+    row["active"] = args.name in _active(args.kind, config, where)
     if slot is not None:
         impls = {h.name for h in slot.pm.get_hookcallers(slot.driver)}
         row["module"] = f"{type(slot.driver).__module__}.{type(slot.driver).__qualname__}"
         row["description"] = inspect.getdoc(sys.modules[type(slot.driver).__module__]) or ""
         row["hooks"] = {s: s in impls for s in specs}
     row["options"] = config.options.get(args.kind, {}).get(args.name, {})
-    row["home"] = os.path.join(where.home_root(args.kind), args.name)
+    row["home"] = where.home(args.kind, args.name)
     if args.format == "json":
         print(json.dumps(row, indent=2))
         return 0
@@ -241,9 +227,9 @@ def main(argv=None, host=None):
     except ConfigError as exc:
         print(f"dockyard driver: {exc}", file=sys.stderr)
         return 1
-    if host is None:
-        from .main import DEFAULT_HOST, HOST_ENV
-        host = os.environ.get(HOST_ENV) or DEFAULT_HOST
+    if host is None:  # run on its own (python -m dockyard.cli.driver): cli.main's default
+        from ..client import DEFAULT_HOST
+        host = os.environ.get("DOCKYARD_HOST") or DEFAULT_HOST
     where = locate(host, args.data_root)
     return {"ls": cmd_ls, "info": cmd_info, "use": cmd_use}[args.cmd](args, config, where)
 

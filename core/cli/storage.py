@@ -1,5 +1,5 @@
 """``dockyard storage migrate``: move every image and container layer to another
-storage driver, verifying each one (see :mod:`dockyard.engine.migrate`).
+storage driver, verifying each one (see :mod:`dockyard.engine.layers.migrate`).
 
 Two ways:
 
@@ -42,7 +42,7 @@ def _printer(quiet):
 
 
 def _offline(args):
-    from ..engine.migrate import migrate_offline
+    from ..engine.layers.service import migrate_offline
     from ..errors import DockyardError
 
     try:
@@ -90,9 +90,9 @@ def main(argv=None, host=None, debug=False):
         return 2
     if args.data_root:
         return _offline(args)
-    from ..cli.main import DEFAULT_HOST, HOST_ENV
+    from ..client import DEFAULT_HOST  # cli.main's default (DOCKYARD_HOST, else the client's)
 
-    return _through_daemon(args, host or os.environ.get(HOST_ENV) or DEFAULT_HOST, debug)
+    return _through_daemon(args, host or os.environ.get("DOCKYARD_HOST") or DEFAULT_HOST, debug)
 
 
 if __name__ == "__main__":

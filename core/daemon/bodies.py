@@ -29,7 +29,7 @@ import re
 
 from ..errors import DockyardError, InvalidParameter
 from . import schema
-from .app import blocking
+from .context import blocking
 
 JSON_LIMIT = 4 << 20
 #: far deeper than any Docker body (a service spec is about 8 levels deep), far

@@ -17,7 +17,7 @@ import threading
 from aiohttp import web
 
 from ..errors import DockyardError
-from .app import POOL
+from .context import POOL
 
 log = logging.getLogger("dockyard.api")
 _POLL = 0.5

@@ -22,7 +22,7 @@ import logging
 
 from aiohttp import web
 
-from .app import LIST_POOL, blocking
+from .context import LIST_POOL, blocking
 
 log = logging.getLogger("dockyard.api")
 BATCH = 1 << 20  # bytes of items encoded per trip to the pool

@@ -163,7 +163,7 @@ def main(argv=None):
         if _answers(path):
             print(f"dockyard daemon: another daemon is already listening on {path}", file=sys.stderr)
             return 1
-    from ..engine.migrate import daemons_using
+    from ..engine.layers.migrate import daemons_using
 
     others = sorted(set(daemons_using(args.data_root)) - _ancestors())
     if others:  # two daemons on one data root would each take the other's state for leftovers
@@ -171,7 +171,7 @@ def main(argv=None):
               f"{args.data_root}: stop it, or give this one a --data-root of its own", file=sys.stderr)
         return 1
     try:
-        from ..engine.engine import Engine
+        from ..engine.engine import Engine, RegistryOptions
 
         config = load(args.config)
         if args.exec_driver:
@@ -190,16 +190,15 @@ def main(argv=None):
         if net_opts:
             config = config.with_options("network", net_opts)
         gid = socket_gid(args.group) if path else 0  # fd://: the socket unit's SocketGroup= instead
-        from ..registry.service import Registry, parse_insecure, parse_transfer_options
+        from ..registry.service import parse_insecure, parse_transfer_options
 
-        insecure = parse_insecure(args.insecure_registry)
-        transfer = parse_transfer_options(args.max_concurrent_downloads, args.max_concurrent_uploads,
-                                          args.registry_upload_chunk)
+        registry = RegistryOptions(parse_insecure(args.insecure_registry), args.registry_certs_dir or None,
+                                   **parse_transfer_options(args.max_concurrent_downloads,
+                                                            args.max_concurrent_uploads, args.registry_upload_chunk))
         for sock in listeners or ():  # systemd's socket in the exec root: its group may pass to it
             if spath := systemd.socket_file(sock):
                 _socket_dir(os.path.dirname(spath), args.exec_root, os.stat(spath).st_gid)
-        eng = Engine(config, args.data_root, args.exec_root, args.storage_driver)
-        eng.registry = Registry(eng, insecure=insecure, certs_dir=args.registry_certs_dir or None, **transfer)
+        eng = Engine(config, args.data_root, args.exec_root, args.storage_driver, registry=registry)
     except DockyardError as exc:
         print(f"dockyard daemon: {exc}", file=sys.stderr)
         return 1

@@ -17,36 +17,36 @@ fast); import the one you use: ``from dockyard.driverkit.mounts import mount``.
 
 Layer trees and tars (storage drivers)
 
-    fdwalk      read a tree someone else controls (a running container's)
+:fdwalk:        read a tree someone else controls (a running container's)
                 relative to directory fds, never following a swapped-in
                 symlink: :class:`~.fdwalk.Tree`, :func:`~.fdwalk.open_in_root`
-    tarwriter   write deterministic layer tars (:class:`~.tarwriter.TarWriter`,
+:tarwriter:     write deterministic layer tars (:class:`~.tarwriter.TarWriter`,
                 ``write_tar``, ``walk``), OCI whiteout names, and
                 :func:`~.tarwriter.differs`, Docker's rule for a changed file
-    safetar     extract a layer tar safely (:func:`~.safetar.extract`), whiteouts
+:safetar:       extract a layer tar safely (:func:`~.safetar.extract`), whiteouts
                 as deletions or as overlayfs whiteouts
                 (:class:`~.safetar.OverlayWhiteouts`); re-exports the writing half
-    tarsplit    keep a layer tar's exact bytes without its file contents, and
+:tarsplit:      keep a layer tar's exact bytes without its file contents, and
                 rebuild the tar (and its diff ID) from them
-    naivediff   diff, apply, changes and size by mounting and walking
+:naivediff:     diff, apply, changes and size by mounting and walking
                 (Docker's ``NaiveDiffDriver``): registered ``trylast`` for every
                 storage driver; ``tree_changes``, ``changes_size`` and
                 ``mark_parents`` for drivers that walk their own upper directory
-    lowerview   a stack of overlay-style layer directories read without mounting
+:lowerview:     a stack of overlay-style layer directories read without mounting
 
 Mounting layers (storage drivers)
 
-    mounts      mount(2)/umount2(2), the mount table (``mountinfo``,
+:mounts:        mount(2)/umount2(2), the mount table (``mountinfo``,
                 ``is_mounted``, ``mounts_under``, ``backing_fs``), and
                 ``CWD_RUNNER`` for mounts with relative paths
-    refcounts   :class:`~.refcounts.RefCounts` of mounted layers, persisted so
+:refcounts:     :class:`~.refcounts.RefCounts` of mounted layers, persisted so
                 a restarted daemon knows which layers running containers hold;
                 ``release_mount``
-    ids         ``check_id``/``valid_id``: ids that become path components
+:ids:           ``check_id``/``valid_id``: ids that become path components
 
 Running containers (exec drivers)
 
-    shim        the shim kit: a supervisor per container process that outlives
+:shim:          the shim kit: a supervisor per container process that outlives
                 the daemon, its fork server (``zygote``), the daemon's half
                 (``shim.client``), a base class for exec drivers
                 (``shim.driver.ShimDriver``), the OCI config checks every
@@ -56,7 +56,7 @@ Running containers (exec drivers)
                 ``zygote``, ``runtime``, ``rootpath`` and ``sanitize`` are stdlib
                 only and also run standalone, imported by bare name with the
                 kit's directory on ``sys.path`` (see ``shim/__init__.py``)
-    cgroups     a cgroup v1/v2 manager: make, limit (OCI ``linux.resources``),
+:cgroups:       a cgroup v1/v2 manager: make, limit (OCI ``linux.resources``),
                 join, freeze, measure, kill and remove a container's cgroup
 
 What is public, and the promise

@@ -46,10 +46,21 @@ never thousands of fds (nor Python recursion: the walk is a loop).
 Stdlib only, and part of the driver kit: it imports nothing of the engine.
 """
 
+from __future__ import annotations
+
 import ctypes
 import errno
 import os
 import stat
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from _typeshed import StrPath
+
+    #: ``[(name, lstat)]`` of a directory, sorted
+    Listing = list[tuple[str, os.stat_result]]
 
 __all__ = ["FD_WINDOW", "Entry", "Tree", "open_in_root", "read_file_in_root", "read_xattrs", "resolve"]
 
@@ -69,7 +80,7 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
-def open_in_root(root_fd, rel, flags=os.O_PATH):
+def open_in_root(root_fd: int, rel: str, flags: int = os.O_PATH) -> int:
     """``openat2(root_fd, rel, flags, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)``: the
     kernel resolves every symlink as if ``root_fd`` were ``/``.  ``EAGAIN`` (a
     rename elsewhere raced a ``..``; the kernel refuses rather than risk an
@@ -86,7 +97,7 @@ def open_in_root(root_fd, rel, flags=os.O_PATH):
     raise OSError(err, os.strerror(err), rel)
 
 
-def read_file_in_root(root, rel, limit):
+def read_file_in_root(root: StrPath, rel: str, limit: int) -> bytes | None:
     """The bytes of regular file ``rel`` inside directory ``root`` (a path the
     caller trusts), every symlink resolved inside it (:func:`open_in_root`), or
     ``None`` if it is missing or not a regular file (a FIFO would block the
@@ -112,7 +123,7 @@ def read_file_in_root(root, rel, limit):
         return fh.read(limit)
 
 
-def read_xattrs(target, skip=lambda name: False):
+def read_xattrs(target: int | StrPath, skip: Callable[[str], bool] = lambda name: False) -> dict[str, bytes]:
     """``{name: value}`` of ``target`` (an fd, or a path whose last component is
     not followed), sorted by name, without the names ``skip`` refuses."""
     follow = {} if isinstance(target, int) else {"follow_symlinks": False}
@@ -120,7 +131,7 @@ def read_xattrs(target, skip=lambda name: False):
         names = os.listxattr(target, **follow)
     except OSError:
         return {}
-    out = {}
+    out: dict[str, bytes] = {}
     for name in sorted(names):
         if skip(name):
             continue
@@ -131,11 +142,11 @@ def read_xattrs(target, skip=lambda name: False):
     return out
 
 
-def _same(a, b):
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
     return a.st_ino == b.st_ino and a.st_dev == b.st_dev and stat.S_IFMT(a.st_mode) == stat.S_IFMT(b.st_mode)
 
 
-def _close(fd):
+def _close(fd: int | None) -> None:
     if fd is not None:
         os.close(fd)
 
@@ -150,16 +161,16 @@ class Entry:
 
     __slots__ = ("rel", "name", "st", "dir_fd", "fd")
 
-    def __init__(self, rel, name, st, dir_fd, fd=None):
+    def __init__(self, rel: str, name: str, st: os.stat_result, dir_fd: int | None, fd: int | None = None) -> None:
         self.rel, self.name, self.st, self.dir_fd, self.fd = rel, name, st, dir_fd, fd
 
-    def is_dir(self):
+    def is_dir(self) -> bool:
         return stat.S_ISDIR(self.st.st_mode)
 
-    def _proc_path(self):
+    def _proc_path(self) -> str:
         return f"/proc/self/fd/{self.dir_fd}/{self.name}"
 
-    def open(self):
+    def open(self) -> int | None:
         """An fd to read this regular file, or ``None`` when the name no longer
         holds the file that was listed (the caller skips it)."""
         if self.dir_fd is None:
@@ -177,13 +188,13 @@ class Entry:
         finally:
             os.close(pfd)
 
-    def readlink(self):
+    def readlink(self) -> str:
         """The symlink's target; ``OSError`` if the name is no longer a symlink."""
         if self.dir_fd is None:
             raise OSError(errno.EINVAL, "not a symlink", self.rel)
         return os.readlink(self.name, dir_fd=self.dir_fd)
 
-    def xattrs(self, fd=None, skip=lambda name: False):
+    def xattrs(self, fd: int | None = None, skip: Callable[[str], bool] = lambda name: False) -> dict[str, bytes]:
         """Sorted xattrs, read through ``fd`` (the open file), the entry's own
         directory fd, or its name in its parent (last component not followed)."""
         if fd is None:
@@ -192,7 +203,7 @@ class Entry:
             return {}
         return read_xattrs(fd if fd is not None else self._proc_path(), skip)
 
-    def xattr(self, name):
+    def xattr(self, name: str) -> bytes | None:
         """One xattr's value, ``None`` if it has none."""
         try:
             if self.fd is not None:
@@ -210,7 +221,8 @@ class _Level:
 
     __slots__ = ("rel", "name", "st", "fd", "todo")
 
-    def __init__(self, rel, name, st, fd, todo):
+    def __init__(self, rel: str, name: str, st: os.stat_result, fd: int | None,
+                 todo: Iterator[tuple[str, os.stat_result]]) -> None:
         self.rel, self.name, self.st, self.fd, self.todo = rel, name, st, fd, todo
 
 
@@ -222,15 +234,16 @@ class Tree:
     or an fd (``O_PATH`` is fine; the tree reopens it for reading and leaves the
     caller's fd alone).  ``key`` orders names (default: ``str`` order)."""
 
-    def __init__(self, top, key=None):
+    def __init__(self, top: int | StrPath, key: Callable[[str], Any] | None = None) -> None:
+        self.fd: int | None
         if isinstance(top, int):
             self.fd = os.open(f"/proc/self/fd/{top}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         else:
             self.fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.key = key
-        self._chain = []  # the lookup cursor: [[name, fd or None], ...] from the top
+        self._chain: list[list[Any]] = []  # the lookup cursor: [[name, fd or None], ...] from the top
 
-    def close(self):
+    def close(self) -> None:
         for item in self._chain:
             _close(item[1])
         self._chain = []
@@ -238,17 +251,17 @@ class Tree:
             os.close(self.fd)
             self.fd = None
 
-    def __enter__(self):
+    def __enter__(self) -> Tree:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     # ------------------------------------------------------------ listing
-    def _list(self, fd):
+    def _list(self, fd: int) -> Listing:
         """``[(name, lstat)]`` of directory ``fd``, sorted; entries gone before
         their lstat are left out."""
-        out = []
+        out: Listing = []
         with os.scandir(fd) as it:
             for e in it:
                 try:
@@ -259,20 +272,27 @@ class Tree:
         out.sort(key=(lambda item: item[0]) if key is None else (lambda item: key(item[0])))
         return out
 
-    def top(self):
+    def _top_fd(self) -> int:
+        if self.fd is None:
+            raise ValueError("the tree is closed")
+        return self.fd
+
+    def top(self) -> Entry:
         """The :class:`Entry` of the top directory itself (``rel`` ``""``)."""
-        return Entry("", "", os.fstat(self.fd), None, self.fd)
+        fd = self._top_fd()
+        return Entry("", "", os.fstat(fd), None, fd)
 
     # ------------------------------------------------------------ walking
-    def walk(self, listed=None):
+    def walk(self, listed: Callable[[str, Listing], Listing] | None = None) -> Iterator[Entry]:
         """Yield an :class:`Entry` for everything below the top, parents first,
         names sorted.  A directory's entry carries its own ``fd`` while it is
         yielded.  ``listed(rel, entries)``, if given, is called with each
         directory's sorted ``[(name, lstat)]`` (``rel`` ``""`` for the top)
         before its children, and returns the entries to walk (a filter, and the
         place to act once per directory, e.g. to emit whiteouts)."""
-        listing = self._list(self.fd)
-        stack = [_Level("", "", os.fstat(self.fd), self.fd, iter(listed("", listing) if listed else listing))]
+        top = self._top_fd()
+        listing = self._list(top)
+        stack = [_Level("", "", os.fstat(top), top, iter(listed("", listing) if listed else listing))]
         try:
             while stack:
                 level = stack[-1]
@@ -309,7 +329,7 @@ class Tree:
                 _close(level.fd)
 
     @staticmethod
-    def _open_dir(pfd, name, st):
+    def _open_dir(pfd: int, name: str, st: os.stat_result) -> int | None:
         """``name`` in ``pfd`` opened as the directory ``st`` describes, or ``None``."""
         try:
             fd = os.open(name, _DIR, dir_fd=pfd)
@@ -323,33 +343,33 @@ class Tree:
         return fd
 
     @staticmethod
-    def _trim(stack):
+    def _trim(stack: list[_Level]) -> None:
         """Close the shallowest levels' fds beyond :data:`FD_WINDOW` (the top stays)."""
         for level in stack[1:max(1, len(stack) - FD_WINDOW)]:
             if level.fd is not None:
                 os.close(level.fd)
                 level.fd = None
 
-    def _reopen(self, stack):
+    def _reopen(self, stack: list[_Level]) -> int | None:
         """Reopen the closed levels down to the deepest one from the nearest open
         ancestor, each checked against the inode first seen; ``None`` if one is
         no longer there (then the levels below it are given up too)."""
         start = len(stack) - 1
-        while stack[start].fd is None:
+        while (pfd := stack[start].fd) is None:
             start -= 1
         for i in range(start + 1, len(stack)):
-            fd = self._open_dir(stack[i - 1].fd, stack[i].name, stack[i].st)
+            fd = self._open_dir(pfd, stack[i].name, stack[i].st)
             if fd is None:
                 for level in stack[start + 1:i]:
                     _close(level.fd)
                     level.fd = None
                 return None
-            stack[i].fd = fd
+            stack[i].fd = pfd = fd
         self._trim(stack)
         return stack[-1].fd
 
     # ------------------------------------------------------------ lookups
-    def dir_fd(self, rel):
+    def dir_fd(self, rel: str) -> int | None:
         """An fd of directory ``rel`` (``""``: the top), every component opened
         from the top with ``O_NOFOLLOW``; ``None`` if it is missing, not a
         directory or a symlink.  Valid until the next lookup: consecutive
@@ -387,7 +407,7 @@ class Tree:
             item[1] = None
         return chain[-1][1] if chain else self.fd
 
-    def entry(self, rel):
+    def entry(self, rel: str) -> Entry | None:
         """The :class:`Entry` of ``rel`` as it is now, or ``None`` if it is not
         there (or a parent is not a directory)."""
         parts = [p for p in rel.split("/") if p not in ("", ".")]
@@ -408,23 +428,23 @@ class Tree:
             raise
         return Entry(rel, name, st, pfd)
 
-    def lstat(self, rel):
+    def lstat(self, rel: str) -> os.stat_result | None:
         """``lstat`` of ``rel``, or ``None`` if it is not there."""
         found = self.entry(rel)
         return found.st if found is not None else None
 
-    def listdir(self, rel):
+    def listdir(self, rel: str) -> dict[str, os.stat_result]:
         """``{name: lstat}`` of directory ``rel``; empty if it is not one."""
         fd = self.dir_fd(rel)
         return dict(self._list(fd)) if fd is not None else {}
 
-    def subtree(self, rel):
+    def subtree(self, rel: str) -> Tree | None:
         """A new :class:`Tree` of directory ``rel``, or ``None``."""
         fd = self.dir_fd(rel)
         return Tree(fd, self.key) if fd is not None else None
 
 
-def resolve(root_fd, path, max_links=255):
+def resolve(root_fd: int, path: str, max_links: int = 255) -> list[str]:
     """The components of ``path`` inside the directory ``root_fd`` with every
     symlink followed *there* (an absolute target or ``..`` never leaves it) and
     missing components kept, as :func:`dockyard.driverkit.shim.rootpath.resolve` does,
@@ -432,7 +452,9 @@ def resolve(root_fd, path, max_links=255):
     container swaps meanwhile can change the answer, never make it read the
     host's links.  Raises ``OSError(ELOOP)`` after ``max_links`` links."""
     todo = [p for p in path.split("/") if p not in ("", ".")]
-    done, fds, links = [], [], 0  # fds[i]: fd of done[:i+1], or None once missing
+    done: list[str] = []
+    fds: list[int | None] = []  # fds[i]: fd of done[:i+1], or None once missing
+    links = 0
     try:
         while todo:
             part = todo.pop(0)

@@ -6,6 +6,8 @@ name a path outside the driver's home, so every driver checks the ids it joins
 to a path.
 """
 
+from __future__ import annotations
+
 import re
 
 from dockyard.errors import StorageError
@@ -15,7 +17,7 @@ __all__ = ["check_id", "valid_id"]
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
-def check_id(id, what="layer id"):
+def check_id(id: object, what: str = "layer id") -> str:
     """Return ``id`` if it is a safe path component (``[A-Za-z0-9][A-Za-z0-9_.-]``,
     at most 128 characters); else raise :class:`~dockyard.errors.StorageError`
     naming ``what``."""
@@ -24,6 +26,6 @@ def check_id(id, what="layer id"):
     return id
 
 
-def valid_id(id):
+def valid_id(id: object) -> bool:
     """``True`` if :func:`check_id` would accept ``id``."""
     return isinstance(id, str) and _ID.fullmatch(id) is not None

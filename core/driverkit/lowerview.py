@@ -4,15 +4,23 @@ its parent (overlayfs keeps whiteouts as 0/0 character devices and opaque
 directories as a ``trusted.overlay.opaque`` xattr; see :mod:`.safetar`).
 """
 
+from __future__ import annotations
+
 import os
 import stat
+from typing import TYPE_CHECKING
 
 from .safetar import OVERLAY_OPAQUE_XATTR, is_whiteout_dev
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from _typeshed import StrPath
 
 __all__ = ["LowerView", "is_opaque", "scan"]
 
 
-def is_opaque(path):
+def is_opaque(path: StrPath) -> bool:
     """``True`` if directory ``path`` is an overlayfs opaque directory."""
     try:
         return os.getxattr(path, OVERLAY_OPAQUE_XATTR, follow_symlinks=False) == b"y"
@@ -20,7 +28,7 @@ def is_opaque(path):
         return False
 
 
-def scan(path):
+def scan(path: StrPath) -> dict[str, os.stat_result]:
     """``{name: lstat}`` of the entries of directory ``path``."""
     with os.scandir(path) as it:
         return {e.name: e.stat(follow_symlinks=False) for e in it}
@@ -31,11 +39,11 @@ class LowerView:
     directories (nearest first) without mounting: whiteouts hide, an opaque
     directory or a non-directory stops the search in deeper layers."""
 
-    def __init__(self, tops):
+    def __init__(self, tops: Iterable[StrPath]) -> None:
         self.tops = [os.path.realpath(t) for t in tops]
 
     @staticmethod
-    def _probe(top, parts):
+    def _probe(top: str, parts: list[str]) -> tuple[tuple[str, os.stat_result] | None, bool]:
         """``((path, stat), False)`` if ``parts`` exists in layer ``top``, else
         ``(None, stop)`` where ``stop`` says deeper layers are hidden."""
         cur, stop = top, False
@@ -53,7 +61,7 @@ class LowerView:
             cur = path
         return (top, os.lstat(top)), False
 
-    def find(self, rel):
+    def find(self, rel: str) -> tuple[str, os.stat_result] | None:
         parts = rel.split("/") if rel else []
         for top in self.tops:
             hit, stop = self._probe(top, parts)
@@ -63,14 +71,15 @@ class LowerView:
                 break
         return None
 
-    def lstat(self, rel):
+    def lstat(self, rel: str) -> os.stat_result | None:
         hit = self.find(rel)
         return hit[1] if hit else None
 
-    def listdir(self, rel):
+    def listdir(self, rel: str) -> dict[str, os.stat_result]:
         """``{name: stat}`` of the visible children of directory ``rel``."""
         parts = rel.split("/") if rel else []
-        names, masked = {}, set()
+        names: dict[str, os.stat_result] = {}
+        masked: set[str] = set()
         for top in self.tops:
             hit, stop = self._probe(top, parts)
             if hit is None:

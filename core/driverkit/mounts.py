@@ -18,12 +18,22 @@ back under a process-wide lock; threads that use relative paths meanwhile would
 be affected, which Dockyard's code does not do (it uses absolute paths).
 """
 
+from __future__ import annotations
+
 import ctypes
 import os
 import queue
 import re
 import threading
 from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from _typeshed import StrPath
+
+_T = TypeVar("_T")
 
 __all__ = ["CLONE_FS", "CWD_RUNNER", "MNT_DETACH", "CwdRunner", "backing_fs", "is_mounted", "mount",
            "mountinfo", "mounts_under", "umount"]
@@ -37,29 +47,30 @@ _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.unshare.argtypes = [ctypes.c_int]
 
 
-def _b(s):
+def _b(s: StrPath | None) -> bytes | None:
     return os.fsencode(s) if s is not None else None
 
 
-def mount(source, target, fstype, flags=0, data=None):
+def mount(source: StrPath | None, target: StrPath, fstype: StrPath | None, flags: int = 0,
+          data: StrPath | None = None) -> None:
     """mount(2); raises ``OSError``."""
     if _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), str(target))
 
 
-def umount(target, flags=0):
+def umount(target: StrPath, flags: int = 0) -> None:
     """umount2(2); raises ``OSError``."""
     if _libc.umount2(_b(target), flags) != 0:
         err = ctypes.get_errno()
         raise OSError(err, os.strerror(err), str(target))
 
 
-def _unescape(field):
+def _unescape(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
-def mountinfo():
+def mountinfo() -> list[tuple[str, str]]:
     """``[(mount point, fs type), ...]`` of this process, in mount order."""
     out = []
     with open("/proc/self/mountinfo") as f:
@@ -70,28 +81,28 @@ def mountinfo():
     return out
 
 
-def is_mounted(path):
+def is_mounted(path: StrPath) -> bool:
     """``True`` if ``path`` is a mount point (``path`` must be absolute, resolved)."""
-    path = str(path)
-    return any(mp == path for mp, _ in mountinfo())
+    target = str(path)
+    return any(mp == target for mp, _ in mountinfo())
 
 
-def mounts_under(path):
+def mounts_under(path: StrPath) -> list[str]:
     """Mount points strictly below ``path``, deepest first."""
     prefix = str(path).rstrip("/") + "/"
     found = [mp for mp, _ in mountinfo() if mp.startswith(prefix)]
     return sorted(set(found), key=lambda p: p.count("/"), reverse=True)
 
 
-def backing_fs(path):
+def backing_fs(path: StrPath) -> str:
     """The file system type holding ``path`` (or its nearest existing parent)."""
-    path = os.path.abspath(str(path))
-    while not os.path.exists(path) and path != "/":
-        path = os.path.dirname(path)
-    path = os.path.realpath(path)
+    where = os.path.abspath(str(path))
+    while not os.path.exists(where) and where != "/":
+        where = os.path.dirname(where)
+    where = os.path.realpath(where)
     best, fstype = -1, "unknown"
     for mp, fs in mountinfo():  # later mounts shadow earlier ones at the same point
-        if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) >= best:
+        if (where == mp or where.startswith(mp.rstrip("/") + "/")) and len(mp) >= best:
             best, fstype = len(mp), fs
     return fstype
 
@@ -102,22 +113,23 @@ class CwdRunner:
 
     _fallback_lock = threading.Lock()
 
-    def __init__(self):
-        self._jobs = queue.SimpleQueue()
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[tuple[str, Callable[..., Any], tuple[Any, ...], Future[Any]]] = \
+            queue.SimpleQueue()
         self._start = threading.Lock()
-        self._thread = None
-        self.private = None
+        self._thread: threading.Thread | None = None
+        self.private: bool | None = None
 
-    def run(self, cwd, fn, *args):
+    def run(self, cwd: StrPath, fn: Callable[..., _T], *args: Any) -> _T:
         with self._start:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="dockyard-cwd", daemon=True)
                 self._thread.start()
-        fut = Future()
+        fut: Future[_T] = Future()
         self._jobs.put((str(cwd), fn, args, fut))
         return fut.result()
 
-    def _loop(self):
+    def _loop(self) -> None:
         self.private = _libc.unshare(CLONE_FS) == 0
         while True:
             cwd, fn, args, fut = self._jobs.get()
@@ -126,7 +138,7 @@ class CwdRunner:
             except BaseException as exc:  # handed to the caller
                 fut.set_exception(exc)
 
-    def _call(self, cwd, fn, args):
+    def _call(self, cwd: str, fn: Callable[..., _T], args: tuple[Any, ...]) -> _T:
         if self.private:
             os.chdir(cwd)
             try:

@@ -7,17 +7,25 @@ that a container which kept running still holds its layer (Docker's graphdrivers
 keep the same count).
 """
 
+from __future__ import annotations
+
 import os
 import threading
+from typing import TYPE_CHECKING
 
 from dockyard.errors import StorageError
 
 from .mounts import MNT_DETACH, is_mounted, umount
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from _typeshed import StrPath
+
 __all__ = ["RefCounts", "atomic_write", "release_mount"]
 
 
-def atomic_write(path, text):
+def atomic_write(path: StrPath, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary name and a rename, so a
     crash leaves the old content or the new, never half of it."""
     tmp = f"{path}.tmp{threading.get_ident()}"
@@ -26,7 +34,7 @@ def atomic_write(path, text):
     os.replace(tmp, path)
 
 
-def release_mount(refs, id, target, driver):
+def release_mount(refs: RefCounts, id: str, target: str, driver: str) -> None:
     """Drop one reference to layer ``id`` in ``refs`` (a :class:`RefCounts`);
     the last one unmounts ``target`` (lazily).  ``driver`` names the driver in
     the :class:`~dockyard.errors.StorageError` raised when the unmount fails."""
@@ -49,32 +57,34 @@ class RefCounts:
     holds it too around a count and the mount or unmount that goes with it.
     """
 
-    def __init__(self, state_path=None):
+    def __init__(self, state_path: Callable[[str], StrPath | None] | None = None) -> None:
         self._state_path = state_path
-        self._counts = {}
+        self._counts: dict[str, int] = {}
         self.lock = threading.RLock()
 
-    def get(self, id):
+    def get(self, id: str) -> int:
         with self.lock:
             if id not in self._counts:
                 self._counts[id] = self._load(id)
             return self._counts[id]
 
-    def _load(self, id):
+    def _load(self, id: str) -> int:
         path = self._state_path(id) if self._state_path else None
+        if path is None:
+            return 0
         try:
             with open(path) as f:
                 return max(0, int(f.read().strip() or 0))
-        except (TypeError, OSError, ValueError):
+        except (OSError, ValueError):
             return 0
 
-    def acquire(self, id):
+    def acquire(self, id: str) -> int:
         """Take one reference; return the new count."""
         with self.lock:
             self.set(id, self.get(id) + 1)
             return self._counts[id]
 
-    def release(self, id):
+    def release(self, id: str) -> int:
         """Drop one reference (never below zero); return the new count."""
         with self.lock:
             n = self.get(id)
@@ -82,7 +92,7 @@ class RefCounts:
                 self.set(id, n - 1)
             return max(0, n - 1)
 
-    def set(self, id, count):
+    def set(self, id: str, count: int) -> None:
         with self.lock:
             self._counts[id] = count
             path = self._state_path(id) if self._state_path else None
@@ -96,11 +106,11 @@ class RefCounts:
                 except FileNotFoundError:
                     pass
 
-    def forget(self, id):
+    def forget(self, id: str) -> None:
         with self.lock:
             self._counts.pop(id, None)
 
-    def clear(self):
+    def clear(self) -> None:
         with self.lock:
             for id in list(self._counts):
                 self.set(id, 0)

@@ -27,6 +27,8 @@ re-exported here; tar-split, which reads tars with this module's rules, is
 :mod:`dockyard.driverkit.tarsplit`.
 """
 
+from __future__ import annotations
+
 import errno
 import lzma
 import os
@@ -34,11 +36,18 @@ import shutil
 import stat
 import tarfile
 import zlib
+from typing import IO, TYPE_CHECKING, Protocol
 
 from dockyard.errors import StorageError
 from .tarwriter import (CHUNK, OVERLAY_OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, PAX_XATTR,  # re-exported
                         SKIP_XATTRS, WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX,
                         TarWriter, differs, read_xattrs, spool, walk, write_tar)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Set
+    from typing import Self
+
+    from _typeshed import StrPath
 
 __all__ = ["CHUNK", "MAX_HEADER", "OVERLAY_OPAQUE_XATTR", "OVERLAY_XATTR_PREFIX", "PAX_XATTR", "WHITEOUT_META_PREFIX",
            "WHITEOUT_OPAQUE", "WHITEOUT_PREFIX", "OverlayWhiteouts", "TarWriter", "UnsafeTarError",
@@ -59,12 +68,12 @@ class UnsafeTarError(StorageError):
 
     status = 400
 
-    def __init__(self, name, reason):
+    def __init__(self, name: str, reason: str) -> None:
         super().__init__(f"unsafe layer tar entry {name!r}: {reason}")
         self.name, self.reason = name, reason
 
 
-def clean_name(name):
+def clean_name(name: str) -> str:
     """Return ``name`` as a relative ``a/b/c`` path ('' for the root) or raise."""
     if "\x00" in name:
         raise UnsafeTarError(name, "NUL in name")
@@ -76,12 +85,12 @@ def clean_name(name):
     return "/".join(parts)
 
 
-def is_whiteout_dev(st):
+def is_whiteout_dev(st: os.stat_result) -> bool:
     """``True`` for an overlayfs whiteout: a 0/0 character device."""
     return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
 
 
-def _remove(dir_fd, name):
+def _remove(dir_fd: int, name: str) -> None:
     """Remove ``name`` (any type; directories recursively) inside ``dir_fd``."""
     try:
         st = os.lstat(name, dir_fd=dir_fd)
@@ -101,11 +110,11 @@ class Whiteouts:
     #: make missing parent directories of a whiteout (else: nothing to delete)
     create_parents = False
 
-    def whiteout(self, dir_fd, name, rel, unpacked):
+    def whiteout(self, dir_fd: int, name: str, rel: str, unpacked: Set[str]) -> None:
         if rel not in unpacked:
             _remove(dir_fd, name)
 
-    def opaque(self, dir_fd, rel, unpacked):
+    def opaque(self, dir_fd: int, rel: str, unpacked: Set[str]) -> None:
         for name in os.listdir(dir_fd):
             child = f"{rel}/{name}" if rel else name
             if child not in unpacked:
@@ -119,7 +128,7 @@ class Whiteouts:
                 finally:
                     os.close(fd)
 
-    def implied_dir(self, rel):
+    def implied_dir(self, rel: str) -> os.stat_result | None:
         """``os.stat_result`` to copy onto a parent directory the tar does not
         list, or ``None`` for root:root 0755."""
         return None
@@ -132,19 +141,19 @@ class OverlayWhiteouts(Whiteouts):
 
     create_parents = True
 
-    def __init__(self, lower_stat=None):
+    def __init__(self, lower_stat: Callable[[str], os.stat_result | None] | None = None) -> None:
         self._lower_stat = lower_stat
 
-    def whiteout(self, dir_fd, name, rel, unpacked):
+    def whiteout(self, dir_fd: int, name: str, rel: str, unpacked: Set[str]) -> None:
         if rel in unpacked:
             return
         _remove(dir_fd, name)
         os.mknod(name, stat.S_IFCHR | 0o000, 0, dir_fd=dir_fd)
 
-    def opaque(self, dir_fd, rel, unpacked):
+    def opaque(self, dir_fd: int, rel: str, unpacked: Set[str]) -> None:
         os.setxattr(dir_fd, OVERLAY_OPAQUE_XATTR, b"y")
 
-    def implied_dir(self, rel):
+    def implied_dir(self, rel: str) -> os.stat_result | None:
         return self._lower_stat(rel) if self._lower_stat else None
 
 
@@ -154,16 +163,16 @@ class _TarInfo(tarfile.TarInfo):
     extended header larger than :data:`MAX_HEADER` is refused before being read."""
 
     @classmethod
-    def fromtarfile(cls, tarfile_):
+    def fromtarfile(cls, tarfile_: tarfile.TarFile) -> Self:
         try:
             return super().fromtarfile(tarfile_)
-        except tarfile.TruncatedHeaderError as exc:
+        except tarfile.TruncatedHeaderError as exc:  # type: ignore[attr-defined]  # private, not in typeshed
             raise StorageError(f"corrupt layer tar: truncated header ({exc})") from None
-        except tarfile.InvalidHeaderError as exc:
+        except tarfile.InvalidHeaderError as exc:  # type: ignore[attr-defined]  # private, not in typeshed
             at = tarfile_.fileobj.tell() - tarfile.BLOCKSIZE
             raise StorageError(f"corrupt layer tar: invalid header at byte {max(at, 0)} ({exc})") from None
 
-    def _proc_member(self, tarfile_):
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
         kind = _EXTENDED.get(self.type)
         if kind is not None:
             size = self.size
@@ -172,68 +181,73 @@ class _TarInfo(tarfile.TarInfo):
             if size > MAX_HEADER:
                 raise StorageError(f"refusing layer tar: a {kind} header of {self.size} bytes at byte "
                                    f"{self.offset} (the limit is {MAX_HEADER})")
-        return super()._proc_member(tarfile_)
+        return super()._proc_member(tarfile_)  # type: ignore[misc]  # private, not in typeshed
 
-    def _proc_sparse(self, tarfile_):
-        if self._sparse_structs[1]:  # extension blocks follow: count them as they come
+    def _proc_sparse(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self._sparse_structs[1]:  # type: ignore[attr-defined]  # extension blocks follow: count them as they come
             raw, limit = tarfile_.fileobj, MAX_HEADER // tarfile.BLOCKSIZE
-            tarfile_.fileobj = _Limited(raw, limit, self.offset)
+            tarfile_.fileobj = _Limited(raw, limit, self.offset)  # type: ignore[assignment]  # reads only
             try:
-                return super()._proc_sparse(tarfile_)
+                return super()._proc_sparse(tarfile_)  # type: ignore[misc]  # private, not in typeshed
             finally:
                 tarfile_.fileobj = raw
-        return super()._proc_sparse(tarfile_)
+        return super()._proc_sparse(tarfile_)  # type: ignore[misc]  # private, not in typeshed
+
+
+class _Reader(Protocol):
+    def read(self, n: int, /) -> bytes: ...
+    def tell(self) -> int: ...
 
 
 class _Limited:
     """Passes reads through, refusing more than ``blocks`` block reads (the
     extension blocks of a GNU sparse header)."""
 
-    def __init__(self, raw, blocks, offset):
+    def __init__(self, raw: _Reader, blocks: int, offset: int) -> None:
         self.raw, self.left, self.offset = raw, blocks, offset
 
-    def read(self, n):
+    def read(self, n: int) -> bytes:
         self.left -= 1
         if self.left < 0:
             raise StorageError(f"refusing layer tar: a GNU sparse map larger than {MAX_HEADER} bytes "
                                f"at byte {self.offset}")
         return self.raw.read(n)
 
-    def tell(self):
+    def tell(self) -> int:
         return self.raw.tell()
 
 
 class _Counting:
-    def __init__(self, raw):
+    def __init__(self, raw: _Reader) -> None:
         self.raw, self.count = raw, 0
 
-    def read(self, n=-1):
+    def read(self, n: int = -1) -> bytes:
         data = self.raw.read(n)
         self.count += len(data)
         return data
 
 
-def _ns(mtime):
+def _ns(mtime: float) -> int:
     return int(mtime) * 1_000_000_000 if isinstance(mtime, int) else int(round(mtime * 1e9))
 
 
 class _Extractor:
-    def __init__(self, dest, whiteouts, same_owner):
+    def __init__(self, dest: StrPath, whiteouts: Whiteouts, same_owner: bool | None) -> None:
         self.root = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.wh = whiteouts
         self.same_owner = os.geteuid() == 0 if same_owner is None else same_owner
-        self.unpacked = set()
-        self.dirs = {}  # rel -> TarInfo, metadata applied at the end
+        self.unpacked: set[str] = set()
+        self.dirs: dict[str, tarfile.TarInfo] = {}  # rel -> TarInfo, metadata applied at the end
         self.size = 0
 
-    def close(self):
+    def close(self) -> None:
         os.close(self.root)
 
-    def open_dir(self, rel, entry, create):
+    def open_dir(self, rel: str, entry: str, create: bool) -> int | None:
         """Open directory ``rel`` without following symlinks; ``None`` if missing
         (or not a directory) and not ``create``."""
         fd = os.dup(self.root)
-        done = []
+        done: list[str] = []
         try:
             for part in rel.split("/") if rel else ():
                 done.append(part)
@@ -262,7 +276,7 @@ class _Extractor:
             os.close(fd)
             raise
 
-    def _implied(self, fd, part, rel):
+    def _implied(self, fd: int, part: str, rel: str) -> None:
         os.mkdir(part, 0o755, dir_fd=fd)
         self.unpacked.add(rel)
         st = self.wh.implied_dir(rel)
@@ -272,10 +286,11 @@ class _Extractor:
             os.chmod(part, stat.S_IMODE(st.st_mode), dir_fd=fd)
             os.utime(part, ns=(st.st_mtime_ns, st.st_mtime_ns), dir_fd=fd, follow_symlinks=False)
 
-    def run(self, stream):
+    def run(self, stream: IO[bytes]) -> int:
         counting = _Counting(stream)
         try:
-            tar = tarfile.open(fileobj=counting, mode="r|*", tarinfo=_TarInfo)
+            # (typeshed wants a whole file object; a stream is only read)
+            tar = tarfile.open(fileobj=counting, mode="r|*", tarinfo=_TarInfo)  # type: ignore[call-overload]
         except tarfile.ReadError as exc:
             if counting.count == 0:
                 return 0  # a zero-byte stream: an empty layer
@@ -304,12 +319,12 @@ class _Extractor:
             raise StorageError(f"extracting layer tar entry {name!r}: {exc}") from None
         return self.size
 
-    def _mark(self, rel):
+    def _mark(self, rel: str) -> None:
         while rel and rel not in self.unpacked:
             self.unpacked.add(rel)
             rel = rel.rpartition("/")[0]
 
-    def entry(self, tar, ti):
+    def entry(self, tar: tarfile.TarFile, ti: tarfile.TarInfo) -> None:
         rel = clean_name(ti.name)
         parent, _, base = rel.rpartition("/")
         if base.startswith(WHITEOUT_PREFIX):
@@ -320,13 +335,14 @@ class _Extractor:
             self.dirs[rel] = ti
             return
         dfd = self.open_dir(parent, ti.name, create=True)
+        assert dfd is not None  # made, or open_dir raised
         try:
             self.create(tar, ti, dfd, rel, base)
         finally:
             os.close(dfd)
         self._mark(rel)
 
-    def whiteout(self, name, parent, base):
+    def whiteout(self, name: str, parent: str, base: str) -> None:
         if base.startswith(WHITEOUT_META_PREFIX) and base != WHITEOUT_OPAQUE:
             return  # aufs metadata (.wh..wh.plnk etc.): nothing to apply
         target = base[len(WHITEOUT_PREFIX):]
@@ -343,7 +359,7 @@ class _Extractor:
         finally:
             os.close(dfd)
 
-    def create(self, tar, ti, dfd, rel, base):
+    def create(self, tar: tarfile.TarFile, ti: tarfile.TarInfo, dfd: int, rel: str, base: str) -> None:
         try:
             old = os.lstat(base, dir_fd=dfd)
         except FileNotFoundError:
@@ -372,6 +388,7 @@ class _Extractor:
                          0o600, dir_fd=dfd)
             try:
                 src = tar.extractfile(ti)
+                assert src is not None  # a regular file's
                 left = ti.size
                 while left > 0:
                     chunk = src.read(min(CHUNK, left))
@@ -418,7 +435,7 @@ class _Extractor:
         self._xattrs(ti, f"/proc/self/fd/{dfd}/{base}")
         os.utime(base, ns=(_ns(ti.mtime),) * 2, dir_fd=dfd, follow_symlinks=False)
 
-    def _xattrs(self, ti, target):
+    def _xattrs(self, ti: tarfile.TarInfo, target: int | str) -> None:
         for key, value in ti.pax_headers.items():
             if not key.startswith(PAX_XATTR):
                 continue
@@ -435,7 +452,7 @@ class _Extractor:
                 if exc.errno not in (errno.ENOTSUP, errno.EPERM, errno.EINVAL, errno.EACCES, errno.ERANGE):
                     raise
 
-    def finish(self):
+    def finish(self) -> None:
         for rel, ti in self.dirs.items():
             fd = self.open_dir(rel, ti.name, create=False)
             if fd is None:
@@ -450,13 +467,14 @@ class _Extractor:
                 os.close(fd)
 
 
-def _write_all(fd, data):
+def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
 
 
-def extract(stream, dest, *, whiteouts=None, same_owner=None):
+def extract(stream: IO[bytes], dest: StrPath, *, whiteouts: Whiteouts | None = None,
+            same_owner: bool | None = None) -> int:
     """Apply the layer tar read from ``stream`` to directory ``dest``.
 
     :param whiteouts: a :class:`Whiteouts` strategy (default: delete).

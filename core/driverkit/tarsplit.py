@@ -21,6 +21,8 @@ without following any symlink.  :func:`scan_entries` lists where a tar keeps its
 file contents (headers only), refusing what extraction refuses.
 """
 
+from __future__ import annotations
+
 import errno
 import hashlib
 import io
@@ -29,15 +31,24 @@ import stat
 import struct
 import tarfile
 import zlib
+from typing import IO, TYPE_CHECKING
 
 from dockyard.errors import StorageError
 from .safetar import _TarInfo, clean_name
 from .tarwriter import CHUNK, WHITEOUT_PREFIX
 
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from _typeshed import StrPath
+
+    #: ``(clean name, data offset, size, is regular file, is directory)``
+    TarEntry = tuple[str, int, int, bool, bool]
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def scan_entries(path):
+def scan_entries(path: StrPath) -> list[TarEntry] | None:
     """The entries of the uncompressed layer tar file at ``path`` as a list of
     ``(clean name, data offset, size, is regular file, is directory)``, or
     ``None`` if it has GNU sparse members (whose archived bytes are not the file's).
@@ -45,13 +56,13 @@ def scan_entries(path):
     Reads headers only (payloads are skipped by seeking); refuses what
     :func:`dockyard.driverkit.safetar.extract` refuses about names and headers.
     """
-    out = []
+    out: list[TarEntry] = []
     if os.path.getsize(path) == 0:
         return out
     try:
         with tarfile.open(path, "r:", tarinfo=_TarInfo) as tar:
             while (ti := tar.next()) is not None:
-                tar.members.clear()
+                tar.members.clear()  # type: ignore[attr-defined]  # tarfile keeps every member: memory would grow
                 if ti.issparse():
                     return None
                 out.append((clean_name(ti.name), ti.offset_data, ti.size, ti.isreg(), ti.isdir()))
@@ -70,16 +81,17 @@ MAGIC = b"dockyard-tar-split/1\n"
 _COMPRESSED = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00", b"\x28\xb5\x2f\xfd")
 
 
-def _inline_set(entries):
+def _inline_set(entries: Sequence[TarEntry]) -> set[int]:
     """Indexes of regular entries whose content the extracted tree will not hold:
     replaced later by an entry of the same name or under a later non-directory
     ancestor, or named like a whiteout (never extracted as a file)."""
-    last, nondir = {}, {}
+    last: dict[str, int] = {}
+    nondir: dict[str, int] = {}
     for i, (name, _off, _size, _reg, is_dir) in enumerate(entries):
         last[name] = i
         if not is_dir:
             nondir[name] = i
-    out = set()
+    out: set[int] = set()
     for i, (name, _off, size, reg, _dir) in enumerate(entries):
         if not reg or not size:
             continue
@@ -95,25 +107,25 @@ def _inline_set(entries):
 
 
 class _Out:
-    def __init__(self):
+    def __init__(self) -> None:
         self.buf = io.BytesIO()
         self.z = zlib.compressobj(6)
 
-    def put(self, data):
+    def put(self, data: bytes) -> None:
         self.buf.write(self.z.compress(data))
 
-    def raw(self, data):
+    def raw(self, data: bytes) -> None:
         for i in range(0, len(data), CHUNK):
             part = data[i:i + CHUNK]
             self.put(b"R" + struct.pack(">I", len(part)) + part)
 
-    def done(self):
+    def done(self) -> bytes:
         self.put(b"E")
         self.buf.write(self.z.flush())
         return self.buf.getvalue()
 
 
-def _read_exact(fh, n, digest, what):
+def _read_exact(fh: IO[bytes], n: int, digest: hashlib._Hash, what: str) -> bytes:
     data = fh.read(n)
     if len(data) != n:
         raise StorageError(f"corrupt layer tar: truncated {what}")
@@ -121,7 +133,7 @@ def _read_exact(fh, n, digest, what):
     return data
 
 
-def record_tar_split(path):
+def record_tar_split(path: StrPath) -> tuple[str, bytes | None]:
     """Read the uncompressed layer tar at ``path``; return ``(diff_id, record)``.
 
     ``diff_id`` is ``sha256:`` + the hex digest of the file; ``record`` the
@@ -171,13 +183,13 @@ def record_tar_split(path):
 class _Inflater:
     """Exact reads from a zlib-compressed record, in bounded memory."""
 
-    def __init__(self, record):
+    def __init__(self, record: bytes) -> None:
         self.src = memoryview(record)
         self.pos = 0
         self.z = zlib.decompressobj()
         self.buf = bytearray()
 
-    def read(self, n):
+    def read(self, n: int) -> bytes:
         while len(self.buf) < n:
             want = n - len(self.buf)
             if self.z.unconsumed_tail:
@@ -194,7 +206,7 @@ class _Inflater:
         return out
 
 
-def _open_in(root_fd, rel):
+def _open_in(root_fd: int, rel: str) -> int:
     """Open regular file ``rel`` below ``root_fd`` without following any symlink
     (and without opening anything else: a device node is refused before its
     driver sees an open)."""
@@ -223,18 +235,18 @@ class TarSplitReader:
     the tar held (or its size differs); other content differences show in the
     digest.  Never follows a symlink of the tree."""
 
-    def __init__(self, record, root):
+    def __init__(self, record: bytes, root: StrPath) -> None:
         self._in = _Inflater(record)
         if self._in.read(len(MAGIC)) != MAGIC:
             raise StorageError("corrupt tar-split record: bad magic")
-        self._root = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._root: int | None = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._items = self._generate()
         self._buf = bytearray()
         self._digest = hashlib.sha256()
         self._eof = False
         self.size = 0
 
-    def _generate(self):
+    def _generate(self) -> Iterator[bytes]:
         while True:
             kind = self._in.read(1)
             if kind == b"R":
@@ -254,7 +266,9 @@ class TarSplitReader:
             else:
                 raise StorageError(f"corrupt tar-split record: unknown item {kind!r}")
 
-    def _file(self, name, size):
+    def _file(self, name: str, size: int) -> Iterator[bytes]:
+        if self._root is None:
+            raise ValueError("I/O operation on a closed TarSplitReader")
         try:
             fd = _open_in(self._root, name)
         except OSError as exc:
@@ -272,7 +286,7 @@ class TarSplitReader:
                 left -= len(data)
                 yield data
 
-    def read(self, n=-1):
+    def read(self, n: int | None = -1) -> bytes:
         while not self._eof and (n is None or n < 0 or len(self._buf) < n):
             try:
                 self._buf += next(self._items)
@@ -287,27 +301,27 @@ class TarSplitReader:
         self.size += len(out)
         return out
 
-    def readable(self):
+    def readable(self) -> bool:
         return True
 
     @property
-    def diff_id(self):
+    def diff_id(self) -> str:
         """``sha256:...`` of everything read (the diff ID once read to the end)."""
         return "sha256:" + self._digest.hexdigest()
 
-    def drain(self):
+    def drain(self) -> str:
         """Read to the end; return :attr:`diff_id`."""
         while self.read(CHUNK):
             pass
         return self.diff_id
 
-    def close(self):
+    def close(self) -> None:
         if self._root is not None:
             os.close(self._root)
             self._root = None
 
-    def __enter__(self):
+    def __enter__(self) -> TarSplitReader:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()

@@ -19,12 +19,20 @@ digest -- the property that lets a layer moved between drivers be checked.
 Tar-split (the record that rebuilds a layer's exact tar) is :mod:`dockyard.driverkit.tarsplit`.
 """
 
+from __future__ import annotations
+
 import os
 import stat
 import tarfile
 import tempfile
+from typing import IO, TYPE_CHECKING
 
 from . import fdwalk
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from _typeshed import StrPath
 
 WHITEOUT_PREFIX = ".wh."
 WHITEOUT_META_PREFIX = ".wh..wh."
@@ -36,17 +44,18 @@ SKIP_XATTRS = ("security.selinux",)
 CHUNK = 1 << 20
 
 
-def _skip_xattr(name):
+def _skip_xattr(name: str) -> bool:
     return name.startswith(OVERLAY_XATTR_PREFIX) or name in SKIP_XATTRS
 
 
-def read_xattrs(path):
+def read_xattrs(path: int | StrPath) -> dict[str, bytes]:
     """Xattrs of ``path`` (an fd, or a path whose last component is not
     followed) worth putting in a layer tar, sorted by name."""
     return fdwalk.read_xattrs(path, _skip_xattr)
 
 
-def tarinfo_of(name, path, st, linkname=None):
+def tarinfo_of(name: str, path: StrPath | None, st: os.stat_result,
+              linkname: str | None = None) -> tarfile.TarInfo | None:
     """The tar header of ``path`` (``st`` its lstat) as entry ``name``: type, mode,
     owner, size, mtime in whole seconds, no user or group names, a link's target
     (``linkname``, else read from ``path``), a device's numbers.  ``None`` for a
@@ -60,7 +69,11 @@ def tarinfo_of(name, path, st, linkname=None):
     elif fmt == stat.S_IFDIR:
         ti.type = tarfile.DIRTYPE
     elif fmt == stat.S_IFLNK:
-        ti.type, ti.linkname = tarfile.SYMTYPE, linkname if linkname is not None else os.readlink(path)
+        if linkname is None:
+            if path is None:
+                raise TypeError("tarinfo_of: a symlink needs its path or its linkname")
+            linkname = os.readlink(path)
+        ti.type, ti.linkname = tarfile.SYMTYPE, linkname
     elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
         ti.type = tarfile.CHRTYPE if fmt == stat.S_IFCHR else tarfile.BLKTYPE
         ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
@@ -79,11 +92,11 @@ class TarWriter:
     string, so a tree that changes meanwhile (a running container's) cannot
     make it read anything outside the tree."""
 
-    def __init__(self, fileobj):
+    def __init__(self, fileobj: IO[bytes]) -> None:
         self.tar = tarfile.open(fileobj=fileobj, mode="w", format=tarfile.PAX_FORMAT)
-        self._inodes = {}
+        self._inodes: dict[tuple[int, int], str] = {}
 
-    def add_entry(self, entry, name=None):
+    def add_entry(self, entry: fdwalk.Entry, name: str | None = None) -> bool:
         """Add ``entry`` (not recursive) as ``name`` (default: its ``rel``).
         Sockets are skipped, and so is an entry that is no longer what was
         listed (gone, or swapped for another file): ``False`` then."""
@@ -104,15 +117,19 @@ class TarWriter:
                 return False
         try:
             ti = tarinfo_of(name, None, st, linkname)
+            if ti is None:  # a socket, refused above
+                return False
             if ti.type == tarfile.REGTYPE and st.st_nlink > 1:
                 key = (st.st_dev, st.st_ino)
                 if key in self._inodes:
                     ti.type, ti.linkname, ti.size = tarfile.LNKTYPE, self._inodes[key], 0
                 else:
                     self._inodes[key] = name
-            for xname, value in entry.xattrs(fd, _skip_xattr).items():
-                ti.pax_headers[PAX_XATTR + xname] = value.decode("utf-8", "surrogateescape")
-            if ti.type == tarfile.REGTYPE:
+            xattrs = {PAX_XATTR + xname: value.decode("utf-8", "surrogateescape")
+                      for xname, value in entry.xattrs(fd, _skip_xattr).items()}
+            if xattrs:
+                ti.pax_headers = {**ti.pax_headers, **xattrs}
+            if ti.type == tarfile.REGTYPE and fd is not None:  # fd: the regular file opened above
                 with os.fdopen(fd, "rb") as f:
                     fd = None
                     self.tar.addfile(ti, f)
@@ -123,12 +140,12 @@ class TarWriter:
                 os.close(fd)
         return True
 
-    def add_tree(self, tree):
+    def add_tree(self, tree: fdwalk.Tree) -> None:
         """Add everything below ``tree``'s top, in the canonical order."""
         for entry in tree.walk():
             self.add_entry(entry)
 
-    def add(self, root, rel, st=None):
+    def add(self, root: StrPath, rel: str, st: os.stat_result | None = None) -> bool:
         """Add ``root/rel`` as entry ``rel`` (not recursive), ``rel`` resolved
         below ``root`` without following any symlink; ``st`` is ignored (the
         entry is looked at now)."""
@@ -136,25 +153,25 @@ class TarWriter:
             entry = tree.entry(rel)
             return entry is not None and self.add_entry(entry)
 
-    def _marker(self, rel):
+    def _marker(self, rel: str) -> None:
         ti = tarfile.TarInfo(rel)
         ti.mode, ti.mtime, ti.uname, ti.gname = 0o644, 0, "", ""
         self.tar.addfile(ti)
 
-    def add_whiteout(self, rel):
+    def add_whiteout(self, rel: str) -> None:
         """Record the deletion of ``rel`` as ``dir/.wh.name``."""
         parent, _, base = rel.rpartition("/")
         self._marker(f"{parent}/{WHITEOUT_PREFIX}{base}" if parent else WHITEOUT_PREFIX + base)
 
-    def add_opaque(self, rel_dir):
+    def add_opaque(self, rel_dir: str) -> None:
         """Record that directory ``rel_dir`` hides its lower content."""
         self._marker(f"{rel_dir}/{WHITEOUT_OPAQUE}" if rel_dir else WHITEOUT_OPAQUE)
 
-    def close(self):
+    def close(self) -> None:
         self.tar.close()
 
 
-def walk(root):
+def walk(root: int | StrPath) -> Iterator[tuple[str, os.stat_result]]:
     """Yield ``(rel, lstat)`` for everything below ``root``, parents first, names
     sorted (the canonical order); every component is opened relative to its
     parent's fd (:class:`dockyard.driverkit.fdwalk.Tree`), symlinks are not followed."""
@@ -163,12 +180,12 @@ def walk(root):
             yield entry.rel, entry.st
 
 
-def spool():
+def spool() -> tempfile.SpooledTemporaryFile[bytes]:
     """A temporary binary file for tars (memory first, disk past 16 MiB)."""
     return tempfile.SpooledTemporaryFile(max_size=16 << 20)
 
 
-def write_tar(root, fileobj=None):
+def write_tar(root: StrPath | fdwalk.Tree, fileobj: IO[bytes] | None = None) -> IO[bytes]:
     """Write everything below ``root`` (a path or a :class:`~dockyard.driverkit.fdwalk.Tree`)
     as a layer tar; return the file object rewound to 0 (a new spooled
     temporary file unless ``fileobj`` is given)."""
@@ -187,14 +204,15 @@ def write_tar(root, fileobj=None):
 # ---------------------------------------------------------------- comparing
 
 
-def _same_time(a_ns, b_ns):
+def _same_time(a_ns: int, b_ns: int) -> bool:
     """Docker's ``sameFsTime``: equal, or equal seconds with one side truncated."""
     if a_ns == b_ns:
         return True
     return a_ns // 10**9 == b_ns // 10**9 and (a_ns % 10**9 == 0 or b_ns % 10**9 == 0)
 
 
-def differs(old_ref, old, new_ref, new):
+def differs(old_ref: fdwalk.Entry | StrPath, old: os.stat_result, new_ref: fdwalk.Entry | StrPath,
+            new: os.stat_result) -> bool:
     """Docker's rule for a changed entry: mode, owner, device or (non-directories)
     size, mtime, symlink target or ``security.capability`` differ.  ``*_ref``
     is where to read a link or xattr: a :class:`~dockyard.driverkit.fdwalk.Entry` (of a
@@ -212,14 +230,14 @@ def differs(old_ref, old, new_ref, new):
     return False
 
 
-def _readlink(ref):
+def _readlink(ref: fdwalk.Entry | StrPath) -> str | None:
     try:
         return ref.readlink() if isinstance(ref, fdwalk.Entry) else os.readlink(ref)
     except OSError:
         return None  # no longer a link (swapped meanwhile): it has no target
 
 
-def _capability(ref):
+def _capability(ref: fdwalk.Entry | StrPath) -> bytes | None:
     if isinstance(ref, fdwalk.Entry):
         return ref.xattr("security.capability")
     try:

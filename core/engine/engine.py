@@ -1,189 +1,142 @@
-"""The engine: the chosen drivers, the stores and the container engine, wired.
+"""The composition root: the chosen drivers, the stores and every service, wired.
+
+Each service is built with the narrow collaborators it uses, never with the
+engine (see each facade's constructor); the front ends get the facades:
+
+    containers  :class:`~.containers.service.ContainerService` (and exec instances)
+    images      :class:`~.images.service.ImageService`
+    networks    :class:`~.networks.service.NetworkService`
+    volumes     :class:`~.volumes.service.VolumeService`
+    storage     :class:`~.layers.service.StorageService`
+    system      :class:`~.system.service.SystemService` (info, df, check, events)
+    registry    :class:`dockyard.registry.service.Registry`
+    builder     :class:`dockyard.builder.service.BuildService`
 
 Construction validates everything first (config, driver names, support, plugin
-hooks) and only then touches the disk, so a refused configuration leaves no trace.
+hooks: :func:`dockyard.plugins.choose`) and only then touches the disk, so a
+refused configuration leaves no trace.
 """
+
+from __future__ import annotations
 
 import logging
 import os
 import shutil
-import threading
+from typing import Any
+
+import attrs
 
 from .. import plugins
-from ..errors import ConfigError, InvalidParameter
+from ..config import Config
+from ..store import Store
+from . import modes
+from .bundle.service import Bundles
+from .containers.records import ContainerRecords
+from .containers.service import ContainerService
+from .events import Emitter, EventBus
+from .images.commit import ImageWriter
+from .images.service import ImageService
+from .images.store import ImageStore
+from .layers.content import ContentStore
+from .layers.service import StorageService
+from .layers.store import LayerStore
+from .networks.service import NetworkService
+from .system.service import SystemService
+from .volumes.service import VolumeService
 
 log = logging.getLogger("dockyard.engine")
 
 
+@attrs.frozen
+class RegistryOptions:
+    """The daemon's registry flags (``--insecure-registry``, ``--registry-certs-dir``,
+    the transfer limits): the keyword arguments of the registry service."""
+
+    insecure: list[str] = attrs.Factory(list)
+    certs_dir: list[str] | None = None
+    max_downloads: int = 3
+    max_uploads: int = 5
+    upload_chunk: int = 16 << 20
+
+
 class Engine:
-    def __init__(self, config, data_root, exec_root, storage_driver=None, exec_driver=None):
-        self.config = config
+    """Every service of one daemon on ``data_root`` (persistent state) and
+    ``exec_root`` (runtime state); ``storage_driver``/``exec_driver`` are the
+    daemon's overrides of ``config``."""
+
+    def __init__(self, config: Config, data_root: str, exec_root: str, storage_driver: str | None = None,
+                 exec_driver: str | None = None, registry: RegistryOptions | None = None) -> None:
+        from ..builder.service import BuildService
+        from ..registry.service import Registry
+
         self.data_root = os.path.abspath(data_root)
         self.exec_root = os.path.abspath(exec_root)
-        # a data root pinned to a storage driver (`dockyard storage migrate`) keeps it
-        from .migrate import recorded_storage_driver
-
-        pinned = recorded_storage_driver(self.data_root)
-        if pinned and storage_driver and storage_driver != pinned:
-            raise ConfigError(f"{self.data_root} keeps its layers with storage driver {pinned!r}, not "
-                              f"{storage_driver!r}: drop --storage-driver, or move them first with "
-                              f"`dockyard storage migrate --to {storage_driver}`")
+        # 1. choose and validate: nothing is written yet
+        storage_slot, = plugins.choose("storage", config, self.data_root, self.exec_root, storage_driver)
+        self.exec_slot, = plugins.choose("exec", config, self.data_root, self.exec_root, exec_driver)
+        network_slots = {s.name: s for s in plugins.choose("network", config, self.data_root, self.exec_root)}
+        volume_slots = {s.name: s for s in plugins.choose("volume", config, self.data_root, self.exec_root)}
         if storage_driver:
             config = config.with_override("storage", storage_driver)
-        elif pinned:
-            import attrs
-
-            config = attrs.evolve(config.with_override("storage", pinned),
-                                  source=f"{config.source} (storage driver pinned by a migration)")
         if exec_driver:
             config = config.with_override("exec", exec_driver)
-        self.config = config
-        # 1. choose and validate: nothing is written yet
-        self.storage_slot = plugins.select_driver(
-            "storage", config.drivers["storage"], os.path.join(self.data_root, "storage"),
-            config.options["storage"], config.source, prior_wins=True)
-        self.exec_slot = plugins.select_driver(
-            "exec", config.drivers["exec"], os.path.join(self.exec_root, "exec"),
-            config.options["exec"], config.source)
-        self.network_slots = {}
-        for name in config.drivers["network"]:
-            self.network_slots[name] = plugins.select_driver(
-                "network", [name], os.path.join(self.data_root, "network"),
-                config.options["network"], config.source)
-        from .volumes import select_slots as volume_slots
-
-        self.volume_slots = volume_slots(config, self.data_root)
-        slots = [self.storage_slot, self.exec_slot, *self.network_slots.values(), *self.volume_slots.values()]
-        self.events = plugins.load_extensions(config, slots)
-        self._subscribers = []
-        self._sub_lock = threading.Lock()
+        self.config = attrs.evolve(config, source=plugins.choice_source(config, self.data_root, storage_driver))
+        slots = [storage_slot, self.exec_slot, *network_slots.values(), *volume_slots.values()]
+        self.events = Emitter(plugins.load_extensions(config, slots))
         # 2. only now create state
-        from ..store import Store
-        from .containers import Containers
-        from .content import ContentStore
-        from .endpoints import Endpoints
-        from .execs import Execs
-        from .networks import Networks
-        from .images import ImageStore
-        from .layers import LayerStore
-
-        from . import modes
-
         modes.make_roots(self.data_root, self.exec_root)  # 0710: nothing made below is ever reachable
         for slot in slots:
             slot.init()
         modes.secure_tree(self.data_root, self.exec_root)  # the homes just made; an older Dockyard's modes
+        emit = self.events.emit
+        tmp = os.path.join(self.data_root, "tmp")
         self.store = Store(os.path.join(self.data_root, "dockyard.db"))
-        self.layers = LayerStore(self.storage_slot, self.store)
+        self.layers = LayerStore(storage_slot, self.store)
         self.content = ContentStore(os.path.join(self.data_root, "content"))  # configs, manifests, layer blobs
-        self.images = ImageStore(self.store, self.layers, os.path.join(self.data_root, "tmp"), self.emit,
-                                 content=self.content)
-        self.containers = Containers(self)
-        self.execs = Execs(self)
-        self.networks = Networks(self)
-        from .volumes import Volumes
-
-        self.volumes = Volumes(self, self.volume_slots)
-        self.endpoints = Endpoints(self)
+        self.image_store = ImageStore(self.store, self.layers, tmp, emit, content=self.content)
+        records = ContainerRecords(self.store)
+        self.volumes = VolumeService(self.store, volume_slots, config.default_volume, records, emit)
+        self.networks = NetworkService(self.store, network_slots, records, os.path.join(self.exec_root, "netns"),
+                                       emit, config.default_network)
         self.networks.ensure_predefined(config.options["network"].get("bridge", {}))
-        from .events import EventBus
-        from .health import HealthMonitor
-        from .restart import RestartManager
+        self.bus = EventBus(self.events, records)  # GET /events: stamped messages, filters, a replayable history
+        self.bundles = Bundles()
+        self.containers = ContainerService(records, self.image_store, self.layers, self.exec_slot, self.networks,
+                                           self.volumes, self.bundles, self.events, self.data_root, self.exec_root)
+        writer = ImageWriter(self.image_store, self.layers, self.containers, self.data_root)
+        opts = registry or RegistryOptions()
+        self.registry = Registry(self.image_store, self.layers, self.content, self.data_root, insecure=opts.insecure,
+                                 certs_dir=opts.certs_dir, max_downloads=opts.max_downloads,
+                                 max_uploads=opts.max_uploads, upload_chunk=opts.upload_chunk)
+        self.images = ImageService(self.image_store, records, writer, self.registry)
+        self.storage = StorageService(self.layers, self.data_root, config.options.get("storage", {}), config.source)
+        self.builder = BuildService(self.image_store, writer, self.containers, self.layers, self.networks,
+                                    self.registry, self.store, self.data_root)
+        self.system = SystemService(
+            containers=self.containers, images=self.images, image_store=self.image_store, layers=self.layers,
+            volumes=self.volumes, networks=self.networks, storage=self.storage, bundles=self.bundles,
+            registry=self.registry, builder=self.builder, bus=self.bus, store=self.store,
+            exec_driver=self.exec_slot.name, data_root=self.data_root, exec_root=self.exec_root,
+            config_source=self.config.source)
 
-        self.bus = EventBus(self)  # GET /events: stamped messages, filters, a replayable history
-        self.restarts = RestartManager(self)
-        self.health = HealthMonitor(self)
-
-    def restore(self):
+    def restore(self) -> None:
         """At daemon start, before the first request: what the last daemon left."""
         self.layers.sweep_scratch()  # a build step it did not finish
         self.layers.sweep_staged()  # layers it was writing or removing (load, commit, pull, import, rmi)
         self.content.sweep_ingest()  # blobs it was writing, except resumable pulls
         _empty(os.path.join(self.data_root, "tmp"))  # its spools and half-made diffs
-        self.containers.restore()
-        self.restarts.start()  # restart policies, once every record is current
-        self.health.start()  # re-arm the health checks of the running containers
+        self.containers.restore()  # re-attached, exits recorded, restart policies and health checks re-armed
 
-    # networks
-    def network_mode(self, mode):
-        """HostConfig.NetworkMode -> the record's: a network's name, or container:ID."""
-        if not mode or mode == "default":
-            return self.config.default_network
-        if mode.startswith("container:"):
-            return "container:" + self.containers.resolve(mode.split(":", 1)[1])
-        return self.networks.get(mode)["name"]
+    def drivers_info(self) -> dict[str, Any]:
+        return self.system.drivers()
 
-    def endpoint_configs(self, mode, networking):
-        """The record's ``Networks`` from the primary network and
-        NetworkingConfig.EndpointsConfig, checked as Docker does."""
-        wanted = dict((networking or {}).get("EndpointsConfig") or {})
-        if mode.startswith("container:"):
-            if wanted:
-                raise InvalidParameter("conflicting options: container type network can't be used with "
-                                       "other networks")
-            return {}
-        out = {}
-        primary = wanted.pop(mode, None) or wanted.pop("default", None) or {}  # the docker CLI's key for it
-        for ref, cfg in [(mode, primary)] + list(wanted.items()):
-            net = self.networks.get(ref)
-            cfg = dict(cfg or {})
-            if net["driver"] in ("host", "none") and (len(wanted) or ref != mode):
-                raise InvalidParameter(f"container cannot be connected to network {net['name']} along with others")
-            ip = ((cfg.get("IPAMConfig") or {}).get("IPv4Address"))
-            if ip and (net.get("predefined") or not net.get("ipam")):
-                raise InvalidParameter("user specified IP address is supported on user defined networks only")
-            out[net["name"]] = {"Aliases": list(cfg.get("Aliases") or []),
-                                "IPAMConfig": {"IPv4Address": ip} if ip else None}
-        return out
-
-    def network_slot(self, name):
-        return self.network_slots[name]
-
-    # events
-    def subscribe(self, callback):
-        with self._sub_lock:
-            self._subscribers.append(callback)
-
-    def unsubscribe(self, callback):
-        with self._sub_lock:
-            if callback in self._subscribers:
-                self._subscribers.remove(callback)
-
-    def emit(self, type_, action, id_, attributes):
-        with self._sub_lock:
-            subscribers = list(self._subscribers)
-        for cb in subscribers:
-            try:
-                cb(type_, action, id_, attributes)
-            except Exception:
-                log.exception("event subscriber failed")
-        hook = self.events.hook.dockyard_container_event if type_ == "container" else (
-            self.events.hook.dockyard_image_event if type_ == "image" else None)
-        if hook is None:
-            return
-        try:
-            if type_ == "container":
-                hook(container_id=id_, action=action, attributes=dict(attributes))
-            else:
-                hook(image_id=id_, action=action, attributes=dict(attributes))
-        except Exception:
-            log.exception("extension failed on %s %s", type_, action)
-
-    def drivers_info(self):
-        return {
-            "storage": self.storage_slot.name,
-            "exec": self.exec_slot.name,
-            "network": sorted(self.network_slots),
-        }
-
-    def close(self):
-        self.health.close()
-        if self.networks.dns is not None:
-            self.networks.dns.close()
+    def close(self) -> None:
+        self.containers.close()
+        self.networks.close()
         self.store.close()
 
 
-def _empty(directory):
+def _empty(directory: str) -> None:
     for entry in os.scandir(directory):
         try:
             if entry.is_dir(follow_symlinks=False):

@@ -1,7 +1,10 @@
-"""The event bus: Docker's ``EventMessage`` stream, its filters and a replayable history.
+"""The engine's events: what happened, to its listeners, to extensions and to ``GET /events``.
 
-Everything the engine does goes through :meth:`Engine.emit` ``(type, action, id,
-attributes)``; the bus subscribes to it, stamps each event with the time, adds what
+Every service reports what it did through :meth:`Emitter.emit` ``(type, action, id,
+attributes)``: the emitter calls its subscribers (in the emitting thread, outside any
+lock: the health monitor, the daemon's stream hub, the bus) and the extensions'
+``dockyard_container_event``/``dockyard_image_event`` hooks.  The
+:class:`EventBus` subscribes to it, stamps each event with the time, adds what
 Docker adds to container events (the container's labels, ``name`` and ``image``),
 keeps the last :data:`HISTORY` messages so that ``GET /events?since=`` replays them,
 and hands every message to its listeners in one order.
@@ -11,11 +14,19 @@ Any type is carried (``container``, ``image``, ``network``, ``volume``, ``daemon
 lock (so every listener sees the same order): it must not block.
 """
 
+from __future__ import annotations
+
+import logging
 import re
 import threading
 import time
 from collections import deque
 from datetime import datetime
+from typing import Any, Callable, Protocol
+
+log = logging.getLogger("dockyard.engine")
+#: a subscriber of the emitter: ``(type, action, id, attributes)``
+Listener = Callable[[str, str, str, dict], None]
 
 HISTORY = 1000  # Docker keeps 256; `since` replays from here
 # filters whose value may be a prefix of the action (Docker's #25798)
@@ -26,17 +37,66 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ns|us|µs|ms|s|m|h)")
 _SCALE = {"ns": 1, "us": 10**3, "µs": 10**3, "ms": 10**6, "s": 10**9, "m": 60 * 10**9, "h": 3600 * 10**9}
 
 
-class EventBus:
-    def __init__(self, engine, history=HISTORY):
-        self.engine = engine
-        self._history = deque(maxlen=history)
-        self._listeners = []
+class Emitter:
+    """Fans the engine's events out; ``extensions`` is the plugin manager of the
+    ``dockyard.plugins`` extensions (their event hooks), or None."""
+
+    def __init__(self, extensions: Any = None) -> None:
+        self._extensions = extensions
+        self._subscribers: list[Listener] = []
         self._lock = threading.Lock()
-        self._actors = {}  # container id -> (labels, name, image), for the events after its record is gone
-        engine.subscribe(self._on_event)
+
+    def subscribe(self, callback: Listener) -> None:
+        with self._lock:
+            self._subscribers.append(callback)
+
+    def unsubscribe(self, callback: Listener) -> None:
+        with self._lock:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+    def emit(self, type_: str, action: str, id_: str, attributes: dict) -> None:
+        with self._lock:
+            subscribers = list(self._subscribers)
+        for cb in subscribers:
+            try:
+                cb(type_, action, id_, attributes)
+            except Exception:
+                log.exception("event subscriber failed")
+        if self._extensions is None or type_ not in ("container", "image"):
+            return
+        try:
+            if type_ == "container":
+                self._extensions.hook.dockyard_container_event(container_id=id_, action=action,
+                                                               attributes=dict(attributes))
+            else:
+                self._extensions.hook.dockyard_image_event(image_id=id_, action=action, attributes=dict(attributes))
+        except Exception:
+            log.exception("extension failed on %s %s", type_, action)
+
+
+class _Source(Protocol):
+    def subscribe(self, callback: Listener) -> None: ...
+
+
+class _Records(Protocol):
+    def get(self, cid: str) -> dict: ...
+
+
+class EventBus:
+    """Docker's event stream of ``source`` (an :class:`Emitter`); container events
+    get the container's labels, name and image from ``containers`` (its records)."""
+
+    def __init__(self, source: _Source, containers: _Records, history: int = HISTORY) -> None:
+        self.containers = containers
+        self._history: deque[dict] = deque(maxlen=history)
+        self._listeners: list[Callable[[dict], None]] = []
+        self._lock = threading.Lock()
+        self._actors: dict[str, tuple] = {}  # container id -> (labels, name, image), after its record is gone
+        source.subscribe(self._on_event)
 
     # --- in -------------------------------------------------------------------------
-    def _on_event(self, type_, action, id_, attributes):
+    def _on_event(self, type_: str, action: str, id_: str, attributes: dict) -> None:
         now = time.time_ns()
         attrs = {str(k): "" if v is None else str(v) for k, v in (attributes or {}).items()}
         if type_ == "container":
@@ -55,11 +115,11 @@ class EventBus:
                 except Exception:  # a listener's bug must not stop the engine
                     pass
 
-    def _container_attributes(self, cid, action, attrs):
+    def _container_attributes(self, cid: str, action: str, attrs: dict[str, str]) -> dict[str, str]:
         known = self._actors.get(cid)
         if known is None or action in ("rename", "update"):
             try:
-                rec = self.engine.containers.get(cid)
+                rec = self.containers.get(cid)
             except Exception:  # gone (destroy) or not yet readable
                 rec = None
             if rec is not None:
@@ -78,7 +138,7 @@ class EventBus:
         return out
 
     # --- out ------------------------------------------------------------------------
-    def subscribe(self, fn, since_ns=None):
+    def subscribe(self, fn: Callable[[dict], None], since_ns: int | None = None) -> list[dict]:
         """Add ``fn(message)``; returns the kept messages at or after ``since_ns``
         (none when it is None), atomically with the subscription: no gap, no repeat."""
         with self._lock:
@@ -86,19 +146,19 @@ class EventBus:
             self._listeners.append(fn)
         return past
 
-    def unsubscribe(self, fn):
+    def unsubscribe(self, fn: Callable[[dict], None]) -> None:
         with self._lock:
             if fn in self._listeners:
                 self._listeners.remove(fn)
 
-    def history(self):
+    def history(self) -> list[dict]:
         with self._lock:
             return list(self._history)
 
 
 # --- filters ----------------------------------------------------------------------------
 
-def normalize_filters(raw):
+def normalize_filters(raw: dict | None) -> dict[str, list[str]]:
     """``{"type": {"container": true}}`` or ``{"type": ["container"]}`` -> ``{"type": [...]}``."""
     out = {}
     for key, wanted in (raw or {}).items():
@@ -114,24 +174,24 @@ def normalize_filters(raw):
     return out
 
 
-def _exact(filters, key, *sources):
+def _exact(filters: dict, key: str, *sources: str | None) -> bool:
     values = filters.get(key)
     return not values or any(s in values for s in sources if s is not None)
 
 
-def _fuzzy(filters, key, *sources):
+def _fuzzy(filters: dict, key: str, *sources: str | None) -> bool:
     values = filters.get(key)
     return not values or any(s is not None and s.startswith(v) for v in values for s in sources)
 
 
-def _strip_tag(ref):
+def _strip_tag(ref: str | None) -> str | None:
     if not ref or "@" in ref:
         return ref.split("@", 1)[0] if ref else ref
     head, sep, tail = ref.rpartition(":")
     return head if sep and "/" not in tail else ref
 
 
-def matches(msg, filters):
+def matches(msg: dict, filters: dict) -> bool:
     """Docker's events filter (daemon/events/filter.go): every given key must match."""
     if not filters:
         return True
@@ -160,7 +220,7 @@ def matches(msg, filters):
 
 # --- times ------------------------------------------------------------------------------
 
-def parse_time(value, now_ns=None):
+def parse_time(value: object, now_ns: int | None = None) -> int | None:
     """``since``/``until`` -> nanoseconds since the epoch, or None when empty.
 
     What the docker CLI and SDK send (``1700000000`` or ``1700000000.123456789``),

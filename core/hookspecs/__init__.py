@@ -8,7 +8,7 @@ implements.  The core loads it by name through its entry point, registers it in 
 misspelled hook or an argument the spec does not offer is refused at load time.
 
 Calls are keyword-only.  An implementation may accept *fewer* arguments than the
-spec names; specs can therefore grow new arguments without breaking drivers.
+spec names; specs can therefore grow new arguments without breaking drivers::
 
     from dockyard.hookspecs import hookimpl
 
@@ -21,6 +21,7 @@ spec names; specs can therefore grow new arguments without breaking drivers.
 
 import pluggy
 
+#: The pluggy project name that :data:`hookimpl` and :data:`hookspec` mark for.
 PROJECT = "dockyard"
 
 #: Marks a method or function as the implementation of a hook spec.

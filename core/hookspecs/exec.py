@@ -42,22 +42,51 @@ namespace), ``mounts`` in order (types ``bind``, ``tmpfs``, ``proc``, ``sysfs``,
 ``terminal`` and ``consoleSize``.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
 from . import hookspec
+
+if TYPE_CHECKING:
+    import socket
+    from pathlib import Path
+
+#: A state's ``status``.
+Status = Literal["created", "running", "paused", "stopped"]
+
+#: What a process's stdin is: ``None`` (``/dev/null``), ``"open"`` or ``"once"``
+#: (see :func:`exec_create`).
+Stdin = Literal["open", "once"] | None
+
+
+class State(TypedDict):
+    """The state of a container's process or of an extra process, as
+    :func:`exec_state`, :func:`exec_wait`, :func:`exec_restore` and
+    :func:`exec_exec_wait` return it.  Times are ISO 8601 in UTC."""
+
+    status: Status
+    pid: int | None
+    exit_code: int | None  #: 128+N for a process killed by signal N
+    oom_killed: bool
+    started_at: str | None
+    finished_at: str | None
+    error: str  #: why the process could not run or ended abnormally ("" if none)
 
 
 @hookspec(firstresult=True)
-def exec_supported(home, options):
+def exec_supported(home: Path, options: dict[str, Any]) -> str | None:
     """Return ``None`` if the driver can run here, else a one-line reason
     (``"lxc-start not found (apt install lxc)"``). Must not change anything."""
 
 
 @hookspec(firstresult=True)
-def exec_init(home, options):
+def exec_init(home: Path, options: dict[str, Any]) -> None:
     """Prepare the driver (called once per daemon start; idempotent)."""
 
 
 @hookspec(firstresult=True)
-def exec_create(id, bundle, log_path, stdin):
+def exec_create(id: str, bundle: str, log_path: str, stdin: Stdin) -> None:
     """Register container ``id`` whose bundle is the directory ``bundle`` (str).
 
     Validates ``config.json`` (raise ``ExecError`` naming the bad field) and records
@@ -74,7 +103,7 @@ def exec_create(id, bundle, log_path, stdin):
 
 
 @hookspec(firstresult=True)
-def exec_start(id):
+def exec_start(id: str) -> int:
     """Start the created container's process; return its host pid (int).
 
     Returns once the process runs the user's program (after execve), or raises
@@ -84,12 +113,12 @@ def exec_start(id):
 
 
 @hookspec(firstresult=True)
-def exec_state(id):
+def exec_state(id: str) -> State:
     """Return the current state dict of ``id`` (cheap, non-blocking)."""
 
 
 @hookspec(firstresult=True)
-def exec_kill(id, signal):
+def exec_kill(id: str, signal: int) -> None:
     """Send ``signal`` (int) to the container's init process.
 
     Not an error if the process has already exited. Return value ignored.
@@ -97,7 +126,7 @@ def exec_kill(id, signal):
 
 
 @hookspec(firstresult=True)
-def exec_wait(id, timeout):
+def exec_wait(id: str, timeout: float | None) -> State:
     """Block until the container's process has exited and its output is fully
     written to the log, then return the final state dict.
 
@@ -107,7 +136,7 @@ def exec_wait(id, timeout):
 
 
 @hookspec(firstresult=True)
-def exec_delete(id):
+def exec_delete(id: str) -> None:
     """Forget container ``id`` and remove the driver's state for it.
 
     Only called when the container is not running. Idempotent. Return ignored.
@@ -115,14 +144,14 @@ def exec_delete(id):
 
 
 @hookspec(firstresult=True)
-def exec_restore(id):
+def exec_restore(id: str) -> State | None:
     """After a daemon restart: re-attach to container ``id`` and return its state
     (``stopped`` with the right exit code if it ended while the daemon was down),
     or ``None`` if the driver knows nothing of it."""
 
 
 @hookspec(firstresult=True)
-def exec_exec(id, exec_id, process, log_path, stdin):
+def exec_exec(id: str, exec_id: str, process: dict[str, Any], log_path: str, stdin: Stdin) -> int:
     """Start an extra process (OCI ``process`` dict: args, env, cwd, user,
     terminal, consoleSize, capabilities, noNewPrivileges) inside running container
     ``id``: in all of its namespaces and its cgroup, under its seccomp filter.
@@ -135,14 +164,14 @@ def exec_exec(id, exec_id, process, log_path, stdin):
 
 
 @hookspec(firstresult=True)
-def exec_exec_wait(id, exec_id, timeout):
+def exec_exec_wait(id: str, exec_id: str, timeout: float | None) -> State:
     """Like :func:`exec_wait`, for the extra process ``exec_id`` of ``id``: block
     until it exited and its output is in its log (or ``timeout`` passed), then
     return its state dict.  ``timeout=0`` only looks.  Optional hook."""
 
 
 @hookspec(firstresult=True)
-def exec_attach_stdin(id, exec_id):
+def exec_attach_stdin(id: str, exec_id: str | None) -> socket.socket:
     """Return a new connected, blocking stream socket whose bytes reach the stdin
     of ``id`` (``exec_id`` ``None``) or of its extra process ``exec_id``.
 
@@ -153,38 +182,38 @@ def exec_attach_stdin(id, exec_id):
 
 
 @hookspec(firstresult=True)
-def exec_resize(id, exec_id, height, width):
+def exec_resize(id: str, exec_id: str | None, height: int, width: int) -> None:
     """Set the terminal size (rows, columns) of ``id``'s process (``exec_id``
     ``None``) or of its extra process; a process without a terminal: ``ExecError``.
     Optional hook."""
 
 
 @hookspec(firstresult=True)
-def exec_pause(id):
+def exec_pause(id: str) -> None:
     """Freeze every process of ``id`` (cgroup freezer); the state becomes
     ``paused``.  Optional hook."""
 
 
 @hookspec(firstresult=True)
-def exec_resume(id):
+def exec_resume(id: str) -> None:
     """Thaw a paused container. Optional hook."""
 
 
 @hookspec(firstresult=True)
-def exec_pids(id):
+def exec_pids(id: str) -> list[int]:
     """Host pids of every process in container ``id`` (its cgroup), init first.
     Optional hook."""
 
 
 @hookspec(firstresult=True)
-def exec_update(id, resources):
+def exec_update(id: str, resources: dict[str, Any]) -> None:
     """Apply OCI ``linux.resources`` (only the keys given) to a created or running
     container, as ``docker update`` does; refuse what cannot change with
     ``ExecError``.  Optional hook."""
 
 
 @hookspec(firstresult=True)
-def exec_stats(id):
+def exec_stats(id: str) -> dict[str, Any]:
     """Return resource usage of ``id`` as a dict shaped like the Docker API's
     ``/containers/{id}/stats`` (``cpu_stats``, ``memory_stats``, ``pids_stats``,
     ``blkio_stats``; the caller adds ``read``, ``precpu_stats`` and networks).

@@ -10,17 +10,19 @@ Lifecycle hooks are called in worker threads after the event has happened; they
 must return quickly and must not raise (an exception is logged and ignored).
 """
 
+from __future__ import annotations
+
 from . import hookspec
 
 
 @hookspec
-def dockyard_container_event(container_id, action, attributes):
+def dockyard_container_event(container_id: str, action: str, attributes: dict[str, str]) -> None:
     """A container changed: ``action`` is one of ``create``, ``start``, ``die``,
     ``kill``, ``stop``, ``destroy``, ``rename``; ``attributes`` a dict of strings
     (``name``, ``image``, ``exitCode`` ...) as in Docker's events."""
 
 
 @hookspec
-def dockyard_image_event(image_id, action, attributes):
+def dockyard_image_event(image_id: str, action: str, attributes: dict[str, str]) -> None:
     """An image changed: ``action`` is one of ``import``, ``tag``, ``untag``,
     ``delete``, ``pull``, ``push``; ``attributes`` a dict of strings."""

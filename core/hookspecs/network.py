@@ -12,28 +12,92 @@ endpoint.  Create/delete/attach/detach must be idempotent and, on failure, leave
 nothing behind (no interfaces, rules or addresses).  Every hook is ``firstresult``.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, NotRequired, TypedDict
+
 from . import hookspec
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+class Ipam(TypedDict):
+    """A network's addressing: ``{"subnet": "172.18.0.0/16", "gateway": "172.18.0.1"}``."""
+
+    subnet: str
+    gateway: str
+
+
+class Network(TypedDict):
+    """A network as the core persists it and passes it to every hook (the keys a
+    driver may rely on; records made by older releases may lack the others)."""
+
+    id: str
+    name: str
+    driver: str
+    options: dict[str, str]  #: ``docker network create -o``
+    labels: dict[str, str]
+    internal: bool
+    ipam: Ipam | None  #: ``None`` for a network without addresses (``"host"`` namespace, ``none``)
+    created: NotRequired[str]
+    attachable: NotRequired[bool]
+    predefined: NotRequired[bool]  #: ``bridge``, ``host`` and ``none``, made by the core
+    driver_data: NotRequired[dict[str, Any]]  #: what :func:`network_create` returned
+
+
+class Endpoint(TypedDict):
+    """A container's membership in a network."""
+
+    id: str
+    container_id: str
+    network_id: str
+    name: str  #: the container's name
+    aliases: list[str]
+    ipv4: str  #: ``"172.18.0.2/16"``, from the core's IPAM
+    mac: str
+
+
+class Attached(TypedDict, total=False):
+    """What :func:`network_attach` returns (every key may be left out or ``None``)."""
+
+    interface: str | None
+    ipv4: str | None  #: ``"10.0.0.2/24"``
+    gateway: str | None
+    mac: str | None
+    dns: list[str]
+    mtu: int | None
+
+
+class Port(TypedDict):
+    """A port to publish: ``host_port`` 0 asks the driver to pick one, ``host_ip``
+    ``""`` means every address."""
+
+    proto: str  #: ``"tcp"`` or ``"udp"``
+    host_ip: str
+    host_port: int
+    container_port: int
 
 
 @hookspec(firstresult=True)
-def network_supported(home, options):
+def network_supported(home: Path, options: dict[str, Any]) -> str | None:
     """Return ``None`` if usable here, else a one-line reason. Changes nothing."""
 
 
 @hookspec(firstresult=True)
-def network_init(home, options):
+def network_init(home: Path, options: dict[str, Any]) -> None:
     """Prepare the driver (once per daemon start; idempotent)."""
 
 
 @hookspec(firstresult=True)
-def network_namespace(network):
+def network_namespace(network: Network) -> Literal["host", "private"]:
     """Return how containers on ``network`` get their network namespace:
     ``"host"`` (share the host's; no isolation) or ``"private"`` (a new one, which
     the core creates and passes to :func:`network_attach`)."""
 
 
 @hookspec(firstresult=True)
-def network_create(network):
+def network_create(network: Network) -> dict[str, Any]:
     """Create the kernel objects for ``network`` (bridge, rules...).
 
     Return a dict of driver data to persist with the network (may be empty).
@@ -41,12 +105,12 @@ def network_create(network):
 
 
 @hookspec(firstresult=True)
-def network_delete(network):
+def network_delete(network: Network) -> None:
     """Remove what :func:`network_create` made. Idempotent."""
 
 
 @hookspec(firstresult=True)
-def network_attach(network, endpoint, netns):
+def network_attach(network: Network, endpoint: Endpoint, netns: str | None) -> Attached:
     """Connect ``endpoint`` to ``network`` inside the namespace at path ``netns``
     (``None`` for a ``"host"`` network).
 
@@ -56,11 +120,11 @@ def network_attach(network, endpoint, netns):
 
 
 @hookspec(firstresult=True)
-def network_detach(network, endpoint, netns):
+def network_detach(network: Network, endpoint: Endpoint, netns: str | None) -> None:
     """Undo :func:`network_attach`. Idempotent; ``netns`` may already be gone."""
 
 
 @hookspec(firstresult=True)
-def network_publish(network, endpoint, ports):
+def network_publish(network: Network, endpoint: Endpoint, ports: list[Port]) -> list[Port]:
     """Publish ``ports`` (list of ``{"proto", "host_ip", "host_port",
     "container_port"}``) of ``endpoint``. Optional hook; return the bound ports."""

@@ -23,23 +23,31 @@ General rules, for every hook below:
   (``wrapper=True``).
 """
 
+from __future__ import annotations
+
+from typing import IO, TYPE_CHECKING, Any
+
 from . import hookspec
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 @hookspec(firstresult=True)
-def storage_supported(home, options):
+def storage_supported(home: Path, options: dict[str, Any]) -> str | None:
     """Say whether this driver can run on this machine with ``home`` as its root.
 
     :param home: ``pathlib.Path`` the driver would own (may not exist yet).
     :param options: ``dict`` of the driver's options from ``plugins.toml``.
     :return: ``None`` if usable here, else a one-line reason such as
         ``"kernel has no aufs"`` or ``"/var/lib/dockyard is not on btrfs"``.
+
     Must not change anything on disk. Cheap; may block briefly.
     """
 
 
 @hookspec(firstresult=True)
-def storage_init(home, options):
+def storage_init(home: Path, options: dict[str, Any]) -> None:
     """Prepare the driver for use (called once, after a positive ``supported``).
 
     May create directories under ``home``; must be idempotent (it runs at every
@@ -49,16 +57,17 @@ def storage_init(home, options):
 
 
 @hookspec(firstresult=True)
-def storage_create(id, parent):
+def storage_create(id: str, parent: str | None) -> None:
     """Create layer ``id``; if ``parent`` (an existing id) is given, as its copy.
 
     :raises StorageError: if ``id`` exists already or ``parent`` is unknown.
+
     Nothing may be left behind on failure. Return value ignored.
     """
 
 
 @hookspec(firstresult=True)
-def storage_remove(id):
+def storage_remove(id: str) -> None:
     """Remove layer ``id`` and everything the driver kept for it.
 
     Idempotent: removing an unknown id is not an error.  The core never removes a
@@ -67,7 +76,7 @@ def storage_remove(id):
 
 
 @hookspec(firstresult=True)
-def storage_mount(id):
+def storage_mount(id: str) -> str:
     """Make layer ``id`` available as a directory and return its absolute path (str).
 
     Reference-counted: each call must be balanced by :func:`storage_unmount`; the
@@ -77,7 +86,7 @@ def storage_mount(id):
 
 
 @hookspec(firstresult=True)
-def storage_unmount(id):
+def storage_unmount(id: str) -> None:
     """Release one reference taken by :func:`storage_mount`.
 
     The last release unmounts. Unmounting an id that is not mounted is not an
@@ -86,12 +95,12 @@ def storage_unmount(id):
 
 
 @hookspec(firstresult=True)
-def storage_exists(id):
+def storage_exists(id: str) -> bool:
     """Return ``True`` if layer ``id`` exists, else ``False``."""
 
 
 @hookspec(firstresult=True)
-def storage_layers():
+def storage_layers() -> list[str]:
     """Return the ids of every layer this driver holds (a ``list`` of str, any order).
 
     Optional.  The core keeps a record for every layer it makes (written before
@@ -109,24 +118,26 @@ def storage_layers():
 
 
 @hookspec(firstresult=True)
-def storage_diff(id, parent):
+def storage_diff(id: str, parent: str | None) -> IO[bytes]:
     """Return the changes of ``id`` relative to ``parent`` as an uncompressed tar.
 
     :return: a readable binary file object (the caller closes it) holding an OCI
         layer tar: added and changed files, deletions as ``.wh.<name>`` entries and
         a directory whose lower content is hidden as ``<dir>/.wh..wh..opq``.
+
     ``parent`` ``None`` means everything in ``id``.  The core's fallback mounts
     both layers and walks them; implement this only for a faster native diff.
     """
 
 
 @hookspec(firstresult=True)
-def storage_apply_diff(id, parent, stream):
+def storage_apply_diff(id: str, parent: str | None, stream: IO[bytes]) -> int:
     """Apply the OCI layer tar read from ``stream`` to the (new, empty) layer ``id``.
 
     ``id`` was just created as a child of ``parent``.  Whiteouts (``.wh.*``) delete
     what the parent had; entries may not escape the layer (``..``, absolute links
     pointing out are kept as links but never followed).
+
     :return: the size in bytes of the applied content (int).
     :raises StorageError: for a corrupt or unsafe tar; the layer is then left to
         the caller to remove.  The core's fallback mounts ``id`` and extracts into it.
@@ -134,7 +145,7 @@ def storage_apply_diff(id, parent, stream):
 
 
 @hookspec(firstresult=True)
-def storage_changes(id, parent):
+def storage_changes(id: str, parent: str | None) -> list[tuple[str, int]]:
     """Return the list of changes of ``id`` relative to ``parent``.
 
     :return: ``list`` of ``(path, kind)``, ``path`` absolute inside the layer
@@ -144,16 +155,16 @@ def storage_changes(id, parent):
 
 
 @hookspec(firstresult=True)
-def storage_size(id, parent):
+def storage_size(id: str, parent: str | None) -> int:
     """Return the size in bytes of what ``id`` adds to ``parent`` (int)."""
 
 
 @hookspec(firstresult=True)
-def storage_status():
+def storage_status() -> list[list[str]]:
     """Return a ``list`` of ``[key, value]`` string pairs describing the driver,
     shown by ``/info`` as ``DriverStatus`` (e.g. ``[["Backing Filesystem", "ext4"]]``)."""
 
 
 @hookspec(firstresult=True)
-def storage_cleanup():
+def storage_cleanup() -> None:
     """Unmount everything this driver mounted (daemon shutdown). Idempotent."""

@@ -25,8 +25,41 @@ Rules for implementers:
   accept that its storage is already mounted.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
 from ..errors import DockyardError
 from . import hookspec
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+class Capabilities(TypedDict):
+    """What :func:`volume_capabilities` returns."""
+
+    scope: Literal["local", "global"]
+
+
+class Created(TypedDict):
+    """What :func:`volume_create` returns."""
+
+    mountpoint: str
+    status: dict[str, Any] | None
+
+
+class Listed(TypedDict):
+    """One volume of :func:`volume_list`."""
+
+    name: str
+    mountpoint: str
+
+
+class Volume(Listed):
+    """What :func:`volume_get` returns."""
+
+    status: dict[str, Any] | None
 
 
 class VolumeError(DockyardError):
@@ -34,23 +67,23 @@ class VolumeError(DockyardError):
 
 
 @hookspec(firstresult=True)
-def volume_supported(home, options):
+def volume_supported(home: Path, options: dict[str, Any]) -> str | None:
     """Return ``None`` if usable here, else a one-line reason. Changes nothing."""
 
 
 @hookspec(firstresult=True)
-def volume_init(home, options):
+def volume_init(home: Path, options: dict[str, Any]) -> None:
     """Prepare the driver (once per daemon start; idempotent)."""
 
 
 @hookspec(firstresult=True)
-def volume_capabilities():
+def volume_capabilities() -> Capabilities:
     """Return ``{"scope": "local"|"global"}`` (Docker's capabilities; optional,
     ``local`` when not implemented)."""
 
 
 @hookspec(firstresult=True)
-def volume_create(name, options):
+def volume_create(name: str, options: dict[str, str]) -> Created:
     """Create volume ``name`` with the driver options ``options`` (``DriverOpts``:
     a dict of strings, maybe empty).
 
@@ -60,29 +93,29 @@ def volume_create(name, options):
 
 
 @hookspec(firstresult=True)
-def volume_remove(name):
+def volume_remove(name: str) -> None:
     """Delete volume ``name`` and its data.  The core calls it only when no
     container uses the volume.  Idempotent."""
 
 
 @hookspec(firstresult=True)
-def volume_mount(name, id):
+def volume_mount(name: str, id: str) -> str:
     """Make volume ``name`` usable for ``id``; return the host path to bind into
     the container.  Reference-counted (see the module notes)."""
 
 
 @hookspec(firstresult=True)
-def volume_unmount(name, id):
+def volume_unmount(name: str, id: str) -> None:
     """Release ``id``'s use of volume ``name``; the last user's release undoes what
     the first mount did.  Idempotent."""
 
 
 @hookspec(firstresult=True)
-def volume_get(name):
+def volume_get(name: str) -> Volume | None:
     """Return ``{"name", "mountpoint", "status"}`` of volume ``name``, or ``None``
     if the driver has no such volume."""
 
 
 @hookspec(firstresult=True)
-def volume_list():
+def volume_list() -> list[Listed]:
     """Return the driver's volumes: a list of ``{"name", "mountpoint"}``."""

@@ -1,6 +1,7 @@
 """Registry access: pull, push and login over the OCI distribution protocol.
 
-    service     engine.registry: Registry.pull/push/login, the X-Registry-Auth header
+    service     the registry service: Registry.pull/push/login/inspect, the X-Registry-Auth header
+    distribution  a remote image's descriptor and platforms (GET /distribution/{name}/json)
     pull, push  the two transfers (parallel: what they share; gzipper: a push's gzip)
     session     authenticated requests to one registry
     auth        the /v2/ ping, basic and bearer-token challenges

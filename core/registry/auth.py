@@ -12,26 +12,36 @@ retries once.  ``registrytoken`` (a bearer token given by the client) is used as
 ``identitytoken`` (an OAuth2 refresh token) is exchanged with a POST to the realm.
 """
 
+from __future__ import annotations
+
 import base64
 import json
 import re
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
 from .errors import RegistryError, RegistryNotFound, Unauthorized
 from .transport import raise_for
 
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from .retry import Listener
+    from .transport import Response, Transport
+
 _PARAM = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?')
 
 
-def parse_challenge(header):
+def parse_challenge(header: str | None) -> tuple[str | None, dict[str, str]]:
     """``'Bearer realm="r",service="s"'`` → ``("bearer", {"realm": "r", "service": "s"})``."""
     header = (header or "").strip()
     if not header:
         return None, {}
     scheme, _, rest = header.partition(" ")
-    params, pos = {}, 0
+    params: dict[str, str] = {}
+    pos = 0
     while pos < len(rest):
         m = _PARAM.match(rest, pos)
         if not m:
@@ -45,12 +55,13 @@ class Credentials:
     """What a client gave for one registry (Docker's AuthConfig): user and password,
     or a bearer ``registry_token``, or an OAuth2 ``identity_token``."""
 
-    def __init__(self, username=None, password=None, identity_token=None, registry_token=None):
+    def __init__(self, username: str | None = None, password: str | None = None, identity_token: str | None = None,
+                 registry_token: str | None = None) -> None:
         self.username, self.password = username or None, password or None
         self.identity_token, self.registry_token = identity_token or None, registry_token or None
 
     @classmethod
-    def from_authconfig(cls, cfg):
+    def from_authconfig(cls, cfg: Mapping[str, Any] | None) -> Credentials:
         cfg = cfg or {}
         user, password = cfg.get("username"), cfg.get("password")
         if not user and cfg.get("auth"):
@@ -60,31 +71,32 @@ class Credentials:
                 raise Unauthorized("the credentials' auth field is not base64 user:password") from None
         return cls(user, password, cfg.get("identitytoken"), cfg.get("registrytoken"))
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         return bool(self.username or self.identity_token or self.registry_token)
 
-    def basic(self):
+    def basic(self) -> str:
         raw = f"{self.username or ''}:{self.password or ''}".encode()
         return "Basic " + base64.b64encode(raw).decode()
 
 
-def scope(repo, *actions):
+def scope(repo: str, *actions: str) -> str:
     return f"repository:{repo}:{','.join(actions)}"
 
 
 class Authenticator:
     """Authorization headers for requests to one registry with one set of credentials."""
 
-    def __init__(self, transport, credentials=None):
+    def __init__(self, transport: Transport, credentials: Credentials | None = None) -> None:
         self.transport = transport
         self.creds = credentials or Credentials()
         self.host = transport.endpoint.host
-        self.scheme, self.params = None, {}
+        self.scheme: str | None = None
+        self.params: dict[str, str] = {}
         self._pinged = False
-        self._tokens = {}
+        self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
         self._lock = threading.Lock()
 
-    def ping(self, listener=None):
+    def ping(self, listener: Listener | None = None) -> None:
         """``GET /v2/``: learn how this registry wants to be authenticated."""
         with self._lock:
             if self._pinged:
@@ -106,7 +118,7 @@ class Authenticator:
                 raise RegistryError(f"{self.host} asks for unsupported authentication {self.scheme!r}")
             self._pinged = True
 
-    def headers(self, scopes):
+    def headers(self, scopes: list[str]) -> dict[str, str]:
         """The Authorization header for a request needing ``scopes`` (``[]``: none)."""
         if self.scheme == "basic":
             return {"Authorization": self.creds.basic()} if self.creds.username else {}
@@ -114,7 +126,7 @@ class Authenticator:
             return {"Authorization": f"Bearer {self.token(scopes)}"}
         return {}
 
-    def challenged(self, resp, scopes):
+    def challenged(self, resp: Response, scopes: list[str]) -> bool:
         """After a 401: True if a new token for the challenge's scope may help."""
         scheme, params = parse_challenge(resp.header("WWW-Authenticate"))
         if scheme != "bearer" or self.scheme != "bearer":
@@ -129,7 +141,7 @@ class Authenticator:
             return True
         return not had
 
-    def token(self, scopes):
+    def token(self, scopes: list[str]) -> str:
         if self.creds.registry_token:
             return self.creds.registry_token
         key = tuple(sorted(set(scopes)))
@@ -142,7 +154,7 @@ class Authenticator:
             self._tokens[key] = (token, time.monotonic() + max(ttl - 5, 1))
         return token
 
-    def _fetch_token(self, scopes):
+    def _fetch_token(self, scopes: list[str]) -> tuple[str, int]:
         realm = self.params.get("realm")
         if not realm or urlsplit(realm).scheme not in ("http", "https"):
             raise RegistryError(f"{self.host}: bearer challenge without a usable realm ({realm!r})")
@@ -177,12 +189,12 @@ class Authenticator:
             raise RegistryError(f"{self.host}: the token server {realm} answered no token")
         return token, ttl
 
-    def refusal(self):
+    def refusal(self) -> str:
         if self.creds:
             return f"unauthorized: incorrect username or password for {self.host}"
         return f"unauthorized: {self.host} requires authentication: run `dockyard login {self.host}`"
 
-    def login(self):
+    def login(self) -> None:
         """Check the credentials the way ``docker login`` does; raise Unauthorized."""
         self.ping()
         if self.scheme == "basic":

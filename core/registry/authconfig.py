@@ -15,10 +15,13 @@ atomically with mode 0600; keys we do not know are kept.
 Standard library only, imports nothing from Dockyard: the CLI uses it directly.
 """
 
+from __future__ import annotations
+
 import base64
 import json
 import os
 import subprocess
+from typing import Any
 
 HUB_KEY = "https://index.docker.io/v1/"
 
@@ -27,22 +30,22 @@ class CredentialError(Exception):
     """The config file or a credential helper failed; the message says which."""
 
 
-def config_path():
+def config_path() -> str:
     base = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
     return os.path.join(base, "config.json")
 
 
-def server_key(host):
+def server_key(host: str) -> str:
     return HUB_KEY if host in ("docker.io", "index.docker.io", "registry-1.docker.io") else host
 
 
-def _bare(key):
+def _bare(key: str) -> str:
     for prefix in ("https://", "http://"):
         key = key.removeprefix(prefix)
     return key.split("/", 1)[0]
 
 
-def load(path=None):
+def load(path: str | None = None) -> dict[str, Any]:
     path = path or config_path()
     try:
         with open(path) as fh:
@@ -56,7 +59,7 @@ def load(path=None):
     return cfg
 
 
-def _save(cfg, path=None):
+def _save(cfg: dict[str, Any], path: str | None = None) -> None:
     path = path or config_path()
     os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
     tmp = f"{path}.{os.getpid()}.tmp"
@@ -72,12 +75,12 @@ def _save(cfg, path=None):
         raise
 
 
-def helper_for(cfg, key):
+def helper_for(cfg: dict[str, Any], key: str) -> str | None:
     return (cfg.get("credHelpers") or {}).get(key) or (cfg.get("credHelpers") or {}).get(_bare(key)) \
         or cfg.get("credsStore") or None
 
 
-def _helper(name, action, data):
+def _helper(name: str, action: str, data: str) -> str | None:
     exe = f"docker-credential-{name}"
     try:
         res = subprocess.run([exe, action], input=data.encode(), capture_output=True, timeout=60)
@@ -93,18 +96,18 @@ def _helper(name, action, data):
     return out
 
 
-def get(host, path=None):
+def get(host: str, path: str | None = None) -> dict[str, str] | None:
     """Docker's AuthConfig for ``host`` (``username``, ``password`` or
     ``identitytoken``, ``serveraddress``), or None when nothing is stored."""
     cfg = load(path)
     key = server_key(host)
     helper = helper_for(cfg, key)
     if helper:
-        out = _helper(helper, "get", key)
-        if not out:
+        answer = _helper(helper, "get", key)
+        if not answer:
             return None
         try:
-            doc = json.loads(out)
+            doc = json.loads(answer)
         except ValueError:
             raise CredentialError(f"credential helper docker-credential-{helper} answered no JSON") from None
         if doc.get("Username") == "<token>":
@@ -116,7 +119,7 @@ def get(host, path=None):
         entry = next((v for k, v in auths.items() if _bare(k) == _bare(key)), None)
     if not entry:
         return None
-    out = {"serveraddress": key}
+    out: dict[str, str] = {"serveraddress": key}
     if entry.get("auth"):
         try:
             user, _, password = base64.b64decode(entry["auth"]).decode().partition(":")
@@ -128,7 +131,7 @@ def get(host, path=None):
     return out if len(out) > 1 else None
 
 
-def store(host, username, password, path=None):
+def store(host: str, username: str, password: str, path: str | None = None) -> str:
     """Keep ``username``/``password`` for ``host``; returns where (``config.json`` or the helper)."""
     cfg = load(path)
     key = server_key(host)
@@ -145,7 +148,7 @@ def store(host, username, password, path=None):
     return where
 
 
-def erase(host, path=None):
+def erase(host: str, path: str | None = None) -> bool:
     """Forget ``host``'s credentials; True if there were any."""
     cfg = load(path)
     key = server_key(host)

@@ -20,9 +20,12 @@ the transport (sockets, TLS, urllib3) and :func:`sent_by_registry` (what the ima
 model, :mod:`dockyard.imagespec`, refuses in a document a registry sent).
 """
 
+from __future__ import annotations
+
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..engine.content import DigestMismatch
+from ..engine.layers.content import DigestMismatch
 from ..errors import DockyardError, NotFound
 from ..imagespec import BadDocument, NoMatchingPlatform, UnsupportedMedia
 
@@ -30,7 +33,7 @@ from ..imagespec import BadDocument, NoMatchingPlatform, UnsupportedMedia
 class RegistryError(DockyardError):
     """A registry operation failed; ``code`` is the registry's error code if it gave one."""
 
-    def __init__(self, message, code=None):
+    def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.code = code
 
@@ -68,7 +71,7 @@ UnsupportedContent = UnsupportedMedia
 
 
 @contextmanager
-def sent_by_registry():
+def sent_by_registry() -> Iterator[None]:
     """Around the image model's checks of what a registry sent: a malformed
     document is the registry's fault (:class:`BadContent`, 502), an index without
     our platform means no such image (:class:`RegistryNotFound`, 404); an

@@ -14,11 +14,14 @@ The output depends only on the input, the level and the chunk size: the same
 layer gzips to the same blob every time.
 """
 
+from __future__ import annotations
+
 import os
 import struct
 import zlib
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 CHUNK = 1 << 20
 DICT = 32 << 10
@@ -28,7 +31,7 @@ STORE_ABOVE = 0.97
 HEADER = b"\x1f\x8b\x08\x00" + b"\x00\x00\x00\x00" + b"\x00\xff"  # no name, mtime 0, OS unknown (as Go)
 
 
-def _deflate(data, prime, level):
+def _deflate(data: bytes, prime: bytes, level: int) -> bytes:
     if level > 0 and len(data) >= 4096:
         sample = data[:SAMPLE]
         if len(zlib.compress(sample, 1)) > STORE_ABOVE * len(sample):
@@ -37,7 +40,9 @@ def _deflate(data, prime, level):
     return c.compress(data) + c.flush(zlib.Z_SYNC_FLUSH)
 
 
-def gzip_stream(read, write, level=6, threads=None, chunk=CHUNK, on_chunk=None):
+def gzip_stream(read: Callable[[int], bytes], write: Callable[[bytes], object], level: int = 6,
+                threads: int | None = None, chunk: int = CHUNK,
+                on_chunk: Callable[[bytes], object] | None = None) -> tuple[int, int]:
     """Gzip what ``read(n)`` returns until it returns ``b""`` into ``write``;
     ``on_chunk(data)`` sees every uncompressed chunk in order (for hashing or a
     cancel check).  Returns ``(uncompressed bytes, compressed bytes)``."""
@@ -45,9 +50,9 @@ def gzip_stream(read, write, level=6, threads=None, chunk=CHUNK, on_chunk=None):
     write(HEADER)
     crc, size, out = 0, 0, len(HEADER)
     prime = b""
-    pending = deque()
+    pending: deque[Future[bytes]] = deque()
     with ThreadPoolExecutor(threads, thread_name_prefix="gzip") as pool:
-        def drain(keep):
+        def drain(keep: int) -> None:
             nonlocal out
             while len(pending) > keep:
                 block = pending.popleft().result()

@@ -11,23 +11,27 @@ so it only formats and forwards each message to ``sink`` (thread-safe sinks only
 throttling byte counts to a few updates a second per layer.
 """
 
+from __future__ import annotations
+
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
 
-def human_size(n):
+def human_size(n: float) -> str:
     """Docker's ``units.HumanSize``: decimal units, four significant digits."""
-    n = float(n)
+    size = float(n)
     i = 0
-    while n >= 1000 and i < len(_UNITS) - 1:
-        n /= 1000
+    while size >= 1000 and i < len(_UNITS) - 1:
+        size /= 1000
         i += 1
-    return f"{n:.4g}{_UNITS[i]}"
+    return f"{size:.4g}{_UNITS[i]}"
 
 
-def bar(current, total, width=50):
+def bar(current: int, total: int | None, width: int = 50) -> str:
     """``[=====>      ]  1.2MB/3.4MB`` (Docker's JSONProgress.String)."""
     if total and total > 0:
         filled = min(int(current / total * 100) // 2, width)
@@ -36,12 +40,12 @@ def bar(current, total, width=50):
     return f"{human_size(current):>8}"
 
 
-def short_id(digest):
+def short_id(digest: str) -> str:
     """The 12 hex digits Docker shows for a layer."""
     return digest.split(":", 1)[-1][:12]
 
 
-def error_message(message):
+def error_message(message: str) -> dict[str, Any]:
     return {"error": message, "errorDetail": {"message": message}}
 
 
@@ -49,19 +53,20 @@ class Progress:
     """Formats progress for ``sink(dict)``; ``interval`` seconds between byte-count
     updates of one id (the first and the last are always sent)."""
 
-    def __init__(self, sink=None, interval=0.1):
+    def __init__(self, sink: Callable[[dict[str, Any]], object] | None = None, interval: float = 0.1) -> None:
         self.sink = sink or (lambda msg: None)
         self.interval = interval
-        self._last = {}
+        self._last: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def status(self, text, id=None):
+    def status(self, text: str, id: str | None = None) -> None:
         msg = {"status": text}
         if id is not None:
             msg["id"] = id
         self.sink(msg)
 
-    def layer(self, id, text, current=None, total=None, force=False):
+    def layer(self, id: str, text: str, current: int | None = None, total: int | None = None,
+              force: bool = False) -> None:
         if current is None:
             self.sink({"status": text, "progressDetail": {}, "id": id})
             return
@@ -71,11 +76,11 @@ class Progress:
             if not force and last is not None and now - last < self.interval and current != total:
                 return
             self._last[id] = now
-        detail = {"current": current, "total": total} if total else {"current": current}
+        detail: dict[str, int | None] = {"current": current, "total": total} if total else {"current": current}
         self.sink({"status": text, "progressDetail": detail, "progress": bar(current, total), "id": id})
 
-    def aux(self, data):
+    def aux(self, data: object) -> None:
         self.sink({"progressDetail": {}, "aux": data})
 
-    def error(self, message):
+    def error(self, message: str) -> None:
         self.sink(error_message(message))

@@ -7,7 +7,7 @@ Resuming: a layer blob is written under the content store's ingest key
 ``pull-<hex>``.  If a pull stops mid-blob (the registry went away, the client hung
 up), the ingest keeps the bytes that arrived; the next pull of that blob first
 re-decompresses them from disk, then asks the registry only for the rest
-(``Range: bytes=<offset>-``).  A blob that is complete and verified is never
+(``Range: bytes = <offset>-``).  A blob that is complete and verified is never
 fetched again, and a layer that is already registered is not fetched at all.
 
 Nothing is registered until every layer is verified: a failed pull leaves no image
@@ -15,48 +15,66 @@ and no layer, only verified blobs and resumable ingests; an ingest whose content
 turned out wrong (digest, decoding) is dropped.
 """
 
+from __future__ import annotations
+
 import hashlib
 import os
 import tempfile
 import zlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from .. import imagespec as spec
-from ..engine.content import DigestMismatch, digest_of
-from ..engine.layers import chain_id
+from ..engine.layers.content import DigestMismatch, digest_of
+from ..engine.layers.store import chain_id
 from ..errors import ImageNotFound
 from .auth import scope
 from .errors import BadContent, RegistryError, RegistryUnreachable, UnsupportedContent, sent_by_registry
 from .parallel import Transfer
 from .progress import short_id
 
+if TYPE_CHECKING:
+    import threading
+
+    from .names import ImageName
+    from .progress import Progress
+    from .service import Registry
+    from .session import Session
+    from .transport import Response
+
 CHUNK = 1 << 20
 MAX_CONFIG = 32 << 20
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
+class _Reader(Protocol):
+    def read(self, n: int = ..., /) -> bytes: ...
+
+
 class _Job:
-    def __init__(self, index, desc):
+    def __init__(self, index: int, desc: spec.Descriptor) -> None:
         self.index, self.desc, self.id = index, desc, short_id(desc.digest)
-        self.diff_id = self.tar_path = None
+        self.diff_id: str | None = None
+        self.tar_path: str | None = None
         self.fetched = False
 
 
 class Puller(Transfer):
     verb = "pull"
+    progress: Progress
 
-    def __init__(self, registry, session, name, progress, cancel=None, platform=None):
+    def __init__(self, registry: Registry, session: Session, name: ImageName, progress: Progress,
+                 cancel: threading.Event | None = None, platform: spec.Platform | None = None) -> None:
         self.registry, self.session, self.name, self.progress = registry, session, name, progress
         super().__init__(name, cancel, "; rerun it to resume")
-        self.engine = registry.engine
         self.content = registry.content
         self.platform = platform
         self.scopes = [scope(name.path, "pull")]
 
     # the whole pull ---------------------------------------------------------
-    def run(self):
+    def run(self) -> str:
         data, media_type, digest = self._manifest(self.name.ref, self.name.digest)
-        index = None
+        index: tuple[bytes, str] | None = None
         if media_type in spec.INDEX_TYPES:
             index = (data, media_type)
             with sent_by_registry():
@@ -104,17 +122,17 @@ class Puller(Transfer):
         self.progress.status(f"Status: {what} {self.name}")
         return image_id
 
-    def _current(self):
+    def _current(self) -> str | None:
         if not self.name.tag:
             return None
         try:
-            return self.engine.images.resolve(f"{self.name.familiar}:{self.name.tag}")
+            return self.registry.images.resolve(f"{self.name.familiar}:{self.name.tag}")
         except (ImageNotFound, RegistryError, ValueError):
             return None
 
     # manifests and config ---------------------------------------------------
-    def _manifest(self, ref, expected):
-        what = f"manifest for {self.name.familiar}:{ref}" if not ref.startswith("sha256:") else \
+    def _manifest(self, ref: str | None, expected: str | None) -> tuple[bytes, str, str]:
+        what = f"manifest for {self.name.familiar}:{ref}" if not str(ref).startswith("sha256:") else \
             f"manifest {ref} of {self.name.familiar}"
         resp = self.session.request("GET", f"/v2/{self.name.path}/manifests/{ref}", self.scopes,
                                     {"Accept": spec.ACCEPT}, listener=self.listener())
@@ -133,7 +151,7 @@ class Puller(Transfer):
         spec.check_type(media_type, what)
         return data, media_type, digest
 
-    def _config(self, desc):
+    def _config(self, desc: spec.Descriptor) -> tuple[bytes, list[str]]:
         if self.content.has(desc.digest):
             data = self.content.read(desc.digest)
         else:
@@ -152,13 +170,13 @@ class Puller(Transfer):
         return data, cfg["rootfs"]["diff_ids"]
 
     # layers -----------------------------------------------------------------
-    def _layer(self, job, config):
+    def _layer(self, job: _Job, config: Future[tuple[bytes, list[str]]]) -> None:
         _, diff_ids = config.result()
         job.diff_id = diff_ids[job.index]
-        chain = None
+        chain: str | None = None
         for d in diff_ids[:job.index + 1]:
             chain = chain_id(chain, d)
-        if self.engine.layers.get(chain) is not None:
+        if self.registry.layers.get(chain) is not None:
             self.progress.layer(job.id, "Already exists")
             return
         self.check()
@@ -170,6 +188,7 @@ class Puller(Transfer):
                     if self.content.size(digest) != job.desc.size:
                         raise BadContent(f"layer {digest}: the manifest says {job.desc.size} bytes, the blob "
                                          f"has {self.content.size(digest)}")
+                    got: str | None
                     with self.content.open(digest) as src:
                         got = self._unpack(job, src, out)
                     self.progress.layer(job.id, "Download complete")
@@ -182,11 +201,13 @@ class Puller(Transfer):
                 raise BadContent(f"layer {digest} uncompresses to {got}, but the image config says its diff ID "
                                  f"is {job.diff_id}: the layer is truncated or corrupt")
 
-    def _download(self, job, out):
+    def _download(self, job: _Job, out: IO[bytes]) -> str | None:
         desc = job.desc
         writer = self.content.writer(f"pull-{desc.digest[7:]}", desc.digest, desc.size)
         source = _BlobSource(self, job, writer)
         try:
+            got: str | None
+            undecodable: BadContent | None
             try:
                 got, undecodable = self._unpack(job, source, out), None
             except BadContent as exc:  # wrong bytes, or a bad image? the digest tells
@@ -212,23 +233,25 @@ class Puller(Transfer):
         self.progress.layer(job.id, "Download complete")
         return got
 
-    def _unpack(self, job, src, out):
+    def _unpack(self, job: _Job, src: _Reader, out: IO[bytes]) -> str:
         """Decompress ``src`` (gzip, zstd or plain, told by its magic) into ``out``;
         return the sha256 of the uncompressed tar."""
-        src = _Peekable(src)
-        head = src.peek(4)
+        peekable = _Peekable(src)
+        head = peekable.peek(4)
         h = hashlib.sha256()
         kind = "gzip" if head[:2] == b"\x1f\x8b" else "zstd" if head == ZSTD_MAGIC else "tar"
+        reader: _Reader
         if kind == "gzip":
-            reader = _GunzipReader(src, job.desc.digest)
+            reader = _GunzipReader(peekable, job.desc.digest)
         elif kind == "zstd":
             try:
                 import zstandard
             except ImportError:
                 raise UnsupportedContent("zstd-compressed layers need the zstandard package") from None
-            reader = zstandard.ZstdDecompressor().stream_reader(src, read_size=CHUNK, read_across_frames=True)
+            reader = zstandard.ZstdDecompressor().stream_reader(peekable, read_size=CHUNK,  # type: ignore[arg-type]
+                                                                read_across_frames=True)  # (it only reads)
         else:
-            reader = src
+            reader = peekable
         try:
             while data := reader.read(CHUNK):
                 out.write(data)
@@ -243,10 +266,10 @@ class Puller(Transfer):
 
 
 class _Peekable:
-    def __init__(self, raw):
+    def __init__(self, raw: _Reader) -> None:
         self.raw, self.buf = raw, b""
 
-    def peek(self, n):
+    def peek(self, n: int) -> bytes:
         while len(self.buf) < n:
             data = self.raw.read(CHUNK)
             if not data:
@@ -254,13 +277,13 @@ class _Peekable:
             self.buf += data
         return self.buf[:n]
 
-    def read(self, n=CHUNK):
+    def read(self, n: int = CHUNK) -> bytes:
         if self.buf:
             out, self.buf = self.buf[:n], self.buf[n:]
             return out
         return self.raw.read(n)
 
-    def readable(self):
+    def readable(self) -> bool:
         return True
 
 
@@ -268,12 +291,12 @@ class _GunzipReader:
     """Streaming gzip (multi-member, as Go's reader) with bounded output per read;
     a stream that ends early or trails garbage is an error."""
 
-    def __init__(self, src, what):
+    def __init__(self, src: _Reader, what: str) -> None:
         self.src, self.what = src, what
         self.dec = zlib.decompressobj(31)
         self.pending = b""
 
-    def read(self, n=CHUNK):
+    def read(self, n: int = CHUNK) -> bytes:
         while True:
             if self.dec.eof:
                 rest = self.dec.unused_data + self.pending
@@ -302,19 +325,21 @@ class _BlobSource:
     registry's from that offset on, each network byte written to the ingest.  A
     connection lost mid-blob is resumed with a Range request after a backoff."""
 
-    def __init__(self, puller, job, writer):
+    def __init__(self, puller: Puller, job: _Job, writer: Any) -> None:
+        """``writer``: the content store's ingest of the blob."""
         self.p, self.job, self.w = puller, job, writer
         self.size, self.digest = job.desc.size, job.desc.digest
         self.path = f"/v2/{puller.name.path}/blobs/{self.digest}"
         self._local = open(writer.path, "rb") if writer.offset else None
         self._local_left = writer.offset
-        self._resp, self._skip, self._failures = None, 0, 0
+        self._resp: Response | None = None
+        self._skip, self._failures = 0, 0
         self.listener = puller.listener(job.id)
         if writer.offset:
             puller.progress.layer(job.id, "Downloading", writer.offset, self.size, force=True)
 
-    def read(self, n=CHUNK):
-        if self._local_left:
+    def read(self, n: int = CHUNK) -> bytes:
+        if self._local_left and self._local is not None:
             data = self._local.read(min(n, self._local_left))
             self._local_left -= len(data)
             if not data or not self._local_left:
@@ -323,10 +348,9 @@ class _BlobSource:
             return data
         while self.w.offset < self.size:
             self.p.check()
-            if self._resp is None:
-                self._open()
+            resp = self._resp if self._resp is not None else self._open()
             try:
-                data = self._resp.read(n)
+                data = resp.read(n)
             except RegistryUnreachable as exc:
                 self._backoff(str(exc))
                 continue
@@ -344,7 +368,7 @@ class _BlobSource:
             return data
         return b""
 
-    def _open(self):
+    def _open(self) -> Response:
         offset = self.w.offset
         headers = {"Range": f"bytes={offset}-"} if offset else {}
         resp = self.p.session.request("GET", self.path, self.p.scopes, headers, listener=self.listener)
@@ -359,26 +383,27 @@ class _BlobSource:
         else:
             self.p.session.fail(resp, f"layer {self.digest}")
         self._resp = resp
+        return resp
 
-    def _backoff(self, reason):
+    def _backoff(self, reason: str) -> None:
         self._close_resp()
         self._failures += 1
         if not self.p.session.backoff.pause(self._failures, reason, self.listener):
             raise RegistryUnreachable(f"layer {self.digest}: download stopped at {self.w.offset} of {self.size} "
                                       f"bytes: {reason}; the bytes so far are kept: rerun the pull to resume")
 
-    def _close_resp(self):
+    def _close_resp(self) -> None:
         if self._resp is not None:
             self._resp.close()
             self._resp = None
 
-    def close(self):
+    def close(self) -> None:
         self._close_resp()
         if self._local is not None and not self._local.closed:
             self._local.close()
 
 
-def _unlink(path):
+def _unlink(path: str) -> None:
     try:
         os.unlink(path)
     except FileNotFoundError:

@@ -14,14 +14,18 @@ manifest is reused byte for byte when one we hold describes exactly these blobs;
 otherwise a Docker schema 2 manifest (OCI when a layer is OCI-typed) is written.
 """
 
+from __future__ import annotations
+
 import hashlib
 import json
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from .. import imagespec as spec
-from ..engine.content import digest_of
+from ..engine.layers.content import digest_of
 from ..errors import InvalidParameter
 from .auth import scope
 from .errors import BadContent, RegistryError, RegistryUnavailable, RegistryUnreachable
@@ -33,6 +37,13 @@ from .progress import short_id
 CHUNK = 1 << 20
 
 
+if TYPE_CHECKING:
+    from .names import ImageName
+    from .progress import Progress
+    from .service import Registry
+    from .session import Session
+
+
 class _Halted(Exception):
     """The upload of a layer being compressed failed: the compression stops."""
 
@@ -42,29 +53,30 @@ class _Growth:
     that follows it: ``reader`` is opened at the first write, so it stays valid
     when the finished file is renamed into the content store."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._cond = threading.Condition()
-        self.reader, self.offset, self.done = None, 0, False
+        self.reader: IO[bytes] | None = None
+        self.offset, self.done = 0, False
 
-    def to(self, path, offset):
+    def to(self, path: str, offset: int) -> None:
         with self._cond:
             if self.reader is None:
                 self.reader = open(path, "rb")
             self.offset = offset
             self._cond.notify_all()
 
-    def finish(self):
+    def finish(self) -> None:
         with self._cond:
             self.done = True
             self._cond.notify_all()
 
-    def wait(self, offset):
+    def wait(self, offset: int) -> tuple[int, bool]:
         """``(offset, done)`` once the gzip has ``offset`` bytes, or is finished."""
         with self._cond:
             self._cond.wait_for(lambda: self.done or self.offset >= offset)
             return self.offset, self.done
 
-    def close(self):
+    def close(self) -> None:
         if self.reader is not None:
             self.reader.close()
 
@@ -73,11 +85,11 @@ class _Counting:
     """A slice of a binary file, read by the transport as a request body,
     reporting progress."""
 
-    def __init__(self, fh, start, length, report):
+    def __init__(self, fh: IO[bytes], start: int, length: int, report: Callable[[int], None]) -> None:
         self.fh, self.left, self.report, self.sent = fh, length, report, start
         fh.seek(start)
 
-    def read(self, n=CHUNK):
+    def read(self, n: int = CHUNK) -> bytes:
         data = self.fh.read(min(n, self.left)) if self.left > 0 else b""
         self.left -= len(data)
         self.sent += len(data)
@@ -85,14 +97,16 @@ class _Counting:
             self.report(self.sent)
         return data
 
-    def close(self):
+    def close(self) -> None:
         pass
 
 
 class Pusher(Transfer):
     verb = "push"
+    progress: Progress
 
-    def __init__(self, registry, session, name, progress, cancel=None):
+    def __init__(self, registry: Registry, session: Session, name: ImageName, progress: Progress,
+                 cancel: threading.Event | None = None) -> None:
         if name.digest:
             raise InvalidParameter(f"cannot push a digest reference ({name}): push a tag")
         self.registry, self.session, self.name, self.progress = registry, session, name, progress
@@ -101,7 +115,7 @@ class Pusher(Transfer):
         self.repo = f"/v2/{name.path}"
         self.scopes = [scope(name.path, "pull", "push")]
 
-    def run(self):
+    def run(self) -> str:
         _, push_plan, record_pushed = self.registry.images_api()
         plan = push_plan(f"{self.name.familiar}:{self.name.tag}")
         self.progress.status(f"The push refers to repository [{self.name.familiar}]")
@@ -110,7 +124,7 @@ class Pusher(Transfer):
             self.progress.layer(short_id(layer["diff_id"]), "Preparing")
         config_digest, config_bytes = plan["config"]
         with ThreadPoolExecutor(self.registry.max_uploads, thread_name_prefix="push") as pool:
-            futures = [pool.submit(self._layer, layer) for layer in layers]
+            futures: list[Future[Any]] = [pool.submit(self._layer, layer) for layer in layers]
             futures.append(pool.submit(self._config, config_digest, config_bytes))
             self.wait_all(futures)
         descs = [f.result() for f in futures[:-1]]
@@ -133,12 +147,12 @@ class Pusher(Transfer):
         return digest
 
     # blobs ------------------------------------------------------------------
-    def _config(self, digest, data):
+    def _config(self, digest: str, data: bytes) -> str:
         if not self._exists(digest):
             self._upload(digest, len(data), None, data=data)
         return digest
 
-    def _layer(self, layer):
+    def _layer(self, layer: dict[str, Any]) -> dict[str, Any]:
         id = short_id(layer["diff_id"])
         known = list(layer.get("known_blobs") or [])
         for blob in known:
@@ -167,7 +181,7 @@ class Pusher(Transfer):
         self.progress.layer(id, "Pushed")
         return _desc(blob)
 
-    def _exists(self, digest):
+    def _exists(self, digest: str) -> bool:
         resp = self.session.request("HEAD", f"{self.repo}/blobs/{digest}", self.scopes, listener=self.listener())
         resp.close()
         if resp.status == 200:
@@ -176,7 +190,7 @@ class Pusher(Transfer):
             return False
         self.session.fail(resp, f"blob {digest}")
 
-    def _mount(self, digest, from_path):
+    def _mount(self, digest: str, from_path: str) -> bool:
         query = urlencode({"mount": digest, "from": from_path})
         resp = self.session.request("POST", f"{self.repo}/blobs/uploads/?{query}",
                                     self.scopes + [scope(from_path, "pull")], {"Content-Length": "0"}, b"",
@@ -185,20 +199,20 @@ class Pusher(Transfer):
         resp.close()
         if resp.status == 201:
             return True
-        if resp.status == 202 and resp.header("Location"):  # not mounted: drop the upload it opened
-            self.session.request("DELETE", resp.header("Location"), self.scopes, retry=False).close()
+        if resp.status == 202 and (opened := resp.header("Location")):  # not mounted: drop the upload it opened
+            self.session.request("DELETE", opened, self.scopes, retry=False).close()
         return False
 
-    def _compress_and_push(self, layer, id):
+    def _compress_and_push(self, layer: dict[str, Any], id: str) -> tuple[dict[str, Any], bool]:
         """Gzip the layer into the content store and upload the gzip while it grows,
         an ``upload_chunk`` PATCH at a time, so that the upload overlaps the
         compression (which alone took half of a push's time).  Returns ``(blob,
         pushed)``: ``pushed`` is False when the upload broke off (a lost connection,
         a 5xx); the blob is complete in the content store then, for the retries
         of :meth:`_upload`."""
-        growth, halt, result = _Growth(), threading.Event(), {}
+        growth, halt, result = _Growth(), threading.Event(), dict[str, Any]()
 
-        def compress():
+        def compress() -> None:
             try:
                 result["blob"] = self._compress(layer, id, growth.to, halt, layer.get("size") or None)
             except BaseException as exc:
@@ -223,10 +237,14 @@ class Pusher(Transfer):
             raise result["error"]
         return result["blob"], pushed
 
-    def _push_growing(self, growth, result, id):
+    def _push_growing(self, growth: _Growth, result: dict[str, Any], id: str) -> bool:
         """Upload the gzip the compressor is writing; True once the registry has it."""
-        chunk, start, location = self.registry.upload_chunk, 0, None
-        report = lambda sent: None  # noqa: E731 (the compressor reports the progress)
+        chunk, start = self.registry.upload_chunk, 0
+        location: str | None = None
+
+        def report(sent: int) -> None:
+            pass  # the compressor reports the progress
+
         try:
             while True:
                 offset, done = growth.wait(start + chunk)
@@ -234,15 +252,17 @@ class Pusher(Transfer):
                     return False  # the compression failed: the caller raises its error
                 if location is None:
                     location = self._start_upload(f"the layer {id}")
+                reader = growth.reader
+                assert reader is not None  # opened at the gzip's first write, before wait() returned
                 if done and start == 0 and offset <= chunk:  # one chunk: one PUT, as for a held blob
                     self._finish(location, result["blob"]["digest"],
-                                 lambda: _Counting(growth.reader, 0, offset, report), offset)
+                                 lambda: _Counting(reader, 0, offset, report), offset)
                     location = None
                     return True
                 end = min(offset, start + chunk)
                 if end > start:
                     self.check()
-                    location = self._patch(location, growth.reader, start, end - start, f"the layer {id}", report)
+                    location = self._patch(location, reader, start, end - start, f"the layer {id}", report)
                     start = end
                 if done and start == offset:
                     break
@@ -256,7 +276,8 @@ class Pusher(Transfer):
                 except RegistryError:
                     pass
 
-    def _compress(self, layer, id, written=None, halt=None, total=None):
+    def _compress(self, layer: dict[str, Any], id: str, written: Callable[[str, int], None] | None = None,
+                  halt: threading.Event | None = None, total: int | None = None) -> dict[str, Any]:
         """Gzip the layer's tar into the content store; ``{"digest", "size", "mediaType"}``.
         ``written(path, offset)`` hears how far the gzip file has got; ``halt`` stops it.
         With ``written``, the progress is the tar read against the layer's ``total``
@@ -270,7 +291,7 @@ class Pusher(Transfer):
 
                 read = 0
 
-                def seen(data):
+                def seen(data: bytes) -> None:
                     nonlocal read
                     self.check()
                     if halt is not None and halt.is_set():
@@ -280,7 +301,7 @@ class Pusher(Transfer):
                         read += len(data)
                         self.progress.layer(id, "Pushing", read, total)
 
-                def write(data):
+                def write(data: bytes) -> None:
                     writer.write(data)
                     if written is not None:
                         writer.flush()
@@ -301,7 +322,7 @@ class Pusher(Transfer):
                 raise
         return {"digest": digest, "size": size, "media_type": spec.DOCKER_LAYER_GZIP, "repo": None}
 
-    def _upload(self, digest, size, id, data=None):
+    def _upload(self, digest: str, size: int, id: str | None, data: bytes | None = None) -> None:
         """Upload a blob (``data``, or the content store's), starting the whole
         upload over after a lost connection or a 5xx, paced by the session's backoff."""
         failures = 0
@@ -313,7 +334,7 @@ class Pusher(Transfer):
                 if not self.session.backoff.pause(failures, str(exc), self.listener(id)):
                     raise
 
-    def _start_upload(self, what):
+    def _start_upload(self, what: str) -> str:
         """Open an upload session for ``what``; its location."""
         resp = self.session.request("POST", f"{self.repo}/blobs/uploads/", self.scopes, {"Content-Length": "0"}, b"",
                                     listener=self.listener())
@@ -327,7 +348,8 @@ class Pusher(Transfer):
         resp.close()
         return location
 
-    def _patch(self, location, fh, start, n, what, report):
+    def _patch(self, location: str, fh: IO[bytes], start: int, n: int, what: str,
+               report: Callable[[int], None]) -> str:
         """Send bytes ``start``..``start + n`` of ``fh``; the location to go on with."""
         resp = self.session.request(
             "PATCH", location, self.scopes,
@@ -341,19 +363,21 @@ class Pusher(Transfer):
         resp.close()
         return location
 
-    def _upload_once(self, digest, size, id, data):
+    def _upload_once(self, digest: str, size: int, id: str | None, data: bytes | None) -> None:
         location = self._start_upload(digest)
 
-        def report(sent):
+        def report(sent: int) -> None:
             if id:
                 self.progress.layer(id, "Pushing", sent, size)
 
         chunk = self.registry.upload_chunk
         fh = None if data is not None else self.content.open(digest)
         try:
-            if data is not None or size <= chunk:
-                body = data if data is not None else (lambda: _Counting(fh, 0, size, report))
-                return self._finish(location, digest, body, size)
+            if data is not None:
+                return self._finish(location, digest, data, size)
+            assert fh is not None  # the content store's blob, opened above
+            if size <= chunk:
+                return self._finish(location, digest, lambda: _Counting(fh, 0, size, report), size)
             for start in range(0, size, chunk):
                 self.check()
                 location = self._patch(location, fh, start, min(chunk, size - start), digest, report)
@@ -362,7 +386,7 @@ class Pusher(Transfer):
             if fh is not None:
                 fh.close()
 
-    def _finish(self, location, digest, body, length):
+    def _finish(self, location: str, digest: str, body: bytes | Callable[[], _Counting], length: int) -> None:
         url = location + ("&" if "?" in location else "?") + urlencode({"digest": digest})
         resp = self.session.request("PUT", url, self.scopes, {"Content-Type": "application/octet-stream",
                                                               "Content-Length": str(length)}, body, retry=False)
@@ -372,7 +396,8 @@ class Pusher(Transfer):
         resp.close()
 
     # manifest ---------------------------------------------------------------
-    def _manifest(self, plan, config_digest, config_bytes, descs):
+    def _manifest(self, plan: dict[str, Any], config_digest: str, config_bytes: bytes,
+                  descs: list[dict[str, Any]]) -> tuple[bytes, str]:
         wanted = [d["digest"] for d in descs]
         for digest, media_type, data in (plan.get("manifests") or {}).values():
             try:
@@ -384,12 +409,13 @@ class Pusher(Transfer):
         oci = any(d["mediaType"].startswith("application/vnd.oci.") for d in descs)
         layers = [dict(d, mediaType=spec.OCI_LAYER_GZIP if oci and d["mediaType"] == spec.DOCKER_LAYER_GZIP
                        else d["mediaType"]) for d in descs]
-        doc = {"schemaVersion": 2, "mediaType": spec.OCI_MANIFEST if oci else spec.DOCKER_MANIFEST,
-               "config": {"mediaType": spec.OCI_CONFIG if oci else spec.DOCKER_CONFIG, "size": len(config_bytes),
-                          "digest": config_digest},
-               "layers": layers}
+        doc: dict[str, Any] = {
+            "schemaVersion": 2, "mediaType": spec.OCI_MANIFEST if oci else spec.DOCKER_MANIFEST,
+            "config": {"mediaType": spec.OCI_CONFIG if oci else spec.DOCKER_CONFIG, "size": len(config_bytes),
+                       "digest": config_digest},
+            "layers": layers}
         return json.dumps(doc, indent=3).encode(), doc["mediaType"]
 
 
-def _desc(blob):
+def _desc(blob: dict[str, Any]) -> dict[str, Any]:
     return {"mediaType": blob["media_type"], "size": blob["size"], "digest": blob["digest"]}

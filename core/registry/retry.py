@@ -61,7 +61,8 @@ class Backoff:
     """The policy; one per :class:`~dockyard.registry.service.Registry`, shared by
     all its sessions."""
 
-    def __init__(self, retries: int = 4, factor: float = 0.5, cap: float = 10.0, retry_after_cap: float = 60.0):
+    def __init__(self, retries: int = 4, factor: float = 0.5, cap: float = 10.0,
+                 retry_after_cap: float = 60.0) -> None:
         self.retries, self.factor, self.cap, self.retry_after_cap = retries, factor, cap, retry_after_cap
 
     def delay(self, failures: int) -> float:

@@ -1,6 +1,7 @@
-"""``engine.registry``: pull, push and login against registries.
+"""The registry service: pull, push and login against registries, and a remote
+image's descriptor (``docker manifest``'s ``/distribution``).
 
-    registry = Registry(engine, insecure=["127.0.0.1:5000"])
+    registry = Registry(images, layers, content, data_root, insecure=["127.0.0.1:5000"])
     image_id = registry.pull("127.0.0.1:5000/busybox:latest", auth, progress)
     digest = registry.push("127.0.0.1:5000/busybox:latest", auth, progress)
     registry.login({"username": ..., "password": ..., "serveraddress": ...})
@@ -18,14 +19,18 @@ Docker's); plain HTTP is used only for hosts named in ``insecure`` (the daemon's
 ``--insecure-registry``), never as a fallback.
 """
 
+from __future__ import annotations
+
 import base64
 import json
 import os
 import re
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
-from ..errors import InvalidParameter, no_space
+from ..errors import ImageNotFound, InvalidParameter, no_space
 from . import names
 from .auth import Credentials
 from .progress import Progress
@@ -33,16 +38,19 @@ from .retry import Backoff
 from .session import Session
 from .transport import CERTS_DIRS, Endpoint
 
+#: where progress messages go (Docker's JSON progress objects)
+Sink = Callable[[dict[str, Any]], object]
+
 _HOSTPORT = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?$")
 
 
-def parse_insecure(values):
+def parse_insecure(values: Iterable[str] | None) -> list[str]:
     """Check ``--insecure-registry`` values (``HOST[:PORT]``); return them."""
     from ..errors import ConfigError
 
-    out = []
-    for value in values or ():
-        value = value.strip()
+    out: list[str] = []
+    for given in values or ():
+        value = given.strip()
         if not _HOSTPORT.match(value):
             raise ConfigError(f"--insecure-registry {value!r}: expected HOST:PORT (e.g. 127.0.0.1:5000), "
                               "without a scheme or path")
@@ -50,7 +58,7 @@ def parse_insecure(values):
     return out
 
 
-def parse_transfer_options(max_downloads, max_uploads, upload_chunk):
+def parse_transfer_options(max_downloads: int, max_uploads: int, upload_chunk: int) -> dict[str, int]:
     """Check the daemon's transfer flags; the keyword arguments of :class:`Registry`."""
     from ..errors import ConfigError
 
@@ -62,7 +70,7 @@ def parse_transfer_options(max_downloads, max_uploads, upload_chunk):
     return {"max_downloads": max_downloads, "max_uploads": max_uploads, "upload_chunk": upload_chunk}
 
 
-def decode_auth(header):
+def decode_auth(header: str | None) -> dict[str, Any] | None:
     """Docker's ``X-Registry-Auth`` (base64url JSON, padding optional) → AuthConfig dict."""
     if not header:
         return None
@@ -84,44 +92,50 @@ class Registry:
     uploaded in PATCH chunks of that size; ``retries`` and ``backoff`` (seconds)
     make the one :class:`~dockyard.registry.retry.Backoff` of every transfer."""
 
-    def __init__(self, engine, insecure=(), certs_dir=None, max_downloads=3, max_uploads=5,
-                 retries=4, backoff=0.5, upload_chunk=16 << 20, timeout=60):
-        self.engine = engine
+    def __init__(self, images: Any, layers: Any, content: Any, data_root: str, insecure: Iterable[str] = (),
+                 certs_dir: str | os.PathLike[str] | Iterable[str] | None = None, max_downloads: int = 3, max_uploads: int = 5, retries: int = 4, backoff: float = 0.5,
+                 upload_chunk: int = 16 << 20, timeout: int = 60) -> None:
+        """``images``: the image store (:class:`dockyard.engine.images.store.ImageStore`),
+        ``layers`` the layer store, ``content`` the content store; the data root holds
+        the transfers' spools (``tmp/``)."""
+        self.images, self.layers, self.content, self.data_root = images, layers, content, data_root
         self.insecure = list(insecure)
         if certs_dir is None:
             certs_dir = CERTS_DIRS
-        self.certs_dirs = [certs_dir] if isinstance(certs_dir, (str, os.PathLike)) else list(certs_dir)
+        dirs = [certs_dir] if isinstance(certs_dir, (str, os.PathLike)) else certs_dir
+        self.certs_dirs = [str(d) for d in dirs]
         self.max_downloads, self.max_uploads = max_downloads, max_uploads
         self.backoff = Backoff(retries, backoff)
         self.upload_chunk, self.timeout = upload_chunk, timeout
-        self._locks, self._locks_lock = {}, threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
 
     # wiring -------------------------------------------------------------------
     @property
-    def content(self):
-        return self.engine.content
-
-    @property
-    def tmpdir(self):
-        path = os.path.join(self.engine.data_root, "tmp")
+    def tmpdir(self) -> str:
+        path = os.path.join(self.data_root, "tmp")
         os.makedirs(path, 0o710, exist_ok=True)
         return path
 
-    def images_api(self):
-        """``(add_from_registry, push_plan, record_pushed)``: see :mod:`dockyard.engine.imagedist`."""
-        images = self.engine.images
-        return images.add_from_registry, images.push_plan, images.record_pushed
+    def images_api(self) -> tuple[Callable[..., str], Callable[..., dict[str, Any]], Callable[..., None]]:
+        """``(add_from_registry, push_plan, record_pushed)``: see :mod:`dockyard.engine.images.distribution`."""
+        from functools import partial
 
-    def is_insecure(self, host):
+        from ..engine.images import distribution
+
+        return (partial(distribution.add_from_registry, self.images), partial(distribution.push_plan, self.images),
+                partial(distribution.record_pushed, self.images))
+
+    def is_insecure(self, host: str) -> bool:
         return host in self.insecure or host.rpartition(":")[0] in self.insecure
 
-    def session(self, host, auth=None):
+    def session(self, host: str, auth: dict[str, Any] | None = None) -> Session:
         endpoint = Endpoint(host, insecure=self.is_insecure(host), certs_dir=self.certs_dirs)
         return Session(endpoint, Credentials.from_authconfig(auth), backoff=self.backoff, timeout=self.timeout,
                        maxsize=max(self.max_downloads, self.max_uploads) + 1)
 
     @contextmanager
-    def blob_lock(self, key):
+    def blob_lock(self, key: str) -> Iterator[None]:
         """One transfer per blob at a time (two pulls of one blob share its ingest)."""
         with self._locks_lock:
             lock = self._locks.setdefault(key, threading.Lock())
@@ -129,7 +143,8 @@ class Registry:
             yield
 
     # operations ---------------------------------------------------------------
-    def pull(self, ref, auth=None, progress=None, cancel=None, platform=None, tag=None):
+    def pull(self, ref: str, auth: dict[str, Any] | None = None, progress: Progress | Sink | None = None,
+             cancel: threading.Event | None = None, platform: str | None = None, tag: str | None = None) -> str:
         """Pull ``ref``; return the image id."""
         from ..imagespec import Platform
         from .pull import Puller
@@ -138,24 +153,47 @@ class Registry:
         want = Platform.parse(platform) if platform else None
         session = self.session(name.domain, auth)
         try:
-            with no_space("pull", self.engine.data_root):  # the blobs, the layers, the records
+            with no_space("pull", self.data_root):  # the blobs, the layers, the records
                 return Puller(self, session, name, _progress(progress), cancel, want).run()
         finally:
             session.close()
 
-    def push(self, ref, auth=None, progress=None, cancel=None, tag=None):
+    def push(self, ref: str, auth: dict[str, Any] | None = None, progress: Progress | Sink | None = None,
+             cancel: threading.Event | None = None, tag: str | None = None) -> str:
         """Push ``ref`` (``name:tag``); return the manifest digest."""
         from .push import Pusher
 
         name = names.parse(ref, tag)
         session = self.session(name.domain, auth)
         try:
-            with no_space("push", self.engine.data_root):  # the compressed layers it keeps
+            with no_space("push", self.data_root):  # the compressed layers it keeps
                 return Pusher(self, session, name, _progress(progress), cancel).run()
         finally:
             session.close()
 
-    def login(self, auth):
+    def push_all(self, name: str, tag: str | None = None, auth: dict[str, Any] | None = None,
+                 progress: Progress | Sink | None = None, cancel: threading.Event | None = None) -> None:
+        """``POST /images/{name}/push``: ``name:tag``, or, without a tag, every local
+        tag of the repository (as ``docker push NAME`` does)."""
+        parsed = names.parse(name, tag)
+        if tag or ":" in name.rpartition("/")[2]:
+            refs = [str(parsed)]
+        else:
+            refs = self.images.tags_in_repository(parsed.familiar)
+            if not refs:
+                raise ImageNotFound(f"An image does not exist locally with the tag: {parsed.familiar}")
+        sink = _progress(progress)
+        for ref in refs:
+            self.push(ref, auth=auth, progress=sink, cancel=cancel)
+
+    def inspect(self, ref: str, auth: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``GET /distribution/{name}/json``: the registry's descriptor of ``ref``
+        and its platforms (see :mod:`.distribution`)."""
+        from .distribution import inspect
+
+        return inspect(self, ref, auth)
+
+    def login(self, auth: dict[str, Any] | None) -> dict[str, str]:
         """Docker's ``POST /auth``: check the credentials against the registry."""
         auth = auth or {}
         host = names.registry_host(auth.get("serveraddress"))
@@ -167,7 +205,7 @@ class Registry:
         return {"Status": "Login Succeeded", "IdentityToken": ""}
 
 
-def _progress(progress):
+def _progress(progress: Progress | Sink | None) -> Progress:
     if isinstance(progress, Progress):
         return progress
     return Progress(progress)

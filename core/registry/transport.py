@@ -28,7 +28,7 @@ import json
 import os
 import ssl
 import threading
-from typing import Any, BinaryIO, Iterable, NoReturn
+from typing import IO, Any, Iterable, NoReturn
 from urllib.parse import urlsplit
 
 import urllib3
@@ -47,7 +47,7 @@ DRAIN = 64 << 10  # an unread rest of an answer up to this is read, to keep the 
 _NET_ERRORS = (OSError, http.client.HTTPException, urllib3.exceptions.HTTPError)
 
 
-def _dirs(certs_dir: str | os.PathLike | Iterable[str]) -> list:
+def _dirs(certs_dir: str | os.PathLike[str] | Iterable[str]) -> list[str | os.PathLike[str]]:
     return [certs_dir] if isinstance(certs_dir, (str, os.PathLike)) else list(certs_dir)
 
 
@@ -62,7 +62,7 @@ def tls_context(host: str, certs_dir: str | Iterable[str] = CERTS_DIRS) -> ssl.S
     return ctx
 
 
-def _load_folder(ctx, folder):
+def _load_folder(ctx: ssl.SSLContext, folder: str) -> None:
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
         try:
@@ -80,7 +80,7 @@ def _load_folder(ctx, folder):
 class Endpoint:
     """How to reach one registry host (``127.0.0.1:5000`` as references spell it)."""
 
-    def __init__(self, host: str, insecure: bool = False, certs_dir: str | Iterable[str] = CERTS_DIRS):
+    def __init__(self, host: str, insecure: bool = False, certs_dir: str | Iterable[str] = CERTS_DIRS) -> None:
         self.host = host
         self.insecure = insecure
         self.scheme = "http" if insecure else "https"
@@ -93,7 +93,7 @@ class Endpoint:
     def url(self, path: str) -> str:
         return self.base + path
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Endpoint({self.base})"
 
 
@@ -102,7 +102,7 @@ class Response:
     :meth:`read_all`, as sent (no content decoding); closing it hands the
     connection back to its pool, or drops it if much of the body is unread."""
 
-    def __init__(self, raw: urllib3.BaseHTTPResponse, url: str):
+    def __init__(self, raw: urllib3.BaseHTTPResponse, url: str) -> None:
         self.raw, self.url, self._open = raw, url, True
         self.status, self.reason, self.headers = raw.status, raw.reason, raw.headers
 
@@ -139,10 +139,10 @@ class Response:
             raw.close()  # a body left unread: the connection cannot carry another request
             raw.release_conn()
 
-    def __enter__(self):
+    def __enter__(self) -> Response:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -151,19 +151,21 @@ class _Pools(urllib3.PoolManager):
     from its :class:`Endpoint`, a storage or token host's from its own ``certs.d``
     folder (if any)."""
 
-    def __init__(self, endpoint, timeout, maxsize):
+    def __init__(self, endpoint: Endpoint, timeout: float, maxsize: int) -> None:
         super().__init__(num_pools=10, maxsize=maxsize, block=False, blocksize=BLOCK,
                          timeout=urllib3.Timeout(connect=timeout, read=timeout))
         self.endpoint = endpoint
-        self._contexts, self._lock = {}, threading.Lock()
+        self._contexts: dict[str, ssl.SSLContext] = {}
+        self._lock = threading.Lock()
 
-    def connection_from_host(self, host, port=None, scheme="http", pool_kwargs=None):
+    def connection_from_host(self, host: str | None, port: int | None = None, scheme: str | None = "http",
+                             pool_kwargs: dict[str, Any] | None = None) -> urllib3.HTTPConnectionPool:
         if scheme == "https":
             pool_kwargs = {**(pool_kwargs or {}), "ssl_context": self._context(host, port)}
         return super().connection_from_host(host, port, scheme, pool_kwargs)
 
-    def _context(self, host, port):
-        netloc = host if port in (None, 443) else f"{host}:{port}"
+    def _context(self, host: str | None, port: int | None) -> ssl.SSLContext:
+        netloc = str(host) if port in (None, 443) else f"{host}:{port}"
         if netloc == self.endpoint.netloc and self.endpoint.ssl is not None:
             return self.endpoint.ssl
         with self._lock:
@@ -177,7 +179,8 @@ class Transport:
     storage, token realms), paced by ``backoff``; ``maxsize`` connections kept per
     host."""
 
-    def __init__(self, endpoint: Endpoint, backoff: Backoff | None = None, timeout: float = 60, maxsize: int = 4):
+    def __init__(self, endpoint: Endpoint, backoff: Backoff | None = None, timeout: float = 60,
+                 maxsize: int = 4) -> None:
         self.endpoint = endpoint
         self.backoff = backoff or Backoff()
         self._pools = _Pools(endpoint, timeout, maxsize)
@@ -186,7 +189,7 @@ class Transport:
         self._pools.clear()
 
     def request(self, method: str, url: str, headers: dict[str, str] | None = None,
-                body: bytes | BinaryIO | None = None, retry: bool = True,
+                body: bytes | IO[bytes] | None = None, retry: bool = True,
                 listener: Listener | None = None) -> Response:
         """Send one request (``body``: None, bytes, or a binary file read once, given
         a Content-Length header); return the :class:`Response`: any status, the
@@ -206,12 +209,13 @@ class Transport:
             raise self._error(method, url, exc) from None
         return Response(raw, url)
 
-    def _error(self, method, url, exc, pool=None):
+    def _error(self, method: str, url: str, exc: BaseException,
+               pool: urllib3.connectionpool.ConnectionPool | None = None) -> RegistryError:
         parts = urlsplit(url)
         netloc, scheme = parts.netloc, parts.scheme
         if pool is not None and getattr(pool, "host", None):  # the host that failed (maybe a redirect's)
             netloc = pool.host if pool.port in (None, 80, 443) else f"{pool.host}:{pool.port}"
-            scheme = pool.scheme
+            scheme = pool.scheme or scheme
         tls = _ssl_error(exc)
         if tls is not None:
             if isinstance(tls, ssl.SSLCertVerificationError):
@@ -224,15 +228,16 @@ class Transport:
         return RegistryUnreachable(f"{method} {scheme}://{netloc}{parts.path if netloc == parts.netloc else ''}: "
                                    f"{describe(exc)}")
 
-    def _tls_hint(self, netloc, problem):
+    def _tls_hint(self, netloc: str, problem: str) -> str:
         folder = (_dirs(self.endpoint.certs_dir) or [CERTS_D])[0]
         return (f"{netloc}: {problem}; for a private CA put it in {folder}/{netloc}/ca.crt, "
                 f"or, for a plain HTTP registry, start the daemon with --insecure-registry {netloc}")
 
 
-def _ssl_error(exc):
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
     """The ``ssl.SSLError`` under urllib3's wrapping, if any."""
-    seen, cur = set(), exc
+    seen: set[int] = set()
+    cur: BaseException | None = exc
     while cur is not None and id(cur) not in seen:
         seen.add(id(cur))
         if isinstance(cur, ssl.SSLError):

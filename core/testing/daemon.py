@@ -10,7 +10,9 @@ Importable by third-party driver authors (the exec conformance kit uses it)::
 
 :meth:`Daemon.leaks` lists what a daemon (or its containers) left behind:
 mounts under its base directory, processes naming it, and cgroups under its
-cgroup parent.
+cgroup parent.  Its host-wide names (cgroup parent, default bridge, nft table)
+start with the test session's tag (:mod:`.leaks`), so that a session's checks
+see its own daemons' objects and not those of a session beside it.
 """
 
 import os
@@ -22,33 +24,11 @@ import time
 import uuid
 from pathlib import Path
 
+# the leak helpers live in .leaks; tests and kits import them from here too
+from .leaks import (CGROUP_PREFIX, LINK_PREFIX, TABLE_PREFIX, cgroups_under, links_named,
+                    mounts_under, namespaces_of, nft_tables, processes_mentioning, veths)
+
 PY = sys.executable
-CGROUP_ROOT = "/sys/fs/cgroup"
-
-
-def mounts_under(prefix):
-    prefix = str(prefix)
-    out = []
-    with open("/proc/self/mountinfo") as fh:
-        for line in fh:
-            target = line.split()[4].replace("\\040", " ")
-            if target == prefix or target.startswith(prefix.rstrip("/") + "/"):
-                out.append(target)
-    return out
-
-
-def processes_mentioning(text):
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if text in cmd:
-            found.append(f"{pid}: {cmd.strip()}")
-    return found
 
 
 def http(sock_path, method, path, data=b"", headers=None):
@@ -93,7 +73,7 @@ def ping(sock_path):
 
 #: every Daemon made in this process, so a test session can remove what they keep
 #: (their default bridges and nft tables) at its end: :func:`remove_all_network_objects`
-MADE = []
+MADE: list["Daemon"] = []
 
 
 def remove_all_network_objects():
@@ -107,7 +87,8 @@ class Daemon:
 
     def __init__(self, base, storage_driver=None, config=None, extra_args=(), cgroup_parent=None):
         self.base = Path(base)
-        self.cgroup_parent = cgroup_parent or f"dockyard-test-{uuid.uuid4().hex[:12]}"
+        tag = uuid.uuid4().hex[:6]  # beside the session's: ``dy`` + 12 of a bridge name's 15 characters
+        self.cgroup_parent = cgroup_parent or f"{CGROUP_PREFIX}{tag}"
         self.data_root = self.base / "data"
         self.exec_root = self.base / "exec"
         self.sock = str(self.base / "dockyard.sock")
@@ -119,8 +100,7 @@ class Daemon:
             self.args += ["--storage-driver", storage_driver]
         if config:
             self.args += ["--config", str(config)]
-        tag = uuid.uuid4().hex[:8]
-        self.bridge, self.nft_table = f"dy{tag}", f"dockyard_{tag}"  # its own kernel objects
+        self.bridge, self.nft_table = f"{LINK_PREFIX}{tag}", f"{TABLE_PREFIX}{tag}"  # its own kernel objects
         self.args += ["--exec-opt", f"cgroup_parent={self.cgroup_parent}", "--bridge", self.bridge,
                       "--network-opt", f"nft_table={self.nft_table}", *extra_args]
         self.proc = None
@@ -178,6 +158,13 @@ class Daemon:
             if name == self.nft_table:
                 subprocess.run(["nft", "delete", "table", family, name], capture_output=True)
 
+    def veths(self):
+        """The veths this daemon still has: on its default bridge, or with their
+        peer in a network namespace it pins or that it, a shim or a container of
+        its holds (none once its containers are gone)."""
+        pids = [self.proc.pid] if self.proc is not None and self.proc.poll() is None else []
+        return veths(namespaces_of([self.base], [self.cgroup_parent], pids), [self.bridge])
+
     def leaks(self):
         """What this daemon left behind once it is stopped and its containers are
         gone: ``["mount /x", "process 12: ...", "cgroup /sys/fs/cgroup/pids/..."]``.
@@ -189,41 +176,3 @@ class Daemon:
         out += [f"link {name}" for name in links_named(self.bridge)]
         out += [f"nft table {t}" for t in nft_tables() if t.endswith(" " + self.nft_table)]
         return out
-
-
-def cgroups_under(parent, root=CGROUP_ROOT):
-    """Cgroups left below ``parent`` in any hierarchy; an empty ``parent`` is removed."""
-    left = []
-    try:
-        hierarchies = sorted(os.listdir(root))
-    except OSError:
-        return left
-    for hier in hierarchies:
-        top = os.path.join(root, hier, parent)
-        if not os.path.isdir(top):
-            continue
-        children = [os.path.join(dirpath, d) for dirpath, dirs, _ in os.walk(top) for d in dirs]
-        left += children
-        if not children:
-            try:
-                os.rmdir(top)
-            except OSError:
-                left.append(top)
-    return left
-
-
-def links_named(prefix):
-    """Network interfaces of the host whose name starts with ``prefix``."""
-    try:
-        return sorted(n for n in os.listdir("/sys/class/net") if n.startswith(prefix))
-    except OSError:
-        return []
-
-
-def nft_tables():
-    """``["inet dockyard", ...]``: the host's nftables tables (empty without nft)."""
-    try:
-        out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [line.split(None, 1)[1] for line in out.splitlines() if line.startswith("table ")]

@@ -22,6 +22,7 @@ from dockyard.errors import ContainerNotFound, DriverUnsupported, ExecError
 from dockyard.hookspecs import PROJECT
 from dockyard.hookspecs import exec as exec_specs
 from dockyard.testing.busybox import make_busybox_rootfs
+from dockyard.testing.leaks import CGROUP_PREFIX
 
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -74,7 +75,8 @@ def load_exec(driver, home, options=None, name="driver"):
 
 
 def new_cgroup_parent():
-    return f"dockyard-test-{uuid.uuid4().hex[:8]}"
+    """A cgroup parent of the test session's own (its tag: :mod:`dockyard.testing.leaks`)."""
+    return f"{CGROUP_PREFIX}{uuid.uuid4().hex[:8]}"
 
 
 def cgroups_left(parent, root="/sys/fs/cgroup"):

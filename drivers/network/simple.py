@@ -7,8 +7,9 @@
 """
 
 from dockyard.hookspecs import hookimpl
+from dockyard.hookspecs.network import Attached
 
-_NOTHING = {"interface": None, "ipv4": None, "gateway": None, "mac": None, "dns": [], "mtu": None}
+_NOTHING: Attached = {"interface": None, "ipv4": None, "gateway": None, "mac": None, "dns": [], "mtu": None}
 
 
 class _Simple:

@@ -216,6 +216,7 @@ def test_daemon_start_applies_policies(session_root, busybox_tar):
         d.remove_network_objects()
 
 
+@pytest.mark.slow
 def test_restarted_container_keeps_running_after_both_exit_reports(daemon):
     """A stop's wait and the run's waiter thread both report the old process's
     exit; the second report once ended the new run (die 137 right after restart).

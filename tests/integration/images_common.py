@@ -1,5 +1,6 @@
 """Helpers shared by the image-store tests (``test_images*.py``): unique images
-made from the session's busybox tarball, raw API calls, cleanup."""
+made from the session's busybox tarball, raw API calls, cleanup (:class:`Images`,
+behind the ``imgs`` fixture of this directory's ``conftest.py``)."""
 
 import io
 import json
@@ -7,7 +8,6 @@ import tarfile
 import uuid
 from urllib.parse import quote
 
-import pytest
 from dockyard.testing.daemon import http
 
 
@@ -87,13 +87,6 @@ class Images:
             except docker.errors.APIError as exc:  # e.g. a child made later went first
                 print(f"cleanup of {image_id}: {exc}")
         self.client.close()
-
-
-@pytest.fixture
-def imgs(daemon, busybox_tar):
-    made = Images(daemon, busybox_tar)
-    yield made
-    made.close()
 
 
 def out(res):

@@ -1,12 +1,12 @@
-"""Fixtures the registry test modules share: one plain registry per module, a
-fault-injecting proxy in front of it, and a daemon that treats both as
-insecure (plain HTTP) registries, with busybox imported."""
+"""Helpers of the registry test modules: unique names, and
+:func:`registry_fixture`, which makes the module-scoped fixture of a registry
+of a module's own.  The fixtures they share (``reg``, ``proxy``, ``dy``,
+``base_tar``) are in this directory's ``conftest.py``."""
 
 import uuid
 
 import pytest
-from dockyard.testing.registry import FaultProxy, RegistryServer
-from dockyard.testing.registry_content import registry_daemon, stop_daemon
+from dockyard.testing.registry import RegistryServer
 
 
 def uniq(prefix="t"):
@@ -25,26 +25,3 @@ def registry_fixture(prefix, doc=None, **options):
 
     fixture.__doc__ = doc
     return fixture
-
-
-reg = registry_fixture("reg-")
-
-
-@pytest.fixture(scope="module")
-def proxy(reg):
-    p = FaultProxy(reg.host).start()
-    yield p
-    p.stop()
-
-
-@pytest.fixture(scope="module")
-def dy(session_root, busybox_tar, reg, proxy):
-    d = registry_daemon(session_root / uniq("regd-"), [reg.host, proxy.host], busybox_tar)
-    yield d
-    assert stop_daemon(d) == []
-
-
-@pytest.fixture(scope="module")
-def base_tar(busybox_tar):
-    with open(busybox_tar, "rb") as fh:
-        return fh.read()

@@ -15,13 +15,13 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 
 import pytest
 from dockyard.driverkit.cgroups import Cgroup, CgroupError, Layout, detect
 from dockyard.testing import driver
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="making cgroups needs root")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="making cgroups needs root"),
+              pytest.mark.xdist_group("host")]  # it delegates controllers of the host's cgroup2 root
 
 MiB = 1 << 20
 PY = sys.executable
@@ -47,7 +47,7 @@ def subtree_control(mount):
 
 @pytest.fixture
 def parent(layout):
-    name = f"dockyard-test-{uuid.uuid4().hex[:8]}"
+    name = driver.new_cgroup_parent()  # the session's own name
     # the v2 test delegates controllers from the unified root; put that back after
     delegated = subtree_control(layout.unified) if layout.unified else []
     try:

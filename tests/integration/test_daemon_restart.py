@@ -78,7 +78,7 @@ def test_a_second_daemon_on_the_same_data_root_is_refused(second_daemon, tmp_pat
 def test_what_a_killed_daemon_left_is_swept_at_start(second_daemon):
     """A build step's scratch layer and the spools in tmp/ are gone once the next daemon starts."""
     from dockyard import plugins
-    from dockyard.engine.layers import LayerStore
+    from dockyard.engine.layers.store import LayerStore
     from dockyard.store import Store
 
     d = second_daemon

@@ -1,4 +1,4 @@
-"""dockyard.engine.dns: the embedded DNS server at 127.0.0.11:53 in network namespaces.
+"""dockyard.engine.networks.dns: the embedded DNS server at 127.0.0.11:53 in network namespaces.
 
 The namespace tests (root) make their own namespaces (``dytest-dns-*``, deleted in
 finally; the session ends with a check that none is left) and query from inside them
@@ -20,9 +20,10 @@ import uuid
 import pytest
 from dnslib import EDNS0, QTYPE, RCODE, RR, A, DNSRecord
 
-from dockyard.engine.dns import Resolver, answer, failure, host_nameservers
+from dockyard.engine.networks.dns import Resolver, answer, failure, host_nameservers
+from dockyard.testing.leaks import NETNS_PREFIX
 
-PREFIX = "dytest-dns-"
+PREFIX = f"{NETNS_PREFIX}dns-"  # the session's own names
 ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 TABLE = {"web": ["172.30.0.2"], "webalias": ["172.30.0.2"], "db": ["172.30.0.3", "172.30.0.4"],
          "web.corp.example": ["172.30.0.2"], "gone": []}

@@ -184,11 +184,12 @@ def test_sigterm_reaches_a_handler(env):
 
 
 def test_background_processes_die_with_init(env):
-    cid, pid = env.start(["sh", "-c", "sleep 100 & sleep 100 & echo started; wait"])
+    sleep = f"sleep {100000 + int.from_bytes(os.urandom(3), 'big') % 800000}"  # this test's own, not a neighbour's
+    cid, pid = env.start(["sh", "-c", f"{sleep} & {sleep} & echo started; wait"])
     wait_for(lambda: "started" in env.output(cid))
     env.hook.exec_kill(id=cid, signal=signal.SIGKILL)
     assert env.hook.exec_wait(id=cid, timeout=10)["exit_code"] == 137
-    assert processes_mentioning("sleep 100") == []
+    assert processes_mentioning(sleep) == []
 
 
 def test_missing_executable_raises_127_and_leaves_nothing(env):
@@ -289,7 +290,7 @@ def test_joining_a_namespace_by_path(env):
 
 
 def test_capabilities_no_new_privs_and_default_seccomp(env):
-    from dockyard.engine import seccomp
+    from dockyard.engine.bundle import seccomp
 
     caps = {k: list(DEFAULT_CAPS) for k in ("bounding", "effective", "permitted")}
     cid = env.create(["grep", "-E", "^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):", "/proc/self/status"],
@@ -304,7 +305,7 @@ def test_capabilities_no_new_privs_and_default_seccomp(env):
 
 
 def test_exec_gets_the_containers_seccomp_filter_and_no_new_privs(env):
-    from dockyard.engine import seccomp
+    from dockyard.engine.bundle import seccomp
 
     caps = {k: list(DEFAULT_CAPS) for k in ("bounding", "effective", "permitted")}
     cid, _ = env.start(["sleep", "100"], change=lambda c: (

@@ -329,7 +329,8 @@ def test_pause_resume_and_pids(env):
 
 
 def test_capabilities_sets_and_seccomp_status(env):
-    from dockyard.engine import bundle, seccomp
+    from dockyard.engine import bundle
+    from dockyard.engine.bundle import seccomp
 
     caps = {k: list(bundle.DEFAULT_CAPS) for k in ("bounding", "effective", "permitted")}
     cid = env.create(["grep", "-E", "^(Cap(Inh|Prm|Eff|Bnd|Amb)|NoNewPrivs|Seccomp):", "/proc/self/status"],

@@ -9,7 +9,7 @@ import re
 import docker
 import pytest
 
-from images_common import imgs, out, q, raw, rootfs_with, uniq  # noqa: F401
+from images_common import out, q, raw, rootfs_with, uniq
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from images_common import imgs, out, raw, rootfs_with, uniq  # noqa: F401
+from images_common import out, raw, rootfs_with, uniq
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 SKOPEO = shutil.which("skopeo")

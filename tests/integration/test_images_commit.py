@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from images_common import imgs, out, raw, uniq  # noqa: F401
+from images_common import out, raw, uniq
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

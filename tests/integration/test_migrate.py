@@ -144,8 +144,8 @@ def build_store(data, chains=3, depth=4, files=120, size=16384):
     import hashlib
     import secrets
 
-    from dockyard.engine.images import ImageStore
-    from dockyard.engine.layers import LayerStore
+    from dockyard.engine.images.store import ImageStore
+    from dockyard.engine.layers.store import LayerStore
     from dockyard.plugins import load_driver
     from dockyard.store import Store
     from dockyard.testing.storage import make_tar
@@ -259,7 +259,7 @@ def test_killed_migration_is_resumed(session_root):
 
 
 def test_fault_resume_abort_and_keep_old(tmp_path):
-    from dockyard.engine.migrate import migrate_offline
+    from dockyard.engine.layers.service import migrate_offline
     from dockyard.errors import Conflict, StorageError
 
     data = tmp_path / "data"
@@ -309,9 +309,10 @@ def test_cli_usage_errors(tmp_path):
 def test_resume_after_the_store_changed_and_after_an_interrupted_cleanup(tmp_path):
     import hashlib
 
-    from dockyard.engine.images import ImageStore
-    from dockyard.engine.layers import LayerStore
-    from dockyard.engine.migrate import migrate_offline
+    from dockyard.engine.images.remove import delete_image
+    from dockyard.engine.images.store import ImageStore
+    from dockyard.engine.layers.store import LayerStore
+    from dockyard.engine.layers.service import migrate_offline
     from dockyard.errors import StorageError
     from dockyard.plugins import load_driver
     from dockyard.store import Store
@@ -340,7 +341,7 @@ def test_resume_after_the_store_changed_and_after_an_interrupted_cleanup(tmp_pat
     layers.unmount(cid)
     gone = store.one("SELECT id, top_layer FROM images WHERE id != (SELECT image_id FROM containers)")
     gone_layer = layers.driver_id(gone["top_layer"])
-    images._delete_image(gone["id"], [])
+    delete_image(images, gone["id"], [])
     path = data / "tmp" / "new.tar"
     path.write_bytes(make_tar([("new", "f", b"new layer")]).getvalue())
     diff_id = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
@@ -374,8 +375,8 @@ def test_storage_gate_drains_and_holds_off_storage_requests():
     from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
 
-    from dockyard.daemon import storage_api
-    from dockyard.daemon.app import docker_errors
+    from dockyard.daemon import gate as storage_api
+    from dockyard.daemon.middleware import docker_errors
     from dockyard.errors import Conflict
 
     async def main():

@@ -25,16 +25,18 @@ from dockyard.errors import NetworkError
 from dockyard.hookspecs import PROJECT
 from dockyard.hookspecs import network as network_specs
 from dockyard.testing.daemon import links_named, nft_tables
+from dockyard.testing.leaks import NETNS_PREFIX
 
 pytestmark = [pytest.mark.root,
-              pytest.mark.skipif(os.geteuid() != 0, reason="the bridge driver needs root")]
+              pytest.mark.skipif(os.geteuid() != 0, reason="the bridge driver needs root"),
+              pytest.mark.xdist_group("host")]  # routes of the host and an "outside": one network test at a time
 
 BridgeDriver = pytest.importorskip("dockyard.drivers.network.bridge.driver").BridgeDriver
 
 TOKEN = uuid.uuid4().hex[:6]
 TABLE = f"dyt_{TOKEN}"
 PREFIX = f"dyt{TOKEN}"  # bridges, dummies and the outside veth
-NS_PREFIX = f"dytest-{TOKEN}-"
+NS_PREFIX = f"{NETNS_PREFIX}{TOKEN}-"  # the session's own names
 MADE = {"veths": set(), "links": set()}  # every interface name the driver was asked to make
 
 

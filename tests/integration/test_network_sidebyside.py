@@ -28,7 +28,8 @@ import pytest
 from dockyard.testing.busybox import make_busybox_tar
 from dockyard.testing.daemon import Daemon, nft_tables
 
-pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.xdist_group("host")]  # bridges, tables and routes of the host: one at a time
 
 CLAIMS = Path("/run/dockyard-network")
 

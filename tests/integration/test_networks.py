@@ -18,7 +18,8 @@ import pytest
 from dockyard.testing.busybox import make_busybox_tar
 from dockyard.testing.daemon import Daemon
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
+              pytest.mark.xdist_group("host")]  # fixed subnets: routes of the host, one network test at a time
 
 
 @pytest.fixture(scope="module")
@@ -188,8 +189,8 @@ def test_chosen_ip_full_pool_and_bad_input(client, netd):
 
 
 def leftovers(netd):
-    """What no container holds: veths, allocations, pinned namespaces."""
-    veths = [n for n in os.listdir("/sys/class/net") if n.startswith("veth")]
+    """What no container holds: the daemon's veths, allocations, pinned namespaces."""
+    veths = netd.veths()
     db = netd.data_root / "dockyard.db"
     rows = subprocess.run(["python3", "-c", f"import sqlite3; c=sqlite3.connect({str(db)!r}); "
                                             "print(c.execute(\"select count(*) from ip_allocations "
@@ -199,6 +200,7 @@ def leftovers(netd):
     return veths, int(rows or -1), pinned
 
 
+@pytest.mark.slow
 def test_churn_and_a_daemon_killed_in_the_middle(client, netd):
     net = client.networks.create(name())
     ids = []

@@ -27,7 +27,7 @@ from dockyard.testing.registry_content import (
     tar_layer,
 )
 
-from registry_common import base_tar, dy, proxy, reg, uniq  # noqa: F401
+from registry_common import uniq
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the daemon needs root")
 

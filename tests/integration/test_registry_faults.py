@@ -22,7 +22,7 @@ from dockyard.testing.registry_content import (
     tar_layer,
 )
 
-from registry_common import base_tar, dy, proxy, reg, uniq  # noqa: F401
+from registry_common import uniq
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the daemon needs root")
 
@@ -163,6 +163,7 @@ def test_connection_lost_mid_layer_resumes_with_a_range_request(dy, reg, proxy, 
     assert dy.sdk().api.inspect_image(f"{proxy.host}/{repo}:v1")["Id"] == img.config_digest
 
 
+@pytest.mark.slow
 def test_interrupted_pull_resumes_when_rerun(dy, reg, proxy, base_tar):
     repo = f"{uniq()}/i"
     img = big_image(base_tar)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.engine.seccomp import linux_seccomp
+from dockyard.engine.bundle.seccomp import linux_seccomp
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loading a filter without no_new_privs needs root")
 

@@ -211,7 +211,7 @@ def test_overlay_concurrent_mounts_leave_no_mount(overlay, tmp_path):
 
 @pytest.fixture(params=PARAMS)
 def layer_store(request, tmp_path, no_leftover_mounts):
-    from dockyard.engine.layers import LayerStore
+    from dockyard.engine.layers.store import LayerStore
     from dockyard.plugins import load_driver
     from dockyard.store import Store
 

@@ -346,6 +346,9 @@ def vm_run(request):
     return run
 
 
+@pytest.mark.vm
+@pytest.mark.slow
+@pytest.mark.xdist_group("host")  # a guest with a vCPU per host core
 def test_devicemapper_suite_in_vm(vm_run):
     out = vm_run.output
     assert vm_run.rc == 0, f"guest pytest failed (rc {vm_run.rc}):\n{out[-8000:]}"

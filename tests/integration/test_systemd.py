@@ -28,8 +28,9 @@ import pytest
 from dockyard.daemon import main as daemon_main
 from dockyard.testing.daemon import PY, Daemon, ping
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("systemd-socket-activate"),
-                                reason="needs root and systemd-socket-activate")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("systemd-socket-activate"),
+                                 reason="needs root and systemd-socket-activate"),
+              pytest.mark.xdist_group("host")]  # under pytest-xdist, with the other host-global tests
 
 UNITS = Path(__file__).resolve().parents[2] / "contrib" / "systemd"
 START_TIMEOUT = 60

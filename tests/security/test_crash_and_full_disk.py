@@ -252,8 +252,8 @@ def test_check_says_when_the_driver_cannot_list_its_layers(tmp_path):
 
     import pluggy
     from dockyard.drivers.storage.vfs import VfsDriver
-    from dockyard.engine.imagecheck import _check_unowned
-    from dockyard.engine.layers import LayerStore
+    from dockyard.engine.images.check import _check_unowned
+    from dockyard.engine.layers.store import LayerStore
     from dockyard.hookspecs import PROJECT
     from dockyard.hookspecs import storage as specs
     from dockyard.store import Store

@@ -204,12 +204,14 @@ def test_export_of_a_running_container_never_follows_a_swapped_link(racing):
     _check(_race(d, cid, lambda: _get(d, f"/containers/{cid}/export")), "export")
 
 
+@pytest.mark.slow
 def test_commit_without_pause_never_follows_a_swapped_link(racing):
     """The overlay driver's native diff walks the container's upper directory."""
     d, cid = racing
     _check(_race(d, cid, lambda: _commit_layer_bytes(d, cid)), "commit --pause=false")
 
 
+@pytest.mark.slow
 def test_naive_diff_and_vfs_export_never_follow_a_swapped_link(vfs_racing):
     """The naive diff (vfs has no native one) compares the container's tree
     with its image's and tars what changed; export walks the vfs directory."""

@@ -7,7 +7,8 @@ import socket
 import stat
 
 import pytest
-from dockyard.engine import bundle, ocispec
+from dockyard.engine import bundle
+from dockyard.engine.bundle import ocispec
 from dockyard.testing.busybox import make_busybox_rootfs
 
 CID = "c0ffee" * 10 + "abcd"
@@ -64,7 +65,7 @@ def rootfs(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def no_seccomp(monkeypatch):
     """Record what make_config asks of the seccomp module (tested for real below)."""
-    from dockyard.engine import seccomp
+    from dockyard.engine.bundle import seccomp
     calls = []
     monkeypatch.setattr(seccomp, "linux_seccomp", lambda profile, caps: calls.append((profile, list(caps))) or
                         {"defaultAction": "SCMP_ACT_ERRNO", "profile": profile})
@@ -134,7 +135,7 @@ def test_the_docker_clis_zero_values_change_nothing(rootfs, tmp_path):
 
 
 def test_real_default_seccomp_profile(rootfs, tmp_path, monkeypatch):
-    monkeypatch.undo()  # the real dockyard.engine.seccomp
+    monkeypatch.undo()  # the real dockyard.engine.bundle.seccomp
     c = make(rootfs, tmp_path)
     assert c["linux"]["seccomp"]["defaultAction"] == "SCMP_ACT_ERRNO"
     allowed = {n for s in c["linux"]["seccomp"]["syscalls"] if s["action"] == "SCMP_ACT_ALLOW" for n in s["names"]}

@@ -6,9 +6,9 @@ import stat
 
 import pytest
 
-from dockyard.engine import archive_ops, container_ops
+from dockyard.engine.containers import archive as archive_ops
+from dockyard.engine.containers import ops as container_ops
 from dockyard.errors import InvalidParameter
-from linked_root import root  # noqa: F401 (the fixture)
 
 
 def test_resolve_in_root_never_leaves_the_root(root):

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from dockyard.engine.content import ContentStore, DigestMismatch, digest_of
+from dockyard.engine.layers.content import ContentStore, DigestMismatch, digest_of
 from dockyard.errors import InvalidParameter
 
 

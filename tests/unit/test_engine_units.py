@@ -7,7 +7,8 @@ import pytest
 
 from dockyard.daemon import streams
 from dockyard.engine.bundle import resolve_user
-from dockyard.engine.containers import merge_config, parse_signal
+from dockyard.engine.containers.create import merge_config
+from dockyard.engine.containers.verify import parse_signal
 from dockyard.errors import InvalidParameter
 
 

@@ -6,7 +6,8 @@ import threading
 import pytest
 from dockyard.cli import policyflags, runflags
 from dockyard.cli.events import event_line
-from dockyard.engine import events, health, restart
+from dockyard.engine import events
+from dockyard.engine.containers import health, restart
 from dockyard.errors import InvalidParameter
 
 
@@ -37,7 +38,7 @@ def _msg(type_="container", action="start", id_="abc", **attrs):
 
 def test_bus_stamps_enriches_and_replays():
     eng = FakeEngine({"c1": {"Name": "/web", "Config": {"Image": "busybox", "Labels": {"team": "blue"}}}})
-    bus = events.EventBus(eng, history=3)
+    bus = events.EventBus(eng, eng.containers, history=3)
     got = []
     eng.emit("container", "create", "c1", {})
     eng.emit("container", "die", "c1", {"exitCode": 3})
@@ -183,7 +184,7 @@ def test_event_line():
 
 def test_bus_order_is_one_for_all_listeners():
     eng = FakeEngine()
-    bus = events.EventBus(eng)
+    bus = events.EventBus(eng, eng.containers)
     a, b = [], []
     bus.subscribe(lambda m: a.append(m["Actor"]["ID"]))
     bus.subscribe(lambda m: b.append(m["Actor"]["ID"]))

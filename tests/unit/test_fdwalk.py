@@ -15,7 +15,6 @@ from dockyard.driverkit import fdwalk
 from dockyard.driverkit.fdwalk import FD_WINDOW, Tree
 from dockyard.driverkit.shim import rootpath
 from dockyard.driverkit.tarwriter import TarWriter, differs
-from linked_root import root  # noqa: F401 (the fixture)
 
 
 @pytest.fixture
@@ -230,7 +229,7 @@ def test_tree_from_an_o_path_fd(tmp_path):
         os.close(fd)
 
 
-def test_resolve_agrees_with_rootpath(root):  # noqa: F811
+def test_resolve_agrees_with_rootpath(root):
     fd = os.open(root, os.O_PATH | os.O_DIRECTORY)
     try:
         for path in ("/a/up/etc/passwd", "a/abs/passwd", "/a/rel/../../etc/./", "/../../..", "/a/missing/x",

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from dockyard import imagespec as spec
-from dockyard.engine.archive import legacy_json, v1_ids
-from dockyard.engine.content import digest_of
+from dockyard.engine.images.save import legacy_json, v1_ids
+from dockyard.engine.layers.content import digest_of
 from dockyard.errors import InvalidParameter, NotFound
 from dockyard.imagespec import BadDocument, NoMatchingPlatform, Platform, UnsupportedMedia
 

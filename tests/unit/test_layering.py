@@ -1,7 +1,9 @@
 """Which way imports run: the contracts of ``[tool.importlinter]`` in pyproject.toml,
 checked by the venv's ``lint-imports`` (drivers import only the hook specs, the
 errors and the driver kit of dockyard; no driver imports another; the kit, the hook
-specs and the errors are the bottom; layer tars are read and written one way).
+specs and the errors are the bottom; layer tars are read and written one way; the
+Docker API's routers reach the engine only through the service facades; the CLI
+imports the client, and only its offline verbs more; no import cycles).
 
 lint-imports (grimp) finds ``dockyard`` through the installed package but walks only
 that directory, core/, while ``dockyard.drivers`` is installed from drivers/
@@ -94,10 +96,16 @@ def test_the_contracts_hold(tmp_path):
 def test_each_contract_catches_what_it_forbids(tmp_path):
     """One breach of every contract, planted in a view: each is reported by name."""
     root = package_view(tmp_path)
+    core = _installed()[0]
     put(root, "drivers/storage/rogue.py", "from dockyard.engine import layers\nfrom . import overlay\n")
     put(root, "driverkit/rogue.py", "import dockyard.config\n")
-    tarwriter = (_installed()[0] / "driverkit" / "tarwriter.py").read_text()
-    put(root, "driverkit/tarwriter.py", tarwriter + "\nfrom . import safetar  # noqa\n")
+    put(root, "driverkit/tarwriter.py", (core / "driverkit" / "tarwriter.py").read_text()
+        + "\nfrom . import safetar  # noqa\n")
+    put(root, "daemon/routers/rogue.py", "from dockyard.store import Store\n")  # a router past the services
+    put(root, "cli/rogue.py", "import dockyard.engine.engine\n")  # the CLI past the client
+    put(root, "engine/rogue.py", "import dockyard.daemon.app\n")  # the engine calling its front end back
+    put(root, "engine/containers/records.py", (core / "engine" / "containers" / "records.py").read_text()
+        + "\nfrom . import service  # noqa\n")  # a part of a service importing its facade
     res = lint_imports(root)
     report = res.stdout + res.stderr
     assert res.returncode == 1, report
@@ -105,7 +113,11 @@ def test_each_contract_catches_what_it_forbids(tmp_path):
     for breach in ("dockyard.drivers.storage.rogue -> dockyard.engine.layers",
                    "dockyard.drivers.storage.rogue -> dockyard.drivers.storage.overlay",
                    "dockyard.driverkit.rogue -> dockyard.config",
-                   "dockyard.driverkit.tarwriter -> dockyard.driverkit.safetar"):
+                   "dockyard.driverkit.tarwriter -> dockyard.driverkit.safetar",
+                   "dockyard.daemon.routers.rogue -> dockyard.store",
+                   "dockyard.cli.rogue -> dockyard.engine.engine",
+                   "No cycles are allowed in dockyard.\n",
+                   "No cycles are allowed in dockyard.engine.containers.\n"):
         assert breach in report, f"{breach!r} not reported:\n{report}"
 
 

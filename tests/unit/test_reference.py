@@ -3,8 +3,8 @@
 
 import pytest
 
-from dockyard.engine import reference
-from dockyard.engine.reference import parse_reference
+from dockyard.engine.images import reference
+from dockyard.engine.images.reference import parse_reference
 from dockyard.errors import InvalidParameter
 
 D = "sha256:" + "ab" * 32

@@ -2,8 +2,8 @@
 
 import pytest
 
-from dockyard.engine import changes, reference
-from dockyard.engine.layers import chain_id
+from dockyard.engine.images import changes, reference
+from dockyard.engine.layers.store import chain_id
 from dockyard.errors import InvalidParameter
 
 

@@ -7,7 +7,6 @@ import os
 import pytest
 
 from dockyard.driverkit.shim import rootpath
-from linked_root import root  # noqa: F401 (the fixture)
 
 
 def test_links_are_followed_inside_the_root(root):

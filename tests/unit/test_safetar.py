@@ -528,7 +528,7 @@ def test_tar_split_of_empty_and_compressed_files(tmp_path):
 
 @pytest.fixture
 def layer_store(tmp_path):
-    from dockyard.engine.layers import LayerStore
+    from dockyard.engine.layers.store import LayerStore
     from dockyard.plugins import load_driver
     from dockyard.store import Store
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dockyard.engine import seccomp, seccomp_default
+from dockyard.engine.bundle import seccomp, seccomp_default
 from dockyard.errors import InvalidParameter
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from dockyard import plugins
-from dockyard.engine import mountpoints
+from dockyard.engine.containers import mountpoints
 from dockyard.errors import InvalidParameter
 
 
@@ -113,7 +113,7 @@ def rec(host=None, volumes=None):
 
 def test_mount_points_of_binds_mounts_and_image_volumes():
     eng = FakeEngine()
-    mps = mountpoints.prepare(eng, rec({
+    mps = mountpoints.MountPoints(eng.volumes, eng.containers).prepare(rec({
         "Binds": ["/srv:/srv:ro", "named:/named:nocopy", "/anon"],
         "Mounts": [{"Type": "volume", "Source": "opt", "Target": "/opt/v", "ReadOnly": True,
                     "VolumeOptions": {"Labels": {"a": "b"}, "DriverConfig": {"Options": {"type": "tmpfs",
@@ -146,10 +146,10 @@ def test_mount_points_of_binds_mounts_and_image_volumes():
 def test_mount_points_refused(host, message):
     eng = FakeEngine({"c": {"Id": "c", "MountPoints": []}})
     if message is None:  # an empty BindOptions is no BindOptions
-        mountpoints.prepare(eng, rec(host))
+        mountpoints.MountPoints(eng.volumes, eng.containers).prepare(rec(host))
         return
     with pytest.raises(Exception, match=message):
-        mountpoints.prepare(eng, rec(host))
+        mountpoints.MountPoints(eng.volumes, eng.containers).prepare(rec(host))
     assert eng.volumes.made == {}  # nothing made survives a refusal
 
 
@@ -160,7 +160,7 @@ def test_volumes_from_copies_and_own_mounts_win():
         {"Type": "bind", "Source": "/h", "Destination": "/h", "Mode": "", "RW": True, "Propagation": "rprivate"},
         {"Type": "tmpfs", "Source": "", "Destination": "/t", "Mode": "", "RW": True, "Propagation": ""}]}
     eng = FakeEngine({"web": other})
-    mps = mountpoints.prepare(eng, rec({"VolumesFrom": ["web:ro"], "Binds": ["/mine:/h"]}))
+    mps = mountpoints.MountPoints(eng.volumes, eng.containers).prepare(rec({"VolumesFrom": ["web:ro"], "Binds": ["/mine:/h"]}))
     by = {m["Destination"]: m for m in mps}
     assert set(by) == {"/s", "/h"}  # tmpfs mounts are not shared
     assert by["/s"]["RW"] is False and by["/s"]["_from"] == other["Id"] and by["/h"]["Source"] == "/mine"
@@ -185,7 +185,7 @@ def test_copy_up_keeps_owners_and_modes_and_never_fills_a_used_volume(tmp_path):
 
 
 def test_tree_size_counts_inodes_once_and_follows_no_link(tmp_path):
-    from dockyard.engine.volumes import tree_size
+    from dockyard.engine.volumes.service import tree_size
 
     vol, host = tmp_path / "vol", tmp_path / "host"
     (vol / "d").mkdir(parents=True)

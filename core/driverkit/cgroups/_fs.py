@@ -6,8 +6,14 @@ place.  Writes never create files (cgroupfs files exist or the controller is
 missing), and each value goes in one ``write(2)``, as cgroupfs requires.
 """
 
+from __future__ import annotations
+
 import errno as _errno
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
 
 
 class CgroupError(OSError):
@@ -19,20 +25,20 @@ class CgroupError(OSError):
     number when there was one; ``file`` the absolute path involved, if any.
     """
 
-    def __init__(self, message, errno=None, file=None):
+    def __init__(self, message: str, errno: int | None = None, file: str | None = None) -> None:
         super().__init__(message)
         self.errno = errno
         self.file = file
 
 
-def reason(exc):
+def reason(exc: OSError) -> str:
     """'device or resource busy' for an OSError with errno EBUSY."""
     if exc.errno is None:
         return str(exc)
     return os.strerror(exc.errno)[:1].lower() + os.strerror(exc.errno)[1:]
 
 
-def write(path, value, explain=None):
+def write(path: str, value: object, explain: Callable[[int | None], str | None] | None = None) -> None:
     """Write ``value`` to the cgroup file ``path`` in one write.
 
     ``explain(errno)`` may return a hint appended to the kernel's reason.
@@ -51,7 +57,7 @@ def write(path, value, explain=None):
         raise CgroupError(f"{os.path.basename(path)}: cannot set {value} ({why})", exc.errno, path) from None
 
 
-def read(path, default=None):
+def read(path: str, default: str | None = None) -> str:
     """The file's text, stripped; ``default`` if it is missing (or raise)."""
     try:
         with open(path) as fh:
@@ -65,15 +71,15 @@ def read(path, default=None):
         raise CgroupError(f"{os.path.basename(path)}: cannot read ({reason(exc)})", exc.errno, path) from None
 
 
-def read_int(path, default=None):
+def read_int(path: str, default: int | None = None) -> int:
     """An integer file; "max" reads as -1."""
     text = read(path, None if default is None else str(default))
     return -1 if text == "max" else int(text.split()[0])
 
 
-def read_keyed(path):
+def read_keyed(path: str) -> dict[str, int]:
     """A flat-keyed file ("key value" lines) as a dict of ints; {} if missing."""
-    out = {}
+    out: dict[str, int] = {}
     for line in read(path, "").splitlines():
         key, _, value = line.partition(" ")
         try:
@@ -83,7 +89,7 @@ def read_keyed(path):
     return out
 
 
-def read_procs(path):
+def read_procs(path: str) -> list[int]:
     """The pids listed in a cgroup.procs file; [] if the cgroup is gone."""
     try:
         with open(path) as fh:
@@ -94,9 +100,9 @@ def read_procs(path):
         raise CgroupError(f"cgroup.procs: cannot read ({reason(exc)})", exc.errno, path) from None
 
 
-def parse_list(text, what="cpuset.cpus"):
+def parse_list(text: object, what: str = "cpuset.cpus") -> set[int]:
     """'0-3,5' -> {0, 1, 2, 3, 5}; raises CgroupError naming ``what``."""
-    out = set()
+    out: set[int] = set()
     for part in filter(None, (p.strip() for p in str(text).split(","))):
         lo, sep, hi = part.partition("-")
         try:
@@ -109,10 +115,10 @@ def parse_list(text, what="cpuset.cpus"):
     return out
 
 
-def format_list(items):
+def format_list(items: Iterable[int]) -> str:
     """{0, 1, 2, 5} -> '0-2,5'."""
-    items, runs = sorted(items), []
-    for i in items:
+    runs: list[list[int]] = []
+    for i in sorted(items):
         if runs and runs[-1][1] == i - 1:
             runs[-1][1] = i
         else:
@@ -120,7 +126,7 @@ def format_list(items):
     return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
-def check_subset(fname, value, kind, root_file, parent_file):
+def check_subset(fname: str, value: str, kind: str, root_file: str, parent_file: str) -> None:
     """Refuse a cpuset.cpus/mems value naming CPUs (nodes) that do not exist (the
     hierarchy root's effective set) or that the parent cgroup does not have."""
     wanted = parse_list(value, fname)
@@ -131,11 +137,11 @@ def check_subset(fname, value, kind, root_file, parent_file):
             raise CgroupError(f"{fname}: cannot set {value} (only {kind} {have} {where})", _errno.ERANGE, path)
 
 
-def rmdir_tree(path):
+def rmdir_tree(path: str) -> OSError | None:
     """Remove the cgroup directory ``path`` and any child cgroups, deepest first.
 
     Returns the first OSError other than "already gone" (or None)."""
-    failure = None
+    failure: OSError | None = None
     for dirpath, _dirs, _files in sorted(os.walk(path), key=lambda w: -w[0].count("/")):
         try:
             os.rmdir(dirpath)

@@ -7,7 +7,10 @@ empty cpus) removed, or raises :class:`CgroupError` naming the field.  The v1 an
 backends then only map values to files.
 """
 
+from __future__ import annotations
+
 import errno
+from typing import TYPE_CHECKING, Any
 
 from ._fs import CgroupError, parse_list
 
@@ -19,15 +22,19 @@ FIELDS = {
     "blockIO": {"weight", "leafWeight", "weightDevice", "throttleReadBpsDevice", "throttleWriteBpsDevice",
                 "throttleReadIOPSDevice", "throttleWriteIOPSDevice"},
 }
+if TYPE_CHECKING:
+    from collections.abc import Container, Iterable
+
 UNSUPPORTED = ("hugepageLimits", "network", "rdma")
 THROTTLES = ("throttleReadBpsDevice", "throttleWriteBpsDevice", "throttleReadIOPSDevice", "throttleWriteIOPSDevice")
 
 
-def _bad(field, value, why):
+def _bad(field: str, value: object, why: str) -> CgroupError:
     return CgroupError(f"linux.resources.{field}: cannot use {value!r} ({why})", errno.EINVAL)
 
 
-def _int(field, value, lo=None, hi=None, unset=()):
+def _int(field: str, value: Any, lo: int | None = None, hi: int | None = None,
+         unset: Container[int] = ()) -> int | None:
     if value is None or value in unset:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
@@ -40,7 +47,7 @@ def _int(field, value, lo=None, hi=None, unset=()):
     return value
 
 
-def _limit(field, value):
+def _limit(field: str, value: Any) -> int | None:
     """A byte/count limit: -1 means unlimited; other negatives are refused."""
     value = _int(field, value)
     if value is not None and value < -1:
@@ -48,7 +55,7 @@ def _limit(field, value):
     return value
 
 
-def _section(resources, name):
+def _section(resources: dict[str, Any], name: str) -> dict[str, Any]:
     sec = resources.get(name)
     if sec is None:
         return {}
@@ -60,7 +67,7 @@ def _section(resources, name):
     return sec
 
 
-def _devices_of(field, entries, keys):
+def _devices_of(field: str, entries: Iterable[Any] | None, keys: Iterable[str]) -> list[dict[str, int | None]]:
     out = []
     for i, e in enumerate(entries or ()):
         if not isinstance(e, dict):
@@ -75,7 +82,7 @@ def _devices_of(field, entries, keys):
     return out
 
 
-def _device_rule(i, e):
+def _device_rule(i: int, e: Any) -> dict[str, Any]:
     field = f"devices[{i}]"
     if not isinstance(e, dict):
         raise _bad(field, e, "must be an object")
@@ -87,14 +94,14 @@ def _device_rule(i, e):
     access = e.get("access") or "rwm"
     if not isinstance(access, str) or set(access) - set("rwm"):
         raise _bad(f"{field}.access", access, 'letters of "rwm" only')
-    nums = {}
+    nums: dict[str, int | None] = {}
     for key in ("major", "minor"):
         v = e.get(key)
         nums[key] = None if v is None or v == -1 or kind == "a" else _int(f"{field}.{key}", v, 0, 2**31 - 1)
     return {"allow": e["allow"], "type": kind, "access": "".join(c for c in "rwm" if c in access), **nums}
 
 
-def normalise(resources, version):
+def normalise(resources: dict[str, Any] | None, version: str) -> dict[str, Any]:
     """Check ``resources`` (an OCI ``linux.resources`` dict) for cgroup ``version``."""
     if resources is None:
         return {}
@@ -107,7 +114,7 @@ def normalise(resources, version):
     for key in UNSUPPORTED:
         if resources.get(key):
             raise CgroupError(f"linux.resources.{key}: not supported by this cgroup manager", errno.EOPNOTSUPP)
-    out = {}
+    out: dict[str, Any] = {}
 
     m = _section(resources, "memory")
     mem = {k: _limit(f"memory.{k}", m.get(k)) for k in ("limit", "reservation", "swap", "kernel", "kernelTCP")}
@@ -124,7 +131,7 @@ def normalise(resources, version):
     out["memory"] = {k: v for k, v in mem.items() if v is not None}
 
     c = _section(resources, "cpu")
-    cpu = {"shares": _int("cpu.shares", c.get("shares"), 2, 262144, unset=(0,)),
+    cpu: dict[str, Any] = {"shares": _int("cpu.shares", c.get("shares"), 2, 262144, unset=(0,)),
            "quota": _int("cpu.quota", c.get("quota"), unset=(0,)),
            "period": _int("cpu.period", c.get("period"), 1000, 1000000, unset=(0,)),
            "burst": _int("cpu.burst", c.get("burst"), 0),
@@ -147,7 +154,7 @@ def normalise(resources, version):
         out["pids"] = {"limit": -1 if limit == 0 else limit}
 
     b = _section(resources, "blockIO")
-    bio = {"weight": _int("blockIO.weight", b.get("weight"), 10, 1000, unset=(0,)),
+    bio: dict[str, Any] = {"weight": _int("blockIO.weight", b.get("weight"), 10, 1000, unset=(0,)),
            "leafWeight": _int("blockIO.leafWeight", b.get("leafWeight"), 10, 1000, unset=(0,))}
     if b.get("weightDevice"):
         bio["weightDevice"] = _devices_of("blockIO.weightDevice", b["weightDevice"], ("weight", "leafWeight"))

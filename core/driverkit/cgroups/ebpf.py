@@ -8,14 +8,18 @@ devices cgroup allows everything; so does v2 without a program).  So the usual
 OCI list, ``{"allow": false, "type": "a"}`` then the allowed devices, means
 "deny all but these".
 
-The program, for each access bit b the request has:
+The program, for each access bit b the request has::
+
     scan the rules that include b, last first; the first whose type, major and
     minor match decides: allow -> check the next bit, deny -> return 0.
+
 and returns 1 at the end.  Attaching uses ``BPF_F_ALLOW_MULTI`` (as runc and
 systemd do, so nested managers can add their own); the programs attached to the
 cgroup before are detached after the new one is in (for a moment both apply,
 which only ever denies more).
 """
+
+from __future__ import annotations
 
 import ctypes
 import errno
@@ -23,7 +27,15 @@ import os
 import platform
 import struct
 
+from typing import TYPE_CHECKING, Any
+
 from ._fs import CgroupError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    #: ``[code, dst, src, off, imm]``; ``off`` of a jump is a label name until linked
+    Insn = list[Any]
 
 # bpf(2) commands, program and attach types (linux/bpf.h)
 BPF_PROG_LOAD, BPF_PROG_ATTACH, BPF_PROG_DETACH, BPF_PROG_GET_FD_BY_ID, BPF_PROG_QUERY = 5, 8, 9, 13, 16
@@ -39,11 +51,11 @@ SYS_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x
 LDXW, MOV64K, MOV64X, AND32K, RSH32K, JNEK, JSETK, JA, EXIT = 0x61, 0xB7, 0xBF, 0x54, 0x74, 0x55, 0x45, 0x05, 0x95
 
 
-def _insn(code, dst=0, src=0, off=0, imm=0):
+def _insn(code: int, dst: int = 0, src: int = 0, off: int | str = 0, imm: int = 0) -> Insn:
     return [code, dst, src, off, imm]
 
 
-def program(rules):
+def program(rules: Sequence[dict[str, Any]]) -> list[Insn]:
     """Build the program for normalised rules (dicts with allow, type, major,
     minor, access).  Returns a list of [code, dst, src, off, imm]; jumps hold
     label names in ``off`` until :func:`_link` resolves them."""
@@ -55,7 +67,8 @@ def program(rules):
         _insn(LDXW, 4, 1, 4),        # r4 = ctx->major
         _insn(LDXW, 5, 1, 8),        # r5 = ctx->minor
     ]
-    labels, n = {}, 0
+    labels: dict[str, int] = {}
+    n = 0
     for letter, bit in ACCESS_BITS:
         relevant = [r for r in reversed(rules) if letter in r["access"]]
         if not relevant:
@@ -65,7 +78,7 @@ def program(rules):
         for rule in relevant:
             n += 1
             skip = f"rule_{n}"
-            checks = []
+            checks: list[tuple[int, int]] = []
             if rule["type"] != "a":
                 checks.append((2, DEV_CHAR if rule["type"] == "c" else DEV_BLOCK))
             checks += [(reg, rule[k]) for reg, k in ((4, "major"), (5, "minor")) if rule[k] is not None]
@@ -79,25 +92,25 @@ def program(rules):
     return _link(out, labels)
 
 
-def _link(insns, labels):
+def _link(insns: list[Insn], labels: dict[str, int]) -> list[Insn]:
     for i, ins in enumerate(insns):
         if isinstance(ins[3], str):
-            ins[3] = labels[ins[3]] - (i + 1)
-            if ins[3] > 0x7FFF:
+            ins[3] = off = labels[ins[3]] - (i + 1)
+            if off > 0x7FFF:
                 raise CgroupError(f"devices: too many device rules for one program ({len(insns)} instructions)",
                                   errno.E2BIG)
     return insns
 
 
-def encode(insns):
+def encode(insns: Iterable[Insn]) -> bytes:
     return b"".join(struct.pack("<BBhi", c, (s << 4) | d, off, imm) for c, d, s, off, imm in insns)
 
 
 # ---------------------------------------------------------------- syscalls
-_libc = None
+_libc: ctypes.CDLL | None = None
 
 
-def _bpf(cmd, attr):
+def _bpf(cmd: int, attr: bytes | bytearray) -> tuple[int, bytes]:
     global _libc
     if _libc is None:
         _libc = ctypes.CDLL(None, use_errno=True)
@@ -113,7 +126,7 @@ def _bpf(cmd, attr):
     return res, buf.raw
 
 
-def load(insns):
+def load(insns: list[Insn]) -> int:
     """Load the program; returns its fd.  A verifier refusal quotes its log."""
     code = ctypes.create_string_buffer(encode(insns))
     lic = ctypes.create_string_buffer(b"GPL")
@@ -133,7 +146,7 @@ def load(insns):
     raise AssertionError("unreachable")
 
 
-def attached(cgroup_fd):
+def attached(cgroup_fd: int) -> list[int]:
     """Ids of the device programs attached to the cgroup (not inherited ones)."""
     ids = (ctypes.c_uint32 * 64)()
     attr = bytearray(64)
@@ -143,7 +156,7 @@ def attached(cgroup_fd):
     return list(ids[:count])
 
 
-def set_device_rules(cgroup_dir, rules):
+def set_device_rules(cgroup_dir: str, rules: Sequence[dict[str, Any]]) -> None:
     """Replace the device policy of the cgroup v2 directory ``cgroup_dir``."""
     what = f"devices: cannot apply {len(rules)} device rules to {cgroup_dir}"
     try:

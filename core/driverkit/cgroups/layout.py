@@ -7,12 +7,18 @@ separate ``cpu`` and ``cpuacct`` mounts, a hybrid host (v1 controllers plus a
 all told apart.
 """
 
+from __future__ import annotations
+
 import errno
 import os
 import re
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ._fs import CgroupError, read
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 V1_CONTROLLERS = {"cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
                   "net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc", "debug"}
@@ -25,34 +31,34 @@ V2_USEFUL = {"cpu", "cpuset", "memory", "io", "pids"}
 class Layout:
     """The cgroup hierarchies of a host.
 
-    ``version``      "v1" or "v2"
-    ``controllers``  controller name -> mount directory of its hierarchy
+    :version:        "v1" or "v2"
+    :controllers:    controller name -> mount directory of its hierarchy
                      (v2: every available controller -> the one mount)
-    ``hierarchies``  the distinct mount directories a cgroup is made in and joined
+    :hierarchies:    the distinct mount directories a cgroup is made in and joined
                      (v1: every v1 hierarchy, including named ones such as
                      ``name=systemd``; v2: the unified mount)
-    ``unified``      the cgroup2 mount point, or None (on a hybrid host this is
+    :unified:        the cgroup2 mount point, or None (on a hybrid host this is
                      e.g. /sys/fs/cgroup/unified, which the v1 manager leaves alone)
     """
 
     version: str
-    controllers: dict = field(default_factory=dict)
-    hierarchies: tuple = ()
+    controllers: dict[str, str] = field(default_factory=dict)
+    hierarchies: tuple[str, ...] = ()
     unified: str | None = None
 
     @classmethod
-    def for_v2(cls, mount):
+    def for_v2(cls, mount: str) -> Layout:
         """The layout of a cgroup2 mount at ``mount`` (whatever controllers it has)."""
         ctrls = read(os.path.join(mount, "cgroup.controllers"), "").split()
         return cls("v2", {c: mount for c in ctrls}, (mount,), mount)
 
 
-def _unescape(path):
+def _unescape(path: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), path)
 
 
-def parse_mountinfo(text):
+def parse_mountinfo(text: str) -> Iterator[tuple[str, str, list[str]]]:
     """Yield (mount point, fstype, super options list) of each cgroup mount."""
     for line in text.splitlines():
         fields = line.split(" ")
@@ -64,7 +70,7 @@ def parse_mountinfo(text):
             yield _unescape(fields[4]), fstype, fields[sep + 3].split(",") if len(fields) > sep + 3 else []
 
 
-def detect(root="/sys/fs/cgroup", mountinfo="/proc/self/mountinfo"):
+def detect(root: str = "/sys/fs/cgroup", mountinfo: str = "/proc/self/mountinfo") -> Layout:
     """Return the :class:`Layout` of the cgroup mounts at or under ``root``.
 
     v1 is chosen when v1 hierarchies carry cpu, memory or pids; v2 when the cgroup2
@@ -76,7 +82,9 @@ def detect(root="/sys/fs/cgroup", mountinfo="/proc/self/mountinfo"):
             text = fh.read()
     except OSError as exc:
         raise CgroupError(f"{mountinfo}: cannot read ({exc.strerror})", exc.errno, mountinfo) from None
-    controllers, hierarchies, unified = {}, [], None
+    controllers: dict[str, str] = {}
+    hierarchies: list[str] = []
+    unified: str | None = None
     for point, fstype, opts in parse_mountinfo(text):
         point = os.path.normpath(point)
         if point != root and not point.startswith(root.rstrip("/") + "/"):

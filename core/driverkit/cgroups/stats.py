@@ -8,9 +8,19 @@ CPU % from ``cpu_stats.cpu_usage.total_usage``, ``system_cpu_usage`` and
 "Write" (v2: "read", "write", as dockerd reports them).
 """
 
+from __future__ import annotations
+
 import os
+from typing import TYPE_CHECKING, Any
 
 from . import _fs
+
+if TYPE_CHECKING:
+    from .v1 import V1
+    from .v2 import V2
+
+    #: ``{"major", "minor", "op", "value"}`` of the Docker API's blkio_stats lists
+    BlkioEntry = dict[str, int | str]
 
 NS = 1_000_000_000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -18,7 +28,7 @@ V1_BLKIO_EXTRA = ("io_queue_recursive", "io_service_time_recursive", "io_wait_ti
                   "io_merged_recursive", "io_time_recursive", "sectors_recursive")
 
 
-def system_cpu_usage(stat="/proc/stat"):
+def system_cpu_usage(stat: str = "/proc/stat") -> int:
     """Host CPU time in ns, as dockerd counts it: user, nice, system, idle, iowait,
     irq and softirq of the ``cpu`` line of /proc/stat (steal and guest left out)."""
     with open(stat) as fh:
@@ -29,22 +39,22 @@ def system_cpu_usage(stat="/proc/stat"):
     return 0
 
 
-def online_cpus():
+def online_cpus() -> int:
     return os.sysconf("SC_NPROCESSORS_ONLN")
 
 
-def host_memory():
+def host_memory() -> int:
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def _limit(value):
+def _limit(value: int) -> int:
     """A memory limit, with "unlimited" shown as the host's memory (as dockerd)."""
     host = host_memory()
     return host if value < 0 or value > host else value
 
 
-def _blkio_v1(path):
-    out = []
+def _blkio_v1(path: str) -> list[BlkioEntry]:
+    out: list[BlkioEntry] = []
     for line in _fs.read(path, "").splitlines():
         parts = line.split()
         if len(parts) == 3 and ":" in parts[0]:
@@ -53,9 +63,12 @@ def _blkio_v1(path):
     return out
 
 
-def stats_v1(cg):
+def stats_v1(cg: V1) -> dict[str, Any]:
     """``cg`` is a :class:`~dockyard.driverkit.cgroups.v1.V1` backend."""
-    d = lambda ctrl, name: os.path.join(cg.dir(ctrl), name) if cg.dir(ctrl) else "/nonexistent"
+    def d(ctrl: str, name: str) -> str:
+        where = cg.dir(ctrl)
+        return os.path.join(where, name) if where else "/nonexistent"
+
     times = _fs.read_keyed(d("cpuacct", "cpuacct.stat"))
     throttle = _fs.read_keyed(d("cpu", "cpu.stat"))
     mem_stat = _fs.read_keyed(d("memory", "memory.stat"))
@@ -91,9 +104,10 @@ def stats_v1(cg):
     }
 
 
-def _io_v2(path):
+def _io_v2(path: str) -> tuple[list[BlkioEntry], list[BlkioEntry]]:
     """io.stat lines ("8:0 rbytes=1 wbytes=2 rios=3 wios=4 ...") -> two lists."""
-    nbytes, nios = [], []
+    nbytes: list[BlkioEntry] = []
+    nios: list[BlkioEntry] = []
     for line in _fs.read(path, "").splitlines():
         dev, *pairs = line.split()
         if ":" not in dev:
@@ -106,7 +120,7 @@ def _io_v2(path):
     return nbytes, nios
 
 
-def stats_v2(cg):
+def stats_v2(cg: V2) -> dict[str, Any]:
     """``cg`` is a :class:`~dockyard.driverkit.cgroups.v2.V2` backend.  v2 has no per-CPU
     usage (``percpu_usage`` is []); ``max_usage`` is ``memory.peak`` (0 before
     Linux 5.19) and ``failcnt`` the ``max`` count of ``memory.events``."""

@@ -1,46 +1,55 @@
 """cgroup v1: one directory per hierarchy, OCI resources mapped to v1 files."""
 
+from __future__ import annotations
+
 import errno
+import functools
 import os
+from typing import TYPE_CHECKING, Any
 
 from . import _fs
 from ._fs import CgroupError, read, read_int, write
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .layout import Layout
+
 UNLIMITED = 2**63 - 1  # what -1 reads back as (page-rounded by the kernel)
 
 
-def _num(v):
+def _num(v: int) -> int:
     return UNLIMITED if v == -1 else v
 
 
 class V1:
     version = "v1"
 
-    def __init__(self, layout, rel):
+    def __init__(self, layout: Layout, rel: str) -> None:
         self.layout, self.rel = layout, rel
 
     # --------------------------------------------------------------- places
-    def dir(self, controller):
+    def dir(self, controller: str) -> str | None:
         mount = self.layout.controllers.get(controller)
         return os.path.join(mount, self.rel) if mount else None
 
-    def dirs(self):
+    def dirs(self) -> list[str]:
         return [os.path.join(h, self.rel) for h in self.layout.hierarchies]
 
-    def pid_root(self):
+    def pid_root(self) -> str:
         for c in ("pids", "freezer", "memory"):
-            if self.dir(c):
-                return self.dir(c)
+            if d := self.dir(c):
+                return d
         return self.dirs()[0]
 
-    def _need(self, controller, what):
+    def _need(self, controller: str, what: str) -> str:
         d = self.dir(controller)
         if d is None:
             raise CgroupError(f"{what}: the {controller} controller is not mounted on this host", errno.ENOENT)
         return d
 
     # --------------------------------------------------------------- making
-    def make(self, created):
+    def make(self, created: list[str]) -> None:
         """mkdir every level in every hierarchy, appending new dirs to ``created``."""
         cpuset = self.layout.controllers.get("cpuset")
         for hier in self.layout.hierarchies:
@@ -58,7 +67,7 @@ class V1:
                     self._inherit_cpuset(parent, cur)
 
     @staticmethod
-    def _inherit_cpuset(parent, child):
+    def _inherit_cpuset(parent: str, child: str) -> None:
         # A new v1 cpuset starts with empty cpus/mems, and a process cannot join
         # it (ENOSPC) until both are set.
         for name in ("cpuset.cpus", "cpuset.mems"):
@@ -66,7 +75,7 @@ class V1:
                 write(os.path.join(child, name), read(os.path.join(parent, name), ""))
 
     # ------------------------------------------------------------ resources
-    def apply(self, res):
+    def apply(self, res: dict[str, Any]) -> None:
         if res.get("memory"):
             self._memory(res["memory"])
         if res.get("cpu"):
@@ -83,7 +92,7 @@ class V1:
                 write(os.path.join(d, "devices.allow" if rule["allow"] else "devices.deny"), device_line(rule),
                       lambda e: "the parent cgroup does not allow it" if e == errno.EPERM else None)
 
-    def _memory(self, m):
+    def _memory(self, m: dict[str, Any]) -> None:
         d = self._need("memory", "memory.limit_in_bytes")
         f = lambda name: os.path.join(d, name)
         limit, swap = m.get("limit"), m.get("swap")
@@ -91,17 +100,17 @@ class V1:
         if swap is not None and not has_memsw and swap != -1:
             raise CgroupError(f"memory.memsw.limit_in_bytes: cannot set {swap} (no swap accounting in this "
                               "kernel; boot with swapaccount=1)", errno.ENOENT)
-        steps = []
+        steps: list[tuple[str, int]] = []
         if limit is not None:
             steps.append(("memory.limit_in_bytes", limit))
         if swap is not None and has_memsw:
             steps.append(("memory.memsw.limit_in_bytes", swap))
         # The kernel keeps memsw >= limit at every moment: when the new memory
         # limit is above the current memsw limit, memsw must go up first.
-        if len(steps) == 2 and _num(limit) > read_int(f("memory.memsw.limit_in_bytes")):
+        if len(steps) == 2 and limit is not None and _num(limit) > read_int(f("memory.memsw.limit_in_bytes")):
             steps.reverse()
         for name, value in steps:
-            write(f(name), value, lambda e, name=name: self._memory_hint(name, e))
+            write(f(name), value, functools.partial(self._memory_hint, name))
         if m.get("reservation") is not None:
             write(f("memory.soft_limit_in_bytes"), m["reservation"])
         for key, name in (("kernel", "memory.kmem.limit_in_bytes"), ("kernelTCP", "memory.kmem.tcp.limit_in_bytes")):
@@ -112,8 +121,8 @@ class V1:
         if m.get("disableOOMKiller") is not None:
             write(f("memory.oom_control"), int(m["disableOOMKiller"]))
 
-    def _memory_hint(self, name, err):
-        d = self.dir("memory")
+    def _memory_hint(self, name: str, err: int | None) -> str | None:
+        d = self._need("memory", name)  # mounted: the write that failed was there
         if err == errno.EBUSY:
             usage = read(os.path.join(d, "memory.usage_in_bytes"), "?")
             return f"the limit is below current usage of {usage} bytes"
@@ -125,7 +134,7 @@ class V1:
             return f"memory+swap must be >= the memory limit of {limit}"
         return None
 
-    def _cpu(self, c):
+    def _cpu(self, c: dict[str, Any]) -> None:
         if any(k in c for k in ("shares", "quota", "period", "burst", "realtimeRuntime", "realtimePeriod", "idle")):
             d = self._need("cpu", "cpu.shares")
             f = lambda name: os.path.join(d, name)
@@ -160,7 +169,7 @@ class V1:
                                  os.path.join(os.path.dirname(d), eff))
                 write(os.path.join(d, fname), c[key])
 
-    def _blkio(self, b):
+    def _blkio(self, b: dict[str, Any]) -> None:
         d = self._need("blkio", "blkio.weight")
         f = lambda name: os.path.join(d, name)
         # blkio.weight (CFQ, gone since 5.0) or blkio.bfq.weight (BFQ scheduler)
@@ -187,25 +196,25 @@ class V1:
                 write(f("blkio.throttle." + name), f"{dev['major']}:{dev['minor']} {dev['rate'] or 0}", _no_dev(dev))
 
     # ----------------------------------------------------- freezer, events
-    def set_frozen(self, frozen):
+    def set_frozen(self, frozen: bool) -> None:
         d = self._need("freezer", "freezer.state")
         write(os.path.join(d, "freezer.state"), "FROZEN" if frozen else "THAWED")
 
-    def frozen_state(self):
+    def frozen_state(self) -> bool | None:
         """True (FROZEN), False (THAWED) or None (FREEZING: on its way)."""
         d = self._need("freezer", "freezer.state")
         state = read(os.path.join(d, "freezer.state"), "THAWED")
         return {"FROZEN": True, "THAWED": False}.get(state)
 
-    def oom_kills(self):
+    def oom_kills(self) -> int:
         d = self._need("memory", "memory.oom_control")
         return _fs.read_keyed(os.path.join(d, "memory.oom_control")).get("oom_kill", 0)
 
-    def kill_now(self):
+    def kill_now(self) -> bool:
         return False  # v1 has no cgroup.kill
 
 
-def device_line(rule):
+def device_line(rule: dict[str, Any]) -> str:
     """A devices.allow/deny line: 'a' or 'c 1:3 rwm' ('*' for any major/minor)."""
     if rule["type"] == "a":
         return "a"
@@ -213,5 +222,5 @@ def device_line(rule):
     return f"{rule['type']} {star(rule['major'])}:{star(rule['minor'])} {rule['access']}"
 
 
-def _no_dev(dev):
+def _no_dev(dev: dict[str, Any]) -> Callable[[int | None], str | None]:
     return lambda e: f"no block device {dev['major']}:{dev['minor']}" if e in (errno.ENODEV, errno.EINVAL) else None

@@ -8,8 +8,11 @@ Mappings follow runc/crun: ``memory.max``, ``memory.low`` (reservation),
 (:mod:`.ebpf`), and ``unified`` keys written to the files they name.
 """
 
+from __future__ import annotations
+
 import errno
 import os
+from typing import TYPE_CHECKING, Any
 
 from . import _fs
 from ._fs import CgroupError, read, read_int, write
@@ -18,44 +21,50 @@ from ._fs import CgroupError, read, read_int, write
 DELEGATE = ("cpuset", "cpu", "io", "memory", "pids", "hugetlb")
 
 
-def shares_to_weight(shares):
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .layout import Layout
+
+
+def shares_to_weight(shares: int) -> int:
     """cpu.shares 2..262144 -> cpu.weight 1..10000 (runc/crun's formula)."""
     return 1 + ((shares - 2) * 9999) // 262142
 
 
-def blkio_to_io_weight(weight):
+def blkio_to_io_weight(weight: int) -> int:
     """blkio weight 10..1000 -> io.weight 1..10000 (runc's formula)."""
     return 1 + ((weight - 10) * 9999) // 990
 
 
-def _max(v):
+def _max(v: int) -> int | str:
     return "max" if v == -1 else v
 
 
 class V2:
     version = "v2"
 
-    def __init__(self, layout, rel):
+    def __init__(self, layout: Layout, rel: str) -> None:
         self.layout, self.rel = layout, rel
         self.mount = layout.hierarchies[0]
         self.path = os.path.join(self.mount, rel)
 
-    def dir(self, controller=None):
+    def dir(self, controller: str | None = None) -> str:
         return self.path
 
-    def dirs(self):
+    def dirs(self) -> list[str]:
         return [self.path]
 
-    def pid_root(self):
+    def pid_root(self) -> str:
         return self.path
 
-    def f(self, name):
+    def f(self, name: str) -> str:
         return os.path.join(self.path, name)
 
-    def _explain(self, name):
+    def _explain(self, name: str) -> Callable[[int | None], str | None]:
         parent = os.path.dirname(self.path)
 
-        def hint(err):
+        def hint(err: int | None) -> str | None:
             if err == errno.ENOENT:
                 ctrl = name.split(".")[0]
                 return f"the {ctrl} controller is not enabled in {parent}/cgroup.subtree_control"
@@ -64,11 +73,11 @@ class V2:
             return None
         return hint
 
-    def _write(self, name, value):
+    def _write(self, name: str, value: object) -> None:
         write(self.f(name), value, self._explain(name))
 
     # --------------------------------------------------------------- making
-    def make(self, created):
+    def make(self, created: list[str]) -> None:
         cur = self.mount
         for part in self.rel.split("/"):
             self._delegate(cur)
@@ -84,7 +93,7 @@ class V2:
             created.append(cur)
 
     @staticmethod
-    def _delegate(parent):
+    def _delegate(parent: str) -> None:
         avail = read(os.path.join(parent, "cgroup.controllers"), "").split()
         enabled = read(os.path.join(parent, "cgroup.subtree_control"), "").split()
         wanted = [c for c in DELEGATE if c in avail and c not in enabled]
@@ -100,7 +109,7 @@ class V2:
                 write(ctl, "+" + c, hint)
 
     # ------------------------------------------------------------ resources
-    def apply(self, res):
+    def apply(self, res: dict[str, Any]) -> None:
         if res.get("memory"):
             self._memory(res["memory"])
         if res.get("cpu"):
@@ -115,7 +124,7 @@ class V2:
         for name, value in res.get("unified", {}).items():
             self._write(name, value)
 
-    def _memory(self, m):
+    def _memory(self, m: dict[str, Any]) -> None:
         limit, swap = m.get("limit"), m.get("swap")
         if limit is not None:
             if limit != -1:
@@ -157,7 +166,7 @@ class V2:
             raise CgroupError("memory.oom_control: cannot set 1 (cgroup v2 cannot disable the OOM killer)",
                               errno.EOPNOTSUPP)
 
-    def _cpu(self, c):
+    def _cpu(self, c: dict[str, Any]) -> None:
         if "shares" in c:
             self._write("cpu.weight", shares_to_weight(c["shares"]))
         if "quota" in c or "period" in c:
@@ -180,7 +189,7 @@ class V2:
                                  os.path.join(os.path.dirname(self.path), eff))
                 self._write(fname, c[key])
 
-    def _io(self, b):
+    def _io(self, b: dict[str, Any]) -> None:
         bfq = os.path.exists(self.f("io.bfq.weight"))
         name, conv = ("io.bfq.weight", int) if bfq else ("io.weight", blkio_to_io_weight)
         if "weight" in b:
@@ -196,19 +205,19 @@ class V2:
                 self._write("io.max", f"{dev['major']}:{dev['minor']} {knob}={dev['rate'] or 'max'}")
 
     # ----------------------------------------------------- freezer, events
-    def set_frozen(self, frozen):
+    def set_frozen(self, frozen: bool) -> None:
         self._write("cgroup.freeze", int(frozen))
 
-    def frozen_state(self):
+    def frozen_state(self) -> bool | None:
         """True (frozen), False (thawed) or None (freezing, or thawing)."""
         want = read(self.f("cgroup.freeze"), "0") == "1"
         now = _fs.read_keyed(self.f("cgroup.events")).get("frozen", 0) == 1
         return now if want == now else None
 
-    def oom_kills(self):
+    def oom_kills(self) -> int:
         return _fs.read_keyed(self.f("memory.events")).get("oom_kill", 0)
 
-    def kill_now(self):
+    def kill_now(self) -> bool:
         """SIGKILL the whole subtree at once through cgroup.kill (Linux 5.14+)."""
         if not os.path.exists(self.f("cgroup.kill")):
             return False

@@ -27,10 +27,14 @@ no dockyard import, no third-party import, nothing slow at import time.
 
 Per process state lives in one directory (``STATE_DIR``):
 
-``state.json``    written by the driver before the shim starts (see
-                  :func:`supervisor.run` for the keys it reads)
-``running.json``  written by the shim once the program runs: pids, start times
-``exit.json``     written by the shim when the process ended and its output is in
-                  the log: exit code, finished_at, oom_killed
-``control.sock``  the shim's control socket while the process runs
+``state.json``
+    written by the driver before the shim starts (see
+    :func:`supervisor.run` for the keys it reads)
+``running.json``
+    written by the shim once the program runs: pids, start times
+``exit.json``
+    written by the shim when the process ended and its output is in
+    the log: exit code, finished_at, oom_killed
+``control.sock``
+    the shim's control socket while the process runs
 """

@@ -8,6 +8,8 @@ every question about the process is answered from ``STATE_DIR`` alone, so a
 restarted daemon knows what the old one knew.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import select
@@ -15,13 +17,19 @@ import socket
 import subprocess
 import threading
 import time
+from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import ExecError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from dockyard.hookspecs.exec import State, Status
 
 START_TIMEOUT = 30.0  # seconds; a healthy start takes milliseconds
 
 
-def read_json(path):
+def read_json(path: str) -> Any:
     try:
         with open(path) as fh:
             return json.load(fh)
@@ -29,25 +37,26 @@ def read_json(path):
         return None
 
 
-def write_json(path, data):
+def write_json(path: str, data: object) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
         json.dump(data, fh)
     os.replace(tmp, path)
 
 
-def now():
+def now() -> str:
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + ".%06dZ" % (ns % 10**9 // 1000)
 
 
-def state(status, pid=None, exit_code=None, started_at=None, finished_at=None, error="", oom=False):
+def state(status: Status, pid: int | None = None, exit_code: int | None = None, started_at: str | None = None,
+          finished_at: str | None = None, error: str = "", oom: bool = False) -> State:
     """The exec hook specs' state dict."""
     return {"status": status, "pid": pid, "exit_code": exit_code, "oom_killed": oom,
             "started_at": started_at, "finished_at": finished_at, "error": error}
 
 
-def proc_stat(pid):
+def proc_stat(pid: int) -> tuple[str, int] | None:
     """``(state letter, start time in clock ticks)`` of ``pid``, or None if it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
@@ -58,29 +67,31 @@ def proc_stat(pid):
     return fields[0].decode(), int(fields[19])
 
 
-def alive(pid, start):
+def alive(pid: int | None, start: int | None) -> bool:
     """True if ``pid`` runs (not a zombie) and started at ``start`` (guards pid reuse)."""
     st = proc_stat(pid) if pid else None
-    return bool(st) and st[0] not in "ZX" and (start is None or st[1] == start)
+    return st is not None and st[0] not in "ZX" and (start is None or st[1] == start)
 
 
 class Zygote:
     """The daemon's end of a :mod:`.zygote` fork server, started on first use and
     again if it died.  ``cmd`` runs ``zygote.main(sys.argv, spawn, finish)``."""
 
-    def __init__(self, cmd, log_path):
+    def __init__(self, cmd: Sequence[str], log_path: str) -> None:
         self.cmd, self.log_path = cmd, log_path
-        self.proc = self.sock = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.sock: socket.socket | None = None
         self._lock = threading.Lock()
 
-    def warm(self):
+    def warm(self) -> None:
         """Start it now (it imports for a few tens of ms), off the first start's path."""
         with self._lock:
             self._ensure()
 
-    def _ensure(self):
-        if self.proc is not None and self.proc.poll() is None:
-            return
+    def _ensure(self) -> tuple[subprocess.Popen[bytes], socket.socket]:
+        """The running fork server and the daemon's end of its socket."""
+        if self.proc is not None and self.proc.poll() is None and self.sock is not None:
+            return self.proc, self.sock
         if self.sock is not None:
             self.sock.close()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -95,22 +106,23 @@ class Zygote:
         finally:
             theirs.close()
         self.sock = ours
+        return self.proc, ours
 
-    def launch(self, sdir):
+    def launch(self, sdir: str) -> int:
         """Have a shim forked for ``sdir``; return the read end of its report pipe."""
         rfd, wfd = os.pipe()
         try:
             with self._lock:
                 for attempt in (1, 2):
-                    self._ensure()
+                    proc, sock = self._ensure()
                     try:
-                        socket.send_fds(self.sock, [os.fsencode(sdir)], [wfd])
+                        socket.send_fds(sock, [os.fsencode(sdir)], [wfd])
                         break
                     except OSError:
                         if attempt == 2:
                             raise
-                        self.proc.kill()  # wedged or gone: a new one
-                        self.proc.wait()
+                        proc.kill()  # wedged or gone: a new one
+                        proc.wait()
         except BaseException:
             os.close(rfd)
             raise
@@ -118,7 +130,7 @@ class Zygote:
             os.close(wfd)
         return rfd
 
-    def close(self):
+    def close(self) -> None:
         with self._lock:
             if self.sock is not None:
                 self.sock.close()  # it exits on end of file
@@ -135,10 +147,10 @@ class Direct:
     """A launcher without a fork server: a fresh ``cmd + [STATE_DIR, REPORT_FD]``
     (``supervisor.main``) per shim; slower and bigger than a :class:`Zygote`."""
 
-    def __init__(self, cmd):
+    def __init__(self, cmd: Sequence[str]) -> None:
         self.cmd = list(cmd)
 
-    def launch(self, sdir):
+    def launch(self, sdir: str) -> int:
         rfd, wfd = os.pipe()
         try:
             with open(os.path.join(sdir, "shim.log"), "ab") as errlog:
@@ -152,7 +164,7 @@ class Direct:
         return rfd
 
 
-def start(launcher, sdir, what):
+def start(launcher: Zygote | Direct | list[str] | tuple[str, ...], sdir: str, what: str) -> int:
     """Start the shim of ``sdir`` through ``launcher`` (a :class:`Zygote`, a
     :class:`Direct`, or a command line for one) and wait for its report; return
     the pid of the process.  Raises ``ExecError`` (with the exit code the process
@@ -164,7 +176,7 @@ def start(launcher, sdir, what):
         rfd = launcher.launch(sdir)
     except OSError as exc:
         raise ExecError(f"{what}: cannot start the shim: {exc}") from None
-    chunks = []
+    chunks: list[bytes] = []
     deadline = time.monotonic() + START_TIMEOUT
     try:
         while True:
@@ -187,7 +199,7 @@ def start(launcher, sdir, what):
     raise ExecError(f"{what}: {msg.get('error') or 'start failed'}", exit_code=msg.get("exit_code"))
 
 
-def _kill_shim(sdir):
+def _kill_shim(sdir: str) -> None:
     try:
         with open(os.path.join(sdir, "shim.pid")) as fh:
             pid, start = (int(v) for v in fh.read().split())
@@ -197,7 +209,7 @@ def _kill_shim(sdir):
         os.kill(pid, 9)
 
 
-def current(sdir, what):
+def current(sdir: str, what: str) -> State:
     """The state dict of the process supervised in ``sdir`` (cheap)."""
     ext = read_json(os.path.join(sdir, "exit.json"))
     run = read_json(os.path.join(sdir, "running.json"))
@@ -214,7 +226,7 @@ def current(sdir, what):
                  finished_at=ext.get("finished_at"), oom=bool(ext.get("oom_killed")))
 
 
-def wait(sdir, timeout):
+def wait(sdir: str, timeout: float | None) -> bool:
     """Block until the shim of ``sdir`` ended (True) or ``timeout`` passed."""
     run = read_json(os.path.join(sdir, "running.json"))
     if run is None or os.path.exists(os.path.join(sdir, "exit.json")):
@@ -232,7 +244,7 @@ def wait(sdir, timeout):
         os.close(pidfd)
 
 
-def kill(sdir, signal, what):
+def kill(sdir: str, signal: int, what: str) -> None:
     """Send ``signal`` to the supervised process; nothing if it has ended."""
     run = read_json(os.path.join(sdir, "running.json"))
     if run is None:
@@ -247,7 +259,7 @@ def kill(sdir, signal, what):
         raise ExecError(f"{what}: kill {signal}: {exc.strerror}") from None
 
 
-def connect(sdir, request, what):
+def connect(sdir: str, request: str, what: str) -> socket.socket:
     """Open the shim's control socket and send ``request`` (one line); return the
     connected socket once the shim said ``ok``."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -277,9 +289,9 @@ def connect(sdir, request, what):
     return sock
 
 
-def attach_stdin(sdir, what):
+def attach_stdin(sdir: str, what: str) -> socket.socket:
     return connect(sdir, "stdin", what)
 
 
-def resize(sdir, height, width, what):
+def resize(sdir: str, height: int, width: int, what: str) -> None:
     connect(sdir, f"resize {int(height)} {int(width)}", what).close()

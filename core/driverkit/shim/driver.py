@@ -1,39 +1,53 @@
 """A base for exec drivers built on the shim kit: every hook that only needs the
 state directories and the container's cgroup.
 
-A subclass sets :attr:`name` and :attr:`zygote_cmd` (its fork server: the kit's
-``zygote.main`` with its own ``spawn``), calls :meth:`init_home` from its
-``exec_init``, and implements what is its own: ``exec_supported``,
-``exec_create`` (validate, make the state directory), ``exec_start`` (usually
-``shim.start(self.zygote, sdir, ...)``), ``exec_exec`` (:meth:`start_exec` does
-the common part) and ``exec_update``; :meth:`forget` and :meth:`cgroup_of` when
-its state differs from the default (``state["cgroup"]["path"]``).
+A subclass sets :attr:`~.ShimDriver.name` and :attr:`~.ShimDriver.zygote_cmd`
+(its fork server: the kit's ``zygote.main`` with its own ``spawn``), calls
+:meth:`~.ShimDriver.init_home` from its ``exec_init``, and implements what is
+its own: ``exec_supported``, ``exec_create`` (validate, make the state
+directory), ``exec_start`` (usually ``shim.start(self.zygote, sdir, ...)``),
+``exec_exec`` (:meth:`~.ShimDriver.start_exec` does the common part) and
+``exec_update``; :meth:`~.ShimDriver.forget` and :meth:`~.ShimDriver.cgroup_of`
+when its state differs from the default (``state["cgroup"]["path"]``).
 
 Pluggy finds the hooks defined here on the subclass like its own.
 """
 
+from __future__ import annotations
+
 import os
 import shutil
 import signal as _signal
+from typing import TYPE_CHECKING, Any
 
 from dockyard.errors import ContainerNotFound, ExecError
 from dockyard.hookspecs import hookimpl
 from . import client as shim
 
+if TYPE_CHECKING:
+    import socket
+    from collections.abc import Callable, Mapping
+
+    from _typeshed import StrPath
+
+    from dockyard.hookspecs.exec import State, Stdin
+
+    from ..cgroups import Cgroup, Layout
+
 
 class ShimDriver:
     name = "shim"
-    zygote_cmd = None
+    zygote_cmd: list[str] | None = None
 
-    def __init__(self):
-        self.home = None
-        self.options = {}
-        self.zygote = None
-        self.layout = None
+    def __init__(self) -> None:
+        self.home: str | None = None
+        self.options: dict[str, Any] = {}
+        self.zygote: shim.Zygote | None = None
+        self.layout: Layout | None = None
         self.cgroup_parent = "dockyard"
 
     # ------------------------------------------------------------------ setup
-    def init_home(self, home, options):
+    def init_home(self, home: StrPath, options: Mapping[str, Any] | None) -> None:
         """Prepare ``home``, check the ``cgroup_parent`` option, start the zygote."""
         from .. import cgroups
 
@@ -45,10 +59,12 @@ class ShimDriver:
             raise ExecError(f"exec option cgroup_parent {parent!r} must be a relative cgroup path")
         self.cgroup_parent = parent
         self.layout = cgroups.detect()
+        if self.zygote_cmd is None:
+            raise ExecError(f"{self.name} exec driver: its class sets no zygote_cmd")
         self.zygote = shim.Zygote(self.zygote_cmd, os.path.join(self.home, "zygote.log"))
         self.zygote.warm()
 
-    def cgroup_path(self, id, lx):
+    def cgroup_path(self, id: str, lx: dict[str, Any]) -> str:
         """The container's cgroup: ``linux.cgroupsPath`` (a relative one under
         ``cgroup_parent``), checked."""
         rel = (lx.get("cgroupsPath") or id).strip()
@@ -60,14 +76,14 @@ class ShimDriver:
         return path
 
     # ---------------------------------------------------------------- places
-    def dir_of(self, id):
+    def dir_of(self, id: str) -> str:
         if self.home is None:
             raise ExecError(f"{self.name} exec driver used before exec_init")
         if not id or "/" in id or id in (".", "..") or any(c.isspace() for c in id):
             raise ExecError(f"invalid container id {id!r}")
         return os.path.join(self.home, id)
 
-    def load(self, id):
+    def load(self, id: str) -> tuple[str, dict[str, Any]]:
         """``(state dir, state.json)`` of container ``id``, or ContainerNotFound."""
         sdir = self.dir_of(id)
         st = shim.read_json(os.path.join(sdir, "state.json"))
@@ -75,7 +91,7 @@ class ShimDriver:
             raise ContainerNotFound(f"No such container: {id}")
         return sdir, st
 
-    def exec_dir(self, id, exec_id):
+    def exec_dir(self, id: str, exec_id: str) -> str:
         sdir, _ = self.load(id)
         if not exec_id or "/" in exec_id or exec_id in (".", ".."):
             raise ExecError(f"invalid exec id {exec_id!r}")
@@ -84,23 +100,26 @@ class ShimDriver:
             raise ContainerNotFound(f"No such exec instance: {exec_id}")
         return edir
 
-    def proc_dir(self, id, exec_id):
+    def proc_dir(self, id: str, exec_id: str | None) -> str:
         return self.load(id)[0] if exec_id is None else self.exec_dir(id, exec_id)
 
     @staticmethod
-    def what(id, exec_id=None):
+    def what(id: str, exec_id: str | None = None) -> str:
         return f"container {id}" if exec_id is None else f"exec {exec_id} in container {id}"
 
     # --------------------------------------------------------------- cgroups
-    def cgroup_of(self, st):
+    def cgroup_of(self, st: dict[str, Any] | None) -> Cgroup | None:
         """The container's :class:`dockyard.driverkit.cgroups.Cgroup`, or None."""
         if not st or not st.get("cgroup"):
             return None
         from .. import cgroups
 
+        if self.layout is None:
+            raise ExecError(f"{self.name} exec driver used before exec_init")
+
         return cgroups.Cgroup(self.layout, st["cgroup"]["path"])
 
-    def frozen(self, st):
+    def frozen(self, st: dict[str, Any] | None) -> bool:
         """Is the container frozen?  False when it has no cgroup, or it is going away."""
         from .. import cgroups
 
@@ -110,20 +129,20 @@ class ShimDriver:
         except (cgroups.CgroupError, OSError):
             return False
 
-    def current(self, id, sdir, st):
+    def current(self, id: str, sdir: str, st: dict[str, Any] | None) -> State:
         state = shim.current(sdir, self.what(id))
         if state["status"] == "running" and self.frozen(st):
             state["status"] = "paused"
         return state
 
-    def forget(self, id, sdir, st):
+    def forget(self, id: str, sdir: str, st: dict[str, Any] | None) -> None:
         """Drop every trace of the container (it does not run)."""
         cg = self.cgroup_of(st)
         if cg is not None:
             cg.destroy()
         shutil.rmtree(sdir, ignore_errors=True)
 
-    def clear_for_create(self, id, stdin):
+    def clear_for_create(self, id: str, stdin: Stdin) -> str:
         """Before ``exec_create``: refuse a running namesake and a bad ``stdin``;
         forget a stopped one.  Returns the state directory (not made yet)."""
         sdir = self.dir_of(id)
@@ -138,25 +157,26 @@ class ShimDriver:
 
     # --------------------------------------------------------------- lifecycle
     @hookimpl
-    def exec_state(self, id):
+    def exec_state(self, id: str) -> State:
         sdir, st = self.load(id)
         return self.current(id, sdir, st)
 
     @hookimpl
-    def exec_kill(self, id, signal):
+    def exec_kill(self, id: str, signal: int) -> None:
         sdir, st = self.load(id)
         shim.kill(sdir, signal, self.what(id))
-        if int(signal) == _signal.SIGKILL and self.frozen(st):
-            self.cgroup_of(st).thaw()  # a frozen process cannot die
+        cg = self.cgroup_of(st)
+        if int(signal) == _signal.SIGKILL and cg is not None and self.frozen(st):
+            cg.thaw()  # a frozen process cannot die
 
     @hookimpl
-    def exec_wait(self, id, timeout):
+    def exec_wait(self, id: str, timeout: float | None) -> State:
         sdir, st = self.load(id)
         shim.wait(sdir, timeout)
         return self.current(id, sdir, st)
 
     @hookimpl
-    def exec_delete(self, id):
+    def exec_delete(self, id: str) -> None:
         try:
             sdir, st = self.load(id)
         except ContainerNotFound:
@@ -170,7 +190,7 @@ class ShimDriver:
         return None
 
     @hookimpl
-    def exec_restore(self, id):
+    def exec_restore(self, id: str) -> State | None:
         try:
             sdir, st = self.load(id)
         except ContainerNotFound:
@@ -178,7 +198,8 @@ class ShimDriver:
         return self.current(id, sdir, st)
 
     # ---------------------------------------------------------- extra processes
-    def start_exec(self, id, exec_id, process, log_path, stdin, extra):
+    def start_exec(self, id: str, exec_id: str, process: dict[str, Any], log_path: str, stdin: Stdin,
+                   extra: Callable[[dict[str, Any], State], dict[str, Any]]) -> int:
         """The common part of ``exec_exec``: refuse a stopped or paused container
         and a used exec id, write the extra process's state (``extra`` adds the
         driver's keys) and start its shim; returns its pid."""
@@ -197,6 +218,8 @@ class ShimDriver:
                 "terminal": bool(process.get("terminal")), "console_size": console_size(process)}
         data.update(extra(st, state))
         shim.write_json(os.path.join(edir, "state.json"), data)
+        if self.zygote is None:
+            raise ExecError(f"{self.name} exec driver used before exec_init")
         try:
             return shim.start(self.zygote, edir, self.what(id, exec_id))
         except ExecError:
@@ -204,22 +227,22 @@ class ShimDriver:
             raise
 
     @hookimpl
-    def exec_exec_wait(self, id, exec_id, timeout):
+    def exec_exec_wait(self, id: str, exec_id: str, timeout: float | None) -> State:
         edir = self.exec_dir(id, exec_id)
         if timeout != 0:
             shim.wait(edir, timeout)
         return shim.current(edir, self.what(id, exec_id))
 
     @hookimpl
-    def exec_attach_stdin(self, id, exec_id):
+    def exec_attach_stdin(self, id: str, exec_id: str | None) -> socket.socket:
         return shim.attach_stdin(self.proc_dir(id, exec_id), self.what(id, exec_id))
 
     @hookimpl
-    def exec_resize(self, id, exec_id, height, width):
+    def exec_resize(self, id: str, exec_id: str | None, height: int, width: int) -> None:
         shim.resize(self.proc_dir(id, exec_id), height, width, self.what(id, exec_id))
 
     # ------------------------------------------------------------------ cgroups
-    def _running_cgroup(self, id, verb):
+    def _running_cgroup(self, id: str, verb: str) -> Cgroup:
         sdir, st = self.load(id)
         cg = self.cgroup_of(st)
         if cg is None or not cg.exists() or self.current(id, sdir, st)["status"] == "stopped":
@@ -227,7 +250,7 @@ class ShimDriver:
         return cg
 
     @hookimpl
-    def exec_pause(self, id):
+    def exec_pause(self, id: str) -> None:
         from .. import cgroups
 
         try:
@@ -236,7 +259,7 @@ class ShimDriver:
             raise ExecError(f"pausing container {id}: {exc}") from None
 
     @hookimpl
-    def exec_resume(self, id):
+    def exec_resume(self, id: str) -> None:
         from .. import cgroups
 
         try:
@@ -245,7 +268,7 @@ class ShimDriver:
             raise ExecError(f"unpausing container {id}: {exc}") from None
 
     @hookimpl
-    def exec_pids(self, id):
+    def exec_pids(self, id: str) -> list[int]:
         from .. import cgroups
 
         sdir, st = self.load(id)
@@ -259,7 +282,7 @@ class ShimDriver:
         return ([init] if init in pids else []) + sorted(p for p in pids if p != init)
 
     @hookimpl
-    def exec_stats(self, id):
+    def exec_stats(self, id: str) -> dict[str, Any]:
         from .. import cgroups
 
         sdir, st = self.load(id)

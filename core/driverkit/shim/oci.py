@@ -6,22 +6,25 @@ this host will refuse at start: an rlimit above the daemon's own hard limit, or
 an oom_score_adj below its own, without CAP_SYS_RESOURCE (this VM's case).
 """
 
+from __future__ import annotations
+
 import json
 import os
 import resource
+from typing import Any
 
 from dockyard.errors import ExecError
 from .runtime import CAP_SYS_RESOURCE, RLIMITS, cap_numbers
 
 
-def has_cap(cap):
+def has_cap(cap: int) -> bool:
     """Does the daemon itself hold capability number ``cap``?"""
     with open("/proc/self/status") as fh:
         eff = next(int(line.split()[1], 16) for line in fh if line.startswith("CapEff:"))
     return bool(eff >> cap & 1)
 
 
-def load_config(id, bundle):
+def load_config(id: str, bundle: str) -> dict[str, Any]:
     """``config.json`` of ``bundle``, with its process and root checked."""
     path = os.path.join(bundle, "config.json")
     try:
@@ -45,7 +48,7 @@ def load_config(id, bundle):
     return cfg
 
 
-def check_process(where, proc):
+def check_process(where: str, proc: dict[str, Any]) -> None:
     """An OCI ``process`` (a container's, or an extra process's)."""
     args = proc.get("args")
     if not isinstance(args, list) or not args or not all(isinstance(a, str) for a in args) or not args[0]:
@@ -63,7 +66,7 @@ def check_process(where, proc):
             cap_numbers(names)
         except ValueError as exc:
             raise ExecError(f"{where}: process.capabilities.{kind}: {exc}") from None
-    may_raise = None
+    may_raise: bool | None = None
     for r in proc.get("rlimits") or ():
         kind, soft, hard = r.get("type"), r.get("soft"), r.get("hard")
         if kind not in RLIMITS:
@@ -89,7 +92,7 @@ def check_process(where, proc):
                             "and lowering it needs CAP_SYS_RESOURCE, which the daemon lacks")
 
 
-def console_size(proc):
+def console_size(proc: dict[str, Any]) -> list[int] | None:
     """``[rows, columns]`` from ``process.consoleSize``, or None."""
     size = proc.get("consoleSize") or {}
     if size.get("height") and size.get("width"):

@@ -19,14 +19,15 @@ import os
 MAX_LINKS = 255
 
 
-def _parts(path):
+def _parts(path: str) -> list[str]:
     return [p for p in path.split("/") if p not in ("", ".")]
 
 
-def resolve(root, path, max_links=MAX_LINKS):
+def resolve(root: str, path: str, max_links: int = MAX_LINKS) -> list[str]:
     """The components of absolute (or root-relative) ``path`` inside ``root``, every
     symlink followed there.  Raises ``OSError(ELOOP)`` after ``max_links`` links."""
-    todo, done, links = _parts(path), [], 0
+    todo, links = _parts(path), 0
+    done: list[str] = []
     while todo:
         part = todo.pop(0)
         if part == "..":
@@ -47,12 +48,12 @@ def resolve(root, path, max_links=MAX_LINKS):
     return done
 
 
-def join(root, path):
+def join(root: str, path: str) -> str:
     """The host path of ``path`` inside ``root``; it never leaves ``root``."""
     return os.path.join(root, *resolve(root, path))
 
 
-def split_existing(root, parts):
+def split_existing(root: str, parts: list[str]) -> tuple[list[str], list[str]]:
     """``(existing, missing)``: the longest prefix of resolved ``parts`` that is
     there in ``root``, and the rest, which does not exist."""
     if os.path.lexists(os.path.join(root, *parts)):

@@ -12,10 +12,19 @@ from the shim kit's directory, like :mod:`supervisor`).
 import os
 import time
 
-try:
-    from supervisor import StartError  # in a shim: the kit's directory is on sys.path
-except ImportError:
+# Annotations only: typing is not imported at run time (a shim starts with
+# ``python -E -S`` and every import costs start-up time).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any
+
     from .supervisor import StartError
+else:
+    try:
+        from supervisor import StartError  # in a shim: the kit's directory is on sys.path
+    except ImportError:
+        from .supervisor import StartError
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -37,10 +46,10 @@ RLIMITS = {"RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK":
            "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15}
 INFINITY = 2**64 - 1  # an OCI rlimit this high means unlimited
 
-_last_cap = None
+_last_cap: "int | None" = None
 
 
-def last_cap():
+def last_cap() -> int:
     """The highest capability number this kernel has."""
     global _last_cap
     if _last_cap is None:
@@ -52,10 +61,10 @@ def last_cap():
     return _last_cap
 
 
-def cap_numbers(names):
+def cap_numbers(names: "Iterable[object] | None") -> set[int]:
     """``["CAP_CHOWN", "kill", ...]`` -> set of capability numbers; a name that is
     unknown, or that this kernel does not have, raises ValueError."""
-    out = set()
+    out: set[int] = set()
     for name in names or ():
         short = str(name).upper()
         short = short[4:] if short.startswith("CAP_") else short
@@ -65,9 +74,9 @@ def cap_numbers(names):
     return out
 
 
-def environment(proc):
+def environment(proc: "dict[str, Any]") -> dict[str, str]:
     """OCI ``process.env`` (``K=V`` strings) -> dict; items without ``=`` are dropped."""
-    env = {}
+    env: dict[str, str] = {}
     for item in proc.get("env") or ():
         key, sep, value = item.partition("=")
         if sep:
@@ -75,7 +84,7 @@ def environment(proc):
     return env
 
 
-def find_executable(name, path):
+def find_executable(name: str, path: str) -> str:
     """``name`` through ``path`` as execvp does, or StartError with exit code 127."""
     if "/" in name:
         return name
@@ -90,15 +99,15 @@ def find_executable(name, path):
     raise StartError(f'exec: "{name}": executable file not found in $PATH', 127)
 
 
-def exec_failure(exc, name, exe):
+def exec_failure(exc: OSError, name: str, exe: str) -> "StartError":
     """The StartError for ``execve(exe)`` of ``process.args[0]`` = ``name`` failing
     with OSError ``exc``: 127 for a missing file, 126 for one that cannot run."""
     code = 127 if exc.errno == 2 else 126 if exc.errno in (1, 8, 13, 21) else None
     what = f"stat {exe}: " if exc.errno == 2 and not os.path.lexists(exe) else ""
-    return StartError(f'exec: "{name}": {what}{exc.strerror.lower()}', code)
+    return StartError(f'exec: "{name}": {what}{(exc.strerror or str(exc)).lower()}', code)
 
 
-def remove_cgroup_dirs(paths, timeout=2.0):
+def remove_cgroup_dirs(paths: "Iterable[str]", timeout: float = 2.0) -> None:
     """Remove cgroup directories (and any below them, deepest first), thawing and
     killing what is still in them; gives up quietly after ``timeout`` (the
     driver's exec_delete tries again)."""
@@ -109,7 +118,7 @@ def remove_cgroup_dirs(paths, timeout=2.0):
             _rmdir(dirpath, timeout)
 
 
-def _rmdir(path, timeout):
+def _rmdir(path: str, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:

@@ -1,4 +1,4 @@
-"""What a process does before it enters a container and ``execve``s there, as
+"""What a process does before it enters a container and calls ``execve`` there, as
 runc's nsexec and init do (stdlib only, importable standalone from the shim
 kit's directory, like :mod:`supervisor`).
 
@@ -40,6 +40,11 @@ _SIGSET_SIZE = 8  # the kernel's sigset_t: 64 signals
 # a zeroed struct sigaction (handler SIG_DFL, no flags, empty mask), longer than
 # any architecture's
 _SIG_DFL_ACTION = bytes(64)
+# Annotations only: typing is not imported at run time (start-up cost).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Collection
+
 _UNCATCHABLE = (_signal.SIGKILL, _signal.SIGSTOP)
 
 
@@ -60,23 +65,24 @@ class _Libc:
     _handle = _ctypes.dlopen("libc.so.6", os.RTLD_NOW)
 
 
-_prctl = _Func(("prctl", _Libc()))
-_syscall = _Func(("syscall", _Libc()))
+# _Libc stands in for a CDLL (without importing ctypes): only its _handle is read
+_prctl = _Func(("prctl", _Libc()))  # type: ignore[arg-type]
+_syscall = _Func(("syscall", _Libc()))  # type: ignore[arg-type]
 
 
-def _check(ret, what):
+def _check(ret: int, what: str) -> int:
     if ret < 0:
         err = _ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return ret
 
 
-def undumpable():
+def undumpable() -> None:
     """Make this process non-dumpable (and its children, which inherit it)."""
     _check(_prctl(PR_SET_DUMPABLE, _CULong(0), _CULong(0), _CULong(0), _CULong(0)), "prctl(PR_SET_DUMPABLE)")
 
 
-def close_fds(keep=(0, 1, 2)):
+def close_fds(keep: "Collection[int | None]" = (0, 1, 2)) -> None:
     """Close every file descriptor not in ``keep``: ``close_range(2)`` over the
     gaps between them, or one by one from ``/proc/self/fd`` where the kernel
     or a seccomp filter refuses that call."""
@@ -90,16 +96,16 @@ def close_fds(keep=(0, 1, 2)):
         return
     except OSError:
         pass
-    keep = set(keep)
+    kept = set(keep)
     for name in os.listdir("/proc/self/fd"):
-        if int(name) not in keep:
+        if int(name) not in kept:
             try:
                 os.close(int(name))
             except OSError:
                 pass  # the listing's own fd
 
 
-def default_signals():
+def default_signals() -> None:
     """Every signal's disposition to SIG_DFL, then an empty signal mask.
 
     With the raw ``rt_sigaction`` where the number is known: glibc's wrapper

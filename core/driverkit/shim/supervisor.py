@@ -34,10 +34,18 @@ import time
 
 import _json  # the C half of json: ``import json`` drags in re and enum (~12 ms)
 
-if __package__:
+TYPE_CHECKING = False  # annotations only: typing is not imported at run time (start-up cost)
+if TYPE_CHECKING or __package__:
     from .sanitize import undumpable
 else:  # in a shim: the kit's directory is on sys.path
     from sanitize import undumpable
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, NoReturn
+
+    #: ``spawn(state, stdio)``: start the process; ``finish(state, exit code)``: extra exit record
+    Spawn = Callable[[dict[str, Any], "Stdio"], "Child"]
+    Finish = Callable[[dict[str, Any], int], "dict[str, Any] | None"]
 
 MAX_LINE = 16 * 1024  # like Docker, longer lines are split into several entries
 PARTIAL_FLUSH = 0.05  # seconds of quiet before a line without newline is logged
@@ -48,7 +56,7 @@ STDIN_HIGH = 1 << 20  # stdin bytes the process has not read yet, past which wri
 class StartError(Exception):
     """The process could not be started; ``exit_code`` 127/126 as in Docker."""
 
-    def __init__(self, message, exit_code=None):
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
@@ -64,7 +72,8 @@ class Child:
     ``master``: the pseudo-terminal master when ``terminal`` was asked for.
     """
 
-    def __init__(self, pid, master=None, own_pidns=False, init_pid=None):
+    def __init__(self, pid: int, master: int | None = None, own_pidns: bool = False,
+                 init_pid: int | None = None) -> None:
         self.pid, self.master, self.own_pidns = pid, master, own_pidns
         self.init_pid = pid if init_pid is None else init_pid
 
@@ -75,10 +84,10 @@ class _Ctx:  # what _json's scanner wants of a json.JSONDecoder
     parse_float, parse_int, parse_constant = float, int, float
 
 
-_scan = _json.make_scanner(_Ctx())
+_scan = _json.make_scanner(_Ctx())  # type: ignore[arg-type]  # duck-typed, as _Ctx says
 
 
-def loads(text):
+def loads(text: str | bytes) -> "Any":
     if isinstance(text, bytes):
         text = text.decode()
     text = text.strip()
@@ -91,7 +100,7 @@ def loads(text):
     return obj
 
 
-def dumps(obj):
+def dumps(obj: "Any") -> str:
     """JSON for the few shapes the shim writes (dict, list, str, int, bool, None)."""
     if isinstance(obj, str):
         return _json.encode_basestring(obj)
@@ -104,24 +113,24 @@ def dumps(obj):
     return "[" + ",".join(dumps(v) for v in obj) + "]"
 
 
-def load_file(path):
+def load_file(path: str) -> "Any":
     with open(path, "rb") as fh:
         return loads(fh.read())
 
 
-def write_json(path, data):
+def write_json(path: str, data: object) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
         fh.write(dumps(data))
     os.replace(tmp, path)
 
 
-def iso_now():
+def iso_now() -> str:
     ns = time.time_ns()
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + ".%06dZ" % (ns % 10**9 // 1000)
 
 
-def proc_start(pid):
+def proc_start(pid: int) -> int | None:
     """Start time of ``pid`` in clock ticks (tells a live pid from a reused one)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
@@ -135,11 +144,11 @@ def proc_start(pid):
 class LogWriter:
     """Docker json-file writer: one JSON object per line of output."""
 
-    def __init__(self, fd):
+    def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.bufs = {}
+        self.bufs: dict[str, bytes] = {}
 
-    def feed(self, stream, data, final=False):
+    def feed(self, stream: str, data: bytes, final: bool = False) -> None:
         buf = self.bufs.get(stream, b"") + data
         entries = []
         while True:
@@ -152,16 +161,16 @@ class LogWriter:
         self.bufs[stream] = buf
         self._write(entries)
 
-    def pending(self):
+    def pending(self) -> bool:
         return any(self.bufs.values())
 
-    def flush(self):
+    def flush(self) -> None:
         """Log the partial lines (a prompt, a progress bar) as they are."""
         entries = [self.entry(s, b) for s, b in self.bufs.items() if b]
         self.bufs = {}
         self._write(entries)
 
-    def _write(self, entries):
+    def _write(self, entries: list[bytes]) -> None:
         if entries:
             try:
                 os.write(self.fd, b"".join(entries))
@@ -169,7 +178,7 @@ class LogWriter:
                 pass  # a full disk must not block the container: drop the output
 
     @staticmethod
-    def entry(stream, raw):
+    def entry(stream: str, raw: bytes) -> bytes:
         ns = time.time_ns()
         stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + ".%09dZ" % (ns % 10**9)
         log = _json.encode_basestring(raw.decode("utf-8", "replace"))
@@ -181,12 +190,12 @@ class Stdio:
     """The process's standard streams: the child's ends (``child``: fds for 0, 1,
     2, ``None`` meaning /dev/null) and the shim's (``stdin_w``, ``outputs``)."""
 
-    def __init__(self, stdin_mode, terminal):
+    def __init__(self, stdin_mode: str | None, terminal: bool) -> None:
         self.stdin_mode = stdin_mode
         self.terminal = terminal
-        self.stdin_w = None
-        self.outputs = {}  # fd -> stream name
-        self.child = (None, None, None)
+        self.stdin_w: int | None = None
+        self.outputs: dict[int, str] = {}  # fd -> stream name
+        self.child: tuple[int | None, int | None, int | None] = (None, None, None)
         if terminal:
             return  # the pty comes from spawn (made inside the container)
         stdin_r = None
@@ -197,21 +206,21 @@ class Stdio:
         self.outputs = {out_r: "stdout", err_r: "stderr"}
         self.child = (stdin_r, out_w, err_w)
 
-    def parent_fds(self):
+    def parent_fds(self) -> list[int]:
         return [fd for fd in [self.stdin_w, *self.outputs] if fd is not None]
 
-    def close_child_ends(self):
+    def close_child_ends(self) -> None:
         for fd in self.child:
             if fd is not None:
                 os.close(fd)
         self.child = (None, None, None)
 
-    def use_terminal(self, master):
+    def use_terminal(self, master: int) -> None:
         self.outputs = {master: "stdout"}
         if self.stdin_mode:
             self.stdin_w = master
 
-    def dup_into_child(self):
+    def dup_into_child(self) -> None:
         """In the child: make the child ends fds 0, 1 and 2."""
         stdin_r, out_w, err_w = self.child
         if stdin_r is None:
@@ -224,7 +233,7 @@ class Stdio:
                 os.close(fd)
 
 
-def set_winsize(fd, rows, cols):
+def set_winsize(fd: int, rows: int | str, cols: int | str) -> None:
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", int(rows), int(cols), 0, 0))
 
 
@@ -232,12 +241,12 @@ def set_winsize(fd, rows, cols):
 class Loop:
     """Output to the log, control connections, stdin, and the child's exit."""
 
-    def __init__(self, child, stdio, logw, control):
+    def __init__(self, child: Child, stdio: Stdio, logw: LogWriter, control: socket.socket) -> None:
         self.child, self.stdio, self.logw, self.control = child, stdio, logw, control
         self.pidfd = os.pidfd_open(child.pid)
-        self.status = None
+        self.status: int | None = None
         self.outputs = dict(stdio.outputs)
-        self.clients = {}  # fd -> [socket, header buffer, role]
+        self.clients: dict[int, list[Any]] = {}  # fd -> [socket, header buffer, role]
         self.pending = b""  # stdin bytes not yet written
         self.stdin_paused = False  # stdin writers unregistered: the process reads slower than they write
         self.writers = 0
@@ -250,9 +259,9 @@ class Loop:
         if stdio.stdin_w is not None:
             os.set_blocking(stdio.stdin_w, False)
 
-    def run(self):
+    def run(self) -> int:
         while self.outputs or self.status is None:
-            timeout = None
+            timeout: float | None = None
             if self.logw.pending():
                 timeout = PARTIAL_FLUSH * 1000
             if self.status is not None and not self.child.own_pidns:
@@ -282,15 +291,16 @@ class Loop:
         self.logw.feed("stderr", b"", final=True)
         for fd in list(self.clients):
             self._drop(fd)
+        assert self.status is not None  # the loop ends once the process was reaped
         code = os.waitstatus_to_exitcode(self.status)
         return 128 - code if code < 0 else code
 
-    def _reap(self):
+    def _reap(self) -> None:
         self.poller.unregister(self.pidfd)
         self.status = os.waitpid(self.child.pid, 0)[1]
         os.close(self.pidfd)
 
-    def _output(self, fd):
+    def _output(self, fd: int) -> None:
         try:
             data = os.read(fd, READ_SIZE)
         except OSError:  # EIO: the terminal's last slave closed
@@ -305,7 +315,7 @@ class Loop:
         if fd != self.stdio.stdin_w:
             os.close(fd)
 
-    def _accept(self):
+    def _accept(self) -> None:
         try:
             conn, _ = self.control.accept()
         except OSError:
@@ -313,13 +323,13 @@ class Loop:
         self.clients[conn.fileno()] = [conn, b"", None]
         self.poller.register(conn.fileno(), select.POLLIN)
 
-    def _reply(self, conn, text):
+    def _reply(self, conn: socket.socket, text: str) -> None:
         try:
             conn.sendall(text.encode() + b"\n")
         except OSError:
             pass
 
-    def _client(self, fd):
+    def _client(self, fd: int) -> None:
         conn, header, role = self.clients[fd]
         try:
             data = conn.recv(READ_SIZE)
@@ -365,7 +375,7 @@ class Loop:
             self._reply(conn, f"error unknown request {line[:80]!r}")
             self._drop(fd)
 
-    def _drop(self, fd):
+    def _drop(self, fd: int) -> None:
         conn, _, role = self.clients.pop(fd)
         try:
             self.poller.unregister(fd)
@@ -377,8 +387,8 @@ class Loop:
             if self.stdio.stdin_mode == "once":
                 self._close_stdin()
 
-    def _write_stdin(self, data):
-        if self.stdin_closed:
+    def _write_stdin(self, data: bytes) -> None:
+        if self.stdin_closed or self.stdio.stdin_w is None:
             return
         self.pending += data
         fd = self.stdio.stdin_w
@@ -401,7 +411,7 @@ class Loop:
                 pass
         self._pace_writers()
 
-    def _pace_writers(self):
+    def _pace_writers(self) -> None:
         """Back-pressure: while more than :data:`STDIN_HIGH` bytes wait for the
         process to read them, the stdin writers' sockets are not polled, so a
         client cannot grow the shim's memory faster than the process reads."""
@@ -416,7 +426,7 @@ class Loop:
                 else:
                     self.poller.register(fd, select.POLLIN)
 
-    def _close_stdin(self):
+    def _close_stdin(self) -> None:
         if self.stdin_closed or self.stdio.stdin_w is None or self.stdio.terminal:
             return  # a terminal stays: it is also the output
         if self.pending:
@@ -435,7 +445,7 @@ class Loop:
         self._pace_writers()  # writers left read on, into nothing
 
 
-def listen(state_dir):
+def listen(state_dir: str) -> socket.socket:
     """Bind ``STATE_DIR/control.sock`` (relative: the path may be longer than a
     unix socket address allows)."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
@@ -457,7 +467,7 @@ def listen(state_dir):
 
 
 # ---------------------------------------------------------------------- main
-def report(fd, data):
+def report(fd: int, data: object) -> None:
     try:
         os.write(fd, dumps(data).encode())
     except OSError:
@@ -465,12 +475,12 @@ def report(fd, data):
     os.close(fd)
 
 
-def main(argv, spawn, finish=None):
+def main(argv: list[str], spawn: "Spawn", finish: "Finish | None" = None) -> "NoReturn":
     """``argv``: [program, STATE_DIR, REPORT_FD]; never returns."""
     os._exit(run(argv[1], int(argv[2]), spawn, finish))  # no interpreter teardown
 
 
-def run(state_dir, report_fd, spawn, finish=None):
+def run(state_dir: str, report_fd: int, spawn: "Spawn", finish: "Finish | None" = None) -> int:
     # Non-dumpable before anything is forked: every child that spawn makes and
     # sends into the container is so from birth (sanitize.py says why).
     undumpable()
@@ -502,7 +512,7 @@ def run(state_dir, report_fd, spawn, finish=None):
         os.unlink(os.path.join(state_dir, "control.sock"))
     except OSError:
         pass
-    extra = {}
+    extra: dict[str, Any] = {}
     if finish is not None:
         try:
             extra = finish(state, code) or {}

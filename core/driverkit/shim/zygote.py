@@ -20,10 +20,17 @@ import socket
 
 import _signal as signal
 
-import supervisor
+TYPE_CHECKING = False  # annotations only: typing is not imported at run time (start-up cost)
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from . import supervisor
+    from .supervisor import Finish, Spawn
+else:
+    import supervisor
 
 
-def main(argv, spawn, finish=None):
+def main(argv: list[str], spawn: "Spawn", finish: "Finish | None" = None) -> "NoReturn":
     sock = socket.socket(fileno=int(argv[1]))
     gc.collect()
     gc.freeze()  # what is here now is shared with every shim: keep the GC off it
@@ -50,7 +57,7 @@ def main(argv, spawn, finish=None):
         os.close(fds[0])
 
 
-def _become_shim(state_dir, report_fd, spawn, finish):
+def _become_shim(state_dir: str, report_fd: int, spawn: "Spawn", finish: "Finish | None") -> "NoReturn":
     code = 1
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # we wait for our own child

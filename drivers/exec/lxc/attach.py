@@ -83,7 +83,9 @@ _FUNCS_BEFORE_ATTACH = (
 
 
 class Container(ctypes.Structure):
-    _fields_ = [("name", ctypes.c_char_p), ("configfile", ctypes.c_char_p), ("pidfile", ctypes.c_char_p),
+    # (typeshed's _fields_ type does not take this list of mixed field types)
+    _fields_ = [  # type: ignore[assignment]
+                ("name", ctypes.c_char_p), ("configfile", ctypes.c_char_p), ("pidfile", ctypes.c_char_p),
                 ("slock", P), ("privlock", P), ("numthreads", ctypes.c_int), ("lxc_conf", P),
                 ("error_string", ctypes.c_char_p), ("error_num", ctypes.c_int), ("daemonize", ctypes.c_bool),
                 ("config_path", ctypes.c_char_p)] + [(f, P) for f in _FUNCS_BEFORE_ATTACH] + [("attach", P)]

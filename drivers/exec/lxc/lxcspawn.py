@@ -63,7 +63,7 @@ class _Libc:
     _handle = _ctypes.dlopen("libc.so.6", os.RTLD_NOW)
 
 
-_prctl = _Func(("prctl", _Libc()))
+_prctl = _Func(("prctl", _Libc()))  # type: ignore[arg-type]  # _Libc stands in for a CDLL
 
 
 def die_with_parent(parent):
@@ -198,8 +198,8 @@ def _wait_started(pid, lx, master=None):
 
 
 IN_MODIFY, IN_NONBLOCK, IN_CLOEXEC = 0x2, 0o4000, 0o2000000
-_inotify_init1 = _Func(("inotify_init1", _Libc()))
-_inotify_add_watch = _Func(("inotify_add_watch", _Libc()))
+_inotify_init1 = _Func(("inotify_init1", _Libc()))  # type: ignore[arg-type]
+_inotify_add_watch = _Func(("inotify_add_watch", _Libc()))  # type: ignore[arg-type]
 
 
 def _inotify(path):

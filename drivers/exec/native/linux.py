@@ -7,7 +7,8 @@ Every wrapper raises ``OSError`` (with errno and the failing call) on failure.
 
 import os
 
-if __package__:
+TYPE_CHECKING = False  # (mypy reads the package imports; typing is not imported at run time)
+if TYPE_CHECKING or __package__:
     from dockyard.driverkit.shim.rootpath import join as secure_join
     from dockyard.driverkit.shim.runtime import CAPS, RLIMITS, cap_numbers, last_cap  # noqa: F401 (re-exported)
 else:  # in a shim: the kit's directory is on sys.path

@@ -106,7 +106,7 @@ def compile_bpf(linux_seccomp):
     return program
 
 
-_compiled = {}
+_compiled: "dict[str, bytes]" = {}
 
 
 def _compile(linux_seccomp):

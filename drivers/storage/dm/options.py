@@ -67,7 +67,7 @@ def human_size(n):
 
 @dataclass
 class Options:
-    thinpooldev: str = None
+    thinpooldev: str | None = None
     loopdatasize: int = 10 * GIB
     loopmetadatasize: int = 1 * GIB
     blocksize: int = 64 * KIB

@@ -1,0 +1,173 @@
+"""Creating a container: Docker's checks of the request, the merge with the image's
+config, the record, its mount points and its writable layer.
+
+Everything a create refuses is refused before anything is made (moby's
+create-time checks, :mod:`.verify`; the bundle's, the network's, the restart
+policy's); a failure after the record is written undoes all of it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+import shutil
+from datetime import datetime, timezone
+from typing import Any, Callable, Protocol
+
+from ...errors import InvalidParameter
+from .. import modes
+from . import names, verify
+from .health import merged as merged_healthcheck
+from .mountpoints import MountPoints
+from .records import ContainerRecords
+from .restart import validate as validate_restart_policy
+
+log = logging.getLogger("dockyard.containers")
+NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
+ZERO_TIME = "0001-01-01T00:00:00Z"
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class Images(Protocol):
+    """What a create needs of the image store."""
+
+    def resolve(self, ref: str) -> str: ...
+
+    def config(self, image_id: str) -> dict: ...
+
+    def top_layer(self, image_id: str) -> str | None: ...
+
+
+class Networks(Protocol):
+    """What a create needs of the network service."""
+
+    def network_mode(self, mode: str | None) -> str: ...
+
+    def endpoint_configs(self, mode: str, networking: dict | None) -> dict: ...
+
+    def check_ports(self, host_config: dict, exposed: dict | None) -> None: ...
+
+
+class Layers(Protocol):
+    @property
+    def driver_name(self) -> str: ...
+
+    def create_rw(self, container_id: str, parent_chain: str | None) -> None: ...
+
+
+class Bundles(Protocol):
+    def check_extra_hosts(self, host_config: dict) -> None: ...
+
+
+def merge_config(body: dict, image_cfg: dict) -> dict:
+    """Docker's merge of the create request with the image's defaults."""
+    cfg = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
+    env = list(image_cfg.get("Env") or [])
+    for item in cfg.get("Env") or []:
+        key = item.split("=", 1)[0]
+        env = [e for e in env if e.split("=", 1)[0] != key] + [item]
+    cfg["Env"] = env
+    if cfg.get("Entrypoint") is not None:
+        if isinstance(cfg["Entrypoint"], str):
+            cfg["Entrypoint"] = [cfg["Entrypoint"]]
+        cfg["Entrypoint"] = cfg["Entrypoint"] or None
+    else:
+        cfg["Entrypoint"] = image_cfg.get("Entrypoint")
+        if not cfg.get("Cmd"):
+            cfg["Cmd"] = image_cfg.get("Cmd")
+    if isinstance(cfg.get("Cmd"), str):
+        cfg["Cmd"] = [cfg["Cmd"]]
+    for key in ("WorkingDir", "User", "StopSignal"):
+        if not cfg.get(key) and image_cfg.get(key):
+            cfg[key] = image_cfg[key]
+    cfg["Labels"] = {**(image_cfg.get("Labels") or {}), **(cfg.get("Labels") or {})}
+    cfg["ExposedPorts"] = {**(image_cfg.get("ExposedPorts") or {}), **(cfg.get("ExposedPorts") or {})} or None
+    cfg["Volumes"] = cfg.get("Volumes") or image_cfg.get("Volumes")
+    health = merged_healthcheck(cfg.get("Healthcheck"), image_cfg.get("Healthcheck"))
+    if health:
+        cfg["Healthcheck"] = health
+    else:
+        cfg.pop("Healthcheck", None)
+    for key in ("Tty", "OpenStdin", "StdinOnce", "AttachStdin", "AttachStdout", "AttachStderr"):
+        cfg[key] = bool(cfg.get(key))
+    cfg.setdefault("Domainname", "")
+    cfg.setdefault("OnBuild", image_cfg.get("OnBuild"))
+    return cfg
+
+
+class Creator:
+    """``POST /containers/create``: records a container and makes what it needs
+    before it first starts (its volumes, its writable layer); ``data_root`` holds
+    the containers' directories."""
+
+    def __init__(self, records: ContainerRecords, images: Images, layers: Layers, networks: Networks,
+                 mounts: MountPoints, bundles: Bundles, emit: Callable[[str, str, str, dict], None],
+                 data_root: str) -> None:
+        self.records, self.images, self.layers, self.networks = records, images, layers, networks
+        self.mounts, self.bundles, self.emit = mounts, bundles, emit
+        self.data_root = data_root
+
+    def container_dir(self, cid: str) -> str:
+        return os.path.join(self.data_root, "containers", cid)
+
+    def create(self, body: Any, name: str | None = None) -> str:
+        """Create the container ``body`` asks for; returns its id."""
+        if not isinstance(body, dict) or not body.get("Image"):
+            raise InvalidParameter("config: an image is required (the Image field is empty)")
+        if name is not None and name != "" and not NAME_RE.match(name):
+            raise InvalidParameter(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        verify.container_settings(body)  # moby's create-time checks: nothing is made for a bad config
+        host = dict(body.get("HostConfig") or {})
+        validate_restart_policy(host)
+        try:
+            self.bundles.check_extra_hosts(host)  # refused at create, as Docker does
+        except ValueError as exc:
+            raise InvalidParameter(str(exc)) from None
+        mode = self.networks.network_mode(host.get("NetworkMode"))
+        networks = self.networks.endpoint_configs(mode, body.get("NetworkingConfig"))
+        self.networks.check_ports(host, body.get("ExposedPorts"))  # refuse a bad -p now, not at start
+        image_id = self.images.resolve(body["Image"])
+        image_cfg = self.images.config(image_id).get("config") or {}
+        cfg = merge_config(body, image_cfg)
+        cmd = (cfg.get("Entrypoint") or []) + (cfg.get("Cmd") or [])
+        if not cmd:
+            raise InvalidParameter("No command specified")
+        cid = secrets.token_hex(32)
+        cfg["Hostname"] = cfg.get("Hostname") or cid[:12]
+        cfg["Image"] = body["Image"]
+        host["NetworkMode"] = host.get("NetworkMode") or "default"
+        host.setdefault("AutoRemove", False)
+        host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        name = (name or "").lstrip("/") or names.generate(self.records.name_free)
+        cdir = self.container_dir(cid)
+        rec = {
+            "Id": cid, "Created": now_iso(), "Path": cmd[0], "Args": cmd[1:], "Path_Args": cmd,
+            "Name": "/" + name, "Image": image_id, "Config": cfg, "HostConfig": host,
+            "NetworkMode": mode, "Networks": networks, "Driver": self.layers.driver_name, "RestartCount": 0,
+            "NetworkSettings": {"Networks": {}, "Ports": {}, "SandboxKey": ""},
+            "LogPath": os.path.join(cdir, f"{cid}-json.log"),
+            "HostnamePath": os.path.join(cdir, "hostname"), "HostsPath": os.path.join(cdir, "hosts"),
+            "ResolvConfPath": os.path.join(cdir, "resolv.conf"),
+            "State": {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
+                      "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
+                      "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME},
+        }
+        top = self.images.top_layer(image_id)
+        self.records.insert(rec, name, image_id)
+        try:
+            rec["MountPoints"] = self.mounts.prepare(rec)  # creates the volumes it names
+            self.records.save(rec)
+            modes.private_dir(cdir, modes.SHARED_DIR)  # 0710, as Docker's: its log is 0600 inside
+            self.layers.create_rw(cid, top)
+        except BaseException:
+            self.mounts.discard(rec)
+            shutil.rmtree(cdir, ignore_errors=True)
+            self.records.delete(cid)
+            raise
+        self.emit("container", "create", cid, {"name": name, "image": cfg["Image"]})
+        return cid

@@ -1,0 +1,450 @@
+"""Container lifecycle: start, kill, stop, pause, restart, remove, and exit handling.
+
+The engine is synchronous and thread-safe; the daemon calls it from worker
+threads.  Every running container has a waiter thread blocked in the exec
+driver's ``exec_wait``; when the process ends it records the exit, releases the
+mount and network, and emits ``die`` (and ``destroy`` for ``--rm``).  Creating a
+container is :mod:`.create`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal as signals
+import threading
+from typing import Any, Callable, Protocol
+
+from ...errors import Conflict, ContainerNotFound, ExecError, InvalidParameter, NotFound
+from .. import modes
+from . import shm
+from .create import ZERO_TIME, now_iso
+from .mountpoints import MountPoints
+from .records import ContainerRecords
+from .restart import RestartManager
+from .verify import parse_signal
+
+log = logging.getLogger("dockyard.containers")
+
+
+class NotModified(Exception):
+    """Start of a running / stop of a stopped container: HTTP 304."""
+
+
+def stdin_mode(cfg: dict) -> str | None:
+    """The exec driver's ``stdin``: Docker's OpenStdin / StdinOnce."""
+    if not cfg.get("OpenStdin"):
+        return None
+    return "once" if cfg.get("StdinOnce") else "open"
+
+
+class Layers(Protocol):
+    def mount(self, driver_id: str) -> str: ...
+
+    def unmount(self, driver_id: str) -> None: ...
+
+    def remove_rw(self, container_id: str) -> None: ...
+
+
+class Networks(Protocol):
+    """What a running container needs of the network service."""
+
+    def up(self, rec: dict) -> dict: ...
+
+    def down(self, rec: dict) -> None: ...
+
+    def restore(self, rec: dict) -> None: ...
+
+    def host_gateway(self) -> str | None: ...
+
+
+class Bundles(Protocol):
+    default_shm_size: int
+
+    def namespace_modes(self, host_config: dict) -> dict: ...
+
+    def extra_hosts(self, host_config: dict, host_gateway: str | None) -> list[str]: ...
+
+    def write_etc_files(self, container_dir: str, hostname: str, network_mode: str, ip: str | None = None,
+                        nameservers: list | None = None, extra_hosts: list | tuple = (),
+                        dns: dict | None = None) -> dict[str, str]: ...
+
+    def make(self, record: dict, rootfs: str, etc_paths: dict, ns_paths: dict | None, shm_path: str | None = None,
+             volume_mounts: list | None = None) -> dict: ...
+
+    def write(self, bundle_dir: str, config: dict) -> str: ...
+
+
+class Lifecycle:
+    """Runs the containers of ``records`` through the exec driver (``exec_hook``:
+    its slot's hook relay); ``data_root``/``exec_root`` hold their directories and
+    bundles."""
+
+    def __init__(self, records: ContainerRecords, layers: Layers, exec_hook: Any, networks: Networks,
+                 mounts: MountPoints, bundles: Bundles, restarts: RestartManager,
+                 emit: Callable[[str, str, str, dict], None], data_root: str, exec_root: str) -> None:
+        self.records, self.layers, self.exec, self.networks = records, layers, exec_hook, networks
+        self.mounts, self.bundles, self.restarts, self.emit = mounts, bundles, restarts, emit
+        self.data_root, self.exec_root = data_root, exec_root
+        self._keep: set[str] = set()  # ids in `docker restart`: an --rm container is not removed in between
+        self.resolve, self.get, self.save, self.lock = records.resolve, records.get, records.save, records.lock
+        self.all = records.all
+
+    def container_dir(self, cid: str) -> str:
+        return os.path.join(self.data_root, "containers", cid)
+
+    def bundle_dir(self, cid: str) -> str:
+        return os.path.join(self.exec_root, "containers", cid)
+
+    # start -----------------------------------------------------------------
+    def start(self, ref: str, policy_restart: bool = False) -> None:
+        """``policy_restart``: the restart manager's start, which keeps RestartCount."""
+        cid = self.resolve(ref)
+        with self.lock(cid):
+            rec = self.get(cid)
+            if rec["State"]["Running"] or (rec["State"].get("Restarting") and not policy_restart):
+                raise NotModified()
+            if not policy_restart:  # started by the user: the restart policy applies afresh
+                rec["HasBeenManuallyStopped"] = False
+                rec["RestartCount"] = 0
+                self.restarts.reset(cid)
+            rootfs = self.layers.mount(cid)
+            failed: BaseException | None = None
+            try:
+                if rec["NetworkMode"].startswith("container:"):
+                    net = {"ns": None, "ip": None, "nameservers": None}
+                else:
+                    net = self.networks.up(rec)
+                    self.save(rec)  # its names resolve (embedded DNS) from its first instruction on
+                host = rec["HostConfig"]
+                try:
+                    extra_hosts = self.bundles.extra_hosts(host, self.networks.host_gateway())
+                except ValueError as exc:
+                    raise InvalidParameter(str(exc)) from None
+                paths = self.bundles.write_etc_files(
+                    self.container_dir(cid), rec["Config"]["Hostname"], "host" if net["ns"] == "host" else "private",
+                    ip=net["ip"], nameservers=net["nameservers"], extra_hosts=extra_hosts,
+                    dns={k: host.get(k) for k in ("Dns", "DnsSearch", "DnsOptions")})
+                try:
+                    ns_paths = self._ns_paths(rec, net["ns"])
+                    volume_mounts = self.mounts.mount(rec, rootfs)
+                    config = self.bundles.make(rec, rootfs, paths, ns_paths, shm_path=self._shm(rec),
+                                               volume_mounts=volume_mounts)
+                except ValueError as exc:
+                    raise InvalidParameter(str(exc)) from None
+                bdir = self.bundles.write(self.bundle_dir(cid), config)
+                self.exec.exec_delete(id=cid)
+                modes.private_file(rec["LogPath"])  # the shim appends to it: nobody else's from its first line
+                self.exec.exec_create(id=cid, bundle=bdir, log_path=rec["LogPath"], stdin=stdin_mode(rec["Config"]))
+                pid = self.exec.exec_start(id=cid)
+            except BaseException as exc:
+                self._release(rec)
+                if isinstance(exc, ExecError):
+                    rec["State"].update(Error=str(exc), ExitCode=exc.exit_code or 128,
+                                        Status="exited" if rec["State"]["StartedAt"] != ZERO_TIME else "created")
+                self.save(rec)
+                failed = exc
+            if failed is not None:
+                if rec["HostConfig"].get("AutoRemove"):  # Docker removes --rm containers that fail to start
+                    self.remove(cid, force=True, volumes=True)
+                raise failed
+            state = self.exec.exec_state(id=cid) or {}
+            rec["State"].update(Status="running", Running=True, Paused=False, Restarting=False, Pid=pid, ExitCode=0,
+                                Error="", OOMKilled=False,
+                                StartedAt=state.get("started_at") or now_iso(), FinishedAt=ZERO_TIME)
+            self.save(rec)
+        self.emit("container", "start", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
+        self._watch(cid, pid)
+
+    def _ns_paths(self, rec: dict, netns_path: str | None) -> dict:
+        """OCI namespace type -> None (new), "host" or the path of a namespace to
+        join (``--pid container:web``; the network namespace the endpoints made)."""
+        out: dict[str, str | None] = {}
+        for kind, mode in self.bundles.namespace_modes(rec["HostConfig"]).items():
+            if mode == "private":
+                out[kind] = None
+            elif mode == "host":
+                out[kind] = "host"
+            else:
+                out[kind] = self.namespace_path(mode[1], kind)
+        if rec["NetworkMode"].startswith("container:"):
+            out["network"] = self.namespace_path(rec["NetworkMode"].split(":", 1)[1], "network")
+        else:
+            out["network"] = netns_path
+        return out
+
+    def _shm(self, rec: dict) -> str | None:
+        """The host-side /dev/shm to bind: the container's own (IpcMode shareable)
+        or its IPC owner's (``container:NAME``, which must be shareable)."""
+        mode = rec["HostConfig"].get("IpcMode") or ""
+        if mode == "shareable":
+            size = rec["HostConfig"].get("ShmSize") or self.bundles.default_shm_size
+            return shm.mount(self.container_dir(rec["Id"]), size)
+        if mode.startswith("container:"):
+            owner = self.get(self.resolve(mode.split(":", 1)[1]))
+            if (owner["HostConfig"].get("IpcMode") or "") != "shareable":
+                raise InvalidParameter("non-shareable IPC (hint: use IpcMode:shareable for the donor container)")
+            return shm.path(self.container_dir(owner["Id"]))
+        return None
+
+    def namespace_path(self, ref: str, kind: str) -> str:
+        other = self.get(self.resolve(ref))
+        label = {"network": "network", "pid": "PID", "ipc": "IPC", "uts": "UTS"}.get(kind, kind)
+        if not other["State"]["Running"]:
+            raise Conflict(f"cannot join {label} of a non running container: {other['Id']}")
+        return f"/proc/{other['State']['Pid']}/ns/{ {'network': 'net', 'mount': 'mnt'}.get(kind, kind)}"
+
+    def _release(self, rec: dict) -> None:
+        """What a container holds while it runs: its exec state, network, /dev/shm, mount."""
+        cid = rec["Id"]
+        try:
+            self.exec.exec_delete(id=cid)
+        except Exception:  # nothing ran; the driver's state is best-effort here
+            log.exception("exec_delete of %s failed", cid)
+        try:
+            self.networks.down(rec)
+        except Exception:
+            log.exception("taking the network of %s down failed", cid)
+        shm.unmount(self.container_dir(cid))
+        self.mounts.unmount(rec)
+        self.layers.unmount(cid)
+
+    def _watch(self, cid: str, pid: int) -> None:
+        threading.Thread(target=self._waiter, args=(cid, pid), name=f"wait-{cid[:12]}", daemon=True).start()
+
+    def _waiter(self, cid: str, pid: int) -> None:
+        try:
+            state = self.exec.exec_wait(id=cid, timeout=None)
+        except Exception as exc:
+            log.exception("waiting for %s failed", cid)
+            state = {"exit_code": 255, "error": str(exc)}
+        self._exited(cid, state or {}, pid)
+
+    def _exited(self, cid: str, state: dict, pid: int | None = None) -> None:
+        """Record the end of the run whose process was ``pid`` (None: the current run).
+        Both a stop's wait and the run's waiter thread report one exit; whichever is
+        second must not end the *next* run (docker restart starts it in between)."""
+        with self.lock(cid):
+            try:
+                rec = self.get(cid)
+            except ContainerNotFound:
+                return
+            if not rec["State"]["Running"] or (pid is not None and rec["State"]["Pid"] != pid):
+                return
+            code = state.get("exit_code")
+            rec["State"].update(Status="exited", Running=False, Paused=False, Pid=0,
+                                ExitCode=255 if code is None else code,
+                                OOMKilled=bool(state.get("oom_killed")), Error=state.get("error") or "",
+                                FinishedAt=state.get("finished_at") or now_iso())
+            self._release(rec)
+            delay = self.restarts.on_exit(rec)  # the restart policy, decided before "die" as Docker does
+            auto_remove = rec["HostConfig"].get("AutoRemove") and cid not in self._keep
+            self.save(rec)
+        if rec["State"]["OOMKilled"]:
+            self.emit("container", "oom", cid, {})
+        self.emit("container", "die", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"],
+                                                   "exitCode": str(rec["State"]["ExitCode"])})
+        if delay is not None:
+            self.restarts.schedule(cid, delay)
+        if auto_remove:
+            try:
+                self.remove(cid, force=True, volumes=True)
+            except NotFound:
+                pass
+
+    def restore(self) -> None:
+        """After a daemon (re)start: re-attach to running containers, record the
+        exits that happened while the daemon was away."""
+        for rec in self.all():
+            cid = rec["Id"]
+            if not rec["State"]["Running"]:
+                self._release_leftovers(rec)
+                if rec["HostConfig"].get("AutoRemove") and rec["State"]["Status"] == "exited":
+                    self.remove(cid, force=True, volumes=True)
+                continue
+            state = self.exec.exec_restore(id=cid)
+            if state and state.get("status") in ("running", "paused"):
+                try:
+                    self.networks.restore(rec)
+                except Exception:
+                    log.exception("restoring the network of %s failed", cid)
+                self.mounts.restore(rec)
+                paused = state["status"] == "paused"
+                if rec["State"]["Paused"] != paused:
+                    rec["State"].update(Paused=paused, Status=state["status"])
+                    self.save(rec)
+                self._watch(cid, rec["State"]["Pid"])
+            else:
+                self._exited(cid, state or {"exit_code": 255, "error": "container state lost"})
+
+    def _release_leftovers(self, rec: dict) -> None:
+        """A stopped container at daemon start.  A daemon killed while starting it
+        left what a start takes (the rootfs mount, the network namespace with
+        its veths, addresses, /dev/shm, volume uses, maybe a process the record
+        never heard of) and a record that says it is not running: let all of it
+        go now, not at the user's next ``rm``.  Idempotent: for a container that
+        stopped cleanly there is nothing to release."""
+        cid = rec["Id"]
+        settings = json.dumps(rec.get("NetworkSettings"), sort_keys=True)
+        state = self.exec.exec_restore(id=cid)
+        if state and state.get("status") == "running":
+            log.warning("container %s runs, but its start was never recorded: stopping it", cid[:12])
+            try:
+                self.exec.exec_kill(id=cid, signal=signals.SIGKILL)
+                self.exec.exec_wait(id=cid, timeout=10)
+            except Exception:
+                log.exception("stopping the unrecorded process of %s failed", cid[:12])
+        self._release(rec)
+        self.records.release_addresses(cid)  # addresses allocated before the record named them
+        if json.dumps(rec.get("NetworkSettings"), sort_keys=True) != settings:
+            self.save(rec)
+
+    # signals -----------------------------------------------------------------
+    def kill(self, ref: str, sig: str | int = "SIGKILL") -> None:
+        cid = self.resolve(ref)
+        signum = parse_signal(sig)
+        rec = self.get(cid)
+        if rec["State"].get("Restarting"):  # Docker: it just stays down, no signal, no event
+            self._stopped_by_user(cid)
+            return
+        if not rec["State"]["Running"]:
+            raise Conflict(f"Container {cid} is not running")
+        self._refuse_paused(rec, signum)
+        self._stopped_by_user(cid)
+        self.exec.exec_kill(id=cid, signal=signum)
+        self.emit("container", "kill", cid, {"name": rec["Name"][1:], "signal": str(signum)})
+
+    def pause(self, ref: str) -> None:
+        cid = self.resolve(ref)
+        with self.lock(cid):
+            rec = self.get(cid)
+            if not rec["State"]["Running"]:
+                raise Conflict(f"Container {cid} is not running")
+            if rec["State"]["Paused"]:
+                raise Conflict(f"Container {cid} is already paused")
+            self.exec.exec_pause(id=cid)
+            rec["State"].update(Paused=True, Status="paused")
+            self.save(rec)
+        self.emit("container", "pause", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
+
+    def unpause(self, ref: str) -> None:
+        cid = self.resolve(ref)
+        with self.lock(cid):
+            rec = self.get(cid)
+            if not rec["State"]["Paused"]:
+                raise Conflict(f"Container {cid} is not paused")
+            self.exec.exec_resume(id=cid)
+            rec["State"].update(Paused=False, Status="running")
+            self.save(rec)
+        self.emit("container", "unpause", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
+
+    def _refuse_paused(self, rec: dict, signum: int) -> None:
+        if rec["State"].get("Paused") and signum != signals.SIGKILL:
+            raise Conflict(f"Container {rec['Id']} is paused. Unpause the container before stopping or killing")
+
+    def wait_exit(self, cid: str, timeout: float | None) -> bool:
+        """Wait up to ``timeout`` s for the process to end; record it; True if it did."""
+        pid = self.get(cid)["State"]["Pid"]
+        try:
+            state = self.exec.exec_wait(id=cid, timeout=timeout)
+        except NotFound:
+            state = None
+        if state is not None and state.get("status") in ("running", "paused"):
+            return False
+        if state is not None and state.get("status") == "stopped":
+            self._exited(cid, state, pid)
+        # Otherwise the waiter thread is recording the exit: it deletes the
+        # driver's state under the container lock, so wait for it to finish.
+        with self.lock(cid):
+            return True
+
+    def stop(self, ref: str, timeout: int | None = None) -> None:
+        cid = self.resolve(ref)
+        rec = self.get(cid)
+        if rec["State"].get("Restarting"):
+            self._stopped_by_user(cid)
+            self.emit("container", "stop", cid, {"name": rec["Name"][1:]})
+            return
+        if not rec["State"]["Running"]:
+            raise NotModified()
+        if timeout is None:
+            timeout = rec["Config"].get("StopTimeout") or 10
+        sig = parse_signal(rec["Config"].get("StopSignal") or "SIGTERM")
+        self._refuse_paused(rec, sig)
+        self._stopped_by_user(cid)
+        try:
+            self.emit("container", "kill", cid, {"name": rec["Name"][1:], "signal": str(sig)})  # as Docker's stop
+            self.exec.exec_kill(id=cid, signal=sig)
+            if not self.wait_exit(cid, timeout if timeout >= 0 else None):
+                self.emit("container", "kill", cid, {"name": rec["Name"][1:], "signal": str(int(signals.SIGKILL))})
+                self.exec.exec_kill(id=cid, signal=signals.SIGKILL)
+                self.wait_exit(cid, None)
+        except (ExecError, NotFound):
+            self.wait_exit(cid, None)  # it ended between our look and the signal
+        self.emit("container", "stop", cid, {"name": rec["Name"][1:]})
+
+    def _stopped_by_user(self, cid: str) -> bool:
+        """stop, kill, rm -f: no restart policy brings it back until it is started again."""
+        with self.lock(cid):
+            rec = self.get(cid)
+            rec["HasBeenManuallyStopped"] = True
+            self.save(rec)
+            return self.restarts.cancel(cid)
+
+    def restart(self, ref: str, timeout: int | None = None) -> None:
+        """``docker restart``: stop it if it runs (an ``--rm`` container is not removed
+        in between) or cancel its pending restart, start it, emit ``restart``."""
+        cid = self.resolve(ref)
+        self._keep.add(cid)
+        try:
+            try:
+                self.stop(cid, timeout)
+            except NotModified:
+                pass
+        finally:
+            self._keep.discard(cid)
+        try:
+            self.start(cid)
+        except NotModified:
+            pass
+        rec = self.get(cid)
+        self.emit("container", "restart", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
+
+    # remove ------------------------------------------------------------------
+    def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
+        """``volumes``: ``rm -v``, the anonymous volumes go too (named ones stay)."""
+        cid = self.resolve(ref)
+        rec = self.get(cid)
+        if rec["State"].get("Restarting"):
+            if not force:
+                raise Conflict(f"You cannot remove a restarting container {cid}. Stop the container "
+                               "before attempting removal or force remove")
+            self._stopped_by_user(cid)  # its pending restart is cancelled (or it has just run)
+            rec = self.get(cid)
+        if rec["State"]["Running"]:
+            if not force:
+                raise Conflict(f"You cannot remove a running container {cid}. Stop the container "
+                               "before attempting removal or force remove")
+            self._stopped_by_user(cid)
+            try:
+                self.exec.exec_kill(id=cid, signal=signals.SIGKILL)
+            except (ExecError, NotFound):
+                pass  # it ended meanwhile
+            self.wait_exit(cid, None)
+        with self.lock(cid):
+            try:
+                rec = self.get(cid)
+            except ContainerNotFound:
+                return  # an AutoRemove beat us to it
+            self.exec.exec_delete(id=cid)
+            self.layers.remove_rw(cid)
+            shm.unmount(self.container_dir(cid))
+            shutil.rmtree(self.container_dir(cid), ignore_errors=True)
+            shutil.rmtree(self.bundle_dir(cid), ignore_errors=True)
+            self.records.delete(cid)
+        self.records.forget_lock(cid)
+        if volumes:
+            self.mounts.remove_anonymous(rec)
+        self.emit("container", "destroy", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})

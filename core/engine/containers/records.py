@@ -1,0 +1,124 @@
+"""The container records: one JSON document per container in the store's
+``containers`` table (the Docker inspect shape, plus ``Path_Args``,
+``NetworkMode``, ``Networks`` and ``MountPoints``), and a lock per container.
+
+Every part of the engine that reads or changes a record goes through
+:class:`ContainerRecords`; the networks and volumes services get it as their
+narrow view of the containers (who is on a network, who uses a volume).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from typing import Any
+
+from ...errors import Conflict, ContainerNotFound, InvalidParameter
+from . import listing
+
+
+class ContainerRecords:
+    """The records in ``store``; :meth:`lock` serialises changes to one container."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self._locks: dict[str, threading.RLock] = {}
+        self._locks_guard = threading.Lock()
+
+    def lock(self, cid: str) -> threading.RLock:
+        with self._locks_guard:
+            return self._locks.setdefault(cid, threading.RLock())
+
+    def forget_lock(self, cid: str) -> None:
+        with self._locks_guard:
+            self._locks.pop(cid, None)
+
+    def resolve(self, ref: str) -> str:
+        """Full id from a name, an id or a unique id prefix (Docker's rules)."""
+        if not ref:
+            raise ContainerNotFound("No such container: ")
+        row = self.store.one("SELECT id FROM containers WHERE id=? OR name=?", ref, ref.lstrip("/"))
+        if row:
+            return row["id"]
+        rows = self.store.query("SELECT id FROM containers WHERE id LIKE ?", ref + "%") \
+            if re.fullmatch(r"[0-9a-f]+", ref) else []
+        if len(rows) == 1:
+            return rows[0]["id"]
+        if len(rows) > 1:
+            raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
+        raise ContainerNotFound(f"No such container: {ref}")
+
+    def get(self, cid: str) -> dict:
+        row = self.store.one("SELECT data FROM containers WHERE id=?", cid)
+        if row is None:
+            raise ContainerNotFound(f"No such container: {cid}")
+        return json.loads(row["data"])
+
+    def save(self, rec: dict) -> None:
+        with self.store.tx() as db:
+            db.execute("UPDATE containers SET data=? WHERE id=?", (json.dumps(rec), rec["Id"]))
+
+    def all(self) -> list[dict]:
+        return [json.loads(r["data"]) for r in self.store.query("SELECT data FROM containers")]
+
+    def name_free(self, name: str) -> bool:
+        return self.store.one("SELECT 1 FROM containers WHERE name=?", name) is None
+
+    def insert(self, rec: dict, name: str, image_id: str) -> None:
+        """Record a new container named ``name`` (a Conflict if the name is taken)."""
+        with self.store.tx() as db:
+            clash = db.execute("SELECT id FROM containers WHERE name=?", (name,)).fetchone()
+            if clash:
+                raise name_conflict(name, clash["id"])
+            db.execute("INSERT INTO containers(id, name, image_id, data) VALUES (?,?,?,?)",
+                       (rec["Id"], name, image_id, json.dumps(rec)))
+
+    def rename(self, rec: dict, new: str) -> None:
+        """Store ``rec`` under the name ``new`` (a Conflict if another container has it)."""
+        with self.store.tx() as db:
+            clash = db.execute("SELECT id FROM containers WHERE name=? AND id<>?", (new, rec["Id"])).fetchone()
+            if clash:
+                raise name_conflict(new, clash["id"])
+            db.execute("UPDATE containers SET name=?, data=? WHERE id=?", (new, json.dumps(rec), rec["Id"]))
+
+    def delete(self, cid: str) -> None:
+        with self.store.tx() as db:
+            db.execute("DELETE FROM containers WHERE id=?", (cid,))
+
+    def release_addresses(self, cid: str) -> None:
+        """Drop the IP allocations of ``cid`` (made before its record named them)."""
+        if self.store.one("SELECT 1 FROM ip_allocations WHERE owner=? LIMIT 1", cid):
+            with self.store.tx() as db:
+                db.execute("DELETE FROM ip_allocations WHERE owner=?", (cid,))
+
+    # --- what other services ask -------------------------------------------------
+    def users_of_image(self, image_id: str) -> list[tuple[str, bool]]:
+        """``[(container id, running)]`` of the containers made from ``image_id``."""
+        out = []
+        for row in self.store.query("SELECT id, data FROM containers WHERE image_id=?", image_id):
+            state = json.loads(row["data"]).get("State") or {}
+            out.append((row["id"], bool(state.get("Running"))))
+        return out
+
+    def on_network(self, network: str) -> list[tuple[str, str, dict]]:
+        """See :func:`.listing.on_network`."""
+        return listing.on_network(self.store, network)
+
+    def volumes_in_use(self) -> set[str]:
+        """See :func:`.listing.volumes_in_use`."""
+        return listing.volumes_in_use(self.store)
+
+    def volume_users(self) -> dict[str, list[str]]:
+        """Volume name -> ids of the containers whose records name it."""
+        out: dict[str, list[str]] = {}
+        for crec in self.all():
+            for mp in crec.get("MountPoints") or ():
+                if mp.get("Type") == "volume" and mp.get("Name"):
+                    out.setdefault(mp["Name"], []).append(crec["Id"])
+        return out
+
+
+def name_conflict(name: str, holder: str) -> Conflict:
+    return Conflict(f'Conflict. The container name "/{name}" is already in use by container '
+                    f'"{holder}". You have to remove (or rename) that container to be able to reuse that name.')

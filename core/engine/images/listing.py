@@ -1,0 +1,95 @@
+"""``docker images`` and ``docker image inspect``: images as the API shows them,
+with Docker's list filters (``before``, ``since``, ``dangling``, ``label``,
+``reference``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+from ...errors import InvalidParameter
+from ..filters import label_match, timestamp, unix_time
+from . import reference
+from .store import ImageStore
+
+LIST_FILTERS = ("before", "since", "dangling", "label", "reference")
+
+
+def summary(images: ImageStore, row: Any, tags: list[str], digests: list[str]) -> dict:
+    cfg = json.loads(row["config"])
+    if not tags and not digests:
+        tags, digests = ["<none>:<none>"], ["<none>@<none>"]
+    size = images.layers.size(row["top_layer"])
+    return {"Id": row["id"], "ParentId": images.parent(row["id"]), "RepoTags": tags, "RepoDigests": digests,
+            "Created": unix_time(cfg.get("created") or row["created"]), "Size": size, "SharedSize": -1,
+            "VirtualSize": size, "Labels": (cfg.get("config") or {}).get("Labels") or {}, "Containers": -1}
+
+
+def inspect(images: ImageStore, image_id: str) -> dict:
+    row = images.get(image_id)
+    cfg = json.loads(row["config"])
+    size = images.layers.size(row["top_layer"])
+    out = {
+        "Id": image_id, "RepoTags": images.tags(image_id), "RepoDigests": images.repo_digests(image_id),
+        "Parent": images.parent(image_id), "Comment": cfg.get("comment", ""),
+        "Created": cfg.get("created", row["created"]), "Container": cfg.get("container", ""),
+        "ContainerConfig": cfg.get("container_config") or {}, "DockerVersion": cfg.get("docker_version", ""),
+        "Author": cfg.get("author", ""), "Config": cfg.get("config") or {},
+        "Architecture": cfg.get("architecture", ""), "Os": cfg.get("os", "linux"), "Size": size,
+        "VirtualSize": size, "GraphDriver": {"Name": images.layers.driver_name, "Data": None},
+        "RootFS": {"Type": "layers", "Layers": (cfg.get("rootfs") or {}).get("diff_ids") or []},
+        "Metadata": {"LastTagTime": row["last_tag_time"] or "0001-01-01T00:00:00Z"},
+    }
+    if cfg.get("variant"):
+        out["Variant"] = cfg["variant"]
+    return out
+
+
+def _created(row: Any) -> float:
+    return timestamp(json.loads(row["config"]).get("created") or row["created"])
+
+
+def _created_of(images: ImageStore, ref: str) -> float:
+    return _created(images.get(images.resolve(ref)))
+
+
+def check_filters(filters: dict[str, list[str]]) -> None:
+    for key in filters:
+        if key not in LIST_FILTERS:
+            raise InvalidParameter(f"invalid filter '{key}'")
+    dangling = {v.lower() for v in filters.get("dangling", [])}
+    if dangling - {"true", "false", "1", "0"}:
+        raise InvalidParameter(f"invalid filter 'dangling={sorted(dangling)[0]}'")
+
+
+def iter_images(images: ImageStore, show_all: bool, filters: dict[str, list[str]]) -> Iterator[dict]:
+    """``docker images``' summaries, one at a time (the filters checked first)."""
+    check_filters(filters)
+    dangling = {v.lower() for v in filters.get("dangling", [])}
+    dangling_only = bool(dangling & {"true", "1"})
+    before = [_created_of(images, r) for r in filters.get("before", [])]
+    since = [_created_of(images, r) for r in filters.get("since", [])]
+    labels = filters.get("label", [])
+    refs = filters.get("reference", [])
+    for row in images.all():
+        image_id = row["id"]
+        created = _created(row)
+        if any(created >= b for b in before) or any(created <= s for s in since):
+            continue
+        cfg = json.loads(row["config"])
+        if labels and not label_match((cfg.get("config") or {}).get("Labels"), labels):
+            continue
+        tags, digests = images.tags(image_id), images.repo_digests(image_id)
+        if refs:
+            tags = [t for t in tags if any(reference.matches(p, t) for p in refs)]
+            digests = [d for d in digests if any(reference.matches(p, d.split("@")[0]) for p in refs)]
+            if not tags and not digests:
+                continue
+        if not tags and not digests:
+            if dangling and not dangling_only:
+                continue
+            if (dangling_only or not show_all) and images.children(image_id):
+                continue  # an intermediate image
+        elif dangling_only and tags:
+            continue
+        yield summary(images, row, tags, digests)

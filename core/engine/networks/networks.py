@@ -1,0 +1,293 @@
+"""Networks: the records, their drivers' kernel objects, and containers' endpoints.
+
+A network is a row of the store's ``networks`` table holding the hook specs'
+network dict (plus ``created``, ``predefined``, ``driver_data``).  The three
+predefined ones are named after their drivers, as Docker's: ``bridge`` (the
+default, when the bridge driver is enabled), ``host`` and ``none``.  Creating a
+network runs its driver's ``network_create`` (again at every daemon start: the
+kernel objects do not outlive a reboot; the hook is idempotent).
+
+A container's endpoints exist while it runs (Docker's model): :meth:`.endpoints.Endpoints.up`
+makes its network namespace (pinned under the exec root), allocates an address on
+each of its networks (IPAM, transactional), attaches and publishes its ports;
+:meth:`.endpoints.Endpoints.down` undoes all of it.  What it is connected to is in its record:
+``rec["Networks"]`` = ``{network name: {"Aliases": [...], "IPAMConfig": {...}}}``;
+what is up now in ``rec["NetworkSettings"]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import logging
+import secrets
+import threading
+from datetime import datetime, timezone
+from typing import Any, Callable, Protocol
+
+from ...errors import Conflict, InvalidParameter, NetworkError, NotFound
+from . import ipam
+
+log = logging.getLogger("dockyard.networks")
+PREDEFINED = ("bridge", "host", "none")
+BRIDGE_NAME = "com.docker.network.bridge.name"
+DEFAULT_OPTION = "com.docker.network.bridge.default_bridge"
+#: the default network's Linux bridge, unless --bridge names another (dockerd's docker0)
+DEFAULT_BRIDGE = "dockyard0"
+
+
+class NetworkNotFound(NotFound):
+    pass
+
+
+class Containers(Protocol):
+    """What networks need of the container records."""
+
+    def all(self) -> list[dict]: ...
+
+
+def _strings(mapping):
+    """A ``map[string]string`` of the API as Go decodes it: a null value is ""."""
+    return {key: "" if value is None else value for key, value in (mapping or {}).items()}
+
+
+def _now():
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+class Networks:
+    """The network records and their drivers (``slots``: driver name -> plugins.Slot)."""
+
+    def __init__(self, store: Any, slots: dict, containers: Containers,
+                 emit: Callable[[str, str, str, dict], None]) -> None:
+        self.store = store
+        self.slots = slots
+        self.containers = containers
+        self.emit = emit
+        self._lock = threading.RLock()
+        self.dns: Any = None  # the embedded resolver, started with the first user network endpoint
+
+    # ------------------------------------------------------------ records
+    def all(self) -> list[dict]:
+        return [json.loads(r["data"]) for r in self.store.query("SELECT data FROM networks ORDER BY name")]
+
+    def get(self, ref: str) -> dict:
+        """The network named ``ref``, with id ``ref`` or a unique id prefix."""
+        if not ref:
+            raise NetworkNotFound("network  not found")
+        row = self.store.one("SELECT data FROM networks WHERE id=? OR name=?", ref, ref)
+        if row is None:
+            rows = self.store.query("SELECT data FROM networks WHERE id LIKE ?", ref + "%")
+            if len(rows) > 1:
+                raise InvalidParameter(f"network {ref} is ambiguous ({len(rows)} matches found based on ID prefix)")
+            row = rows[0] if rows else None
+        if row is None:
+            raise NetworkNotFound(f"network {ref} not found")
+        return json.loads(row["data"])
+
+    def _save(self, db, net):
+        # an upsert, not INSERT OR REPLACE: a replace deletes the row first, and the
+        # delete would cascade to the network's address allocations
+        db.execute("INSERT INTO networks(id, name, driver, data) VALUES (?,?,?,?) "
+                   "ON CONFLICT(id) DO UPDATE SET data=excluded.data",
+                   (net["id"], net["name"], net["driver"], json.dumps(net)))
+
+    def slot(self, net: dict) -> Any:
+        try:
+            return self.slots[net["driver"]]
+        except KeyError:
+            raise NetworkError(f"network {net['name']}: its driver {net['driver']!r} is not enabled "
+                               "(plugins.toml network.drivers)") from None
+
+    def namespace_mode(self, net: dict) -> str:
+        return self.slot(net).hook.network_namespace(network=net) or "private"
+
+    # ------------------------------------------------------------ create/remove
+    def ensure_predefined(self, bridge_options: dict) -> None:
+        """The predefined networks of the enabled drivers exist and their kernel
+        objects are there; so are every user network's (after a reboot).
+
+        A predefined network that cannot be set up stops the daemon, as dockerd
+        stops when docker0 cannot be (another daemon owns the bridge: the
+        driver's error names it); a user network's failure is only logged."""
+        for name in PREDEFINED:
+            if name not in self.slots:
+                continue
+            row = self.store.one("SELECT data FROM networks WHERE name=?", name)
+            if row is not None and name == "bridge":
+                row = self._default_bridge_current(json.loads(row["data"]), bridge_options)
+            if row is None:
+                options, ipam_cfg = {}, {}
+                if name == "bridge":
+                    options = {BRIDGE_NAME: bridge_options.get("default_bridge") or DEFAULT_BRIDGE,
+                               DEFAULT_OPTION: "true"}
+                    ipam_cfg = self._default_bridge_ipam(options[BRIDGE_NAME], bridge_options)
+                self.create({"Name": name, "Driver": name, "Options": options,
+                             "IPAM": {"Config": [ipam_cfg] if ipam_cfg else []}}, predefined=True)
+        for net in self.all():
+            if net["driver"] not in self.slots:
+                continue
+            try:
+                data = self.slot(net).hook.network_create(network=net) or {}
+            except Exception as exc:  # a network that cannot come back must not stop the daemon
+                if net.get("predefined"):
+                    raise
+                log.error("network %s could not be set up again: %s", net["name"], exc)
+                continue
+            if data != net.get("driver_data"):  # e.g. its rules moved to this daemon's table
+                net["driver_data"] = data
+                with self.store.tx() as db:
+                    self._save(db, net)
+
+    @staticmethod
+    def _default_bridge_ipam(bridge, bridge_options):
+        """The default network's subnet and gateway: the configured ones
+        (``--bip``), else those of the address ``bridge`` already has (dockerd
+        adopts docker0's), else none (IPAM picks a free pool)."""
+        if bridge_options.get("default_subnet"):
+            return {"Subnet": bridge_options["default_subnet"], "Gateway": bridge_options.get("default_gateway")}
+        found = ipam.interface_address(bridge)
+        if found is None:
+            return {}
+        subnet = found.network
+        if subnet.prefixlen > 30:
+            log.warning("the default bridge %s has the address %s, too small a network for containers: "
+                        "the bridge network takes a free pool (--bip chooses one)", bridge, found)
+            return {}
+        log.info("the default bridge %s has the address %s: the bridge network uses %s (--bip chooses another)",
+                 bridge, found, subnet)
+        gateway = found.ip if found.ip not in (subnet.network_address, subnet.broadcast_address) else None
+        return {"Subnet": str(subnet), "Gateway": str(gateway) if gateway else None}
+
+    def _default_bridge_current(self, net, bridge_options):
+        """``net`` (the stored default network), or None after removing it when
+        the daemon's flags now name another bridge or subnet (as dockerd makes
+        its default network from its flags at each start).  While containers
+        run on it, it stays as it is until they have stopped."""
+        want_bridge = bridge_options.get("default_bridge") or DEFAULT_BRIDGE
+        changed = []
+        if (net.get("options") or {}).get(BRIDGE_NAME) != want_bridge:
+            changed.append(f"bridge {want_bridge}")
+        subnet = bridge_options.get("default_subnet")
+        if subnet and net.get("ipam"):
+            now = (ipaddress.ip_network(net["ipam"]["subnet"]), net["ipam"]["gateway"])
+            gateway = bridge_options.get("default_gateway") or now[1]
+            try:
+                if (ipaddress.ip_network(subnet), gateway) != now:
+                    changed.append(f"subnet {subnet} (gateway {gateway})")
+            except ValueError:
+                changed.append(f"subnet {subnet}")
+        if not changed:
+            return net
+        users = self.containers_on(net)
+        if users:
+            log.warning("the bridge network keeps bridge %s and subnet %s while containers run on it (%s): "
+                        "it takes %s when the daemon starts again after they have stopped",
+                        net["options"].get(BRIDGE_NAME), (net.get("ipam") or {}).get("subnet"),
+                        ", ".join(u["Name"].lstrip("/") for u in users[:5]), " and ".join(changed))
+            return net
+        log.info("the bridge network now takes %s", " and ".join(changed))
+        self.slot(net).hook.network_delete(network=net)  # its rules; the bridge stays, as docker0 does
+        with self.store.tx() as db:
+            db.execute("DELETE FROM ip_allocations WHERE network_id=?", (net["id"],))
+            db.execute("DELETE FROM networks WHERE id=?", (net["id"],))
+        return None
+
+    def create(self, body: dict, predefined: bool = False) -> str:
+        name = body.get("Name") or ""
+        if not name:
+            raise InvalidParameter("network name is required")
+        if not predefined and name in PREDEFINED:
+            raise Conflict(f"{name} is a pre-defined network and cannot be created")
+        driver = body.get("Driver") or "bridge"
+        if driver not in self.slots:
+            raise NotFound(f"plugin \"{driver}\" not found (enabled network drivers: "
+                           f"{', '.join(sorted(self.slots))})")
+        if driver in ("host", "none") and not predefined:
+            raise Conflict(f"only one instance of \"{driver}\" network is allowed")
+        if body.get("EnableIPv6"):
+            raise InvalidParameter("IPv6 networks are not supported")
+        net = {"id": secrets.token_hex(32), "name": name, "driver": driver, "created": _now(),
+               "options": _strings(body.get("Options")), "labels": _strings(body.get("Labels")),
+               "internal": bool(body.get("Internal")), "attachable": bool(body.get("Attachable")),
+               "predefined": predefined, "ipam": None, "driver_data": {}}
+        slot = self.slot(net)
+        addressed = slot.hook.network_namespace(network=net) == "private" and driver != "none"
+        configs = (body.get("IPAM") or {}).get("Config") or [{}]
+        picked = addressed and not (configs[0] or {}).get("Subnet")  # a free pool: held until it is routed
+        with self._lock, (ipam.pool_lock() if picked else contextlib.nullcontext()):
+            if self.store.one("SELECT 1 FROM networks WHERE name=?", name):
+                raise Conflict(f"network with name {name} already exists")
+            if addressed:
+                net["ipam"] = self._ipam(name, body.get("IPAM") or {})
+            with self.store.tx() as db:
+                self._save(db, net)
+                if net["ipam"]:
+                    ipam.allocate(db, net["id"], net["ipam"]["subnet"], "gateway", net["ipam"]["gateway"])
+            try:
+                net["driver_data"] = slot.hook.network_create(network=net) or {}
+            except BaseException:
+                with self.store.tx() as db:
+                    db.execute("DELETE FROM networks WHERE id=?", (net["id"],))
+                raise
+            with self.store.tx() as db:
+                self._save(db, net)
+        self.emit("network", "create", net["id"], {"name": name, "type": driver})
+        return net["id"]
+
+    def _ipam(self, name, body):
+        configs = body.get("Config") or []
+        if len(configs) > 1:
+            raise InvalidParameter("only one IPAM configuration (subnet) per network is supported")
+        cfg = configs[0] if configs else {}
+        in_use = [(n["name"], ipaddress.ip_network(n["ipam"]["subnet"])) for n in self.all() if n.get("ipam")]
+        if cfg.get("Subnet"):
+            subnet = ipam.parse_subnet(cfg["Subnet"])
+            ipam.check_overlap(subnet, in_use, name)
+        else:
+            subnet = ipam.pick_subnet([net for _, net in in_use])
+        gateway = cfg.get("Gateway") or str(next(subnet.hosts()))
+        try:
+            if ipaddress.ip_address(gateway) not in subnet:
+                raise ValueError("outside")
+        except ValueError:
+            raise InvalidParameter(f"invalid gateway {gateway!r}: it is not an address of the subnet {subnet}") from None
+        return {"subnet": str(subnet), "gateway": gateway}
+
+    def remove(self, ref: str) -> None:
+        net = self.get(ref)
+        if net.get("predefined"):
+            raise Conflict(f"{net['name']} is a pre-defined network and cannot be removed")
+        with self._lock:
+            users = self.containers_on(net)
+            if users:
+                raise Conflict(f"error while removing network: network {net['name']} id {net['id']} has active "
+                               f"endpoints ({', '.join(u['Name'].lstrip('/') for u in users)})")
+            self.slot(net).hook.network_delete(network=net)
+            with self.store.tx() as db:
+                db.execute("DELETE FROM ip_allocations WHERE network_id=?", (net["id"],))
+                db.execute("DELETE FROM networks WHERE id=?", (net["id"],))
+        self.emit("network", "destroy", net["id"], {"name": net["name"], "type": net["driver"]})
+
+    def containers_on(self, net: dict, running_only: bool = True) -> list[dict]:
+        """Container records connected to ``net`` (running ones, or all)."""
+        out = []
+        for rec in self.containers.all():
+            attached = net["name"] in (rec.get("NetworkSettings") or {}).get("Networks", {}) \
+                if running_only else net["name"] in (rec.get("Networks") or {})
+            if attached:
+                out.append(rec)
+        return out
+
+    def prune(self) -> list[str]:
+        removed = []
+        for net in self.all():
+            if net.get("predefined") or self.containers_on(net, running_only=False):
+                continue
+            try:
+                self.remove(net["id"])
+                removed.append(net["name"])
+            except (Conflict, NetworkError) as exc:
+                log.warning("prune: %s", exc)
+        return removed
