@@ -23,5 +23,5 @@ bash scripts/vm-deps.sh || echo "setup: scripts/vm-deps.sh failed; the devicemap
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test,btrfs]' 2>&1 | grep -v '^WARNING: Location' || true
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test,btrfs,docs]' 2>&1 | grep -v '^WARNING: Location' || true
 .venv/bin/python -c 'import dockyard, pluggy, stevedore, aiohttp' 
