@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import _fs
+from ._fs import read, read_int, read_keyed
 
 if TYPE_CHECKING:
     from .v1 import V1
@@ -55,7 +55,7 @@ def _limit(value: int) -> int:
 
 def _blkio_v1(path: str) -> list[BlkioEntry]:
     out: list[BlkioEntry] = []
-    for line in _fs.read(path, "").splitlines():
+    for line in read(path, "").splitlines():
         parts = line.split()
         if len(parts) == 3 and ":" in parts[0]:
             major, minor = parts[0].split(":")
@@ -69,15 +69,15 @@ def stats_v1(cg: V1) -> dict[str, Any]:
         where = cg.dir(ctrl)
         return os.path.join(where, name) if where else "/nonexistent"
 
-    times = _fs.read_keyed(d("cpuacct", "cpuacct.stat"))
-    throttle = _fs.read_keyed(d("cpu", "cpu.stat"))
-    mem_stat = _fs.read_keyed(d("memory", "memory.stat"))
-    pids_max = _fs.read(d("pids", "pids.max"), "max")
+    times = read_keyed(d("cpuacct", "cpuacct.stat"))
+    throttle = read_keyed(d("cpu", "cpu.stat"))
+    mem_stat = read_keyed(d("memory", "memory.stat"))
+    pids_max = read(d("pids", "pids.max"), "max")
     return {
         "cpu_stats": {
             "cpu_usage": {
-                "total_usage": _fs.read_int(d("cpuacct", "cpuacct.usage"), 0),
-                "percpu_usage": [int(x) for x in _fs.read(d("cpuacct", "cpuacct.usage_percpu"), "").split()],
+                "total_usage": read_int(d("cpuacct", "cpuacct.usage"), 0),
+                "percpu_usage": [int(x) for x in read(d("cpuacct", "cpuacct.usage_percpu"), "").split()],
                 "usage_in_kernelmode": times.get("system", 0) * NS // CLK_TCK,
                 "usage_in_usermode": times.get("user", 0) * NS // CLK_TCK,
             },
@@ -88,13 +88,13 @@ def stats_v1(cg: V1) -> dict[str, Any]:
                                 "throttled_time": throttle.get("throttled_time", 0)},
         },
         "memory_stats": {
-            "usage": _fs.read_int(d("memory", "memory.usage_in_bytes"), 0),
-            "max_usage": _fs.read_int(d("memory", "memory.max_usage_in_bytes"), 0),
-            "limit": _limit(_fs.read_int(d("memory", "memory.limit_in_bytes"), -1)),
-            "failcnt": _fs.read_int(d("memory", "memory.failcnt"), 0),
+            "usage": read_int(d("memory", "memory.usage_in_bytes"), 0),
+            "max_usage": read_int(d("memory", "memory.max_usage_in_bytes"), 0),
+            "limit": _limit(read_int(d("memory", "memory.limit_in_bytes"), -1)),
+            "failcnt": read_int(d("memory", "memory.failcnt"), 0),
             "stats": mem_stat,
         },
-        "pids_stats": {"current": _fs.read_int(d("pids", "pids.current"), 0),
+        "pids_stats": {"current": read_int(d("pids", "pids.current"), 0),
                        "limit": 0 if pids_max == "max" else int(pids_max)},
         "blkio_stats": {
             "io_service_bytes_recursive": _blkio_v1(d("blkio", "blkio.throttle.io_service_bytes_recursive")),
@@ -108,7 +108,7 @@ def _io_v2(path: str) -> tuple[list[BlkioEntry], list[BlkioEntry]]:
     """io.stat lines ("8:0 rbytes=1 wbytes=2 rios=3 wios=4 ...") -> two lists."""
     nbytes: list[BlkioEntry] = []
     nios: list[BlkioEntry] = []
-    for line in _fs.read(path, "").splitlines():
+    for line in read(path, "").splitlines():
         dev, *pairs = line.split()
         if ":" not in dev:
             continue
@@ -124,9 +124,9 @@ def stats_v2(cg: V2) -> dict[str, Any]:
     """``cg`` is a :class:`~dockyard.driverkit.cgroups.v2.V2` backend.  v2 has no per-CPU
     usage (``percpu_usage`` is []); ``max_usage`` is ``memory.peak`` (0 before
     Linux 5.19) and ``failcnt`` the ``max`` count of ``memory.events``."""
-    cpu = _fs.read_keyed(cg.f("cpu.stat"))
+    cpu = read_keyed(cg.f("cpu.stat"))
     io_bytes, io_ios = _io_v2(cg.f("io.stat"))
-    pids_max = _fs.read(cg.f("pids.max"), "max")
+    pids_max = read(cg.f("pids.max"), "max")
     return {
         "cpu_stats": {
             "cpu_usage": {
@@ -142,13 +142,13 @@ def stats_v2(cg: V2) -> dict[str, Any]:
                                 "throttled_time": cpu.get("throttled_usec", 0) * 1000},
         },
         "memory_stats": {
-            "usage": _fs.read_int(cg.f("memory.current"), 0),
-            "max_usage": _fs.read_int(cg.f("memory.peak"), 0),
-            "limit": _limit(_fs.read_int(cg.f("memory.max"), -1)),
-            "failcnt": _fs.read_keyed(cg.f("memory.events")).get("max", 0),
-            "stats": _fs.read_keyed(cg.f("memory.stat")),
+            "usage": read_int(cg.f("memory.current"), 0),
+            "max_usage": read_int(cg.f("memory.peak"), 0),
+            "limit": _limit(read_int(cg.f("memory.max"), -1)),
+            "failcnt": read_keyed(cg.f("memory.events")).get("max", 0),
+            "stats": read_keyed(cg.f("memory.stat")),
         },
-        "pids_stats": {"current": _fs.read_int(cg.f("pids.current"), 0),
+        "pids_stats": {"current": read_int(cg.f("pids.current"), 0),
                        "limit": 0 if pids_max == "max" else int(pids_max)},
         "blkio_stats": {"io_service_bytes_recursive": io_bytes, "io_serviced_recursive": io_ios},
     }

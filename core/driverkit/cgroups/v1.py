@@ -7,8 +7,7 @@ import functools
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import _fs
-from ._fs import CgroupError, read, read_int, write
+from ._fs import CgroupError, check_subset, read, read_int, read_keyed, reason, write
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -62,7 +61,7 @@ class V1:
                 except FileExistsError:
                     pass
                 except OSError as exc:
-                    raise CgroupError(f"{cur}: cannot create cgroup ({_fs.reason(exc)})", exc.errno, cur) from None
+                    raise CgroupError(f"{cur}: cannot create cgroup ({reason(exc)})", exc.errno, cur) from None
                 if hier == cpuset:  # new levels, and any a crash left half-made
                     self._inherit_cpuset(parent, cur)
 
@@ -165,7 +164,7 @@ class V1:
             if key in c:
                 d = self._need("cpuset", f"cpuset.{key}")
                 fname, eff = f"cpuset.{key}", f"cpuset.effective_{key}"
-                _fs.check_subset(fname, c[key], kind, os.path.join(self.layout.controllers["cpuset"], eff),
+                check_subset(fname, c[key], kind, os.path.join(self.layout.controllers["cpuset"], eff),
                                  os.path.join(os.path.dirname(d), eff))
                 write(os.path.join(d, fname), c[key])
 
@@ -208,7 +207,7 @@ class V1:
 
     def oom_kills(self) -> int:
         d = self._need("memory", "memory.oom_control")
-        return _fs.read_keyed(os.path.join(d, "memory.oom_control")).get("oom_kill", 0)
+        return read_keyed(os.path.join(d, "memory.oom_control")).get("oom_kill", 0)
 
     def kill_now(self) -> bool:
         return False  # v1 has no cgroup.kill

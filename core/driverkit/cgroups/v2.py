@@ -14,8 +14,7 @@ import errno
 import os
 from typing import TYPE_CHECKING, Any
 
-from . import _fs
-from ._fs import CgroupError, read, read_int, write
+from ._fs import CgroupError, check_subset, read, read_int, read_keyed, reason, write
 
 # controllers enabled in each ancestor's cgroup.subtree_control (when available)
 DELEGATE = ("cpuset", "cpu", "io", "memory", "pids", "hugetlb")
@@ -89,7 +88,7 @@ class V2:
             except FileExistsError:
                 continue
             except OSError as exc:
-                raise CgroupError(f"{cur}: cannot create cgroup ({_fs.reason(exc)})", exc.errno, cur) from None
+                raise CgroupError(f"{cur}: cannot create cgroup ({reason(exc)})", exc.errno, cur) from None
             created.append(cur)
 
     @staticmethod
@@ -119,8 +118,8 @@ class V2:
         if res.get("blockIO"):
             self._io(res["blockIO"])
         if res.get("devices"):
-            from . import ebpf
-            ebpf.set_device_rules(self.path, res["devices"])
+            from .ebpf import set_device_rules  # ctypes and bpf(2): only when there are device rules
+            set_device_rules(self.path, res["devices"])
         for name, value in res.get("unified", {}).items():
             self._write(name, value)
 
@@ -130,7 +129,7 @@ class V2:
             if limit != -1:
                 # v2 would not refuse: it reclaims, then OOM-kills the container.
                 # Refuse a limit below what cannot be reclaimed (all but file pages).
-                cache = _fs.read_keyed(self.f("memory.stat")).get("file", 0)
+                cache = read_keyed(self.f("memory.stat")).get("file", 0)
                 used = read_int(self.f("memory.current"), 0) - cache
                 if limit < used:
                     raise CgroupError(f"memory.max: cannot set {limit} (the limit is below current usage of "
@@ -185,7 +184,7 @@ class V2:
         for key, kind in (("cpus", "CPUs"), ("mems", "memory nodes")):
             if key in c:
                 fname, eff = f"cpuset.{key}", f"cpuset.{key}.effective"
-                _fs.check_subset(fname, c[key], kind, os.path.join(self.mount, eff),
+                check_subset(fname, c[key], kind, os.path.join(self.mount, eff),
                                  os.path.join(os.path.dirname(self.path), eff))
                 self._write(fname, c[key])
 
@@ -211,11 +210,11 @@ class V2:
     def frozen_state(self) -> bool | None:
         """True (frozen), False (thawed) or None (freezing, or thawing)."""
         want = read(self.f("cgroup.freeze"), "0") == "1"
-        now = _fs.read_keyed(self.f("cgroup.events")).get("frozen", 0) == 1
+        now = read_keyed(self.f("cgroup.events")).get("frozen", 0) == 1
         return now if want == now else None
 
     def oom_kills(self) -> int:
-        return _fs.read_keyed(self.f("memory.events")).get("oom_kill", 0)
+        return read_keyed(self.f("memory.events")).get("oom_kill", 0)
 
     def kill_now(self) -> bool:
         """SIGKILL the whole subtree at once through cgroup.kill (Linux 5.14+)."""
