@@ -1,21 +1,46 @@
 """What a pull and a push share: their parts (layers, the config) run on a
 thread pool, the first part that fails stops the others, and a cancel (the
 client went away) stops them all.  Each part calls :meth:`Transfer.check`
-between chunks, and waits out its retries through :meth:`Transfer.listener`."""
+between chunks, and waits out its retries through :meth:`Transfer.listener`.
+
+A transfer is given its local side (:class:`LocalSide`: the stores, one lock per
+blob) by the registry service that runs it, which satisfies the protocol; it
+does not import that service, which imports the transfers.
+"""
 
 from __future__ import annotations
 
 import math
 import threading
 from concurrent.futures import FIRST_EXCEPTION, Future, wait
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .errors import PullCancelled
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+    from contextlib import AbstractContextManager
 
     from .progress import Progress
+
+
+class LocalSide(Protocol):
+    """What a pull and a push need of the registry service that runs them
+    (:class:`~dockyard.registry.service.Registry`); :class:`~.pull.PullSide` and
+    :class:`~.push.PushSide` add what only one of them needs."""
+
+    @property
+    def content(self) -> Any:
+        """The content store (:class:`dockyard.engine.layers.content.ContentStore`):
+        blobs, and the ingests a transfer writes them through."""
+
+    def images_api(self) -> tuple[Callable[..., str], Callable[..., dict[str, Any]], Callable[..., None]]:
+        """The image store's registry half: ``(add_from_registry, push_plan,
+        record_pushed)``."""
+
+    def blob_lock(self, key: str) -> AbstractContextManager[None]:
+        """Held while one transfer works on the blob ``key`` (two pulls of one
+        blob share its ingest)."""
 
 
 class Stopped(PullCancelled):

@@ -30,7 +30,7 @@ from ..engine.layers.store import chain_id
 from ..errors import ImageNotFound
 from .auth import scope
 from .errors import BadContent, RegistryError, RegistryUnreachable, UnsupportedContent, sent_by_registry
-from .parallel import Transfer
+from .parallel import LocalSide, Transfer
 from .progress import short_id
 
 if TYPE_CHECKING:
@@ -38,7 +38,6 @@ if TYPE_CHECKING:
 
     from .names import ImageName
     from .progress import Progress
-    from .service import Registry
     from .session import Session
     from .transport import Response
 
@@ -49,6 +48,26 @@ ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 class _Reader(Protocol):
     def read(self, n: int = ..., /) -> bytes: ...
+
+
+class PullSide(LocalSide, Protocol):
+    """What a pull needs of the registry service besides :class:`~.parallel.LocalSide`."""
+
+    @property
+    def images(self) -> Any:
+        """The image store: ``resolve(ref)`` tells whether the pull changed a tag."""
+
+    @property
+    def layers(self) -> Any:
+        """The layer store: ``get(chain_id)`` finds a layer already registered."""
+
+    @property
+    def max_downloads(self) -> int:
+        """Layers fetched at once."""
+
+    @property
+    def tmpdir(self) -> str:
+        """Where the uncompressed layer tars are spooled."""
 
 
 class _Job:
@@ -63,11 +82,11 @@ class Puller(Transfer):
     verb = "pull"
     progress: Progress
 
-    def __init__(self, registry: Registry, session: Session, name: ImageName, progress: Progress,
+    def __init__(self, local: PullSide, session: Session, name: ImageName, progress: Progress,
                  cancel: threading.Event | None = None, platform: spec.Platform | None = None) -> None:
-        self.registry, self.session, self.name, self.progress = registry, session, name, progress
+        self.local, self.session, self.name, self.progress = local, session, name, progress
         super().__init__(name, cancel, "; rerun it to resume")
-        self.content = registry.content
+        self.content = local.content
         self.platform = platform
         self.scopes = [scope(name.path, "pull")]
 
@@ -94,7 +113,7 @@ class Puller(Transfer):
         jobs = [_Job(i, d) for i, d in enumerate(descs)]
         self.n_layers = len(jobs)
         try:
-            with ThreadPoolExecutor(self.registry.max_downloads, thread_name_prefix="pull") as pool:
+            with ThreadPoolExecutor(self.local.max_downloads, thread_name_prefix="pull") as pool:
                 config = pool.submit(self._config, config_desc)
                 for job in jobs:
                     self.progress.layer(job.id, "Pulling fs layer")
@@ -106,7 +125,7 @@ class Puller(Transfer):
             for job in jobs:
                 if job.tar_path:
                     self.progress.layer(job.id, "Extracting")
-            add = self.registry.images_api()[0]
+            add = self.local.images_api()[0]
             image_id = add(self.name.familiar, self.name.tag, data, media_type, config_bytes, layers,
                            index_bytes=index[0] if index else None, index_media_type=index[1] if index else None)
         finally:
@@ -126,7 +145,7 @@ class Puller(Transfer):
         if not self.name.tag:
             return None
         try:
-            return self.registry.images.resolve(f"{self.name.familiar}:{self.name.tag}")
+            return self.local.images.resolve(f"{self.name.familiar}:{self.name.tag}")
         except (ImageNotFound, RegistryError, ValueError):
             return None
 
@@ -176,13 +195,13 @@ class Puller(Transfer):
         chain: str | None = None
         for d in diff_ids[:job.index + 1]:
             chain = chain_id(chain, d)
-        if self.registry.layers.get(chain) is not None:
+        if self.local.layers.get(chain) is not None:
             self.progress.layer(job.id, "Already exists")
             return
         self.check()
         digest = job.desc.digest
-        with self.registry.blob_lock(digest):
-            fd, job.tar_path = tempfile.mkstemp(dir=self.registry.tmpdir, prefix=f"pull-{job.id}-", suffix=".tar")
+        with self.local.blob_lock(digest):
+            fd, job.tar_path = tempfile.mkstemp(dir=self.local.tmpdir, prefix=f"pull-{job.id}-", suffix=".tar")
             with os.fdopen(fd, "wb") as out:
                 if self.content.has(digest):
                     if self.content.size(digest) != job.desc.size:

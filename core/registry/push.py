@@ -21,7 +21,7 @@ import json
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode
 
 from .. import imagespec as spec
@@ -31,7 +31,7 @@ from .auth import scope
 from .errors import BadContent, RegistryError, RegistryUnavailable, RegistryUnreachable
 from .gzipper import gzip_stream
 from .names import parse as parse_name
-from .parallel import Transfer
+from .parallel import LocalSide, Transfer
 from .progress import short_id
 
 CHUNK = 1 << 20
@@ -40,8 +40,19 @@ CHUNK = 1 << 20
 if TYPE_CHECKING:
     from .names import ImageName
     from .progress import Progress
-    from .service import Registry
     from .session import Session
+
+
+class PushSide(LocalSide, Protocol):
+    """What a push needs of the registry service besides :class:`~.parallel.LocalSide`."""
+
+    @property
+    def max_uploads(self) -> int:
+        """Blobs uploaded at once."""
+
+    @property
+    def upload_chunk(self) -> int:
+        """A blob larger than this goes up in PATCH chunks of this size."""
 
 
 class _Halted(Exception):
@@ -105,25 +116,25 @@ class Pusher(Transfer):
     verb = "push"
     progress: Progress
 
-    def __init__(self, registry: Registry, session: Session, name: ImageName, progress: Progress,
+    def __init__(self, local: PushSide, session: Session, name: ImageName, progress: Progress,
                  cancel: threading.Event | None = None) -> None:
         if name.digest:
             raise InvalidParameter(f"cannot push a digest reference ({name}): push a tag")
-        self.registry, self.session, self.name, self.progress = registry, session, name, progress
+        self.local, self.session, self.name, self.progress = local, session, name, progress
         super().__init__(name, cancel)
-        self.content = registry.content
+        self.content = local.content
         self.repo = f"/v2/{name.path}"
         self.scopes = [scope(name.path, "pull", "push")]
 
     def run(self) -> str:
-        _, push_plan, record_pushed = self.registry.images_api()
+        _, push_plan, record_pushed = self.local.images_api()
         plan = push_plan(f"{self.name.familiar}:{self.name.tag}")
         self.progress.status(f"The push refers to repository [{self.name.familiar}]")
         layers = plan["layers"]
         for layer in reversed(layers):
             self.progress.layer(short_id(layer["diff_id"]), "Preparing")
         config_digest, config_bytes = plan["config"]
-        with ThreadPoolExecutor(self.registry.max_uploads, thread_name_prefix="push") as pool:
+        with ThreadPoolExecutor(self.local.max_uploads, thread_name_prefix="push") as pool:
             futures: list[Future[Any]] = [pool.submit(self._layer, layer) for layer in layers]
             futures.append(pool.submit(self._config, config_digest, config_bytes))
             self.wait_all(futures)
@@ -239,7 +250,7 @@ class Pusher(Transfer):
 
     def _push_growing(self, growth: _Growth, result: dict[str, Any], id: str) -> bool:
         """Upload the gzip the compressor is writing; True once the registry has it."""
-        chunk, start = self.registry.upload_chunk, 0
+        chunk, start = self.local.upload_chunk, 0
         location: str | None = None
 
         def report(sent: int) -> None:
@@ -283,7 +294,7 @@ class Pusher(Transfer):
         With ``written``, the progress is the tar read against the layer's ``total``
         size, as Docker reports a push that compresses as it uploads."""
         diff_id = layer["diff_id"]
-        with self.registry.blob_lock(diff_id):
+        with self.local.blob_lock(diff_id):
             writer = self.content.writer(f"push-{diff_id[7:]}")
             writer.truncate()
             try:
@@ -370,7 +381,7 @@ class Pusher(Transfer):
             if id:
                 self.progress.layer(id, "Pushing", sent, size)
 
-        chunk = self.registry.upload_chunk
+        chunk = self.local.upload_chunk
         fh = None if data is not None else self.content.open(digest)
         try:
             if data is not None:

@@ -33,7 +33,10 @@ from typing import Any
 from ..errors import ImageNotFound, InvalidParameter, no_space
 from . import names
 from .auth import Credentials
+from .distribution import inspect as inspect_remote
 from .progress import Progress
+from .pull import Puller
+from .push import Pusher
 from .retry import Backoff
 from .session import Session
 from .transport import CERTS_DIRS, Endpoint
@@ -147,7 +150,6 @@ class Registry:
              cancel: threading.Event | None = None, platform: str | None = None, tag: str | None = None) -> str:
         """Pull ``ref``; return the image id."""
         from ..imagespec import Platform
-        from .pull import Puller
 
         name = names.parse(ref, tag)
         want = Platform.parse(platform) if platform else None
@@ -161,8 +163,6 @@ class Registry:
     def push(self, ref: str, auth: dict[str, Any] | None = None, progress: Progress | Sink | None = None,
              cancel: threading.Event | None = None, tag: str | None = None) -> str:
         """Push ``ref`` (``name:tag``); return the manifest digest."""
-        from .push import Pusher
-
         name = names.parse(ref, tag)
         session = self.session(name.domain, auth)
         try:
@@ -189,9 +189,7 @@ class Registry:
     def inspect(self, ref: str, auth: dict[str, Any] | None = None) -> dict[str, Any]:
         """``GET /distribution/{name}/json``: the registry's descriptor of ``ref``
         and its platforms (see :mod:`.distribution`)."""
-        from .distribution import inspect
-
-        return inspect(self, ref, auth)
+        return inspect_remote(self, ref, auth)
 
     def login(self, auth: dict[str, Any] | None) -> dict[str, str]:
         """Docker's ``POST /auth``: check the credentials against the registry."""
