@@ -17,8 +17,9 @@ something other than the daemon.
   tables and ``execve`` rules every runtime shares; :mod:`.rootpath` resolves
   paths inside a container's root.
 
-Standalone: ``supervisor``, ``zygote``, ``sanitize``, ``runtime`` and ``rootpath``
-are stdlib only and never import dockyard.  A driver's zygote runs ``python -E
+Standalone: ``supervisor`` (with its private parts ``_spawning``, ``_shimloop``,
+``_jsonlog`` and ``_minijson``), ``zygote``, ``sanitize``, ``runtime`` and
+``rootpath`` are stdlib only and never import dockyard.  A driver's zygote runs ``python -E
 -S`` with this directory (``os.path.dirname(client.__file__)``) and its own on
 ``sys.path`` and imports them by bare name (``import supervisor``).  The daemon's
 side imports all but ``zygote`` as package modules too, so they import each
