@@ -1,6 +1,6 @@
 """``dockyard build``: the classic ``docker build`` client (``DOCKER_BUILDKIT=0``).
 
-The context is packed here (:mod:`.buildcontext`: ``.dockerignore`` applied, a
+The context is packed here (:mod:`dockyard.client.buildcontext`: ``.dockerignore`` applied, a
 Dockerfile from outside the context or stdin added, stdin and URL contexts) and
 streamed, chunked, to ``POST /build`` as ``application/x-tar``; the daemon's JSON
 stream is printed as it comes, like docker's: ``stream`` text verbatim, pull
@@ -102,8 +102,8 @@ def query(args, dockerfile):
 
 
 def prepare(args, stdin, closers):
-    """The :class:`~.buildcontext.Context` for the command line's context argument."""
-    from dockyard.cli import buildcontext as bc
+    """The :class:`~dockyard.client.buildcontext.Context` for the command line's context argument."""
+    from dockyard.client import buildcontext as bc
 
     source = args.context
     if source == "-":
@@ -194,7 +194,7 @@ def show(messages, out, quiet=False):
 
 
 def cmd_build(ctx, args):
-    from dockyard.cli.buildcontext import ContextError
+    from dockyard.client.buildcontext import ContextError
 
     out = sys.stdout
     if args.iidfile:

@@ -1,7 +1,7 @@
 """Registry commands: pull, push, login, logout.
 
 Credentials are the client's, kept in Docker's ``config.json`` (or its credential
-helpers) by :mod:`dockyard.registry.authconfig`, and sent with each pull and push.
+helpers) by :mod:`dockyard.client.authconfig`, and sent with each pull and push.
 On a terminal, pull and push draw one progress bar per layer with ``rich``
 (imported here, inside the commands, so other commands never load it); elsewhere
 they print one line per step, as ``docker pull`` does.
@@ -10,8 +10,7 @@ they print one line per step, as ``docker pull`` does.
 import sys
 
 from dockyard.cli import output
-
-HUB = "docker.io"
+from dockyard.cli.references import HUB, registry_of, split_image
 
 
 def register(sub):
@@ -38,24 +37,6 @@ def register(sub):
     p.set_defaults(func=cmd_logout)
 
 
-def split_image(ref):
-    """``name[:tag|@digest]`` → ``(name, tag or digest or None)``."""
-    if "@" in ref:
-        name, _, digest = ref.partition("@")
-        return name, digest
-    name, sep, tag = ref.rpartition(":")
-    if not sep or "/" in tag:
-        return ref, None
-    return name, tag
-
-
-def registry_of(name):
-    first, _, rest = name.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return first
-    return HUB
-
-
 def server_host(server):
     for prefix in ("https://", "http://"):
         server = server.removeprefix(prefix)
@@ -64,7 +45,7 @@ def server_host(server):
 
 
 def _credentials(host):
-    from dockyard.registry import authconfig
+    from dockyard.client import authconfig
 
     try:
         return authconfig.get(host)
@@ -122,7 +103,7 @@ def _is_layer(text):
 
 # --- commands --------------------------------------------------------------------
 def cmd_pull(ctx, args):
-    from dockyard import client_registry
+    from dockyard.client import registry as client_registry
     from dockyard.client import APIError
 
     name, tag = split_image(args.image)
@@ -139,7 +120,7 @@ def cmd_pull(ctx, args):
 
 
 def cmd_push(ctx, args):
-    from dockyard import client_registry
+    from dockyard.client import registry as client_registry
     from dockyard.client import APIError
 
     name, tag = split_image(args.image)
@@ -155,9 +136,9 @@ def cmd_push(ctx, args):
 
 
 def cmd_login(ctx, args):
-    from dockyard import client_registry
+    from dockyard.client import registry as client_registry
     from dockyard.client import APIError
-    from dockyard.registry import authconfig
+    from dockyard.client import authconfig
 
     host = server_host(args.server)
     password = args.password
@@ -194,7 +175,7 @@ def cmd_login(ctx, args):
 
 
 def cmd_logout(ctx, args):
-    from dockyard.registry import authconfig
+    from dockyard.client import authconfig
 
     host = server_host(args.server)
     try:

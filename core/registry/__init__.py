@@ -7,12 +7,11 @@
     auth        the /v2/ ping, basic and bearer-token challenges
     transport   HTTP/1.1 on urllib3: TLS (certs.d), insecure registries, pools, redirects
     retry       the one backoff policy (urllib3's Retry, Retry-After) of pulls and pushes
-    authconfig  the client's credentials: Docker's config.json and credential helpers
     progress    Docker's JSON progress messages
     names       a reference's registry host and repository path
     errors      the exception tree
 
 Manifests, indexes and platforms are the image model's, :mod:`dockyard.imagespec`.
-Importing this package imports nothing else: the CLI reads ``authconfig`` without
-paying for the rest.
+Importing this package imports nothing else.  The client's own credentials (Docker's
+config.json) are :mod:`dockyard.client.authconfig`'s: the daemon is handed them.
 """

@@ -21,7 +21,7 @@ import urllib.parse
 import pytest
 
 from dockyard.cli import build, main
-from dockyard.cli import buildcontext as bc
+from dockyard.client import buildcontext as bc
 from dockyard.client import IterReader
 
 

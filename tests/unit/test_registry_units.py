@@ -7,7 +7,7 @@ import json
 
 import pytest
 from dockyard.errors import ConfigError, InvalidParameter
-from dockyard.registry import authconfig
+from dockyard.client import authconfig
 from dockyard.registry.auth import parse_challenge
 from dockyard.registry.errors import RegistryNotFound, TLSFailure
 from dockyard.registry.progress import bar, human_size

@@ -12,7 +12,8 @@ docker-credential-helpers define it) and ``auths`` keeps only an empty entry.
 Docker Hub's key is ``https://index.docker.io/v1/``.  The file is rewritten
 atomically with mode 0600; keys we do not know are kept.
 
-Standard library only, imports nothing from Dockyard: the CLI uses it directly.
+Standard library only: the client's, not the daemon's (the daemon is handed an
+AuthConfig in ``X-Registry-Auth`` and never reads this file).
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ def from_directory(context, dockerfile=None, stdin=None):
 def _tarinfo(rel, st, path, links):
     import tarfile
 
-    from ..driverkit.tarwriter import tarinfo_of
+    from dockyard.driverkit.tarwriter import tarinfo_of
 
     ti = tarinfo_of(rel, path, st)  # never a socket: context_entries leaves them out
     ti.uid = ti.gid = 0

@@ -1,253 +1,33 @@
-"""A small Docker Engine API (v1.41) client on the standard library alone.
+"""The Docker Engine API (v1.41) as methods: :class:`Client`, one per endpoint the
+CLI calls, by resource (system, containers, networks, exec, images).
 
-The ``dockyard`` CLI speaks to the daemon only through this module; it sits at the
-bottom of the import graph and imports nothing from the rest of Dockyard but its
-own wire level, :mod:`dockyard.wire`.
-
-Errors, as a tree::
-
-    ClientError                        anything this module raises on purpose
-    ├── DaemonUnreachable (ConnectionError)
-    │                                  nobody answers at the host (or no permission)
-    ├── ProtocolError                  the daemon's answer could not be understood
-    └── APIError                       the daemon answered with an error
-        ├── NotFound                   ... with status 404
-        └── ProgressError              ... inside a 200 progress stream (``{"error": ...}``)
-
-Every request path is sent versioned (``/v1.41/...``).  Each request uses its own
-connection, so a long-lived stream (``logs -f``, ``attach``, a pending ``wait``)
-never blocks other requests made meanwhile.  The HTTP itself (and the stream
-formats) live in :mod:`dockyard.wire`, kept off ``http.client`` for start-up speed.
+Each method builds the path and query of its endpoint and returns the daemon's
+decoded answer (``Any``: the API's JSON shapes), an iterator of a stream's
+messages, or an :class:`~.streams.Attachment`.  The requests themselves are the
+:class:`~.session.Session`'s; registry calls with credentials are
+:mod:`dockyard.client.registry`'s.
 """
 
 import json
 import socket
-import sys
 
-from dockyard.wire import (  # noqa: F401  (parse_host, demux, STDOUT, ... are part of this API)
-    STDERR, STDIN, STDOUT, SYSTEMERR, ClientError, Connection, ProtocolError, connect, demux,
-    host_header, json_objects, parse_host, quote, urlencode)
+from dockyard.wire import ProtocolError, demux, json_objects, quote
+
+from .session import Session
+from .streams import Attachment, IterReader, PendingWait
 
 TYPE_CHECKING = False  # annotations only: typing is not imported at run time (the CLI's start-up)
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
     from typing import Any
 
-    from dockyard.wire import Readable, Response, _Reader
+    from dockyard.wire import Readable
 
-    Params = Mapping[str, Any] | None  # query parameters (``None`` values are left out)
-    Headers = Mapping[str, str] | None
-
-API_VERSION = "1.41"
-DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
+    from .session import Headers, Params
 
 
-class DaemonUnreachable(ClientError, ConnectionError):
-    """No daemon answers at ``host`` (socket missing, refused, or not permitted)."""
-
-    def __init__(self, host: str, cause: OSError) -> None:
-        self.host = host
-        self.cause = cause
-        if isinstance(cause, PermissionError):
-            msg = (f"permission denied while trying to connect to the Dockyard daemon "
-                   f"socket at {host}: {cause.strerror or cause}")
-        else:
-            msg = f"Cannot connect to the Dockyard daemon at {host}. Is the dockyard daemon running?"
-        super().__init__(msg)
-
-
-class APIError(ClientError):
-    """The daemon answered ``status`` with Docker's error body ``{"message": ...}``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status = status
-        self.message = message
-        super().__init__(f"{status}: {message}")
-
-
-class NotFound(APIError, LookupError):
-    """The daemon answered 404 (no such container, image, ...)."""
-
-
-class ProgressError(APIError):
-    """An ``{"error": ...}`` message inside a progress stream whose HTTP status was 2xx."""
-
-
-def api_error(status: int, body: object, reason: str = "") -> APIError:
-    """Build the right APIError from an error response's raw ``body``."""
-    message = None
-    text = body.decode("utf-8", "replace").strip() if isinstance(body, bytes) else str(body or "")
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, dict) and parsed.get("message") is not None:
-        message = str(parsed["message"])
-    if message is None:
-        message = text or reason or f"HTTP {status}"
-    return (NotFound if status == 404 else APIError)(status, message)
-
-
-class Attachment:
-    """A hijacked attach connection: ``frames()`` to read, ``send()`` for stdin.
-
-    It lives on its own socket, so other requests can be made while it is open.
-    """
-
-    def __init__(self, sock: socket.socket, reader: "_Reader", tty: bool) -> None:
-        self.sock = sock
-        self.tty = tty
-        self._reader = reader
-
-    def frames(self) -> "Iterator[tuple[int, bytes]]":
-        """Yield ``(stream, bytes)`` until the container closes its output."""
-        return demux(self._reader.read_exact, self._reader.read_some, self.tty)
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def close_stdin(self) -> None:
-        """Half-close: the container sees end of file on its stdin."""
-        try:
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self.sock.close()
-
-    def __enter__(self) -> "Attachment":
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class PendingWait:
-    """A ``POST /containers/{id}/wait`` already sent; ``result()`` blocks for the answer."""
-
-    def __init__(self, client: "Client", conn: Connection) -> None:
-        self._client = client
-        self._conn = conn
-
-    def result(self) -> "Any":
-        return self._client._body(self._conn)
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-class Client:
+class Client(Session):
     """Docker Engine API client for ``host`` (``unix://PATH``, ``tcp://HOST:PORT``)."""
-
-    def __init__(self, host: str = DEFAULT_HOST, timeout: float | None = None, debug: bool = False) -> None:
-        self.host = host
-        self.kind, self.address = parse_host(host)
-        self.timeout = timeout
-        self.debug = debug
-
-    # --- plumbing -----------------------------------------------------------------
-
-    def _url(self, path: str, params: "Params" = None) -> str:
-        url = f"/v{API_VERSION}{path}"
-        if params:
-            clean = {k: v for k, v in params.items() if v is not None}
-            for k, v in clean.items():
-                if isinstance(v, bool):
-                    clean[k] = "1" if v else "0"
-            if clean:
-                url += "?" + urlencode(clean)
-        return url
-
-    def _connection(self, timeout: float | None = None) -> Connection:
-        """A fresh connection to the daemon (DaemonUnreachable if nobody answers)."""
-        try:
-            sock = connect(self.kind, self.address, timeout if timeout is not None else self.timeout)
-        except OSError as exc:
-            raise DaemonUnreachable(self.host, exc) from exc
-        return Connection(sock)
-
-    def _headers(self, headers: "Headers") -> dict[str, str]:
-        return {"Host": host_header(self.kind, self.address), "User-Agent": "dockyard", **(headers or {})}
-
-    def _send(self, method: str, path: str, params: "Params" = None, body: "Any" = None,
-              headers: "Headers" = None, timeout: float | None = None) -> Connection:
-        """Send one request on a fresh connection; return the connection."""
-        url = self._url(path, params)
-        hdrs = self._headers(headers)
-        if isinstance(body, (dict, list)):
-            body = json.dumps(body).encode()
-            hdrs.setdefault("Content-Type", "application/json")
-        if self.debug:
-            print(f"dockyard: --> {method} {url}", file=sys.stderr)
-        conn = self._connection(timeout)
-        try:
-            conn.send(method, url, hdrs, body)
-        except OSError as exc:
-            conn.close()
-            raise ProtocolError(f"sending {method} {path} failed: {exc}") from exc
-        return conn
-
-    def _response(self, conn: Connection) -> "Response":
-        """Read the response head; raise APIError for a 4xx/5xx answer."""
-        try:
-            resp = conn.response()
-        except ProtocolError:
-            conn.close()
-            raise
-        if self.debug:
-            print(f"dockyard: <-- {resp.status} {resp.reason}", file=sys.stderr)
-        if resp.status >= 400:
-            try:
-                body = resp.read_all()
-            except (OSError, ProtocolError):
-                body = b""
-            conn.close()
-            raise api_error(resp.status, body, resp.reason)
-        return resp
-
-    def _body(self, conn: Connection) -> "Any":
-        """The whole body of the answer on ``conn``, decoded; the connection is closed."""
-        try:
-            return self._decode(self._response(conn).read_all())
-        except OSError as exc:
-            raise ProtocolError(f"answer cut short: {exc}") from exc
-        finally:
-            conn.close()
-
-    @staticmethod
-    def _decode(data: bytes) -> "Any":
-        if not data:
-            return None
-        text = data.decode("utf-8", "replace")
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
-
-    def request(self, method: str, path: str, params: "Params" = None, body: "Any" = None,
-                headers: "Headers" = None, timeout: float | None = None) -> "Any":
-        """One request; returns the parsed JSON answer (text if not JSON, None if empty)."""
-        return self._body(self._send(method, path, params, body, headers, timeout))
-
-    def stream(self, method: str, path: str, params: "Params" = None, body: "Any" = None,
-               headers: "Headers" = None) -> "tuple[Response, Connection]":
-        """Send a request; return ``(response, connection)`` for the caller to read and close."""
-        conn = self._send(method, path, params, body, headers)
-        return self._response(conn), conn
-
-    def json_stream(self, method: str, path: str, params: "Params" = None, body: "Any" = None,
-                    headers: "Headers" = None) -> "Iterator[Any]":
-        """Yield each JSON message of a streaming answer; an ``error`` message raises ProgressError."""
-        resp, conn = self.stream(method, path, params, body, headers)
-        try:
-            for msg in json_objects(resp.read_some):
-                if isinstance(msg, dict) and msg.get("error"):
-                    detail = msg.get("errorDetail") or {}
-                    raise ProgressError(resp.status, detail.get("message") or str(msg["error"]))
-                yield msg
-        finally:
-            conn.close()
 
     # --- system -------------------------------------------------------------------
 
@@ -308,7 +88,7 @@ class Client:
                 pass  # no early headers from this daemon: go on, the request is sent
             finally:
                 conn.sock.settimeout(before)
-        return PendingWait(self, conn)
+        return PendingWait(conn, self._body)
 
     def wait(self, container: str, condition: str | None = None) -> "Any":
         """Block until the container meets ``condition`` (not-running, next-exit, removed).
@@ -347,24 +127,6 @@ class Client:
                         {"stream": True, "stdin": stdin, "stdout": stdout, "stderr": stderr,
                          "logs": logs or None, "detachKeys": detach_keys or None})
         return self._hijack(url, None, tty)
-
-    def _hijack(self, url: str, body: "Any", tty: bool) -> Attachment:
-        if self.debug:
-            print(f"dockyard: --> POST {url} (upgrade)", file=sys.stderr)
-        conn = self._connection()
-        try:
-            conn.sock.settimeout(None)  # the stream may stay quiet for as long as it likes
-            data = None if body is None else json.dumps(body).encode()
-            headers = {"Content-Type": "application/json" if data else "text/plain",
-                       "Connection": "Upgrade", "Upgrade": "tcp"}
-            conn.send("POST", url, self._headers(headers), data)
-            resp = self._response(conn)
-            if resp.status not in (101, 200):
-                raise ProtocolError(f"unexpected answer to {url}: {resp.status} {resp.reason}")
-        except BaseException:
-            conn.close()
-            raise
-        return Attachment(conn.sock, resp, tty)
 
     def pause(self, container: str) -> "Any":
         return self.request("POST", f"/containers/{_q(container)}/pause")
@@ -474,8 +236,7 @@ class Client:
             context = IterReader(context)
         headers = {"Content-Type": "application/x-tar", **(headers or {})}
         url = self._url("/build", params)
-        if self.debug:
-            print(f"dockyard: --> POST {url}", file=sys.stderr)
+        self._trace(f"--> POST {url}")
         conn = self._connection()
         try:
             try:
@@ -496,28 +257,8 @@ class Client:
         return self.json_stream("POST", "/images/create", {"fromImage": image, "tag": tag or None})
 
 
-class IterReader:
-    """A binary file object over an iterable of bytes (``read(n)`` gives at most
-    ``n`` bytes, gathering small pieces, so an upload goes in big chunks)."""
-
-    def __init__(self, chunks: "Iterable[bytes]") -> None:
-        self._it = iter(chunks)
-        self._buf = bytearray()
-        self._done = False
-
-    def read(self, n: int = -1) -> bytes:
-        while not self._done and (n < 0 or len(self._buf) < n):
-            try:
-                self._buf += next(self._it)
-            except StopIteration:
-                self._done = True
-        if n < 0 or n >= len(self._buf):
-            data, self._buf = bytes(self._buf), bytearray()
-        else:
-            data = bytes(self._buf[:n])
-            del self._buf[:n]
-        return data
-
-
 def _q(name: str, safe: str = "") -> str:
     return quote(name, safe)
+
+
+__all__ = ["Client"]
