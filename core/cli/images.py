@@ -4,6 +4,7 @@
 import sys
 
 from dockyard.cli import output
+from dockyard.cli.references import split_reference
 
 IMAGES_FORMAT = "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{.CreatedSince}}\t{{.Size}}"
 IMAGES_HEADERS = {"Repository": "REPOSITORY", "Tag": "TAG", "ID": "IMAGE ID", "Digest": "DIGEST",
@@ -44,7 +45,7 @@ def _tag_args(p):
 
 
 def _history_args(p):
-    from dockyard.cli.imagexfer import output_bool
+    from dockyard.cli.parser import output_bool
 
     p.add_argument("-H", "--human", nargs="?", const=True, default=True, type=output_bool, metavar="BOOL",
                    help="Print sizes and dates in human readable format (default true)")
@@ -102,16 +103,6 @@ def register(sub):
     _import_args(isub.add_parser("import", help="Import the contents from a tarball to create a filesystem image",
                                  allow_abbrev=False))
     imagexfer.register_image_group(isub)
-
-
-def split_reference(ref):
-    """``name[:tag]`` → (name, tag or None); a ``:`` in a registry host is not a tag."""
-    if "@" in ref:
-        return ref, None
-    name, sep, tag = ref.rpartition(":")
-    if not sep or "/" in tag:
-        return ref, None
-    return name, tag
 
 
 def _short_id(image_id, trunc):

@@ -4,17 +4,8 @@ import os
 import sys
 
 from dockyard.cli import output
-
-def output_bool(value):
-    """A Go-style boolean flag value (``--pause=false``)."""
-    import argparse
-    text = value.lower()
-    if text in ("1", "t", "true", "yes"):
-        return True
-    if text in ("0", "f", "false", "no"):
-        return False
-    raise argparse.ArgumentTypeError(f"invalid boolean value {value!r} (write --flag=false)")
-
+from dockyard.cli.parser import output_bool
+from dockyard.cli.references import split_reference
 
 TERMINAL_REFUSAL = "Cowardly refusing to {what} to a terminal. Use the -o flag or redirect"
 
@@ -138,7 +129,6 @@ def cmd_load(ctx, args):
 
 
 def cmd_commit(ctx, args):
-    from dockyard.cli.images import split_reference
     from dockyard.client import APIError
     repo, tag = split_reference(args.reference) if args.reference else (None, None)
     params = {"container": args.container, "repo": repo, "tag": tag, "comment": args.message,

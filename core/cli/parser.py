@@ -22,6 +22,16 @@ FLAG_ERROR = 125
 ARGS_ERROR = 1
 
 
+def output_bool(value):
+    """A Go-style boolean flag value (``--pause=false``, ``-H=0``): pflag's words."""
+    text = value.lower()
+    if text in ("1", "t", "true", "yes"):
+        return True
+    if text in ("0", "f", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"invalid boolean value {value!r} (write --flag=false)")
+
+
 class UsageError(SystemExit):
     """A command line we refuse, once ``text`` (docker's words, usage included)
     is on stderr: a SystemExit with the status, as argparse's own errors are."""

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from dockyard.cli import containers, images, main, output
+from dockyard.cli import containers, images, main, output, references
 
 
 def parse(*argv):
@@ -191,8 +191,8 @@ def test_images_rows():
         ("<none>", "<none>", "c" * 12, "0B")]
     lines = output.render_rows(images.IMAGES_FORMAT, recs, images.IMAGES_HEADERS)
     assert lines[0].split() == ["REPOSITORY", "TAG", "IMAGE", "ID", "CREATED", "SIZE"]
-    assert images.split_reference("localhost:5000/x") == ("localhost:5000/x", None)
-    assert images.split_reference("x:1.0") == ("x", "1.0")
+    assert references.split_reference("localhost:5000/x") == ("localhost:5000/x", None)
+    assert references.split_reference("x:1.0") == ("x", "1.0")
 
 
 def test_go_templates():
