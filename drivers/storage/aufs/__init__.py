@@ -23,15 +23,15 @@ fit and the rest are added one by one, in order, with ``MS_REMOUNT`` and
 memory and in ``refs/<id>``; a mount found in ``/proc/self/mountinfo`` (left by an
 earlier daemon) is adopted, never doubled.
 
-Whiteouts are stored natively, as aufs does: ``.wh.<name>`` files hide ``name``
-of the lower branches, a ``.wh..wh..opq`` file makes its directory opaque.  These
-are the OCI names, so :func:`storage_apply_diff` stores a tar's whiteout entries
-as (empty) files and :func:`storage_diff` emits them as they are.  aufs' own
-metadata at the branch root (``.wh..wh.aufs``, ``.wh..wh.plnk/``,
-``.wh..wh.orph/``) and its temporary ``.wh.*`` directories (rmdir in progress)
-are never part of a layer.  Native diff, apply_diff, changes and size work on the
-diff directories without mounting, whenever ``parent`` is the layer's own parent;
-otherwise they return ``None`` and the core's naive fallback runs.
+Whiteouts are stored natively, as aufs does (``.wh.<name>`` files, a
+``.wh..wh..opq`` marker): these are the OCI names, so apply_diff stores a tar's
+whiteout entries as files and diff emits them as they are.  Native diff,
+apply_diff, changes and size work on the diff directories without mounting
+(:mod:`.branches`: a branch on disk, its whiteouts and the view of the branches
+below it), whenever ``parent`` is the layer's own parent; otherwise they return
+``None`` and the core's naive fallback runs.
+
+This module is the driver: the layout, the lifecycle, the mounts and the hooks.
 
 No options.  Needs root and a kernel with aufs (``modprobe aufs`` is tried).
 """
@@ -44,16 +44,15 @@ import tempfile
 import threading
 from pathlib import Path
 
-from dockyard.driverkit.fdwalk import Tree
 from dockyard.driverkit.ids import check_id, valid_id
-from dockyard.driverkit.lowerview import scan
 from dockyard.driverkit.mounts import MNT_DETACH, backing_fs, is_mounted, mount, mounts_under, umount
-from dockyard.driverkit.naivediff import changes_size, mark_parents
+from dockyard.driverkit.naivediff import changes_size
 from dockyard.driverkit.refcounts import RefCounts
-from dockyard.driverkit.safetar import (WHITEOUT_META_PREFIX, WHITEOUT_OPAQUE, WHITEOUT_PREFIX, TarWriter, Whiteouts,
-                                        differs, extract, spool)
+from dockyard.driverkit.safetar import TarWriter, extract, spool
 from dockyard.errors import LayerNotFound, StorageError
 from dockyard.hookspecs import hookimpl
+
+from .branches import AufsWhiteouts, BranchView, branch_changes, write_branch
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 MS_REMOUNT = 32
@@ -65,9 +64,7 @@ UNSUPPORTED_FS = ("aufs", "btrfs")
 BRANCH_MAX = 127
 #: characters aufs' option parser would split a branch path at
 BAD_PATH_CHARS = ":,="
-ADDED, MODIFIED, DELETED = 1, 0, 2
 DIRS = ("diff", "layers", "mnt", "refs", "tmp")
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _MOUNT_LOCK = threading.Lock()  # Docker serialises aufs mount(2) calls too
 
 
@@ -119,194 +116,6 @@ def mount_plan(rw, ro, options=f"dio,xino={XINO}", page=None):
             raise StorageError(f"aufs: branch path {branch} is too long for the mount options")
         plan.append((MS_REMOUNT, append))
     return plan
-
-
-# ---------------------------------------------------------------- whiteouts on disk
-def _join(rel, name):
-    return f"{rel}/{name}" if rel else name
-
-
-def classify(entries):
-    """Split the ``{name: stat}`` of a branch directory into ``(live, whiteouts,
-    opaque)``: the visible entries, the names whited out for lower branches and
-    whether the directory is opaque.  aufs metadata (``.wh..wh.*`` other than the
-    opaque marker) and directories named ``.wh.*`` (aufs' temporary rmdir names)
-    are none of these."""
-    live, whiteouts, opaque = {}, set(), False
-    for name, st in entries.items():
-        if not name.startswith(WHITEOUT_PREFIX):
-            live[name] = st
-        elif stat.S_ISDIR(st.st_mode):
-            continue
-        elif name == WHITEOUT_OPAQUE:
-            opaque = True
-        elif name.startswith(WHITEOUT_META_PREFIX):
-            continue
-        else:
-            whiteouts.add(name[len(WHITEOUT_PREFIX):])
-    return live, whiteouts, opaque
-
-
-def _is_whiteout(dirpath, name):
-    try:
-        return not stat.S_ISDIR(os.lstat(os.path.join(dirpath, WHITEOUT_PREFIX + name)).st_mode)
-    except OSError:
-        return False
-
-
-def _is_opaque(dirpath):
-    try:
-        return not stat.S_ISDIR(os.lstat(os.path.join(dirpath, WHITEOUT_OPAQUE)).st_mode)
-    except OSError:
-        return False
-
-
-def _touch(dir_fd, name):
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444, dir_fd=dir_fd)
-    os.close(fd)
-
-
-def _open_dir(root, rel):
-    """An fd of directory ``root/rel`` opened without following symlinks, or ``None``."""
-    fd = os.open(root, _DIR_FLAGS)
-    for part in rel.split("/") if rel else ():
-        try:
-            new = os.open(part, _DIR_FLAGS, dir_fd=fd)
-        except OSError:
-            os.close(fd)
-            return None
-        os.close(fd)
-        fd = new
-    return fd
-
-
-class BranchView:
-    """The merged tree of aufs branches ``tops`` (nearest first) read from the
-    directories without mounting: a ``.wh.<name>`` file hides ``name`` in the
-    branches below, an opaque directory or a non-directory stops the search."""
-
-    def __init__(self, tops):
-        self.tops = [str(t) for t in tops]
-
-    @staticmethod
-    def _probe(top, parts):
-        """``((path, stat), False)`` if ``parts`` exists in branch ``top``, else
-        ``(None, stop)`` where ``stop`` says deeper branches are hidden."""
-        cur, stop = top, False
-        for i, part in enumerate(parts):
-            path = os.path.join(cur, part)
-            try:
-                st = os.lstat(path)
-            except (FileNotFoundError, NotADirectoryError):
-                return None, stop or _is_whiteout(cur, part)
-            if i == len(parts) - 1:
-                return (path, st), False
-            if not stat.S_ISDIR(st.st_mode):
-                return None, True
-            stop = stop or _is_opaque(path)
-            cur = path
-        return (top, os.lstat(top)), False
-
-    def find(self, rel):
-        """``(path, stat)`` of the visible ``rel`` or ``None``."""
-        parts = rel.split("/") if rel else []
-        for top in self.tops:
-            hit, stop = self._probe(top, parts)
-            if hit is not None:
-                return hit
-            if stop:
-                break
-        return None
-
-    def lstat(self, rel):
-        hit = self.find(rel)
-        return hit[1] if hit else None
-
-    def listdir(self, rel):
-        """``{name: stat}`` of the visible children of directory ``rel``."""
-        parts = rel.split("/") if rel else []
-        names, masked = {}, set()
-        for top in self.tops:
-            hit, stop = self._probe(top, parts)
-            if hit is None:
-                if stop:
-                    break
-                continue
-            path, st = hit
-            if not stat.S_ISDIR(st.st_mode):
-                break
-            live, whiteouts, opaque = classify(scan(path))
-            for name, est in live.items():
-                if name not in names and name not in masked:
-                    names[name] = est
-            masked |= whiteouts  # hides the branches below, not this one
-            if opaque:
-                break
-        return names
-
-
-class AufsWhiteouts(Whiteouts):
-    """Whiteout strategy for an aufs branch: OCI whiteouts are stored as the
-    (same-named) aufs whiteout files.  As OCI wants, a whiteout hides lower
-    content only: one naming something this tar itself makes is dropped (and a
-    directory made by the tar then gets an opaque marker, since the lower one was
-    deleted); :meth:`settle` does the same for entries made after their whiteout.
-    ``lower_stat(rel)`` (optional) gives the metadata of implied parents."""
-
-    create_parents = True
-
-    def __init__(self, lower_stat=None):
-        self._lower_stat = lower_stat
-        self.stored = []
-
-    @staticmethod
-    def _replace_lower(dir_fd, name):
-        try:
-            st = os.lstat(name, dir_fd=dir_fd)
-        except FileNotFoundError:
-            return
-        if stat.S_ISDIR(st.st_mode):
-            fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-            try:
-                _touch(fd, WHITEOUT_OPAQUE)
-            finally:
-                os.close(fd)
-
-    def whiteout(self, dir_fd, name, rel, unpacked):
-        if rel in unpacked:
-            self._replace_lower(dir_fd, name)
-            return
-        _touch(dir_fd, WHITEOUT_PREFIX + name)
-        self.stored.append(rel)
-
-    def opaque(self, dir_fd, rel, unpacked):
-        _touch(dir_fd, WHITEOUT_OPAQUE)
-
-    def implied_dir(self, rel):
-        return self._lower_stat(rel) if self._lower_stat else None
-
-    def settle(self, root):
-        """After extraction into ``root``: drop stored whiteouts whose name the tar
-        made later (the entry replaces the lower one)."""
-        for rel in self.stored:
-            parent, _, name = rel.rpartition("/")
-            fd = _open_dir(root, parent)
-            if fd is None:
-                continue
-            try:
-                try:
-                    os.lstat(name, dir_fd=fd)
-                except FileNotFoundError:
-                    continue
-                try:
-                    os.unlink(WHITEOUT_PREFIX + name, dir_fd=fd)
-                except FileNotFoundError:
-                    pass
-                self._replace_lower(fd, name)
-            finally:
-                os.close(fd)
-
-
 # ---------------------------------------------------------------- the driver
 class AufsDriver:
     def __init__(self):
@@ -577,25 +386,13 @@ class AufsDriver:
         out = spool()
         try:
             writer = TarWriter(out)
-
-            def listed(rel, entries):  # a directory's opaque marker and whiteouts come before its entries
-                live, whiteouts, opaque = classify(dict(entries))
-                if opaque:
-                    writer.add_opaque(rel)
-                for name in sorted(whiteouts - set(live)):
-                    writer.add_whiteout(_join(rel, name))
-                return [(n, st) for n, st in entries if n in live]
-
-            with Tree(str(self.home / "diff" / id)) as branch:  # a running container's: read by fds
-                for e in branch.walk(listed):
-                    writer.add_entry(e)
+            write_branch(str(self.home / "diff" / id), writer)
             writer.close()
         except OSError as exc:
             out.close()
             raise StorageError(f"aufs: diff of layer {id} failed: {exc}") from exc
         out.seek(0)
         return out
-
     @hookimpl
     def storage_changes(self, id, parent):
         if not self._direct(id, parent):
@@ -607,49 +404,11 @@ class AufsDriver:
         if not self._direct(id, parent):
             return None
         return changes_size(str(self.home / "diff" / id), self._changes(id))
-
     def _changes(self, id):
-        """Changes of the layer's branch against its ancestors, with the same
-        rules as the naive fallback, in one walk of the branch
-        (:mod:`dockyard.driverkit.fdwalk`: it may be a running container's).  Per
-        directory, ``decided`` says how to read it: ``None`` when everything
-        below is new, else whether an opaque directory above hides the lower
-        ones (then what they have and the branch does not is deleted)."""
+        """Changes of the layer's branch against its ancestors (see
+        :func:`.branches.branch_changes`)."""
         low = self._lower(id)
-        out, decided, path = {}, {"": False}, []
-
-        def listed(rel, entries):
-            live, whiteouts, opaque = classify(dict(entries))
-            hidden = decided.pop(rel, None)
-            if hidden is not None:
-                hidden = hidden or opaque
-                if hidden:
-                    gone = set(low.listdir(rel)) - set(live)
-                else:
-                    gone = {n for n in whiteouts - set(live) if low.find(_join(rel, n)) is not None}
-                out.update((_join(rel, n), DELETED) for n in gone)
-            path.append((rel, hidden))
-            return [(n, st) for n, st in entries if n in live]
-
         try:
-            with Tree(str(self.home / "diff" / id)) as branch:
-                for e in branch.walk(listed):
-                    parent = e.rel.rpartition("/")[0]
-                    while path[-1][0] != parent:
-                        path.pop()
-                    hidden = path[-1][1]
-                    is_dir = stat.S_ISDIR(e.st.st_mode)
-                    hit = low.find(e.rel) if hidden is not None else None
-                    if hit is None:
-                        out[e.rel] = ADDED
-                        if is_dir:
-                            decided[e.rel] = None
-                        continue
-                    lpath, lst = hit
-                    if differs(lpath, lst, e, e.st):
-                        out[e.rel] = MODIFIED
-                    if is_dir:  # a directory that replaced a non-directory: its content is new
-                        decided[e.rel] = hidden if stat.S_ISDIR(lst.st_mode) else None
+            return branch_changes(str(self.home / "diff" / id), low)
         except OSError as exc:
             raise StorageError(f"aufs: changes of layer {id} failed: {exc}") from exc
-        return mark_parents(out)
