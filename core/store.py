@@ -1,64 +1,28 @@
 """The metadata store: one SQLite database in WAL mode under the data root.
 
-Images, tags, layers and containers live here so that a crash leaves them
-consistent: every change that touches several rows happens in one transaction
-(``with store.tx() as db:``).  Each thread gets its own connection.
+Images, tags, layers, containers, networks and volumes live here so that a crash
+leaves them consistent: every change that touches several rows happens in one
+transaction (``with store.tx() as db:``).  Each thread gets its own connection.
+The tables are :mod:`dockyard.schema`'s: opening the store brings an older
+database to the current schema (its numbered migrations) and refuses a newer one.
 """
+
+from __future__ import annotations
 
 import json
 import os
 import sqlite3
 import threading
 from contextlib import contextmanager
+from typing import Any, Iterator
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS layers (
-    chain_id TEXT PRIMARY KEY,          -- sha256:... of the layer chain
-    driver_id TEXT NOT NULL UNIQUE,     -- the storage driver's opaque id
-    parent TEXT REFERENCES layers(chain_id),
-    diff_id TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    created TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS images (
-    id TEXT PRIMARY KEY,                -- sha256:... of the config
-    config TEXT NOT NULL,               -- the exact config JSON bytes
-    top_layer TEXT REFERENCES layers(chain_id),
-    created TEXT NOT NULL,
-    last_tag_time TEXT
-);
-CREATE TABLE IF NOT EXISTS tags (
-    ref TEXT PRIMARY KEY,               -- familiar name:tag, e.g. busybox:latest
-    image_id TEXT NOT NULL REFERENCES images(id)
-);
-CREATE TABLE IF NOT EXISTS containers (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    image_id TEXT NOT NULL REFERENCES images(id),
-    data TEXT NOT NULL                  -- JSON: config, host config, state
-);
-CREATE TABLE IF NOT EXISTS networks (
-    id TEXT PRIMARY KEY,
-    name TEXT NOT NULL UNIQUE,
-    driver TEXT NOT NULL,
-    data TEXT NOT NULL                  -- JSON: the network dict of the hook specs
-);
-CREATE TABLE IF NOT EXISTS ip_allocations (
-    network_id TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
-    address TEXT NOT NULL,              -- dotted IPv4, no prefix length
-    owner TEXT NOT NULL,                -- the container id (or "gateway")
-    PRIMARY KEY (network_id, address),
-    UNIQUE (network_id, owner)
-);
-"""
-
+from . import schema
 
 #: SQLite's companions of the database file, which it creates with the database's mode
 COMPANIONS = ("-wal", "-shm", "-journal")
 
 
-def make_private(path):
+def make_private(path: str) -> None:
     """Create the database file ``0600`` before SQLite first opens it, and narrow
     an older store's files (made ``0644``) to that: they hold every container's
     environment, i.e. its passwords and tokens.  SQLite creates ``-wal``, ``-shm``
@@ -78,13 +42,19 @@ def make_private(path):
 
 
 class Store:
-    def __init__(self, path):
+    """The database at ``path`` (created ``0600`` if absent), at the current schema."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = str(path)
         make_private(self.path)
         self._local = threading.local()
-        self._conn().executescript(SCHEMA)  # idempotent DDL; executescript commits itself
+        try:
+            self.schema_found = schema.upgrade(self._conn(), self.path)  # the version it had
+        except BaseException:
+            self.close()
+            raise
 
-    def _conn(self):
+    def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
@@ -96,7 +66,7 @@ class Store:
         return conn
 
     @contextmanager
-    def tx(self):
+    def tx(self) -> Iterator[sqlite3.Connection]:
         """A write transaction (``BEGIN IMMEDIATE``), committed on success."""
         conn = self._conn()
         conn.execute("BEGIN IMMEDIATE")
@@ -108,29 +78,31 @@ class Store:
             raise
         conn.execute("COMMIT")
 
-    def query(self, sql, *args):
+    def query(self, sql: str, *args: Any) -> list[Any]:
+        """The rows (``sqlite3.Row``) of ``sql`` with ``args``."""
         return self._conn().execute(sql, args).fetchall()
 
-    def one(self, sql, *args):
+    def one(self, sql: str, *args: Any) -> Any:
+        """The first row (``sqlite3.Row``) of ``sql`` with ``args``, or ``None``."""
         return self._conn().execute(sql, args).fetchone()
 
     # small helpers used across the engine
-    def get_meta(self, key, default=None):
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
         row = self.one("SELECT value FROM meta WHERE key=?", key)
-        return row["value"] if row else default
+        return str(row["value"]) if row else default
 
-    def set_meta(self, key, value):
+    def set_meta(self, key: str, value: str) -> None:
         with self.tx() as db:
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
 
-    def close(self):
+    def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
 
 
-def read_meta(data_root, key):
+def read_meta(data_root: str, key: str) -> str | None:
     """Read one meta value of the store under ``data_root`` without opening it for
     writing (for tools that must not disturb a daemon); ``None`` if absent."""
     path = os.path.join(data_root, "dockyard.db")
@@ -144,8 +116,8 @@ def read_meta(data_root, key):
             conn.close()
     except sqlite3.Error:
         return None
-    return row[0] if row else None
+    return str(row[0]) if row else None
 
 
-def dumps(obj):
+def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True)

@@ -18,7 +18,6 @@ Errors before the first output line (a bad Dockerfile, a missing target) are
 raised as they are (a plain HTTP error); later ones end the stream.
 """
 
-import copy as copy_mod
 import os
 import shutil
 import tempfile
@@ -30,6 +29,7 @@ import attrs
 from ..dockerignore import Matcher, read_patterns
 from ..engine.images.importer import open_uncompressed
 from ..errors import DockyardError, ImageNotFound, InvalidParameter, no_space
+from ..model.image import ContainerConfig, History
 from . import layersteps
 from .buildargs import BuildArgs
 from .cache import BuildCache
@@ -66,7 +66,7 @@ class StageState:
     index: int
     name: str | None
     image_id: str | None
-    config: dict
+    config: ContainerConfig
     args: BuildArgs
     escape: str
     cmd_set: bool = False
@@ -256,13 +256,13 @@ class Builder:
             image_id = done[base.lower()]
         elif base.lower() != "scratch":
             image_id = self.image(base)
-        config = copy_mod.deepcopy(self.svc.images.config(image_id).get("config") or {}) if image_id else {}
+        config = self.svc.images.config(image_id).defaults.copy() if image_id else ContainerConfig()
         state = StageState(stage.index, stage.name, image_id, config, args.for_stage(), self.escape)
-        env = list(config.get("Env") or [])
+        env = list(config.env or [])
         if not any(e.partition("=")[0] == "PATH" for e in env):
-            state.config["Env"] = env + [f"PATH={DEFAULT_PATH}"]
-        triggers = list(config.get("OnBuild") or [])
-        state.config["OnBuild"] = None
+            state.config.env = env + [f"PATH={DEFAULT_PATH}"]
+        triggers = list(config.on_build or [])
+        state.config.on_build = None
         if triggers:
             self.out(f"# Executing {len(triggers)} build trigger{'s' if len(triggers) > 1 else ''}\n")
         for trigger in triggers:
@@ -320,7 +320,7 @@ class Builder:
             else:
                 config, comment = apply_metadata(state, ins, self.out)
                 nop = shell_of(config) + ["#(nop) ", comment]
-                self.step(state, {"created_by": " ".join(nop), "config": config, "author": state.author},
+                self.step(state, {"created_by": " ".join(nop), "config": config.to_json(), "author": state.author},
                           lambda: self.metadata_image(state, config, nop), config)
         except BaseException:
             # unlike dockerd (which keeps a failed step's container unless forcerm), a failed
@@ -344,8 +344,8 @@ class Builder:
         state.image_id, state.config = new, config
 
     def metadata_image(self, state, config, nop):
-        return self.svc.writer.new_image(state.image_id, config, {"created_by": " ".join(nop)}, author=state.author,
-                         container_config=dict(config, Cmd=nop))
+        return self.svc.writer.new_image(state.image_id, config, History(created_by=" ".join(nop)),
+                                         author=state.author, container_config=config.replace(cmd=nop))
 
     def remove_containers(self) -> None:
         while self.containers:

@@ -19,17 +19,6 @@ import json
 
 from ..engine.images.store import now_iso
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS build_cache (
-    key TEXT PRIMARY KEY,               -- sha256 of (parent image id, step description)
-    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
-    parent TEXT NOT NULL,               -- the parent image id ('' for scratch)
-    step TEXT NOT NULL,                 -- the description (for `system check` and debugging)
-    created TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS build_cache_image ON build_cache(image_id);
-"""
-
 
 def step_key(parent, description):
     raw = json.dumps([parent or "", description], separators=(",", ":"), sort_keys=True)
@@ -38,11 +27,7 @@ def step_key(parent, description):
 
 class BuildCache:
     def __init__(self, store) -> None:
-        self.store = store
-        with store.tx() as db:
-            for stmt in SCHEMA.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
+        self.store = store  # the table: dockyard.schema's
 
     def lookup(self, parent, description):
         """The cached image id, or ``None``."""

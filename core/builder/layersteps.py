@@ -11,13 +11,13 @@ sources' checksum, which covers ``--chmod``); WORKDIR ``/bin/sh -c #(nop)
 WORKDIR /app``.  A layer whose diff is empty is recorded as ``empty_layer``.
 """
 
-import copy as copy_mod
 import hashlib
 import os
 import shutil
 import tempfile
 from contextlib import ExitStack
 
+from ..model.image import History
 from .context import checksum
 from .copy import (
     copy_sources,
@@ -53,7 +53,7 @@ def rw_image(b, state, config, created_by, change, container_config):
             svc.layers.unmount(rw)
         path, diff_id = svc.writer.diff_layer(rw, top)
         try:
-            return svc.writer.new_image(state.image_id, config, {"created_by": created_by}, diff=(path, diff_id),
+            return svc.writer.new_image(state.image_id, config, History(created_by=created_by), diff=(path, diff_id),
                              author=state.author, container_config=container_config)
         finally:
             os.unlink(path)
@@ -75,7 +75,7 @@ def _mounted(b, image_id, stack):
 
 def _run(b, state, ins) -> None:
     cmd = command_line(ins, state.config)
-    build_env = state.args.filter_allowed(state.config.get("Env"))
+    build_env = state.args.filter_allowed(state.config.env)
     save = cmd
     if build_env:
         shown = sorted(e for e in build_env if state.args.in_history(e.partition("=")[0]))
@@ -84,28 +84,28 @@ def _run(b, state, ins) -> None:
     config = state.config
 
     def make():
-        env = list(config.get("Env") or []) + build_env
+        env = list(config.env or []) + build_env
         cid, (path, diff_id) = run_container(b, state, cmd, env, b.opts.host_config)
         try:
-            return b.svc.writer.new_image(state.image_id, config, {"created_by": created_by}, diff=(path, diff_id),
-                             container=cid, container_config=dict(config, Cmd=save), author=state.author)
+            return b.svc.writer.new_image(state.image_id, config, History(created_by=created_by),
+                                          diff=(path, diff_id), container=cid,
+                                          container_config=config.replace(cmd=save), author=state.author)
         finally:
             os.unlink(path)
 
-    b.step(state, {"created_by": created_by, "config": config, "author": state.author}, make, config)
+    b.step(state, {"created_by": created_by, "config": config.to_json(), "author": state.author}, make, config)
 
 
 def _workdir(b, state, ins) -> None:
     path = workdir(state, ins)
-    config = copy_mod.deepcopy(state.config)
-    config["WorkingDir"] = path
+    config = state.config.replace(working_dir=path)
     nop = shell_of(state.config) + ["#(nop) WORKDIR " + path]
 
     def change(root) -> None:
         mkdirs(root, path, refusal="mkdir {path}: not a directory")
 
-    b.step(state, {"created_by": " ".join(nop), "config": config, "author": state.author},
-           lambda: rw_image(b, state, config, " ".join(nop), change, dict(config, Cmd=nop)), config)
+    b.step(state, {"created_by": " ".join(nop), "config": config.to_json(), "author": state.author},
+           lambda: rw_image(b, state, config, " ".join(nop), change, config.replace(cmd=nop)), config)
 
 
 def _chmod(text):
@@ -135,7 +135,7 @@ def _copy(b, state, ins):
         raise BuildStepError("ADD --checksum is not supported by the classic builder")
     if cmd == "COPY" and any(is_url(s) for s in srcs):
         raise BuildStepError("source can't be a URL for COPY")
-    dest_abs = normalize_dest(state.config.get("WorkingDir"), dest)
+    dest_abs = normalize_dest(state.config.working_dir, dest)
     with ExitStack() as stack:
         root = _mounted(b, b.source_image(from_), stack) if from_ else b.ctx
         local = [s for s in srcs if not is_url(s)]
@@ -162,5 +162,6 @@ def _copy(b, state, ins):
             owner = parse_chown(chown, rootfs) if chown else None
             copy_sources(rootfs, sources, dest_abs, owner=owner, chmod=chmod, cmd=cmd)
 
-        b.step(state, {"created_by": " ".join(nop), "config": config, "author": state.author, "chown": chown},
-               lambda: rw_image(b, state, config, " ".join(nop), change, dict(config, Cmd=nop)), config)
+        b.step(state, {"created_by": " ".join(nop), "config": config.to_json(), "author": state.author,
+                       "chown": chown},
+               lambda: rw_image(b, state, config, " ".join(nop), change, config.replace(cmd=nop)), config)

@@ -43,14 +43,14 @@ def run_container(b, state, cmd, env, host_config):
         raise BuildStepError("RUN needs a base image with a file system (FROM scratch has none to run in)")
     cfg = state.config
     body = {"Image": state.image_id, "Cmd": cmd, "Entrypoint": [], "Env": env,
-            "WorkingDir": cfg.get("WorkingDir") or "", "User": cfg.get("User") or "",
-            "Labels": cfg.get("Labels") or {}, "AttachStdout": True, "AttachStderr": True,
+            "WorkingDir": cfg.working_dir or "", "User": cfg.user or "",
+            "Labels": cfg.labels or {}, "AttachStdout": True, "AttachStderr": True,
             "HostConfig": dict(host_config)}
     cid = svc.containers.create(body)
     b.containers.append(cid)
     b.out(f" ---> Running in {cid[:12]}\n")
     rec = svc.containers.get(cid)
-    log_path, offset = rec["LogPath"], 0
+    log_path, offset = rec.log_path, 0
     svc.containers.start(cid)
     while True:
         done = svc.containers.wait_exit(cid, _POLL)
@@ -70,7 +70,7 @@ def run_container(b, state, cmd, env, host_config):
     texts, offset = _follow(log_path, offset)
     for text in texts:
         b.out(text)
-    code = svc.containers.get(cid)["State"]["ExitCode"]
+    code = svc.containers.get(cid).state.exit_code
     if code != 0:
         raise RunFailed(cmd, code)
     top = svc.images.top_layer(state.image_id)

@@ -9,11 +9,11 @@ A metadata step makes an image with the same layers and a history entry
 ``HEALTHCHECK &{["CMD-SHELL" "true"] "30s" "0s" "0s" '\\x00'}``.
 """
 
-import copy
 import json
 
 from ..engine.containers.verify import parse_signal
 from ..errors import InvalidParameter
+from ..model.image import ContainerConfig, HealthConfig
 from .shellexpand import expand_word, expand_words
 
 DEFAULT_SHELL = ["/bin/sh", "-c"]
@@ -24,11 +24,11 @@ class BuildStepError(InvalidParameter):
     """A step cannot be carried out (the message is the stream's error)."""
 
 
-def shell_of(config):
-    return list(config.get("Shell") or DEFAULT_SHELL)
+def shell_of(config: ContainerConfig) -> list[str]:
+    return list(config.shell or DEFAULT_SHELL)
 
 
-def nop_created_by(config, comment, single: bool = False):
+def nop_created_by(config: ContainerConfig, comment: str, single: bool = False) -> str:
     """``created_by`` of a metadata step (``single``: moby's ``withCmdCommentString``,
     one space, used by WORKDIR, COPY and ADD)."""
     parts = shell_of(config) + (["#(nop) " + comment] if single else ["#(nop) ", comment])
@@ -77,7 +77,7 @@ def _go_rune(n):
 
 def expansion_env(state):
     """What ``$VAR`` means in a stage: its ENV, then the declared build args ENV does not set."""
-    env = list(state.config.get("Env") or [])
+    env = list(state.config.env or [])
     env += state.args.filter_allowed(env)
     out = {}
     for item in env:
@@ -145,17 +145,17 @@ def health_comment(h):
 def apply_metadata(state, ins, out):
     """Carry out metadata instruction ``ins``: returns ``(new config, comment)``;
     ``out(text)`` prints a note to the build's output."""
-    cfg, cmd = copy.deepcopy(state.config), ins.cmd
+    cfg, cmd = state.config.copy(), ins.cmd
     if cmd == "ENV":
-        env, parts = list(cfg.get("Env") or []), []
+        env, parts = list(cfg.env or []), []
         for key, raw in ins.pairs:
             key, value = _expand(state, key), _expand(state, raw)
             env = _set_env(env, key, value)
             parts.append(f"{key}={value}")
-        cfg["Env"] = env
+        cfg.env = env
         return cfg, "ENV " + " ".join(parts)
     if cmd == "LABEL":
-        labels, parts = dict(cfg.get("Labels") or {}), []
+        labels, parts = dict(cfg.labels or {}), []
         for key, raw in ins.pairs:
             if ins.flags.get("no-expand"):  # the query's labels, as moby's NewLabelCommand(..., true)
                 key, value = key, raw
@@ -165,7 +165,7 @@ def apply_metadata(state, ins, out):
                 raise BuildStepError("LABEL names can not be blank")
             labels[key] = value
             parts.append(f"{key}={value}")
-        cfg["Labels"] = labels
+        cfg.labels = labels
         return cfg, "LABEL " + " ".join(parts)
     if cmd == "ARG":
         parts = []
@@ -175,25 +175,25 @@ def apply_metadata(state, ins, out):
             parts.append(name if default is None else f"{name}={default}")
         return cfg, "ARG " + " ".join(parts)
     if cmd == "CMD":
-        cfg["Cmd"] = command_line(ins, cfg) or None
+        cfg.cmd = command_line(ins, cfg) or None
         state.cmd_set = True
-        return cfg, "CMD " + go_list(cfg["Cmd"] or [])
+        return cfg, "CMD " + go_list(cfg.cmd or [])
     if cmd == "ENTRYPOINT":
-        cfg["Entrypoint"] = command_line(ins, cfg) if (ins.json or ins.args) else None
+        cfg.entrypoint = command_line(ins, cfg) if (ins.json or ins.args) else None
         if not state.cmd_set:
-            cfg["Cmd"] = None
-        return cfg, "ENTRYPOINT " + go_list(cfg["Entrypoint"] or [])
+            cfg.cmd = None
+        return cfg, "ENTRYPOINT " + go_list(cfg.entrypoint or [])
     if cmd == "EXPOSE":
         words = []
         for word in ins.args:
             words += expand_words(word, expansion_env(state), escape=state.escape)
-        ports = dict(cfg.get("ExposedPorts") or {})
+        ports = dict(cfg.exposed_ports or {})
         new = sorted(set(_ports(words)))
         ports.update({p: {} for p in new})
-        cfg["ExposedPorts"] = ports
+        cfg.exposed_ports = ports
         return cfg, "EXPOSE " + " ".join(new)
     if cmd == "VOLUME":
-        vols, given = dict(cfg.get("Volumes") or {}), []
+        vols, given = dict(cfg.volumes or {}), []
         for word in ins.args:
             words = [_expand(state, word)] if ins.json else expand_words(word, expansion_env(state),
                                                                            escape=state.escape)
@@ -202,31 +202,32 @@ def apply_metadata(state, ins, out):
                     raise BuildStepError("VOLUME specified can not be an empty string")
                 vols[v.strip()] = {}
                 given.append(v.strip())
-        cfg["Volumes"] = vols
+        cfg.volumes = vols
         return cfg, "VOLUME " + go_list(given, quote=False)
     if cmd == "USER":
-        cfg["User"] = _expand(state, ins.args[0])
-        return cfg, "USER " + cfg["User"]
+        cfg.user = _expand(state, ins.args[0])
+        return cfg, "USER " + cfg.user
     if cmd == "STOPSIGNAL":
         sig = _expand(state, ins.args[0])
         try:
             parse_signal(sig)
         except InvalidParameter:
             raise BuildStepError(f"Invalid signal: {sig}") from None
-        cfg["StopSignal"] = sig
+        cfg.stop_signal = sig
         return cfg, "STOPSIGNAL " + sig
     if cmd == "HEALTHCHECK":
-        old = (cfg.get("Healthcheck") or {}).get("Test") or []
+        old = (cfg.healthcheck.test if cfg.healthcheck else None) or []
         if old and old[0] != "NONE":
             out(f"Note: overriding previous HEALTHCHECK: {go_list(old, quote=False)}\n")
-        cfg["Healthcheck"] = health(ins)
-        return cfg, health_comment(cfg["Healthcheck"])
+        check = health(ins)
+        cfg.healthcheck = HealthConfig.from_json(check)
+        return cfg, health_comment(check)
     if cmd == "SHELL":
-        cfg["Shell"] = list(ins.args)
-        return cfg, "SHELL " + go_list(cfg["Shell"], quote=False)
+        cfg.shell = list(ins.args)
+        return cfg, "SHELL " + go_list(cfg.shell, quote=False)
     if cmd == "ONBUILD":
         expression = ins.original.strip()[len("ONBUILD"):].strip()
-        cfg["OnBuild"] = list(cfg.get("OnBuild") or []) + [expression]
+        cfg.on_build = list(cfg.on_build or []) + [expression]
         return cfg, "ONBUILD " + expression
     if cmd == "MAINTAINER":
         state.author = ins.args[0]
@@ -243,4 +244,4 @@ def workdir(state, ins):
         return requested
     import posixpath
 
-    return posixpath.normpath(posixpath.join("/", state.config.get("WorkingDir") or "/", requested))
+    return posixpath.normpath(posixpath.join("/", state.config.working_dir or "/", requested))

@@ -4,7 +4,7 @@
     app      the aiohttp application: the services behind the routers, middlewares
     routers  one router per resource, each with its backend Protocol
     the helpers the routers share: context, middleware, query, bodies, schema,
-    listing, jsonstream, attach, tarstream, streams, gate, views
+    listing, jsonstream, attach, tarstream, streams, gate
 
 Importing this package imports none of its modules.
 """

@@ -85,12 +85,13 @@ class Engine:
         self.events = Emitter(plugins.load_extensions(config, slots))
         # 2. only now create state
         modes.make_roots(self.data_root, self.exec_root)  # 0710: nothing made below is ever reachable
+        # the store's schema brought up to date, or a newer Dockyard's refused, before a driver sets up
+        self.store = Store(os.path.join(self.data_root, "dockyard.db"))
         for slot in slots:
             slot.init()
         modes.secure_tree(self.data_root, self.exec_root)  # the homes just made; an older Dockyard's modes
         emit = self.events.emit
         tmp = os.path.join(self.data_root, "tmp")
-        self.store = Store(os.path.join(self.data_root, "dockyard.db"))
         self.layers = LayerStore(storage_slot, self.store)
         self.content = ContentStore(os.path.join(self.data_root, "content"))  # configs, manifests, layer blobs
         self.image_store = ImageStore(self.store, self.layers, tmp, emit, content=self.content)

@@ -24,6 +24,8 @@ from collections import deque
 from datetime import datetime
 from typing import Any, Callable, Protocol
 
+from ..model.container import ContainerRecord
+
 log = logging.getLogger("dockyard.engine")
 #: a subscriber of the emitter: ``(type, action, id, attributes)``
 Listener = Callable[[str, str, str, dict], None]
@@ -80,7 +82,7 @@ class _Source(Protocol):
 
 
 class _Records(Protocol):
-    def get(self, cid: str) -> dict: ...
+    def get(self, cid: str) -> ContainerRecord: ...
 
 
 class EventBus:
@@ -123,8 +125,7 @@ class EventBus:
             except Exception:  # gone (destroy) or not yet readable
                 rec = None
             if rec is not None:
-                known = (dict(rec["Config"].get("Labels") or {}), rec["Name"].lstrip("/"),
-                         rec["Config"].get("Image", ""))
+                known = (dict(rec.config.get("Labels") or {}), rec.name, rec.image)
                 self._actors[cid] = known
         if action == "destroy":
             self._actors.pop(cid, None)

@@ -1,10 +1,10 @@
 """Network driver hook specs.
 
-A *network* is a dict the core persists: ``{"id", "name", "driver", "options",
-"ipam", "internal", "labels"}``.  An *endpoint* is a container's membership in a
-network: ``{"id", "container_id", "network_id", "name", "aliases", "ipv4",
-"mac"}`` (the core's IPAM fills ``ipv4`` before ``network_attach`` is called, for
-drivers that use addresses).
+A *network* is a dict the core gives every hook (a view of the network record it
+persists): ``{"id", "name", "driver", "options", "ipam", "internal", "labels"}``.
+An *endpoint* is a container's membership in a network: ``{"id", "container_id",
+"network_id", "name", "aliases", "ipv4", "mac"}`` (the core's IPAM fills ``ipv4``
+before ``network_attach`` is called, for drivers that use addresses).
 
 Rules: ``home`` is ``<data-root>/network/<driver>``.  Hooks run in worker threads
 and may block.  Raise :class:`dockyard.errors.NetworkError` naming the network or
@@ -30,8 +30,9 @@ class Ipam(TypedDict):
 
 
 class Network(TypedDict):
-    """A network as the core persists it and passes it to every hook (the keys a
-    driver may rely on; records made by older releases may lack the others)."""
+    """A network as the core passes it to every hook (the keys a driver may rely
+    on; the core gives the others too, since its records have them all).  Kept as it
+    is whatever the core's record becomes (``NetworkRecord.to_hook``)."""
 
     id: str
     name: str

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.model.image import ImageConfig
 from dockyard.testing.daemon import PY, Daemon, mounts_under
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
@@ -175,8 +176,9 @@ def build_store(data, chains=3, depth=4, files=120, size=16384):
             entries += [("shared", "d", None), (f"shared/.wh.f{c * depth + level}", "w", None)]
             top, diff_id = register(f"{c}-{level}", entries, top)
             diffs.append(diff_id)
-        images.add({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]}, "created": f"2024-01-0{c + 1}",
-                    "rootfs": {"type": "layers", "diff_ids": diffs}}, top)
+        images.add(ImageConfig.from_json({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]},
+                                          "created": f"2024-01-0{c + 1}", "rootfs": {"type": "layers", "diff_ids": diffs}}),
+                   top)
         tops.append(top)
     cid = secrets.token_hex(32)
     layers.create_rw(cid, tops[0])
@@ -346,8 +348,8 @@ def test_resume_after_the_store_changed_and_after_an_interrupted_cleanup(tmp_pat
     path.write_bytes(make_tar([("new", "f", b"new layer")]).getvalue())
     diff_id = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
     new_top = layers.register(path, diff_id)
-    images.add({"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-                "created": "2024-02-01"}, new_top)
+    images.add(ImageConfig.from_json({"architecture": "amd64", "os": "linux", "created": "2024-02-01",
+                                      "rootfs": {"type": "layers", "diff_ids": [diff_id]}}), new_top)
     kinds = {r["driver_id"]: "layer" for r in store.query("SELECT driver_id FROM layers")} | {cid: "container"}
     store.close()
     slot.hook.storage_cleanup()

@@ -9,6 +9,7 @@ import stat
 import pytest
 from dockyard.engine import bundle
 from dockyard.engine.bundle import ocispec
+from dockyard.model.container import ContainerRecord
 from dockyard.testing.busybox import make_busybox_rootfs
 
 CID = "c0ffee" * 10 + "abcd"
@@ -78,8 +79,9 @@ def record(host=None, **config):
            "Image": "busybox", "WorkingDir": "", "Labels": {}, "Tty": False, "OpenStdin": False, **config}
     hc = {"NetworkMode": "default", "AutoRemove": False, "LogConfig": {"Type": "json-file", "Config": {}},
           **(host or {})}
-    return {"Id": CID, "Name": "/web", "Path": "sh", "Args": [], "Path_Args": ["sh"], "Image": "sha256:1",
-            "Config": cfg, "HostConfig": hc, "NetworkMode": hc["NetworkMode"]}
+    return ContainerRecord(id=CID, name="web", created="2024-01-01T00:00:00Z", path="sh", args=[],
+                           image_id="sha256:1", config=cfg, host_config=hc, network_mode=hc["NetworkMode"],
+                           driver="vfs", log_path="", hostname_path="", hosts_path="", resolv_conf_path="")
 
 
 def make(rootfs, tmp_path, host=None, ns_paths=None, init_path=None, shm_path=None, **config):

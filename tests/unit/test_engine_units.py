@@ -13,7 +13,10 @@ from dockyard.errors import InvalidParameter
 
 
 def test_merge_takes_image_defaults_and_request_overrides():
-    image = {"Env": ["PATH=/bin", "A=1"], "Cmd": ["sh"], "WorkingDir": "/w", "Labels": {"x": "1"}}
+    from dockyard.model.image import ContainerConfig
+
+    image = ContainerConfig.from_json({"Env": ["PATH=/bin", "A=1"], "Cmd": ["sh"], "WorkingDir": "/w",
+                                       "Labels": {"x": "1"}})
     cfg = merge_config({"Image": "i", "Env": ["A=2"], "Labels": {"y": "2"}}, image)
     assert cfg["Env"] == ["PATH=/bin", "A=2"] and cfg["Cmd"] == ["sh"] and cfg["WorkingDir"] == "/w"
     assert cfg["Labels"] == {"x": "1", "y": "2"}

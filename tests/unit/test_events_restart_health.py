@@ -9,6 +9,7 @@ from dockyard.cli.events import event_line
 from dockyard.engine import events
 from dockyard.engine.containers import health, restart
 from dockyard.errors import InvalidParameter
+from dockyard.model.container import ContainerRecord, State
 
 
 class FakeEngine:
@@ -37,7 +38,9 @@ def _msg(type_="container", action="start", id_="abc", **attrs):
 
 
 def test_bus_stamps_enriches_and_replays():
-    eng = FakeEngine({"c1": {"Name": "/web", "Config": {"Image": "busybox", "Labels": {"team": "blue"}}}})
+    eng = FakeEngine({"c1": ContainerRecord("c1", "web", "2024-01-01T00:00:00Z", "sh", [], "sha256:1",
+                                            {"Image": "busybox", "Labels": {"team": "blue"}}, {}, "bridge", "vfs",
+                                            "", "", "", "")})
     bus = events.EventBus(eng, eng.containers, history=3)
     got = []
     eng.emit("container", "create", "c1", {})
@@ -110,9 +113,9 @@ def test_restart_policy_rules():
 
 
 def _rec(started, finished, policy="always", code=1, count=0, stopped=False):
-    return {"Id": "c1", "HostConfig": {"RestartPolicy": {"Name": policy}}, "RestartCount": count,
-            "HasBeenManuallyStopped": stopped,
-            "State": {"StartedAt": started, "FinishedAt": finished, "ExitCode": code, "Running": False}}
+    return ContainerRecord("c1", "web", started, "sh", [], "sha256:1", {}, {"RestartPolicy": {"Name": policy}},
+                           "bridge", "vfs", "", "", "", "", restart_count=count, manually_stopped=stopped,
+                           state=State(status="exited", started_at=started, finished_at=finished, exit_code=code))
 
 
 def test_back_off_doubles_caps_and_resets():
@@ -123,7 +126,7 @@ def test_back_off_doubles_caps_and_resets():
         rec = _rec(*quick)
         delays.append(mgr.on_exit(rec))
     assert delays[:4] == [0.1, 0.2, 0.4, 0.8] and delays[-1] == 60.0
-    assert rec["RestartCount"] == 1 and rec["State"]["Restarting"] and rec["State"]["Status"] == "restarting"
+    assert rec.restart_count == 1 and rec.state.restarting and rec.state.status == "restarting"
     assert mgr.on_exit(_rec("2024-01-01T00:00:00Z", "2024-01-01T00:00:10Z")) == 0.1  # ran 10 s: reset
     assert mgr.on_exit(_rec(*quick, stopped=True)) is None  # stopped by the user
     assert mgr.on_exit(_rec(*quick, policy="no")) is None

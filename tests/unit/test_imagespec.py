@@ -191,7 +191,10 @@ def test_registry_content_is_judged_by_the_same_model():
 
 
 def test_v1_ids_chain_and_legacy_json():
-    cfg = {"created": "2024-01-01T00:00:00Z", "os": "linux", "architecture": "amd64", "config": {"Cmd": ["sh"]}}
+    from dockyard.model.image import ImageConfig
+
+    cfg = ImageConfig.from_json({"created": "2024-01-01T00:00:00Z", "os": "linux", "architecture": "amd64",
+                                 "config": {"Cmd": ["sh"]}})
     ids = v1_ids(cfg, ["sha256:" + "3" * 64, "sha256:" + "4" * 64])
     assert len(ids) == 2 and len(set(ids)) == 2 and all(len(i) == 64 for i in ids)
     assert ids == v1_ids(cfg, ["sha256:" + "3" * 64, "sha256:" + "4" * 64])

@@ -27,10 +27,12 @@ def test_bad_references_are_refused_with_the_reference_named(bad):
 
 
 def test_changes_apply_like_docker():
-    cfg = changes.apply({"Env": ["A=1"]}, [
+    from dockyard.model.image import ContainerConfig
+
+    cfg = changes.apply(ContainerConfig.from_json({"Env": ["A=1"]}), [
         'CMD ["echo", "hi"]', "ENTRYPOINT /bin/sh", "ENV A=2 B=3", "ENV C four five",
         "WORKDIR /srv", "USER nobody", "LABEL k=v", "EXPOSE 80 53/udp", "STOPSIGNAL SIGINT",
-    ])
+    ]).to_json()
     assert cfg["Cmd"] == ["echo", "hi"]
     assert cfg["Entrypoint"] == ["/bin/sh", "-c", "/bin/sh"]
     assert cfg["Env"] == ["A=2", "B=3", "C=four five"]
@@ -40,8 +42,10 @@ def test_changes_apply_like_docker():
 
 
 def test_unknown_change_is_refused_naming_the_choices():
+    from dockyard.model.image import ContainerConfig
+
     with pytest.raises(InvalidParameter) as err:
-        changes.apply({}, ["RUN rm -rf /"])
+        changes.apply(ContainerConfig(), ["RUN rm -rf /"])
     assert "RUN is not a valid change command" in str(err.value) and "CMD" in str(err.value)
 
 

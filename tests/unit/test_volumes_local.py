@@ -8,6 +8,7 @@ import pytest
 from dockyard import plugins
 from dockyard.engine.containers import mountpoints
 from dockyard.errors import InvalidParameter
+from dockyard.model.container import ContainerRecord, MountPoint
 
 
 @pytest.fixture
@@ -107,8 +108,11 @@ class FakeEngine:
         self.containers = FakeContainers(recs or {})
 
 
-def rec(host=None, volumes=None):
-    return {"Id": "c" * 64, "Config": {"Volumes": volumes}, "HostConfig": host or {}}
+def rec(host=None, volumes=None, cid="c" * 64, mount_points=()):
+    return ContainerRecord(id=cid, name="web", created="2024-01-01T00:00:00Z", path="sh", args=[],
+                           image_id="sha256:1", config={"Volumes": volumes}, host_config=host or {},
+                           network_mode="bridge", driver="vfs", log_path="", hostname_path="", hosts_path="",
+                           resolv_conf_path="", mount_points=list(mount_points))
 
 
 def test_mount_points_of_binds_mounts_and_image_volumes():
@@ -119,17 +123,18 @@ def test_mount_points_of_binds_mounts_and_image_volumes():
                     "VolumeOptions": {"Labels": {"a": "b"}, "DriverConfig": {"Options": {"type": "tmpfs",
                                                                                          "device": "tmpfs"}}}},
                    {"Type": "tmpfs", "Target": "/tmp"}]}, volumes={"/data": {}, "/srv": {}, "/tmp": {}}))
-    by = {m["Destination"]: m for m in mps}
+    by = {m.destination: m for m in mps}
     assert set(by) == {"/srv", "/named", "/anon", "/opt/v", "/tmp", "/data"}  # image volumes only where free
-    assert mountpoints.public(by["/srv"]) == {"Type": "bind", "Source": "/srv", "Destination": "/srv", "Mode": "ro",
-                                              "RW": False, "Propagation": "rprivate"}
-    assert by["/named"]["Name"] == "named" and by["/named"]["_copy"] is False and by["/named"]["Mode"] == "nocopy"
-    assert by["/named"]["Source"] == "/v/named/_data" and by["/named"]["_named"]
-    assert len(by["/anon"]["Name"]) == 64 and not by["/anon"]["_named"] and by["/anon"]["Mode"] == ""
-    assert by["/opt/v"]["RW"] is False and eng.volumes.made["opt"]["Options"] == {"type": "tmpfs", "device": "tmpfs"}
+    assert by["/srv"].to_api() == {"Type": "bind", "Source": "/srv", "Destination": "/srv", "Mode": "ro",
+                                   "RW": False, "Propagation": "rprivate"}
+    assert by["/named"].name == "named" and by["/named"].copy_up is False and by["/named"].mode == "nocopy"
+    assert by["/named"].source == "/v/named/_data" and by["/named"].named
+    assert len(by["/anon"].name) == 64 and not by["/anon"].named and by["/anon"].mode == ""
+    assert by["/opt/v"].rw is False and eng.volumes.made["opt"]["Options"] == {"type": "tmpfs", "device": "tmpfs"}
     assert eng.volumes.made["opt"]["Labels"] == {"a": "b"}
-    assert eng.volumes.made[by["/data"]["Name"]]["Anonymous"] is True
-    assert by["/tmp"]["Type"] == "tmpfs"
+    assert eng.volumes.made[by["/data"].name]["Anonymous"] is True
+    assert by["/data"].made and by["/opt/v"].made and not by["/srv"].made
+    assert by["/tmp"].type == "tmpfs"
 
 
 @pytest.mark.parametrize("host, message", [
@@ -144,7 +149,7 @@ def test_mount_points_of_binds_mounts_and_image_volumes():
     ({"VolumesFrom": ["c:rx"]}, "invalid mode: rx"),
 ])
 def test_mount_points_refused(host, message):
-    eng = FakeEngine({"c": {"Id": "c", "MountPoints": []}})
+    eng = FakeEngine({"c": rec(cid="c")})
     if message is None:  # an empty BindOptions is no BindOptions
         mountpoints.MountPoints(eng.volumes, eng.containers).prepare(rec(host))
         return
@@ -154,16 +159,16 @@ def test_mount_points_refused(host, message):
 
 
 def test_volumes_from_copies_and_own_mounts_win():
-    other = {"Id": "o" * 64, "MountPoints": [
-        {"Type": "volume", "Name": "shared", "Source": "/v/shared/_data", "Destination": "/s", "Driver": "local",
-         "Mode": "z", "RW": True, "Propagation": "", "_named": True},
-        {"Type": "bind", "Source": "/h", "Destination": "/h", "Mode": "", "RW": True, "Propagation": "rprivate"},
-        {"Type": "tmpfs", "Source": "", "Destination": "/t", "Mode": "", "RW": True, "Propagation": ""}]}
+    other = rec(cid="o" * 64, mount_points=[
+        MountPoint("volume", "/s", "/v/shared/_data", "shared", "local", "z", named=True),
+        MountPoint("bind", "/h", "/h", propagation="rprivate"),
+        MountPoint("tmpfs", "/t")])
     eng = FakeEngine({"web": other})
     mps = mountpoints.MountPoints(eng.volumes, eng.containers).prepare(rec({"VolumesFrom": ["web:ro"], "Binds": ["/mine:/h"]}))
-    by = {m["Destination"]: m for m in mps}
+    by = {m.destination: m for m in mps}
     assert set(by) == {"/s", "/h"}  # tmpfs mounts are not shared
-    assert by["/s"]["RW"] is False and by["/s"]["_from"] == other["Id"] and by["/h"]["Source"] == "/mine"
+    assert by["/s"].rw is False and by["/s"].from_container == other.id and by["/h"].source == "/mine"
+    assert by["/s"].copy_up is False and other.mount_points[0].rw is True  # a copy: the other's stays as it was
     assert eng.volumes.made == {}  # the shared volume exists already
 
 

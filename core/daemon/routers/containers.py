@@ -17,8 +17,10 @@ from typing import Any, BinaryIO, Protocol
 from aiohttp import web
 
 from ... import detachkeys
+from ...engine.containers.service import Listed
 from ...errors import Conflict, InvalidParameter, NotFound
-from .. import streams, views
+from ...model.container import ContainerRecord
+from .. import streams
 from ..attach import (HIJACK_GRACE, container_ended, detach_keys, follow, hijack, hijacked_response,
                       pump_stdin)
 from ..bodies import json_body
@@ -38,11 +40,11 @@ class ContainersBackend(Protocol):
 
     def create(self, body: Any, name: str | None = None) -> str: ...
     def resolve(self, ref: str) -> str: ...
-    def get(self, cid: str) -> dict: ...
-    def inspect(self, ref: str) -> dict: ...
-    def summaries(self, show_all: bool = False, filters: dict | None = None, limit: int = -1) -> list[dict]: ...
+    def get(self, cid: str) -> ContainerRecord: ...
+    def inspect(self, ref: str) -> ContainerRecord: ...
+    def summaries(self, show_all: bool = False, filters: dict | None = None, limit: int = -1) -> list[Listed]: ...
     def check_list_filters(self, filters: dict) -> None: ...
-    def labels_json(self, summary: dict) -> str: ...
+    def labels_json(self, listed: Listed) -> str: ...
     def start(self, ref: str) -> None: ...
     def stop(self, ref: str, timeout: int | None = None) -> None: ...
     def kill(self, ref: str, signal: str | int = "SIGKILL") -> None: ...
@@ -56,7 +58,7 @@ class ContainersBackend(Protocol):
     def resize(self, ref: str, height: int, width: int) -> None: ...
     def stats(self, cid: str, previous: dict | None = None) -> dict: ...
     def top(self, ref: str, ps_args: str | None = None) -> dict: ...
-    def rename(self, ref: str, new_name: str | None) -> dict: ...
+    def rename(self, ref: str, new_name: str | None) -> ContainerRecord: ...
     def update(self, ref: str, body: Any) -> list[str]: ...
     def changes(self, ref: str) -> list[dict]: ...
     def prune(self, filters: dict) -> dict: ...
@@ -123,7 +125,7 @@ async def delete(request: web.Request) -> web.Response:
 # --- reading --------------------------------------------------------------------------
 async def inspect(request: web.Request) -> web.Response:
     rec = await blocking(request, backend(request).inspect, request.match_info["id"])
-    return web.json_response(views.container_inspect(rec))
+    return web.json_response(rec.to_api())
 
 
 async def list_(request: web.Request) -> web.StreamResponse:
@@ -134,11 +136,11 @@ async def list_(request: web.Request) -> web.StreamResponse:
     containers.check_list_filters(filters)
 
     def summaries() -> Any:
-        for rec in containers.summaries(show_all, filters, limit if limit is not None else -1):
-            summary = views.container_summary(rec)
+        for listed in containers.summaries(show_all, filters, limit if limit is not None else -1):
+            summary = listed.summary.to_api()
             del summary["Labels"]
             head = json.dumps(summary)[:-1] + ', "Labels": '
-            yield Raw([head.encode(), containers.labels_json(rec).encode(), b"}"])
+            yield Raw([head.encode(), containers.labels_json(listed).encode(), b"}"])
 
     return await json_array(request, summaries)
 
@@ -155,8 +157,8 @@ async def wait(request: web.Request) -> web.StreamResponse:
         rec = await blocking(request, containers.get, cid)
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         await resp.prepare(request)
-        code = rec["State"]["ExitCode"]
-        done = condition == "not-running" and not rec["State"]["Running"]
+        code = rec.state.exit_code
+        done = condition == "not-running" and not rec.state.running
         while not done:
             try:
                 type_, action, id_, attrs = await asyncio.wait_for(queue.get(), 1.0)
@@ -186,7 +188,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     out, err = qbool(request, "stdout"), qbool(request, "stderr")
     if not out and not err:
         raise InvalidParameter("Bad parameters: you must choose at least one stream")
-    tty = bool(rec["Config"].get("Tty"))
+    tty = bool(rec.config.get("Tty"))
     flt = streams.LogFilter(out, err, qbool(request, "timestamps"),
                             qfloat(request, "since"), qfloat(request, "until"), tty)
     tail = request.query.get("tail", "all")
@@ -194,13 +196,13 @@ async def logs(request: web.Request) -> web.StreamResponse:
         tail_n = -1 if tail in ("all", "") else int(tail)
     except ValueError:
         raise InvalidParameter(f"invalid tail value {tail!r}") from None
-    entries, offset = await blocking(request, streams.read_entries, rec["LogPath"], 0)
+    entries, offset = await blocking(request, streams.read_entries, rec.log_path, 0)
     resp = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if tty
                                        else "application/vnd.docker.multiplexed-stream"})
     await resp.prepare(request)
     await resp.write(flt.render(streams.tail(entries, tail_n)))
-    if qbool(request, "follow") and rec["State"]["Running"]:
-        await follow(request, resp, rec["LogPath"], offset, flt, container_ended(rec["Id"]))
+    if qbool(request, "follow") and rec.state.running:
+        await follow(request, resp, rec.log_path, offset, flt, container_ended(rec.id))
     await resp.write_eof()
     return resp
 
@@ -209,25 +211,25 @@ async def attach(request: web.Request) -> web.StreamResponse:
     keys = detach_keys(request.query.get("detachKeys"), "Invalid detach keys (%s) provided")
     containers = backend(request)
     rec = await blocking(request, containers.inspect, request.match_info["id"])
-    if rec["State"].get("Paused"):
+    if rec.state.paused:
         raise Conflict(f"container {request.match_info['id']} is paused, unpause the container before attach")
-    cid = rec["Id"]
+    cid = rec.id
     await blocking(request, containers.attached, cid)
-    tty = bool(rec["Config"].get("Tty"))
-    stdin = qbool(request, "stdin") and bool(rec["Config"].get("OpenStdin"))
+    tty = bool(rec.config.get("Tty"))
+    stdin = qbool(request, "stdin") and bool(rec.config.get("OpenStdin"))
     # Clients half-close a hijacked connection when they have no stdin to send
     # (the docker CLI does): keep our sending side open instead of closing.
     sink = hijack(request, stdin)
     flt = streams.LogFilter(qbool(request, "stdout"), qbool(request, "stderr"), tty=tty)
-    offset = streams.log_size(rec["LogPath"])
+    offset = streams.log_size(rec.log_path)
     resp = await hijacked_response(request, tty)
     pump, detached = None, asyncio.Event()
     if sink is not None:
-        started = rec["State"]["StartedAt"]
+        started = rec.state.started_at
 
         def ended() -> bool:
-            now = containers.get(cid)["State"]
-            return not now["Running"] and now["StartedAt"] != started
+            now = containers.get(cid).state
+            return not now.running and now.started_at != started
 
         pump = asyncio.ensure_future(pump_stdin(
             request, sink, lambda: containers.attach_stdin(cid), ended,
@@ -235,10 +237,10 @@ async def attach(request: web.Request) -> web.StreamResponse:
     try:
         if qbool(request, "logs"):
             await asyncio.sleep(HIJACK_GRACE)
-            entries, _ = await blocking(request, streams.read_entries, rec["LogPath"], 0)
+            entries, _ = await blocking(request, streams.read_entries, rec.log_path, 0)
             await resp.write(flt.render(entries))
         if qbool(request, "stream"):
-            await follow(request, resp, rec["LogPath"], offset, flt, container_ended(cid), done=detached.is_set)
+            await follow(request, resp, rec.log_path, offset, flt, container_ended(cid), done=detached.is_set)
     finally:
         if pump is not None:
             pump.cancel()

@@ -19,7 +19,6 @@ from aiohttp import web
 
 from ...engine.system.service import DataUsage
 from ...errors import InvalidParameter
-from .. import views
 from ..bodies import json_query
 from ..context import HUB, blocking
 from ..middleware import API_VERSION
@@ -71,7 +70,7 @@ async def system_df(request: web.Request) -> web.Response:
     usage = await blocking(request, backend(request).data_usage)
     containers = []
     for c in usage.containers:
-        summary = views.container_summary(c.record)
+        summary = c.record.summary().to_api()
         summary["SizeRw"], summary["SizeRootFs"] = c.size_rw, c.size_root_fs
         containers.append(summary)
     return web.json_response({"LayersSize": usage.layers_size, "Images": usage.images, "Containers": containers,

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 
+from ...model.container import ContainerRecord
 from . import etcfiles, namespaces, security, spec, users
 
 #: --init, as Docker's docker-init
@@ -46,7 +47,7 @@ class Bundles:
         """See :func:`.namespaces.namespace_modes`."""
         return namespaces.namespace_modes(host_config)
 
-    def make(self, record: dict, rootfs: str, etc_paths: dict, ns_paths: dict | None, shm_path: str | None = None,
+    def make(self, record: ContainerRecord, rootfs: str, etc_paths: dict, ns_paths: dict | None, shm_path: str | None = None,
              volume_mounts: list | None = None) -> dict:
         """The OCI runtime config of ``record`` (see :func:`.spec.make_config`)."""
         return spec.make_config(record, rootfs, etc_paths, ns_paths, init_path=self.init_path,

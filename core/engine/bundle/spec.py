@@ -17,6 +17,7 @@ import json
 import os
 import socket
 
+from ...model.container import ContainerRecord
 from .ocispec import MASKED_PATHS, READONLY_PATHS, devices, items, linux_resources, num, rlimits, user_mounts
 from .namespaces import NAMESPACES, namespace_modes, namespaces, text
 from .security import capabilities, security_options, sysctls
@@ -104,7 +105,7 @@ def _default_mounts(host: dict, ns: dict, privileged: bool, shm_path: str | None
     return mounts
 
 
-def make_config(record: dict, rootfs: str, etc_paths: dict, ns_paths: dict | None, init_path: str | None = None,
+def make_config(record: ContainerRecord, rootfs: str, etc_paths: dict, ns_paths: dict | None, init_path: str | None = None,
                 shm_path: str | None = None, volume_mounts: list | None = None) -> dict:
     """Return the OCI runtime config dict for a container record.
 
@@ -120,7 +121,7 @@ def make_config(record: dict, rootfs: str, etc_paths: dict, ns_paths: dict | Non
     Bind sources of ``Binds`` that do not exist are created (as Docker does) once
     the whole config is accepted.
     """
-    cfg, host = record["Config"], record.get("HostConfig") or {}
+    cfg, host = record.config, record.host_config
     ns = namespaces(namespace_modes(host), ns_paths or {})
     privileged = bool(host.get("Privileged"))
     parts = _checked(host, ns)
@@ -135,7 +136,7 @@ def make_config(record: dict, rootfs: str, etc_paths: dict, ns_paths: dict | Non
     extra = group_ids(rootfs, items(host, "GroupAdd", str))
     user["additionalGids"] = list(dict.fromkeys(user["additionalGids"] + extra))
 
-    args = list(record["Path_Args"])
+    args = record.command
     init_mount = []
     if host.get("Init"):
         if not init_path or not os.path.isfile(init_path):
@@ -183,7 +184,7 @@ def make_config(record: dict, rootfs: str, etc_paths: dict, ns_paths: dict | Non
                                                     else items(host, "ReadonlyPaths", str)),
         "devices": parts["nodes"],
         "resources": parts["resources"],
-        "cgroupsPath": f"/{parent}/{record['Id']}" if parent else record["Id"],
+        "cgroupsPath": f"/{parent}/{record.id}" if parent else record.id,
     }
     if parts["sysctl"]:
         linux["sysctl"] = parts["sysctl"]
@@ -206,7 +207,7 @@ def make_config(record: dict, rootfs: str, etc_paths: dict, ns_paths: dict | Non
         "root": {"path": rootfs, "readonly": bool(host.get("ReadonlyRootfs"))},
         "mounts": defaults + user_mounts + etc + init_mount,
         "linux": linux,
-        "annotations": {"org.dockyard.container.name": record["Name"].lstrip("/")},
+        "annotations": {"org.dockyard.container.name": record.name},
     }
     if ns["uts"] != "host":  # no hostname without a UTS namespace of its own
         config["hostname"] = cfg["Hostname"] if ns["network"] != "host" else socket.gethostname()

@@ -46,6 +46,7 @@ from ...driverkit.fdwalk import (RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS,  # noqa
 from ...driverkit.safetar import extract
 from ...driverkit.tarwriter import TarWriter
 from ...errors import Conflict, DockyardError, InvalidParameter, NotFound
+from ...model.container import ContainerRecord
 
 # Go's os.FileMode type bits
 _GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET = 1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24
@@ -55,7 +56,7 @@ _GO_SETUID, _GO_SETGID, _GO_CHARDEV, _GO_STICKY = 1 << 23, 1 << 22, 1 << 21, 1 <
 class Containers(Protocol):
     def resolve(self, ref: str) -> str: ...
 
-    def get(self, cid: str) -> dict: ...
+    def get(self, cid: str) -> ContainerRecord: ...
 
 
 class Layers(Protocol):
@@ -135,13 +136,13 @@ class ContainerFS:
         self.layers, self.ref = layers, ref
         self.cid = containers.resolve(ref)
         self.rec = containers.get(self.cid)
-        self.running = bool(self.rec["State"]["Running"])
+        self.running = self.rec.state.running
         self.root = self.root_fd = None
         self._mounted = False
 
     def __enter__(self):
         if self.running:
-            self.root = f"/proc/{self.rec['State']['Pid']}/root"
+            self.root = f"/proc/{self.rec.state.pid}/root"
         else:
             self.root = self.layers.mount(self.cid)
             self._mounted = True
@@ -163,7 +164,7 @@ class ContainerFS:
 
     def mounts(self):
         """In-container destinations of the container's bind, volume and tmpfs mounts."""
-        host = self.rec.get("HostConfig") or {}
+        host = self.rec.host_config
         out = []
         for spec in host.get("Binds") or ():
             parts = spec.split(":")
@@ -171,8 +172,8 @@ class ContainerFS:
                 out.append(parts[1])
         out += [m.get("Target") or m.get("Destination") or "" for m in host.get("Mounts") or ()]
         out += list(host.get("Tmpfs") or {})
-        out += list((self.rec.get("Config") or {}).get("Volumes") or {})  # anonymous volumes
-        out += [mp.get("Destination") or "" for mp in self.rec.get("MountPoints") or ()]
+        out += list(self.rec.config.get("Volumes") or {})  # anonymous volumes
+        out += [mp.destination for mp in self.rec.mount_points]
         return [os.path.normpath(d) for d in out if d]
 
     def check_unmounted(self, resolved):
@@ -357,7 +358,7 @@ class ContainerArchives:
                         os.close(parent)
             finally:
                 os.close(fd)
-            self.emit("container", "archive-path", fs.cid, {"name": fs.rec["Name"].lstrip("/"), "path": path})
+            self.emit("container", "archive-path", fs.cid, {"name": fs.rec.name, "path": path})
 
     def put_archive(self, ref: str, path: str, stream: Any, no_overwrite_dir_non_dir: bool = False,
                     copy_uid_gid: bool = False) -> int:
@@ -371,10 +372,10 @@ class ContainerArchives:
                 if not st_.S_ISDIR(os.fstat(fd).st_mode):
                     raise InvalidParameter("extraction point is not a directory")
                 in_mount = any(target == d or target.startswith(d.rstrip("/") + "/") for d in fs.mounts())
-                if (fs.rec.get("HostConfig") or {}).get("ReadonlyRootfs") and not in_mount:
+                if fs.rec.host_config.get("ReadonlyRootfs") and not in_mount:
                     raise ReadOnlyFS("container rootfs is marked read-only")
                 owner = None
-                user = (fs.rec.get("Config") or {}).get("User")
+                user = fs.rec.config.get("User")
                 if copy_uid_gid and user:
                     try:
                         found = self.resolve_user(fs.root, user)
@@ -411,7 +412,7 @@ class ContainerArchives:
                         spooled.close()
             finally:
                 os.close(fd)
-        self.emit("container", "extract-to-dir", fs.cid, {"name": fs.rec["Name"].lstrip("/"), "path": path})
+        self.emit("container", "extract-to-dir", fs.cid, {"name": fs.rec.name, "path": path})
         return size
 
     def export(self, ref: str, fileobj: BinaryIO) -> None:
@@ -429,5 +430,4 @@ class ContainerArchives:
                 writer.close()
         finally:
             self.layers.unmount(cid)
-        self.emit("container", "export", cid, {"name": rec["Name"].lstrip("/"),
-                                                "image": rec["Config"].get("Image", "")})
+        self.emit("container", "export", cid, rec.event_attributes())

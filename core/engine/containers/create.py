@@ -17,6 +17,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
 from ...errors import InvalidParameter
+from ...model.container import ZERO_TIME, ContainerRecord, EndpointConfig
+from ...model.image import ContainerConfig, ImageConfig
 from .. import modes
 from . import names, verify
 from .health import merged as merged_healthcheck
@@ -26,7 +28,6 @@ from .restart import validate as validate_restart_policy
 
 log = logging.getLogger("dockyard.containers")
 NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
-ZERO_TIME = "0001-01-01T00:00:00Z"
 
 
 def now_iso() -> str:
@@ -38,7 +39,7 @@ class Images(Protocol):
 
     def resolve(self, ref: str) -> str: ...
 
-    def config(self, image_id: str) -> dict: ...
+    def config(self, image_id: str) -> ImageConfig: ...
 
     def top_layer(self, image_id: str) -> str | None: ...
 
@@ -48,7 +49,7 @@ class Networks(Protocol):
 
     def network_mode(self, mode: str | None) -> str: ...
 
-    def endpoint_configs(self, mode: str, networking: dict | None) -> dict: ...
+    def endpoint_configs(self, mode: str, networking: dict | None) -> dict[str, EndpointConfig]: ...
 
     def check_ports(self, host_config: dict, exposed: dict | None) -> None: ...
 
@@ -64,10 +65,10 @@ class Bundles(Protocol):
     def check_extra_hosts(self, host_config: dict) -> None: ...
 
 
-def merge_config(body: dict, image_cfg: dict) -> dict:
+def merge_config(body: dict, image_cfg: ContainerConfig) -> dict:
     """Docker's merge of the create request with the image's defaults."""
     cfg = {k: v for k, v in body.items() if k not in ("HostConfig", "NetworkingConfig")}
-    env = list(image_cfg.get("Env") or [])
+    env = list(image_cfg.env or [])
     for item in cfg.get("Env") or []:
         key = item.split("=", 1)[0]
         env = [e for e in env if e.split("=", 1)[0] != key] + [item]
@@ -77,18 +78,20 @@ def merge_config(body: dict, image_cfg: dict) -> dict:
             cfg["Entrypoint"] = [cfg["Entrypoint"]]
         cfg["Entrypoint"] = cfg["Entrypoint"] or None
     else:
-        cfg["Entrypoint"] = image_cfg.get("Entrypoint")
+        cfg["Entrypoint"] = image_cfg.entrypoint
         if not cfg.get("Cmd"):
-            cfg["Cmd"] = image_cfg.get("Cmd")
+            cfg["Cmd"] = image_cfg.cmd
     if isinstance(cfg.get("Cmd"), str):
         cfg["Cmd"] = [cfg["Cmd"]]
-    for key in ("WorkingDir", "User", "StopSignal"):
-        if not cfg.get(key) and image_cfg.get(key):
-            cfg[key] = image_cfg[key]
-    cfg["Labels"] = {**(image_cfg.get("Labels") or {}), **(cfg.get("Labels") or {})}
-    cfg["ExposedPorts"] = {**(image_cfg.get("ExposedPorts") or {}), **(cfg.get("ExposedPorts") or {})} or None
-    cfg["Volumes"] = cfg.get("Volumes") or image_cfg.get("Volumes")
-    health = merged_healthcheck(cfg.get("Healthcheck"), image_cfg.get("Healthcheck"))
+    for key, value in (("WorkingDir", image_cfg.working_dir), ("User", image_cfg.user),
+                       ("StopSignal", image_cfg.stop_signal)):
+        if not cfg.get(key) and value:
+            cfg[key] = value
+    cfg["Labels"] = {**(image_cfg.labels or {}), **(cfg.get("Labels") or {})}
+    cfg["ExposedPorts"] = {**(image_cfg.exposed_ports or {}), **(cfg.get("ExposedPorts") or {})} or None
+    cfg["Volumes"] = cfg.get("Volumes") or image_cfg.volumes
+    image_health = image_cfg.healthcheck.to_json() if image_cfg.healthcheck is not None else None
+    health = merged_healthcheck(cfg.get("Healthcheck"), image_health)
     if health:
         cfg["Healthcheck"] = health
     else:
@@ -96,7 +99,7 @@ def merge_config(body: dict, image_cfg: dict) -> dict:
     for key in ("Tty", "OpenStdin", "StdinOnce", "AttachStdin", "AttachStdout", "AttachStderr"):
         cfg[key] = bool(cfg.get(key))
     cfg.setdefault("Domainname", "")
-    cfg.setdefault("OnBuild", image_cfg.get("OnBuild"))
+    cfg.setdefault("OnBuild", image_cfg.on_build)
     return cfg
 
 
@@ -132,7 +135,7 @@ class Creator:
         networks = self.networks.endpoint_configs(mode, body.get("NetworkingConfig"))
         self.networks.check_ports(host, body.get("ExposedPorts"))  # refuse a bad -p now, not at start
         image_id = self.images.resolve(body["Image"])
-        image_cfg = self.images.config(image_id).get("config") or {}
+        image_cfg = self.images.config(image_id).defaults
         cfg = merge_config(body, image_cfg)
         cmd = (cfg.get("Entrypoint") or []) + (cfg.get("Cmd") or [])
         if not cmd:
@@ -145,22 +148,15 @@ class Creator:
         host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
         name = (name or "").lstrip("/") or names.generate(self.records.name_free)
         cdir = self.container_dir(cid)
-        rec = {
-            "Id": cid, "Created": now_iso(), "Path": cmd[0], "Args": cmd[1:], "Path_Args": cmd,
-            "Name": "/" + name, "Image": image_id, "Config": cfg, "HostConfig": host,
-            "NetworkMode": mode, "Networks": networks, "Driver": self.layers.driver_name, "RestartCount": 0,
-            "NetworkSettings": {"Networks": {}, "Ports": {}, "SandboxKey": ""},
-            "LogPath": os.path.join(cdir, f"{cid}-json.log"),
-            "HostnamePath": os.path.join(cdir, "hostname"), "HostsPath": os.path.join(cdir, "hosts"),
-            "ResolvConfPath": os.path.join(cdir, "resolv.conf"),
-            "State": {"Status": "created", "Running": False, "Paused": False, "Restarting": False,
-                      "OOMKilled": False, "Dead": False, "Pid": 0, "ExitCode": 0, "Error": "",
-                      "StartedAt": ZERO_TIME, "FinishedAt": ZERO_TIME},
-        }
+        rec = ContainerRecord(
+            id=cid, name=name, created=now_iso(), path=cmd[0], args=cmd[1:], image_id=image_id, config=cfg,
+            host_config=host, network_mode=mode, networks=networks, driver=self.layers.driver_name,
+            log_path=os.path.join(cdir, f"{cid}-json.log"), hostname_path=os.path.join(cdir, "hostname"),
+            hosts_path=os.path.join(cdir, "hosts"), resolv_conf_path=os.path.join(cdir, "resolv.conf"))
         top = self.images.top_layer(image_id)
-        self.records.insert(rec, name, image_id)
+        self.records.insert(rec)
         try:
-            rec["MountPoints"] = self.mounts.prepare(rec)  # creates the volumes it names
+            rec.mount_points = self.mounts.prepare(rec)  # creates the volumes it names
             self.records.save(rec)
             modes.private_dir(cdir, modes.SHARED_DIR)  # 0710, as Docker's: its log is 0600 inside
             self.layers.create_rw(cid, top)

@@ -17,6 +17,7 @@ import time
 from typing import Any, Callable, Protocol
 
 from ...errors import Conflict, ContainerNotFound, InvalidParameter, NotFound
+from ...model.container import ContainerRecord
 
 log = logging.getLogger("dockyard.execs")
 KEEP_ENDED = 600  # seconds an ended instance stays inspectable
@@ -29,7 +30,7 @@ class ExecNotFound(NotFound):
 class Containers(Protocol):
     def resolve(self, ref: str) -> str: ...
 
-    def get(self, cid: str) -> dict: ...
+    def get(self, cid: str) -> ContainerRecord: ...
 
 
 class Bundles(Protocol):
@@ -75,9 +76,9 @@ class Execs:
     def create(self, ref: str, body: dict) -> str:
         cid = self.containers.resolve(ref)
         rec = self.containers.get(cid)
-        if not rec["State"]["Running"]:
+        if not rec.state.running:
             raise Conflict(f"Container {cid} is not running")
-        if rec["State"].get("Paused"):
+        if rec.state.paused:
             raise Conflict(f"Container {cid} is paused, unpause the container before exec")
         cmd = body.get("Cmd")
         if isinstance(cmd, str):
@@ -128,7 +129,7 @@ class Execs:
                 else [body["Cmd"]], "env": env, "cwd": body.get("WorkingDir") or base.get("cwd") or "/",
                 "capabilities": caps, "noNewPrivileges": bool(base.get("noNewPrivileges")),
                 "rlimits": base.get("rlimits") or []}
-        size = console_size or body.get("ConsoleSize") or rec["HostConfig"].get("ConsoleSize")
+        size = console_size or body.get("ConsoleSize") or rec.host_config.get("ConsoleSize")
         if tty and size and size[0] and size[1]:
             proc["consoleSize"] = {"height": int(size[0]), "width": int(size[1])}
         return proc
@@ -143,9 +144,9 @@ class Execs:
             rec = self.containers.get(cid)
         except ContainerNotFound:
             raise Conflict(f"Container {cid} is not running") from None
-        if not rec["State"]["Running"]:
+        if not rec.state.running:
             raise Conflict(f"Container {cid} is not running")
-        if rec["State"].get("Paused"):
+        if rec.state.paused:
             raise Conflict(f"Container {cid} is paused, unpause the container before exec")
         return inst
 

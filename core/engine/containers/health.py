@@ -5,8 +5,8 @@ Every running container with a check has a monitor thread: every ``Interval`` it
 runs ``Test`` (``CMD`` args, ``CMD-SHELL`` through the container's shell, ``NONE``
 for none) as an exec instance (so ``exec_create``/``exec_start``/``exec_die``
 events appear, as with Docker), waits up to ``Timeout``, and records the result in
-``State.Health``: ``Status`` (starting, healthy, unhealthy), ``FailingStreak`` and
-the last five results in ``Log``.  A success makes it healthy; ``Retries`` failures
+the record's ``state.health`` (``State.Health``): the status (starting, healthy,
+unhealthy), the failures in a row and the last five results.  A success makes it healthy; ``Retries`` failures
 in a row make it unhealthy, except that failures during ``StartPeriod`` while it is
 still starting do not count.  A change of status emits ``health_status: STATUS``.
 
@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any, Callable, Protocol
 
 from ...errors import Conflict, NotFound
+from ...model.container import ContainerRecord, Health, HealthResult
 from .restart import iso_seconds
 
 log = logging.getLogger("dockyard.health")
@@ -102,13 +103,13 @@ def read_output(path: str) -> str:
 class Containers(Protocol):
     """What health checks need of the container records."""
 
-    def get(self, cid: str) -> dict: ...
+    def get(self, cid: str) -> ContainerRecord: ...
 
-    def save(self, rec: dict) -> None: ...
+    def save(self, rec: ContainerRecord) -> None: ...
 
     def lock(self, cid: str) -> Any: ...
 
-    def all(self) -> list[dict]: ...
+    def all(self) -> list[ContainerRecord]: ...
 
 
 class Events(Protocol):
@@ -138,8 +139,8 @@ class HealthMonitor:
     def start(self) -> None:
         """Daemon start: monitor every running container that has a check."""
         for rec in self.containers.all():
-            if rec["State"]["Running"]:
-                self.arm(rec["Id"], fresh=False)
+            if rec.state.running:
+                self.arm(rec.id, fresh=False)
 
     def close(self) -> None:
         with self._lock:
@@ -153,7 +154,7 @@ class HealthMonitor:
             rec = containers.get(cid)
         except NotFound:
             return
-        if probe_command(rec["Config"].get("Healthcheck"), rec["Config"].get("Shell")) is None:
+        if probe_command(rec.config.get("Healthcheck"), rec.config.get("Shell")) is None:
             return
         with self._lock:
             old = self._stops.pop(cid, None)
@@ -168,10 +169,9 @@ class HealthMonitor:
                 rec = containers.get(cid)
             except NotFound:
                 return
-            health = rec["State"].get("Health")
-            if fresh or not health:
-                rec["State"]["Health"] = {"Status": "starting", "FailingStreak": 0,
-                                          "Log": list((health or {}).get("Log") or [])}
+            health = rec.state.health
+            if fresh or health is None:
+                rec.state.health = Health(log=list(health.log) if health is not None else [])
                 containers.save(rec)
         threading.Thread(target=self._loop, args=(cid, stop), name=f"health-{cid[:12]}", daemon=True).start()
 
@@ -181,42 +181,42 @@ class HealthMonitor:
         if stop is not None:
             stop.set()
 
-    def watched(self, cid):
+    def watched(self, cid: str) -> bool:
         with self._lock:
             return cid in self._stops
 
     # one monitor -----------------------------------------------------------------------
-    def _loop(self, cid, stop):
+    def _loop(self, cid: str, stop: threading.Event) -> None:
         containers = self.containers
         while True:
             try:
                 rec = containers.get(cid)
             except NotFound:
                 return
-            hc = rec["Config"].get("Healthcheck") or {}
+            hc = rec.config.get("Healthcheck") or {}
             if stop.wait(seconds(hc.get("Interval"), DEFAULT_INTERVAL)):
                 return
             try:
                 rec = containers.get(cid)
             except NotFound:
                 return
-            if not rec["State"]["Running"]:
+            if not rec.state.running:
                 return
-            if rec["State"].get("Paused"):
+            if rec.state.paused:
                 continue
-            hc = rec["Config"].get("Healthcheck") or {}
-            cmd = probe_command(hc, rec["Config"].get("Shell"))
+            hc = rec.config.get("Healthcheck") or {}
+            cmd = probe_command(hc, rec.config.get("Shell"))
             if cmd is None:
                 return
             try:
                 result = self._probe(cid, cmd, seconds(hc.get("Timeout"), DEFAULT_TIMEOUT))
             except Exception as exc:  # keep monitoring; say what broke
                 log.exception("health check of %s failed", cid[:12])
-                result = {"Start": now_iso(), "End": now_iso(), "ExitCode": -1, "Output": str(exc)}
+                result = HealthResult(now_iso(), now_iso(), -1, str(exc))
             if result is not None:
                 self._record(cid, result, stop)
 
-    def _probe(self, cid, cmd, timeout):
+    def _probe(self, cid: str, cmd: list[str], timeout: float) -> HealthResult | None:
         """Run the check once: its Log entry, or None if the container stopped or paused."""
         execs = self.execs
         start = now_iso()
@@ -231,23 +231,21 @@ class HealthMonitor:
             except (Conflict, NotFound):
                 return None
             except Exception as exc:  # could not run: Docker records -1 and the error
-                return {"Start": start, "End": now_iso(), "ExitCode": -1, "Output": str(exc)}
+                return HealthResult(start, now_iso(), -1, str(exc))
             if not execs.wait(inst, timeout):
                 if inst.get("Pid"):
                     try:
                         os.kill(inst["Pid"], signal.SIGKILL)
                     except OSError:
                         pass
-                return {"Start": start, "End": now_iso(), "ExitCode": -1,
-                        "Output": f"Health check exceeded timeout ({go_duration(timeout)})"}
-            return {"Start": start, "End": now_iso(), "ExitCode": inst["ExitCode"],
-                    "Output": read_output(inst["_log"])}
+                return HealthResult(start, now_iso(), -1, f"Health check exceeded timeout ({go_duration(timeout)})")
+            return HealthResult(start, now_iso(), inst["ExitCode"], read_output(inst["_log"]))
         finally:
             if inst is not None:
                 execs.finished(inst)
             execs.forget(eid)  # like Docker, a probe's exec instance is not kept around
 
-    def _record(self, cid, result, stop):
+    def _record(self, cid: str, result: HealthResult, stop: threading.Event) -> None:
         containers = self.containers
         with containers.lock(cid):
             if stop.is_set():
@@ -256,26 +254,26 @@ class HealthMonitor:
                 rec = containers.get(cid)
             except NotFound:
                 return
-            state = rec["State"]
-            if not state["Running"]:
+            state = rec.state
+            if not state.running:
                 return
-            hc = rec["Config"].get("Healthcheck") or {}
-            health = dict(state.get("Health") or {"Status": "starting", "FailingStreak": 0})
-            old = health.get("Status", "starting")
-            health["Log"] = (list(health.get("Log") or []) + [result])[-MAX_LOG:]
-            if result["ExitCode"] == 0:
-                health.update(Status="healthy", FailingStreak=0)
+            hc = rec.config.get("Healthcheck") or {}
+            health = state.health if state.health is not None else Health()
+            old = health.status
+            health.log = (health.log + [result])[-MAX_LOG:]
+            if result.exit_code == 0:
+                health.status, health.failing_streak = "healthy", 0
             else:
                 counts = True
                 if old == "starting":  # never healthy yet: failures in the start period are free
-                    since_start = iso_seconds(result["Start"]) - iso_seconds(state.get("StartedAt"))
+                    since_start = iso_seconds(result.start) - iso_seconds(state.started_at)
                     counts = since_start >= seconds(hc.get("StartPeriod"), 0.0)
                 if counts:
-                    health["FailingStreak"] = health.get("FailingStreak", 0) + 1
+                    health.failing_streak += 1
                     retries = hc.get("Retries") or DEFAULT_RETRIES
-                    if health["FailingStreak"] >= retries:
-                        health["Status"] = "unhealthy"
-            state["Health"] = health
+                    if health.failing_streak >= retries:
+                        health.status = "unhealthy"
+            state.health = health
             containers.save(rec)
-        if health["Status"] != old:
-            self.events.emit("container", f"health_status: {health['Status']}", cid, {})
+        if health.status != old:
+            self.events.emit("container", f"health_status: {health.status}", cid, {})

@@ -9,7 +9,7 @@ container is :mod:`.create`.
 
 from __future__ import annotations
 
-import json
+import copy
 import logging
 import os
 import shutil
@@ -18,9 +18,10 @@ import threading
 from typing import Any, Callable, Protocol
 
 from ...errors import Conflict, ContainerNotFound, ExecError, InvalidParameter, NotFound
+from ...model.container import ZERO_TIME, ContainerRecord
 from .. import modes
 from . import shm
-from .create import ZERO_TIME, now_iso
+from .create import now_iso
 from .mountpoints import MountPoints
 from .records import ContainerRecords
 from .restart import RestartManager
@@ -51,11 +52,11 @@ class Layers(Protocol):
 class Networks(Protocol):
     """What a running container needs of the network service."""
 
-    def up(self, rec: dict) -> dict: ...
+    def up(self, rec: ContainerRecord) -> dict: ...
 
-    def down(self, rec: dict) -> None: ...
+    def down(self, rec: ContainerRecord) -> None: ...
 
-    def restore(self, rec: dict) -> None: ...
+    def restore(self, rec: ContainerRecord) -> None: ...
 
     def host_gateway(self) -> str | None: ...
 
@@ -71,7 +72,7 @@ class Bundles(Protocol):
                         nameservers: list | None = None, extra_hosts: list | tuple = (),
                         dns: dict | None = None) -> dict[str, str]: ...
 
-    def make(self, record: dict, rootfs: str, etc_paths: dict, ns_paths: dict | None, shm_path: str | None = None,
+    def make(self, record: ContainerRecord, rootfs: str, etc_paths: dict, ns_paths: dict | None, shm_path: str | None = None,
              volume_mounts: list | None = None) -> dict: ...
 
     def write(self, bundle_dir: str, config: dict) -> str: ...
@@ -104,27 +105,27 @@ class Lifecycle:
         cid = self.resolve(ref)
         with self.lock(cid):
             rec = self.get(cid)
-            if rec["State"]["Running"] or (rec["State"].get("Restarting") and not policy_restart):
+            if rec.state.running or (rec.state.restarting and not policy_restart):
                 raise NotModified()
             if not policy_restart:  # started by the user: the restart policy applies afresh
-                rec["HasBeenManuallyStopped"] = False
-                rec["RestartCount"] = 0
+                rec.manually_stopped = False
+                rec.restart_count = 0
                 self.restarts.reset(cid)
             rootfs = self.layers.mount(cid)
             failed: BaseException | None = None
             try:
-                if rec["NetworkMode"].startswith("container:"):
+                if rec.network_mode.startswith("container:"):
                     net = {"ns": None, "ip": None, "nameservers": None}
                 else:
                     net = self.networks.up(rec)
                     self.save(rec)  # its names resolve (embedded DNS) from its first instruction on
-                host = rec["HostConfig"]
+                host = rec.host_config
                 try:
                     extra_hosts = self.bundles.extra_hosts(host, self.networks.host_gateway())
                 except ValueError as exc:
                     raise InvalidParameter(str(exc)) from None
                 paths = self.bundles.write_etc_files(
-                    self.container_dir(cid), rec["Config"]["Hostname"], "host" if net["ns"] == "host" else "private",
+                    self.container_dir(cid), rec.config["Hostname"], "host" if net["ns"] == "host" else "private",
                     ip=net["ip"], nameservers=net["nameservers"], extra_hosts=extra_hosts,
                     dns={k: host.get(k) for k in ("Dns", "DnsSearch", "DnsOptions")})
                 try:
@@ -136,69 +137,70 @@ class Lifecycle:
                     raise InvalidParameter(str(exc)) from None
                 bdir = self.bundles.write(self.bundle_dir(cid), config)
                 self.exec.exec_delete(id=cid)
-                modes.private_file(rec["LogPath"])  # the shim appends to it: nobody else's from its first line
-                self.exec.exec_create(id=cid, bundle=bdir, log_path=rec["LogPath"], stdin=stdin_mode(rec["Config"]))
+                modes.private_file(rec.log_path)  # the shim appends to it: nobody else's from its first line
+                self.exec.exec_create(id=cid, bundle=bdir, log_path=rec.log_path, stdin=stdin_mode(rec.config))
                 pid = self.exec.exec_start(id=cid)
             except BaseException as exc:
                 self._release(rec)
                 if isinstance(exc, ExecError):
-                    rec["State"].update(Error=str(exc), ExitCode=exc.exit_code or 128,
-                                        Status="exited" if rec["State"]["StartedAt"] != ZERO_TIME else "created")
+                    rec.state.error, rec.state.exit_code = str(exc), exc.exit_code or 128
+                    rec.state.status = "exited" if rec.state.ever_started else "created"
                 self.save(rec)
                 failed = exc
             if failed is not None:
-                if rec["HostConfig"].get("AutoRemove"):  # Docker removes --rm containers that fail to start
+                if rec.host_config.get("AutoRemove"):  # Docker removes --rm containers that fail to start
                     self.remove(cid, force=True, volumes=True)
                 raise failed
             state = self.exec.exec_state(id=cid) or {}
-            rec["State"].update(Status="running", Running=True, Paused=False, Restarting=False, Pid=pid, ExitCode=0,
-                                Error="", OOMKilled=False,
-                                StartedAt=state.get("started_at") or now_iso(), FinishedAt=ZERO_TIME)
+            s = rec.state
+            s.status, s.running, s.paused, s.restarting, s.pid = "running", True, False, False, pid
+            s.exit_code, s.error, s.oom_killed = 0, "", False
+            s.started_at, s.finished_at = state.get("started_at") or now_iso(), ZERO_TIME
             self.save(rec)
-        self.emit("container", "start", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
+        self.emit("container", "start", cid, rec.event_attributes())
         self._watch(cid, pid)
 
-    def _ns_paths(self, rec: dict, netns_path: str | None) -> dict:
+    def _ns_paths(self, rec: ContainerRecord, netns_path: str | None) -> dict:
         """OCI namespace type -> None (new), "host" or the path of a namespace to
         join (``--pid container:web``; the network namespace the endpoints made)."""
         out: dict[str, str | None] = {}
-        for kind, mode in self.bundles.namespace_modes(rec["HostConfig"]).items():
+        for kind, mode in self.bundles.namespace_modes(rec.host_config).items():
             if mode == "private":
                 out[kind] = None
             elif mode == "host":
                 out[kind] = "host"
             else:
                 out[kind] = self.namespace_path(mode[1], kind)
-        if rec["NetworkMode"].startswith("container:"):
-            out["network"] = self.namespace_path(rec["NetworkMode"].split(":", 1)[1], "network")
+        if rec.network_mode.startswith("container:"):
+            out["network"] = self.namespace_path(rec.network_mode.split(":", 1)[1], "network")
         else:
             out["network"] = netns_path
         return out
 
-    def _shm(self, rec: dict) -> str | None:
+    def _shm(self, rec: ContainerRecord) -> str | None:
         """The host-side /dev/shm to bind: the container's own (IpcMode shareable)
         or its IPC owner's (``container:NAME``, which must be shareable)."""
-        mode = rec["HostConfig"].get("IpcMode") or ""
+        mode = rec.host_config.get("IpcMode") or ""
         if mode == "shareable":
-            size = rec["HostConfig"].get("ShmSize") or self.bundles.default_shm_size
-            return shm.mount(self.container_dir(rec["Id"]), size)
+            size = rec.host_config.get("ShmSize") or self.bundles.default_shm_size
+            return shm.mount(self.container_dir(rec.id), size)
         if mode.startswith("container:"):
             owner = self.get(self.resolve(mode.split(":", 1)[1]))
-            if (owner["HostConfig"].get("IpcMode") or "") != "shareable":
+            if (owner.host_config.get("IpcMode") or "") != "shareable":
                 raise InvalidParameter("non-shareable IPC (hint: use IpcMode:shareable for the donor container)")
-            return shm.path(self.container_dir(owner["Id"]))
+            return shm.path(self.container_dir(owner.id))
         return None
 
     def namespace_path(self, ref: str, kind: str) -> str:
         other = self.get(self.resolve(ref))
         label = {"network": "network", "pid": "PID", "ipc": "IPC", "uts": "UTS"}.get(kind, kind)
-        if not other["State"]["Running"]:
-            raise Conflict(f"cannot join {label} of a non running container: {other['Id']}")
-        return f"/proc/{other['State']['Pid']}/ns/{ {'network': 'net', 'mount': 'mnt'}.get(kind, kind)}"
+        if not other.state.running:
+            raise Conflict(f"cannot join {label} of a non running container: {other.id}")
+        return f"/proc/{other.state.pid}/ns/{ {'network': 'net', 'mount': 'mnt'}.get(kind, kind)}"
 
-    def _release(self, rec: dict) -> None:
+    def _release(self, rec: ContainerRecord) -> None:
         """What a container holds while it runs: its exec state, network, /dev/shm, mount."""
-        cid = rec["Id"]
+        cid = rec.id
         try:
             self.exec.exec_delete(id=cid)
         except Exception:  # nothing ran; the driver's state is best-effort here
@@ -231,21 +233,21 @@ class Lifecycle:
                 rec = self.get(cid)
             except ContainerNotFound:
                 return
-            if not rec["State"]["Running"] or (pid is not None and rec["State"]["Pid"] != pid):
+            if not rec.state.running or (pid is not None and rec.state.pid != pid):
                 return
             code = state.get("exit_code")
-            rec["State"].update(Status="exited", Running=False, Paused=False, Pid=0,
-                                ExitCode=255 if code is None else code,
-                                OOMKilled=bool(state.get("oom_killed")), Error=state.get("error") or "",
-                                FinishedAt=state.get("finished_at") or now_iso())
+            s = rec.state
+            s.status, s.running, s.paused, s.pid = "exited", False, False, 0
+            s.exit_code = 255 if code is None else code
+            s.oom_killed, s.error = bool(state.get("oom_killed")), state.get("error") or ""
+            s.finished_at = state.get("finished_at") or now_iso()
             self._release(rec)
             delay = self.restarts.on_exit(rec)  # the restart policy, decided before "die" as Docker does
-            auto_remove = rec["HostConfig"].get("AutoRemove") and cid not in self._keep
+            auto_remove = rec.host_config.get("AutoRemove") and cid not in self._keep
             self.save(rec)
-        if rec["State"]["OOMKilled"]:
+        if rec.state.oom_killed:
             self.emit("container", "oom", cid, {})
-        self.emit("container", "die", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"],
-                                                   "exitCode": str(rec["State"]["ExitCode"])})
+        self.emit("container", "die", cid, {**rec.event_attributes(), "exitCode": str(rec.state.exit_code)})
         if delay is not None:
             self.restarts.schedule(cid, delay)
         if auto_remove:
@@ -258,10 +260,10 @@ class Lifecycle:
         """After a daemon (re)start: re-attach to running containers, record the
         exits that happened while the daemon was away."""
         for rec in self.all():
-            cid = rec["Id"]
-            if not rec["State"]["Running"]:
+            cid = rec.id
+            if not rec.state.running:
                 self._release_leftovers(rec)
-                if rec["HostConfig"].get("AutoRemove") and rec["State"]["Status"] == "exited":
+                if rec.host_config.get("AutoRemove") and rec.state.status == "exited":
                     self.remove(cid, force=True, volumes=True)
                 continue
             state = self.exec.exec_restore(id=cid)
@@ -272,22 +274,22 @@ class Lifecycle:
                     log.exception("restoring the network of %s failed", cid)
                 self.mounts.restore(rec)
                 paused = state["status"] == "paused"
-                if rec["State"]["Paused"] != paused:
-                    rec["State"].update(Paused=paused, Status=state["status"])
+                if rec.state.paused != paused:
+                    rec.state.paused, rec.state.status = paused, state["status"]
                     self.save(rec)
-                self._watch(cid, rec["State"]["Pid"])
+                self._watch(cid, rec.state.pid)
             else:
                 self._exited(cid, state or {"exit_code": 255, "error": "container state lost"})
 
-    def _release_leftovers(self, rec: dict) -> None:
+    def _release_leftovers(self, rec: ContainerRecord) -> None:
         """A stopped container at daemon start.  A daemon killed while starting it
         left what a start takes (the rootfs mount, the network namespace with
         its veths, addresses, /dev/shm, volume uses, maybe a process the record
         never heard of) and a record that says it is not running: let all of it
         go now, not at the user's next ``rm``.  Idempotent: for a container that
         stopped cleanly there is nothing to release."""
-        cid = rec["Id"]
-        settings = json.dumps(rec.get("NetworkSettings"), sort_keys=True)
+        cid = rec.id
+        settings = copy.deepcopy(rec.network_settings)
         state = self.exec.exec_restore(id=cid)
         if state and state.get("status") == "running":
             log.warning("container %s runs, but its start was never recorded: stopping it", cid[:12])
@@ -298,7 +300,7 @@ class Lifecycle:
                 log.exception("stopping the unrecorded process of %s failed", cid[:12])
         self._release(rec)
         self.records.release_addresses(cid)  # addresses allocated before the record named them
-        if json.dumps(rec.get("NetworkSettings"), sort_keys=True) != settings:
+        if rec.network_settings != settings:
             self.save(rec)
 
     # signals -----------------------------------------------------------------
@@ -306,47 +308,47 @@ class Lifecycle:
         cid = self.resolve(ref)
         signum = parse_signal(sig)
         rec = self.get(cid)
-        if rec["State"].get("Restarting"):  # Docker: it just stays down, no signal, no event
+        if rec.state.restarting:  # Docker: it just stays down, no signal, no event
             self._stopped_by_user(cid)
             return
-        if not rec["State"]["Running"]:
+        if not rec.state.running:
             raise Conflict(f"Container {cid} is not running")
         self._refuse_paused(rec, signum)
         self._stopped_by_user(cid)
         self.exec.exec_kill(id=cid, signal=signum)
-        self.emit("container", "kill", cid, {"name": rec["Name"][1:], "signal": str(signum)})
+        self.emit("container", "kill", cid, {"name": rec.name, "signal": str(signum)})
 
     def pause(self, ref: str) -> None:
         cid = self.resolve(ref)
         with self.lock(cid):
             rec = self.get(cid)
-            if not rec["State"]["Running"]:
+            if not rec.state.running:
                 raise Conflict(f"Container {cid} is not running")
-            if rec["State"]["Paused"]:
+            if rec.state.paused:
                 raise Conflict(f"Container {cid} is already paused")
             self.exec.exec_pause(id=cid)
-            rec["State"].update(Paused=True, Status="paused")
+            rec.state.paused, rec.state.status = True, "paused"
             self.save(rec)
-        self.emit("container", "pause", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
+        self.emit("container", "pause", cid, rec.event_attributes())
 
     def unpause(self, ref: str) -> None:
         cid = self.resolve(ref)
         with self.lock(cid):
             rec = self.get(cid)
-            if not rec["State"]["Paused"]:
+            if not rec.state.paused:
                 raise Conflict(f"Container {cid} is not paused")
             self.exec.exec_resume(id=cid)
-            rec["State"].update(Paused=False, Status="running")
+            rec.state.paused, rec.state.status = False, "running"
             self.save(rec)
-        self.emit("container", "unpause", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
+        self.emit("container", "unpause", cid, rec.event_attributes())
 
-    def _refuse_paused(self, rec: dict, signum: int) -> None:
-        if rec["State"].get("Paused") and signum != signals.SIGKILL:
-            raise Conflict(f"Container {rec['Id']} is paused. Unpause the container before stopping or killing")
+    def _refuse_paused(self, rec: ContainerRecord, signum: int) -> None:
+        if rec.state.paused and signum != signals.SIGKILL:
+            raise Conflict(f"Container {rec.id} is paused. Unpause the container before stopping or killing")
 
     def wait_exit(self, cid: str, timeout: float | None) -> bool:
         """Wait up to ``timeout`` s for the process to end; record it; True if it did."""
-        pid = self.get(cid)["State"]["Pid"]
+        pid = self.get(cid).state.pid
         try:
             state = self.exec.exec_wait(id=cid, timeout=timeout)
         except NotFound:
@@ -363,33 +365,33 @@ class Lifecycle:
     def stop(self, ref: str, timeout: int | None = None) -> None:
         cid = self.resolve(ref)
         rec = self.get(cid)
-        if rec["State"].get("Restarting"):
+        if rec.state.restarting:
             self._stopped_by_user(cid)
-            self.emit("container", "stop", cid, {"name": rec["Name"][1:]})
+            self.emit("container", "stop", cid, {"name": rec.name})
             return
-        if not rec["State"]["Running"]:
+        if not rec.state.running:
             raise NotModified()
         if timeout is None:
-            timeout = rec["Config"].get("StopTimeout") or 10
-        sig = parse_signal(rec["Config"].get("StopSignal") or "SIGTERM")
+            timeout = rec.config.get("StopTimeout") or 10
+        sig = parse_signal(rec.config.get("StopSignal") or "SIGTERM")
         self._refuse_paused(rec, sig)
         self._stopped_by_user(cid)
         try:
-            self.emit("container", "kill", cid, {"name": rec["Name"][1:], "signal": str(sig)})  # as Docker's stop
+            self.emit("container", "kill", cid, {"name": rec.name, "signal": str(sig)})  # as Docker's stop
             self.exec.exec_kill(id=cid, signal=sig)
             if not self.wait_exit(cid, timeout if timeout >= 0 else None):
-                self.emit("container", "kill", cid, {"name": rec["Name"][1:], "signal": str(int(signals.SIGKILL))})
+                self.emit("container", "kill", cid, {"name": rec.name, "signal": str(int(signals.SIGKILL))})
                 self.exec.exec_kill(id=cid, signal=signals.SIGKILL)
                 self.wait_exit(cid, None)
         except (ExecError, NotFound):
             self.wait_exit(cid, None)  # it ended between our look and the signal
-        self.emit("container", "stop", cid, {"name": rec["Name"][1:]})
+        self.emit("container", "stop", cid, {"name": rec.name})
 
     def _stopped_by_user(self, cid: str) -> bool:
         """stop, kill, rm -f: no restart policy brings it back until it is started again."""
         with self.lock(cid):
             rec = self.get(cid)
-            rec["HasBeenManuallyStopped"] = True
+            rec.manually_stopped = True
             self.save(rec)
             return self.restarts.cancel(cid)
 
@@ -410,20 +412,20 @@ class Lifecycle:
         except NotModified:
             pass
         rec = self.get(cid)
-        self.emit("container", "restart", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
+        self.emit("container", "restart", cid, rec.event_attributes())
 
     # remove ------------------------------------------------------------------
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None:
         """``volumes``: ``rm -v``, the anonymous volumes go too (named ones stay)."""
         cid = self.resolve(ref)
         rec = self.get(cid)
-        if rec["State"].get("Restarting"):
+        if rec.state.restarting:
             if not force:
                 raise Conflict(f"You cannot remove a restarting container {cid}. Stop the container "
                                "before attempting removal or force remove")
             self._stopped_by_user(cid)  # its pending restart is cancelled (or it has just run)
             rec = self.get(cid)
-        if rec["State"]["Running"]:
+        if rec.state.running:
             if not force:
                 raise Conflict(f"You cannot remove a running container {cid}. Stop the container "
                                "before attempting removal or force remove")
@@ -447,4 +449,4 @@ class Lifecycle:
         self.records.forget_lock(cid)
         if volumes:
             self.mounts.remove_anonymous(rec)
-        self.emit("container", "destroy", cid, {"name": rec["Name"][1:], "image": rec["Config"]["Image"]})
+        self.emit("container", "destroy", cid, rec.event_attributes())

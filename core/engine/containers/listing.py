@@ -1,6 +1,8 @@
 """``docker ps`` without reading whole container records.
 
-A container is one JSON document in the store (``containers.data``), and a label
+A container is one JSON document in the store (``containers.data``: a
+:class:`~dockyard.model.container.ContainerRecord` as the model's converter
+unstructures it, so the paths below name its fields), and a label
 in it may be megabytes (up to the API's body limit).  Listing used to parse every
 record in Python for every client, even the ones a filter then dropped, and copy
 their labels into each answer: 200 concurrent listings of one container with a
@@ -23,7 +25,11 @@ import json
 import threading
 from typing import Any
 
+import attrs
+
 from ...errors import InvalidParameter
+from ...model.container import ContainerSummary, Endpoint, EndpointConfig, MountPoint, NetworkSettings, State
+from ...model.convert import converter
 
 #: listings reading the store at once (each may have SQLite load a few-MiB record)
 SCANS = 2
@@ -32,12 +38,12 @@ INLINE = 64 << 10
 _scans = threading.BoundedSemaphore(SCANS)
 FILTERS = ("status", "name", "id", "label", "exited", "health")
 #: what a summary shows, picked out of the record (``->``: as JSON text, ``->>``: as an SQL value)
-_COLUMNS = {"created": "data ->> '$.Created'", "image": "data ->> '$.Config.Image'",
-            "path_args": "data -> '$.Path_Args'", "state": "data -> '$.State'",
-            "settings": "data -> '$.NetworkSettings'", "networks": "data -> '$.Networks'",
-            "mode": "data ->> '$.NetworkMode'", "host_mode": "data ->> '$.HostConfig.NetworkMode'",
-            "mounts": "data -> '$.MountPoints'",
-            "labels": f"CASE WHEN length(data) <= {INLINE} THEN data -> '$.Config.Labels' END"}
+_COLUMNS = {"created": "data ->> '$.created'", "image": "data ->> '$.config.Image'",
+            "path": "data ->> '$.path'", "args": "data -> '$.args'", "state": "data -> '$.state'",
+            "settings": "data -> '$.network_settings'", "networks": "data -> '$.networks'",
+            "mode": "data ->> '$.network_mode'", "host_mode": "data ->> '$.host_config.NetworkMode'",
+            "mounts": "data -> '$.mount_points'",
+            "labels": f"CASE WHEN length(data) <= {INLINE} THEN data -> '$.config.Labels' END"}
 
 
 def _where(show_all: bool, filters: dict) -> tuple[list[str], list[Any]]:
@@ -45,7 +51,7 @@ def _where(show_all: bool, filters: dict) -> tuple[list[str], list[Any]]:
     conds: list[str] = []
     args: list[Any] = []
     if not show_all:
-        conds.append("(data ->> '$.State.Running' OR data ->> '$.State.Restarting')")
+        conds.append("(data ->> '$.state.running' OR data ->> '$.state.restarting')")
 
     def any_of(template, values, per_value):
         conds.append("(" + " OR ".join([template] * len(values)) + ")" if values else "0")
@@ -54,7 +60,7 @@ def _where(show_all: bool, filters: dict) -> tuple[list[str], list[Any]]:
 
     for key, values in filters.items():
         if key == "status":
-            any_of("data ->> '$.State.Status' = ?", values, lambda v: [v])
+            any_of("data ->> '$.state.status' = ?", values, lambda v: [v])
         elif key == "name":
             any_of("instr('/' || name, ?) > 0", values, lambda v: [v.lstrip("/")])
         elif key == "id":
@@ -62,14 +68,14 @@ def _where(show_all: bool, filters: dict) -> tuple[list[str], list[Any]]:
         elif key == "label":
             for v in values:  # every label given must match
                 k, sep, val = v.partition("=")
-                conds.append("EXISTS (SELECT 1 FROM json_each(data, '$.Config.Labels') WHERE key = ?"
+                conds.append("EXISTS (SELECT 1 FROM json_each(data, '$.config.Labels') WHERE key = ?"
                              + (" AND value = ?)" if sep else ")"))
                 args.extend([k, val] if sep else [k])
         elif key == "exited":
-            any_of("CAST(data ->> '$.State.ExitCode' AS TEXT) = ?", values, lambda v: [v])
-            conds.append("data ->> '$.State.Status' = 'exited'")
+            any_of("CAST(data ->> '$.state.exit_code' AS TEXT) = ?", values, lambda v: [v])
+            conds.append("data ->> '$.state.status' = 'exited'")
         elif key == "health":
-            any_of("coalesce(data ->> '$.State.Health.Status', 'none') = ?", values, lambda v: [v])
+            any_of("coalesce(data ->> '$.state.health.status', 'none') = ?", values, lambda v: [v])
     return conds, args
 
 
@@ -79,9 +85,17 @@ def check_filters(filters: dict) -> None:
             raise InvalidParameter(f"invalid filter '{key}'")
 
 
-def records(store: Any, show_all: bool = False, filters: dict | None = None, limit: int = -1) -> list[dict]:
-    """The listed containers, newest first, as records holding only what a summary
-    shows (``Config`` has ``Image`` but no ``Labels``: :func:`labels_json` gives them)."""
+@attrs.frozen
+class Listed:
+    """A listed container: its summary (without labels) and, for a small record, its
+    labels as the JSON text the store holds (None: :func:`labels_json` fetches them)."""
+
+    summary: ContainerSummary
+    labels: str | None = None
+
+
+def records(store: Any, show_all: bool = False, filters: dict | None = None, limit: int = -1) -> list[Listed]:
+    """The listed containers, newest first."""
     filters = filters or {}
     check_filters(filters)
     conds, args = _where(show_all, filters)
@@ -95,13 +109,16 @@ def records(store: Any, show_all: bool = False, filters: dict | None = None, lim
         rows = store.query(sql, *args)
     out = []
     for row in rows:
-        out.append({"Id": row["id"], "Name": "/" + row["name"], "Image": row["image_id"], "Created": row["created"],
-                    "Config": {"Image": row["image"]}, "Path_Args": _load(row["path_args"], []),
-                    "State": _load(row["state"], {}), "NetworkSettings": _load(row["settings"], {}),
-                    "Networks": _load(row["networks"], {}),
-                    "NetworkMode": row["mode"],
-                    "HostConfig": {"NetworkMode": row["host_mode"]} if row["host_mode"] is not None else {},
-                    "MountPoints": _load(row["mounts"], []), "_labels": row["labels"]})
+        summary = ContainerSummary(
+            id=row["id"], name=row["name"], image=row["image"] or "", image_id=row["image_id"],
+            command=[row["path"], *_load(row["args"], [])], created=row["created"],
+            state=converter.structure(_load(row["state"], {}), State),
+            host_network_mode=row["host_mode"] if row["host_mode"] is not None else "default",
+            network_mode=row["mode"],
+            networks=converter.structure(_load(row["networks"], {}), dict[str, EndpointConfig]),
+            network_settings=converter.structure(_load(row["settings"], {}), NetworkSettings),
+            mount_points=converter.structure(_load(row["mounts"], []), list[MountPoint]))
+        out.append(Listed(summary, row["labels"]))
     return out
 
 
@@ -109,29 +126,32 @@ def _load(text: str | None, default: Any) -> Any:
     return json.loads(text) if text is not None else default
 
 
-def on_network(store: Any, network: str) -> list[tuple[str, str, dict]]:
+def on_network(store: Any, network: str) -> list[tuple[str, str, dict[str, Any]]]:
     """``(id, name, endpoint settings)`` of the running containers with an endpoint
-    on ``network`` (a network's ``Containers``), without reading their records whole."""
+    on ``network`` (a network's ``Containers``), without reading their records whole;
+    the settings in the API's shape (:meth:`~dockyard.model.container.Endpoint.to_api`)."""
     with _scans:
         rows = store.query("SELECT c.id AS id, c.name AS name, n.value AS settings FROM containers AS c, "
-                           "json_each(c.data, '$.NetworkSettings.Networks') AS n WHERE n.key = ?", network)
-    return [(row["id"], row["name"], _load(row["settings"], {}) or {}) for row in rows]
+                           "json_each(c.data, '$.network_settings.endpoints') AS n WHERE n.key = ?", network)
+    return [(row["id"], row["name"], converter.structure(json.loads(row["settings"]), Endpoint).to_api())
+            for row in rows]
 
 
 def volumes_in_use(store: Any) -> set[str]:
     """Names of the volumes some container's mount points name (``dangling=false``)."""
     with _scans:
-        rows = store.query("SELECT DISTINCT m.value ->> '$.Name' AS name FROM containers AS c, "
-                           "json_each(c.data, '$.MountPoints') AS m WHERE m.value ->> '$.Type' = 'volume'")
+        rows = store.query("SELECT DISTINCT m.value ->> '$.name' AS name FROM containers AS c, "
+                           "json_each(c.data, '$.mount_points') AS m WHERE m.value ->> '$.type' = 'volume'")
     return {row["name"] for row in rows if row["name"]}
 
 
-def labels_json(store: Any, rec: dict) -> str:
-    """The labels of a record of :func:`records` as the JSON text of an object
+def labels_json(store: Any, listed: Listed) -> str:
+    """The labels of a container of :func:`records` as the JSON text of an object
     (``{}`` if it has none, or is gone meanwhile)."""
-    text = rec.get("_labels")
+    text = listed.labels
     if text is None:
         with _scans:
-            row = store.one("SELECT data -> '$.Config.Labels' AS labels FROM containers WHERE id = ?", rec["Id"])
+            row = store.one("SELECT data -> '$.config.Labels' AS labels FROM containers WHERE id = ?",
+                            listed.summary.id)
         text = row["labels"] if row is not None else None
     return text if text and text.startswith("{") else "{}"

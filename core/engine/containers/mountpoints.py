@@ -2,9 +2,10 @@
 
 At create (:meth:`MountPoints.prepare`) the request's ``HostConfig.VolumesFrom``,
 ``HostConfig.Binds``, ``HostConfig.Mounts`` and ``Config.Volumes`` (the image's
-``VOLUME``\\ s included) become the record's ``MountPoints``: a list of Docker's
-MountPoint objects (``Type, Name, Source, Destination, Driver, Mode, RW,
-Propagation``) with private ``_``-keys.  Docker's order: what another container
+``VOLUME``\\ s included) become the record's ``mount_points``: a list of
+:class:`~dockyard.model.container.MountPoint` (Docker's MountPoint, with what the
+engine keeps beside it: who made the volume, whether the image's content is copied
+in, which container it came from).  Docker's order: what another container
 has (``--volumes-from``) is overridden by this container's own binds and mounts,
 and ``Config.Volumes`` get an anonymous volume (64-hex name) only where nothing
 else is mounted.  Named volumes are created on demand, with the volume driver of
@@ -26,11 +27,14 @@ import os
 import threading
 from typing import Any, Callable, Protocol
 
+import attrs
+
 from ...driverkit.fdwalk import Tree, open_in_root
 from ...driverkit.safetar import Whiteouts, extract
 from ...driverkit.tarwriter import TarWriter
 from ...errors import InvalidParameter, StorageError
 from ...hookspecs.volume import VolumeError
+from ...model.container import ContainerRecord, MountPoint
 from ..bundle import ocispec
 from ..volumes.service import NAME_RE, NAME_RULE, new_name
 
@@ -57,15 +61,14 @@ class Volumes(Protocol):
 class Containers(Protocol):
     def resolve(self, ref: str) -> str: ...
 
-    def get(self, cid: str) -> dict: ...
+    def get(self, cid: str) -> ContainerRecord: ...
 
 
-def public(mp: dict) -> dict:
-    """The MountPoint object of the API (no private keys)."""
-    return {k: v for k, v in mp.items() if not k.startswith("_")}
+#: what a create asks of a volume it makes (options, labels), by mount point: not kept
+Wanted = dict[int, tuple[dict | None, dict | None]]
 
 
-def _target(spec, dest):
+def _target(spec: str, dest: Any) -> str:
     if not isinstance(dest, str) or not dest.startswith("/"):
         raise InvalidParameter(f"invalid volume specification: '{spec}': invalid mount config for type "
                                f"\"volume\": invalid mount path: '{dest}' mount path must be absolute")
@@ -75,13 +78,12 @@ def _target(spec, dest):
     return ocispec.clean(dest)
 
 
-def _volume(name, dest, driver, mode="z", rw=True, copy=True, opts=None, labels=None):
-    return {"Type": "volume", "Name": name, "Source": "", "Destination": dest, "Driver": driver,
-            "Mode": mode, "RW": rw, "Propagation": "", "_copy": copy, "_named": bool(name),
-            "_opts": opts, "_labels": labels}
+def _volume(name: str, dest: str, driver: str, mode: str = "z", rw: bool = True, copy: bool = True) -> MountPoint:
+    return MountPoint(type="volume", name=name, destination=dest, driver=driver, mode=mode, rw=rw,
+                      copy_up=copy, named=bool(name))
 
 
-def _from_bind(spec, driver):
+def _from_bind(spec: str, driver: str) -> MountPoint:
     """A Binds entry -> a MountPoint (bind or volume)."""
     parts = spec.split(":")
     if len(parts) == 1:  # "/data": an anonymous volume
@@ -95,8 +97,8 @@ def _from_bind(spec, driver):
     dest = _target(spec, parts[1])
     if parts[0].startswith("/"):
         prop = next((o for o in opts if o in ocispec.PROPAGATIONS), "rprivate")
-        return {"Type": "bind", "Source": ocispec.clean(parts[0]), "Destination": dest, "Mode": mode,
-                "RW": "ro" not in opts, "Propagation": prop}
+        return MountPoint(type="bind", source=ocispec.clean(parts[0]), destination=dest, mode=mode,
+                          rw="ro" not in opts, propagation=prop)
     if not NAME_RE.match(parts[0]):
         raise InvalidParameter(f'create {parts[0]}: "{parts[0]}" includes invalid characters for a local volume '
                                f"name, only {NAME_RULE} are allowed. If you intended to pass a host directory, "
@@ -104,19 +106,19 @@ def _from_bind(spec, driver):
     return _volume(parts[0], dest, driver, mode=mode or "z", rw="ro" not in opts, copy="nocopy" not in opts)
 
 
-def _from_mount(m, driver):
-    """A HostConfig.Mounts entry -> a MountPoint (the bundle validates binds and tmpfs)."""
+def _from_mount(m: Any, driver: str, wanted: Wanted) -> MountPoint:
+    """A HostConfig.Mounts entry -> a MountPoint (the bundle validates binds and tmpfs);
+    a volume's options and labels go to ``wanted``."""
     if not isinstance(m, dict):
         raise InvalidParameter(f"invalid HostConfig.Mounts entry: {m!r}")
     kind, target = m.get("Type") or "", m.get("Target")
-    dest = ocispec.clean(target) if isinstance(target, str) and target.startswith("/") else target
+    dest: Any = ocispec.clean(target) if isinstance(target, str) and target.startswith("/") else target
     rw = not m.get("ReadOnly")
     if kind == "bind":
         prop = (m.get("BindOptions") or {}).get("Propagation") or "rprivate"
-        return {"Type": "bind", "Source": m.get("Source") or "", "Destination": dest, "Mode": "", "RW": rw,
-                "Propagation": prop}
+        return MountPoint(type="bind", source=m.get("Source") or "", destination=dest, rw=rw, propagation=prop)
     if kind == "tmpfs":
-        return {"Type": "tmpfs", "Source": "", "Destination": dest, "Mode": "", "RW": rw, "Propagation": ""}
+        return MountPoint(type="tmpfs", destination=dest, rw=rw)
     if kind != "volume":
         raise InvalidParameter(f'invalid mount config for type "{kind}": mount type unknown')
     if m.get("BindOptions"):
@@ -130,24 +132,25 @@ def _from_mount(m, driver):
     if name and not NAME_RE.match(name):
         raise InvalidParameter(f'create {name}: "{name}" includes invalid characters for a local volume name, '
                                f"only {NAME_RULE} are allowed")
-    return _volume(name, dest, dc.get("Name") or driver, rw=rw, copy=not vo.get("NoCopy"),
-                   opts=dc.get("Options"), labels=vo.get("Labels"))
+    mp = _volume(name, dest, dc.get("Name") or driver, rw=rw, copy=not vo.get("NoCopy"))
+    wanted[id(mp)] = (dc.get("Options"), vo.get("Labels"))
+    return mp
 
 
-def _from_container(containers, spec):
+def _from_container(containers: Containers, spec: str) -> list[MountPoint]:
     """``--volumes-from CONTAINER[:ro|rw]`` -> that container's mount points."""
     ref, _, mode = spec.partition(":")
     if mode not in ("", "ro", "rw"):
         raise InvalidParameter(f"invalid mode: {mode}")
     other = containers.get(containers.resolve(ref))
     out = []
-    for mp in other.get("MountPoints") or ():
-        if mp["Type"] == "tmpfs":
+    for mp in other.mount_points:
+        if mp.type == "tmpfs":
             continue
-        cp = dict(mp, _from=other["Id"], _copy=False)
+        cp = attrs.evolve(mp, from_container=other.id, copy_up=False)
         if mode:
-            cp["RW"] = mode == "rw"
-            cp["Mode"] = mode
+            cp.rw = mode == "rw"
+            cp.mode = mode
         out.append(cp)
     return out
 
@@ -254,23 +257,24 @@ class MountPoints:
     def __init__(self, volumes: Volumes, containers: Containers) -> None:
         self.volumes, self.containers = volumes, containers
 
-    def prepare(self, rec: dict) -> list[dict]:
-        """The record's MountPoints from its request; named volumes are created if
+    def prepare(self, rec: ContainerRecord) -> list[MountPoint]:
+        """The record's mount points from its request; named volumes are created if
         missing, anonymous ones made.  On failure, the volumes it made are removed."""
-        cfg, host = rec["Config"], rec["HostConfig"]
+        cfg, host = rec.config, rec.host_config
         driver = host.get("VolumeDriver") or self.volumes.default
-        points = {}
+        points: dict[str, MountPoint] = {}
         for spec in ocispec.items(host, "VolumesFrom", str):
             for mp in _from_container(self.containers, spec):
-                points[mp["Destination"]] = mp
+                points[mp.destination] = mp
+        wanted: Wanted = {}
         own = [_from_bind(b, driver) for b in ocispec.items(host, "Binds", str)]
-        own += [_from_mount(m, driver) for m in ocispec.items(host, "Mounts", object)]
+        own += [_from_mount(m, driver, wanted) for m in ocispec.items(host, "Mounts", object)]
         seen = set()
         for mp in own:
-            if mp["Destination"] in seen:
-                raise InvalidParameter(f"Duplicate mount point: {mp['Destination']}")
-            seen.add(mp["Destination"])
-            points[mp["Destination"]] = mp
+            if mp.destination in seen:
+                raise InvalidParameter(f"Duplicate mount point: {mp.destination}")
+            seen.add(mp.destination)
+            points[mp.destination] = mp
         tmpfs = {ocispec.clean(d) for d in (host.get("Tmpfs") or {}) if isinstance(d, str) and d.startswith("/")}
         for dest in (cfg.get("Volumes") or {}):
             dest = _target(dest, dest)
@@ -279,70 +283,68 @@ class MountPoints:
         made = []
         try:
             for mp in points.values():
-                if mp["Type"] != "volume" or mp.get("_from"):
+                if mp.type != "volume" or mp.from_container:
                     continue
-                anonymous = not mp["Name"]
-                vol = self.volumes.find(mp["Name"]) if mp["Name"] else None
+                anonymous = not mp.name
+                vol = self.volumes.find(mp.name) if mp.name else None
                 if vol is None:
-                    vol = self.volumes.create(mp["Name"] or new_name(), mp["Driver"], mp.pop("_opts", None),
-                                              mp.pop("_labels", None), anonymous=anonymous)
+                    opts, labels = wanted.get(id(mp), (None, None))
+                    vol = self.volumes.create(mp.name or new_name(), mp.driver, opts, labels, anonymous=anonymous)
                     made.append(vol["Name"])
-                for key in ("_opts", "_labels"):
-                    mp.pop(key, None)
-                mp.update(Name=vol["Name"], Driver=vol["Driver"], Source=vol["Mountpoint"])
+                mp.name, mp.driver, mp.source = vol["Name"], vol["Driver"], vol["Mountpoint"]
         except BaseException:
             for name in made:
                 _quietly(self.volumes.remove, name, force=True)
             raise
         for mp in points.values():
-            mp["_made"] = mp.get("Name") in made
-        return sorted(points.values(), key=lambda m: m["Destination"])
+            mp.made = mp.type == "volume" and mp.name in made
+        return sorted(points.values(), key=lambda m: m.destination)
 
-    def discard(self, rec: dict) -> None:
+    def discard(self, rec: ContainerRecord) -> None:
         """Undo :meth:`prepare` for a record that was never made: the volumes it made go."""
-        for mp in rec.get("MountPoints") or ():
-            if mp.get("_made"):
-                _quietly(self.volumes.remove, mp["Name"], force=True)
+        for mp in rec.mount_points:
+            if mp.made:
+                _quietly(self.volumes.remove, mp.name, force=True)
 
-    def remove_anonymous(self, rec: dict) -> None:
+    def remove_anonymous(self, rec: ContainerRecord) -> None:
         """``docker rm -v``: the container's anonymous volumes that nobody else uses go."""
-        for mp in rec.get("MountPoints") or ():
-            if mp["Type"] == "volume" and not mp.get("_named") and mp.get("Name"):
+        for mp in rec.mount_points:
+            if mp.type == "volume" and not mp.named and mp.name:
                 try:
-                    self.volumes.remove(mp["Name"])
+                    self.volumes.remove(mp.name)
                 except Exception as exc:  # in use by another container, or already gone
-                    log.info("keeping volume %s: %s", mp["Name"], exc)
+                    log.info("keeping volume %s: %s", mp.name, exc)
 
-    def mount(self, rec: dict, rootfs: str) -> list[dict]:
+    def mount(self, rec: ContainerRecord, rootfs: str) -> list[dict]:
         """Mount the container's volumes; return the OCI mounts they (and the binds
         of ``--volumes-from``) add to its bundle.  On failure nothing stays mounted."""
-        cid, out = rec["Id"], []
+        cid, out = rec.id, []
         try:
-            for mp in rec.get("MountPoints") or ():
-                if mp["Type"] == "volume":
-                    path = self.volumes.mount(mp["Name"], cid)
-                    if mp.get("_copy", True):
-                        copy_up(rootfs, mp["Destination"], path)
+            for mp in rec.mount_points:
+                if mp.type == "volume":
+                    path = self.volumes.mount(mp.name, cid)
+                    if mp.copy_up:
+                        copy_up(rootfs, mp.destination, path)
                     prop = "rprivate"
-                elif mp["Type"] == "bind" and mp.get("_from"):
-                    path, prop = mp["Source"], mp.get("Propagation") or "rprivate"
+                elif mp.type == "bind" and mp.from_container:
+                    path, prop = mp.source, mp.propagation or "rprivate"
                 else:
                     continue
-                out.append({"destination": mp["Destination"], "type": "bind", "source": path,
-                            "options": ["rbind"] + ([] if mp["RW"] else ["ro"]) + [prop]})
+                out.append({"destination": mp.destination, "type": "bind", "source": path,
+                            "options": ["rbind"] + ([] if mp.rw else ["ro"]) + [prop]})
         except BaseException:
             self.unmount(rec)
             raise
         return out
 
-    def unmount(self, rec: dict) -> None:
+    def unmount(self, rec: ContainerRecord) -> None:
         """Release the container's use of its volumes (idempotent)."""
-        for mp in rec.get("MountPoints") or ():
-            if mp["Type"] == "volume" and mp.get("Name"):
-                _quietly(self.volumes.unmount, mp["Name"], rec["Id"])
+        for mp in rec.mount_points:
+            if mp.type == "volume" and mp.name:
+                _quietly(self.volumes.unmount, mp.name, rec.id)
 
-    def restore(self, rec: dict) -> None:
+    def restore(self, rec: ContainerRecord) -> None:
         """After a daemon restart: count a running container's volumes as used again."""
-        for mp in rec.get("MountPoints") or ():
-            if mp["Type"] == "volume" and mp.get("Name"):
-                _quietly(self.volumes.mount, mp["Name"], rec["Id"])
+        for mp in rec.mount_points:
+            if mp.type == "volume" and mp.name:
+                _quietly(self.volumes.mount, mp.name, rec.id)

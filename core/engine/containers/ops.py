@@ -12,6 +12,7 @@ from typing import Any, Callable, Protocol
 
 from ...driverkit.fdwalk import Tree
 from ...errors import Conflict, ExecError, InvalidParameter
+from ...model.container import ContainerRecord
 from ..bundle import ocispec
 from ..filters import label_match, parse_timestamp, unix_time
 from . import restart, verify
@@ -53,9 +54,8 @@ class Layers(Protocol):
     def diff_size(self, driver_id: str, parent_chain: str | None) -> int: ...
 
 
-def _attrs(rec: dict) -> dict:
-    return {"name": rec["Name"].lstrip("/"), "image": rec["Config"].get("Image", "")}
-
+def _attrs(rec: ContainerRecord) -> dict:
+    return rec.event_attributes()
 
 
 def _int(body: dict, key: str) -> int | None:
@@ -167,7 +167,7 @@ class Operations:
         self.records, self.images, self.layers, self.exec_slot = records, images, layers, exec_slot
         self.remove, self.emit = remove, emit
 
-    def rename(self, ref: str, new_name: str | None) -> dict:
+    def rename(self, ref: str, new_name: str | None) -> ContainerRecord:
         """``POST /containers/{id}/rename``; returns the renamed record."""
         containers = self.records
         old_ref = (ref or "").lstrip("/")
@@ -179,13 +179,13 @@ class Operations:
         cid = containers.resolve(ref)
         with containers.lock(cid):
             rec = containers.get(cid)
-            old = rec["Name"]
-            if old.lstrip("/") == new:
+            old = rec.name
+            if old == new:
                 raise InvalidParameter("Renaming a container with the same name as its current name")
-            rec["Name"] = "/" + new
-            containers.rename(rec, new)
+            rec.name = new
+            containers.rename(rec)
         # the embedded DNS answers from the records, so the new name resolves at once
-        self.emit("container", "rename", cid, {**_attrs(rec), "oldName": old})
+        self.emit("container", "rename", cid, {**_attrs(rec), "oldName": "/" + old})
         return rec
 
     def update(self, ref: str, body: Any) -> list[str]:
@@ -199,7 +199,7 @@ class Operations:
         warnings = []
         with containers.lock(cid):
             rec = containers.get(cid)
-            host = rec["HostConfig"]
+            host = rec.host_config
             new, changed = _merge(host, body)
             policy = body.get("RestartPolicy")
             if policy is not None:
@@ -208,7 +208,7 @@ class Operations:
                                            "the container")
                 restart.validate({"RestartPolicy": policy})  # the same rules as at create
             resources = _live_resources(new, changed) if changed else {}
-            if rec["State"]["Running"] and resources:
+            if rec.state.running and resources:
                 try:
                     self.exec_slot.hook.exec_update(id=cid, resources=resources)
                 except ExecError as exc:
@@ -216,7 +216,7 @@ class Operations:
             if policy is not None:
                 new["RestartPolicy"] = {"Name": policy.get("Name") or "no",
                                         "MaximumRetryCount": int(policy.get("MaximumRetryCount") or 0)}
-            rec["HostConfig"] = new
+            rec.host_config = new
             containers.save(rec)
         self.emit("container", "update", cid, _attrs(rec))
         return warnings
@@ -225,7 +225,7 @@ class Operations:
         containers = self.records
         cid = containers.resolve(ref)
         rec = containers.get(cid)
-        if not rec["State"]["Running"]:
+        if not rec.state.running:
             raise Conflict(f"Container {cid} is not running")
         pids = self.exec_slot.hook.exec_pids(id=cid)
         if pids is None:
@@ -250,7 +250,7 @@ class Operations:
         containers = self.records
         cid = containers.resolve(ref)
         rec = containers.get(cid)
-        found = self.layers.changes(cid, self.images.top_layer(rec["Image"]))
+        found = self.layers.changes(cid, self.images.top_layer(rec.image_id))
         kept, hidden = [], []
         for path, kind in found:
             if path in INIT_PATHS and kind != 2 and self._is_placeholder(cid, path):
@@ -291,28 +291,28 @@ class Operations:
         until = [parse_timestamp(v) for v in filters.get("until", [])]
         deleted, reclaimed = [], 0
         for rec in self.records.all():
-            if rec["State"]["Running"] or rec["State"].get("Paused"):
+            if rec.state.running or rec.state.paused:
                 continue
-            if until and not all(unix_time(rec["Created"]) < u for u in until):
+            if until and not all(unix_time(rec.created) < u for u in until):
                 continue
-            if not label_match(rec["Config"].get("Labels"), filters.get("label", []), filters.get("label!", [])):
+            if not label_match(rec.config.get("Labels"), filters.get("label", []), filters.get("label!", [])):
                 continue
             try:
                 size = self.rw_size(rec)
-                self.remove(rec["Id"])
+                self.remove(rec.id)
             except (Conflict, LookupError) as exc:
-                log.info("prune: %s stays: %s", rec["Id"][:12], exc)
+                log.info("prune: %s stays: %s", rec.id[:12], exc)
                 continue
-            deleted.append(rec["Id"])
+            deleted.append(rec.id)
             reclaimed += size
         self.emit("container", "prune", "", {"reclaimed": str(reclaimed)})
         return {"ContainersDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
-    def rw_size(self, rec: dict) -> int:
+    def rw_size(self, rec: ContainerRecord) -> int:
         """Bytes the container's layer adds to its image (0 when the layer is in trouble)."""
-        top_layer = self.images.top_layer(rec["Image"]) if rec.get("Image") else None
+        top_layer = self.images.top_layer(rec.image_id) if rec.image_id else None
         try:
-            return self.layers.diff_size(rec["Id"], top_layer)
+            return self.layers.diff_size(rec.id, top_layer)
         except Exception:  # a layer in trouble does not stop the prune
-            log.exception("size of %s", rec["Id"][:12])
+            log.exception("size of %s", rec.id[:12])
             return 0

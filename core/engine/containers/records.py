@@ -1,6 +1,7 @@
-"""The container records: one JSON document per container in the store's
-``containers`` table (the Docker inspect shape, plus ``Path_Args``,
-``NetworkMode``, ``Networks`` and ``MountPoints``), and a lock per container.
+"""The container records: one :class:`~dockyard.model.container.ContainerRecord` per
+container, kept in the store's ``containers`` table as the JSON the model's converter
+makes of it (``data``; the Docker API's shapes are its views), and a lock per
+container.
 
 Every part of the engine that reads or changes a record goes through
 :class:`ContainerRecords`; the networks and volumes services get it as their
@@ -9,12 +10,13 @@ narrow view of the containers (who is on a network, who uses a volume).
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from typing import Any
 
 from ...errors import Conflict, ContainerNotFound, InvalidParameter
+from ...model.container import ContainerRecord
+from ...model.convert import dumps, loads
 from . import listing
 
 
@@ -49,38 +51,38 @@ class ContainerRecords:
             raise InvalidParameter(f"multiple IDs found with provided prefix: {ref}")
         raise ContainerNotFound(f"No such container: {ref}")
 
-    def get(self, cid: str) -> dict:
+    def get(self, cid: str) -> ContainerRecord:
         row = self.store.one("SELECT data FROM containers WHERE id=?", cid)
         if row is None:
             raise ContainerNotFound(f"No such container: {cid}")
-        return json.loads(row["data"])
+        return loads(row["data"], ContainerRecord)
 
-    def save(self, rec: dict) -> None:
+    def save(self, rec: ContainerRecord) -> None:
         with self.store.tx() as db:
-            db.execute("UPDATE containers SET data=? WHERE id=?", (json.dumps(rec), rec["Id"]))
+            db.execute("UPDATE containers SET data=? WHERE id=?", (dumps(rec), rec.id))
 
-    def all(self) -> list[dict]:
-        return [json.loads(r["data"]) for r in self.store.query("SELECT data FROM containers")]
+    def all(self) -> list[ContainerRecord]:
+        return [loads(r["data"], ContainerRecord) for r in self.store.query("SELECT data FROM containers")]
 
     def name_free(self, name: str) -> bool:
         return self.store.one("SELECT 1 FROM containers WHERE name=?", name) is None
 
-    def insert(self, rec: dict, name: str, image_id: str) -> None:
-        """Record a new container named ``name`` (a Conflict if the name is taken)."""
+    def insert(self, rec: ContainerRecord) -> None:
+        """Record a new container (a Conflict if its name is taken)."""
         with self.store.tx() as db:
-            clash = db.execute("SELECT id FROM containers WHERE name=?", (name,)).fetchone()
+            clash = db.execute("SELECT id FROM containers WHERE name=?", (rec.name,)).fetchone()
             if clash:
-                raise name_conflict(name, clash["id"])
+                raise name_conflict(rec.name, clash["id"])
             db.execute("INSERT INTO containers(id, name, image_id, data) VALUES (?,?,?,?)",
-                       (rec["Id"], name, image_id, json.dumps(rec)))
+                       (rec.id, rec.name, rec.image_id, dumps(rec)))
 
-    def rename(self, rec: dict, new: str) -> None:
-        """Store ``rec`` under the name ``new`` (a Conflict if another container has it)."""
+    def rename(self, rec: ContainerRecord) -> None:
+        """Store ``rec`` under its (new) name (a Conflict if another container has it)."""
         with self.store.tx() as db:
-            clash = db.execute("SELECT id FROM containers WHERE name=? AND id<>?", (new, rec["Id"])).fetchone()
+            clash = db.execute("SELECT id FROM containers WHERE name=? AND id<>?", (rec.name, rec.id)).fetchone()
             if clash:
-                raise name_conflict(new, clash["id"])
-            db.execute("UPDATE containers SET name=?, data=? WHERE id=?", (new, json.dumps(rec), rec["Id"]))
+                raise name_conflict(rec.name, clash["id"])
+            db.execute("UPDATE containers SET name=?, data=? WHERE id=?", (rec.name, dumps(rec), rec.id))
 
     def delete(self, cid: str) -> None:
         with self.store.tx() as db:
@@ -96,12 +98,12 @@ class ContainerRecords:
     def users_of_image(self, image_id: str) -> list[tuple[str, bool]]:
         """``[(container id, running)]`` of the containers made from ``image_id``."""
         out = []
-        for row in self.store.query("SELECT id, data FROM containers WHERE image_id=?", image_id):
-            state = json.loads(row["data"]).get("State") or {}
-            out.append((row["id"], bool(state.get("Running"))))
+        for row in self.store.query("SELECT id, data ->> '$.state.running' AS running FROM containers "
+                                    "WHERE image_id=?", image_id):
+            out.append((row["id"], bool(row["running"])))
         return out
 
-    def on_network(self, network: str) -> list[tuple[str, str, dict]]:
+    def on_network(self, network: str) -> list[tuple[str, str, dict[str, Any]]]:
         """See :func:`.listing.on_network`."""
         return listing.on_network(self.store, network)
 
@@ -113,12 +115,13 @@ class ContainerRecords:
         """Volume name -> ids of the containers whose records name it."""
         out: dict[str, list[str]] = {}
         for crec in self.all():
-            for mp in crec.get("MountPoints") or ():
-                if mp.get("Type") == "volume" and mp.get("Name"):
-                    out.setdefault(mp["Name"], []).append(crec["Id"])
+            for mp in crec.mount_points:
+                if mp.type == "volume" and mp.name:
+                    out.setdefault(mp.name, []).append(crec.id)
         return out
 
 
 def name_conflict(name: str, holder: str) -> Conflict:
+    """Docker's error for a name another container has."""
     return Conflict(f'Conflict. The container name "/{name}" is already in use by container '
                     f'"{holder}". You have to remove (or rename) that container to be able to reuse that name.')

@@ -3,13 +3,13 @@ restartmanager and daemon/monitor.go apply them.
 
 When a container's process ends, :meth:`RestartManager.on_exit` (called by
 ``Lifecycle._exited`` under the container's lock, before ``die`` is emitted)
-decides: the record becomes ``restarting`` with ``RestartCount`` one higher, and
+decides: the record becomes ``restarting`` with its restart count one higher, and
 :meth:`schedule` starts it again after the back-off delay, which starts at 100 ms,
 doubles with every restart up to one minute, and falls back to 100 ms once the
 container ran for 10 s or more.  The policy is read from the record's HostConfig
 at every exit, so ``docker update --restart`` takes effect at the next one.
 
-A container stopped by the user (stop, kill, rm -f) has ``HasBeenManuallyStopped``
+A container stopped by the user (stop, kill, rm -f) has ``manually_stopped``
 set and any pending restart cancelled: no policy brings it back until it is started
 again.  When the daemon starts (:meth:`start`, after the records are restored),
 Docker's rule applies to containers that ran before: ``always`` comes back even if
@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any, Callable, Protocol
 
 from ...errors import InvalidParameter, NotFound
+from ...model.container import ContainerRecord
 
 log = logging.getLogger("dockyard.restart")
 POLICIES = ("", "no", "always", "unless-stopped", "on-failure")
@@ -82,13 +83,13 @@ def iso_seconds(iso: str | None) -> float:
 class Containers(Protocol):
     """What restart policies need of the container records."""
 
-    def get(self, cid: str) -> dict: ...
+    def get(self, cid: str) -> ContainerRecord: ...
 
-    def save(self, rec: dict) -> None: ...
+    def save(self, rec: ContainerRecord) -> None: ...
 
     def lock(self, cid: str) -> Any: ...
 
-    def all(self) -> list[dict]: ...
+    def all(self) -> list[ContainerRecord]: ...
 
 
 class RestartManager:
@@ -104,25 +105,25 @@ class RestartManager:
         self._ready = threading.Event()  # restarts wait until the daemon restored every record
 
     # exits ---------------------------------------------------------------------------
-    def on_exit(self, rec: dict) -> float | None:
+    def on_exit(self, rec: ContainerRecord) -> float | None:
         """The container of ``rec`` (updated, under its lock) ended: the delay of its
         restart (and ``rec`` marked restarting), or None."""
-        cid = rec["Id"]
-        name, retries = policy(rec["HostConfig"])
-        if name in ("", "no") or rec.get("HasBeenManuallyStopped"):
+        cid = rec.id
+        name, retries = policy(rec.host_config)
+        if name in ("", "no") or rec.manually_stopped:
             self.reset(cid)
             return None
-        state = rec["State"]
-        ran = iso_seconds(state.get("FinishedAt")) - iso_seconds(state.get("StartedAt"))
+        state = rec.state
+        ran = iso_seconds(state.finished_at) - iso_seconds(state.started_at)
         with self._lock:
             delay = 0.0 if ran >= RESET_AFTER else self._delays.get(cid, 0.0)
             delay = FIRST_DELAY if delay <= 0 else min(delay * 2, MAX_DELAY)
-            if not should_restart(name, retries, state.get("ExitCode", 0), False, rec.get("RestartCount", 0)):
+            if not should_restart(name, retries, state.exit_code, False, rec.restart_count):
                 self._delays.pop(cid, None)
                 return None
             self._delays[cid] = delay
-        rec["RestartCount"] = rec.get("RestartCount", 0) + 1
-        state.update(Restarting=True, Status="restarting")
+        rec.restart_count += 1
+        state.restarting, state.status = True, "restarting"
         return delay
 
     def schedule(self, cid: str, delay: float) -> None:
@@ -150,7 +151,7 @@ class RestartManager:
                 rec = containers.get(cid)
             except NotFound:
                 return
-            if not rec["State"].get("Restarting"):
+            if not rec.state.restarting:
                 return
             try:
                 self._start(cid, policy_restart=True)
@@ -164,10 +165,10 @@ class RestartManager:
             rec = containers.get(cid)
         except NotFound:
             return
-        if rec["State"].get("Restarting"):
-            rec["State"].update(Restarting=False, Status="exited")
+        if rec.state.restarting:
+            rec.state.restarting, rec.state.status = False, "exited"
             if error:
-                rec["State"]["Error"] = error
+                rec.state.error = error
             containers.save(rec)
 
     def cancel(self, cid: str) -> bool:
@@ -181,7 +182,7 @@ class RestartManager:
             if pending is not None:
                 pending.set()
             try:
-                restarting = bool(containers.get(cid)["State"].get("Restarting"))
+                restarting = containers.get(cid).state.restarting
             except NotFound:
                 return False
             self._stay_down(cid)
@@ -208,17 +209,16 @@ class RestartManager:
         containers = self.containers
         due = []
         for rec in containers.all():
-            state = rec["State"]
-            if state["Running"] or self.pending(rec["Id"]):
+            state = rec.state
+            if state.running or self.pending(rec.id):
                 continue
-            name, retries = policy(rec["HostConfig"])
-            if state.get("Restarting"):  # the daemon went away during its back-off
-                due.append((rec["Id"], True))
-            elif state.get("StartedAt", "").startswith("0001-") or name in ("", "no"):
+            name, retries = policy(rec.host_config)
+            if state.restarting:  # the daemon went away during its back-off
+                due.append((rec.id, True))
+            elif not state.ever_started or name in ("", "no"):
                 continue
-            elif should_restart(name, retries, state.get("ExitCode", 0), rec.get("HasBeenManuallyStopped", False),
-                                rec.get("RestartCount", 0)):
-                due.append((rec["Id"], False))
+            elif should_restart(name, retries, state.exit_code, rec.manually_stopped, rec.restart_count):
+                due.append((rec.id, False))
         threads = [threading.Thread(target=self._start_at_boot, args=item, daemon=True) for item in due]
         for t in threads:
             t.start()

@@ -22,18 +22,20 @@ import socket
 from typing import Any, BinaryIO, Callable, Protocol
 
 from ...errors import Conflict
+from ...model.container import ContainerRecord
 from . import archive, create, execs, lifecycle, listing, mountpoints, ops, stats, verify
 from .archive import ContainerArchives
 from .create import Creator
 from .execs import Execs
 from .health import HealthMonitor
 from .lifecycle import Lifecycle, NotModified
+from .listing import Listed
 from .mountpoints import MountPoints
 from .ops import Operations
 from .records import ContainerRecords
 from .restart import RestartManager
 
-__all__ = ["ContainerService", "NotModified"]
+__all__ = ["ContainerService", "NotModified", "ContainerRecord", "Listed"]
 
 
 class Events(Protocol):
@@ -103,27 +105,27 @@ class ContainerService:
         """The full id of a name, an id or a unique id prefix."""
         return self._records.resolve(ref)
 
-    def get(self, cid: str) -> dict:
+    def get(self, cid: str) -> ContainerRecord:
         """The record of container ``cid`` (a full id)."""
         return self._records.get(cid)
 
-    def inspect(self, ref: str) -> dict:
-        """The record of the container ``ref`` names."""
+    def inspect(self, ref: str) -> ContainerRecord:
+        """The record of the container ``ref`` names (its ``to_api()`` is Docker's inspect)."""
         return self._records.get(self._records.resolve(ref))
 
-    def all(self) -> list[dict]:
+    def all(self) -> list[ContainerRecord]:
         return self._records.all()
 
-    def summaries(self, show_all: bool = False, filters: dict | None = None, limit: int = -1) -> list[dict]:
-        """``docker ps``: summary records, newest first (see :func:`.listing.records`)."""
+    def summaries(self, show_all: bool = False, filters: dict | None = None, limit: int = -1) -> list[Listed]:
+        """``docker ps``: the listed containers, newest first (see :func:`.listing.records`)."""
         return listing.records(self._records.store, show_all, filters, limit)
 
     def check_list_filters(self, filters: dict) -> None:
         listing.check_filters(filters)
 
-    def labels_json(self, summary: dict) -> str:
-        """The labels of a summary of :meth:`summaries`, as JSON text (never decoded)."""
-        return listing.labels_json(self._records.store, summary)
+    def labels_json(self, listed: Listed) -> str:
+        """The labels of a container of :meth:`summaries`, as JSON text (never decoded)."""
+        return listing.labels_json(self._records.store, listed)
 
     # --- lifecycle --------------------------------------------------------------------
     def create(self, body: Any, name: str | None = None) -> str:
@@ -175,17 +177,17 @@ class ContainerService:
     def resize(self, ref: str, height: int, width: int) -> None:
         """Resize the terminal of a running container (nothing without a terminal)."""
         rec = self.inspect(ref)
-        if not rec["State"]["Running"]:
-            raise Conflict(f"Container {rec['Id']} is not running")
-        if rec["Config"].get("Tty") and height and width:
-            self._exec_hook.exec_resize(id=rec["Id"], exec_id=None, height=height, width=width)
+        if not rec.state.running:
+            raise Conflict(f"Container {rec.id} is not running")
+        if rec.config.get("Tty") and height and width:
+            self._exec_hook.exec_resize(id=rec.id, exec_id=None, height=height, width=width)
 
     def stats(self, cid: str, previous: dict | None = None) -> dict:
         """One ``docker stats`` sample (see :func:`.stats.sample`)."""
         return stats.sample(self._exec_hook, self._records.get(cid), previous)
 
     # --- operations ---------------------------------------------------------------------
-    def rename(self, ref: str, new_name: str | None) -> dict:
+    def rename(self, ref: str, new_name: str | None) -> ContainerRecord:
         return self._ops.rename(ref, new_name)
 
     def update(self, ref: str, body: Any) -> list[str]:
@@ -201,7 +203,7 @@ class ContainerService:
     def prune(self, filters: dict) -> dict:
         return self._ops.prune(filters)
 
-    def rw_size(self, rec: dict) -> int:
+    def rw_size(self, rec: ContainerRecord) -> int:
         """Bytes the container's layer adds to its image."""
         return self._ops.rw_size(rec)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
+from ...model.container import ContainerRecord
+
 ZERO_TIME = "0001-01-01T00:00:00Z"
 NET_FIELDS = ("rx_bytes", "rx_packets", "rx_errors", "rx_dropped", None, None, None, None,
               "tx_bytes", "tx_packets", "tx_errors", "tx_dropped")
@@ -46,13 +48,13 @@ def empty() -> dict:
                 "io_time_recursive": None, "sectors_recursive": None}}
 
 
-def sample(exec_hook: Any, rec: dict, previous: dict | None = None) -> dict:
+def sample(exec_hook: Any, rec: ContainerRecord, previous: dict | None = None) -> dict:
     """One sample for container record ``rec``; ``previous`` is the last sample
     of a stream (its cpu numbers become ``precpu_stats``)."""
-    running = rec["State"]["Running"]
+    running = rec.state.running
     out = empty()
     if running:
-        got = exec_hook.exec_stats(id=rec["Id"]) or {}
+        got = exec_hook.exec_stats(id=rec.id) or {}
         for key, value in got.items():
             if key == "blkio_stats":
                 out[key].update(value)
@@ -63,10 +65,10 @@ def sample(exec_hook: Any, rec: dict, previous: dict | None = None) -> dict:
         "preread": previous["read"] if previous else ZERO_TIME,
         "precpu_stats": previous["cpu_stats"] if previous else empty()["cpu_stats"],
         "num_procs": 0, "storage_stats": {},
-        "name": rec["Name"], "id": rec["Id"],
+        "name": "/" + rec.name, "id": rec.id,
     })
-    if running and not rec["NetworkMode"] == "host":
-        nets = networks(rec["State"]["Pid"])
+    if running and not rec.network_mode == "host":
+        nets = networks(rec.state.pid)
         if nets:
             out["networks"] = nets
     return out

@@ -1,16 +1,19 @@
 """Dockerfile-style ``--change`` instructions applied to an image config
-(``import --change``, later ``commit --change``)."""
+(``import --change``, ``commit --change``)."""
+
+from __future__ import annotations
 
 import json
 import shlex
 
 from ...errors import InvalidParameter
+from ...model.image import ContainerConfig
 
 ALLOWED = ("CMD", "ENTRYPOINT", "ENV", "EXPOSE", "LABEL", "ONBUILD", "STOPSIGNAL",
            "USER", "VOLUME", "WORKDIR")
 
 
-def _command(value):
+def _command(value: str) -> list[str]:
     value = value.strip()
     if value.startswith("["):
         try:
@@ -22,7 +25,7 @@ def _command(value):
     return ["/bin/sh", "-c", value]
 
 
-def _pairs(value, what):
+def _pairs(value: str, what: str) -> list[tuple[str, str]]:
     """``K=V K2="v 2"`` or the legacy ``K V`` form."""
     words = shlex.split(value)
     if words and "=" not in words[0]:
@@ -37,8 +40,8 @@ def _pairs(value, what):
     return out
 
 
-def apply(config, changes):
-    """Apply each change line to ``config`` (an image ``config`` dict) in place."""
+def apply(config: ContainerConfig, changes: list[str] | tuple[str, ...] | None) -> ContainerConfig:
+    """Apply each change line to ``config`` (an image's ``config``) in place; returns it."""
     for line in changes or ():
         line = line.strip()
         if not line:
@@ -49,29 +52,35 @@ def apply(config, changes):
             raise InvalidParameter(
                 f"{word} is not a valid change command (choices: {', '.join(ALLOWED)})"
             )
-        if op in ("CMD", "ENTRYPOINT"):
-            config["Cmd" if op == "CMD" else "Entrypoint"] = _command(value)
+        if op == "CMD":
+            config.cmd = _command(value)
+        elif op == "ENTRYPOINT":
+            config.entrypoint = _command(value)
         elif op == "ENV":
-            env = [e for e in config.get("Env") or []]
+            env = list(config.env or [])
             for key, val in _pairs(value, "ENV"):
                 env = [e for e in env if e.split("=", 1)[0] != key] + [f"{key}={val}"]
-            config["Env"] = env
+            config.env = env
         elif op == "LABEL":
-            labels = dict(config.get("Labels") or {})
+            labels = dict(config.labels or {})
             labels.update(_pairs(value, "LABEL"))
-            config["Labels"] = labels
+            config.labels = labels
         elif op == "EXPOSE":
-            ports = dict(config.get("ExposedPorts") or {})
+            ports = dict(config.exposed_ports or {})
             for port in value.split():
                 ports[port if "/" in port else f"{port}/tcp"] = {}
-            config["ExposedPorts"] = ports
+            config.exposed_ports = ports
         elif op == "VOLUME":
-            vols = dict(config.get("Volumes") or {})
+            vols = dict(config.volumes or {})
             for path in _command(value) if value.strip().startswith("[") else value.split():
                 vols[path] = {}
-            config["Volumes"] = vols
+            config.volumes = vols
         elif op == "ONBUILD":
-            config["OnBuild"] = list(config.get("OnBuild") or []) + [value.strip()]
+            config.on_build = list(config.on_build or []) + [value.strip()]
+        elif op == "STOPSIGNAL":
+            config.stop_signal = value.strip()
+        elif op == "USER":
+            config.user = value.strip()
         else:
-            config[{"STOPSIGNAL": "StopSignal", "USER": "User", "WORKDIR": "WorkingDir"}[op]] = value.strip()
+            config.working_dir = value.strip()
     return config

@@ -24,12 +24,13 @@ it runs.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ... import imagespec
 from ...driverkit.tarsplit import TarSplitReader
 from ...errors import DockyardError
+from ...imagespec import BadDocument
+from ...model.image import ImageConfig
 from ..layers.content import digest_of
 from ..layers.store import chain_id
 
@@ -69,10 +70,9 @@ def _check_image(images, row, bad):
     if not images.content.has(row["id"]):
         bad(obj, "its config blob is missing from the content store")
     try:
-        cfg = json.loads(raw)
-        diff_ids = (cfg.get("rootfs") or {}).get("diff_ids") or []
-    except ValueError as exc:
-        bad(obj, f"its config is not JSON: {exc}")
+        diff_ids = ImageConfig.parse(raw).diff_ids
+    except BadDocument as exc:
+        bad(obj, f"its config does not parse: {exc}")
         return
     expected = None
     for diff_id in diff_ids:

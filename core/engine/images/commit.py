@@ -21,6 +21,8 @@ import attrs
 from ... import __version__
 from ...driverkit.tarsplit import scan_entries
 from ...errors import InvalidParameter, no_space
+from ...model.container import ContainerRecord
+from ...model.image import ContainerConfig, History, ImageConfig, RootFS
 from . import changes as changes_mod
 from . import reference
 from .store import ImageStore, goarch, now_iso
@@ -46,38 +48,38 @@ class Containers(Protocol):
 
     def resolve(self, ref: str) -> str: ...
 
-    def get(self, cid: str) -> dict: ...
+    def get(self, cid: str) -> ContainerRecord: ...
 
     def pause(self, ref: str) -> None: ...
 
     def unpause(self, ref: str) -> None: ...
 
 
-def merge(user: dict, container: dict) -> dict:
+def merge(user: ContainerConfig, container: ContainerConfig) -> ContainerConfig:
     """moby's ``merge(userConf, imageConf)``: fill what the user did not set."""
-    out = dict(user)
-    if not out.get("User"):
-        out["User"] = container.get("User") or ""
-    if not out.get("ExposedPorts"):
-        out["ExposedPorts"] = container.get("ExposedPorts")
+    out = user.copy()
+    if not out.user:
+        out.user = container.user or ""
+    if not out.exposed_ports:
+        out.exposed_ports = container.exposed_ports
     else:
-        out["ExposedPorts"] = {**(container.get("ExposedPorts") or {}), **out["ExposedPorts"]}
-    if not out.get("Env"):
-        out["Env"] = container.get("Env")
+        out.exposed_ports = {**(container.exposed_ports or {}), **out.exposed_ports}
+    if not out.env:
+        out.env = container.env
     else:
-        keys = {e.split("=", 1)[0] for e in out["Env"]}
-        out["Env"] = list(out["Env"]) + [e for e in container.get("Env") or [] if e.split("=", 1)[0] not in keys]
-    out["Labels"] = {**(container.get("Labels") or {}), **(out.get("Labels") or {})}
-    if not out.get("Entrypoint"):
-        if not out.get("Cmd"):
-            out["Cmd"] = container.get("Cmd")
-        if out.get("Entrypoint") is None:
-            out["Entrypoint"] = container.get("Entrypoint")
-    if not out.get("WorkingDir"):
-        out["WorkingDir"] = container.get("WorkingDir") or ""
-    out["Volumes"] = {**(container.get("Volumes") or {}), **(out.get("Volumes") or {})} or None
-    if not out.get("StopSignal") and container.get("StopSignal"):
-        out["StopSignal"] = container["StopSignal"]
+        keys = {e.split("=", 1)[0] for e in out.env}
+        out.env = list(out.env) + [e for e in container.env or [] if e.split("=", 1)[0] not in keys]
+    out.labels = {**(container.labels or {}), **(out.labels or {})}
+    if not out.entrypoint:
+        if not out.cmd:
+            out.cmd = container.cmd
+        if out.entrypoint is None:
+            out.entrypoint = container.entrypoint
+    if not out.working_dir:
+        out.working_dir = container.working_dir or ""
+    out.volumes = {**(container.volumes or {}), **(out.volumes or {})} or None
+    if not out.stop_signal and container.stop_signal:
+        out.stop_signal = container.stop_signal
     return out
 
 
@@ -95,8 +97,8 @@ class ImageWriter:
         ``pause``: pause ``cid``, a running container, while it is read."""
         containers = self.containers
         paused_here = False
-        rec = containers.get(cid) if pause else {}
-        if pause and rec["State"]["Running"] and not rec["State"].get("Paused"):
+        rec = containers.get(cid) if pause else None
+        if rec is not None and rec.state.running and not rec.state.paused:
             containers.pause(cid)
             paused_here = True
         fd, path = self.images.spool_path(".commit")
@@ -118,8 +120,9 @@ class ImageWriter:
                 containers.unpause(cid)
         return path, "sha256:" + digest.hexdigest()
 
-    def new_image(self, parent_id: str | None, config: dict, history_entry: dict, *,
-                  diff: tuple[str, str] | None = None, container: str = "", container_config: dict | None = None,
+    def new_image(self, parent_id: str | None, config: ContainerConfig, history_entry: History, *,
+                  diff: tuple[str, str] | None = None, container: str = "",
+                  container_config: ContainerConfig | None = None,
                   author: str = "", comment: str = "", ref: str | None = None) -> str:
         """Store the image made of ``parent_id`` (``None``: scratch) and ``diff`` (an
         uncompressed layer tar's ``(path, diff_id)``, or ``None``) with image
@@ -128,32 +131,31 @@ class ImageWriter:
         ``created``; the image records ``parent_id`` as its parent; ``ref``, if
         given, is tagged in the same critical section."""
         images, layers = self.images, self.layers
-        parent_cfg = images.config(parent_id) if parent_id else {}
+        parent_cfg = images.config(parent_id) if parent_id else ImageConfig()
         parent_top = images.get(parent_id)["top_layer"] if parent_id else None
         layer = None if diff is None or scan_entries(diff[0]) == [] else diff
-        empty = layer is None
         created = now_iso()
-        entry = {"created": created, **history_entry}
+        entry = attrs.evolve(history_entry, extra=dict(history_entry.extra))
+        entry.created = created
         if author:
-            entry["author"] = author
+            entry.author = author
         if comment:
-            entry["comment"] = comment
-        if empty:
-            entry["empty_layer"] = True
-        history = list(parent_cfg.get("history") or []) + [entry]
-        diff_ids = list((parent_cfg.get("rootfs") or {}).get("diff_ids") or []) + ([] if layer is None else [layer[1]])
-        image = {
-            "architecture": parent_cfg.get("architecture") or goarch(), "os": parent_cfg.get("os") or "linux",
-            "config": config, "container": container, "container_config": container_config or {},
-            "created": created, "docker_version": f"dockyard-{__version__}",
-            "rootfs": {"type": "layers", "diff_ids": diff_ids}, "history": history,
-        }
-        if parent_cfg.get("variant"):
-            image["variant"] = parent_cfg["variant"]
+            entry.comment = comment
+        if layer is None:
+            entry.empty_layer = True
+        history = [h for h in parent_cfg.history or []] + [entry]
+        diff_ids = parent_cfg.diff_ids + ([] if layer is None else [layer[1]])
+        image = ImageConfig(
+            architecture=parent_cfg.architecture or goarch(), os=parent_cfg.os or "linux", config=config,
+            container=container, container_config=container_config or ContainerConfig(), created=created,
+            docker_version=f"dockyard-{__version__}", rootfs=RootFS(type="layers", diff_ids=diff_ids),
+            history=history)
+        if parent_cfg.variant:
+            image.variant = parent_cfg.variant
         if author:
-            image["author"] = author
+            image.author = author
         if comment:
-            image["comment"] = comment
+            image.comment = comment
         with images.lock:
             top = parent_top if layer is None else layers.register(layer[0], layer[1], parent_top)
             try:
@@ -179,19 +181,20 @@ class ImageWriter:
             raise InvalidParameter("a tag needs a repository name")
         if config is not None and not isinstance(config, dict):
             raise InvalidParameter("the commit's config must be a JSON object")
-        user = changes_mod.apply(dict(config or {}), list(opts.changes))
+        user = changes_mod.apply(ContainerConfig.from_json(dict(config or {})), list(opts.changes))
         rec = self.containers.get(cid)
-        image_id = rec["Image"]
+        image_id = rec.image_id
         parent_top = self.images.top_layer(image_id)
         with no_space("commit", self.data_root):
             path, diff_id = self.diff_layer(cid, parent_top, opts.pause)
             try:
-                new_id = self.new_image(image_id, merge(user, rec["Config"]),
-                                        {"created_by": " ".join(rec["Config"].get("Cmd") or [])},
-                                        diff=(path, diff_id), container=cid, container_config=rec["Config"],
+                running = ContainerConfig.from_json(rec.config)  # the container's config
+                new_id = self.new_image(image_id, merge(user, running),
+                                        History(created_by=" ".join(running.cmd or [])),
+                                        diff=(path, diff_id), container=cid, container_config=running,
                                         author=author, comment=comment, ref=ref_n)
             finally:
                 os.unlink(path)
         self.images.emit("container", "commit", cid, {"comment": comment, "imageID": new_id,
-                                                      "imageRef": ref_n or "", "name": rec["Name"].lstrip("/")})
+                                                      "imageRef": ref_n or "", "name": rec.name})
         return new_id

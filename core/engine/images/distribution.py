@@ -46,12 +46,12 @@ config_bytes, layers, index_bytes=None, index_media_type=None) -> image id``
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
 from ... import imagespec
 from ...errors import ImageNotFound, InvalidParameter, StorageError, no_space
+from ...model.image import ImageConfig
 from ..layers.content import DigestMismatch, digest_of
 from ..layers.store import chain_id
 from . import reference
@@ -67,8 +67,8 @@ def _repository(repo: str) -> reference.Reference:
     return r
 
 
-def _check_layers(manifest: Any, cfg: dict, layers: list[dict]) -> None:
-    diff_ids = cfg["rootfs"]["diff_ids"]
+def _check_layers(manifest: Any, cfg: ImageConfig, layers: list[dict]) -> None:
+    diff_ids = cfg.diff_ids
     if len(layers) != len(manifest.layers):
         raise InvalidParameter(f"the manifest has {len(manifest.layers)} layers but {len(layers)} were given")
     for i, (given, desc) in enumerate(zip(layers, manifest.layers)):
@@ -93,7 +93,8 @@ def add_from_registry(images: ImageStore, repo: str, tag: str | None, manifest_b
     if digest_of(config_bytes) != manifest.config.digest or len(config_bytes) != manifest.config.size:
         raise DigestMismatch(f"config blob does not match the manifest: expected {manifest.config.digest} "
                              f"({manifest.config.size} bytes), got {digest_of(config_bytes)} ({len(config_bytes)} bytes)")
-    cfg = imagespec.check_config(config_bytes, len(manifest.layers))
+    imagespec.check_config(config_bytes, len(manifest.layers))  # rootfs: the layers, well-formed
+    cfg = ImageConfig.parse(config_bytes)  # the rest of the shape, before anything is stored
     layers = [dict(x) for x in layers]
     _check_layers(manifest, cfg, layers)
     index_digest = None
@@ -224,10 +225,9 @@ def record_pushed(images: ImageStore, repo: str, tag: str | None, manifest_diges
     manifest = imagespec.parse_manifest(manifest_bytes, media_type)
     image_id = manifest.config.digest
     try:
-        cfg = json.loads(images.config_bytes(image_id))
+        diff_ids = images.config(image_id).diff_ids
     except ImageNotFound:
         raise ImageNotFound(f"No such image: {image_id} (the manifest's config)") from None
-    diff_ids = (cfg.get("rootfs") or {}).get("diff_ids") or []
     if len(diff_ids) != len(manifest.layers):
         raise InvalidParameter(f"the manifest has {len(manifest.layers)} layers, image {image_id[7:19]} has "
                                f"{len(diff_ids)}")

@@ -13,6 +13,7 @@ import zlib
 from typing import IO, Any
 
 from ...errors import InvalidParameter, no_space
+from ...model.image import ContainerConfig, History, ImageConfig, RootFS
 from ..layers.content import digest_of
 from . import changes as changes_mod
 from . import reference
@@ -56,26 +57,24 @@ def import_tar(images: ImageStore, src_path: str, ref: str | None = None, change
     ref_n = reference.normalize(ref) if ref else None
     if ref_n and "@" in ref_n:
         raise InvalidParameter(f"refusing to import as a digest reference: {ref}")
-    config = changes_mod.apply({}, changes)
+    config = changes_mod.apply(ContainerConfig(), changes)
     with no_space("import", images.data_root):
         image_id = _import(images, src_path, ref_n, config, message)
     images.emit("image", "import", image_id, {"name": ref_n or image_id})
     return image_id
 
 
-def _import(images: ImageStore, src_path: str, ref_n: str | None, config: dict, message: str) -> str:
+def _import(images: ImageStore, src_path: str, ref_n: str | None, config: ContainerConfig, message: str) -> str:
     fd, plain = images.spool_path()
     try:
         with os.fdopen(fd, "wb") as out, open_uncompressed(src_path) as src:
             diff_id = copy_hashing(src, out)
         created = now_iso()
         comment = message or "Imported from -"
-        image = {
-            "architecture": goarch(), "os": "linux", "created": created, "comment": comment,
-            "config": config, "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            "history": [{"created": created, "comment": comment}],
-        }
-        raw = json.dumps(image, separators=(",", ":"), sort_keys=True).encode()
+        image = ImageConfig(architecture=goarch(), os="linux", created=created, comment=comment, config=config,
+                            rootfs=RootFS(type="layers", diff_ids=[diff_id]),
+                            history=[History(created=created, comment=comment)])
+        raw = json.dumps(image.to_json(), separators=(",", ":"), sort_keys=True).encode()
         with images.lock:
             top = images.layers.register(plain, diff_id, None)
             known = images.content.has(digest_of(raw))

@@ -4,10 +4,10 @@ with Docker's list filters (``before``, ``since``, ``dangling``, ``label``,
 
 from __future__ import annotations
 
-import json
 from typing import Any, Iterator
 
 from ...errors import InvalidParameter
+from ...model.image import ContainerConfig, ImageConfig
 from ..filters import label_match, timestamp, unix_time
 from . import reference
 from .store import ImageStore
@@ -15,38 +15,54 @@ from .store import ImageStore
 LIST_FILTERS = ("before", "since", "dangling", "label", "reference")
 
 
-def summary(images: ImageStore, row: Any, tags: list[str], digests: list[str]) -> dict:
-    cfg = json.loads(row["config"])
+def summary(images: ImageStore, row: Any, tags: list[str], digests: list[str],
+            cfg: ImageConfig | None = None) -> dict:
+    """One ``GET /images/json`` entry: the image of ``row`` (its config ``cfg``, if
+    already read) with its ``tags`` and repository ``digests``."""
+    cfg = cfg or ImageConfig.parse(row["config"])
     if not tags and not digests:
         tags, digests = ["<none>:<none>"], ["<none>@<none>"]
     size = images.layers.size(row["top_layer"])
     return {"Id": row["id"], "ParentId": images.parent(row["id"]), "RepoTags": tags, "RepoDigests": digests,
-            "Created": unix_time(cfg.get("created") or row["created"]), "Size": size, "SharedSize": -1,
-            "VirtualSize": size, "Labels": (cfg.get("config") or {}).get("Labels") or {}, "Containers": -1}
+            "Created": unix_time(cfg.created or row["created"]), "Size": size, "SharedSize": -1,
+            "VirtualSize": size, "Labels": cfg.labels, "Containers": -1}
+
+
+def _part(part: ContainerConfig | None) -> dict:
+    """``Config`` or ``ContainerConfig`` as the image has it (``{}``: none)."""
+    return part.to_json() if part is not None else {}
 
 
 def inspect(images: ImageStore, image_id: str) -> dict:
+    """``GET /images/{name}/json``: the view of the image's config and records."""
     row = images.get(image_id)
-    cfg = json.loads(row["config"])
+    cfg = ImageConfig.parse(row["config"])
     size = images.layers.size(row["top_layer"])
     out = {
         "Id": image_id, "RepoTags": images.tags(image_id), "RepoDigests": images.repo_digests(image_id),
-        "Parent": images.parent(image_id), "Comment": cfg.get("comment", ""),
-        "Created": cfg.get("created", row["created"]), "Container": cfg.get("container", ""),
-        "ContainerConfig": cfg.get("container_config") or {}, "DockerVersion": cfg.get("docker_version", ""),
-        "Author": cfg.get("author", ""), "Config": cfg.get("config") or {},
-        "Architecture": cfg.get("architecture", ""), "Os": cfg.get("os", "linux"), "Size": size,
+        "Parent": images.parent(image_id), "Comment": _shown(cfg, "comment", ""),
+        "Created": _shown(cfg, "created", row["created"]), "Container": _shown(cfg, "container", ""),
+        "ContainerConfig": _part(cfg.container_config), "DockerVersion": _shown(cfg, "docker_version", ""),
+        "Author": _shown(cfg, "author", ""), "Config": _part(cfg.config),
+        "Architecture": _shown(cfg, "architecture", ""), "Os": _shown(cfg, "os", "linux"), "Size": size,
         "VirtualSize": size, "GraphDriver": {"Name": images.layers.driver_name, "Data": None},
-        "RootFS": {"Type": "layers", "Layers": (cfg.get("rootfs") or {}).get("diff_ids") or []},
+        "RootFS": {"Type": "layers", "Layers": cfg.diff_ids},
         "Metadata": {"LastTagTime": row["last_tag_time"] or "0001-01-01T00:00:00Z"},
     }
-    if cfg.get("variant"):
-        out["Variant"] = cfg["variant"]
+    if cfg.variant:
+        out["Variant"] = cfg.variant
     return out
 
 
-def _created(row: Any) -> float:
-    return timestamp(json.loads(row["config"]).get("created") or row["created"])
+def _shown(cfg: ImageConfig, name: str, default: str) -> str | None:
+    """Field ``name`` of ``cfg`` as inspect shows it: ``default`` when the config
+    does not have it; a ``null`` it holds stays ``null``."""
+    value = getattr(cfg, name)  # these fields' JSON keys are their names
+    return default if value is None and not cfg.has(name) else value
+
+
+def _created(row: Any, cfg: ImageConfig | None = None) -> float:
+    return timestamp((cfg or ImageConfig.parse(row["config"])).created or row["created"])
 
 
 def _created_of(images: ImageStore, ref: str) -> float:
@@ -73,11 +89,11 @@ def iter_images(images: ImageStore, show_all: bool, filters: dict[str, list[str]
     refs = filters.get("reference", [])
     for row in images.all():
         image_id = row["id"]
-        created = _created(row)
+        cfg = ImageConfig.parse(row["config"])
+        created = _created(row, cfg)
         if any(created >= b for b in before) or any(created <= s for s in since):
             continue
-        cfg = json.loads(row["config"])
-        if labels and not label_match((cfg.get("config") or {}).get("Labels"), labels):
+        if labels and not label_match(cfg.defaults.labels, labels):
             continue
         tags, digests = images.tags(image_id), images.repo_digests(image_id)
         if refs:
@@ -92,4 +108,4 @@ def iter_images(images: ImageStore, show_all: bool, filters: dict[str, list[str]
                 continue  # an intermediate image
         elif dangling_only and tags:
             continue
-        yield summary(images, row, tags, digests)
+        yield summary(images, row, tags, digests, cfg)

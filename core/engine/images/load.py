@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 from ... import imagespec
 from ...errors import InvalidParameter, no_space
+from ...model.image import ImageConfig
 from ..layers.content import DigestMismatch, digest_of
 from ..layers.store import chain_id
 from . import reference
@@ -153,8 +154,8 @@ def _docker_images(arc):
         if m and digest_of(config) != "sha256:" + m.group(1):
             raise DigestMismatch(f"{what}: config {item['Config']!r} hashes to {digest_of(config)}, not the "
                                  "digest it is named by")
-        cfg = imagespec.check_config(config, len(item["Layers"]), f"{what} config")
-        layers = [Layer(path, diff_id) for path, diff_id in zip(item["Layers"], cfg["rootfs"]["diff_ids"])]
+        imagespec.check_config(config, len(item["Layers"]), f"{what} config")
+        layers = [Layer(path, diff_id) for path, diff_id in zip(item["Layers"], ImageConfig.parse(config).diff_ids)]
         for path in item["Layers"]:
             arc.member(path, f"{what} layer")
         out.append(Image(config, layers, _tags(item.get("RepoTags"), what)))
@@ -193,9 +194,10 @@ def _oci_images(arc):
             raise InvalidParameter(f"{what}: unknown media type {entry.media_type!r}")
         manifest = imagespec.parse_manifest(_blob(arc, desc, f"{what} manifest"), desc.media_type)
         config = _blob(arc, manifest.config, f"{what} config")
-        cfg = imagespec.check_config(config, len(manifest.layers), f"{what} config")
+        imagespec.check_config(config, len(manifest.layers), f"{what} config")
+        diff_ids = ImageConfig.parse(config).diff_ids
         layers = [Layer(f"blobs/{d.digest.replace(':', '/')}", diff_id, imagespec.layer_compression(d.media_type),
-                        d.digest, d.size) for d, diff_id in zip(manifest.layers, cfg["rootfs"]["diff_ids"])]
+                        d.digest, d.size) for d, diff_id in zip(manifest.layers, diff_ids)]
         for layer in layers:
             arc.member(layer.member, f"{what} layer")
         image = Image(config, layers, _tags(_oci_names(entry), what))

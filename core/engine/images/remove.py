@@ -20,11 +20,11 @@ image id, then the chain id of each layer that went with it.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Callable
 
 from ...errors import Conflict, InvalidParameter
+from ...model.image import ImageConfig
 from ..filters import label_match, parse_timestamp, unix_time
 from . import reference
 from .store import ImageStore
@@ -216,10 +216,10 @@ def prune(images: ImageStore, users_of: UsersOf, filters: dict) -> dict:
                 continue  # went with an image pruned before it
             if dangling_only and images.children(image_id):
                 continue
-            cfg = json.loads(row["config"])
+            cfg = ImageConfig.parse(row["config"])
             if until and not all(_created(cfg, row) < u for u in until):
                 continue
-            if not label_match((cfg.get("config") or {}).get("Labels"), filters.get("label", []),
+            if not label_match(cfg.defaults.labels, filters.get("label", []),
                                filters.get("label!", [])):
                 continue
             if users_of(image_id):
@@ -236,5 +236,5 @@ def prune(images: ImageStore, users_of: UsersOf, filters: dict) -> dict:
     return {"ImagesDeleted": deleted or None, "SpaceReclaimed": reclaimed}
 
 
-def _created(cfg: dict, row: dict) -> int:
-    return unix_time(cfg.get("created") or row["created"])
+def _created(cfg: ImageConfig, row: dict) -> int:
+    return unix_time(cfg.created or row["created"])

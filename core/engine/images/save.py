@@ -39,6 +39,7 @@ from typing import Any
 
 from ... import imagespec
 from ...errors import InvalidParameter
+from ...model.image import ImageConfig
 from ..filters import unix_time
 from ..layers.content import digest_of
 from . import reference
@@ -159,8 +160,8 @@ def save(images: ImageStore, refs: list[str], fileobj: Any) -> list[str]:
     w.dir("blobs/sha256", 0)
     for image_id, tags in chosen:
         config_bytes = images.config_bytes(image_id)
-        cfg = json.loads(config_bytes)
-        mtime = max(0, unix_time(cfg.get("created") or ""))
+        cfg = ImageConfig.parse(config_bytes)
+        mtime = max(0, unix_time(cfg.created or ""))
         top = images.get(image_id)["top_layer"]
         rows = images.layers.chain(top) if top else []
         w.bytes(_blob(image_id), config_bytes, mtime)
@@ -179,10 +180,10 @@ def save(images: ImageStore, refs: list[str], fileobj: Any) -> list[str]:
         w.symlink(f"{image_id[7:]}.json", _blob(image_id), mtime)
         manifest_json.append({"Config": _blob(image_id), "RepoTags": tags or None,
                               "Layers": [_blob(row["diff_id"]) for row in rows]})
-        plat = {"architecture": cfg.get("architecture") or imagespec.Platform.here().architecture,
-                "os": cfg.get("os") or "linux"}
-        if cfg.get("variant"):
-            plat["variant"] = cfg["variant"]
+        plat = {"architecture": cfg.architecture or imagespec.Platform.here().architecture,
+                "os": cfg.os or "linux"}
+        if cfg.variant:
+            plat["variant"] = cfg.variant
         named: list[str | None] = list(tags) if tags else [None]
         for tag in named:
             annotations = {}
@@ -204,7 +205,7 @@ def save(images: ImageStore, refs: list[str], fileobj: Any) -> list[str]:
     return [image_id for image_id, _ in chosen]
 
 
-def v1_ids(config, chains):
+def v1_ids(config: ImageConfig, chains: list[str]) -> list[str]:
     """Legacy (``docker save``) layer ids: one per layer, each the sha256 of the
     layer's v1 JSON with its chain ID and parent, as Docker's ``v1.CreateID``."""
     ids, parent = [], ""
@@ -219,15 +220,18 @@ def v1_ids(config, chains):
     return ids
 
 
-def legacy_json(config, index, count, v1_id, parent):
+def legacy_json(config: ImageConfig, index: int, count: int, v1_id: str, parent: str) -> dict[str, Any]:
     """The ``<id>/json`` of layer ``index`` in a ``docker save`` archive: the
-    image's v1 fields for the top layer, a bare record for the others."""
+    image's v1 fields for the top layer (as the config holds them), a bare record
+    for the others."""
     if index == count - 1:
-        body = {k: config[k] for k in ("comment", "created", "container", "container_config",
+        doc = config.to_json()
+        body = {k: doc[k] for k in ("comment", "created", "container", "container_config",
                                        "docker_version", "author", "config", "architecture",
-                                       "variant", "os") if config.get(k) not in (None, "")}
+                                       "variant", "os") if doc.get(k) not in (None, "")}
     else:
-        body = {"created": "1970-01-01T00:00:00Z", "container_config": {"Cmd": None}, "os": config.get("os", "linux")}
+        body = {"created": "1970-01-01T00:00:00Z", "container_config": {"Cmd": None},
+                "os": config.os if config.has("os") else "linux"}
     out = {"id": v1_id} if v1_id else {}
     if parent:
         out["parent"] = parent

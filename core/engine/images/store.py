@@ -39,33 +39,10 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from ...errors import ImageNotFound, InvalidParameter
+from ...model.image import ImageConfig
 from ..filters import unix_time
 from ..layers.content import ContentStore, digest_of
 from . import reference
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS image_parents (
-    image_id TEXT PRIMARY KEY REFERENCES images(id) ON DELETE CASCADE,
-    parent TEXT NOT NULL                -- the image it was committed from
-);
-CREATE TABLE IF NOT EXISTS repo_digests (
-    repo TEXT NOT NULL,                 -- familiar repository name: busybox, host:5000/app
-    digest TEXT NOT NULL,               -- a manifest's or an index's digest
-    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
-    media_type TEXT NOT NULL,
-    kind TEXT NOT NULL,                 -- manifest | index
-    shown INTEGER NOT NULL,             -- 1: listed in RepoDigests (what the tag named)
-    PRIMARY KEY (repo, digest, image_id)
-);
-CREATE TABLE IF NOT EXISTS layer_blobs (
-    diff_id TEXT NOT NULL,              -- the uncompressed layer's digest
-    digest TEXT NOT NULL,               -- a compressed blob of it, as a registry has it
-    media_type TEXT NOT NULL,
-    size INTEGER NOT NULL,
-    repo TEXT NOT NULL,                 -- familiar repository name the blob was seen in
-    PRIMARY KEY (diff_id, digest, repo)
-);
-"""
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 _HEX = re.compile(r"^(?:sha256:)?[0-9a-f]{1,64}$")
@@ -91,11 +68,7 @@ class ImageStore:
         self.data_root = os.path.dirname(os.path.abspath(tmpdir))  # named by a full disk's error
         self.emit = emit or (lambda *a: None)
         self.content = content or ContentStore(os.path.join(os.path.dirname(os.path.abspath(tmpdir)), "content"))
-        self.lock = threading.RLock()
-        with store.tx() as db:
-            for stmt in SCHEMA.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
+        self.lock = threading.RLock()  # the tables: dockyard.schema's
         for row in store.query("SELECT id, config FROM images"):  # data roots older than the content store
             if not self.content.has(row["id"]) and digest_of(row["config"].encode()) == row["id"]:
                 self.content.put(row["config"].encode(), row["id"])
@@ -135,8 +108,9 @@ class ImageStore:
             raise ImageNotFound(f"No such image: {image_id}")
         return row
 
-    def config(self, image_id: str) -> dict:
-        return json.loads(self.get(image_id)["config"])
+    def config(self, image_id: str) -> ImageConfig:
+        """The image's config, read from its stored bytes."""
+        return ImageConfig.parse(self.get(image_id)["config"])
 
     def config_bytes(self, image_id: str) -> bytes:
         """The config's exact bytes (the image id is their digest)."""
@@ -175,17 +149,18 @@ class ImageStore:
                       if r["ref"].rpartition(":")[0] == familiar)
 
     # creation -----------------------------------------------------------
-    def add(self, image_config: dict, top_layer: str | None, parent: str | None = None) -> str:
-        """Store an image config (dict) whose layers exist; return its id."""
-        raw = json.dumps(image_config, separators=(",", ":"), sort_keys=True).encode()
+    def add(self, image_config: ImageConfig, top_layer: str | None, parent: str | None = None) -> str:
+        """Store a new image config whose layers exist (as compact JSON, its keys
+        sorted); return its id."""
+        raw = json.dumps(image_config.to_json(), separators=(",", ":"), sort_keys=True).encode()
         return self.add_raw(raw, top_layer, parent)
 
     def add_raw(self, raw: bytes, top_layer: str | None, parent: str | None = None, db: Any = None) -> str:
         """Store config bytes ``raw`` (the blob first, then the row) for an image
         whose layers exist; returns its id.  With ``db``, inside that transaction."""
+        created = ImageConfig.parse(raw).created or now_iso()  # refuses a config of the wrong shape
         known = self.content.has(digest_of(raw))
         image_id = self.content.put(raw)
-        created = json.loads(raw).get("created") or now_iso()
         if db is None:
             try:
                 with self.store.tx() as tx:
@@ -257,23 +232,24 @@ class ImageStore:
         """``GET /images/{name}/history``: newest first, as Docker computes it."""
         image_id = self.resolve(ref)
         cfg = self.config(image_id)
-        diff_ids = (cfg.get("rootfs") or {}).get("diff_ids") or []
+        diff_ids = cfg.diff_ids
         rows = {r["diff_id"]: r for r in self.layers.chain(self.get(image_id)["top_layer"])} if diff_ids else {}
-        out, used = [], 0
-        for h in cfg.get("history") or []:
+        out: list[dict[str, Any]] = []
+        used = 0
+        for h in cfg.history or []:
             size = 0
-            if not h.get("empty_layer"):
+            if not h.empty_layer:
                 if used >= len(diff_ids):
                     raise InvalidParameter(f"image {image_id[7:19]}: too many non-empty layers in its history")
                 row = rows.get(diff_ids[used])
                 size = row["size"] if row else 0
                 used += 1
-            out.insert(0, {"Id": "<missing>", "Created": unix_time(h.get("created", "")),
-                           "CreatedBy": h.get("created_by", ""), "Tags": None, "Size": size,
-                           "Comment": h.get("comment", "")})
+            out.insert(0, {"Id": "<missing>", "Created": unix_time(h.created or ""),
+                           "CreatedBy": _text(h.created_by, h.has("created_by")), "Tags": None, "Size": size,
+                           "Comment": _text(h.comment, h.has("comment"))})
         if not out:
-            out = [{"Id": "<missing>", "Created": unix_time(cfg.get("created", "")), "CreatedBy": "",
-                    "Tags": None, "Size": self.size(image_id), "Comment": cfg.get("comment", "")}]
+            out = [{"Id": "<missing>", "Created": unix_time(cfg.created or ""), "CreatedBy": "",
+                    "Tags": None, "Size": self.size(image_id), "Comment": _text(cfg.comment, cfg.has("comment"))}]
         current = image_id
         for item in out:  # the image, then its parents, where they are known
             item["Id"] = current
@@ -282,3 +258,8 @@ class ImageStore:
             if not current or self.store.one("SELECT 1 FROM images WHERE id=?", current) is None:
                 break
         return out
+
+
+def _text(value: str | None, present: bool) -> str | None:
+    """A string of the config as the API shows it: ``""`` when absent, ``null`` as held."""
+    return "" if value is None and not present else value

@@ -46,12 +46,6 @@ from ... import plugins
 
 META_PIN = plugins.PIN_KEY
 META_STATE = "storage_migration"
-SCHEMA = """CREATE TABLE IF NOT EXISTS storage_migration (
-    driver_id TEXT PRIMARY KEY,         -- the layer's id, the same on both drivers
-    kind TEXT NOT NULL,                 -- 'layer' or 'container'
-    digest TEXT NOT NULL,               -- the diff ID or canonical diff digest verified
-    verified TEXT NOT NULL              -- 'diff ID' or 'tree'
-)"""
 LOCK_NAME = ".storage-migrate.lock"
 
 
@@ -141,12 +135,7 @@ class Migration:
         self.progress = progress or (lambda msg: None)
         self.fault = fault or (lambda point, id: None)
         self.on_switch = on_switch or (lambda slot: None)
-        self.target = None
-        with store.tx() as db:
-            from .store import TARSPLIT_SCHEMA
-
-            db.execute(SCHEMA)
-            db.execute(TARSPLIT_SCHEMA)
+        self.target = None  # the tables: dockyard.schema's
 
     # ------------------------------------------------------------ state
     def state(self):
@@ -160,8 +149,11 @@ class Migration:
         self.progress({"status": status, **extra})
 
     def _containers(self):
-        return [json.loads(r["data"]) | {"_image": r["image_id"]} for r in self.store.query(
-            "SELECT image_id, data FROM containers ORDER BY id")]
+        """``{"Id", "Name", "_image", "busy"}`` of every container (its record's fields)."""
+        return [{"Id": r["id"], "Name": r["name"], "_image": r["image_id"], "busy": bool(r["busy"])}
+                for r in self.store.query(
+                    "SELECT id, name, image_id, (data ->> '$.state.running' OR data ->> '$.state.paused') AS busy "
+                    "FROM containers ORDER BY id")]
 
     def _layers(self):
         rows = {r["chain_id"]: r for r in self.store.query("SELECT * FROM layers")}
@@ -187,13 +179,12 @@ class Migration:
         if self.target_name not in plugins.installed("storage"):
             raise InvalidParameter(f"unknown storage driver {self.target_name!r} "
                                    f"(choices: {', '.join(plugins.installed('storage'))})")
-        busy = [c["Name"].lstrip("/") for c in self._containers()
-                if c["State"].get("Running") or c["State"].get("Paused")]
+        busy = [c["Name"] for c in self._containers() if c["busy"]]
         if busy:
             raise Conflict(f"cannot migrate storage while containers are running: {', '.join(busy)}; "
                            "stop them first")
         images = {r["id"]: r["top_layer"] for r in self.store.query("SELECT id, top_layer FROM images")}
-        lost = [c["Name"].lstrip("/") for c in self._containers() if c["_image"] not in images]
+        lost = [c["Name"] for c in self._containers() if c["_image"] not in images]
         if lost:
             raise Conflict(f"containers whose image is gone cannot be migrated: {', '.join(lost)}; remove them")
         home = self.home_root / self.target_name
@@ -257,7 +248,7 @@ class Migration:
         for c in containers:
             n += 1
             parent = by_chain[tops[c["_image"]]]["driver_id"] if tops[c["_image"]] else None
-            self._one(c["Id"], parent, "container", None, children, n, total, c["Name"].lstrip("/"))
+            self._one(c["Id"], parent, "container", None, children, n, total, c["Name"])
 
     def _done(self, did):
         return self.store.one("SELECT * FROM storage_migration WHERE driver_id=?", did)
@@ -350,10 +341,8 @@ class Migration:
         self.fault("switching", None)
         with self.store.tx() as db:
             db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (META_PIN, self.target_name))
-            for row in db.execute("SELECT id, data FROM containers").fetchall():
-                rec = json.loads(row["data"])
-                rec["Driver"] = self.target_name
-                db.execute("UPDATE containers SET data=? WHERE id=?", (json.dumps(rec), row["id"]))
+            # the records' storage driver (ContainerRecord.driver), set in the stored JSON
+            db.execute("UPDATE containers SET data = json_set(data, '$.driver', ?)", (self.target_name,))
             self._set_state(db, {**state, "phase": "cleanup"})
         self._emit(f"Switched to storage driver {self.target_name}", driver=self.target_name)
         self.on_switch(self.target)

@@ -31,16 +31,6 @@ from typing import TYPE_CHECKING, Any
 from ...driverkit.tarsplit import record_tar_split
 from ...errors import Conflict, LayerNotFound, StorageError, full_disk_code
 
-TARSPLIT_SCHEMA = """CREATE TABLE IF NOT EXISTS layer_tarsplit (
-    chain_id TEXT PRIMARY KEY REFERENCES layers(chain_id) ON DELETE CASCADE,
-    data BLOB NOT NULL                  -- tar-split record of the layer's tar
-)"""
-SCRATCH_SCHEMA = """CREATE TABLE IF NOT EXISTS scratch_layers (
-    id TEXT PRIMARY KEY                 -- driver id of a builder step's short-lived rw layer
-)"""
-STAGED_SCHEMA = """CREATE TABLE IF NOT EXISTS staged_layers (
-    id TEXT PRIMARY KEY                 -- driver id of a layer being written or removed: no record owns it
-)"""
 
 if TYPE_CHECKING:
     from ...plugins import Slot
@@ -62,11 +52,7 @@ class LayerStore:
     def __init__(self, slot: Slot, store: Store) -> None:
         self.store = store
         self._lock = threading.Lock()
-        self.use(slot)
-        with store.tx() as db:
-            db.execute(TARSPLIT_SCHEMA)
-            db.execute(SCRATCH_SCHEMA)
-            db.execute(STAGED_SCHEMA)
+        self.use(slot)  # the tables: dockyard.schema's
 
     def use(self, slot: Slot) -> None:
         """Make ``slot`` the storage driver (at start, and when a migration switches),

@@ -2,9 +2,10 @@
 published ports and name resolution, from start to stop (Docker's model: they
 exist while it runs).
 
-``rec["Networks"]`` is what the container is connected to (``{network name:
-{"Aliases", "IPAMConfig"}}``, from create and ``network connect``);
-``rec["NetworkSettings"]`` is what is up now, in the API's shape.
+A record's ``networks`` are what the container is connected to (``{network name:
+EndpointConfig}``, from create and ``network connect``); its ``network_settings``
+are what is up now (its endpoints, :class:`~dockyard.model.container.Endpoint`,
+its published ports and its namespace).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import secrets
 from typing import Any, Callable, Protocol
 
 from ...errors import Conflict, InvalidParameter, NetworkError
+from ...model.container import ContainerRecord, Endpoint, EndpointConfig, NetworkSettings, PortBinding
+from ...model.network import NetworkRecord
 from . import ipam, netns
 
 log = logging.getLogger("dockyard.endpoints")
@@ -27,13 +30,15 @@ class Containers(Protocol):
 
     def resolve(self, ref: str) -> str: ...
 
-    def get(self, cid: str) -> dict: ...
+    def get(self, cid: str) -> ContainerRecord: ...
 
-    def save(self, rec: dict) -> None: ...
+    def save(self, rec: ContainerRecord) -> None: ...
 
     def lock(self, cid: str) -> Any: ...
 
-    def all(self) -> list[dict]: ...
+    def all(self) -> list[ContainerRecord]: ...
+
+
 PORT_RE = re.compile(r"^(\d{1,5})(?:/(tcp|udp))?$")
 
 
@@ -64,16 +69,16 @@ def parse_ports(host_config: dict, exposed: dict | None) -> list[dict]:
     return out
 
 
-def held_ports(shown: dict | None) -> list[dict]:
-    """``NetworkSettings.Ports`` (what was published) -> the hook specs' list."""
+def held_ports(shown: dict[str, list[PortBinding] | None]) -> list[dict]:
+    """A record's published ports (``network_settings.ports``) -> the hook specs' list."""
     out = []
-    for key, targets in (shown or {}).items():
+    for key, targets in shown.items():
         m = PORT_RE.match(str(key))
         if not m:
             continue
         for t in targets or []:
-            out.append({"proto": m.group(2) or "tcp", "host_ip": t.get("HostIp") or "",
-                        "host_port": int(t.get("HostPort") or 0), "container_port": int(m.group(1))})
+            out.append({"proto": m.group(2) or "tcp", "host_ip": t.host_ip,
+                        "host_port": int(t.host_port or 0), "container_port": int(m.group(1))})
     return out
 
 
@@ -96,15 +101,15 @@ class Endpoints:
     def netns_path(self, cid: str) -> str:
         return os.path.join(self.netns_dir, cid)
 
-    def wanted(self, rec: dict) -> list[tuple[dict, dict]]:
-        """``[(network, endpoint config)]``, the primary (NetworkMode) first; a
+    def wanted(self, rec: ContainerRecord) -> list[tuple[NetworkRecord, EndpointConfig]]:
+        """``[(network, endpoint config)]``, the primary (network mode) first; a
         container disconnected from everything is on ``none``."""
-        nets = rec.get("Networks") or {}
-        primary = rec["NetworkMode"] if rec["NetworkMode"] in nets or not nets else next(iter(nets))
+        nets = rec.networks
+        primary = rec.network_mode if rec.network_mode in nets or not nets else next(iter(nets))
         if not nets and "none" in self.networks.slots:
             primary = "none"
         order = [primary] + [n for n in nets if n != primary]
-        return [(self.networks.get(name), nets.get(name) or {}) for name in order]
+        return [(self.networks.get(name), nets.get(name) or EndpointConfig()) for name in order]
 
     # ------------------------------------------------------ connect/disconnect
     def connect(self, net_ref: str, container_ref: str, cfg: dict | None) -> None:
@@ -113,28 +118,28 @@ class Endpoints:
         cid = c.resolve(container_ref)
         with c.lock(cid):
             rec = c.get(cid)
-            if rec["NetworkMode"].startswith("container:") or any(
-                    self.networks.get(n)["driver"] in ("host", "none") for n in rec.get("Networks") or {}):
+            if rec.network_mode.startswith("container:") or any(
+                    self.networks.get(n).driver in ("host", "none") for n in rec.networks):
                 raise InvalidParameter(f"container sharing network namespace with another container or host "
-                                       f"cannot be connected to any other network ({rec['NetworkMode']})")
-            if net["driver"] in ("host", "none"):
-                raise InvalidParameter(f"container cannot be connected to network {net['name']} along with others")
-            if net["name"] in (rec.get("Networks") or {}):
-                raise Conflict(f"endpoint with name {rec['Name'].lstrip('/')} already exists in network {net['name']}")
-            cfg = {"Aliases": list((cfg or {}).get("Aliases") or []),
-                   "IPAMConfig": (cfg or {}).get("IPAMConfig") or None}
-            if (cfg["IPAMConfig"] or {}).get("IPv4Address") and net.get("predefined"):
+                                       f"cannot be connected to any other network ({rec.network_mode})")
+            if net.driver in ("host", "none"):
+                raise InvalidParameter(f"container cannot be connected to network {net.name} along with others")
+            if net.name in rec.networks:
+                raise Conflict(f"endpoint with name {rec.name} already exists in network {net.name}")
+            attachment = EndpointConfig(aliases=list((cfg or {}).get("Aliases") or []),
+                                        ipam_config=(cfg or {}).get("IPAMConfig") or None)
+            if (attachment.ipam_config or {}).get("IPv4Address") and net.predefined:
                 raise InvalidParameter("user specified IP address is supported on user defined networks only")
-            path = (rec.get("NetworkSettings") or {}).get("SandboxKey")
-            if rec["State"]["Running"]:
+            path = rec.network_settings.sandbox_key
+            if rec.state.running:
                 if not path:
                     raise InvalidParameter(f"container {cid[:12]} has no network namespace of its own to connect")
-                self.attach(rec, net, cfg, path)
-                if not net.get("predefined"):
-                    self._dns().add(cid, path, internal=net["internal"])
-            rec.setdefault("Networks", {})[net["name"]] = cfg
+                self.attach(rec, net, attachment, path)
+                if not net.predefined:
+                    self._dns().add(cid, path, internal=net.internal)
+            rec.networks[net.name] = attachment
             c.save(rec)
-        self.emit("network", "connect", net["id"], {"name": net["name"], "container": cid})
+        self.emit("network", "connect", net.id, {"name": net.name, "container": cid})
 
     def disconnect(self, net_ref: str, container_ref: str, force: bool = False) -> None:
         net = self.networks.get(net_ref)
@@ -142,145 +147,143 @@ class Endpoints:
         cid = c.resolve(container_ref)
         with c.lock(cid):
             rec = c.get(cid)
-            if net["name"] not in (rec.get("Networks") or {}):
-                raise InvalidParameter(f"container {cid[:12]} is not connected to network {net['name']}")
-            if rec["State"]["Running"]:
-                self.detach(rec, net["name"])
-            del rec["Networks"][net["name"]]
+            if net.name not in rec.networks:
+                raise InvalidParameter(f"container {cid[:12]} is not connected to network {net.name}")
+            if rec.state.running:
+                self.detach(rec, net.name)
+            del rec.networks[net.name]
             c.save(rec)
-        self.emit("network", "disconnect", net["id"], {"name": net["name"], "container": cid})
+        self.emit("network", "disconnect", net.id, {"name": net.name, "container": cid})
 
     # ------------------------------------------------------------------ up
-    def up(self, rec: dict) -> dict:
+    def up(self, rec: ContainerRecord) -> dict:
         """Bring the container's networking up; returns ``{"ns": path | "host" |
         None (a fresh namespace of the exec driver's: loopback only), "ip",
-        "nameservers"}`` and fills ``rec["NetworkSettings"]``."""
-        cid = rec["Id"]
+        "nameservers"}`` and fills ``rec.network_settings``."""
+        cid = rec.id
         plan = self.wanted(rec)
         primary = plan[0][0]
         mode = self.networks.namespace_mode(primary)
-        settings: dict[str, Any] = {"Networks": {}, "Ports": {}, "SandboxKey": ""}
-        rec["NetworkSettings"] = settings
+        settings = rec.network_settings = NetworkSettings()
         if mode == "host":
-            settings["Networks"][primary["name"]] = self._summary(primary, None, None)
+            settings.endpoints[primary.name] = self._summary(primary, None, None)
             return {"ns": "host", "ip": None, "nameservers": None}
-        if all(net["driver"] == "none" for net, _ in plan):
-            settings["Networks"][primary["name"]] = self._summary(primary, None, None)
+        if all(net.driver == "none" for net, _ in plan):
+            settings.endpoints[primary.name] = self._summary(primary, None, None)
             return {"ns": None, "ip": None, "nameservers": None}
         path = netns.create(self.netns_path(cid))
-        settings["SandboxKey"] = path
+        settings.sandbox_key = path
         try:
             for net, cfg in plan:
                 self.attach(rec, net, cfg, path)
-            settings["Ports"] = self._publish(rec, primary)
-            user = [net for net, _ in plan if not net.get("predefined")]
+            settings.ports = self._publish(rec, primary)
+            user = [net for net, _ in plan if not net.predefined]
             if user:
-                self._dns().add(cid, path, internal=all(n["internal"] for n in user))
+                self._dns().add(cid, path, internal=all(n.internal for n in user))
         except BaseException:
             self.down(rec)
             raise
-        ip = settings["Networks"][primary["name"]]["IPAddress"] or None
+        ip = settings.endpoints[primary.name].ip_address or None
         return {"ns": path, "ip": ip, "nameservers": ["127.0.0.11"] if user else None}
 
-    def attach(self, rec: dict, net: dict, cfg: dict, path: str) -> None:
+    def attach(self, rec: ContainerRecord, net: NetworkRecord, cfg: EndpointConfig, path: str) -> None:
         """Address ``rec`` on ``net`` (IPAM) and attach it in namespace ``path``."""
-        cid = rec["Id"]
-        settings = rec["NetworkSettings"]
-        if net["driver"] == "none" or self.networks.namespace_mode(net) == "host":
-            raise Conflict(f"container cannot be connected to network {net['name']} along with others")
-        wanted = ((cfg.get("IPAMConfig") or {}).get("IPv4Address")) or None
+        cid = rec.id
+        settings = rec.network_settings
+        pool = net.pool  # none on a network without addresses: "none", a "host" namespace
+        if pool is None or net.driver == "none" or self.networks.namespace_mode(net) == "host":
+            raise Conflict(f"container cannot be connected to network {net.name} along with others")
+        wanted = ((cfg.ipam_config or {}).get("IPv4Address")) or None
         with self.networks.store.tx() as db:
-            address = ipam.allocate(db, net["id"], net["ipam"]["subnet"], cid, wanted)
-        prefix = ipaddress.ip_network(net["ipam"]["subnet"]).prefixlen
-        endpoint = {"id": secrets.token_hex(32), "container_id": cid, "network_id": net["id"],
-                    "name": rec["Name"].lstrip("/"), "aliases": list(cfg.get("Aliases") or []),
+            address = ipam.allocate(db, net.id, pool.subnet, cid, wanted)
+        prefix = ipaddress.ip_network(pool.subnet).prefixlen
+        endpoint = {"id": secrets.token_hex(32), "container_id": cid, "network_id": net.id,
+                    "name": rec.name, "aliases": list(cfg.aliases),
                     "ipv4": f"{address}/{prefix}", "mac": mac_of(address)}
         try:
-            got = self.networks.slot(net).hook.network_attach(network=net, endpoint=endpoint, netns=path) or {}
+            got = self.networks.slot(net).hook.network_attach(network=net.to_hook(), endpoint=endpoint,
+                                                              netns=path) or {}
         except BaseException:
             with self.networks.store.tx() as db:
-                ipam.release(db, net["id"], cid)
+                ipam.release(db, net.id, cid)
             raise
         summary = self._summary(net, endpoint, got)
-        summary["Aliases"] = [rec["Id"][:12], *endpoint["aliases"]] if not net.get("predefined") else None
-        settings["Networks"][net["name"]] = summary
+        summary.aliases = [rec.id[:12], *endpoint["aliases"]] if not net.predefined else None
+        settings.endpoints[net.name] = summary
 
     @staticmethod
-    def _summary(net, endpoint, got):
+    def _summary(net: NetworkRecord, endpoint: dict | None, got: dict | None) -> Endpoint:
         got = got or {}
         ipv4 = (got.get("ipv4") or (endpoint or {}).get("ipv4") or "").split("/")
-        return {"IPAMConfig": None, "Links": None, "Aliases": None, "NetworkID": net["id"],
-                "EndpointID": (endpoint or {}).get("id", ""), "Gateway": got.get("gateway") or "",
-                "IPAddress": ipv4[0], "IPPrefixLen": int(ipv4[1]) if len(ipv4) > 1 else 0,
-                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-                "MacAddress": got.get("mac") or (endpoint or {}).get("mac") or "", "DriverOpts": None,
-                "_endpoint": endpoint}
+        return Endpoint(network_id=net.id, endpoint_id=(endpoint or {}).get("id", ""),
+                        gateway=got.get("gateway") or "", ip_address=ipv4[0],
+                        ip_prefix_len=int(ipv4[1]) if len(ipv4) > 1 else 0,
+                        mac_address=got.get("mac") or (endpoint or {}).get("mac") or "", driver_endpoint=endpoint)
 
-    def _publish(self, rec, net, held=None):
-        """Publish the container's ports (``held``: those it had, shown in
-        ``NetworkSettings.Ports``: a restarted daemon takes the same host ports
+    def _publish(self, rec: ContainerRecord, net: NetworkRecord,
+                 held: dict[str, list[PortBinding] | None] | None = None) -> dict[str, list[PortBinding] | None]:
+        """Publish the container's ports (``held``: those it had, in its
+        ``network_settings.ports``: a restarted daemon takes the same host ports
         again, not new random ones for ``-p 80``)."""
-        ports = parse_ports(rec["HostConfig"], rec["Config"].get("ExposedPorts")) if held is None \
+        ports = parse_ports(rec.host_config, rec.config.get("ExposedPorts")) if held is None \
             else held_ports(held)
-        shown = {key: None for key in (rec["Config"].get("ExposedPorts") or {})}
+        shown: dict[str, list[PortBinding] | None] = {key: None for key in (rec.config.get("ExposedPorts") or {})}
         if not ports:
             return shown
         slot = self.networks.slot(net)
         if not hasattr(slot.hook, "network_publish") or not slot.hook.network_publish.get_hookimpls():
-            raise NetworkError(f"network {net['name']} ({net['driver']}) cannot publish ports")
-        endpoint = rec["NetworkSettings"]["Networks"][net["name"]]["_endpoint"]
-        bound = slot.hook.network_publish(network=net, endpoint=endpoint, ports=ports) or ports
+            raise NetworkError(f"network {net.name} ({net.driver}) cannot publish ports")
+        endpoint = rec.network_settings.endpoints[net.name].driver_endpoint
+        bound = slot.hook.network_publish(network=net.to_hook(), endpoint=endpoint, ports=ports) or ports
         for p in bound:
             key = f"{p['container_port']}/{p['proto']}"
-            shown[key] = (shown.get(key) or []) + [{"HostIp": p["host_ip"] or "0.0.0.0",
-                                                     "HostPort": str(p["host_port"])}]
+            shown[key] = (shown.get(key) or []) + [PortBinding(p["host_ip"] or "0.0.0.0", str(p["host_port"]))]
         return shown
 
     # ---------------------------------------------------------------- down
-    def detach(self, rec: dict, name: str) -> None:
+    def detach(self, rec: ContainerRecord, name: str) -> None:
         """Detach ``rec`` from network ``name`` (its endpoint and address)."""
-        settings = rec.get("NetworkSettings") or {}
-        summary = (settings.get("Networks") or {}).pop(name, None)
-        if not summary or not summary.get("_endpoint"):
+        settings = rec.network_settings
+        summary = settings.endpoints.pop(name, None)
+        if summary is None or not summary.driver_endpoint:
             return
         try:
-            net = self.networks.get(summary["NetworkID"])
+            net = self.networks.get(summary.network_id)
         except Exception:  # the network went away meanwhile: its driver cleaned up
             return
         try:
-            self.networks.slot(net).hook.network_detach(network=net, endpoint=summary["_endpoint"],
-                                                        netns=settings.get("SandboxKey") or None)
+            self.networks.slot(net).hook.network_detach(network=net.to_hook(), endpoint=summary.driver_endpoint,
+                                                        netns=settings.sandbox_key or None)
         except Exception:
-            log.exception("detaching %s from %s failed", rec["Id"][:12], name)
+            log.exception("detaching %s from %s failed", rec.id[:12], name)
         with self.networks.store.tx() as db:
-            ipam.release(db, net["id"], rec["Id"])
+            ipam.release(db, net.id, rec.id)
 
-    def down(self, rec: dict) -> None:
+    def down(self, rec: ContainerRecord) -> None:
         """Undo :meth:`up` (idempotent, also after a daemon crash)."""
-        settings = rec.get("NetworkSettings") or {}
-        for name in list(settings.get("Networks") or {}):
+        for name in list(rec.network_settings.endpoints):
             self.detach(rec, name)
         if self.networks.dns is not None:
-            self.networks.dns.remove(rec["Id"])
-        netns.delete(self.netns_path(rec["Id"]))
-        rec["NetworkSettings"] = {"Networks": {}, "Ports": {}, "SandboxKey": ""}
+            self.networks.dns.remove(rec.id)
+        netns.delete(self.netns_path(rec.id))
+        rec.network_settings = NetworkSettings()
 
-    def restore(self, rec: dict) -> None:
+    def restore(self, rec: ContainerRecord) -> None:
         """A running container after a daemon restart: its namespace and attachments
         are still there; serve its DNS again and hold its published ports again."""
-        settings = rec.get("NetworkSettings") or {}
-        path = settings.get("SandboxKey")
+        settings = rec.network_settings
+        path = settings.sandbox_key
         if not path:
             return
-        nets = [self.networks.get(s["NetworkID"]) for s in (settings.get("Networks") or {}).values()]
-        user = [n for n in nets if not n.get("predefined")]
+        nets = [self.networks.get(s.network_id) for s in settings.endpoints.values()]
+        user = [n for n in nets if not n.predefined]
         if user:
-            self._dns().add(rec["Id"], path, internal=all(n["internal"] for n in user))
-        if settings.get("Ports") and nets:
+            self._dns().add(rec.id, path, internal=all(n.internal for n in user))
+        if settings.ports and nets:
             try:
-                self._publish(rec, self.networks.get(rec["NetworkMode"]), held=settings["Ports"])
+                self._publish(rec, self.networks.get(rec.network_mode), held=settings.ports)
             except Exception as exc:
-                log.error("container %s: its ports could not be held again: %s", rec["Id"][:12], exc)
+                log.error("container %s: its ports could not be held again: %s", rec.id[:12], exc)
 
     # ------------------------------------------------------------------ DNS
     def _dns(self):
@@ -298,14 +301,14 @@ class Endpoints:
         except Exception:
             return None
         name = name.rstrip(".").lower()
-        mine = {s["NetworkID"] for s in (me.get("NetworkSettings") or {}).get("Networks", {}).values()}
+        mine = {s.network_id for s in me.network_settings.endpoints.values()}
         found = []
         for rec in self.containers.all():
-            for net_name, s in ((rec.get("NetworkSettings") or {}).get("Networks") or {}).items():
-                if s["NetworkID"] not in mine or not s.get("IPAddress") or s.get("Aliases") is None:
+            for net_name, s in rec.network_settings.endpoints.items():
+                if s.network_id not in mine or not s.ip_address or s.aliases is None:
                     continue
-                names = {rec["Name"].lstrip("/").lower(), rec["Id"][:12], *(a.lower() for a in s["Aliases"])}
+                names = {rec.name.lower(), rec.id[:12], *(a.lower() for a in s.aliases)}
                 if name in names or name.split(".", 1)[0] in names and "." in name and \
                         name.split(".", 1)[1] == net_name.lower():
-                    found.append(s["IPAddress"])
+                    found.append(s.ip_address)
         return found or None

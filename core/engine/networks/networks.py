@@ -1,7 +1,8 @@
 """Networks: the records, their drivers' kernel objects, and containers' endpoints.
 
-A network is a row of the store's ``networks`` table holding the hook specs'
-network dict (plus ``created``, ``predefined``, ``driver_data``).  The three
+A network is a row of the store's ``networks`` table holding a
+:class:`~dockyard.model.network.NetworkRecord`; its drivers get the hook specs'
+network dict (:meth:`~dockyard.model.network.NetworkRecord.to_hook`).  The three
 predefined ones are named after their drivers, as Docker's: ``bridge`` (the
 default, when the bridge driver is enabled), ``host`` and ``none``.  Creating a
 network runs its driver's ``network_create`` (again at every daemon start: the
@@ -11,26 +12,31 @@ A container's endpoints exist while it runs (Docker's model): :meth:`.endpoints.
 makes its network namespace (pinned under the exec root), allocates an address on
 each of its networks (IPAM, transactional), attaches and publishes its ports;
 :meth:`.endpoints.Endpoints.down` undoes all of it.  What it is connected to is in its record:
-``rec["Networks"]`` = ``{network name: {"Aliases": [...], "IPAMConfig": {...}}}``;
-what is up now in ``rec["NetworkSettings"]``.
+``rec.networks`` = ``{network name: EndpointConfig}``; what is up now in
+``rec.network_settings``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import logging
 import secrets
 import threading
 from datetime import datetime, timezone
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from ...errors import Conflict, InvalidParameter, NetworkError, NotFound
+from ...model.convert import dumps, loads
+from ...model.network import PREDEFINED, IpamPool, NetworkRecord
 from . import ipam
 
+if TYPE_CHECKING:
+    import sqlite3
+
+    from ...model.container import ContainerRecord
+
 log = logging.getLogger("dockyard.networks")
-PREDEFINED = ("bridge", "host", "none")
 BRIDGE_NAME = "com.docker.network.bridge.name"
 DEFAULT_OPTION = "com.docker.network.bridge.default_bridge"
 #: the default network's Linux bridge, unless --bridge names another (dockerd's docker0)
@@ -44,15 +50,15 @@ class NetworkNotFound(NotFound):
 class Containers(Protocol):
     """What networks need of the container records."""
 
-    def all(self) -> list[dict]: ...
+    def all(self) -> list[ContainerRecord]: ...
 
 
-def _strings(mapping):
+def _strings(mapping: dict[str, Any] | None) -> dict[str, str]:
     """A ``map[string]string`` of the API as Go decodes it: a null value is ""."""
     return {key: "" if value is None else value for key, value in (mapping or {}).items()}
 
 
-def _now():
+def _now() -> str:
     return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
@@ -69,10 +75,10 @@ class Networks:
         self.dns: Any = None  # the embedded resolver, started with the first user network endpoint
 
     # ------------------------------------------------------------ records
-    def all(self) -> list[dict]:
-        return [json.loads(r["data"]) for r in self.store.query("SELECT data FROM networks ORDER BY name")]
+    def all(self) -> list[NetworkRecord]:
+        return [loads(r["data"], NetworkRecord) for r in self.store.query("SELECT data FROM networks ORDER BY name")]
 
-    def get(self, ref: str) -> dict:
+    def get(self, ref: str) -> NetworkRecord:
         """The network named ``ref``, with id ``ref`` or a unique id prefix."""
         if not ref:
             raise NetworkNotFound("network  not found")
@@ -84,24 +90,25 @@ class Networks:
             row = rows[0] if rows else None
         if row is None:
             raise NetworkNotFound(f"network {ref} not found")
-        return json.loads(row["data"])
+        return loads(row["data"], NetworkRecord)
 
-    def _save(self, db, net):
+    def _save(self, db: sqlite3.Connection, net: NetworkRecord) -> None:
         # an upsert, not INSERT OR REPLACE: a replace deletes the row first, and the
         # delete would cascade to the network's address allocations
         db.execute("INSERT INTO networks(id, name, driver, data) VALUES (?,?,?,?) "
                    "ON CONFLICT(id) DO UPDATE SET data=excluded.data",
-                   (net["id"], net["name"], net["driver"], json.dumps(net)))
+                   (net.id, net.name, net.driver, dumps(net)))
 
-    def slot(self, net: dict) -> Any:
+    def slot(self, net: NetworkRecord) -> Any:
         try:
-            return self.slots[net["driver"]]
+            return self.slots[net.driver]
         except KeyError:
-            raise NetworkError(f"network {net['name']}: its driver {net['driver']!r} is not enabled "
+            raise NetworkError(f"network {net.name}: its driver {net.driver!r} is not enabled "
                                "(plugins.toml network.drivers)") from None
 
-    def namespace_mode(self, net: dict) -> str:
-        return self.slot(net).hook.network_namespace(network=net) or "private"
+    def namespace_mode(self, net: NetworkRecord) -> str:
+        mode: str = self.slot(net).hook.network_namespace(network=net.to_hook()) or "private"
+        return mode
 
     # ------------------------------------------------------------ create/remove
     def ensure_predefined(self, bridge_options: dict) -> None:
@@ -115,9 +122,10 @@ class Networks:
             if name not in self.slots:
                 continue
             row = self.store.one("SELECT data FROM networks WHERE name=?", name)
-            if row is not None and name == "bridge":
-                row = self._default_bridge_current(json.loads(row["data"]), bridge_options)
-            if row is None:
+            current = loads(row["data"], NetworkRecord) if row is not None else None
+            if current is not None and name == "bridge":
+                current = self._default_bridge_current(current, bridge_options)
+            if current is None:
                 options, ipam_cfg = {}, {}
                 if name == "bridge":
                     options = {BRIDGE_NAME: bridge_options.get("default_bridge") or DEFAULT_BRIDGE,
@@ -126,22 +134,22 @@ class Networks:
                 self.create({"Name": name, "Driver": name, "Options": options,
                              "IPAM": {"Config": [ipam_cfg] if ipam_cfg else []}}, predefined=True)
         for net in self.all():
-            if net["driver"] not in self.slots:
+            if net.driver not in self.slots:
                 continue
             try:
-                data = self.slot(net).hook.network_create(network=net) or {}
+                data = self.slot(net).hook.network_create(network=net.to_hook()) or {}
             except Exception as exc:  # a network that cannot come back must not stop the daemon
-                if net.get("predefined"):
+                if net.predefined:
                     raise
-                log.error("network %s could not be set up again: %s", net["name"], exc)
+                log.error("network %s could not be set up again: %s", net.name, exc)
                 continue
-            if data != net.get("driver_data"):  # e.g. its rules moved to this daemon's table
-                net["driver_data"] = data
+            if data != net.driver_data:  # e.g. its rules moved to this daemon's table
+                net.driver_data = data
                 with self.store.tx() as db:
                     self._save(db, net)
 
     @staticmethod
-    def _default_bridge_ipam(bridge, bridge_options):
+    def _default_bridge_ipam(bridge: str, bridge_options: dict) -> dict[str, Any]:
         """The default network's subnet and gateway: the configured ones
         (``--bip``), else those of the address ``bridge`` already has (dockerd
         adopts docker0's), else none (IPAM picks a free pool)."""
@@ -160,18 +168,18 @@ class Networks:
         gateway = found.ip if found.ip not in (subnet.network_address, subnet.broadcast_address) else None
         return {"Subnet": str(subnet), "Gateway": str(gateway) if gateway else None}
 
-    def _default_bridge_current(self, net, bridge_options):
+    def _default_bridge_current(self, net: NetworkRecord, bridge_options: dict) -> NetworkRecord | None:
         """``net`` (the stored default network), or None after removing it when
         the daemon's flags now name another bridge or subnet (as dockerd makes
         its default network from its flags at each start).  While containers
         run on it, it stays as it is until they have stopped."""
         want_bridge = bridge_options.get("default_bridge") or DEFAULT_BRIDGE
         changed = []
-        if (net.get("options") or {}).get(BRIDGE_NAME) != want_bridge:
+        if net.options.get(BRIDGE_NAME) != want_bridge:
             changed.append(f"bridge {want_bridge}")
         subnet = bridge_options.get("default_subnet")
-        if subnet and net.get("ipam"):
-            now = (ipaddress.ip_network(net["ipam"]["subnet"]), net["ipam"]["gateway"])
+        if subnet and net.pool:
+            now = (ipaddress.ip_network(net.pool.subnet), net.pool.gateway)
             gateway = bridge_options.get("default_gateway") or now[1]
             try:
                 if (ipaddress.ip_network(subnet), gateway) != now:
@@ -184,14 +192,14 @@ class Networks:
         if users:
             log.warning("the bridge network keeps bridge %s and subnet %s while containers run on it (%s): "
                         "it takes %s when the daemon starts again after they have stopped",
-                        net["options"].get(BRIDGE_NAME), (net.get("ipam") or {}).get("subnet"),
-                        ", ".join(u["Name"].lstrip("/") for u in users[:5]), " and ".join(changed))
+                        net.options.get(BRIDGE_NAME), net.pool.subnet if net.pool else None,
+                        ", ".join(u.name.lstrip("/") for u in users[:5]), " and ".join(changed))
             return net
         log.info("the bridge network now takes %s", " and ".join(changed))
-        self.slot(net).hook.network_delete(network=net)  # its rules; the bridge stays, as docker0 does
+        self.slot(net).hook.network_delete(network=net.to_hook())  # its rules; the bridge stays, as docker0 does
         with self.store.tx() as db:
-            db.execute("DELETE FROM ip_allocations WHERE network_id=?", (net["id"],))
-            db.execute("DELETE FROM networks WHERE id=?", (net["id"],))
+            db.execute("DELETE FROM ip_allocations WHERE network_id=?", (net.id,))
+            db.execute("DELETE FROM networks WHERE id=?", (net.id,))
         return None
 
     def create(self, body: dict, predefined: bool = False) -> str:
@@ -208,40 +216,40 @@ class Networks:
             raise Conflict(f"only one instance of \"{driver}\" network is allowed")
         if body.get("EnableIPv6"):
             raise InvalidParameter("IPv6 networks are not supported")
-        net = {"id": secrets.token_hex(32), "name": name, "driver": driver, "created": _now(),
-               "options": _strings(body.get("Options")), "labels": _strings(body.get("Labels")),
-               "internal": bool(body.get("Internal")), "attachable": bool(body.get("Attachable")),
-               "predefined": predefined, "ipam": None, "driver_data": {}}
+        net = NetworkRecord(id=secrets.token_hex(32), name=name, driver=driver, created=_now(),
+                            options=_strings(body.get("Options")), labels=_strings(body.get("Labels")),
+                            internal=bool(body.get("Internal")), attachable=bool(body.get("Attachable")),
+                            predefined=predefined)
         slot = self.slot(net)
-        addressed = slot.hook.network_namespace(network=net) == "private" and driver != "none"
+        addressed = slot.hook.network_namespace(network=net.to_hook()) == "private" and driver != "none"
         configs = (body.get("IPAM") or {}).get("Config") or [{}]
         picked = addressed and not (configs[0] or {}).get("Subnet")  # a free pool: held until it is routed
         with self._lock, (ipam.pool_lock() if picked else contextlib.nullcontext()):
             if self.store.one("SELECT 1 FROM networks WHERE name=?", name):
                 raise Conflict(f"network with name {name} already exists")
             if addressed:
-                net["ipam"] = self._ipam(name, body.get("IPAM") or {})
+                net.pools = [self._ipam(name, body.get("IPAM") or {})]
             with self.store.tx() as db:
                 self._save(db, net)
-                if net["ipam"]:
-                    ipam.allocate(db, net["id"], net["ipam"]["subnet"], "gateway", net["ipam"]["gateway"])
+                for pool in net.pools:
+                    ipam.allocate(db, net.id, pool.subnet, "gateway", pool.gateway)
             try:
-                net["driver_data"] = slot.hook.network_create(network=net) or {}
+                net.driver_data = slot.hook.network_create(network=net.to_hook()) or {}
             except BaseException:
                 with self.store.tx() as db:
-                    db.execute("DELETE FROM networks WHERE id=?", (net["id"],))
+                    db.execute("DELETE FROM networks WHERE id=?", (net.id,))
                 raise
             with self.store.tx() as db:
                 self._save(db, net)
-        self.emit("network", "create", net["id"], {"name": name, "type": driver})
-        return net["id"]
+        self.emit("network", "create", net.id, {"name": name, "type": driver})
+        return net.id
 
-    def _ipam(self, name, body):
+    def _ipam(self, name: str, body: dict) -> IpamPool:
         configs = body.get("Config") or []
         if len(configs) > 1:
             raise InvalidParameter("only one IPAM configuration (subnet) per network is supported")
         cfg = configs[0] if configs else {}
-        in_use = [(n["name"], ipaddress.ip_network(n["ipam"]["subnet"])) for n in self.all() if n.get("ipam")]
+        in_use = [(n.name, ipaddress.ip_network(p.subnet)) for n in self.all() for p in n.pools]
         if cfg.get("Subnet"):
             subnet = ipam.parse_subnet(cfg["Subnet"])
             ipam.check_overlap(subnet, in_use, name)
@@ -253,41 +261,36 @@ class Networks:
                 raise ValueError("outside")
         except ValueError:
             raise InvalidParameter(f"invalid gateway {gateway!r}: it is not an address of the subnet {subnet}") from None
-        return {"subnet": str(subnet), "gateway": gateway}
+        return IpamPool(subnet=str(subnet), gateway=gateway)
 
     def remove(self, ref: str) -> None:
         net = self.get(ref)
-        if net.get("predefined"):
-            raise Conflict(f"{net['name']} is a pre-defined network and cannot be removed")
+        if net.predefined:
+            raise Conflict(f"{net.name} is a pre-defined network and cannot be removed")
         with self._lock:
             users = self.containers_on(net)
             if users:
-                raise Conflict(f"error while removing network: network {net['name']} id {net['id']} has active "
-                               f"endpoints ({', '.join(u['Name'].lstrip('/') for u in users)})")
-            self.slot(net).hook.network_delete(network=net)
+                raise Conflict(f"error while removing network: network {net.name} id {net.id} has active "
+                               f"endpoints ({', '.join(u.name.lstrip('/') for u in users)})")
+            self.slot(net).hook.network_delete(network=net.to_hook())
             with self.store.tx() as db:
-                db.execute("DELETE FROM ip_allocations WHERE network_id=?", (net["id"],))
-                db.execute("DELETE FROM networks WHERE id=?", (net["id"],))
-        self.emit("network", "destroy", net["id"], {"name": net["name"], "type": net["driver"]})
+                db.execute("DELETE FROM ip_allocations WHERE network_id=?", (net.id,))
+                db.execute("DELETE FROM networks WHERE id=?", (net.id,))
+        self.emit("network", "destroy", net.id, {"name": net.name, "type": net.driver})
 
-    def containers_on(self, net: dict, running_only: bool = True) -> list[dict]:
+    def containers_on(self, net: NetworkRecord, running_only: bool = True) -> list[ContainerRecord]:
         """Container records connected to ``net`` (running ones, or all)."""
-        out = []
-        for rec in self.containers.all():
-            attached = net["name"] in (rec.get("NetworkSettings") or {}).get("Networks", {}) \
-                if running_only else net["name"] in (rec.get("Networks") or {})
-            if attached:
-                out.append(rec)
-        return out
+        return [rec for rec in self.containers.all()
+                if net.name in (rec.network_settings.endpoints if running_only else rec.networks)]
 
     def prune(self) -> list[str]:
         removed = []
         for net in self.all():
-            if net.get("predefined") or self.containers_on(net, running_only=False):
+            if net.predefined or self.containers_on(net, running_only=False):
                 continue
             try:
-                self.remove(net["id"])
-                removed.append(net["name"])
+                self.remove(net.id)
+                removed.append(net.name)
             except (Conflict, NetworkError) as exc:
                 log.warning("prune: %s", exc)
         return removed

@@ -12,6 +12,8 @@ from __future__ import annotations
 from typing import Any, Callable, Iterator, Protocol
 
 from ...errors import DockyardError, InvalidParameter
+from ...model.container import ContainerRecord, EndpointConfig
+from ...model.network import Endpoint, NetworkRecord
 from .endpoints import Endpoints, parse_ports
 from .networks import Networks
 
@@ -23,13 +25,13 @@ class Containers(Protocol):
 
     def resolve(self, ref: str) -> str: ...
 
-    def get(self, cid: str) -> dict: ...
+    def get(self, cid: str) -> ContainerRecord: ...
 
-    def save(self, rec: dict) -> None: ...
+    def save(self, rec: ContainerRecord) -> None: ...
 
     def lock(self, cid: str) -> Any: ...
 
-    def all(self) -> list[dict]: ...
+    def all(self) -> list[ContainerRecord]: ...
 
     def on_network(self, network: str) -> list[tuple[str, str, dict]]: ...
 
@@ -68,7 +70,7 @@ class NetworkService:
     def remove(self, ref: str) -> None:
         self._networks.remove(ref)
 
-    def get(self, ref: str) -> dict:
+    def get(self, ref: str) -> NetworkRecord:
         """The record of the network named ``ref`` (a name, an id or a unique id prefix)."""
         return self._networks.get(ref)
 
@@ -93,24 +95,16 @@ class NetworkService:
     def disconnect(self, net_ref: str, container_ref: str, force: bool = False) -> None:
         self._endpoints.disconnect(net_ref, container_ref, force)
 
-    def view(self, net: dict, containers: bool = True) -> dict:
-        """Docker's network object."""
-        ipam = net.get("ipam")
-        out = {"Name": net["name"], "Id": net["id"], "Created": net["created"], "Scope": "local",
-               "Driver": net["driver"], "EnableIPv6": False,
-               "IPAM": {"Driver": "default", "Options": None,
-                        "Config": [{"Subnet": ipam["subnet"], "Gateway": ipam["gateway"]}] if ipam else []},
-               "Internal": net["internal"], "Attachable": net.get("attachable", False), "Ingress": False,
-               "ConfigFrom": {"Network": ""}, "ConfigOnly": False, "Containers": {},
-               "Options": net["options"], "Labels": net["labels"]}
+    def view(self, net: NetworkRecord, containers: bool = True) -> dict[str, Any]:
+        """Docker's network object (:meth:`~dockyard.model.network.NetworkRecord.to_api`)
+        with the running containers' endpoints on it."""
+        endpoints = {}
         if containers:  # from the store's JSON, not whole records: one may hold megabytes of labels
-            for cid, name, s in self.containers.on_network(net["name"]):
-                out["Containers"][cid] = {
-                    "Name": name, "EndpointID": s.get("EndpointID", ""),
-                    "MacAddress": s.get("MacAddress", ""),
-                    "IPv4Address": f"{s['IPAddress']}/{s['IPPrefixLen']}" if s.get("IPAddress") else "",
-                    "IPv6Address": ""}
-        return out
+            for cid, name, s in self.containers.on_network(net.name):
+                endpoints[cid] = Endpoint(
+                    name=name, endpoint_id=s.get("EndpointID", ""), mac_address=s.get("MacAddress", ""),
+                    ipv4_address=f"{s['IPAddress']}/{s['IPPrefixLen']}" if s.get("IPAddress") else "")
+        return net.to_api(endpoints)
 
     # --- what the container service asks ------------------------------------------
     def network_mode(self, mode: str | None) -> str:
@@ -119,10 +113,10 @@ class NetworkService:
             return self.default_network
         if mode.startswith("container:"):
             return "container:" + self.containers.resolve(mode.split(":", 1)[1])
-        return self._networks.get(mode)["name"]
+        return self._networks.get(mode).name
 
-    def endpoint_configs(self, mode: str, networking: dict | None) -> dict:
-        """The record's ``Networks`` from the primary network and
+    def endpoint_configs(self, mode: str, networking: dict | None) -> dict[str, EndpointConfig]:
+        """The record's ``networks`` from the primary network and
         NetworkingConfig.EndpointsConfig, checked as Docker does."""
         wanted = dict((networking or {}).get("EndpointsConfig") or {})
         if mode.startswith("container:"):
@@ -130,18 +124,18 @@ class NetworkService:
                 raise InvalidParameter("conflicting options: container type network can't be used with "
                                        "other networks")
             return {}
-        out = {}
+        out: dict[str, EndpointConfig] = {}
         primary = wanted.pop(mode, None) or wanted.pop("default", None) or {}  # the docker CLI's key for it
         for ref, cfg in [(mode, primary)] + list(wanted.items()):
             net = self._networks.get(ref)
             cfg = dict(cfg or {})
-            if net["driver"] in ("host", "none") and (len(wanted) or ref != mode):
-                raise InvalidParameter(f"container cannot be connected to network {net['name']} along with others")
+            if net.driver in ("host", "none") and (len(wanted) or ref != mode):
+                raise InvalidParameter(f"container cannot be connected to network {net.name} along with others")
             ip = ((cfg.get("IPAMConfig") or {}).get("IPv4Address"))
-            if ip and (net.get("predefined") or not net.get("ipam")):
+            if ip and (net.predefined or not net.pools):
                 raise InvalidParameter("user specified IP address is supported on user defined networks only")
-            out[net["name"]] = {"Aliases": list(cfg.get("Aliases") or []),
-                                "IPAMConfig": {"IPv4Address": ip} if ip else None}
+            out[net.name] = EndpointConfig(aliases=list(cfg.get("Aliases") or []),
+                                           ipam_config={"IPv4Address": ip} if ip else None)
         return out
 
     def check_ports(self, host_config: dict, exposed: dict | None) -> None:
@@ -151,34 +145,35 @@ class NetworkService:
     def host_gateway(self) -> str | None:
         """``host-gateway`` of ``--add-host``: the default bridge's gateway, as Docker's default."""
         try:
-            return (self._networks.get("bridge").get("ipam") or {}).get("gateway")
+            pool = self._networks.get("bridge").pool
         except DockyardError:
             return None
+        return pool.gateway if pool else None
 
-    def up(self, rec: dict) -> dict:
+    def up(self, rec: ContainerRecord) -> dict:
         """Bring the container's networking up (see :meth:`.endpoints.Endpoints.up`)."""
         return self._endpoints.up(rec)
 
-    def down(self, rec: dict) -> None:
+    def down(self, rec: ContainerRecord) -> None:
         self._endpoints.down(rec)
 
-    def restore(self, rec: dict) -> None:
+    def restore(self, rec: ContainerRecord) -> None:
         self._endpoints.restore(rec)
 
 
-def _matches(net: dict, filters: dict[str, list[str]]) -> bool:
+def _matches(net: NetworkRecord, filters: dict[str, list[str]]) -> bool:
     for key, values in filters.items():
-        if key == "name" and not any(v in net["name"] for v in values):
+        if key == "name" and not any(v in net.name for v in values):
             return False
-        if key == "id" and not any(net["id"].startswith(v) for v in values):
+        if key == "id" and not any(net.id.startswith(v) for v in values):
             return False
-        if key == "driver" and net["driver"] not in values:
+        if key == "driver" and net.driver not in values:
             return False
-        if key == "type" and ("builtin" if net.get("predefined") else "custom") not in values:
+        if key == "type" and ("builtin" if net.predefined else "custom") not in values:
             return False
         if key == "label":
             for v in values:
                 k, sep, val = v.partition("=")
-                if k not in net["labels"] or (sep and net["labels"][k] != val):
+                if k not in net.labels or (sep and net.labels[k] != val):
                     return False
     return True

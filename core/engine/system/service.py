@@ -14,6 +14,7 @@ from typing import Any, Callable
 import attrs
 
 from ... import __version__
+from ...model.container import ContainerRecord
 from .. import events
 from . import host
 
@@ -25,7 +26,7 @@ MIN_API_VERSION = "1.24"
 class ContainerUsage:
     """A container of ``system df``: its record and the bytes it holds."""
 
-    record: dict
+    record: ContainerRecord
     size_rw: int
     size_root_fs: int
 
@@ -129,8 +130,8 @@ class SystemService:
     def info(self, listeners: int = 0) -> dict:
         """``/info``; ``listeners``: the clients following ``/events``."""
         recs = self.containers.all()
-        running = sum(1 for r in recs if r["State"]["Running"] and not r["State"].get("Paused"))
-        paused = sum(1 for r in recs if r["State"].get("Paused"))
+        running = sum(1 for r in recs if r.state.running and not r.state.paused)
+        paused = sum(1 for r in recs if r.state.paused)
         status = self.storage.driver_status()
         if not any(key == "Layers" for key, _ in status):  # image layers + one writable layer per container
             status.append(["Layers", str(self.storage.layer_count() + len(recs))])
@@ -198,7 +199,7 @@ class SystemService:
         recs = self.containers.all()
         users: dict[str, int] = {}
         for rec in recs:
-            users[rec["Image"]] = users.get(rec["Image"], 0) + 1
+            users[rec.image_id] = users.get(rec.image_id, 0) + 1
         images = list(self.images.summaries(False, {}))
         count: dict[str, int] = {}
         for image_id in {i["Id"] for i in images}:
@@ -208,8 +209,8 @@ class SystemService:
             img["SharedSize"] = sum(size for chain, size in chains.get(img["Id"], []) if count.get(chain, 0) > 1)
             img["Containers"] = users.get(img["Id"], 0)
         containers = []
-        for rec in sorted(recs, key=lambda r: r["Created"], reverse=True):
-            row = rows.get(rec["Image"])
+        for rec in sorted(recs, key=lambda r: r.created, reverse=True):
+            row = rows.get(rec.image_id)
             top = row["top_layer"] if row else None
             size_rw = self.containers.rw_size(rec)
             containers.append(ContainerUsage(rec, size_rw, size_rw + (self.layers.size(top) if top else 0)))

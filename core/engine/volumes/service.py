@@ -32,13 +32,6 @@ from ...errors import Conflict, InvalidParameter, NotFound
 from ...hookspecs.volume import VolumeError
 from ..filters import label_match
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS volumes (
-    name TEXT PRIMARY KEY,
-    driver TEXT NOT NULL,
-    data TEXT NOT NULL                  -- JSON: the Docker Volume object (+ Anonymous)
-);
-"""
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 NAME_RULE = '"[a-zA-Z0-9][a-zA-Z0-9_.-]"'
 
@@ -111,11 +104,7 @@ class VolumeService:
         self.default = default
         self.containers = containers
         self.emit = emit
-        self.lock = threading.RLock()
-        with self.store.tx() as db:  # as the image store adds its tables
-            for stmt in SCHEMA.split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
+        self.lock = threading.RLock()  # the table: dockyard.schema's
 
     # ------------------------------------------------------------ records
     def slot(self, driver: str) -> Any:
