@@ -10,10 +10,16 @@ that directory, core/, while ``dockyard.drivers`` is installed from drivers/
 (setuptools package-dir).  So each run is given a view of the package as installed:
 a ``dockyard`` directory of symlinks to core/'s entries with ``drivers`` beside them,
 first on ``PYTHONPATH``.  ``python tests/unit/test_layering.py`` prints the report.
+
+Two rules of issue 14 hold for the whole package, not only between the parts the
+contracts name: no import cycle anywhere (grimp's graph of the same view, imports
+under ``TYPE_CHECKING`` and inside functions included: a cycle hidden behind
+either is still one), and no module over :data:`MAX_LINES` lines.
 """
 
 import ast
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -26,6 +32,8 @@ REPO = Path(__file__).resolve().parents[2]
 PYPROJECT = REPO / "pyproject.toml"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 EXAMPLE_PLUGIN = REPO / "tests" / "fixtures" / "dockyard-example-plugin" / "dockyard_example_plugin"
+#: a module longer than this is split by idea (docs/architecture.md; issue 14)
+MAX_LINES = 500
 
 
 def _installed():
@@ -149,6 +157,123 @@ def test_the_example_plugin_needs_no_more_than_the_kit():
     stray = sorted(n for n in used if not any(n == a or n.startswith(a + ".") for a in allowed))
     assert stray == [], f"the example plugin imports {stray}: a third-party driver may not"
     assert any(n.startswith("dockyard.driverkit") for n in used), used  # it does use the kit
+
+
+_GRAPH = """
+import grimp, json
+g = grimp.build_graph("dockyard", cache_dir=None)
+edges = {}
+for importer in sorted(g.modules):
+    for imported in sorted(g.find_modules_directly_imported_by(importer)):
+        lines = sorted(d["line_number"] for d in g.get_import_details(importer=importer, imported=imported))
+        edges.setdefault(importer, {})[imported] = lines[0] if lines else 0
+print(json.dumps({"modules": sorted(g.modules), "edges": edges}))
+"""
+
+
+def import_graph(root):
+    """``(modules, {importer: {imported: first line}})`` of the view at ``root``, by grimp."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(root), os.environ.get("PYTHONPATH")) if p))
+    res = subprocess.run([sys.executable, "-c", _GRAPH], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, f"grimp could not build the import graph:\n{res.stderr}"
+    data = json.loads(res.stdout)
+    return data["modules"], data["edges"]
+
+
+def cycles(modules, edges):
+    """The import cycles: strongly connected components of more than one module
+    (Tarjan's algorithm, iterative), each sorted, largest first."""
+    index, low, on_stack, stack, found = {}, {}, set(), [], []
+    for start in modules:
+        if start in index:
+            continue
+        work = [(start, iter(edges.get(start, ())))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is not None:
+                if child not in index:
+                    index[child] = low[child] = len(index)
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(edges.get(child, ()))))
+                elif child in on_stack:
+                    low[node] = min(low[node], index[child])
+                continue
+            work.pop()
+            if work:
+                low[work[-1][0]] = min(low[work[-1][0]], low[node])
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack.discard(member)
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1:
+                    found.append(sorted(component))
+    return sorted(found, key=lambda c: (-len(c), c))
+
+
+def describe_cycles(found, edges):
+    """Each cycle with the imports that close it (``a -> b (line N)``)."""
+    out = []
+    for component in found:
+        members = set(component)
+        links = [f"{a} -> {b} (line {line})" for a in component for b, line in sorted(edges.get(a, {}).items())
+                 if b in members]
+        out.append(f"{len(component)} modules: " + "; ".join(links))
+    return "\n".join(out)
+
+
+def test_no_import_cycles(tmp_path):
+    """No import cycle anywhere in dockyard (drivers included): the lower module
+    declares what it needs (a typing.Protocol, a narrow collaborator) and is given
+    it, or what two modules share moves to a module of its own."""
+    modules, edges = import_graph(package_view(tmp_path))
+    core, drivers = _installed()
+    on_disk = sum(1 for d in (core, drivers) for p in d.rglob("*.py") if "__pycache__" not in p.parts)
+    assert len(modules) == on_disk, f"grimp saw {len(modules)} modules of {on_disk}: is drivers/ in its view?"
+    found = cycles(modules, edges)
+    assert found == [], f"{len(found)} import cycle(s) in dockyard:\n{describe_cycles(found, edges)}"
+
+
+def test_the_cycle_check_finds_a_planted_cycle(tmp_path):
+    """The check above is not vacuous: a cycle planted in a view, across a
+    ``TYPE_CHECKING`` import and a function-level one, is reported with its lines."""
+    root = package_view(tmp_path)
+    put(root, "driverkit/rogue_a.py", "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
+        "    from . import rogue_b\n")
+    put(root, "driverkit/rogue_b.py", "def f():\n    from .rogue_a import TYPE_CHECKING\n")
+    modules, edges = import_graph(root)
+    found = cycles(modules, edges)
+    assert ["dockyard.driverkit.rogue_a", "dockyard.driverkit.rogue_b"] in found, found
+    report = describe_cycles(found, edges)
+    assert "dockyard.driverkit.rogue_a -> dockyard.driverkit.rogue_b (line 3)" in report, report
+    assert "dockyard.driverkit.rogue_b -> dockyard.driverkit.rogue_a (line 2)" in report, report
+
+
+def test_no_module_over_500_lines():
+    """Every module of dockyard (core/ and drivers/ as installed) has at most
+    :data:`MAX_LINES` lines: a longer one is split by idea, not by length."""
+    core, drivers = _installed()
+    long = []
+    for prefix, top in (("dockyard", core), ("dockyard.drivers", drivers)):
+        for path in sorted(top.rglob("*.py")):
+            if "__pycache__" in path.parts or (top == core and path.relative_to(core).parts[0] == "drivers"):
+                continue
+            with open(path, "rb") as fh:
+                n = sum(1 for _ in fh)
+            if n > MAX_LINES:
+                parts = path.relative_to(top).with_suffix("").parts
+                name = ".".join((prefix, *parts[:-1], *([] if parts[-1] == "__init__" else [parts[-1]])))
+                long.append(f"{name} ({n} lines, {os.path.relpath(path, REPO)})")
+    assert long == [], f"modules over {MAX_LINES} lines: " + "; ".join(long)
 
 
 if __name__ == "__main__":  # the report by hand: python tests/unit/test_layering.py
