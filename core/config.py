@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 SYSTEM_CONFIG = Path("/etc/dockyard/plugins.toml")
 KINDS = ("storage", "exec", "network")
+#: the log drivers enabled when ``[logging] drivers`` names none (dockerd's built-in ones)
+LOG_DRIVERS = ("json-file", "local", "none", "journald", "syslog")
 
 # The schema: table -> allowed keys (and their expected Python types).
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
@@ -30,8 +32,13 @@ _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {
     "exec": {"driver": (str, list), "options": dict},
     "network": {"drivers": list, "default": str, "options": dict},
     "volume": {"drivers": list, "default": str, "options": dict},
+    "logging": {"drivers": list, "default": str, "log_opts": dict, "options": dict},
     "plugins": {"enable": list, "block": list, "options": dict},
+    "registry": {},  # one table per registry host: _REGISTRY_HOST's keys
 }
+#: ``[registry."HOST"]``: the mirrors a pull of HOST tries first, and whether a
+#: pull that every mirror missed goes to HOST itself (default true)
+_REGISTRY_HOST: dict[str, type | tuple[type, ...]] = {"mirrors": list, "mirror_fallback": bool}
 
 
 @attrs.define
@@ -49,6 +56,12 @@ class Config:
     plugin_options: dict[str, dict[str, Any]] = attrs.Factory(dict)
     #: the volume driver used when a request names none (Docker's ``local``)
     default_volume: str = "local"
+    #: the log driver of containers that name none (dockerd's ``--log-driver``) and its
+    #: ``--log-opt`` defaults
+    default_log_driver: str = "json-file"
+    log_opts: dict[str, str] = attrs.Factory(dict)
+    #: ``[registry."HOST"]`` tables: host -> {"mirrors": [URL, ...], "mirror_fallback": bool}
+    registries: dict[str, dict[str, Any]] = attrs.Factory(dict)
 
     def with_override(self, kind: str, name: str) -> Config:
         """Return a copy where ``kind`` uses exactly driver ``name`` (a daemon flag)."""
@@ -70,6 +83,22 @@ class Config:
                          for name in set(self.drivers[kind]) | set(options.get(kind, {}))}
         return attrs.evolve(self, options=options, source=f"{self.source} (--{kind}-opt)")
 
+    def with_log_defaults(self, driver: str | None, pairs: Iterable[str]) -> Config:
+        """Return a copy whose default log driver is ``driver`` (``--log-driver``;
+        its ``log_opts`` then start empty) with the ``KEY=VALUE`` options in
+        ``pairs`` (``--log-opt``)."""
+        opts = dict(self.log_opts) if not driver or driver == self.default_log_driver else {}
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep or not key.strip():
+                raise ConfigError(f"--log-opt {pair!r}: expected KEY=VALUE")
+            opts[key.strip()] = value
+        driver = driver or self.default_log_driver
+        if driver not in self.drivers["logging"]:
+            raise ConfigError(f"--log-driver {driver!r}: not one of the enabled log drivers "
+                              f"(choices: {', '.join(self.drivers['logging'])})")
+        return attrs.evolve(self, default_log_driver=driver, log_opts=opts)
+
     def to_toml(self) -> dict[str, dict[str, Any]]:
         """Return the dict that, written as TOML, loads back to this config."""
         out: dict[str, dict[str, Any]] = {}
@@ -85,9 +114,18 @@ class Config:
             out["volume"] = {"drivers": list(self.drivers["volume"]), "default": self.default_volume}
             if self.options.get("volume"):
                 out["volume"]["options"] = self.options["volume"]
+        if self.drivers.get("logging", list(LOG_DRIVERS)) != list(LOG_DRIVERS) or self.options.get("logging") \
+                or self.default_log_driver != "json-file" or self.log_opts:
+            out["logging"] = {"drivers": list(self.drivers["logging"]), "default": self.default_log_driver}
+            if self.log_opts:
+                out["logging"]["log_opts"] = dict(self.log_opts)
+            if self.options.get("logging"):
+                out["logging"]["options"] = self.options["logging"]
         out["plugins"] = {"enable": list(self.enable), "block": list(self.block)}
         if self.plugin_options:
             out["plugins"]["options"] = self.plugin_options
+        if self.registries:
+            out["registry"] = {host: dict(table) for host, table in self.registries.items()}
         return out
 
 
@@ -126,6 +164,22 @@ def _check_table(data: dict[str, Any], table: str, source: str) -> None:
             )
 
 
+def _check_registries(data: dict[str, Any], source: str) -> None:
+    for host, table in data.items():
+        where = f'registry."{host}"'
+        if not isinstance(table, dict):
+            raise ConfigError(f"{source}: '{where}' must be a table (e.g. [registry.\"docker.io\"] with "
+                              f"mirrors = [\"https://mirror.example\"])")
+        for key, value in table.items():
+            if key not in _REGISTRY_HOST:
+                raise ConfigError(f"{source}: unknown key '{where}.{key}' (choices: {', '.join(_REGISTRY_HOST)})")
+            if not isinstance(value, _REGISTRY_HOST[key]):
+                want = _REGISTRY_HOST[key].__name__  # type: ignore[union-attr]
+                raise ConfigError(f"{source}: '{where}.{key}' must be a {want}, not {type(value).__name__}")
+        if not all(isinstance(url, str) for url in table.get("mirrors", [])):
+            raise ConfigError(f"{source}: '{where}.mirrors' must be a list of URLs")
+
+
 def _as_tuple(t: type | tuple[type, ...]) -> tuple[type, ...]:
     return t if isinstance(t, tuple) else (t,)
 
@@ -146,7 +200,10 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
             )
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{table}' must be a table")
-        _check_table(value, table, source)
+        if table == "registry":
+            _check_registries(value, source)
+        else:
+            _check_table(value, table, source)
     storage = data.get("storage", {})
     exec_ = data.get("exec", {})
     network = data.get("network", {})
@@ -156,10 +213,11 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
         "exec": _names(exec_.get("driver", "native"), "exec.driver", source),
         "network": _names(network.get("drivers", ["none", "host"]), "network.drivers", source),
         "volume": _names(data.get("volume", {}).get("drivers", ["local"]), "volume.drivers", source),
+        "logging": _names(data.get("logging", {}).get("drivers", list(LOG_DRIVERS)), "logging.drivers", source),
     }
     options: dict[str, dict[str, dict[str, Any]]] = {}
     for kind, table in (("storage", storage), ("exec", exec_), ("network", network),
-                        ("volume", data.get("volume", {}))):
+                        ("volume", data.get("volume", {})), ("logging", data.get("logging", {}))):
         opts = table.get("options", {})
         for name, value in opts.items():
             if not isinstance(value, dict):
@@ -175,6 +233,14 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
     if default_volume not in drivers["volume"]:
         raise ConfigError(f"{source}: 'volume.default' is {default_volume!r}, not one of the enabled drivers "
                           f"(choices: {', '.join(drivers['volume'])})")
+    logging = data.get("logging", {})
+    default_log = logging.get("default", "json-file")
+    if default_log not in drivers["logging"]:
+        raise ConfigError(f"{source}: 'logging.default' is {default_log!r}, not one of the enabled drivers "
+                          f"(choices: {', '.join(drivers['logging'])})")
+    log_opts = logging.get("log_opts", {})
+    if not all(isinstance(v, str) for v in log_opts.values()):
+        raise ConfigError(f"{source}: 'logging.log_opts' values must be strings")
     return Config(
         source=source,
         drivers=drivers,
@@ -184,6 +250,9 @@ def parse(data: dict[str, Any], source: str = "<config>") -> Config:
         block=list(plugins.get("block", [])),
         plugin_options=dict(plugins.get("options", {})),
         default_volume=default_volume,
+        default_log_driver=default_log,
+        log_opts=dict(log_opts),
+        registries={host: dict(table) for host, table in data.get("registry", {}).items()},
     )
 
 

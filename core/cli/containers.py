@@ -7,7 +7,7 @@ the commands, so building the parser for ``--help`` stays cheap.
 
 import os
 
-from dockyard.cli import netflags, output, policyflags, runflags, terminal
+from dockyard.cli import netflags, output, policyflags, pullimage, runflags, terminal
 
 PS_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
@@ -22,6 +22,7 @@ def register(sub):
         p = sub.add_parser(name, help=help_text, add_help=False, allow_abbrev=False,
                            usage=f"dockyard {name} [OPTIONS] IMAGE [COMMAND] [ARG...]")
         p.add_argument("--help", action="help", help="Print usage")
+        pullimage.add_flags(p)
         _container_flags(p, run=name == "run")
         p.add_argument("image")
         p.add_argument("command", nargs="...", help="command and arguments")
@@ -166,7 +167,8 @@ def create_body(args, environ=None):
 
 def _create(ctx, args):
     """Create the container; returns its id (warnings go to stderr)."""
-    created = ctx.client.create_container(create_body(args), name=args.name)
+    body = create_body(args)
+    created = pullimage.create(ctx, args, lambda: ctx.client.create_container(body, name=args.name))
     for warning in created.get("Warnings") or []:
         output.error(f"WARNING: {warning}")
     return created["Id"]

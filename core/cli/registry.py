@@ -44,7 +44,7 @@ def server_host(server):
     return HUB if host in ("", "index.docker.io", "registry-1.docker.io") else host
 
 
-def _credentials(host):
+def credentials(host):
     from dockyard.client import authconfig
 
     try:
@@ -55,24 +55,26 @@ def _credentials(host):
 
 
 # --- progress -------------------------------------------------------------------
-def render(messages, quiet=False):
-    """Show a progress stream: rich bars on a terminal, plain lines otherwise."""
+def render(messages, quiet=False, file=None):
+    """Show a progress stream on ``file`` (stdout): rich bars on a terminal (a
+    retry's "Retrying in N seconds" in its layer's line), plain lines otherwise."""
     if quiet:
         for _ in messages:
             pass
         return
-    if not sys.stdout.isatty():
+    out = file or sys.stdout
+    if not out.isatty():
         for msg in messages:
             if not isinstance(msg, dict) or msg.get("progressDetail", {}).get("current") is not None:
                 continue
             status = msg.get("status")
             if status:
-                print(f"{msg['id']}: {status}" if msg.get("id") else status, flush=True)
+                print(f"{msg['id']}: {status}" if msg.get("id") else status, file=out, flush=True)
         return
     from rich.console import Console
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
 
-    console = Console()
+    console = Console(file=out)
     bars = Progress(TextColumn("{task.fields[layer]}: {task.description:<20}"), BarColumn(),
                     DownloadColumn(binary_units=False), console=console, transient=False)
     tasks = {}
@@ -110,7 +112,7 @@ def cmd_pull(ctx, args):
     if tag is None:
         tag = "latest"
     try:
-        render(client_registry.pull(ctx.client, name, tag, _credentials(registry_of(name)), args.platform),
+        render(client_registry.pull(ctx.client, name, tag, credentials(registry_of(name)), args.platform),
                args.quiet)
     except APIError as exc:
         output.daemon_error(exc)
@@ -128,7 +130,7 @@ def cmd_push(ctx, args):
         output.error(f"Error: cannot push a digest reference: {args.image}")
         return 1
     try:
-        render(client_registry.push(ctx.client, name, tag, _credentials(registry_of(name))), args.quiet)
+        render(client_registry.push(ctx.client, name, tag, credentials(registry_of(name))), args.quiet)
     except APIError as exc:
         output.daemon_error(exc)
         return 1

@@ -50,14 +50,22 @@ def parse_args(argv):
     p.add_argument("--exec-driver", help="exec driver (overrides plugins.toml)")
     p.add_argument("--exec-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="option of the exec driver (overrides plugins.toml), e.g. cgroup_parent=dockyard")
+    p.add_argument("--log-driver", help="log driver of containers that name none (default json-file; "
+                                        "overrides plugins.toml's [logging] default)")
+    p.add_argument("--log-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="option of the default log driver, e.g. max-size=10m (overrides [logging] log_opts)")
     p.add_argument("--config", help="plugins.toml to use (default /etc/dockyard/plugins.toml, "
                                     "else the one shipped with Dockyard)")
     p.add_argument("-b", "--bridge", help="name of the default bridge network's Linux bridge (default dockyard0)")
     p.add_argument("--bip", help="address/prefix of the default bridge's gateway (default: a free 172.x.0.1/16)")
     p.add_argument("--network-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="option of the network drivers (overrides plugins.toml), e.g. nft_table=dockyard")
-    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT",
-                   help="registry reached over plain HTTP (repeatable); every other registry needs HTTPS")
+    p.add_argument("--insecure-registry", action="append", default=[], metavar="HOST:PORT|CIDR",
+                   help="registry tried over HTTPS without verifying its certificate, then plain HTTP "
+                        "(repeatable; 127.0.0.0/8 and ::1 always are); every other registry needs verified HTTPS")
+    p.add_argument("--registry-mirror", action="append", default=[], metavar="[HOST=]URL",
+                   help="a mirror that pulls of HOST try first (repeatable; a bare URL: a mirror of Docker Hub); "
+                        "also [registry.\"HOST\"] mirrors = [...] in plugins.toml")
     p.add_argument("--registry-certs-dir", action="append", default=[], metavar="DIR",
                    help="Docker-style certs.d directory: DIR/HOST:PORT/ca.crt (and client.cert/client.key) "
                         "(repeatable; default /etc/dockyard/certs.d, then /etc/docker/certs.d)")
@@ -178,6 +186,8 @@ def main(argv=None):
             config = config.with_override("exec", args.exec_driver)
         if args.exec_opt:
             config = config.with_options("exec", args.exec_opt)
+        if args.log_driver or args.log_opt:
+            config = config.with_log_defaults(args.log_driver, args.log_opt)
         net_opts = list(args.network_opt) + ([f"default_bridge={args.bridge}"] if args.bridge else [])
         if args.bip:
             import ipaddress
@@ -190,9 +200,11 @@ def main(argv=None):
         if net_opts:
             config = config.with_options("network", net_opts)
         gid = socket_gid(args.group) if path else 0  # fd://: the socket unit's SocketGroup= instead
-        from ..registry.service import parse_insecure, parse_transfer_options
+        from ..registry.service import mirrors_from, parse_insecure, parse_transfer_options
 
+        mirrors, no_fallback = mirrors_from(args.registry_mirror, config.registries, config.source)
         registry = RegistryOptions(parse_insecure(args.insecure_registry), args.registry_certs_dir or None,
+                                   mirrors, no_fallback,
                                    **parse_transfer_options(args.max_concurrent_downloads,
                                                             args.max_concurrent_uploads, args.registry_upload_chunk))
         for sock in listeners or ():  # systemd's socket in the exec root: its group may pass to it

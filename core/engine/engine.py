@@ -7,6 +7,7 @@ engine (see each facade's constructor); the front ends get the facades:
     images      :class:`~.images.service.ImageService`
     networks    :class:`~.networks.service.NetworkService`
     volumes     :class:`~.volumes.service.VolumeService`
+    logs        :class:`~.logs.service.LogService` (containers' log drivers)
     storage     :class:`~.layers.service.StorageService`
     system      :class:`~.system.service.SystemService` (info, df, check, events)
     registry    :class:`dockyard.registry.service.Registry`
@@ -37,6 +38,7 @@ from .events import Emitter, EventBus
 from .images.commit import ImageWriter
 from .images.service import ImageService
 from .images.store import ImageStore
+from .logs.service import LogService
 from .layers.content import ContentStore
 from .layers.service import StorageService
 from .layers.store import LayerStore
@@ -54,6 +56,10 @@ class RegistryOptions:
 
     insecure: list[str] = attrs.Factory(list)
     certs_dir: list[str] | None = None
+    #: ``{registry host: [mirror URL, ...]}`` (``--registry-mirror``, ``[registry."HOST"] mirrors``)
+    mirrors: dict[str, list[str]] = attrs.Factory(dict)
+    #: hosts whose pulls stop when every mirror missed (``mirror_fallback = false``)
+    no_fallback: list[str] = attrs.Factory(list)
     max_downloads: int = 3
     max_uploads: int = 5
     upload_chunk: int = 16 << 20
@@ -76,12 +82,14 @@ class Engine:
         self.exec_slot, = plugins.choose("exec", config, self.data_root, self.exec_root, exec_driver)
         network_slots = {s.name: s for s in plugins.choose("network", config, self.data_root, self.exec_root)}
         volume_slots = {s.name: s for s in plugins.choose("volume", config, self.data_root, self.exec_root)}
+        logging_slots = {s.name: s for s in plugins.choose("logging", config, self.data_root, self.exec_root)}
         if storage_driver:
             config = config.with_override("storage", storage_driver)
         if exec_driver:
             config = config.with_override("exec", exec_driver)
         self.config = attrs.evolve(config, source=plugins.choice_source(config, self.data_root, storage_driver))
-        slots = [storage_slot, self.exec_slot, *network_slots.values(), *volume_slots.values()]
+        slots = [storage_slot, self.exec_slot, *network_slots.values(), *volume_slots.values(),
+                 *logging_slots.values()]
         self.events = Emitter(plugins.load_extensions(config, slots))
         # 2. only now create state
         modes.make_roots(self.data_root, self.exec_root)  # 0710: nothing made below is ever reachable
@@ -102,12 +110,17 @@ class Engine:
         self.networks.ensure_predefined(config.options["network"].get("bridge", {}))
         self.bus = EventBus(self.events, records)  # GET /events: stamped messages, filters, a replayable history
         self.bundles = Bundles()
+        takes_log = any("log" in (*impl.argnames, *impl.kwargnames)
+                        for impl in self.exec_slot.pm.hook.exec_create.get_hookimpls())
+        self.logs = LogService(logging_slots, config.default_log_driver, config.log_opts, self.exec_slot.name,
+                               takes_log)
         self.containers = ContainerService(records, self.image_store, self.layers, self.exec_slot, self.networks,
-                                           self.volumes, self.bundles, self.events, self.data_root, self.exec_root)
+                                           self.volumes, self.bundles, self.events, self.data_root, self.exec_root,
+                                           self.logs)
         writer = ImageWriter(self.image_store, self.layers, self.containers, self.data_root)
         opts = registry or RegistryOptions()
         self.registry = Registry(self.image_store, self.layers, self.content, self.data_root, insecure=opts.insecure,
-                                 certs_dir=opts.certs_dir, max_downloads=opts.max_downloads,
+                                 mirrors=opts.mirrors, no_fallback=opts.no_fallback, certs_dir=opts.certs_dir, max_downloads=opts.max_downloads,
                                  max_uploads=opts.max_uploads, upload_chunk=opts.upload_chunk)
         self.images = ImageService(self.image_store, records, writer, self.registry)
         self.storage = StorageService(self.layers, self.data_root, config.options.get("storage", {}), config.source)
@@ -118,7 +131,7 @@ class Engine:
             volumes=self.volumes, networks=self.networks, storage=self.storage, bundles=self.bundles,
             registry=self.registry, builder=self.builder, bus=self.bus, store=self.store,
             exec_driver=self.exec_slot.name, data_root=self.data_root, exec_root=self.exec_root,
-            config_source=self.config.source)
+            config_source=self.config.source, logs=self.logs)
 
     def restore(self) -> None:
         """At daemon start, before the first request: what the last daemon left."""

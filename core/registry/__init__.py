@@ -5,6 +5,8 @@
     pull, push  the two transfers (parallel: what they share; gzipper: a push's gzip)
     session     authenticated requests to one registry
     auth        the /v2/ ping, basic and bearer-token challenges
+    endpoints   insecure registries (names, CIDRs, loopback) and the mirrors of each registry host
+    search      GET /images/search: a registry's v1 search API
     transport   HTTP/1.1 on urllib3: TLS (certs.d), insecure registries, pools, redirects
     retry       the one backoff policy (urllib3's Retry, Retry-After) of pulls and pushes
     progress    Docker's JSON progress messages

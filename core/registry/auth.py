@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urlsplit
 
-from .errors import RegistryError, RegistryNotFound, Unauthorized
+from .errors import RegistryError, RegistryNotFound, RegistryUnreachable, TLSFailure, Unauthorized
 from .transport import raise_for
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .retry import Listener
     from .transport import Response, Transport
 
+log = logging.getLogger("dockyard.registry")
 _PARAM = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^,\s]*))\s*,?')
 
 
@@ -101,7 +103,7 @@ class Authenticator:
         with self._lock:
             if self._pinged:
                 return
-            resp = self.transport.request("GET", self.transport.endpoint.url("/v2/"), listener=listener)
+            resp = self._first_answer(listener)
             if resp.status == 401:
                 self.scheme, self.params = parse_challenge(resp.header("WWW-Authenticate"))
                 resp.read_all(limit=1 << 20)
@@ -117,6 +119,20 @@ class Authenticator:
             if self.scheme not in (None, "basic", "bearer"):
                 raise RegistryError(f"{self.host} asks for unsupported authentication {self.scheme!r}")
             self._pinged = True
+
+    def _first_answer(self, listener: Listener | None) -> Response:
+        """``GET /v2/`` as dockerd's endpoints go: an insecure registry over HTTPS
+        first (one try: its certificate unchecked), then, if that failed at the
+        transport (no TLS there, no answer), over plain HTTP; a mirror once (a
+        mirror that is down is skipped, not waited for)."""
+        endpoint = self.transport.endpoint
+        if endpoint.plain_fallback:
+            try:
+                return self.transport.request("GET", endpoint.url("/v2/"), retry=False)
+            except (TLSFailure, RegistryUnreachable) as exc:
+                log.debug("%s: HTTPS failed (%s): insecure registry, trying plain HTTP", self.host, exc)
+                endpoint.to_plain()
+        return self.transport.request("GET", endpoint.url("/v2/"), listener=listener, retry=not endpoint.mirror)
 
     def headers(self, scopes: list[str]) -> dict[str, str]:
         """The Authorization header for a request needing ``scopes`` (``[]``: none)."""

@@ -15,16 +15,18 @@ progress messages (from worker threads), or a :class:`Progress`.  ``cancel`` is 
 Registries are reached over HTTPS, verified against the system's CAs and
 ``<certs dir>/<host:port>/*.crt`` of each certs dir (default
 ``/etc/dockyard/certs.d``, then ``/etc/docker/certs.d``, as podman also reads
-Docker's); plain HTTP is used only for hosts named in ``insecure`` (the daemon's
-``--insecure-registry``), never as a fallback.
+Docker's).  An insecure registry (named in ``insecure``, the daemon's
+``--insecure-registry``, by name or CIDR, or on loopback) is tried over HTTPS
+without verification, then plain HTTP; a pull tries the registry's ``mirrors``
+first (:mod:`dockyard.registry.endpoints` has the rules).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -34,6 +36,8 @@ from ..errors import ImageNotFound, InvalidParameter, no_space
 from . import names
 from .auth import Credentials
 from .distribution import inspect as inspect_remote
+from .endpoints import Policy, mirrors_from, parse_insecure
+from .errors import PullCancelled, RegistryError, RegistryNotFound, UnsupportedContent
 from .progress import Progress
 from .pull import Puller
 from .push import Pusher
@@ -41,25 +45,12 @@ from .retry import Backoff
 from .session import Session
 from .transport import CERTS_DIRS, Endpoint
 
+#: the daemon's flags are checked by endpoints' functions, re-exported for the daemon (its one way in)
+__all__ = ["Registry", "decode_auth", "mirrors_from", "parse_insecure", "parse_transfer_options"]
+log = logging.getLogger("dockyard.registry")
+
 #: where progress messages go (Docker's JSON progress objects)
 Sink = Callable[[dict[str, Any]], object]
-
-_HOSTPORT = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?$")
-
-
-def parse_insecure(values: Iterable[str] | None) -> list[str]:
-    """Check ``--insecure-registry`` values (``HOST[:PORT]``); return them."""
-    from ..errors import ConfigError
-
-    out: list[str] = []
-    for given in values or ():
-        value = given.strip()
-        if not _HOSTPORT.match(value):
-            raise ConfigError(f"--insecure-registry {value!r}: expected HOST:PORT (e.g. 127.0.0.1:5000), "
-                              "without a scheme or path")
-        out.append(value)
-    return out
-
 
 def parse_transfer_options(max_downloads: int, max_uploads: int, upload_chunk: int) -> dict[str, int]:
     """Check the daemon's transfer flags; the keyword arguments of :class:`Registry`."""
@@ -96,13 +87,16 @@ class Registry:
     make the one :class:`~dockyard.registry.retry.Backoff` of every transfer."""
 
     def __init__(self, images: Any, layers: Any, content: Any, data_root: str, insecure: Iterable[str] = (),
+                 mirrors: dict[str, list[str]] | None = None, no_fallback: Iterable[str] = (),
                  certs_dir: str | os.PathLike[str] | Iterable[str] | None = None, max_downloads: int = 3, max_uploads: int = 5, retries: int = 4, backoff: float = 0.5,
                  upload_chunk: int = 16 << 20, timeout: int = 60) -> None:
         """``images``: the image store (:class:`dockyard.engine.images.store.ImageStore`),
         ``layers`` the layer store, ``content`` the content store; the data root holds
-        the transfers' spools (``tmp/``)."""
+        the transfers' spools (``tmp/``).  ``mirrors``: ``{registry host: [URL, ...]}``;
+        ``no_fallback``: the hosts whose pulls stop when every mirror missed."""
         self.images, self.layers, self.content, self.data_root = images, layers, content, data_root
-        self.insecure = list(insecure)
+        self.policy = Policy(insecure, mirrors, no_fallback)
+        self.insecure = self.policy.insecure
         if certs_dir is None:
             certs_dir = CERTS_DIRS
         dirs = [certs_dir] if isinstance(certs_dir, (str, os.PathLike)) else certs_dir
@@ -130,10 +124,15 @@ class Registry:
                 partial(distribution.record_pushed, self.images))
 
     def is_insecure(self, host: str) -> bool:
-        return host in self.insecure or host.rpartition(":")[0] in self.insecure
+        return self.policy.is_insecure(host)
 
-    def session(self, host: str, auth: dict[str, Any] | None = None) -> Session:
-        endpoint = Endpoint(host, insecure=self.is_insecure(host), certs_dir=self.certs_dirs)
+    def session(self, host: str, auth: dict[str, Any] | None = None, mirror: str | None = None) -> Session:
+        """A session with registry ``host``, or with its ``mirror`` (a URL)."""
+        if mirror is not None:
+            netloc = mirror.split("://", 1)[1].split("/", 1)[0]
+            endpoint = Endpoint(netloc, insecure=self.is_insecure(netloc), certs_dir=self.certs_dirs, url=mirror)
+        else:
+            endpoint = Endpoint(host, insecure=self.is_insecure(host), certs_dir=self.certs_dirs)
         return Session(endpoint, Credentials.from_authconfig(auth), backoff=self.backoff, timeout=self.timeout,
                        maxsize=max(self.max_downloads, self.max_uploads) + 1)
 
@@ -148,15 +147,34 @@ class Registry:
     # operations ---------------------------------------------------------------
     def pull(self, ref: str, auth: dict[str, Any] | None = None, progress: Progress | Sink | None = None,
              cancel: threading.Event | None = None, platform: str | None = None, tag: str | None = None) -> str:
-        """Pull ``ref``; return the image id."""
+        """Pull ``ref`` (from the first of its registry's mirrors that has it, else
+        from the registry); return the image id."""
         from ..imagespec import Platform
 
         name = names.parse(ref, tag)
         want = Platform.parse(platform) if platform else None
-        session = self.session(name.domain, auth)
+        sink = _progress(progress)
+        mirrors = self.policy.mirrors_of(name.domain)
+        missed: list[str] = []
+        for mirror in mirrors:
+            try:
+                return self._pull_from(name, auth, sink, cancel, want, mirror)
+            except (PullCancelled, UnsupportedContent):
+                raise
+            except (RegistryError, RegistryNotFound) as exc:  # dockerd: a mirror's failure falls back
+                log.info("pull of %s from mirror %s failed: %s", name, mirror, exc)
+                missed.append(f"{mirror}: {exc}")
+        if missed and not self.policy.falls_back(name.domain):
+            raise RegistryNotFound(f"{name}: no mirror of {name.domain} could serve it and mirror_fallback is "
+                                   f"off for {name.domain}: " + "; ".join(missed))
+        return self._pull_from(name, auth, sink, cancel, want)
+
+    def _pull_from(self, name: names.ImageName, auth: dict[str, Any] | None, progress: Progress,
+                   cancel: threading.Event | None, want: Any, mirror: str | None = None) -> str:
+        session = self.session(name.domain, auth, mirror)
         try:
             with no_space("pull", self.data_root):  # the blobs, the layers, the records
-                return Puller(self, session, name, _progress(progress), cancel, want).run()
+                return Puller(self, session, name, progress, cancel, want).run()
         finally:
             session.close()
 
@@ -185,6 +203,13 @@ class Registry:
         sink = _progress(progress)
         for ref in refs:
             self.push(ref, auth=auth, progress=sink, cancel=cancel)
+
+    def search(self, term: str, limit: int | None = None, filters: dict[str, list[str]] | None = None,
+               auth: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """``GET /images/search``: the registry's v1 search API (see :mod:`.search`)."""
+        from .search import search
+
+        return search(self.policy, self.certs_dirs, term, limit, filters, auth, self.timeout)
 
     def inspect(self, ref: str, auth: dict[str, Any] | None = None) -> dict[str, Any]:
         """``GET /distribution/{name}/json``: the registry's descriptor of ``ref``

@@ -30,6 +30,10 @@ class Session:
         self.auth = Authenticator(self.transport, credentials)
 
     def url(self, path_or_url: str) -> str:
+        """A registry API path (``/v2/...``, under a mirror's path prefix if any),
+        or a URL the registry gave (absolute or relative to its host)."""
+        if path_or_url.startswith("/v2/"):
+            return self.endpoint.url(path_or_url)
         return urljoin(self.endpoint.base + "/", path_or_url)
 
     def request(self, method: str, path: str, scopes: Iterable[str], headers: Mapping[str, str] | None = None,

@@ -1,6 +1,6 @@
 """HTTP/1.1 to registries, on urllib3 2: TLS with Docker's ``certs.d``, plain HTTP
-only for registries named insecure, keep-alive pooling per host, redirects,
-retries with backoff.
+only for insecure registries (after HTTPS failed) and ``http://`` mirrors,
+keep-alive pooling per host, redirects, retries with backoff.
 
 Blocking on purpose: pulls and pushes run in worker threads, a download is a loop
 of reads into the content store, and each blob takes its own connection from the
@@ -12,8 +12,9 @@ whose HTTPS pools each get their host's TLS context from ``certs.d``: CA files
 CAs); redirects of GET and HEAD (a registry sends blob downloads to its storage),
 dropping ``Authorization`` on the way to another host (``Retry``'s
 ``remove_headers_on_redirect``); retries, paced by the one
-:class:`~dockyard.registry.retry.Backoff` (and ``Retry-After``).  Nothing here
-falls back from HTTPS to HTTP.
+:class:`~dockyard.registry.retry.Backoff` (and ``Retry-After``).  The step from
+HTTPS to HTTP of an insecure registry is the ping's
+(:meth:`dockyard.registry.auth.Authenticator.ping`), never a request's.
 
 This module is the one place where urllib3's, socket and TLS errors become
 registry errors (:mod:`dockyard.registry.errors`): callers see
@@ -51,14 +52,19 @@ def _dirs(certs_dir: str | os.PathLike[str] | Iterable[str]) -> list[str | os.Pa
     return [certs_dir] if isinstance(certs_dir, (str, os.PathLike)) else list(certs_dir)
 
 
-def tls_context(host: str, certs_dir: str | Iterable[str] = CERTS_DIRS) -> ssl.SSLContext:
+def tls_context(host: str, certs_dir: str | Iterable[str] = CERTS_DIRS, verify: bool = True) -> ssl.SSLContext:
     """The system's CAs plus Docker-style ``<certs_dir>/<host>/*.crt`` CAs and
     ``*.cert``/``*.key`` client certificate pairs (``certs_dir``: one directory or
-    several, all read)."""
+    several, all read).  ``verify=False``: an insecure registry's, whose
+    certificate is not checked (dockerd's InsecureSkipVerify); client certificates
+    are still offered."""
     ctx = ssl.create_default_context()
     for folder in (os.path.join(d, host) for d in _dirs(certs_dir)):
         if os.path.isdir(folder):
             _load_folder(ctx, folder)
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
 
@@ -78,17 +84,34 @@ def _load_folder(ctx: ssl.SSLContext, folder: str) -> None:
 
 
 class Endpoint:
-    """How to reach one registry host (``127.0.0.1:5000`` as references spell it)."""
+    """How to reach one registry host (``127.0.0.1:5000`` as references spell it).
 
-    def __init__(self, host: str, insecure: bool = False, certs_dir: str | Iterable[str] = CERTS_DIRS) -> None:
+    ``insecure``: the certificate is not verified, and :meth:`to_plain` may turn
+    the endpoint to plain HTTP once HTTPS failed at the transport (``plain_fallback``,
+    dockerd's second endpoint of an insecure registry).  ``url``: a mirror's URL
+    (scheme, host and an optional path prefix), used as given."""
+
+    def __init__(self, host: str, insecure: bool = False, certs_dir: str | Iterable[str] = CERTS_DIRS,
+                 url: str | None = None) -> None:
         self.host = host
         self.insecure = insecure
-        self.scheme = "http" if insecure else "https"
-        api_host = "registry-1.docker.io" if host in ("docker.io", "index.docker.io") else host
-        self.base = f"{self.scheme}://{api_host}"
-        self.netloc = api_host
         self.certs_dir = certs_dir
-        self.ssl = None if insecure else tls_context(host, certs_dir)
+        self.mirror = url is not None
+        if url is not None:
+            parts = urlsplit(url)
+            self.scheme, self.netloc, prefix = parts.scheme, parts.netloc, parts.path.rstrip("/")
+        else:
+            api_host = "registry-1.docker.io" if host in ("docker.io", "index.docker.io") else host
+            self.scheme, self.netloc, prefix = "https", api_host, ""
+        self.base = f"{self.scheme}://{self.netloc}{prefix}"
+        self.plain_fallback = insecure and url is None
+        self.ssl = None if self.scheme == "http" else tls_context(
+            self.netloc if self.mirror else host, certs_dir, verify=not insecure)
+
+    def to_plain(self) -> None:
+        """Plain HTTP from now on (an insecure registry that does not speak TLS)."""
+        self.scheme, self.plain_fallback, self.ssl = "http", False, None
+        self.base = "http://" + self.base.split("://", 1)[1]
 
     def url(self, path: str) -> str:
         return self.base + path

@@ -1,5 +1,5 @@
 """Real registry servers for tests: Debian's ``docker-registry`` (distribution 2.8)
-on 127.0.0.1, plain, with htpasswd basic auth, with bearer tokens, behind TLS.
+on 127.0.0.1 (or ``ip``, e.g. :func:`off_loopback_ip`), plain, with htpasswd basic auth, with bearer tokens, behind TLS.
 
     reg = RegistryServer(tmp, auth="htpasswd", users={"alice": "secret"}, tls=True).start()
     reg.host          # "127.0.0.1:41234"
@@ -31,10 +31,43 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 
-def free_port():
+def free_port(ip="127.0.0.1"):
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((ip, 0))
         return s.getsockname()[1]
+
+
+#: the loopback-alias addresses this process holds, and how many holders each has
+_ALIASES: dict[str, int] = {}
+_ALIAS_LOCK = threading.Lock()
+
+
+def off_loopback_ip():
+    """An address outside 127.0.0.0/8 that a registry can listen on while every
+    packet stays on this host: one of 198.18.0.0/15 (RFC 2544's benchmarking range,
+    never routed), picked by this process's pid so two test sessions don't share one,
+    and put on the ``lo`` interface by :func:`hold_loopback_alias`.  A registry
+    there is not insecure by default (as a registry on 127/8 is, in dockerd and
+    here), yet the tests send no traffic off loopback."""
+    pid = os.getpid()
+    return f"198.18.{(pid >> 8) & 0xFF}.{(pid & 0xFF) or 1}"
+
+
+def hold_loopback_alias(ip):
+    """Put ``ip`` on ``lo`` (once per process, however many hold it)."""
+    with _ALIAS_LOCK:
+        if not _ALIASES.get(ip):
+            subprocess.run(["ip", "addr", "replace", f"{ip}/32", "dev", "lo"], check=True, capture_output=True)
+        _ALIASES[ip] = _ALIASES.get(ip, 0) + 1
+
+
+def release_loopback_alias(ip):
+    """Undo one :func:`hold_loopback_alias`; the last takes the address off ``lo``."""
+    with _ALIAS_LOCK:
+        _ALIASES[ip] -= 1
+        if not _ALIASES[ip]:
+            del _ALIASES[ip]
+            subprocess.run(["ip", "addr", "del", f"{ip}/32", "dev", "lo"], capture_output=True)
 
 
 def _b64(data):
@@ -100,14 +133,15 @@ class _TokenHandler(BaseHTTPRequestHandler):
 class RegistryServer:
     """One ``docker-registry`` process with its own storage, config and port."""
 
-    def __init__(self, base, auth=None, users=None, tls=False, anonymous_pull=False):
+    def __init__(self, base, auth=None, users=None, tls=False, anonymous_pull=False, ip="127.0.0.1"):
         if auth not in (None, "htpasswd", "token"):
             raise ValueError(f"auth {auth!r}: None, 'htpasswd' or 'token'")
         self.base = Path(base)
         self.auth, self.tls, self.anonymous_pull = auth, tls, anonymous_pull
         self.users = dict(users or {"tester": "s3cret-pass"})
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
+        self.ip = ip
+        self.port = free_port(ip)
+        self.host = f"{ip}:{self.port}"
         self.ca = None
         self.proc = None
         self.token_requests = 0
@@ -126,7 +160,7 @@ class RegistryServer:
         }
         if self.tls:
             ca_crt, ca_key = make_ca(self.base / "tls")
-            crt, key = make_server_cert(self.base / "tls", ca_crt, ca_key)
+            crt, key = make_server_cert(self.base / "tls", ca_crt, ca_key, self.ip)
             self.ca = ca_crt
             cfg["http"]["tls"] = {"certificate": str(crt), "key": str(key)}
         if self.auth == "htpasswd":
@@ -174,7 +208,7 @@ class RegistryServer:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"docker-registry exited with {self.proc.returncode}:\n{self.log.read_text()}")
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                with socket.create_connection((self.ip, self.port), timeout=0.2):
                     return self
             except OSError:
                 time.sleep(0.05)

@@ -6,7 +6,12 @@ of a module's own.  The fixtures they share (``reg``, ``proxy``, ``dy``,
 import uuid
 
 import pytest
-from dockyard.testing.registry import RegistryServer
+from dockyard.testing.registry import (RegistryServer, hold_loopback_alias, off_loopback_ip,
+                                       release_loopback_alias)
+
+#: where a registry listens that is not on 127/8 (so not insecure by default) yet
+#: reached over ``lo`` only: the fixtures put it there and take it off
+OFF_LOOPBACK = off_loopback_ip()
 
 
 def uniq(prefix="t"):
@@ -19,9 +24,16 @@ def registry_fixture(prefix, doc=None, **options):
 
     @pytest.fixture(scope="module")
     def fixture(session_root):
-        r = RegistryServer(session_root / uniq(prefix), **options).start()
-        yield r
-        r.stop()
+        ip = options.get("ip")
+        if ip == OFF_LOOPBACK:
+            hold_loopback_alias(ip)
+        try:
+            r = RegistryServer(session_root / uniq(prefix), **options).start()
+            yield r
+            r.stop()
+        finally:
+            if ip == OFF_LOOPBACK:
+                release_loopback_alias(ip)
 
     fixture.__doc__ = doc
     return fixture

@@ -3,7 +3,8 @@ anonymous, HTTP basic (htpasswd), the bearer-token challenge flow (a JWT token
 server); ``dockyard login``/``logout`` keeping credentials as the docker CLI does
 (config.json, credsStore, credHelpers with a fake ``docker-credential-*`` on
 PATH); ``docker login`` against our daemon; TLS with a private CA in a certs.d
-directory; plain HTTP only for registries named insecure; credentials that stay
+directory; plain HTTP only for insecure registries (named, or on loopback:
+test_registry_endpoints.py); credentials that stay
 on the registry's host when it redirects blob downloads to storage elsewhere.
 """
 
@@ -16,7 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from dockyard.testing.registry import Fault, FaultProxy
 from dockyard.testing.registry_content import registry_daemon, snapshot, stop_daemon
-from registry_common import registry_fixture, uniq
+from registry_common import OFF_LOOPBACK, registry_fixture, uniq
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the daemon needs root")
 USER, PASSWORD = "alice", "wonder-land-7"
@@ -45,8 +46,12 @@ json.dump(data, open(store, "w"))
 
 basic = registry_fixture("basic-", auth="htpasswd", users={USER: PASSWORD})
 token = registry_fixture("token-", auth="token", users={USER: PASSWORD}, anonymous_pull=True)
-tls = registry_fixture("tls-", tls=True)
-plain = registry_fixture("plain-")
+#: registries away from loopback (which is insecure by default): where TLS is verified
+OUTWARD = OFF_LOOPBACK
+tls = registry_fixture("tls-", tls=True, ip=OUTWARD)
+other_tls = registry_fixture("tls2-", doc="A TLS registry whose CA the daemon is not given.", tls=True,
+                             ip=OUTWARD)
+plain = registry_fixture("plain-", ip=OUTWARD)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +72,7 @@ def front(basic):
 
 @pytest.fixture(scope="module")
 def dy(session_root, busybox_tar, basic, token, plain, certs_dir, front):
-    d = registry_daemon(session_root / uniq("ad-"), [basic.host, token.host, plain.host, front.host], busybox_tar,
+    d = registry_daemon(session_root / uniq("ad-"), [basic.host, token.host, front.host], busybox_tar,
                         ["--registry-certs-dir", str(certs_dir)])
     yield d
     assert stop_daemon(d) == []
@@ -196,23 +201,24 @@ def test_docker_cli_login_and_push_against_our_daemon(dy, basic):
     assert dy.docker("logout", basic.host).returncode == 0
 
 
-def test_tls_registry_with_a_private_ca(dy, tls, certs_dir):
+def test_tls_registry_with_a_private_ca(dy, tls, other_tls, certs_dir):
     ref = f"{tls.host}/{uniq()}/bb:tls"
     ok(dy.cli("tag", "busybox", ref))
     ok(dy.cli("push", ref))
     ok(dy.cli("rmi", ref))
     ok(dy.cli("pull", ref))
     assert tls.catalog(ref.split("/", 1)[1].rsplit(":", 1)[0])["tags"] == ["tls"]
-    # the same registry by a name its CA is not configured for
-    other = f"localhost:{tls.port}/{uniq()}/bb:tls"
+    # a registry whose CA is not configured
+    other = f"{other_tls.host}/{uniq()}/bb:tls"
     ok(dy.cli("tag", "busybox", other))
     res = dy.cli("push", other)
     err = res.stderr.decode()
-    assert res.returncode != 0 and "certificate refused" in err and f"localhost:{tls.port}/ca.crt" in err, err
+    assert res.returncode != 0 and "certificate refused" in err and f"{other_tls.host}/ca.crt" in err, err
+    assert other_tls.catalog()["repositories"] == []
 
 
 def test_plain_http_registry_not_named_insecure_is_refused(dy, plain):
-    host = f"localhost:{plain.port}"  # the daemon knows it only as 127.0.0.1:PORT
+    host = plain.host  # not on loopback, not named insecure
     ref = f"{host}/{uniq()}/bb:plain"
     ok(dy.cli("tag", "busybox", ref))
     res = dy.cli("push", ref)

@@ -316,7 +316,7 @@ def test_cli_reports_daemon_errors(fake):
     server, client = fake
     server.routes["POST /v1.41/containers/create"] = lambda h: h.send(404, {"message": "No such image: nope:latest"})
     server.routes["POST /v1.41/containers/gone/stop"] = lambda h: h.send(404, {"message": "No such container: gone"})
-    res = subprocess.run([sys.executable, "-c", RUN_SCRIPT, "-H", client.host, "run", "nope"],
+    res = subprocess.run([sys.executable, "-c", RUN_SCRIPT, "-H", client.host, "run", "--pull", "never", "nope"],
                          capture_output=True, timeout=30)
     assert res.returncode == 125
     assert res.stderr.decode().strip() == "Error response from daemon: No such image: nope:latest"

@@ -32,10 +32,33 @@ def test_empty_file_gives_defaults(tmp_path):
     cfg = load(write(tmp_path, ""))
     assert cfg.source == str(tmp_path / "plugins.toml")
     assert cfg.drivers == {"storage": ["overlay", "vfs"], "exec": ["native"], "network": ["none", "host"],
-                           "volume": ["local"]}
-    assert cfg.options == {"storage": {}, "exec": {}, "network": {}, "volume": {}}
+                           "volume": ["local"], "logging": ["json-file", "local", "none", "journald", "syslog"]}
+    assert cfg.options == {"storage": {}, "exec": {}, "network": {}, "volume": {}, "logging": {}}
     assert cfg.default_network == "none"
     assert cfg.enable == [] and cfg.block == [] and cfg.plugin_options == {}
+    assert cfg.default_log_driver == "json-file" and cfg.log_opts == {}
+
+
+def test_logging_table_and_daemon_flags(tmp_path):
+    cfg = load(write(tmp_path, '[logging]\ndrivers = ["json-file", "local"]\ndefault = "local"\n'
+                               'log_opts = { max-size = "10m" }\n'))
+    assert (cfg.drivers["logging"], cfg.default_log_driver, cfg.log_opts) == (["json-file", "local"], "local",
+                                                                              {"max-size": "10m"})
+    assert load(write(tmp_path, cfg_text(cfg))).log_opts == {"max-size": "10m"}  # to_toml round trip
+    flagged = cfg.with_log_defaults(None, ["max-file=3"])
+    assert (flagged.default_log_driver, flagged.log_opts) == ("local", {"max-size": "10m", "max-file": "3"})
+    other = cfg.with_log_defaults("json-file", ["compress=true"])
+    assert (other.default_log_driver, other.log_opts) == ("json-file", {"compress": "true"})
+    with pytest.raises(ConfigError, match="--log-driver 'syslog': not one of the enabled log drivers"):
+        cfg.with_log_defaults("syslog", [])
+    with pytest.raises(ConfigError, match="'logging.default' is 'none', not one of the enabled drivers"):
+        load(write(tmp_path, '[logging]\ndrivers = ["json-file"]\ndefault = "none"\n'))
+
+
+def cfg_text(cfg):
+    import tomli_w
+
+    return tomli_w.dumps(cfg.to_toml())
 
 
 def test_shipped_default_parses():

@@ -95,7 +95,12 @@ class Recorder:
 
 
 def transport(host, backoff=None, insecure=True, certs_dir=()):
-    return Transport(Endpoint(host, insecure=insecure, certs_dir=certs_dir), backoff or Backoff(factor=0.01))
+    """A transport to ``host``; ``insecure``: settled on plain HTTP, as the ping
+    settles an insecure registry that does not speak TLS."""
+    endpoint = Endpoint(host, insecure=insecure, certs_dir=certs_dir)
+    if insecure:
+        endpoint.to_plain()
+    return Transport(endpoint, backoff or Backoff(factor=0.01))
 
 
 def sequence(*answers):

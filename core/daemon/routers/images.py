@@ -45,6 +45,8 @@ class ImagesBackend(Protocol):
     def check_save(self, refs: list[str]) -> None: ...
     def save(self, refs: list[str], fileobj: BinaryIO) -> list[str]: ...
     def commit(self, container: str, opts: CommitOptions = ...) -> str: ...
+    def search(self, term: str, limit: int | None = None, filters: dict[str, list[str]] | None = None,
+               auth: dict | None = None) -> list[dict]: ...
     def pull(self, ref: str, auth: dict | None = None, tag: str | None = None, platform: str | None = None,
              progress: Any = None, cancel: Any = None) -> str: ...
 
@@ -83,6 +85,25 @@ async def image_delete(request: web.Request) -> web.Response:
 
 async def image_prune(request: web.Request) -> web.Response:
     return web.json_response(await blocking(request, backend(request).prune, qfilters(request)))
+
+
+async def image_search(request: web.Request) -> web.Response:
+    """``GET /images/search?term=&limit=&filters=``: the registry's search API; bad
+    credentials are ignored (dockerd: search needs none)."""
+    raw = request.query.get("limit") or ""
+    try:
+        limit = int(raw) if raw else None
+    except ValueError:
+        limit = -1
+    if limit is not None and limit < 0:
+        raise InvalidParameter(f"invalid limit specified: {raw!r}")
+    filters = qfilters(request)
+    try:
+        auth = auth_header(request)
+    except InvalidParameter:
+        auth = None
+    return web.json_response(await blocking(request, backend(request).search, request.query.get("term", ""),
+                                            limit, filters, auth))
 
 
 async def image_create(request: web.Request) -> web.StreamResponse:
@@ -162,6 +183,7 @@ ROUTES = [
     ("POST", "/images/create", image_create),
     ("POST", "/images/load", image_load),
     ("GET", "/images/get", images_get),
+    ("GET", "/images/search", image_search),
     ("POST", "/images/prune", image_prune),
     ("GET", "/images/{name:.+}/json", image_inspect),
     ("GET", "/images/{name:.+}/history", image_history),

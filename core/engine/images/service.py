@@ -36,10 +36,13 @@ class Containers(Protocol):
 
 
 class Puller(Protocol):
-    """The registry service's pull."""
+    """The registry service's pull and search."""
 
     def pull(self, ref: str, auth: dict | None = None, progress: Any = None, cancel: Any = None,
              platform: str | None = None, tag: str | None = None) -> str: ...
+
+    def search(self, term: str, limit: int | None = None, filters: dict[str, list[str]] | None = None,
+               auth: dict | None = None) -> list[dict]: ...
 
 
 class ImageService:
@@ -139,3 +142,10 @@ class ImageService:
         if self.registry is None:
             raise InvalidParameter("this daemon has no registry client")
         return self.registry.pull(ref, auth=auth, tag=tag, platform=platform, progress=progress, cancel=cancel)
+
+    def search(self, term: str, limit: int | None = None, filters: dict[str, list[str]] | None = None,
+               auth: dict | None = None) -> list[dict]:
+        """``GET /images/search``: the registry's search API (:mod:`dockyard.registry.search`)."""
+        if self.registry is None:
+            raise InvalidParameter("this daemon has no registry client")
+        return self.registry.search(term, limit=limit, filters=filters, auth=auth)

@@ -40,7 +40,7 @@ class DataUsage:
     images: list[dict]
     containers: list[ContainerUsage]
     volumes: list[dict]
-    build_cache: list[dict]
+    build_cache: list[dict] | None  # BuildKit's records: None (null) for the classic builder
 
 
 @attrs.define
@@ -68,11 +68,17 @@ class SystemService:
     data_root: str
     exec_root: str
     config_source: str
+    #: the log service (``dockyard.engine.logs.service``): the enabled log drivers and the default
+    logs: Any = None
 
     # --- the drivers -----------------------------------------------------------------
     def drivers(self) -> dict:
         """Every active driver by kind."""
-        return {"storage": self.storage.driver_name, "exec": self.exec_driver, "network": self.networks.drivers}
+        out = {"storage": self.storage.driver_name, "exec": self.exec_driver, "network": self.networks.drivers}
+        out["volume"] = sorted(self.volumes.slots)
+        if self.logs is not None:
+            out["logging"] = self.logs.names()
+        return out
 
     # --- /events ---------------------------------------------------------------------
     def subscribe_events(self, listener: Callable[[dict], None], since_ns: int | None = None) -> list[dict]:
@@ -147,11 +153,12 @@ class SystemService:
             "ContainersStopped": len(recs) - running - paused,
             "Images": len(self.image_store.all()), "Driver": drivers["storage"], "DriverStatus": status,
             "Plugins": {"Volume": sorted(self.volumes.slots) or ["local"], "Network": drivers["network"],
-                        "Authorization": None, "Log": ["json-file"]},
+                        "Authorization": None, "Log": self.logs.names() if self.logs else ["json-file"]},
             "MemoryLimit": False, "SwapLimit": False, "KernelMemory": False, "CpuCfsPeriod": False,
             "CpuCfsQuota": False, "CPUShares": False, "CPUSet": False, "PidsLimit": False,
             "Debug": False, "NFd": len(os.listdir("/proc/self/fd")), "OomKillDisable": False,
-            "NGoroutines": 0, "SystemTime": host.now(), "LoggingDriver": "json-file",
+            "NGoroutines": 0, "SystemTime": host.now(),
+            "LoggingDriver": self.logs.default if self.logs else "json-file",
             "KernelVersion": uname.release, "OperatingSystem": host.os_name(), "OSVersion": host.os_version(),
             "OSType": "linux", "Architecture": platform.machine(),
             "NCPU": os.cpu_count(), "MemTotal": host.memtotal(), "DockerRootDir": self.data_root,
@@ -184,11 +191,7 @@ class SystemService:
         return info
 
     def _registry_config(self) -> dict:
-        index = {"docker.io": {"Name": "docker.io", "Mirrors": [], "Secure": True, "Official": True}}
-        for name in self.registry.insecure:
-            index[name] = {"Name": name, "Mirrors": [], "Secure": False, "Official": False}
-        return {"AllowNondistributableArtifactsCIDRs": [], "AllowNondistributableArtifactsHostnames": [],
-                "InsecureRegistryCIDRs": [], "IndexConfigs": index, "Mirrors": []}
+        return self.registry.policy.info()
 
     # --- /system/df ------------------------------------------------------------------
     def data_usage(self) -> DataUsage:
