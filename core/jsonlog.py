@@ -1,14 +1,21 @@
-"""Reading Docker's ``json-file`` container logs (one JSON object per line:
-``{"log", "stream", "time"}``), as they are written; shared by the API's log
-streams and the builder's RUN output."""
+"""Reading a container's stream file, Docker's ``json-file`` format (one JSON
+object per line: ``{"log", "stream", "time"}``), as the shim writes it; shared
+by ``docker attach`` and the builder's RUN output.  (``docker logs`` reads
+through the container's log driver: ``dockyard.engine.logs``.)"""
 
 import json
+import os
 
 
 def read_entries(path, offset):
-    """Return ``(entries, new_offset)``: the complete log lines after ``offset``."""
+    """Return ``(entries, new_offset)``: the complete log lines after ``offset``.
+
+    A file shorter than ``offset`` was truncated or rotated by the shim
+    (``max-size``): it is read again from its start."""
     try:
         with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size < offset:
+                offset = 0
             fh.seek(offset)
             data = fh.read()
     except FileNotFoundError:

@@ -31,6 +31,7 @@ from .errors import ConfigError, DockyardError, DriverUnsupported, PluginError
 from .hookspecs import GROUPS, PROJECT
 from .hookspecs import exec as exec_specs
 from .hookspecs import extensions as extension_specs
+from .hookspecs import logging as logging_specs
 from .hookspecs import network as network_specs
 from .hookspecs import storage as storage_specs
 from .hookspecs import volume as volume_specs
@@ -38,7 +39,8 @@ from .hookspecs import volume as volume_specs
 if TYPE_CHECKING:
     from .config import Config
 
-SPECS = {"storage": storage_specs, "exec": exec_specs, "network": network_specs, "volume": volume_specs}
+SPECS = {"storage": storage_specs, "exec": exec_specs, "network": network_specs, "volume": volume_specs,
+         "logging": logging_specs}
 
 #: Hooks a driver must implement itself (the others are optional or have fallbacks).
 REQUIRED = {
@@ -46,6 +48,7 @@ REQUIRED = {
     "exec": ("supported", "init", "create", "start", "state", "kill", "wait", "delete", "restore"),
     "network": ("supported", "init", "attach", "detach"),
     "volume": ("supported", "init", "create", "remove", "mount", "unmount", "get"),
+    "logging": ("supported", "init", "validate", "writer"),
 }
 
 
@@ -222,7 +225,7 @@ def choose(kind: str, config: Config, data_root: str | Path, exec_root: str | Pa
       (``--storage-driver``, refused if it is not the pinned one); else the
       priority list of ``config``, where a driver whose home holds data wins;
     * exec: ``override`` (``--exec-driver``), else the priority list;
-    * network, volume: every enabled driver, each of which must be supported.
+    * network, volume, logging: every enabled driver, each of which must be supported.
     """
     options = config.options.get(kind, {})
     if kind == "storage":
@@ -265,7 +268,7 @@ def active(kind: str, config: Config, data_root: str | Path, exec_root: str | Pa
     """The names :func:`choose` picks (``dockyard driver ls`` without a daemon);
     of the kinds that run several drivers, those it would accept; ``[]`` where it
     refuses."""
-    if kind in ("network", "volume"):
+    if kind in ("network", "volume", "logging"):
         names = []
         for name in config.drivers.get(kind, ["local"] if kind == "volume" else []):
             try:

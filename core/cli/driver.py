@@ -2,7 +2,7 @@
 
 It loads each driver the way the daemon would (stevedore by name, pluggy
 validation) and asks it whether it can run here, under the data root a daemon
-uses: when a daemon answers on the host (``-H``, ``$DOCKYARD_HOST``), its
+uses: when a daemon answers on the host (``-H``, ``$DOCKYARD_HOST``, ``$DOCKER_HOST``), its
 ``/info`` names its data root, exec root and the drivers it runs; otherwise
 ``--data-root`` (default ``/var/lib/dockyard``) and the daemon's selection rules
 say which one would be active.  ``use`` rewrites ``plugins.toml`` in place,
@@ -16,6 +16,8 @@ import os
 import sys
 
 KINDS = ("storage", "exec", "network")
+#: what ``ls`` lists: every kind (``info``/``use`` take the kinds above)
+LS_KINDS = (*KINDS, "volume", "logging")
 DEFAULT_DATA_ROOT = "/var/lib/dockyard"
 DEFAULT_EXEC_ROOT = "/run/dockyard"
 
@@ -101,7 +103,7 @@ def cmd_ls(args, config, where):
     from ..plugins import installed
 
     rows = []
-    for kind in KINDS:
+    for kind in LS_KINDS:
         kind_rows = [_describe(kind, name, config, where)[1] for name in installed(kind)]
         active = _active(kind, config, where)
         for row in kind_rows:
@@ -227,9 +229,9 @@ def main(argv=None, host=None):
     except ConfigError as exc:
         print(f"dockyard driver: {exc}", file=sys.stderr)
         return 1
-    if host is None:  # run on its own (python -m dockyard.cli.driver): cli.main's default
-        from ..client import DEFAULT_HOST
-        host = os.environ.get("DOCKYARD_HOST") or DEFAULT_HOST
+    if host is None:  # run on its own (python -m dockyard.cli.driver): cli.main's choice
+        from .hosts import resolve
+        host = resolve(None, os.environ)[0]
     where = locate(host, args.data_root)
     return {"ls": cmd_ls, "info": cmd_info, "use": cmd_use}[args.cmd](args, config, where)
 

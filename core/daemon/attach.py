@@ -27,17 +27,22 @@ HIJACK_GRACE = 0.05
 STDIN_BUFFER = 1 << 20
 
 
-async def follow(request: web.Request, resp: web.StreamResponse, path: str, offset: int, flt: streams.LogFilter,
-                 ended: Callable[[tuple], bool], done: Callable[[], bool] | None = None) -> None:
+async def follow(request: web.Request, resp: web.StreamResponse, path: str, offset: Any, flt: streams.LogFilter,
+                 ended: Callable[[tuple], bool], done: Callable[[], bool] | None = None,
+                 read: Callable[[Any], tuple[list, Any]] | None = None) -> None:
     """Stream log entries of ``path`` from ``offset`` until ``ended(event)`` (or
-    ``done()``, checked between reads) says the process is gone, then drain once more."""
+    ``done()``, checked between reads) says the process is gone, then drain once more.
+    With ``read`` (a log driver's reader), ``read(offset)`` gives the entries instead."""
     queue = hub(request).listen()
     running = True
     try:
         while True:
             if done is not None and done():
                 running = False
-            entries, offset = await blocking(request, streams.read_entries, path, offset)  # disk: off the loop
+            if read is not None:
+                entries, offset = await blocking(request, read, offset)
+            else:
+                entries, offset = await blocking(request, streams.read_entries, path, offset)  # disk: off the loop
             if entries:
                 await resp.write(flt.render(entries))
             if not running:

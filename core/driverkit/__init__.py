@@ -59,6 +59,16 @@ Running containers (exec drivers)
 :cgroups:       a cgroup v1/v2 manager: make, limit (OCI ``linux.resources``),
                 join, freeze, measure, kill and remove a container's cgroup
 
+Logging containers' output (log drivers)
+
+:logopts:       what Docker's log drivers share of ``--log-opt``: the option
+                check, the ``tag`` template, the extra attributes (``labels``,
+                ``env``), Go's bool and int parsing with its errors
+:shim.logfile:  files that rotate as json-file's and local's do (``max-size``,
+                ``max-file``, ``compress``), written in a shim by a log
+                driver's writer (stdlib only, ``import logfile`` there) and read
+                back with a cursor that follows rotations (``read_rotated``)
+
 What is public, and the promise
 -------------------------------
 The public surface is every module named above and, in each, the names in its

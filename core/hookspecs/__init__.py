@@ -1,6 +1,7 @@
 """Hook specifications: the contract between Dockyard's core and its drivers.
 
-Every driver kind has a module here (``storage``, ``exec``, ``network``), and
+Every driver kind has a module here (``storage``, ``exec``, ``network``,
+``volume``, ``logging``), and
 extensions have ``extensions``.  A driver is any object (usually a class instance)
 whose methods are marked with :data:`hookimpl` and named after the specs it
 implements.  The core loads it by name through its entry point, registers it in the
@@ -35,5 +36,6 @@ GROUPS = {
     "exec": "dockyard.exec",
     "network": "dockyard.network",
     "volume": "dockyard.volume",
+    "logging": "dockyard.logging",
     "plugins": "dockyard.plugins",
 }

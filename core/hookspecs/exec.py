@@ -14,7 +14,8 @@ General rules:
   the driver keeps the container's process supervised by something other than the
   daemon (a small shim process), and its exit code on disk.
 * The container's stdout and stderr are appended by the driver to ``log_path`` in
-  Docker's ``json-file`` format, one JSON object per line:
+  Docker's ``json-file`` format (and given to the log driver :func:`exec_create`'s
+  ``log`` names), one JSON object per line:
   ``{"log": "hi\\n", "stream": "stdout", "time": "2026-01-01T00:00:00.000000000Z"}``.
 * Hooks run in worker threads and **may block**, except where a bound is stated.
 * Errors: raise :class:`dockyard.errors.ExecError` naming the container and the
@@ -86,7 +87,7 @@ def exec_init(home: Path, options: dict[str, Any]) -> None:
 
 
 @hookspec(firstresult=True)
-def exec_create(id: str, bundle: str, log_path: str, stdin: Stdin) -> None:
+def exec_create(id: str, bundle: str, log_path: str, stdin: Stdin, log: dict[str, Any] | None) -> None:
     """Register container ``id`` whose bundle is the directory ``bundle`` (str).
 
     Validates ``config.json`` (raise ``ExecError`` naming the bad field) and records
@@ -98,7 +99,13 @@ def exec_create(id: str, bundle: str, log_path: str, stdin: Stdin) -> None:
     -d``) or ``"once"`` (closed, so the process reads EOF, when the first writer
     from :func:`exec_attach_stdin` closes: ``docker run -i``).  With
     ``process.terminal`` the process gets a pseudo-terminal as stdin/out/err and
-    its output goes to the log as ``stdout``.  Return value ignored.
+    its output goes to the log as ``stdout``.  ``log`` (``None``: a plain
+    json-file ``log_path``) is the container's log driver as the shim kit's
+    supervisor takes it (``state["log"]``: the stream file's rotation and the
+    driver's writer, ``dockyard.hookspecs.logging``): a shim-kit driver writes
+    it into the shim's state as is; any other driver must write the output
+    where it says, and one that cannot must refuse a ``log`` naming a writer
+    module.  Return value ignored.
     """
 
 

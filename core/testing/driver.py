@@ -145,7 +145,7 @@ class ExecEnv:
         cid = cid or f"c{len(self.ids)}"
         bundle = self.bundle(cid, args, change, **kw)
         self.ids.append(cid)
-        self.hook.exec_create(id=cid, bundle=str(bundle), log_path=str(self.tmp / f"{cid}.log"), stdin=stdin)
+        self.hook.exec_create(id=cid, bundle=str(bundle), log_path=str(self.tmp / f"{cid}.log"), stdin=stdin, log=None)
         return cid
 
     def start(self, args, **kw):

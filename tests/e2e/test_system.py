@@ -30,7 +30,8 @@ def test_docker_info_prints_every_section(daemon):
                      "Logging Driver: json-file", "Cgroup Driver: cgroupfs", "Cgroup Version:", "Swarm: inactive",
                      "Runtimes:", "Default Runtime:", "Security Options:", "Kernel Version:", "Operating System:",
                      "OSType: linux", "Architecture:", "CPUs:", "Total Memory:", "Docker Root Dir:",
-                     "Live Restore Enabled: true", "Plugins:", "Network: bridge host none", "Log: json-file"):
+                     "Live Restore Enabled: true", "Plugins:", "Network: bridge host none",
+                     "Log: journald json-file local none syslog"):
             assert line in out, (line, out)
         assert "WARNING: No memory limit support" not in out + daemon.docker("info").stderr.decode()
         fmt = "{{.ContainersRunning}} {{.Swarm.LocalNodeState}} {{.OSType}} {{.CgroupVersion}}"
@@ -92,7 +93,7 @@ def test_system_df_renders(daemon):
         line = next(line for line in out.splitlines() if line.rstrip().endswith(name))
         assert "50kB" in line, line
         df = daemon.sdk().df()
-        assert df["LayersSize"] > 0 and isinstance(df["BuildCache"], list) and isinstance(df["Volumes"], list)
+        assert df["LayersSize"] > 0 and isinstance(df["Volumes"], list)
         c = next(c for c in df["Containers"] if c["Names"] == ["/" + name])
         assert c["SizeRw"] >= 50000 and c["SizeRootFs"] > c["SizeRw"]
         img = next(i for i in df["Images"] if "busybox:latest" in i["RepoTags"])
@@ -123,22 +124,35 @@ def test_system_prune_and_builder_prune(daemon):
         daemon.docker("rm", "-f", live, stopped)
 
 
-def test_builder_prune_forgets_cached_steps(daemon, tmp_path):
+def test_classic_build_steps_are_images_not_build_cache(daemon, tmp_path):
+    """As dockerd's: df lists no build cache after a classic build (its steps are
+    images, listed as images); ``builder prune`` makes the next build run its steps again."""
     (tmp_path / "Dockerfile").write_text(f"FROM busybox\nRUN echo {uuid.uuid4().hex} > /stamp\n")
     tag = f"prune-{uuid.uuid4().hex[:8]}"
-    env_build = ["build", "-q", "-t", tag, str(tmp_path)]
     import subprocess
     env = {**os.environ, "DOCKER_BUILDKIT": "0", "DOCKER_CONFIG": str(daemon.base / "docker-config")}
 
     def build():
-        return subprocess.run(["docker", "-H", daemon.host, *env_build], capture_output=True, env=env, timeout=120)
-    res = build()
-    assert res.returncode == 0, res.stderr
+        res = subprocess.run(["docker", "-H", daemon.host, "build", "-t", tag, str(tmp_path)], capture_output=True,
+                             env=env, timeout=120)
+        assert res.returncode == 0, res.stderr
+        return res.stdout.decode()
+    build()
     try:
-        assert daemon.sdk().df()["BuildCache"], "a cached step is listed"
-        report = daemon.sdk().api.prune_builds()
-        assert report["CachesDeleted"]
-        assert daemon.sdk().df()["BuildCache"] == []
+        assert "Using cache" in build()
+        client = daemon.sdk()
+        try:
+            assert client.df()["BuildCache"] is None
+            out = _ok(daemon.docker("system", "df"))
+            row = next(line.split() for line in out.splitlines() if line.startswith("Build Cache"))
+            assert row[2:5] == ["0", "0", "0B"], out
+            rows = _ok(daemon.docker("system", "df", "-v")).split("Build cache usage: 0B")[1].strip().splitlines()
+            assert len(rows) <= 1, rows  # the table's header, no record
+            report = client.api.prune_builds()
+            assert report["CachesDeleted"]
+        finally:
+            client.close()
+        assert "Using cache" not in build()
     finally:
         daemon.docker("rmi", "-f", tag)
 

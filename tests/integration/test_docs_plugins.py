@@ -148,7 +148,7 @@ def test_the_required_hooks_are_the_loaders():
     """The page's table of the hooks a driver must implement is the loader's."""
     from dockyard import plugins
 
-    rows = re.findall(r"^\| (storage|exec|network|volume) +\| (`.*`) \|$", DOC.read_text(), re.M)
+    rows = re.findall(r"^\| (storage|exec|network|volume|logging) +\| (`.*`) \|$", DOC.read_text(), re.M)
     table = {kind: re.findall(r"`(\w+)`", hooks) for kind, hooks in rows}
     assert table == {kind: [f"{kind}_{h}" for h in hooks] for kind, hooks in plugins.REQUIRED.items()}
 

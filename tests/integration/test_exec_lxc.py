@@ -45,7 +45,7 @@ class Env(ExecEnv):
         bundle = self.bundle(cid, list(args), change, **kw)
         with pytest.raises(ExecError) as info:
             try:
-                self.hook.exec_create(id=cid, bundle=str(bundle), log_path=str(self.tmp / f"{cid}.log"), stdin=None)
+                self.hook.exec_create(id=cid, bundle=str(bundle), log_path=str(self.tmp / f"{cid}.log"), stdin=None, log=None)
             except ExecError:
                 raise
             except BaseException:
@@ -578,13 +578,13 @@ def test_config_validation(env, tmp_path):
     bundle.mkdir()
     hook = env.hook
     with pytest.raises(ExecError, match="config.json"):
-        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"), stdin=None)
+        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"), stdin=None, log=None)
     (bundle / "config.json").write_text(json.dumps(oci_config(env.rootfs, [])))
     with pytest.raises(ExecError, match="process.args"):
-        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"), stdin=None)
+        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"), stdin=None, log=None)
     (bundle / "config.json").write_text(json.dumps(oci_config(tmp_path / "nope", ["true"])))
     with pytest.raises(ExecError, match="root.path"):
-        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"), stdin=None)
+        hook.exec_create(id="bad", bundle=str(bundle), log_path=str(tmp_path / "l"), stdin=None, log=None)
     with pytest.raises(ContainerNotFound):
         hook.exec_state(id="bad")
     hook.exec_delete(id="bad")

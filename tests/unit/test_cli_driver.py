@@ -81,3 +81,15 @@ def test_busybox_module_prints_help_instead_of_writing_a_tar(tmp_path):
     res = subprocess.run([sys.executable, "-m", "dockyard.testing.busybox"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "OUTPUT.tar" in res.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_ls_lists_the_log_drivers_as_a_kind(tmp_path):
+    res = dockyard("driver", "--data-root", str(tmp_path), "ls", "--format", "json")
+    assert res.returncode == 0, res.stderr
+    import json
+
+    rows = {(r["kind"], r["name"]): r for r in json.loads(res.stdout)}
+    for name in ("json-file", "local", "none", "journald", "syslog"):
+        assert rows[("logging", name)]["supported"] and rows[("logging", name)]["active"]
+    assert rows[("volume", "local")]["active"]
+    assert not (tmp_path / "logging").exists()  # listing sets nothing up

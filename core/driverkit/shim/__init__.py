@@ -4,7 +4,8 @@ something other than the daemon.
 * :mod:`.supervisor` is the shim process itself (stdlib only, importable as a
   top-level module by a ``python -E -S`` interpreter): it spawns the container's
   process through a driver-supplied ``spawn`` function, reports its pid, copies its
-  output into the json-file log, serves stdin and terminal resizes on a control
+  output into the json-file log and the container's log driver
+  (``dockyard.hookspecs.logging``), serves stdin and terminal resizes on a control
   socket, and records the exit.
 * :mod:`.client` is the daemon's half: starting a shim and reading its report,
   reading the state files it writes, waiting for it, talking to its control socket.
@@ -18,7 +19,8 @@ something other than the daemon.
   paths inside a container's root.
 
 Standalone: ``supervisor`` (with its private parts ``_spawning``, ``_shimloop``,
-``_jsonlog`` and ``_minijson``), ``zygote``, ``sanitize``, ``runtime`` and
+``_jsonlog`` and ``_minijson``), ``logfile`` (rotating log files, which log
+drivers' writers import), ``zygote``, ``sanitize``, ``runtime`` and
 ``rootpath`` are stdlib only and never import dockyard.  A driver's zygote runs ``python -E
 -S`` with this directory (``os.path.dirname(client.__file__)``) and its own on
 ``sys.path`` and imports them by bare name (``import supervisor``).  The daemon's

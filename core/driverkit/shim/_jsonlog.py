@@ -1,40 +1,105 @@
-"""Docker's json-file log, as the shim writes a container's output into it
-(stdlib only, importable standalone from the shim kit's directory, like
-:mod:`supervisor`).
+"""The shim's log writing (stdlib only, importable standalone from the shim kit's
+directory, like :mod:`supervisor`): output cut into entries, written to the
+container's stream file (Docker's json-file) and to its log driver's writer.
 
-One JSON object per line of output: ``{"log": text, "stream": "stdout" or
-"stderr", "time": RFC 3339 with nanoseconds}``, the format ``docker logs`` and
-the daemon's json-file reader expect.
+The stream file holds one JSON object per line of output: ``{"log": text,
+"stream": "stdout" or "stderr", "time": RFC 3339 with nanoseconds}`` (and
+``attrs`` when the driver gives some), the format ``docker attach``, the
+json-file driver's reader and the builder read.  It rotates as
+``state["log"]["stream"]`` says (:mod:`logfile`).
+
+``state["log"]`` (optional; the daemon's choice, written by the exec driver) is
+the log driver's writer spec (``dockyard.hookspecs.logging.Writer``): with a
+``module``, the shim imports it by bare name from ``path`` and calls
+``open_log(options, container)``; its ``write(entries)`` gets every entry too.
 """
 
 import os
+import sys
 import time
 
 import _json  # not json: see _minijson.py
 
+TYPE_CHECKING = False  # annotations only: typing is not imported at run time (start-up cost)
+if TYPE_CHECKING or __package__:
+    from .logfile import RotatingFile
+else:  # in a shim: the kit's directory is on sys.path
+    from logfile import RotatingFile
+if TYPE_CHECKING:
+    from typing import Any
+
 MAX_LINE = 16 * 1024  # like Docker, longer lines are split into several entries
 
 
+def stamp(ns: int) -> str:
+    """RFC 3339 with nanoseconds, UTC (Docker's log timestamps)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + ".%09dZ" % (ns % 10**9)
+
+
+class JsonFile:
+    """The stream file: json-file entries on a :class:`logfile.RotatingFile`."""
+
+    def __init__(self, path: str, rotation: "dict[str, Any] | None" = None,
+                 attrs: "dict[str, str] | None" = None) -> None:
+        self.file = RotatingFile(path, **(rotation or {}))
+        self.tail = ""
+        if attrs:
+            items = ",".join(f"{_json.encode_basestring(k)}:{_json.encode_basestring(str(v))}"
+                             for k, v in sorted(attrs.items()))
+            self.tail = f',"attrs":{{{items}}}'
+
+    def write(self, entries: "list[tuple[str, bytes, int, bool]]") -> None:
+        self.file.write_records([self.entry(s, raw, ns) for s, raw, ns, _ in entries])
+
+    def entry(self, stream: str, raw: bytes, ns: int) -> bytes:
+        log = _json.encode_basestring(raw.decode("utf-8", "replace"))
+        return f'{{"log":{log},"stream":"{stream}"{self.tail},"time":"{stamp(ns)}"}}\n'.encode()
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def open_driver(spec: "dict[str, Any]", container: "dict[str, Any]") -> "Any":
+    """The log driver's writer of ``spec``, or ``None`` when it names no module;
+    raises ``OSError``/``ValueError`` with the driver's reason."""
+    name = spec.get("module")
+    if not name:
+        return None
+    if spec.get("path") and spec["path"] not in sys.path:
+        sys.path.append(spec["path"])
+    try:
+        module = __import__(name)
+    except ImportError as exc:
+        raise ValueError(f"log writer {name!r}: {exc}") from None
+    return module.open_log(spec.get("options") or {}, container)
+
+
 class LogWriter:
-    """Docker json-file writer on the open file ``fd`` (``O_APPEND``).
+    """Cuts output into entries and hands them to ``sinks`` (objects with
+    ``write(entries)``, each entry ``(stream, data, time_ns, partial)``).
 
     Output is cut into entries at newlines; a line longer than
     :data:`MAX_LINE` is split, and a partial line waits in a buffer until its
-    newline comes, the stream ends (``final``) or :meth:`flush` is called."""
+    newline comes, the stream ends (``final``) or :meth:`flush` is called.
+    ``LogWriter(fd)`` alone writes the json-file format to the open file ``fd``
+    (an exec's output)."""
 
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
+    def __init__(self, fd: "int | None" = None, sinks: "list[Any] | None" = None) -> None:
+        self.sinks = list(sinks or [])
+        if fd is not None:
+            self.sinks.insert(0, _FdSink(fd))
         self.bufs: dict[str, bytes] = {}
 
     def feed(self, stream: str, data: bytes, final: bool = False) -> None:
         buf = self.bufs.get(stream, b"") + data
         entries = []
+        ns = time.time_ns()
         while True:
             nl = buf.find(b"\n", 0, MAX_LINE)
             if nl < 0 and len(buf) < MAX_LINE and not (final and buf):
                 break
             cut = nl + 1 if nl >= 0 else min(len(buf), MAX_LINE)
-            entries.append(self.entry(stream, buf[:cut]))
+            entries.append((stream, buf[:cut], ns, nl < 0))
             buf = buf[cut:]
         self.bufs[stream] = buf
         self._write(entries)
@@ -44,20 +109,47 @@ class LogWriter:
 
     def flush(self) -> None:
         """Log the partial lines (a prompt, a progress bar) as they are."""
-        entries = [self.entry(s, b) for s, b in self.bufs.items() if b]
+        ns = time.time_ns()
+        entries = [(s, b, ns, True) for s, b in self.bufs.items() if b]
         self.bufs = {}
         self._write(entries)
 
-    def _write(self, entries: list[bytes]) -> None:
-        if entries:
+    def _write(self, entries: "list[tuple[str, bytes, int, bool]]") -> None:
+        if not entries:
+            return
+        for sink in self.sinks:
             try:
-                os.write(self.fd, b"".join(entries))
-            except OSError:
-                pass  # a full disk must not block the container: drop the output
+                sink.write(entries)
+            except Exception:  # noqa: BLE001 - a broken log driver must not stop the container
+                pass
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except Exception:  # noqa: BLE001
+                pass
 
     @staticmethod
     def entry(stream: str, raw: bytes) -> bytes:
-        ns = time.time_ns()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 10**9)) + ".%09dZ" % (ns % 10**9)
+        """One json-file line of ``raw``, stamped now."""
         log = _json.encode_basestring(raw.decode("utf-8", "replace"))
-        return f'{{"log":{log},"stream":"{stream}","time":"{stamp}"}}\n'.encode()
+        return f'{{"log":{log},"stream":"{stream}","time":"{stamp(time.time_ns())}"}}\n'.encode()
+
+
+class _FdSink:
+    """json-file entries on an open file (``O_APPEND``), no rotation."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, entries: "list[tuple[str, bytes, int, bool]]") -> None:
+        data = b"".join(f'{{"log":{_json.encode_basestring(raw.decode("utf-8", "replace"))},'
+                        f'"stream":"{s}","time":"{stamp(ns)}"}}\n'.encode() for s, raw, ns, _ in entries)
+        try:
+            os.write(self.fd, data)
+        except OSError:
+            pass  # a full disk must not block the container: drop the output
+
+    def close(self) -> None:
+        pass

@@ -5,6 +5,7 @@ STATE_DIR REPORT_FD`` with this directory and its own on ``sys.path``; it never
 imports dockyard, so it starts fast and outlives the daemon.  It
 
 1. reads ``STATE_DIR/state.json``: ``log_path`` (json-file log to append to),
+   ``log`` (optional: its rotation and the log driver's writer, see :func:`open_logs`),
    ``stdin`` (``None``, ``"open"`` or ``"once"``), ``terminal`` (bool),
    ``console_size`` (``[rows, cols]`` or ``None``), plus whatever the driver's
    ``spawn`` needs;
@@ -21,7 +22,8 @@ Its parts are private modules of this directory, stdlib only and imported by
 bare name in a shim like this one: ``_spawning`` (what ``spawn`` gets and
 returns: :class:`Stdio`, :class:`Child`, :class:`StartError`), ``_shimloop``
 (the event loop and the control socket's protocol), ``_jsonlog`` (Docker's
-json-file log) and ``_minijson`` (JSON without ``import json``).  This module
+json-file log and the log driver's writer), ``logfile`` (rotating files, public:
+log drivers' writers use it) and ``_minijson`` (JSON without ``import json``).  This module
 is their public face: drivers import what they use from here
 (``from supervisor import Child, StartError, dumps``), and ``__all__`` is the
 kit's promise.
@@ -33,13 +35,13 @@ import time
 
 TYPE_CHECKING = False  # annotations only: typing is not imported at run time (start-up cost)
 if TYPE_CHECKING or __package__:
-    from ._jsonlog import MAX_LINE, LogWriter
+    from ._jsonlog import MAX_LINE, JsonFile, LogWriter, open_driver
     from ._minijson import dumps, load_file, loads, write_json
     from ._shimloop import PARTIAL_FLUSH, READ_SIZE, STDIN_HIGH, Loop, listen
     from ._spawning import Child, StartError, Stdio, set_winsize
     from .sanitize import undumpable
 else:  # in a shim: the kit's directory is on sys.path
-    from _jsonlog import MAX_LINE, LogWriter
+    from _jsonlog import MAX_LINE, JsonFile, LogWriter, open_driver
     from _minijson import dumps, load_file, loads, write_json
     from _shimloop import PARTIAL_FLUSH, READ_SIZE, STDIN_HIGH, Loop, listen
     from _spawning import Child, StartError, Stdio, set_winsize
@@ -52,7 +54,7 @@ if TYPE_CHECKING:
 __all__ = [
     "main", "run", "report", "iso_now", "proc_start",
     # from the parts
-    "StartError", "Child", "Stdio", "set_winsize", "Loop", "listen", "LogWriter",
+    "StartError", "Child", "Stdio", "set_winsize", "Loop", "listen", "LogWriter", "open_logs",
     "loads", "dumps", "load_file", "write_json", "MAX_LINE", "PARTIAL_FLUSH", "READ_SIZE", "STDIN_HIGH",
 ]
 
@@ -81,6 +83,24 @@ def report(fd: int, data: object) -> None:
     os.close(fd)
 
 
+def open_logs(state: "dict[str, Any]") -> LogWriter:
+    """The process's log: its stream file (``log_path``, rotating as
+    ``log.stream`` says) and its log driver's writer (``log``, see
+    :mod:`_jsonlog`); a driver that cannot start fails the start as dockerd's
+    ``failed to initialize logging driver``."""
+    spec = state.get("log") or {}
+    stream = spec.get("stream") or {}
+    sinks = [JsonFile(state["log_path"], stream.get("rotation"), stream.get("attrs"))]
+    try:
+        driver = open_driver(spec, spec.get("container") or {})
+    except Exception as exc:  # noqa: BLE001 - whatever the writer raises is its reason
+        sinks[0].close()
+        raise StartError(f"failed to initialize logging driver: {exc}") from None
+    if driver is not None:
+        sinks.append(driver)
+    return LogWriter(sinks=sinks)
+
+
 def main(argv: list[str], spawn: "Spawn", finish: "Finish | None" = None) -> "NoReturn":
     """``argv``: [program, STATE_DIR, REPORT_FD]; never returns."""
     os._exit(run(argv[1], int(argv[2]), spawn, finish))  # no interpreter teardown
@@ -93,7 +113,7 @@ def run(state_dir: str, report_fd: int, spawn: "Spawn", finish: "Finish | None" 
     os.set_inheritable(report_fd, False)
     try:
         state = load_file(os.path.join(state_dir, "state.json"))
-        logfd = os.open(state["log_path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        logw = open_logs(state)
         stdio = Stdio(state.get("stdin"), bool(state.get("terminal")))
         child = spawn(state, stdio)
         stdio.close_child_ends()
@@ -112,7 +132,8 @@ def run(state_dir: str, report_fd: int, spawn: "Spawn", finish: "Finish | None" 
         "shim_pid": os.getpid(), "shim_start": proc_start(os.getpid()),
         "pid": child.init_pid, "pid_start": proc_start(child.init_pid), "started_at": iso_now()})
     report(report_fd, {"pid": child.init_pid})
-    code = Loop(child, stdio, LogWriter(logfd), control).run()
+    code = Loop(child, stdio, logw, control).run()
+    logw.close()
     control.close()
     try:
         os.unlink(os.path.join(state_dir, "control.sock"))

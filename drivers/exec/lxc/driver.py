@@ -131,7 +131,7 @@ class LxcDriver(ShimDriver):
 
     # --------------------------------------------------------------- lifecycle
     @hookimpl
-    def exec_create(self, id, bundle, log_path, stdin=None):
+    def exec_create(self, id, bundle, log_path, stdin=None, log=None):
         bundle = os.path.abspath(bundle)
         cfg = translate.load_config(id, bundle)
         sdir = self.clear_for_create(id, stdin)
@@ -143,7 +143,7 @@ class LxcDriver(ShimDriver):
             raise ExecError(f"container {id}: cgroup {busy[0]} already exists (another container's?)")
         os.makedirs(os.path.join(sdir, LXC_NAME), 0o700)
         st = {"id": id, "bundle": bundle, "log_path": os.path.abspath(log_path), "stdin": stdin,
-              "terminal": bool(cfg["process"].get("terminal")), "created_at": shim.now(),
+              "terminal": bool(cfg["process"].get("terminal")), "created_at": shim.now(), "log": log,
               "console_size": translate.console_size(cfg["process"]),
               "lxc": {"path": sdir, "name": LXC_NAME, "log": os.path.join(sdir, LXC_NAME, "lxc.log")},
               "cgroup": {"path": path, "lxc": path + ".lxc",

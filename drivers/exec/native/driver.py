@@ -64,7 +64,7 @@ class NativeDriver(ShimDriver):
 
     # --------------------------------------------------------------- lifecycle
     @hookimpl
-    def exec_create(self, id, bundle, log_path, stdin=None):
+    def exec_create(self, id, bundle, log_path, stdin=None, log=None):
         bundle = os.path.abspath(bundle)
         cfg = checks.load_config(id, bundle)
         sdir = self.clear_for_create(id, stdin)
@@ -73,7 +73,7 @@ class NativeDriver(ShimDriver):
         os.makedirs(sdir, 0o700)
         st = {"id": id, "bundle": bundle, "log_path": os.path.abspath(log_path), "stdin": stdin,
               "terminal": bool(cfg["process"].get("terminal")), "seccomp": seccomp,
-              "console_size": checks.console_size(cfg["process"]), "created_at": shim.now()}
+              "console_size": checks.console_size(cfg["process"]), "created_at": shim.now(), "log": log}
         try:
             st["cgroup"] = self._make_cgroup(id, lx)
             shim.write_json(os.path.join(sdir, "state.json"), st)

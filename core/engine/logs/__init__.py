@@ -1,0 +1,1 @@
+"""Log drivers of containers (``--log-driver``, ``--log-opt``): :mod:`.service`."""
