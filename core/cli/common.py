@@ -51,12 +51,13 @@ def inspect_render(template, obj, context=None):
 def inspect_each(names, fetch, fmt=None, context=None):
     """docker's ``inspect`` of one kind: ``fetch(name)`` each; print a JSON array,
     or each object through the Go template ``fmt``.  A missing one is the daemon's
-    error and exit 1."""
+    error and exit 1.  A template that printed nothing leaves an empty line, as
+    docker's template inspector does when it flushes an empty buffer."""
     import json
 
     from dockyard.client import APIError
     template = inspect_template(fmt)
-    found, rc = [], 0
+    found, rc, printed = [], 0, False
     for name in names:
         try:
             obj = fetch(name)
@@ -71,6 +72,9 @@ def inspect_each(names, fetch, fmt=None, context=None):
                 rc = 1
             else:
                 print(text, flush=True)
+                printed = True
     if template is None:
         print(json.dumps(found, indent=4, ensure_ascii=False))
+    elif not printed:
+        print(flush=True)
     return rc

@@ -1,5 +1,6 @@
-"""Container commands beside the lifecycle: cp, top, rename, update, diff and
-``container prune`` (plus a ``container`` group holding them), docker's way.
+"""Container commands beside the lifecycle: cp, top, rename, update, diff, and
+``container prune`` and ``container inspect`` (the ``container`` group is
+:mod:`.groups`'), docker's way.
 
 ``cp`` does what the docker CLI does on the client side: ``CONTAINER:PATH`` to a
 local path (or ``-``: the tar on stdout) and a local path (or ``-``: a tar on
@@ -65,10 +66,18 @@ def _diff_args(p):
     p.set_defaults(func=cmd_diff)
 
 
-def _prune_args(p):
+def prune_args(p):
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
     p.add_argument("--filter", action="append", default=[], help="Provide filter values (e.g. 'until=<timestamp>')")
     p.set_defaults(func=cmd_prune)
+
+
+def inspect_args(p):
+    """``container inspect``: the top-level ``inspect`` for containers alone."""
+    p.add_argument("-f", "--format", help="Format the output using the given Go template")
+    p.add_argument("-s", "--size", action="store_true", help="Display total file sizes")
+    p.add_argument("containers", nargs="+", metavar="CONTAINER")
+    p.set_defaults(func=cmd_inspect)
 
 
 def register(sub):
@@ -79,15 +88,11 @@ def register(sub):
     _update_args(sub.add_parser("update", help="Update configuration of one or more containers", allow_abbrev=False))
     _diff_args(sub.add_parser("diff", help="Inspect changes to files or directories on a container's filesystem",
                               allow_abbrev=False))
-    group = sub.add_parser("container", help="Manage containers", allow_abbrev=False)
-    csub = group.add_subparsers(dest="container_command", metavar="COMMAND", title="commands")
-    group.set_defaults(func=lambda ctx, args: group.print_help() or 1)
-    _cp_args(csub.add_parser("cp", help="Copy files/folders between a container and the local filesystem"))
-    _top_args(csub.add_parser("top", help="Display the running processes of a container"))
-    _rename_args(csub.add_parser("rename", help="Rename a container"))
-    _update_args(csub.add_parser("update", help="Update configuration of one or more containers"))
-    _diff_args(csub.add_parser("diff", help="Inspect changes to files or directories on a container's filesystem"))
-    _prune_args(csub.add_parser("prune", help="Remove all stopped containers"))
+
+
+def cmd_inspect(ctx, args):
+    from .common import inspect_each
+    return inspect_each(args.containers, lambda name: ctx.client.inspect_container(name, size=args.size), args.format)
 
 
 # cp ------------------------------------------------------------------------------

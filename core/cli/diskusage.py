@@ -23,21 +23,16 @@ CACHE_HEADERS = {"ID": "CACHE ID", "CacheType": "CACHE TYPE", "Size": "SIZE", "C
 ACTIVE_STATES = ("running", "paused", "restarting")
 
 
-def register(sub):
-    """Add ``df`` and ``prune`` to the ``system`` group (made by the image commands)."""
-    import argparse
-
-    group = sub.choices.get("system")
-    if group is None:
-        group = sub.add_parser("system", help="Manage Dockyard", allow_abbrev=False)
-        group.add_subparsers(dest="system_command", metavar="COMMAND", title="commands")
-    ssub = next(a for a in group._actions if isinstance(a, argparse._SubParsersAction))
-    p = ssub.add_parser("df", help="Show docker disk usage", allow_abbrev=False)
+def df_args(p):
+    """``system df``'s flags (the ``system`` group is :mod:`.groups`')."""
     p.add_argument("--format", help="Format output using a custom template: 'table', 'table TEMPLATE', 'json', "
                                     "or a Go template")
     p.add_argument("-v", "--verbose", action="store_true", help="Show detailed information on space usage")
     p.set_defaults(func=cmd_df)
-    p = ssub.add_parser("prune", help="Remove unused data", allow_abbrev=False)
+
+
+def prune_args(p):
+    """``system prune``'s flags."""
     p.add_argument("-a", "--all", action="store_true", help="Remove all unused images not just dangling ones")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
     p.add_argument("--volumes", action="store_true", help="Prune anonymous volumes")

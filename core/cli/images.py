@@ -56,7 +56,7 @@ def _history_args(p):
     p.set_defaults(func=cmd_history)
 
 
-def _prune_args(p):
+def prune_args(p):
     p.add_argument("-a", "--all", action="store_true", help="Remove all unused images, not just dangling ones")
     p.add_argument("-f", "--force", action="store_true", help="Do not prompt for confirmation")
     p.add_argument("--filter", action="append", default=[], help="Provide filter values (e.g. 'until=<timestamp>')")
@@ -72,7 +72,7 @@ def _import_args(p):
     p.set_defaults(func=cmd_import)
 
 
-def _inspect_args(p):
+def inspect_args(p):
     p.add_argument("-f", "--format", help="Format the output using the given Go template")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.set_defaults(func=cmd_image_inspect)
@@ -88,21 +88,6 @@ def register(sub):
     _import_args(sub.add_parser("import", help="Import the contents from a tarball to create a filesystem image",
                                 allow_abbrev=False))
     imagexfer.register(sub)
-
-    group = sub.add_parser("image", help="Manage images", allow_abbrev=False)
-    isub = group.add_subparsers(dest="image_command", metavar="COMMAND", title="commands")
-    group.set_defaults(func=lambda ctx, args: group.print_help() or 1)
-    _images_args(isub.add_parser("ls", aliases=["list"], help="List images", allow_abbrev=False))
-    _rmi_args(isub.add_parser("rm", aliases=["remove"], help="Remove one or more images", allow_abbrev=False))
-    _tag_args(isub.add_parser("tag", help="Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE",
-                              allow_abbrev=False))
-    _history_args(isub.add_parser("history", help="Show the history of an image", allow_abbrev=False))
-    _prune_args(isub.add_parser("prune", help="Remove unused images", allow_abbrev=False))
-    _inspect_args(isub.add_parser("inspect", help="Display detailed information on one or more images",
-                                  allow_abbrev=False))
-    _import_args(isub.add_parser("import", help="Import the contents from a tarball to create a filesystem image",
-                                 allow_abbrev=False))
-    imagexfer.register_image_group(isub)
 
 
 def _short_id(image_id, trunc):

@@ -42,18 +42,11 @@ def register(sub):
     p.add_argument("reference", nargs="?", metavar="REPOSITORY[:TAG]")
     p.set_defaults(func=cmd_commit)
 
-    group = sub.add_parser("system", help="Manage Dockyard", allow_abbrev=False)
-    ssub = group.add_subparsers(dest="system_command", metavar="COMMAND", title="commands")
-    group.set_defaults(func=lambda ctx, args: group.print_help() or 1)
-    p = ssub.add_parser("check", help="Verify every stored digest: blobs, image configs, layers (exit 1 on a problem)",
-                        allow_abbrev=False)
+
+def check_args(p):
+    """``system check`` (dockyard's own, in the ``system`` group of :mod:`.groups`)."""
     p.add_argument("-q", "--quiet", action="store_true", help="Print only problems")
     p.set_defaults(func=cmd_check)
-
-
-def register_image_group(isub):
-    _save_args(isub.add_parser("save", help="Save one or more images to a tar archive", allow_abbrev=False))
-    _load_args(isub.add_parser("load", help="Load an image from a tar archive or STDIN", allow_abbrev=False))
 
 
 def _download(ctx, path, params, dest, what):

@@ -20,50 +20,55 @@ def _version_line():
     return f"Dockyard version {__version__}"
 
 
-#: registrar -> the commands it makes (in this order: "diskusage" adds to the
-#: "system" group that "images" makes).  A known command builds only its own
-#: registrars' parsers: building all 54 cost ~13 ms on every run.
+#: registrar -> the commands it makes.  A known command builds only its own
+#: registrars' parsers: building them all cost ~16 ms on every run ("groups", docker's
+#: management commands, builds only the one the next word names).
 #: tests/unit/test_cli_parse.py checks this table against the full parser.
 REGISTRARS = {
     "containers": ("run", "create", "start", "ps", "logs", "stop", "kill", "rm", "restart", "wait"),
     "execs": ("exec", "pause", "unpause", "stats"),
     "networks": ("network", "port"),
     "volumes": ("volume",),
-    "images": ("images", "rmi", "tag", "history", "import", "save", "load", "export", "commit", "system", "image"),
+    "images": ("images", "rmi", "tag", "history", "import", "save", "load", "export", "commit"),
     "build": ("build",),
     "registry": ("pull", "push", "login", "logout"),
     "system": ("version", "info", "inspect"),
-    "containers_more": ("cp", "top", "rename", "update", "diff", "container"),
-    "diskusage": ("system",),
+    "containers_more": ("cp", "top", "rename", "update", "diff"),
+    "attach": ("attach",),
+    "groups": ("container", "image", "system"),
     "events": ("events",),
+    "search": ("search",),
 }
 
 
-def _register(name, sub):
+def _register(name, sub, command=None, word=None):
     import importlib
 
-    module, _, fn = name.partition(".")
-    mod = importlib.import_module(f"dockyard.cli.{module}")
-    getattr(mod, f"register_{fn}" if fn else "register")(sub)
+    mod = importlib.import_module(f"dockyard.cli.{name}")
+    if name == "groups":
+        mod.register(sub, command, word)
+    else:
+        mod.register(sub)
 
 
-def build_parser(command=None):
+def build_parser(command=None, word=None):
     """The argument parser: global options and every client command, or, for a
-    known ``command``, only what that command needs."""
+    known ``command``, only what that command needs (of a group, only the
+    command ``word`` names)."""
     from dockyard.cli.parser import Parser
 
     wanted = [r for r, cmds in REGISTRARS.items() if command in cmds] or list(REGISTRARS)
     parser = Parser(
         prog="dockyard", allow_abbrev=False,
         description="A self-sufficient runtime for containers, with plug-in drivers.")
-    parser.add_argument("-H", "--host", help=f"Daemon socket to connect to (default {DEFAULT_HOST}, "
-                                             f"or ${HOST_ENV})")
+    parser.add_argument("-H", "--host", help=f"Daemon socket to connect to (default ${HOST_ENV}, else "
+                                             f"$DOCKER_HOST, else {DEFAULT_HOST})")
     parser.add_argument("-D", "--debug", action="store_true", help="Enable debug mode")
     parser.add_argument("-v", "--version", action="version", version=_version_line(),
                         help="Print version information and quit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     for name in wanted:
-        _register(name, sub)
+        _register(name, sub, command, word)
     if len(wanted) == len(REGISTRARS):
         sub.add_parser("daemon", help="Start the daemon (run 'dockyard daemon --help')", add_help=False)
         sub.add_parser("driver", help="Manage drivers: ls, info, use (run 'dockyard driver --help')",
@@ -123,15 +128,31 @@ class Context:
         return self._client
 
 
+def _daemon_host(flag):
+    """The host a client command talks to (``-H``, ``$DOCKYARD_HOST``, ``$DOCKER_HOST``,
+    the default: :mod:`dockyard.cli.hosts`); None after saying why it cannot be used."""
+    from dockyard.cli import hosts
+
+    host, source = hosts.resolve(flag, os.environ)
+    problem = hosts.problem(host, source, os.environ)
+    if problem:
+        print(f"Failed to initialize: {problem}", file=sys.stderr)
+        return None
+    return host
+
+
 def _forward(command, argv, host, debug):
     if command == "daemon":
         from dockyard.daemon.main import main as daemon_main
         return daemon_main((["-H", host] if host else []) + (["-D"] if debug else []) + argv)
+    host = _daemon_host(host)
+    if host is None:
+        return 1
     if command == "storage":
         from dockyard.cli.storage import main as storage_main
         return storage_main(argv, host, debug)
     from dockyard.cli.driver import main as driver_main
-    return driver_main(argv, host or os.environ.get(HOST_ENV) or DEFAULT_HOST)
+    return driver_main(argv, host)
 
 
 def main(argv=None):
@@ -143,12 +164,15 @@ def main(argv=None):
     if index is not None and argv[index] in FORWARDED:
         return _exit_code(_forward(argv[index], argv[index + 1:], host, debug))
 
-    parser = build_parser(argv[index] if index is not None else None)
+    parser = build_parser(*(argv[index:index + 2] if index is not None else ()))
     args = parser.parse_args(argv)  # a command line docker would refuse exits here, with docker's words
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    ctx = Context(args.host or os.environ.get(HOST_ENV) or DEFAULT_HOST, debug=args.debug)
+    host = _daemon_host(args.host)
+    if host is None:
+        return 1
+    ctx = Context(host, debug=args.debug)
     try:
         return _exit_code(args.func(ctx, args))
     except KeyboardInterrupt:

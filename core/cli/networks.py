@@ -10,7 +10,7 @@ NETWORK_HEADERS = {"ID": "NETWORK ID", "Name": "NAME", "Driver": "DRIVER", "Scop
 
 def register(sub):
     p = sub.add_parser("network", help="Manage networks", allow_abbrev=False)
-    nsub = p.add_subparsers(dest="network_command", metavar="COMMAND")
+    nsub = p.add_subparsers(dest="network_command", metavar="COMMAND", title="commands")
     c = nsub.add_parser("create", help="Create a network", allow_abbrev=False)
     c.add_argument("-d", "--driver", default="bridge", help='Driver to manage the Network (default "bridge")')
     c.add_argument("--subnet", help="Subnet in CIDR format that represents a network segment")
@@ -28,6 +28,7 @@ def register(sub):
     ls.set_defaults(func=cmd_ls)
     i = nsub.add_parser("inspect", help="Display detailed information on one or more networks")
     i.add_argument("-f", "--format", help="Format the output using the given Go template")
+    i.add_argument("-v", "--verbose", action="store_true", help="Verbose output for diagnostics")
     i.add_argument("networks", nargs="+", metavar="NETWORK")
     i.set_defaults(func=cmd_inspect)
     r = nsub.add_parser("rm", aliases=["remove"], help="Remove one or more networks")
@@ -91,7 +92,8 @@ def cmd_ls(ctx, args):
 
 def cmd_inspect(ctx, args):
     from dockyard.cli.common import inspect_each
-    return inspect_each(args.networks, ctx.client.inspect_network, args.format)
+    return inspect_each(args.networks, lambda name: ctx.client.inspect_network(name, verbose=args.verbose),
+                        args.format)
 
 
 def cmd_rm(ctx, args):

@@ -69,9 +69,9 @@ class Parser(argparse.ArgumentParser):
         if message.startswith("unrecognized arguments: "):
             self.fail(_unknown_flag(message.split(": ", 1)[1].split()[0], self), FLAG_ERROR)
         word = re.search(r"invalid choice: '([^']*)'", message)
-        if m and word and m.group(1) == "COMMAND":  # the subcommand of this parser
+        if m and word and m.group(1) == "COMMAND":  # the subcommand of this parser (docker: usage is the group)
             self.fail(f"dockyard: unknown command: {self.prog} {word.group(1)}", ARGS_ERROR,
-                      usage=self.prog != "dockyard")
+                      usage=self.prog != "dockyard" and self.prog)
         if m:
             self.fail(self._flag_message(m.group(1), m.group(2)), FLAG_ERROR)
         self.fail(message, FLAG_ERROR)
@@ -79,7 +79,7 @@ class Parser(argparse.ArgumentParser):
     def fail(self, message, status, usage=True, see=False):
         text = message
         if usage:
-            text += f"\n\nUsage:  {use_line(self)}"
+            text += f"\n\nUsage:  {usage if isinstance(usage, str) else use_line(self)}"
         text += f"\n\n{'See' if see else 'Run'} '{self.prog} --help' for more information"
         print(text, file=sys.stderr, flush=True)
         raise UsageError(text, status)

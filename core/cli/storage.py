@@ -90,9 +90,9 @@ def main(argv=None, host=None, debug=False):
         return 2
     if args.data_root:
         return _offline(args)
-    from ..client import DEFAULT_HOST  # cli.main's default (DOCKYARD_HOST, else the client's)
+    from .hosts import resolve  # cli.main's choice (-H, DOCKYARD_HOST, DOCKER_HOST, the default)
 
-    return _through_daemon(args, host or os.environ.get("DOCKYARD_HOST") or DEFAULT_HOST, debug)
+    return _through_daemon(args, host or resolve(None, os.environ)[0], debug)
 
 
 if __name__ == "__main__":

@@ -220,9 +220,9 @@ def cmd_inspect(ctx, args):
     from dockyard.client import APIError, NotFound
     template = inspect_template(args.format)
     client = ctx.client
-    found, rc = [], 0
+    found, rc, printed = [], 0, False
     for name in args.names:
-        lookups = ([client.inspect_container] if args.type != "image" else []) + \
+        lookups = ([lambda n: client.inspect_container(n, size=args.size)] if args.type != "image" else []) + \
                   ([client.inspect_image] if args.type != "container" else [])
         obj, problem = None, None
         for lookup in lookups:
@@ -247,6 +247,9 @@ def cmd_inspect(ctx, args):
                 rc = 1
             else:
                 print(text, flush=True)
+                printed = True
     if template is None:
         print(json.dumps(found, indent=4, ensure_ascii=False))
+    elif not printed:
+        print(flush=True)  # docker's template inspector flushes an empty buffer as an empty line
     return rc

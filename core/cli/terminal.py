@@ -109,7 +109,7 @@ class Terminal:
             import termios
             import tty
             self.saved = termios.tcgetattr(sys.stdin.fileno())
-            tty.setraw(sys.stdin.fileno())
+            tty.setraw(sys.stdin.fileno(), termios.TCSANOW)  # not tty's TCSAFLUSH: keep what was typed ahead
             self.old_winch = signal.signal(signal.SIGWINCH, lambda *_: self.resize())
         return self
 

@@ -25,7 +25,7 @@ def volume_record(v):
 
 def register(sub):
     p = sub.add_parser("volume", help="Manage volumes", allow_abbrev=False)
-    vsub = p.add_subparsers(dest="volume_command", metavar="COMMAND")
+    vsub = p.add_subparsers(dest="volume_command", metavar="COMMAND", title="commands")
     c = vsub.add_parser("create", help="Create a volume", allow_abbrev=False)
     c.add_argument("-d", "--driver", default="local", help='Specify volume driver name (default "local")')
     c.add_argument("-o", "--opt", action="append", default=[], help="Set driver specific options (default map[])")

@@ -51,8 +51,9 @@ class Client(Session):
     def create_container(self, body: "Mapping[str, Any]", name: str | None = None) -> "Any":
         return self.request("POST", "/containers/create", {"name": name}, body=body)
 
-    def inspect_container(self, container: str) -> "Any":
-        return self.request("GET", f"/containers/{_q(container)}/json")
+    def inspect_container(self, container: str, size: bool = False) -> "Any":
+        """``size`` adds ``SizeRw`` and ``SizeRootFs`` (``inspect --size``)."""
+        return self.request("GET", f"/containers/{_q(container)}/json", {"size": size or None})
 
     def start(self, container: str) -> "Any":
         return self.request("POST", f"/containers/{_q(container)}/start")
@@ -145,8 +146,8 @@ class Client(Session):
     def networks(self, filters: "Params" = None) -> "Any":
         return self.request("GET", "/networks", {"filters": json.dumps(filters) if filters else None})
 
-    def inspect_network(self, network: str) -> "Any":
-        return self.request("GET", f"/networks/{_q(network)}")
+    def inspect_network(self, network: str, verbose: bool = False) -> "Any":
+        return self.request("GET", f"/networks/{_q(network)}", {"verbose": verbose or None})
 
     def create_network(self, body: "Mapping[str, Any]") -> "Any":
         return self.request("POST", "/networks/create", body=body)

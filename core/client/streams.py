@@ -67,6 +67,12 @@ class PendingWait:
     def close(self) -> None:
         self._conn.close()
 
+    def __enter__(self) -> "PendingWait":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 class IterReader:
     """A binary file object over an iterable of bytes (``read(n)`` gives at most

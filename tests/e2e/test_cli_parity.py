@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote
 
+import docker
 import pytest
 
 from dockyard.testing.daemon import PY, Daemon, http
@@ -338,12 +339,20 @@ def test_detach_keys_docker_does_not_know_are_refused(daemon):
     client = daemon.sdk()
     box = client.containers.run("busybox", ["sleep", "300"], tty=True, stdin_open=True, detach=True)
     try:
-        status, _, body = http(daemon.sock, "POST", f"/containers/{box.id}/attach?stream=1&detachKeys=ctrl-nope")
-        assert (status, json.loads(body)["message"]) == (400, "Invalid detach keys (ctrl-nope) provided")
+        # dockerd writes an attach's refusal as text on the connection it took over
+        status, head, body = http(daemon.sock, "POST", f"/containers/{box.id}/attach?stream=1&detachKeys=ctrl-nope")
+        assert (status, body) == (400, b"Invalid detach keys (ctrl-nope) provided\r\n")
+        assert b"content-type: application/vnd.docker.raw-stream" in head.lower()
+        status, _, body = http(daemon.sock, "POST", "/containers/no-such-box/attach?stream=1")
+        assert (status, body) == (404, b"No such container: no-such-box\r\n")
+        # and an exec's as a plain error (500), not an invalid parameter
         body = json.dumps({"Cmd": ["true"], "DetachKeys": "ctrl-nope"}).encode()
         status, _, answer = http(daemon.sock, "POST", f"/containers/{box.id}/exec", body,
                                  {"Content-Type": "application/json"})
-        assert (status, json.loads(answer)["message"]) == (400, "Invalid escape keys (ctrl-nope) provided")
+        assert (status, json.loads(answer)["message"]) == (500, "Invalid escape keys (ctrl-nope) provided")
+        with pytest.raises(docker.errors.APIError, match="Invalid escape keys") as err:
+            client.api.exec_create(box.id, "true", detach_keys="ctrl-nope")
+        assert err.value.status_code == 500
         res = daemon.cli("exec", "-it", "--detach-keys", "ctrl-nope", box.id, "true")
         assert res.returncode == 1 and res.stderr == (b"invalid detach keys (ctrl-nope): "
                                                       b"unknown character: 'ctrl-nope'\n")
@@ -398,3 +407,242 @@ def test_try_sh_says_what_it_does_and_runs_a_container(session_root):
         d.stop()
         d.remove_network_objects()
     assert d.leaks() == []
+
+
+# --- docker's management commands, attach, and the host from DOCKER_HOST --------------------
+
+
+def _listed(text):
+    """The command names a group's ``--help`` lists (docker's "Commands:" or our "commands:")."""
+    names, inside = set(), False
+    for line in text.splitlines():
+        if line.strip().lower() == "commands:":
+            inside = True
+        elif inside and line.startswith("  ") and line.split()[0] != "COMMAND":
+            names.add(line.split()[0])
+        elif inside and line.strip() and not line.startswith(" "):
+            inside = False
+    return names
+
+
+@pytest.mark.parametrize("group", ["container", "image", "system", "network", "volume"])
+def test_groups_have_the_commands_docker_lists(daemon, group):
+    for argv in ((group, "--help"), (group,)):  # the group alone: its help, and no failure
+        theirs, ours = both(daemon, *argv)
+        assert theirs.returncode == ours.returncode == 0
+        missing = _listed(theirs.stdout.decode()) - _listed(ours.stdout.decode())
+        assert missing <= ({"update"} if group == "volume" else set()), missing  # volume update: swarm's
+
+
+def test_management_commands_answer_as_dockers(daemon):
+    box, vol = name(), name()
+    assert daemon.cli("volume", "create", vol).returncode == 0
+    assert daemon.cli("run", "-d", "--name", box, "-p", "127.0.0.1::80", "busybox", "sh", "-c",
+                      "echo hello; sleep 300").returncode == 0
+    try:
+        for argv in (("container", "ls", "-a", "--format", "{{.Names}} {{.Image}}"),
+                     ("container", "ps", "-q", "--no-trunc"), ("container", "list", "-f", f"name={box}"),
+                     ("container", "inspect", "-f", "{{.Name}} {{.Config.Image}}", box),
+                     ("container", "inspect", "-f", "{{.Foo}}", box), ("container", "inspect", "no-such-box"),
+                     ("container", "inspect", "-f", "{{.Id}}", "no-such-box"), ("inspect", "-f", "{{.Foo}}", box),
+                     ("container", "logs", box), ("container", "port", box), ("container", "diff", box),
+                     ("image", "ls", "--format", "{{.Repository}}:{{.Tag}}"), ("image", "list", "-q"),
+                     ("image", "inspect", "-f", "{{.Id}}", "busybox"), ("image", "history", "-q", "busybox"),
+                     ("image", "rm"), ("image", "rmi", "no-such-image"),
+                     ("system", "info", "--format", "{{.Driver}} {{.Containers}}"),
+                     ("system", "events", "--since", "0", "--until", "1", "--filter", f"container={box}",
+                      "--format", "{{.Action}}"),
+                     ("network", "inspect", "-f", "{{.Name}} {{.Driver}}", "bridge"),
+                     ("network", "inspect", "--verbose", "--format", "{{.Scope}}", "bridge", "host"),
+                     ("volume", "inspect", "-f", "{{.Name}} {{.Driver}}", vol),
+                     ("container", "foo"), ("image", "foo"), ("system", "foo"),
+                     ("container", "ls", "--bogus"), ("container", "rm"), ("image", "pull", "-x", "busybox"),
+                     ("attach", "no-such-box"), ("container", "attach", "--bogus", box), ("attach",)):
+            theirs, ours = both(daemon, *argv)
+            assert ours.returncode == theirs.returncode, (argv, theirs, ours)
+            assert ours.stdout.decode() == as_ours(theirs.stdout.decode()), argv
+            assert ours.stderr.decode() == as_ours(theirs.stderr.decode()), argv
+    finally:
+        daemon.cli("rm", "-f", box)
+        daemon.cli("volume", "rm", vol)
+
+
+def test_a_containers_life_through_the_container_and_image_groups(daemon):
+    box, tag = name(), f"{name()}:v1"
+    client = daemon.sdk()
+    try:
+        cid = daemon.cli("container", "create", "--name", box, "busybox", "sleep", "300", check=True).stdout.strip()
+        assert client.api.inspect_container(box)["Id"] == cid.decode()
+        daemon.cli("container", "start", box, check=True)
+        assert client.api.inspect_container(box)["State"]["Running"]
+        assert daemon.cli("container", "exec", box, "echo", "in-box", check=True).stdout == b"in-box\n"
+        daemon.cli("container", "pause", box, check=True)
+        assert client.api.inspect_container(box)["State"]["Paused"]
+        daemon.cli("container", "unpause", box, check=True)
+        daemon.cli("container", "kill", box, check=True)
+        assert daemon.cli("container", "wait", box, check=True).stdout == b"137\n"
+        daemon.cli("container", "commit", box, tag, check=True)
+        assert client.api.inspect_image(tag)["Config"]["Cmd"] == ["sleep", "300"]
+        daemon.cli("container", "rm", box, check=True)
+        assert not client.api.containers(all=True, filters={"name": box})
+        daemon.cli("image", "tag", tag, f"{tag}-again", check=True)
+        daemon.cli("image", "rm", tag, f"{tag}-again", check=True)
+        assert not client.api.images(name=tag.split(":")[0])
+    finally:
+        daemon.cli("rm", "-f", box)
+        daemon.cli("rmi", "-f", tag, f"{tag}-again")
+        client.close()
+
+
+@pytest.mark.parametrize("cli", [docker_argv, dockyard_argv], ids=["docker", "dockyard"])
+def test_attach_to_a_terminal_and_detach(daemon, tmp_path, cli):
+    box = name()
+    daemon.cli("run", "-d", "-it", "--name", box, "busybox", "sh", check=True)
+    try:
+        session = Pty(cli(daemon, "attach", box), {"DOCKER_CONFIG": str(tmp_path)})
+        session.send(b"echo in-$((40+2))\r").expect(b"in-42\r\n").send(b"\x10", b"\x11")
+        code, out = session.wait()
+        assert (code, out.endswith(b"read escape sequence\r\n")) == (1, True), out
+        assert _state(daemon, box)["Running"]
+        session = Pty(cli(daemon, "attach", "--detach-keys", "ctrl-a,q", box), {"DOCKER_CONFIG": str(tmp_path)})
+        session.send(b"exit 5\r")
+        assert session.wait()[0] == 5  # the container's status is attach's
+        assert _state(daemon, box)["ExitCode"] == 5
+    finally:
+        daemon.cli("rm", "-f", box)
+
+
+@pytest.mark.parametrize("ours", [False, True], ids=["docker", "dockyard"])
+def test_attach_without_a_terminal(daemon, ours):
+    def attach(*argv, **kw):
+        run = daemon.cli if ours else daemon.docker
+        return run("attach", *argv, **kw)
+    box = name()
+    try:
+        daemon.cli("run", "-d", "-i", "--name", box, "busybox", "sh", "-c", "read x; echo got $x; exit 3", check=True)
+        res = attach(box, input=b"hello\n")
+        assert (res.returncode, res.stdout) == (3, b"got hello\n"), res
+        daemon.cli("rm", "-f", box, check=True)
+        # --no-stdin: what we type goes nowhere, the output still comes
+        daemon.cli("run", "-d", "-i", "--name", box, "busybox", "sh", "-c",
+                   "sleep 2; read -t 1 x; echo got=$x; exit 4", check=True)
+        res = attach("--no-stdin", box, input=b"typed\n")
+        assert (res.returncode, res.stdout) == (4, b"got=\n"), res
+    finally:
+        daemon.cli("rm", "-f", box)
+
+
+TRAP = "trap 'echo got-term; exit 7' TERM; echo ready; while :; do sleep 0.1; done"
+
+
+@pytest.mark.parametrize("cli", [docker_argv, dockyard_argv], ids=["docker", "dockyard"])
+def test_attach_proxies_signals_unless_told_not_to(daemon, cli):
+    box = name()
+    try:
+        daemon.cli("run", "-d", "--name", box, "busybox", "sh", "-c", TRAP, check=True)
+        proc = subprocess.Popen(cli(daemon, "attach", box), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        time.sleep(1.5)  # attached (the container prints nothing more until the signal)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+        assert (proc.returncode, out) == (7, b"got-term\n")
+        daemon.cli("rm", "-f", box, check=True)
+        daemon.cli("run", "-d", "--name", box, "busybox", "sh", "-c", TRAP, check=True)
+        proc = subprocess.Popen(cli(daemon, "attach", "--sig-proxy=false", box), stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE)
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)  # ours ends; docker's goes on waiting (it is killed below)
+        time.sleep(1.5)
+        assert _state(daemon, box)["Running"]
+        proc.kill()
+        assert b"got-term" not in proc.communicate(timeout=30)[0]
+    finally:
+        daemon.cli("rm", "-f", box)
+
+
+def test_attach_refuses_as_docker_does(daemon):
+    stopped, tty_box = name(), name()
+    daemon.cli("create", "--name", stopped, "busybox", "true", check=True)
+    daemon.cli("run", "-d", "-it", "--name", tty_box, "busybox", "sh", check=True)
+    try:
+        for argv in (("attach", stopped), ("container", "attach", tty_box)):  # stdin is not a terminal
+            theirs = daemon.docker(*argv)
+            ours = daemon.cli(*argv, input=b"")
+            assert (ours.returncode, ours.stderr) == (theirs.returncode, theirs.stderr) != (0, b""), argv
+        daemon.cli("pause", tty_box, check=True)
+        res = daemon.cli("attach", "--no-stdin", tty_box)
+        assert (res.returncode, res.stderr) == (1, b"You cannot attach to a paused container, unpause it first\n")
+    finally:
+        daemon.cli("rm", "-f", stopped, tty_box)
+
+
+class TcpToUnix:
+    """A plain TCP port on 127.0.0.1 in front of a unix socket (a daemon reached
+    over tcp://); counts the connections it was asked for."""
+
+    def __init__(self, sock_path):
+        import socket
+        import threading
+        self.path, self.connections = sock_path, 0
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = self.server.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import socket
+        import threading
+        while True:
+            try:
+                front, _ = self.server.accept()
+            except OSError:
+                return
+            self.connections += 1
+            back = socket.socket(socket.AF_UNIX)
+            back.connect(self.path)
+            for a, b in ((front, back), (back, front)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        import socket
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self.server.close()
+
+
+def test_our_cli_honours_docker_host(daemon):
+    from dockyard.cli import hosts
+    # a CLI that ignored DOCKER_HOST would go to the default socket and start a daemon of the host's there
+    assert hosts.resolve(None, {"DOCKER_HOST": daemon.host}) == (daemon.host, "$DOCKER_HOST")
+    box = name()
+    daemon.cli("create", "--name", box, "busybox", "true", check=True)
+    bare = {k: v for k, v in os.environ.items() if k not in ("DOCKYARD_HOST", "DOCKER_HOST", "DOCKER_TLS_VERIFY")}
+
+    def ours(*argv, **env):
+        return subprocess.run([PY, "-m", "dockyard.cli.main", *argv], capture_output=True, timeout=60,
+                              env={**bare, **env})
+    nowhere = "unix:///nonexistent/dockyard.sock"
+    listing = ("ps", "-a", "--filter", f"name={box}", "--format", "{{.Names}}")
+    proxy = TcpToUnix(daemon.sock)
+    try:
+        assert ours(*listing, DOCKER_HOST=daemon.host).stdout == f"{box}\n".encode()
+        res = ours(*listing, DOCKYARD_HOST=nowhere, DOCKER_HOST=daemon.host)  # ours first
+        assert res.returncode == 1 and b"/nonexistent/dockyard.sock" in res.stderr
+        assert ours("-H", daemon.host, *listing, DOCKYARD_HOST=nowhere).stdout == f"{box}\n".encode()
+        tcp = f"tcp://127.0.0.1:{proxy.port}"
+        assert ours(*listing, DOCKER_HOST=tcp).stdout == f"{box}\n".encode() and proxy.connections > 0
+        before = proxy.connections
+        res = ours(*listing, DOCKER_HOST=tcp, DOCKER_TLS_VERIFY="1")
+        assert res.returncode == 1 and res.stderr.startswith(b"Failed to initialize: ") and b"TLS" in res.stderr
+        assert proxy.connections == before  # refused before connecting
+        for host in ("fd://", "ssh://someone@far"):
+            res = ours(*listing, DOCKER_HOST=host)
+            assert res.returncode == 1 and res.stderr.startswith(b"Failed to initialize: cannot connect to ")
+    finally:
+        proxy.close()
+        daemon.cli("rm", "-f", box)

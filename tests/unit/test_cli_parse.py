@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from dockyard.cli import containers, images, main, output, references
+from dockyard.cli import containers, hosts, images, main, output, references
 
 
 def parse(*argv):
@@ -16,7 +16,7 @@ def parse(*argv):
 
 def test_default_host_matches_client():
     from dockyard.client import DEFAULT_HOST
-    assert main.DEFAULT_HOST == DEFAULT_HOST
+    assert main.DEFAULT_HOST == hosts.DEFAULT_HOST == DEFAULT_HOST
 
 
 def test_run_flags_make_dockers_create_body():
@@ -101,7 +101,7 @@ def test_daemon_and_driver_get_remaining_argv(monkeypatch):
     assert main.main(["daemon", "--data-root", "/x"]) == 0
     assert main.main(["driver", "use", "storage", "vfs"]) == 3
     assert seen == {"daemon": ["--data-root", "/x"], "driver": ["use", "storage", "vfs"],
-                    "host": os.environ.get("DOCKYARD_HOST") or main.DEFAULT_HOST}  # driver ls asks that daemon
+                    "host": hosts.resolve(None, os.environ)[0]}  # driver ls asks that daemon
     seen.clear()
     main.main(["-H", "unix:///s", "daemon"])
     assert seen["daemon"] == ["-H", "unix:///s"]

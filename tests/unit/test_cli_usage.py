@@ -38,7 +38,18 @@ def run(capsys, *argv):
      "dockyard tag SOURCE_IMAGE[:TAG] TARGET_IMAGE[:TAG]"),
     (["images", "a", "b"], 1, "dockyard: 'dockyard images' requires at most 1 argument",
      "dockyard images [OPTIONS] [REPOSITORY[:TAG]]"),
-    (["network", "bogus"], 1, "dockyard: unknown command: dockyard network bogus", "dockyard network COMMAND"),
+    (["network", "bogus"], 1, "dockyard: unknown command: dockyard network bogus", "dockyard network"),
+    (["container", "bogus"], 1, "dockyard: unknown command: dockyard container bogus", "dockyard container"),
+    (["image", "ls", "--x"], 125, "unknown flag: --x", "dockyard image ls [OPTIONS] [REPOSITORY[:TAG]]"),
+    (["container", "run", "--x", "busybox"], 125, "unknown flag: --x",
+     "dockyard container run [OPTIONS] IMAGE [COMMAND] [ARG...]"),
+    (["container", "exec", "box"], 1, "dockyard: 'dockyard container exec' requires at least 2 arguments",
+     "dockyard container exec [OPTIONS] CONTAINER COMMAND [ARG...]"),
+    (["image", "rmi"], 1, "dockyard: 'dockyard image rm' requires at least 1 argument",
+     "dockyard image rm [OPTIONS] IMAGE [IMAGE...]"),
+    (["attach"], 1, "dockyard: 'dockyard attach' requires 1 argument", "dockyard attach [OPTIONS] CONTAINER"),
+    (["system", "info", "x"], 1, "dockyard: 'dockyard system info' accepts no arguments",
+     "dockyard system info [OPTIONS]"),
 ])
 def test_usage_errors_read_like_dockers(capsys, argv, code, first, usage):
     got, err = run(capsys, *argv)
