@@ -12,7 +12,8 @@ container <id>"``, ``" ---> <id>"``, ``{"aux": {"ID": ...}}`` per stage,
 Layout: this module (stages, FROM, the cache-or-make step, tags);
 :mod:`.steps` (metadata instructions), :mod:`.layersteps` (COPY, ADD, WORKDIR,
 RUN: the steps that make a layer), :mod:`.run` (RUN's container), :mod:`.copy`
-(file copying), :mod:`.cache` (the build cache), :mod:`.buildargs`.
+(file copying), :mod:`.cache` (the build cache), :mod:`.cachefrom` (``cachefrom``
+images as cache sources), :mod:`.buildargs`.
 
 Errors before the first output line (a bad Dockerfile, a missing target) are
 raised as they are (a plain HTTP error); later ones end the stream.
@@ -33,6 +34,7 @@ from ..model.image import ContainerConfig, History
 from . import layersteps
 from .buildargs import BuildArgs
 from .cache import BuildCache
+from .cachefrom import CacheSources
 from .context import extract_context
 from .dockerfile import DockerfileError, parse
 from .instructions import Instruction, InstructionError, parse_instruction
@@ -58,6 +60,7 @@ class BuildOptions:
     rm: bool = True
     forcerm: bool = False
     host_config: dict = attrs.Factory(dict)  # RUN containers: NetworkMode, ExtraHosts, ShmSize, Memory, Cpu*
+    cache_from: list = attrs.Factory(list)   # images whose history is a cache source (.cachefrom)
     auth: dict = attrs.Factory(dict)         # registry host -> AuthConfig (X-Registry-Config)
 
 
@@ -141,6 +144,7 @@ class Builder:
         self.svc, self.opts, self.ctx = svc, opts, ctx
         self.progress, self.cancel = progress, cancel
         self.cache = BuildCache(svc.store)
+        self.sources = CacheSources(svc.images, svc.layers, opts.cache_from) if opts.cache_from else None
         self.containers: list[str] = []   # this step's temporary containers
         self.stages: list[tuple[int, str | None, str]] = []  # finished: (index, name, image id)
         self.quiet_buffer: list[dict[str, Any]] = []
@@ -334,7 +338,7 @@ class Builder:
     def step(self, state, description, make, config) -> None:
         """Reuse the cached image of (parent, ``description``), or ``make()`` one."""
         parent = state.image_id or ""
-        hit = None if self.opts.nocache else self.cache.lookup(parent, description)
+        hit = None if self.opts.nocache else self.cached(parent, description, config)
         if hit is not None:
             self.out(" ---> Using cache\n")
             new = hit
@@ -342,6 +346,16 @@ class Builder:
             new = make()
             self.cache.record(parent, description, new)
         state.image_id, state.config = new, config
+
+    def cached(self, parent, description, config):
+        """The image of a step done before: the local cache's, or with ``cachefrom``
+        what its sources allow or hold (:mod:`.cachefrom`)."""
+        local = self.cache.lookup(parent, description)
+        if self.sources is None:
+            return local
+        if local is not None and self.sources.allows(local):
+            return local
+        return self.sources.lookup(parent, description["created_by"], config)
 
     def metadata_image(self, state, config, nop):
         return self.svc.writer.new_image(state.image_id, config, History(created_by=" ".join(nop)),

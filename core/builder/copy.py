@@ -7,7 +7,10 @@
   otherwise).  A directory source copies its *contents*.
 * Everything copied belongs to ``0:0``, or to ``--chown`` (names resolved in the
   image's ``/etc/passwd`` and ``/etc/group``; a lone user is also the group, as
-  Docker reads it); directories created on the way get that owner and ``0755``.
+  Docker reads it); directories created on the way get that owner and ``0755``,
+  and so does the destination a directory source creates (its own mode, or the
+  0700 of the daemon's temporary context directory for ``COPY . /dir``, is not
+  copied: a later ``USER`` must be able to read it); subdirectories keep theirs.
   ``--chmod`` sets the mode of every copied entry.
 * ADD extracts a local tar archive (plain, gzip, bzip2, xz) into the destination
   (the archive's own owners are kept), and downloads an ``http(s)`` URL as a file
@@ -234,8 +237,8 @@ def _copy_one(tree, src, rootfs, dest, dest_is_dir, owner, chmod, cmd):
         if stat.S_ISDIR(st.st_mode):
             existed = not scoped(rootfs, dest)[1]
             target = mkdirs(rootfs, dest, owner)
-            if not existed:
-                os.chmod(target, mode if mode is not None else stat.S_IMODE(st.st_mode))
+            if not existed:  # 0755 whatever the source directory's mode, as dockerd makes it
+                os.chmod(target, mode if mode is not None else 0o755)
             for sub, entry in _entries(tree, src.rel):
                 if sub:
                     ti = _tarinfo(sub, entry, owner, mode)

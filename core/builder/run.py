@@ -2,6 +2,11 @@
 network mode and resources, the build args in its environment (not in the
 image), its output streamed to the build while it runs, its diff committed.
 
+The output goes to the build's stream as dockerd's classic builder sends it:
+stdout as it is, stderr wrapped in the bright-red SGR codes of moby's
+``streamformatter.NewStderrWriter`` (``ESC[91m`` ... ``ESC[0m``), which the
+docker CLI passes through to the terminal.
+
 The container stays recorded until the build removes it (``rm``/``forcerm``,
 see :mod:`.build`); its mount and network are released when it exits, whatever
 the outcome.
@@ -15,6 +20,7 @@ from .steps import BuildStepError
 
 __all__ = ["BuildCancelled", "RunFailed", "run_container"]
 _POLL = 0.1
+STDERR_START, STDERR_END = "\x1b[91m", "\x1b[0m"
 
 
 class BuildCancelled(DockyardError):
@@ -30,9 +36,16 @@ class RunFailed(BuildStepError):
 
 
 def _follow(path, offset):
-    """Complete json-file log lines after ``offset``: ``(texts, new offset)``."""
+    """Complete json-file log lines after ``offset`` as the build shows them
+    (stderr's in red): ``(texts, new offset)``."""
     entries, offset = read_entries(path, offset)
-    return [e.get("log", "") for e in entries], offset
+    texts = []
+    for entry in entries:
+        text = entry.get("log", "")
+        if text and entry.get("stream") == "stderr":
+            text = STDERR_START + text + STDERR_END
+        texts.append(text)
+    return texts, offset
 
 
 def run_container(b, state, cmd, env, host_config):

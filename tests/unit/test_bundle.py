@@ -114,7 +114,7 @@ def test_default_spec_is_dockers(rootfs, tmp_path, no_seccomp):
     assert len(bundle.DEFAULT_CAPS) == 14
     assert c["process"]["args"] == ["sh"] and c["process"]["cwd"] == "/"
     assert c["process"]["env"] == ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "A=1",
-                                   f"HOSTNAME={CID[:12]}"]
+                                   f"HOSTNAME={CID[:12]}", "HOME=/root"]
     assert c["process"]["user"] == {"uid": 0, "gid": 0, "additionalGids": []}
     assert c["process"]["noNewPrivileges"] is False and c["process"]["oomScoreAdj"] == 0
     assert "rlimits" not in c["process"] and "consoleSize" not in c["process"]

@@ -82,7 +82,9 @@ def options(request: web.Request, builder: BuildBackend) -> BuildOptions:
     for name, value in list(buildargs.items()) + list(labels.items()):
         if value is not None and not isinstance(value, str):
             raise InvalidParameter(f"build arg and label values must be strings: {name}={value!r}")
-    json_query(request, "cachefrom", list)  # accepted; the classic builder's local cache is used
+    cache_from = json_query(request, "cachefrom", list)
+    if not all(isinstance(ref, str) for ref in cache_from):
+        raise InvalidParameter("cachefrom must be a JSON array of image names")
     mode = q.get("networkmode") or "default"
     builder.check_network_mode(mode)  # an unknown network is refused before the build starts
     host: dict[str, Any] = {"NetworkMode": mode}
@@ -100,7 +102,7 @@ def options(request: web.Request, builder: BuildBackend) -> BuildOptions:
         tags=tags, dockerfile=q.get("dockerfile") or "Dockerfile", buildargs=buildargs,
         labels={k: v or "" for k, v in labels.items()}, target=q.get("target") or "",
         nocache=qbool(request, "nocache"), pull=qbool(request, "pull"), quiet=qbool(request, "q"),
-        rm=qbool(request, "rm", True), forcerm=qbool(request, "forcerm"), host_config=host,
+        rm=qbool(request, "rm", True), forcerm=qbool(request, "forcerm"), host_config=host, cache_from=cache_from,
         auth=_registry_config(builder, request.headers.get("X-Registry-Config")))
 
 

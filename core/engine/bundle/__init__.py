@@ -5,7 +5,8 @@
     ocispec         Docker's per-field rules: resources, devices, mounts, rlimits
     namespaces      PidMode, IpcMode, UTSMode, CgroupnsMode, NetworkMode
     security        capabilities, security options, sysctls
-    users           User and GroupAdd through the image's passwd and group files
+    users           User and GroupAdd through the image's passwd and group files, HOME
+    environ         the environment of a container's process and of an exec
     etcfiles        the container's hostname, hosts and resolv.conf
     seccomp         a seccomp profile (Docker's JSON) as the OCI ``linux.seccomp``
     seccomp_default Docker's default profile

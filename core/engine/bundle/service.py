@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 from ...model.container import ContainerRecord
-from . import etcfiles, namespaces, security, spec, users
+from . import environ, etcfiles, namespaces, security, spec, users
 
 #: --init, as Docker's docker-init
 INIT_PATH = shutil.which("tini-static") or "/usr/bin/tini-static"
@@ -60,6 +60,11 @@ class Bundles:
     def resolve_user(self, rootfs: str, user: str | None) -> dict:
         """See :func:`.users.resolve_user`."""
         return users.resolve_user(rootfs, user)
+
+    def exec_env(self, process_env: list[str], config_env: list[str], exec_env: list[str], tty: bool,
+                 rootfs: str, uid: int) -> list[str]:
+        """See :func:`.environ.exec_env`."""
+        return environ.exec_env(process_env, config_env, exec_env, tty, rootfs, uid)
 
     def all_capabilities(self) -> list[str]:
         """What ``--privileged`` gives (see :func:`.security.all_capabilities`)."""

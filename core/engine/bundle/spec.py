@@ -20,10 +20,10 @@ import socket
 from ...model.container import ContainerRecord
 from .ocispec import MASKED_PATHS, READONLY_PATHS, devices, items, linux_resources, num, rlimits, user_mounts
 from .namespaces import NAMESPACES, namespace_modes, namespaces, text
+from .environ import container_env
 from .security import capabilities, security_options, sysctls
 from .users import group_ids, resolve_user
 
-DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 INIT_IN_CONTAINER = "/sbin/docker-init"
 DEFAULT_SHM_SIZE = 64 * 1024 * 1024
 # HostConfig fields Dockyard cannot honour yet: refused rather than silently dropped.
@@ -127,12 +127,8 @@ def make_config(record: ContainerRecord, rootfs: str, etc_paths: dict, ns_paths:
     parts = _checked(host, ns)
     caps = parts["caps"]
 
-    env = list(cfg.get("Env") or [])
-    if not any(e.startswith("PATH=") for e in env):
-        env.insert(0, DEFAULT_PATH)
-    if not any(e.startswith("HOSTNAME=") for e in env):
-        env.append(f"HOSTNAME={cfg['Hostname']}")
     user = resolve_user(rootfs, cfg.get("User"))
+    env = container_env(cfg.get("Env") or [], cfg["Hostname"], bool(cfg.get("Tty")), rootfs, user["uid"])
     extra = group_ids(rootfs, items(host, "GroupAdd", str))
     user["additionalGids"] = list(dict.fromkeys(user["additionalGids"] + extra))
 

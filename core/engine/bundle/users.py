@@ -1,4 +1,5 @@
-"""Users and groups of an image: ``User`` and ``GroupAdd`` through its passwd and group files.
+"""Users and groups of an image: ``User`` and ``GroupAdd`` through its passwd and
+group files, and the user's ``HOME``.
 
 The files are read inside a rootfs the container may control (a running one's, for
 exec and cp): links are resolved inside it, only a regular file is read, and at
@@ -40,6 +41,14 @@ def resolve_user(rootfs: str, user: str | None) -> dict:
             raise ValueError(f"unable to find group {group}: no matching entries in group file")
     extra = sorted({int(g[2]) for g in groups if name and len(g) > 3 and name in g[3].split(",")} - {gid})
     return {"uid": uid, "gid": gid, "additionalGids": extra}
+
+
+def home_dir(rootfs: str, uid: int) -> str:
+    """``HOME`` for a process of ``uid``, as runc sets it when the process's
+    environment has none: the home of the first passwd entry with that uid, ``/``
+    when there is none (no entry, or no passwd file)."""
+    entry = next((p for p in _read_db(rootfs, "etc/passwd") if p[2].strip().isdigit() and int(p[2]) == uid), None)
+    return entry[5] if entry is not None and len(entry) > 5 else "/"
 
 
 def _read_db(rootfs: str, rel: str) -> list[list[str]]:

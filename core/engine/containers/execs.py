@@ -36,6 +36,9 @@ class Containers(Protocol):
 class Bundles(Protocol):
     def resolve_user(self, rootfs: str, user: str | None) -> dict: ...
 
+    def exec_env(self, process_env: list[str], config_env: list[str], exec_env: list[str], tty: bool,
+                 rootfs: str, uid: int) -> list[str]: ...
+
     def all_capabilities(self) -> list[str]: ...
 
 
@@ -118,10 +121,8 @@ class Execs:
                 user = self.bundles.resolve_user(cfg["root"]["path"], body["User"])
             except ValueError as exc:
                 raise InvalidParameter(str(exc)) from None
-        env = list(base.get("env") or [])
-        for item in body.get("Env") or []:
-            key = item.split("=", 1)[0]
-            env = [e for e in env if e.split("=", 1)[0] != key] + [item]
+        env = self.bundles.exec_env(list(base.get("env") or []), list(rec.config.get("Env") or []),
+                                    list(body.get("Env") or []), bool(tty), cfg["root"]["path"], user["uid"])
         caps = base.get("capabilities")
         if body.get("Privileged"):
             caps = {k: self.bundles.all_capabilities() for k in ("bounding", "effective", "permitted")}

@@ -130,6 +130,12 @@ class ImageStore:
         row = self.store.one("SELECT parent FROM image_parents WHERE image_id=?", image_id)
         return row["parent"] if row else ""
 
+    def set_parent(self, image_id: str, parent: str) -> None:
+        """Record ``parent`` as the parent of ``image_id`` (a build's ``cachefrom``
+        hit on a pulled image, as moby's ``SetParent``)."""
+        with self.store.tx() as db:
+            db.execute("INSERT OR REPLACE INTO image_parents(image_id, parent) VALUES (?,?)", (image_id, parent))
+
     def children(self, image_id: str) -> list[str]:
         return [r["image_id"] for r in self.store.query("SELECT image_id FROM image_parents WHERE parent=?", image_id)]
 
