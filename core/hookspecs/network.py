@@ -41,6 +41,7 @@ class Network(TypedDict):
     labels: dict[str, str]
     internal: bool
     ipam: Ipam | None  #: ``None`` for a network without addresses (``"host"`` namespace, ``none``)
+    ipam6: NotRequired[Ipam | None]  #: an ``EnableIPv6`` network's IPv6 subnet and gateway, else ``None``
     created: NotRequired[str]
     attachable: NotRequired[bool]
     predefined: NotRequired[bool]  #: ``bridge``, ``host`` and ``none``, made by the core
@@ -56,7 +57,9 @@ class Endpoint(TypedDict):
     name: str  #: the container's name
     aliases: list[str]
     ipv4: str  #: ``"172.18.0.2/16"``, from the core's IPAM
-    mac: str
+    mac: str  #: the one the user asked for (``--mac-address``), else Docker's 02:42 and the IPv4 bytes
+    link_local: NotRequired[list[str]]  #: more addresses (``--link-local-ip``), ``"169.254.1.1/16"``
+    ipv6: NotRequired[str]  #: ``"fd00::2/64"`` on a network with ``ipam6``
 
 
 class Attached(TypedDict, total=False):
@@ -65,6 +68,8 @@ class Attached(TypedDict, total=False):
     interface: str | None
     ipv4: str | None  #: ``"10.0.0.2/24"``
     gateway: str | None
+    ipv6: str | None  #: ``"fd00::2/64"``
+    gateway6: str | None
     mac: str | None
     dns: list[str]
     mtu: int | None

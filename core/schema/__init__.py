@@ -48,13 +48,14 @@ import sqlite3
 from types import ModuleType
 
 from ..errors import StorageError
-from . import m0001_release, m0002_networks, m0003_containers
+from . import m0001_release, m0002_networks, m0003_containers, m0004_endpoints
 
 #: the migrations, in order: ``MIGRATIONS[n - 1]`` makes version ``n``
 MIGRATIONS: list[ModuleType] = [
     m0001_release,
     m0002_networks,
     m0003_containers,
+    m0004_endpoints,
 ]
 
 #: the version this Dockyard makes and understands

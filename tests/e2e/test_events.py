@@ -134,7 +134,9 @@ def test_image_and_network_events(daemon):
     # image filter: by the reference without its tag
     assert [e["Action"] for e in _replay(client, since, type="image", image=tag.split(":")[0])] == ["tag", "untag"]
     nets = _replay(client, since, network=net)
-    assert [e["Action"] for e in nets] == ["create", "connect", "disconnect", "destroy"]
+    # a created container's connect has no event (its endpoint comes with its start),
+    # its disconnect has one: dockerd 20.10's
+    assert [e["Action"] for e in nets] == ["create", "disconnect", "destroy"]
     assert nets[1]["Type"] == "network" and len(nets[1]["Actor"]["Attributes"]["container"]) == 64
     assert "status" not in nets[0]  # the legacy fields are for containers and images only
     client.close()

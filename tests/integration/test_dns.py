@@ -478,3 +478,14 @@ def test_close_leaves_nothing(netns, upstream):
     assert not [t for t in threading.enumerate() if t.name.startswith("dockyard-dns")]
     assert open_sockets() == before
     assert listening_53(ns1) == [] and listening_53(ns2) == []
+
+
+def test_answer_aaaa_with_the_ipv6_addresses():
+    """An EnableIPv6 network's container has both: A gets the IPv4, AAAA the IPv6."""
+    def lookup(key, name):
+        return ["10.1.2.3", "fd00::3"] if name == "web" else None
+
+    _, a = ask("web", "A", lookup=lookup)
+    _, aaaa = ask("web", "AAAA", lookup=lookup)
+    assert [str(rr.rdata) for rr in a.rr] == ["10.1.2.3"]
+    assert [str(rr.rdata) for rr in aaaa.rr] == ["fd00::3"]

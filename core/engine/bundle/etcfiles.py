@@ -1,5 +1,6 @@
 """The files every container gets at ``/etc``: ``hostname``, ``hosts`` and ``resolv.conf``,
-written by the daemon beside the container's record and bound into it (Docker's layout)."""
+written by the daemon beside the container's record and bound into it (Docker's layout),
+and changed in place while it runs when its networks change."""
 
 from __future__ import annotations
 
@@ -93,3 +94,68 @@ def write_etc_files(container_dir: str, hostname: str, network_mode: str, ip: st
     with open(paths["resolv.conf"], "w") as fh:
         fh.write(_resolv_conf(resolv, network_mode, nameservers, dns))
     return paths
+
+
+# --- changes while the container runs (network connect/disconnect) -----------------------
+def add_host(path: str, ip: str, hostname: str) -> None:
+    """Add ``ip hostname`` to the hosts file at ``path`` (a network connected while
+    the container runs: dockerd names the new address too)."""
+    line = f"{ip}\t{hostname}"
+    try:
+        with open(path) as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        return
+    if line not in lines:
+        _replace(path, "\n".join([*lines, line]) + "\n")
+
+
+def remove_host(path: str, ip: str, hostname: str) -> None:
+    """Remove the ``ip hostname`` line :func:`add_host` (or the start) wrote."""
+    try:
+        with open(path) as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        return
+    kept = [x for x in lines if x.split() != [ip, hostname]]
+    if kept != lines:
+        _replace(path, "\n".join(kept) + "\n")
+
+
+def remove_alias(path: str, alias: str) -> None:
+    """Remove the line a legacy link ``alias`` wrote (``docker rm --link``)."""
+    try:
+        with open(path) as fh:
+            lines = fh.read().splitlines()
+    except FileNotFoundError:
+        return
+    kept = [x for x in lines if x.split()[1:2] != [alias]]
+    if kept != lines:
+        _replace(path, "\n".join(kept) + "\n")
+
+
+def use_embedded_dns(path: str, dns: dict | None = None) -> None:
+    """Point the resolv.conf at ``path`` to the embedded DNS (127.0.0.11), the
+    host's search domains kept, as dockerd does when a container on the default
+    bridge is connected to a user network; ``dns``: HostConfig's ``DnsSearch``
+    and ``DnsOptions``."""
+    try:
+        with open(path) as fh:
+            if "nameserver 127.0.0.11" in fh.read().splitlines():
+                return
+    except FileNotFoundError:
+        return
+    try:
+        with open("/etc/resolv.conf") as fh:
+            resolv = fh.read()
+    except OSError:
+        resolv = ""
+    _replace(path, _resolv_conf(resolv, "private", ["127.0.0.11"], {k: v for k, v in (dns or {}).items() if v}))
+
+
+def _replace(path: str, text: str) -> None:
+    """Rewrite ``path`` in place: it is bind-mounted into the container, so the
+    inode must stay (a rename would leave the container with the old file)."""
+    with open(path, "r+") as fh:
+        fh.write(text)
+        fh.truncate()

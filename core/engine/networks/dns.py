@@ -22,7 +22,7 @@ import socket
 import struct
 import threading
 
-from dnslib import QTYPE, RCODE, RR, A, DNSRecord
+from dnslib import AAAA, QTYPE, RCODE, RR, A, DNSRecord
 
 log = logging.getLogger("dockyard.dns")
 
@@ -40,8 +40,9 @@ def answer(data, lookup, key, internal=False, udp=True):
     """The wire reply to query ``data`` for container ``key``, or None: forward it.
 
     The name goes to ``lookup(key, name)`` in lower case without its trailing dot.
-    Addresses: an A query gets them (TTL 600, shuffled for round robin as Docker
-    does), any other type an empty NOERROR, so an AAAA for a container is never
+    Addresses: an A query gets the IPv4 ones, an AAAA query the IPv6 ones (an
+    ``EnableIPv6`` network's; TTL 600, shuffled for round robin as Docker does),
+    any other type an empty NOERROR, so an AAAA for a container is never
     forwarded.  []: NXDOMAIN.  None (not ours): forward, or SERVFAIL if ``internal``
     (no way out; Docker's answer too).  A lookup that raises: SERVFAIL, logged.
     Malformed: FORMERR, or b"" (send nothing) if even the header is unreadable.
@@ -70,9 +71,12 @@ def answer(data, lookup, key, internal=False, udp=True):
     reply = request.reply(ra=0 if internal else 1)
     if not addrs:
         reply.header.rcode = RCODE.NXDOMAIN
-    elif q.qtype in (QTYPE.A, QTYPE.ANY):
+    elif q.qtype in (QTYPE.A, QTYPE.AAAA, QTYPE.ANY):
         for ip in random.sample(list(addrs), len(addrs)):
-            reply.add_answer(RR(q.qname, QTYPE.A, rdata=A(ip), ttl=TTL))
+            six = ":" in ip
+            if q.qtype == QTYPE.ANY or (q.qtype == QTYPE.AAAA) == six:
+                reply.add_answer(RR(q.qname, QTYPE.AAAA if six else QTYPE.A, rdata=AAAA(ip) if six else A(ip),
+                                    ttl=TTL))
     wire = reply.pack()
     if udp and len(wire) > _udp_size(request):
         reply.rr = []
@@ -228,7 +232,7 @@ class Resolver:
     """The embedded DNS server of the containers on user-defined networks."""
 
     def __init__(self, lookup, upstreams=None):
-        """``lookup(key, name)`` -> IPv4 strings (answered), [] (nobody's: NXDOMAIN)
+        """``lookup(key, name)`` -> IPv4 and IPv6 strings (answered), [] (nobody's: NXDOMAIN)
         or None (not ours: forwarded); it runs on the resolver's thread and must be
         quick and thread-safe.  ``upstreams``: (ip, port) pairs, tried in order;
         default: the host's /etc/resolv.conf nameservers (read now), port 53."""

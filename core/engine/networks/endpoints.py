@@ -13,14 +13,16 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import re
 import secrets
 from typing import Any, Callable, Protocol
 
-from ...errors import Conflict, InvalidParameter, NetworkError
+from ...errors import Conflict, DockyardError, InvalidParameter, NetworkError
 from ...model.container import ContainerRecord, Endpoint, EndpointConfig, NetworkSettings, PortBinding
 from ...model.network import NetworkRecord
+from ..bundle import etcfiles
 from . import ipam, netns
+from . import links as legacy_links
+from .settings import check_attachment, endpoint_config, held_ports, link_local_ips, mac_of, parse_ports
 
 log = logging.getLogger("dockyard.endpoints")
 
@@ -37,54 +39,6 @@ class Containers(Protocol):
     def lock(self, cid: str) -> Any: ...
 
     def all(self) -> list[ContainerRecord]: ...
-
-
-PORT_RE = re.compile(r"^(\d{1,5})(?:/(tcp|udp))?$")
-
-
-def parse_ports(host_config: dict, exposed: dict | None) -> list[dict]:
-    """Docker's PortBindings (and PublishAllPorts over ExposedPorts) -> the hook
-    specs' ``[{"proto", "host_ip", "host_port", "container_port"}]``."""
-    out = []
-    bindings = dict(host_config.get("PortBindings") or {})
-    if host_config.get("PublishAllPorts"):
-        for key in exposed or {}:
-            bindings.setdefault(key, [{"HostIp": "", "HostPort": ""}])
-    for key, targets in bindings.items():
-        m = PORT_RE.match(str(key))
-        if not m or not 0 < int(m.group(1)) < 65536:
-            raise InvalidParameter(f"invalid port specification: {key!r}")
-        for t in targets or [{}]:
-            host_port = str((t or {}).get("HostPort") or "0")
-            if not host_port.isdigit() or int(host_port) > 65535:
-                raise InvalidParameter(f"invalid host port {host_port!r} for {key}")
-            host_ip = (t or {}).get("HostIp") or ""
-            if host_ip:
-                try:
-                    ipaddress.IPv4Address(host_ip)
-                except ValueError:
-                    raise InvalidParameter(f"invalid host IP {host_ip!r} for {key} (IPv4 only)") from None
-            out.append({"proto": m.group(2) or "tcp", "host_ip": host_ip, "host_port": int(host_port),
-                        "container_port": int(m.group(1))})
-    return out
-
-
-def held_ports(shown: dict[str, list[PortBinding] | None]) -> list[dict]:
-    """A record's published ports (``network_settings.ports``) -> the hook specs' list."""
-    out = []
-    for key, targets in shown.items():
-        m = PORT_RE.match(str(key))
-        if not m:
-            continue
-        for t in targets or []:
-            out.append({"proto": m.group(2) or "tcp", "host_ip": t.host_ip,
-                        "host_port": int(t.host_port or 0), "container_port": int(m.group(1))})
-    return out
-
-
-def mac_of(ip: str) -> str:
-    """Docker's MAC for an address: 02:42 and the four address bytes."""
-    return "02:42:" + ":".join(f"{b:02x}" for b in ipaddress.IPv4Address(ip).packed)
 
 
 class Endpoints:
@@ -126,20 +80,21 @@ class Endpoints:
                 raise InvalidParameter(f"container cannot be connected to network {net.name} along with others")
             if net.name in rec.networks:
                 raise Conflict(f"endpoint with name {rec.name} already exists in network {net.name}")
-            attachment = EndpointConfig(aliases=list((cfg or {}).get("Aliases") or []),
-                                        ipam_config=(cfg or {}).get("IPAMConfig") or None)
-            if (attachment.ipam_config or {}).get("IPv4Address") and net.predefined:
-                raise InvalidParameter("user specified IP address is supported on user defined networks only")
+            attachment = endpoint_config(cfg or {})
+            check_attachment(net, attachment, alone=False)
             path = rec.network_settings.sandbox_key
-            if rec.state.running:
+            running = rec.state.running
+            if running:
                 if not path:
                     raise InvalidParameter(f"container {cid[:12]} has no network namespace of its own to connect")
                 self.attach(rec, net, attachment, path)
                 if not net.predefined:
-                    self._dns().add(cid, path, internal=net.internal)
+                    self._dns().add(cid, path, internal=self._internal_only(rec))
+                self._etc_connected(rec, net)
             rec.networks[net.name] = attachment
             c.save(rec)
-        self.emit("network", "connect", net.id, {"name": net.name, "container": cid})
+        if running:  # a stopped container's endpoint comes with its start (and its event), as in dockerd
+            self._event("connect", net, cid)
 
     def disconnect(self, net_ref: str, container_ref: str, force: bool = False) -> None:
         net = self.networks.get(net_ref)
@@ -150,10 +105,36 @@ class Endpoints:
             if net.name not in rec.networks:
                 raise InvalidParameter(f"container {cid[:12]} is not connected to network {net.name}")
             if rec.state.running:
+                summary = rec.network_settings.endpoints.get(net.name)
                 self.detach(rec, net.name)
+                for address in (summary.ip_address, summary.global_ipv6_address) if summary is not None else ():
+                    if address:
+                        etcfiles.remove_host(rec.hosts_path, address, rec.config.get("Hostname") or "")
             del rec.networks[net.name]
             c.save(rec)
-        self.emit("network", "disconnect", net.id, {"name": net.name, "container": cid})
+        self._event("disconnect", net, cid)  # dockerd's, of a stopped container too
+
+    def _event(self, action: str, net: NetworkRecord, cid: str) -> None:
+        self.emit("network", action, net.id, {"container": cid, "name": net.name, "type": net.driver})
+
+    def _internal_only(self, rec: ContainerRecord) -> bool:
+        """Whether every user network ``rec`` is up on is internal (its DNS then
+        answers only the names of those networks: nothing is forwarded out)."""
+        nets = [self.networks.get(s.network_id) for s in rec.network_settings.endpoints.values()]
+        user = [n for n in nets if not n.predefined]
+        return bool(user) and all(n.internal for n in user)
+
+    def _etc_connected(self, rec: ContainerRecord, net: NetworkRecord) -> None:
+        """A running container connected to ``net``: its /etc/hosts names its
+        address there, and on a user network its resolv.conf names the embedded
+        DNS, as dockerd's sandbox does on connect."""
+        ep = rec.network_settings.endpoints.get(net.name)
+        for address in (ep.ip_address, ep.global_ipv6_address) if ep is not None else ():
+            if address:
+                etcfiles.add_host(rec.hosts_path, address, rec.config.get("Hostname") or "")
+        if not net.predefined:
+            host = rec.host_config
+            etcfiles.use_embedded_dns(rec.resolv_conf_path, {k: host.get(k) for k in ("DnsSearch", "DnsOptions")})
 
     # ------------------------------------------------------------------ up
     def up(self, rec: ContainerRecord) -> dict:
@@ -165,41 +146,68 @@ class Endpoints:
         primary = plan[0][0]
         mode = self.networks.namespace_mode(primary)
         settings = rec.network_settings = NetworkSettings()
-        if mode == "host":
+        if mode == "host" or all(net.driver == "none" for net, _ in plan):
             settings.endpoints[primary.name] = self._summary(primary, None, None)
-            return {"ns": "host", "ip": None, "nameservers": None}
-        if all(net.driver == "none" for net, _ in plan):
-            settings.endpoints[primary.name] = self._summary(primary, None, None)
-            return {"ns": None, "ip": None, "nameservers": None}
+            self._event("connect", primary, cid)
+            return {"ns": "host" if mode == "host" else None, "ip": None, "nameservers": None, "hosts": []}
         path = netns.create(self.netns_path(cid))
         settings.sandbox_key = path
         try:
-            for net, cfg in plan:
-                self.attach(rec, net, cfg, path)
-            settings.ports = self._publish(rec, primary)
+            for n, (net, cfg) in enumerate(plan):
+                self.attach(rec, net, cfg, path, primary=n == 0)
+            settings.ports = self._publish(rec, self._publisher(rec))
             user = [net for net, _ in plan if not net.predefined]
             if user:
                 self._dns().add(cid, path, internal=all(n.internal for n in user))
         except BaseException:
-            self.down(rec)
+            self.down(rec, quiet=True)
             raise
+        for net, _ in plan:
+            self._event("connect", net, cid)
         ip = settings.endpoints[primary.name].ip_address or None
-        return {"ns": path, "ip": ip, "nameservers": ["127.0.0.11"] if user else None}
+        return {"ns": path, "ip": ip, "nameservers": ["127.0.0.11"] if user else None,
+                "hosts": [f"{a}\t{rec.config.get('Hostname') or ''}" for name, e in settings.endpoints.items()
+                          for a in (e.ip_address if name != primary.name else "", e.global_ipv6_address) if a]}
 
-    def attach(self, rec: ContainerRecord, net: NetworkRecord, cfg: EndpointConfig, path: str) -> None:
-        """Address ``rec`` on ``net`` (IPAM) and attach it in namespace ``path``."""
+    def _publisher(self, rec: ContainerRecord) -> NetworkRecord | None:
+        """The network ``rec`` publishes its ports on: the first one it is up on
+        that is not internal (dockerd's gateway endpoint: compose's front/back
+        layout, whose first network is internal, publishes on the other)."""
+        for s in rec.network_settings.endpoints.values():
+            net = self.networks.get(s.network_id)
+            if not net.internal and s.driver_endpoint:
+                return net
+        return None
+
+    def attach(self, rec: ContainerRecord, net: NetworkRecord, cfg: EndpointConfig, path: str,
+               primary: bool = False) -> None:
+        """Address ``rec`` on ``net`` (IPAM) and attach it in namespace ``path``
+        (``primary``: its first network, which takes ``Config.MacAddress``)."""
         cid = rec.id
         settings = rec.network_settings
         pool = net.pool  # none on a network without addresses: "none", a "host" namespace
         if pool is None or net.driver == "none" or self.networks.namespace_mode(net) == "host":
             raise Conflict(f"container cannot be connected to network {net.name} along with others")
         wanted = ((cfg.ipam_config or {}).get("IPv4Address")) or None
+        wanted6 = ((cfg.ipam_config or {}).get("IPv6Address")) or None
+        pool6 = net.pool6
+        if wanted6 and pool6 is None:
+            raise InvalidParameter(f"network {net.name} has no IPv6 (EnableIPv6): {wanted6} cannot be given")
+        local = link_local_ips(cfg)
+        mac = cfg.mac_address or (str(rec.config.get("MacAddress") or "").lower() if primary else "")
+        if mac:
+            endpoint_config({"MacAddress": mac})  # Config.MacAddress is checked here, as dockerd does at start
         with self.networks.store.tx() as db:
             address = ipam.allocate(db, net.id, pool.subnet, cid, wanted)
+            address6 = ipam.allocate(db, net.id, pool6.subnet, ipam.v6(cid), wanted6) if pool6 else None
         prefix = ipaddress.ip_network(pool.subnet).prefixlen
         endpoint = {"id": secrets.token_hex(32), "container_id": cid, "network_id": net.id,
                     "name": rec.name, "aliases": list(cfg.aliases),
-                    "ipv4": f"{address}/{prefix}", "mac": mac_of(address)}
+                    "ipv4": f"{address}/{prefix}", "mac": mac or mac_of(address)}
+        if local:
+            endpoint["link_local"] = local
+        if pool6 is not None:
+            endpoint["ipv6"] = f"{address6}/{ipaddress.ip_network(pool6.subnet).prefixlen}"
         try:
             got = self.networks.slot(net).hook.network_attach(network=net.to_hook(), endpoint=endpoint,
                                                               netns=path) or {}
@@ -208,19 +216,22 @@ class Endpoints:
                 ipam.release(db, net.id, cid)
             raise
         summary = self._summary(net, endpoint, got)
-        summary.aliases = [rec.id[:12], *endpoint["aliases"]] if not net.predefined else None
+        summary.aliases = [*endpoint["aliases"], rec.id[:12]] if not net.predefined else None
         settings.endpoints[net.name] = summary
 
     @staticmethod
     def _summary(net: NetworkRecord, endpoint: dict | None, got: dict | None) -> Endpoint:
         got = got or {}
         ipv4 = (got.get("ipv4") or (endpoint or {}).get("ipv4") or "").split("/")
+        ipv6 = (got.get("ipv6") or (endpoint or {}).get("ipv6") or "").split("/")
         return Endpoint(network_id=net.id, endpoint_id=(endpoint or {}).get("id", ""),
                         gateway=got.get("gateway") or "", ip_address=ipv4[0],
                         ip_prefix_len=int(ipv4[1]) if len(ipv4) > 1 else 0,
+                        ipv6_gateway=got.get("gateway6") or "", global_ipv6_address=ipv6[0],
+                        global_ipv6_prefix_len=int(ipv6[1]) if len(ipv6) > 1 else 0,
                         mac_address=got.get("mac") or (endpoint or {}).get("mac") or "", driver_endpoint=endpoint)
 
-    def _publish(self, rec: ContainerRecord, net: NetworkRecord,
+    def _publish(self, rec: ContainerRecord, net: NetworkRecord | None,
                  held: dict[str, list[PortBinding] | None] | None = None) -> dict[str, list[PortBinding] | None]:
         """Publish the container's ports (``held``: those it had, in its
         ``network_settings.ports``: a restarted daemon takes the same host ports
@@ -228,13 +239,15 @@ class Endpoints:
         ports = parse_ports(rec.host_config, rec.config.get("ExposedPorts")) if held is None \
             else held_ports(held)
         shown: dict[str, list[PortBinding] | None] = {key: None for key in (rec.config.get("ExposedPorts") or {})}
-        if not ports:
+        if not ports or net is None:  # only internal networks: nothing is published, as in dockerd
             return shown
         slot = self.networks.slot(net)
         if not hasattr(slot.hook, "network_publish") or not slot.hook.network_publish.get_hookimpls():
             raise NetworkError(f"network {net.name} ({net.driver}) cannot publish ports")
         endpoint = rec.network_settings.endpoints[net.name].driver_endpoint
-        bound = slot.hook.network_publish(network=net.to_hook(), endpoint=endpoint, ports=ports) or ports
+        bound = slot.hook.network_publish(network=net.to_hook(), endpoint=endpoint, ports=ports)
+        if bound is None:
+            bound = ports
         for p in bound:
             key = f"{p['container_port']}/{p['proto']}"
             shown[key] = (shown.get(key) or []) + [PortBinding(p["host_ip"] or "0.0.0.0", str(p["host_port"]))]
@@ -259,10 +272,23 @@ class Endpoints:
         with self.networks.store.tx() as db:
             ipam.release(db, net.id, rec.id)
 
-    def down(self, rec: ContainerRecord) -> None:
-        """Undo :meth:`up` (idempotent, also after a daemon crash)."""
-        for name in list(rec.network_settings.endpoints):
+    def down(self, rec: ContainerRecord, quiet: bool = False, later: list | None = None) -> None:
+        """Undo :meth:`up` (idempotent, also after a daemon crash); each endpoint's
+        ``disconnect`` event unless ``quiet`` (a start that failed half way),
+        into ``later`` if given (the caller emits them after its own)."""
+        for name, summary in list(rec.network_settings.endpoints.items()):
             self.detach(rec, name)
+            if quiet:
+                continue
+            try:
+                net = self.networks.get(summary.network_id)
+            except DockyardError:  # removed meanwhile
+                continue
+            attributes = {"container": rec.id, "name": net.name, "type": net.driver}
+            if later is None:
+                self.emit("network", "disconnect", net.id, attributes)
+            else:
+                later.append(("network", "disconnect", net.id, attributes))
         if self.networks.dns is not None:
             self.networks.dns.remove(rec.id)
         netns.delete(self.netns_path(rec.id))
@@ -281,7 +307,7 @@ class Endpoints:
             self._dns().add(rec.id, path, internal=all(n.internal for n in user))
         if settings.ports and nets:
             try:
-                self._publish(rec, self.networks.get(rec.network_mode), held=settings.ports)
+                self._publish(rec, self._publisher(rec), held=settings.ports)
             except Exception as exc:
                 log.error("container %s: its ports could not be held again: %s", rec.id[:12], exc)
 
@@ -302,6 +328,9 @@ class Endpoints:
             return None
         name = name.rstrip(".").lower()
         mine = {s.network_id for s in me.network_settings.endpoints.values()}
+        linked = self._linked(me, name)
+        if linked:
+            return linked
         found = []
         for rec in self.containers.all():
             for net_name, s in rec.network_settings.endpoints.items():
@@ -310,5 +339,22 @@ class Endpoints:
                 names = {rec.name.lower(), rec.id[:12], *(a.lower() for a in s.aliases)}
                 if name in names or name.split(".", 1)[0] in names and "." in name and \
                         name.split(".", 1)[1] == net_name.lower():
-                    found.append(s.ip_address)
+                    found += [a for a in (s.ip_address, s.global_ipv6_address) if a]
         return found or None
+
+    def _linked(self, me: ContainerRecord, name: str) -> list[str]:
+        """The address of the container ``me`` links to as ``name`` (``alias`` or
+        ``alias.network``) on a user network (``EndpointSettings.Links``)."""
+        for net_name, cfg in me.networks.items():
+            for text in cfg.links:
+                try:
+                    child_ref, alias = legacy_links.parse(text)
+                    if name not in (alias.lower(), f"{alias}.{net_name}".lower()):
+                        continue
+                    child = self.containers.get(self.containers.resolve(child_ref))
+                except DockyardError:
+                    continue
+                ep = child.network_settings.endpoints.get(net_name)
+                if ep is not None and ep.ip_address:
+                    return [a for a in (ep.ip_address, ep.global_ipv6_address) if a]
+        return []

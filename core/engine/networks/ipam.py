@@ -33,14 +33,15 @@ DEFAULT_POOLS = [ipaddress.ip_network(f"172.{n}.0.0/16") for n in range(17, 32)]
     ipaddress.ip_network(f"192.168.{n}.0/20") for n in range(0, 256, 16)]
 
 
-def parse_subnet(text, what="subnet"):
+def parse_subnet(text, what="subnet", ipv6=False):
+    """An IPv4 subnet, or (``ipv6``: an ``EnableIPv6`` network's) an IPv4 or IPv6 one."""
     try:
         net = ipaddress.ip_network(text, strict=True)
     except ValueError as exc:
         raise InvalidParameter(f"invalid {what} {text!r}: {exc}") from None
-    if net.version != 4:
-        raise InvalidParameter(f"invalid {what} {text!r}: only IPv4 subnets are supported")
-    if net.prefixlen > 30:
+    if net.version != 4 and not ipv6:
+        raise InvalidParameter(f"invalid {what} {text!r}: an IPv6 subnet needs an IPv6 network (EnableIPv6)")
+    if net.prefixlen > net.max_prefixlen - 2:
         raise InvalidParameter(f"invalid {what} {text!r}: a /{net.prefixlen} has no room for containers")
     return net
 
@@ -111,21 +112,22 @@ def pool_lock(path=POOL_LOCK):
 
 def check_overlap(subnet, in_use, name):
     for other_name, other in in_use:
-        if subnet.overlaps(other):
+        if subnet.version == other.version and subnet.overlaps(other):
             raise Conflict(f"invalid pool request: Pool overlaps with other one on this address space "
                            f"({subnet} and network {other_name!r} {other})")
 
 
 def allocate(db, network_id, subnet, owner, wanted=None):
     """Allocate an address of ``subnet`` to ``owner`` in transaction ``db``:
-    ``wanted`` (a dotted address) or the lowest free one.  Returns the address.
-    The same owner asking again gets its address back."""
+    ``wanted`` (an address) or the lowest free one.  Returns the address.
+    The same owner asking again gets its address back.  An owner has one
+    address per network: its IPv6 one is :func:`v6` of it."""
     row = db.execute("SELECT address FROM ip_allocations WHERE network_id=? AND owner=?",
                      (network_id, owner)).fetchone()
     if row is not None:
         if wanted is None or row["address"] == wanted:
             return row["address"]
-        release(db, network_id, owner)  # it asks for another one now
+        db.execute("DELETE FROM ip_allocations WHERE network_id=? AND owner=?", (network_id, owner))  # another one now
     used = {r["address"] for r in db.execute("SELECT address FROM ip_allocations WHERE network_id=?",
                                               (network_id,))}
     net = ipaddress.ip_network(subnet)
@@ -133,8 +135,8 @@ def allocate(db, network_id, subnet, owner, wanted=None):
         try:
             addr = ipaddress.ip_address(wanted)
         except ValueError:
-            raise InvalidParameter(f"invalid IPv4 address: {wanted}") from None
-        if addr not in net or addr in (net.network_address, net.broadcast_address):
+            raise InvalidParameter(f"invalid IPv{net.version} address: {wanted}") from None
+        if addr.version != net.version or addr not in net or addr in (net.network_address, net.broadcast_address):
             raise InvalidParameter(f"invalid address {wanted}: it is not in the network's subnet {net} "
                                    "or is its network or broadcast address")
         if wanted in used:
@@ -143,14 +145,20 @@ def allocate(db, network_id, subnet, owner, wanted=None):
     else:
         choice = next((str(a) for a in net.hosts() if str(a) not in used), None)
         if choice is None:
-            raise Conflict(f"no available IPv4 addresses on this network's address pools: {net}")
+            raise Conflict(f"no available IPv{net.version} addresses on this network's address pools: {net}")
     db.execute("INSERT INTO ip_allocations(network_id, address, owner) VALUES (?,?,?)",
                (network_id, choice, owner))
     return choice
 
 
+def v6(owner):
+    """The owner of ``owner``'s IPv6 address (the table holds one address per owner)."""
+    return owner + "/v6"
+
+
 def release(db, network_id, owner):
-    db.execute("DELETE FROM ip_allocations WHERE network_id=? AND owner=?", (network_id, owner))
+    """Release ``owner``'s addresses on the network (IPv4 and IPv6)."""
+    db.execute("DELETE FROM ip_allocations WHERE network_id=? AND owner IN (?, ?)", (network_id, owner, v6(owner)))
 
 
 def owners(db, network_id):

@@ -214,25 +214,25 @@ class Networks:
                            f"{', '.join(sorted(self.slots))})")
         if driver in ("host", "none") and not predefined:
             raise Conflict(f"only one instance of \"{driver}\" network is allowed")
-        if body.get("EnableIPv6"):
-            raise InvalidParameter("IPv6 networks are not supported")
         net = NetworkRecord(id=secrets.token_hex(32), name=name, driver=driver, created=_now(),
                             options=_strings(body.get("Options")), labels=_strings(body.get("Labels")),
                             internal=bool(body.get("Internal")), attachable=bool(body.get("Attachable")),
-                            predefined=predefined)
+                            predefined=predefined, enable_ipv6=bool(body.get("EnableIPv6")))
         slot = self.slot(net)
         addressed = slot.hook.network_namespace(network=net.to_hook()) == "private" and driver != "none"
-        configs = (body.get("IPAM") or {}).get("Config") or [{}]
-        picked = addressed and not (configs[0] or {}).get("Subnet")  # a free pool: held until it is routed
+        configs = [c or {} for c in (body.get("IPAM") or {}).get("Config") or []]
+        # a free IPv4 pool (none named): held until it is routed
+        picked = addressed and not any(c.get("Subnet") and ":" not in str(c["Subnet"]) for c in configs)
         with self._lock, (ipam.pool_lock() if picked else contextlib.nullcontext()):
             if self.store.one("SELECT 1 FROM networks WHERE name=?", name):
                 raise Conflict(f"network with name {name} already exists")
             if addressed:
-                net.pools = [self._ipam(name, body.get("IPAM") or {})]
+                net.pools = self._ipam(name, configs, net.enable_ipv6)
             with self.store.tx() as db:
                 self._save(db, net)
                 for pool in net.pools:
-                    ipam.allocate(db, net.id, pool.subnet, "gateway", pool.gateway)
+                    ipam.allocate(db, net.id, pool.subnet, "gateway" if ":" not in pool.subnet
+                                  else ipam.v6("gateway"), pool.gateway)
             try:
                 net.driver_data = slot.hook.network_create(network=net.to_hook()) or {}
             except BaseException:
@@ -244,24 +244,34 @@ class Networks:
         self.emit("network", "create", net.id, {"name": name, "type": driver})
         return net.id
 
-    def _ipam(self, name: str, body: dict) -> IpamPool:
-        configs = body.get("Config") or []
-        if len(configs) > 1:
-            raise InvalidParameter("only one IPAM configuration (subnet) per network is supported")
-        cfg = configs[0] if configs else {}
+    def _ipam(self, name: str, configs: list[dict], ipv6: bool) -> list[IpamPool]:
+        """The network's pools: one IPv4 (named or picked) and, for ``ipv6``, one
+        IPv6 (named: as dockerd 20.10, there is no default IPv6 pool)."""
+        subnets = [(cfg, ipam.parse_subnet(cfg["Subnet"], ipv6=ipv6)) for cfg in configs if cfg.get("Subnet")]
+        if any(not cfg.get("Subnet") for cfg in configs) and len(configs) > 1:
+            raise InvalidParameter("every IPAM configuration of a network with several names a subnet")
+        for version in (4, 6):
+            if len([s for _, s in subnets if s.version == version]) > 1:
+                raise InvalidParameter(f"only one IPv{version} subnet per network is supported")
         in_use = [(n.name, ipaddress.ip_network(p.subnet)) for n in self.all() for p in n.pools]
-        if cfg.get("Subnet"):
-            subnet = ipam.parse_subnet(cfg["Subnet"])
+        if not any(s.version == 4 for _, s in subnets):
+            subnets.insert(0, ((configs or [{}])[0] if not subnets else {},
+                               ipam.pick_subnet([net for _, net in in_use if net.version == 4])))
+        if ipv6 and not any(s.version == 6 for _, s in subnets):
+            raise NetworkError("could not find an available, non-overlapping IPv6 address pool among the "
+                               "defaults to assign to the network")
+        pools = []
+        for cfg, subnet in sorted(subnets, key=lambda x: x[1].version):
             ipam.check_overlap(subnet, in_use, name)
-        else:
-            subnet = ipam.pick_subnet([net for _, net in in_use])
-        gateway = cfg.get("Gateway") or str(next(subnet.hosts()))
-        try:
-            if ipaddress.ip_address(gateway) not in subnet:
-                raise ValueError("outside")
-        except ValueError:
-            raise InvalidParameter(f"invalid gateway {gateway!r}: it is not an address of the subnet {subnet}") from None
-        return IpamPool(subnet=str(subnet), gateway=gateway)
+            gateway = cfg.get("Gateway") or str(next(subnet.hosts()))
+            try:
+                if ipaddress.ip_address(gateway) not in subnet:
+                    raise ValueError("outside")
+            except ValueError:
+                raise InvalidParameter(f"invalid gateway {gateway!r}: it is not an address of the subnet "
+                                       f"{subnet}") from None
+            pools.append(IpamPool(subnet=str(subnet), gateway=gateway))
+        return pools
 
     def remove(self, ref: str) -> None:
         net = self.get(ref)

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterator, Protocol
 
-from ...errors import DockyardError, InvalidParameter
+from ...errors import ContainerNotFound, DockyardError, InvalidParameter, NotFound
 from ...model.container import ContainerRecord, EndpointConfig
 from ...model.network import Endpoint, NetworkRecord
-from .endpoints import Endpoints, parse_ports
-from .networks import Networks
+from ..bundle import etcfiles
+from . import links as legacy_links
+from .endpoints import Endpoints, check_attachment, endpoint_config, parse_ports
+from .networks import NetworkNotFound, Networks
 
 LIST_FILTERS = ("name", "id", "driver", "type", "label", "scope", "dangling")
 
@@ -103,21 +105,38 @@ class NetworkService:
             for cid, name, s in self.containers.on_network(net.name):
                 endpoints[cid] = Endpoint(
                     name=name, endpoint_id=s.get("EndpointID", ""), mac_address=s.get("MacAddress", ""),
-                    ipv4_address=f"{s['IPAddress']}/{s['IPPrefixLen']}" if s.get("IPAddress") else "")
+                    ipv4_address=f"{s['IPAddress']}/{s['IPPrefixLen']}" if s.get("IPAddress") else "",
+                    ipv6_address=f"{s['GlobalIPv6Address']}/{s['GlobalIPv6PrefixLen']}"
+                    if s.get("GlobalIPv6Address") else "")
         return net.to_api(endpoints)
 
     # --- what the container service asks ------------------------------------------
-    def network_mode(self, mode: str | None) -> str:
-        """HostConfig.NetworkMode -> the record's: a network's name, or container:ID."""
+    def network_mode(self, mode: str | None, missing_ok: bool = False) -> str:
+        """HostConfig.NetworkMode -> the record's: a network's name, or container:ID.
+        ``missing_ok`` (a container's create): a network or container that does not
+        exist is kept as named, and its start fails (dockerd's 404 "network X not
+        found" then, not at create, where the docker CLI would read a 404 as a
+        missing image and pull)."""
         if not mode or mode == "default":
             return self.default_network
         if mode.startswith("container:"):
-            return "container:" + self.containers.resolve(mode.split(":", 1)[1])
-        return self._networks.get(mode).name
+            try:
+                return "container:" + self.containers.resolve(mode.split(":", 1)[1])
+            except DockyardError:
+                if missing_ok:
+                    return mode
+                raise
+        try:
+            return self._networks.get(mode).name
+        except NetworkNotFound:
+            if missing_ok:
+                return mode
+            raise
 
     def endpoint_configs(self, mode: str, networking: dict | None) -> dict[str, EndpointConfig]:
         """The record's ``networks`` from the primary network and
-        NetworkingConfig.EndpointsConfig, checked as Docker does."""
+        NetworkingConfig.EndpointsConfig, checked as Docker does (a network that
+        does not exist is kept as named: see :meth:`network_mode`)."""
         wanted = dict((networking or {}).get("EndpointsConfig") or {})
         if mode.startswith("container:"):
             if wanted:
@@ -127,15 +146,15 @@ class NetworkService:
         out: dict[str, EndpointConfig] = {}
         primary = wanted.pop(mode, None) or wanted.pop("default", None) or {}  # the docker CLI's key for it
         for ref, cfg in [(mode, primary)] + list(wanted.items()):
-            net = self._networks.get(ref)
             cfg = dict(cfg or {})
-            if net.driver in ("host", "none") and (len(wanted) or ref != mode):
-                raise InvalidParameter(f"container cannot be connected to network {net.name} along with others")
-            ip = ((cfg.get("IPAMConfig") or {}).get("IPv4Address"))
-            if ip and (net.predefined or not net.pools):
-                raise InvalidParameter("user specified IP address is supported on user defined networks only")
-            out[net.name] = EndpointConfig(aliases=list(cfg.get("Aliases") or []),
-                                           ipam_config={"IPv4Address": ip} if ip else None)
+            try:
+                net: NetworkRecord | None = self._networks.get(ref)
+            except NetworkNotFound:
+                net = None
+            attachment = endpoint_config(cfg)
+            if net is not None:
+                check_attachment(net, attachment, alone=not wanted and ref == mode)
+            out[net.name if net is not None else ref] = attachment
         return out
 
     def check_ports(self, host_config: dict, exposed: dict | None) -> None:
@@ -150,12 +169,47 @@ class NetworkService:
             return None
         return pool.gateway if pool else None
 
-    def up(self, rec: ContainerRecord) -> dict:
-        """Bring the container's networking up (see :meth:`.endpoints.Endpoints.up`)."""
-        return self._endpoints.up(rec)
+    def links(self, links: list | None, mode: str, name: str) -> list[str] | None:
+        """A create's ``HostConfig.Links`` checked, in dockerd's form (see :mod:`.links`)."""
+        return legacy_links.normalise(links, mode, name, self.containers)
 
-    def down(self, rec: ContainerRecord) -> None:
-        self._endpoints.down(rec)
+    def remove_link(self, name: str) -> None:
+        """``DELETE /containers/{parent}/{alias}?link=1`` (``docker rm --link``):
+        the parent's link goes, and its /etc/hosts line if it runs."""
+        parent, _, alias = name.strip("/").rpartition("/")
+        if not parent:
+            raise DockyardError("Conflict, cannot remove the default link name of the container")
+        try:
+            cid = self.containers.resolve(parent)
+        except NotFound:
+            raise ContainerNotFound(f"No such container: {name.strip('/')}") from None
+        with self.containers.lock(cid):
+            rec = self.containers.get(cid)
+            links = list(rec.host_config.get("Links") or [])
+            gone = [text for text in links if legacy_links.parse(text)[1] == alias]
+            if not gone:
+                raise ContainerNotFound(f"No such container: {name.strip('/')}")
+            rec.host_config["Links"] = [text for text in links if text not in gone] or None
+            if rec.state.running:
+                etcfiles.remove_alias(rec.hosts_path, alias)
+            self.containers.save(rec)
+
+    def up(self, rec: ContainerRecord) -> dict:
+        """Bring the container's networking up (see :meth:`.endpoints.Endpoints.up`);
+        the result's ``env`` and ``hosts`` add its legacy links' variables and
+        /etc/hosts lines (and its addresses on its other networks) to what it gets."""
+        env: list[str] = []
+        hosts: list[str] = []
+        if rec.host_config.get("Links") and "bridge" in rec.networks:
+            env, hosts = legacy_links.at_start(rec, self.containers)
+        out = self._endpoints.up(rec)
+        out["env"], out["hosts"] = env, hosts + out["hosts"]
+        return out
+
+    def down(self, rec: ContainerRecord, later: list | None = None) -> None:
+        """Take the container's networking down; its ``disconnect`` events go
+        into ``later`` (``(type, action, id, attributes)``) when it is given."""
+        self._endpoints.down(rec, later=later)
 
     def restore(self, rec: ContainerRecord) -> None:
         self._endpoints.restore(rec)

@@ -2,7 +2,9 @@
 
 * a network is a Linux bridge (``dy-<id[:12]>`` unless the
   ``com.docker.network.bridge.name`` option names one) holding the gateway
-  address (IPv4 only: IPv6 is disabled on it), plus its rules in the daemon's own nft table (see :mod:`.nft`):
+  address (IPv6 is disabled on it unless the network has IPv6: ``EnableIPv6``, its
+  IPv6 gateway on it and its IPv6 rules in the ``ip6`` twin of the table), plus its
+  rules in the daemon's own nft table (see :mod:`.nft`):
   masquerade out, forwarding, isolation from the other bridges;
 * an endpoint is a veth pair: ``veth<10 hex>`` on the bridge, its peer made
   directly in the container's namespace and renamed ``eth0`` (``eth1``... when
@@ -100,6 +102,17 @@ class _Net:
         if gw not in self.subnet:
             raise NetworkError(f"{self.label}: gateway {gw} is outside the subnet {self.subnet}")
         self.gateway = ipaddress.IPv4Interface(f"{gw}/{self.subnet.prefixlen}")
+        self.subnet6 = self.gateway6 = None  # an EnableIPv6 network's
+        ipam6 = network.get("ipam6")
+        if ipam6:
+            try:
+                self.subnet6 = ipaddress.IPv6Network(ipam6["subnet"])
+                gw6 = ipaddress.IPv6Address(ipam6["gateway"])
+            except (KeyError, TypeError, ValueError) as e:
+                raise NetworkError(f"{self.label}: ipam6 needs an IPv6 subnet and gateway ({e})") from None
+            if gw6 not in self.subnet6:
+                raise NetworkError(f"{self.label}: gateway {gw6} is outside the subnet {self.subnet6}")
+            self.gateway6 = ipaddress.IPv6Interface(f"{gw6}/{self.subnet6.prefixlen}")
 
 
 class _Endpoint:
@@ -120,6 +133,18 @@ class _Endpoint:
             if self.ipv4.ip not in net.subnet:
                 raise NetworkError(f"{self.label}: {self.ipv4.ip} is outside the subnet {net.subnet}")
             self.ipv4 = ipaddress.IPv4Interface(f"{self.ipv4.ip}/{net.subnet.prefixlen}")
+        self.ipv6 = None
+        if endpoint.get("ipv6") and net.subnet6 is not None:
+            try:
+                self.ipv6 = ipaddress.IPv6Interface(endpoint["ipv6"])
+            except ValueError:
+                raise NetworkError(f"{self.label}: {endpoint['ipv6']!r} is not an IPv6 address") from None
+            if self.ipv6.ip not in net.subnet6:
+                raise NetworkError(f"{self.label}: {self.ipv6.ip} is outside the subnet {net.subnet6}")
+        try:  # --link-local-ip: more addresses on the interface (169.254.0.0/16)
+            self.link_local = [ipaddress.IPv4Interface(a) for a in endpoint.get("link_local") or ()]
+        except ValueError as e:
+            raise NetworkError(f"{self.label}: bad link-local address ({e})") from None
         # Docker's MAC: 02:42 and the four bytes of the address
         self.mac = endpoint.get("mac") or (
             "02:42:" + ":".join(f"{b:02x}" for b in self.ipv4.ip.packed) if self.ipv4 else None)
@@ -130,7 +155,7 @@ class BridgeDriver:
 
     def __init__(self):
         self._lock = threading.Lock()
-        self._host = self._table = self._ports = None
+        self._host = self._table = self._table6 = self._ports = None
         self._claims = None
         self._named = {}  # bridge name given -> the id of the network that has it
         self.options = {}
@@ -188,6 +213,7 @@ class BridgeDriver:
                 self._host, self._ports = links.Host(), ports.Reservations()
             if self._table is None:
                 self._table = self._nft.Table(self.options["nft_table"])
+                self._table6 = self._nft.Table(self.options["nft_table"], family="ip6")
         return self._links
 
     def close(self):
@@ -249,8 +275,13 @@ class BridgeDriver:
             for old in self._tables(net)[1:]:
                 old.remove_network(f"{net.label}: removing its rules from the earlier table {old.name}", net.bridge)
             made = self._host.call(f"{net.label}: bridge {net.bridge}", links.ensure_bridge,
-                                   net.bridge, net.gateway, net.mtu)
+                                   net.bridge, net.gateway, net.mtu, net.gateway6)
             self._table.add_network(net.label, net.bridge, net.subnet, net.gateway.ip, net.internal, net.masquerade)
+            if net.gateway6 is not None:  # its IPv6 rules, in the ip6 table of the same name
+                self._table6.add_network(net.label, net.bridge, net.subnet6, net.gateway6.ip, net.internal,
+                                         net.masquerade)
+            else:
+                self._table6.remove_network(net.label, net.bridge)
         except BaseException:
             if made:
                 self._host.call(f"{net.label}: removing bridge {net.bridge}", links.delete_link, net.bridge)
@@ -258,7 +289,8 @@ class BridgeDriver:
                 self._named.pop(net.bridge, None)
                 self._claims.release("bridge", net.bridge)
             raise
-        return {"bridge": net.bridge, "nft_family": self._nft.FAMILY, "nft_table": self._table.name,
+        return {"bridge": net.bridge, "nft_family": "ip6" if net.gateway6 else self._nft.FAMILY,
+                "nft_table": self._table.name,
                 "nft_comment": f"net {net.bridge}"}
 
     @hookimpl
@@ -276,6 +308,7 @@ class BridgeDriver:
                 self._ports.release(owner)
         for table in self._tables(net):
             table.remove_network(net.label, net.bridge)
+        self._table6.remove_network(net.label, net.bridge)
         if ours and net.default:  # the bridge stays, without the network's gateway (as docker0 with a new --bip)
             gateway = _gateway_of(network)
             if gateway is not None:
@@ -324,7 +357,8 @@ class BridgeDriver:
                 raise NetworkError(f"{ep.label}: {ep.veth} keeps reappearing; another attach is running?")
             try:
                 ifname = links.in_netns(f"{ep.label}: configuring its interface in {netns}", fd,
-                                        links.configure_peer, peer, ep.ipv4, self._default_via(net))
+                                        links.configure_peer, peer, ep.ipv4, self._default_via(net),
+                                        ep.link_local, ep.ipv6, self._default_via6(net))
             except BaseException:
                 self._host.call(f"{ep.label}: removing {ep.veth}", links.delete_link, ep.veth)
                 raise
@@ -350,11 +384,18 @@ class BridgeDriver:
         """The default route's gateway an endpoint gets: none on an internal network."""
         return None if net.internal else net.gateway.ip
 
+    @staticmethod
+    def _default_via6(net):
+        return None if net.internal or net.gateway6 is None else net.gateway6.ip
+
     @classmethod
     def _result(cls, net, ep, ifname, mac):
-        via = cls._default_via(net)
-        return {"interface": ifname, "ipv4": str(ep.ipv4), "gateway": str(via) if via else None,
-                "mac": mac, "dns": [], "mtu": net.mtu}
+        via, via6 = cls._default_via(net), cls._default_via6(net)
+        out = {"interface": ifname, "ipv4": str(ep.ipv4), "gateway": str(via) if via else None,
+               "mac": mac, "dns": [], "mtu": net.mtu}
+        if ep.ipv6 is not None:  # an EnableIPv6 network's
+            out.update(ipv6=str(ep.ipv6), gateway6=str(via6) if via6 else None)
+        return out
 
     @hookimpl
     def network_detach(self, network, endpoint, netns):
@@ -363,6 +404,8 @@ class BridgeDriver:
         links = self._ready()
         self._host.call(f"{ep.label}: removing {ep.veth}", links.delete_link, ep.veth)
         self._table.remove_ports(ep.label, net.bridge, ep.veth)
+        if net.gateway6 is not None:
+            self._table6.remove_ports(ep.label, net.bridge, ep.veth)
         self._ports.release(ep.owner)
         return None
 
@@ -379,6 +422,7 @@ class BridgeDriver:
         if net.internal or not ports:
             if not ports:
                 self._table.remove_ports(ep.label, net.bridge, ep.veth)
+                self._table6.remove_ports(ep.label, net.bridge, ep.veth)
                 self._ports.release(ep.owner)
             return []
         if ep.ipv4 is None:
@@ -386,6 +430,9 @@ class BridgeDriver:
         bound, new = self._ports.reserve(ep.label, ep.owner, ports)
         try:
             self._table.set_ports(ep.label, net.bridge, ep.veth, bound, ep.ipv4.ip)
+            if ep.ipv6 is not None:  # the host's IPv6 addresses too, for ports published on every address
+                self._table6.set_ports(ep.label, net.bridge, ep.veth,
+                                       [p for p in bound if p["host_ip"] == "0.0.0.0"], ep.ipv6.ip)
         except BaseException:
             self._ports.abort(ep.owner, new)
             raise

@@ -26,6 +26,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from dockyard.errors import NetworkError
 
 CLONE_NEWNET = 0x40000000
+IFA_F_NODAD = 0x02  # an address usable at once: no duplicate address detection (dockerd's too)
 NS_GET_NSTYPE = 0xB703  # ioctl(2) on a namespace file: its CLONE_NEW* type
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -123,12 +124,14 @@ def kind(ipr, idx):
     return info.get_attr("IFLA_INFO_KIND") if info else None
 
 
-def ensure_bridge(ipr, name, gateway, mtu):
+def ensure_bridge(ipr, name, gateway, mtu, gateway6=None):
     """Make (or complete) bridge ``name`` with address ``gateway`` (an
     ``IPv4Interface``), ``mtu``, no IPv6 and up; return True if this call
-    created it.  The networks are IPv4 only: IPv6 on the bridge would give the
-    host a link-local address there, through which a container (of an
-    internal network too) reaches every host service bound on ``::``."""
+    created it.  IPv6 stays off on the bridge of a network without IPv6: it would
+    give the host a link-local address there, through which a container (of an
+    internal network too) reaches every host service bound on ``::``.  An
+    ``EnableIPv6`` network's bridge (``gateway6``, an ``IPv6Interface``) has IPv6
+    and that address, and the host forwards IPv6 (as dockerd sets it)."""
     made = False
     idx = index(ipr, name)
     if idx is None:
@@ -138,10 +141,17 @@ def ensure_bridge(ipr, name, gateway, mtu):
         raise OSError(errno.EEXIST, f"interface {name} exists and is not a bridge")
     try:
         if os.path.isdir(f"/proc/sys/net/ipv6/conf/{name}"):  # before it is up: never an address
-            sysctl(f"net/ipv6/conf/{name}/disable_ipv6", 1)
+            sysctl(f"net/ipv6/conf/{name}/disable_ipv6", 0 if gateway6 is not None else 1)
         have = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"]) for a in ipr.get_addr(family=socket.AF_INET, index=idx)}
         if (str(gateway.ip), gateway.network.prefixlen) not in have:
             ipr.addr("add", index=idx, address=str(gateway.ip), prefixlen=gateway.network.prefixlen)
+        if gateway6 is not None:
+            have6 = {(a.get_attr("IFA_ADDRESS"), a["prefixlen"])
+                     for a in ipr.get_addr(family=socket.AF_INET6, index=idx)}
+            if (str(gateway6.ip), gateway6.network.prefixlen) not in have6:
+                ipr.addr("add", index=idx, address=str(gateway6.ip), prefixlen=gateway6.network.prefixlen,
+                         family=socket.AF_INET6, flags=IFA_F_NODAD)
+            sysctl("net/ipv6/conf/all/forwarding", 1)
         ipr.link("set", index=idx, mtu=mtu, state="up")
         # DNAT of 127.0.0.1 towards the bridge (and its replies) needs route_localnet
         sysctl(f"net/ipv4/conf/{name}/route_localnet", 1)
@@ -218,9 +228,10 @@ def find_peer(ipr, host_index):
     return None
 
 
-def configure_peer(ipr, peer, address, gateway):
+def configure_peer(ipr, peer, address, gateway, extra=(), address6=None, gateway6=None):
     """Rename ``peer`` to the first free ``ethN``, give it ``address`` (an
-    ``IPv4Interface``), bring it and ``lo`` up, and route by default via
+    ``IPv4Interface``), the ``extra`` ones (link-local) and ``address6`` (an
+    ``IPv6Interface``, routing by default via ``gateway6`` as below), bring it and ``lo`` up, and route by default via
     ``gateway`` unless the namespace has a default route already (the first
     network attached keeps it) or ``gateway`` is None (an internal network:
     its subnet only).  Return the interface name."""
@@ -230,7 +241,17 @@ def configure_peer(ipr, peer, address, gateway):
         n += 1
     ifname, idx = f"eth{n}", links[peer]["index"]
     ipr.link("set", index=idx, ifname=ifname, state="up")
-    ipr.addr("add", index=idx, address=str(address.ip), prefixlen=address.network.prefixlen)
+    for a in (address, *extra):
+        ipr.addr("add", index=idx, address=str(a.ip), prefixlen=a.network.prefixlen)
+    if address6 is not None:
+        ipr.addr("add", index=idx, address=str(address6.ip), prefixlen=address6.network.prefixlen,
+                 family=socket.AF_INET6, flags=IFA_F_NODAD)
+        if gateway6 is not None:
+            try:
+                ipr.route("add", dst="::/0", gateway=str(gateway6), oif=idx, family=socket.AF_INET6)
+            except NetlinkError as e:
+                if e.code != errno.EEXIST:
+                    raise
     lo = links.get("lo")
     if lo is not None and not lo["flags"] & 1:
         ipr.link("set", index=lo["index"], state="up")

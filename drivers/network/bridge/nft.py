@@ -1,4 +1,7 @@
-"""A daemon's own nftables table (family ``ip``), driven through the ``nft`` CLI.
+"""A daemon's own nftables table (family ``ip``), driven through the ``nft`` CLI;
+its twin of the same name in family ``ip6`` holds the IPv6 rules of the
+``EnableIPv6`` networks (the same chains and rules with ``ip6`` matches, no
+127.0.0.0/8 ones; it exists while such a network does).
 
 The table is made on the first network and deleted with the last one; every
 change is one ``nft -f -`` transaction (all or nothing), and what exists is read
@@ -41,14 +44,14 @@ from dockyard.errors import NetworkError
 
 FAMILY = "ip"
 SKELETON = """\
-add table ip {t}
-add set ip {t} bridges {{ type ifname; }}
-add chain ip {t} isolation {{ type filter hook forward priority filter - 1; policy accept; }}
-add chain ip {t} forward {{ type filter hook forward priority filter; policy accept; }}
-add chain ip {t} input {{ type filter hook input priority filter; policy accept; }}
-add chain ip {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
-add chain ip {t} output {{ type nat hook output priority -100; policy accept; }}
-add chain ip {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
+add table {f} {t}
+add set {f} {t} bridges {{ type ifname; }}
+add chain {f} {t} isolation {{ type filter hook forward priority filter - 1; policy accept; }}
+add chain {f} {t} forward {{ type filter hook forward priority filter; policy accept; }}
+add chain {f} {t} input {{ type filter hook input priority filter; policy accept; }}
+add chain {f} {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}
+add chain {f} {t} output {{ type nat hook output priority -100; policy accept; }}
+add chain {f} {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
 """
 
 #: a packet that is no reply (nor ICMP error) of a connection the host opened:
@@ -57,36 +60,46 @@ NOT_A_REPLY = "ct state != { established, related }"
 
 
 def network_rules(bridge, subnet, gateway, internal, masquerade):
-    """``(chain, rule)`` pairs of one network (without the comment)."""
+    """``(chain, rule)`` pairs of one network (without the comment); ``subnet``
+    and ``gateway`` are IPv6 ones for the ``ip6`` table (no 127.0.0.0/8 there: the
+    kernel routes no packet to ``::1`` from outside, route_localnet or not)."""
     b = f'"{bridge}"'
+    ip = "ip6" if ":" in str(subnet) else "ip"
     if internal:  # every address of the host's (127.0.0.0/8 too) but the gateway
         return [("isolation", f"iifname {b} oifname != {b} drop"),
                 ("isolation", f"oifname {b} iifname != {b} drop"),
-                ("input", f"iifname {b} fib daddr type local ip daddr != {gateway} {NOT_A_REPLY} drop")]
+                ("input", f"iifname {b} fib daddr type local {ip} daddr != {gateway} {NOT_A_REPLY} drop")]
     rules = [
         ("isolation", f"iifname {b} oifname @bridges oifname != {b} drop"),
         ("forward", f"oifname {b} ct state established,related accept"),
         ("forward", f"oifname {b} ct status dnat accept"),
         ("forward", f"iifname {b} accept"),
         ("forward", f"oifname {b} drop"),
-        ("input", f"iifname {b} ip daddr 127.0.0.0/8 {NOT_A_REPLY} drop"),
     ]
+    if ip == "ip":
+        rules.append(("input", f"iifname {b} ip daddr 127.0.0.0/8 {NOT_A_REPLY} drop"))
     if masquerade:
-        rules.append(("postrouting", f"ip saddr {subnet} oifname != {b} masquerade"))
-    rules += [
-        ("postrouting", f"oifname {b} ip saddr 127.0.0.0/8 masquerade"),
-        ("postrouting", f"oifname {b} ip saddr {subnet} ct status dnat masquerade"),
-    ]
+        rules.append(("postrouting", f"{ip} saddr {subnet} oifname != {b} masquerade"))
+    if ip == "ip":
+        rules.append(("postrouting", f"oifname {b} ip saddr 127.0.0.0/8 masquerade"))
+    rules.append(("postrouting", f"oifname {b} {ip} saddr {subnet} ct status dnat masquerade"))
     return rules
 
 
 def port_rules(ports, container_ip):
     """``(chain, rule)`` pairs publishing ``ports`` (normalised dicts) of the
-    container at ``container_ip``."""
+    container at ``container_ip`` (an IPv6 one: the host's IPv6 addresses but
+    ``::1``, which cannot be DNAT-ed out of the host)."""
     rules = []
+    v6 = ":" in str(container_ip)
     for p in ports:
-        match = "fib daddr type local" if p["host_ip"] == "0.0.0.0" else f"ip daddr {p['host_ip']}"
-        rule = f"{match} {p['proto']} dport {p['host_port']} dnat to {container_ip}:{p['container_port']}"
+        if v6:
+            match = "fib daddr type local ip6 daddr != ::1"
+            target = f"[{container_ip}]:{p['container_port']}"
+        else:
+            match = "fib daddr type local" if p["host_ip"] == "0.0.0.0" else f"ip daddr {p['host_ip']}"
+            target = f"{container_ip}:{p['container_port']}"
+        rule = f"{match} {p['proto']} dport {p['host_port']} dnat to {target}"
         rules += [("prerouting", rule), ("output", rule)]
     return rules
 
@@ -95,8 +108,9 @@ class Table:
     """One nft table of Dockyard's; methods are serialised by a lock, so a read
     of the table and the transaction built from it do not interleave."""
 
-    def __init__(self, name):
+    def __init__(self, name, family=FAMILY):
         self.name = name
+        self.family = family  #: ``ip``, or ``ip6`` for the IPv6 rules of EnableIPv6 networks
         self._lock = threading.Lock()
 
     # -- the nft boundary --------------------------------------------------------
@@ -118,7 +132,7 @@ class Table:
     def _state(self, context):
         """``(bridges, rules)`` of the table (``rules``: ``(chain, handle,
         comment)``), or None when it does not exist."""
-        done = self._call(context, ["-j", "list", "table", FAMILY, self.name])
+        done = self._call(context, ["-j", "list", "table", self.family, self.name])
         if done.returncode != 0:
             if "No such file or directory" in done.stderr:
                 return None
@@ -133,11 +147,12 @@ class Table:
         return bridges, rules
 
     def _deletes(self, rules, match):
-        return "".join(f"delete rule ip {self.name} {chain} handle {handle}\n"
+        return "".join(f"delete rule {self.family} {self.name} {chain} handle {handle}\n"
                        for chain, handle, comment in rules if match(comment))
 
     def _adds(self, pairs, comment):
-        return "".join(f'add rule ip {self.name} {chain} {rule} comment "{comment}"\n' for chain, rule in pairs)
+        return "".join(f'add rule {self.family} {self.name} {chain} {rule} comment "{comment}"\n'
+                       for chain, rule in pairs)
 
     # -- networks ----------------------------------------------------------------
 
@@ -147,10 +162,10 @@ class Table:
         tag = f"net {bridge}"
         with self._lock:
             state = self._state(context)
-            script = SKELETON.format(t=self.name)
+            script = SKELETON.format(f=self.family, t=self.name)
             if state is not None:
                 script += self._deletes(state[1], lambda c: c == tag)
-            script += f'add element ip {self.name} bridges {{ "{bridge}" }}\n'
+            script += f'add element {self.family} {self.name} bridges {{ "{bridge}" }}\n'
             script += self._adds(network_rules(bridge, subnet, gateway, internal, masquerade), tag)
             self._nft(context, ["-f", "-"], script)
 
@@ -163,11 +178,11 @@ class Table:
                 return
             bridges, rules = state
             if not bridges - {bridge}:
-                script = f"delete table ip {self.name}\n"
+                script = f"delete table {self.family} {self.name}\n"
             else:
                 script = self._deletes(rules, lambda c: c == f"net {bridge}" or c.startswith(f"port {bridge} "))
                 if bridge in bridges:
-                    script += f'delete element ip {self.name} bridges {{ "{bridge}" }}\n'
+                    script += f'delete element {self.family} {self.name} bridges {{ "{bridge}" }}\n'
             if script:
                 self._nft(context, ["-f", "-"], script)
 
@@ -198,5 +213,5 @@ class Table:
 
     def listing(self):
         """``nft list table`` text, or "" when there is no table."""
-        done = self._call(f"nft table {self.name}", ["list", "table", FAMILY, self.name])
+        done = self._call(f"nft table {self.name}", ["list", "table", self.family, self.name])
         return done.stdout if done.returncode == 0 else ""
