@@ -118,6 +118,24 @@ def storage_layers() -> list[str]:
 
 
 @hookspec(firstresult=True)
+def storage_metadata(id: str) -> dict[str, str] | None:
+    """Return what the driver can say about where layer ``id`` lives, shown by
+    ``docker inspect`` as ``GraphDriver.Data`` of a container (its writable layer)
+    and of an image (its top layer): a ``dict`` of str to str, in the keys Docker's
+    driver of the same kind uses (overlay: ``LowerDir`` — the lower layers'
+    directories, topmost first, joined by ``:``, absent for a layer without parent
+    — ``UpperDir``, ``WorkDir``, ``MergedDir``; devicemapper: ``DeviceId``,
+    ``DeviceName``, ``DeviceSize``).
+
+    Optional: without it (or returning ``None``) ``Data`` is null, as Docker's vfs
+    and btrfs drivers show it.  Cheap: paths and names the driver already keeps,
+    never a mount or a walk of the layer.
+
+    :raises LayerNotFound: for an unknown id.
+    """
+
+
+@hookspec(firstresult=True)
 def storage_diff(id: str, parent: str | None) -> IO[bytes]:
     """Return the changes of ``id`` relative to ``parent`` as an uncompressed tar.
 

@@ -297,6 +297,13 @@ class DevicemapperDriver:
         """The layers of the metadata (a thin device without one has no id)."""
         return [id for id in self.store.layer_ids() if valid_id(id) and id not in RESERVED]
 
+    @hookimpl
+    def storage_metadata(self, id):
+        """Docker's devicemapper ``GraphDriver.Data``: the thin device's id in the
+        pool, its device-mapper name and its size in bytes (as strings)."""
+        info = self._layer(id)
+        return {"DeviceId": str(info["device_id"]), "DeviceName": self._name(id), "DeviceSize": str(info["size"])}
+
     # ------------------------------------------------------------ mounts
     @hookimpl
     def storage_mount(self, id):

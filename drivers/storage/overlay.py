@@ -227,6 +227,17 @@ class OverlayDriver:
         return [e.name for e in os.scandir(self.home)
                 if valid_id(e.name) and e.name not in RESERVED and e.is_dir(follow_symlinks=False)]
 
+    @hookimpl
+    def storage_metadata(self, id):
+        """Docker's overlay2 ``GraphDriver.Data``: the layer's directories, and its
+        lower layers' (``l/`` links resolved, topmost first) when it has any."""
+        d = self._layer(id)
+        data = {"MergedDir": str(d / "merged"), "UpperDir": str(d / "diff"), "WorkDir": str(d / "work")}
+        lower = [os.path.normpath(os.path.join(p.parent, os.readlink(p))) for p in self._lower_dirs(id)]
+        if lower:
+            data["LowerDir"] = ":".join(lower)
+        return data
+
     # ------------------------------------------------------------ mounts
     @hookimpl
     def storage_mount(self, id):

@@ -9,7 +9,7 @@ import pytest
 from dockyard.driverkit.mounts import CWD_RUNNER, mountinfo, mounts_under
 from dockyard.drivers.storage.overlay import OverlayDriver
 from dockyard.drivers.storage.vfs import VfsDriver
-from dockyard.errors import DriverUnsupported, StorageError
+from dockyard.errors import DriverUnsupported, LayerNotFound, StorageError
 from dockyard.testing.storage import StorageConformance, load_storage, make_tar, new_id
 
 DRIVERS = {"vfs": VfsDriver, "overlay": OverlayDriver}
@@ -96,6 +96,35 @@ def test_overlay_layout_and_mount(overlay, tmp_path):
     assert os.listdir(home / "l") == []
     status = dict(overlay.storage_status())
     assert status["Backing Filesystem"] and status["Supports d_type"] == "true"
+
+
+@pytest.mark.root
+def test_overlay_metadata_is_dockers_graph_driver_data(overlay, tmp_path):
+    home = tmp_path / "home"
+    base, mid, top = new_id(), new_id(), new_id()
+    overlay.storage_create(id=base, parent=None)
+    overlay.storage_create(id=mid, parent=base)
+    overlay.storage_create(id=top, parent=mid)
+    try:
+        assert overlay.storage_metadata(id=base) == {  # no parent: no LowerDir, as overlay2's
+            "MergedDir": str(home / base / "merged"), "UpperDir": str(home / base / "diff"),
+            "WorkDir": str(home / base / "work")}
+        data = overlay.storage_metadata(id=top)
+        assert data["UpperDir"] == str(home / top / "diff")
+        assert data["LowerDir"] == f"{home / mid / 'diff'}:{home / base / 'diff'}"  # topmost first
+        with pytest.raises(LayerNotFound):
+            overlay.storage_metadata(id=new_id())
+    finally:
+        for id in (top, mid, base):
+            overlay.storage_remove(id=id)
+
+
+def test_vfs_says_nothing_of_its_layers(tmp_path):
+    vfs = _load("vfs", tmp_path / "home")
+    base = new_id()
+    vfs.storage_create(id=base, parent=None)
+    assert vfs.storage_metadata(id=base) is None  # GraphDriver.Data null, as dockerd's vfs
+    vfs.storage_remove(id=base)
 
 
 @pytest.mark.root

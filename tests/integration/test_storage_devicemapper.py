@@ -136,6 +136,8 @@ class TestDevicemapperConformance(StorageConformance):
             assert status["Pool Name"] == f"{self.driver.prefix}-pool"
             assert status["Base Device Size"] == "67.11MB" and status["Data Space Total"] == "2.147GB"
             assert status["Data loop file"] == str(self.home / "devicemapper" / "data")
+            assert storage.storage_metadata(id=base) == {  # dockerd's GraphDriver.Data of devicemapper
+                "DeviceId": str(info["device_id"]), "DeviceName": name, "DeviceSize": str(64 * MIB)}
 
     def test_dm_snapshot_of_a_mounted_parent(self, storage):
         with self.layers(storage) as create:

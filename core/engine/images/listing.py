@@ -45,13 +45,19 @@ def inspect(images: ImageStore, image_id: str) -> dict:
         "ContainerConfig": _part(cfg.container_config), "DockerVersion": _shown(cfg, "docker_version", ""),
         "Author": _shown(cfg, "author", ""), "Config": _part(cfg.config),
         "Architecture": _shown(cfg, "architecture", ""), "Os": _shown(cfg, "os", "linux"), "Size": size,
-        "VirtualSize": size, "GraphDriver": {"Name": images.layers.driver_name, "Data": None},
+        "VirtualSize": size,
+        "GraphDriver": {"Name": images.layers.driver_name, "Data": _graph_data(images, row["top_layer"])},
         "RootFS": {"Type": "layers", "Layers": cfg.diff_ids},
         "Metadata": {"LastTagTime": row["last_tag_time"] or "0001-01-01T00:00:00Z"},
     }
     if cfg.variant:
         out["Variant"] = cfg.variant
     return out
+
+
+def _graph_data(images: ImageStore, top_layer: str | None) -> dict[str, str] | None:
+    """``GraphDriver.Data``: what the storage driver says of the image's top layer."""
+    return images.layers.metadata(images.layers.driver_id(top_layer)) if top_layer else None
 
 
 def _shown(cfg: ImageConfig, name: str, default: str) -> str | None:

@@ -259,6 +259,16 @@ class LayerStore:
         (``storage_diff``); the caller closes it."""
         return self.hook.storage_diff(id=driver_id, parent=self._parent_id(parent_chain))
 
+    def metadata(self, driver_id: str) -> dict[str, str] | None:
+        """What the driver says of where layer ``driver_id`` lives (its optional
+        ``storage_metadata``: inspect's ``GraphDriver.Data``); None when it says
+        nothing or the layer is gone (a container being removed)."""
+        try:
+            data = self.hook.storage_metadata(id=driver_id)
+        except LayerNotFound:
+            return None
+        return None if data is None else {str(k): str(v) for k, v in data.items()}
+
     def status(self) -> list:
         """The driver's ``[[key, value]]`` (``docker info``'s DriverStatus)."""
         return list(self.hook.storage_status() or [])
