@@ -33,7 +33,9 @@ def setup(cfg, bundle, private, cgroup_mounts):
     """
     lx = cfg.get("linux") or {}
     root = os.path.realpath(os.path.join(bundle, cfg["root"]["path"]))
-    L.mount(None, "/", None, ROOT_PROPAGATION.get(lx.get("rootfsPropagation") or "", L.MS_SLAVE | L.MS_REC))
+    propagation = ROOT_PROPAGATION.get(lx.get("rootfsPropagation") or "", L.MS_SLAVE | L.MS_REC)
+    L.mount(None, "/", None, propagation)
+    parent_mount_private(root)
     L.mount(root, root, None, L.MS_BIND | L.MS_REC)
     dev_made = False
     for m in cfg.get("mounts") or ():
@@ -61,6 +63,8 @@ def setup(cfg, bundle, private, cgroup_mounts):
     L.pivot_root(".", ".")
     L.umount2(".", L.MNT_DETACH)
     os.chdir("/")
+    if propagation & L.MS_SHARED:  # the new root shares as asked (runc applies it after the pivot too)
+        L.mount(None, "/", None, propagation)
     for key, value in (lx.get("sysctl") or {}).items():
         write_sysctl(key, value)
     for path in lx.get("maskedPaths") or ():
@@ -71,6 +75,23 @@ def setup(cfg, bundle, private, cgroup_mounts):
             L.remount_bind(path, L.MS_RDONLY | NSE)
     if cfg["root"].get("readonly"):
         L.remount_bind("/", L.MS_RDONLY)
+
+
+def parent_mount_private(root):
+    """Make the mount that holds ``root`` private if it is shared (``rshared``
+    binds make every mount shared): pivot_root refuses a new root whose parent
+    mount is shared (EINVAL), and the root's bind must not propagate to the host
+    (runc's ``rootfsParentMountPrivate``)."""
+    best, shared = "", False
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            point = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\134", "\\")
+            inside = root == point or root.startswith(point.rstrip("/") + "/")
+            if inside and len(point) >= len(best):  # later mounts shadow earlier ones at the same point
+                best, shared = point, any(o.startswith("shared:") for o in fields[6:fields.index("-")])
+    if best and shared:
+        L.mount(None, best, None, L.MS_PRIVATE)
 
 
 def _fail(m, exc):
