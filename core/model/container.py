@@ -79,9 +79,10 @@ class ContainerRecord:
         """``name`` and ``image``: what most of its events carry."""
         return {"name": self.name, "image": self.image}
 
-    def to_api(self) -> dict[str, Any]:
+    def to_api(self, graph_data: dict[str, str] | None = None) -> dict[str, Any]:
         """``GET /containers/{id}/json``: Docker's ContainerInspect (a restarting
-        container shows as running, as Docker's does)."""
+        container shows as running, as Docker's does); ``graph_data`` is what the
+        storage driver says of its writable layer (``GraphDriver.Data``)."""
         host = dict(self.host_config)
         host["RestartPolicy"] = {"Name": "", "MaximumRetryCount": 0, **(host.get("RestartPolicy") or {})}
         return {
@@ -90,7 +91,7 @@ class ContainerRecord:
             "HostsPath": self.hosts_path, "LogPath": self.log_path, "Name": "/" + self.name,
             "RestartCount": self.restart_count, "Driver": self.driver, "State": container_views.state(self.state),
             "Platform": "linux", "MountLabel": "", "ProcessLabel": "", "AppArmorProfile": "", "ExecIDs": None,
-            "HostConfig": host, "GraphDriver": {"Name": self.driver, "Data": None},
+            "HostConfig": host, "GraphDriver": {"Name": self.driver, "Data": graph_data},
             "Mounts": [mp.to_api() for mp in self.mount_points], "Config": dict(self.config),
             "NetworkSettings": container_views.network_settings(self.networks, self.network_mode,
                                                                 self.network_settings),
@@ -125,11 +126,14 @@ class ContainerSummary:
     network_settings: NetworkSettings = attrs.Factory(NetworkSettings)
     mount_points: list[MountPoint] = attrs.Factory(list)
     labels: dict[str, str] = attrs.Factory(dict)
+    #: the names other containers' legacy links give it (``/parent/alias``)
+    link_names: list[str] = attrs.Factory(list)
 
     def to_api(self) -> dict[str, Any]:
-        """An entry of ``GET /containers/json``: Docker's ContainerSummary."""
+        """An entry of ``GET /containers/json``: Docker's ContainerSummary (``Names``:
+        its name, then its link names, as dockerd's)."""
         return {
-            "Id": self.id, "Names": ["/" + self.name], "Image": self.image, "ImageID": self.image_id,
+            "Id": self.id, "Names": ["/" + self.name, *self.link_names], "Image": self.image, "ImageID": self.image_id,
             "Command": " ".join(self.command), "Created": container_views.unix_time(self.created),
             "Ports": container_views.port_list(self.network_settings), "Labels": dict(self.labels),
             "State": self.state.status, "Status": container_views.status_text(self.state),

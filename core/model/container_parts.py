@@ -65,11 +65,15 @@ class State:
 @attrs.define
 class EndpointConfig:
     """A network the container is connected to (from create or ``network
-    connect``): its extra DNS aliases and the API's ``IPAMConfig`` (``{"IPv4Address":
-    ...}``, as the client gave it) or None."""
+    connect``): its extra DNS aliases, the API's ``IPAMConfig`` (``{"IPv4Address":
+    ..., "LinkLocalIPs": [...]}``, as the client gave it) or None, the MAC address
+    asked for (``""``: derived from the IP address) and its legacy links on a user
+    network (``["container:alias"]``: the alias resolves for this container only)."""
 
     aliases: list[str] = attrs.Factory(list)
     ipam_config: dict[str, Any] | None = None
+    mac_address: str = ""
+    links: list[str] = attrs.Factory(list)
 
 
 @attrs.define
@@ -87,13 +91,17 @@ class Endpoint:
     mac_address: str = ""
     aliases: list[str] | None = None
     driver_endpoint: dict[str, Any] | None = None
+    ipv6_gateway: str = ""  #: on an ``EnableIPv6`` network
+    global_ipv6_address: str = ""
+    global_ipv6_prefix_len: int = 0
 
     def to_api(self) -> dict[str, Any]:
         """The API's EndpointSettings of it (``IPAMConfig`` is the attachment's)."""
         return {"IPAMConfig": None, "Links": None, "Aliases": self.aliases, "NetworkID": self.network_id,
                 "EndpointID": self.endpoint_id, "Gateway": self.gateway, "IPAddress": self.ip_address,
-                "IPPrefixLen": self.ip_prefix_len, "IPv6Gateway": "", "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0, "MacAddress": self.mac_address, "DriverOpts": None}
+                "IPPrefixLen": self.ip_prefix_len, "IPv6Gateway": self.ipv6_gateway,
+                "GlobalIPv6Address": self.global_ipv6_address, "GlobalIPv6PrefixLen": self.global_ipv6_prefix_len,
+                "MacAddress": self.mac_address, "DriverOpts": None}
 
 
 @attrs.define

@@ -77,14 +77,17 @@ def networks(attached: dict[str, EndpointConfig], mode: str, settings: NetworkSe
     for name in list(attached) or [mode]:
         ep = settings.endpoints.get(name)
         cfg = attached.get(name)
-        out[name] = {"IPAMConfig": cfg.ipam_config if cfg is not None else None, "Links": None,
-                     "Aliases": ep.aliases if ep is not None else None,
+        out[name] = {"IPAMConfig": cfg.ipam_config if cfg is not None else None,
+                     "Links": (cfg.links or None) if cfg is not None else None,
+                     "Aliases": ep.aliases if ep is not None else (cfg.aliases or None) if cfg is not None else None,
                      "NetworkID": ep.network_id if ep is not None else "",
                      "EndpointID": ep.endpoint_id if ep is not None else "",
                      "Gateway": ep.gateway if ep is not None else "",
                      "IPAddress": ep.ip_address if ep is not None else "",
                      "IPPrefixLen": ep.ip_prefix_len if ep is not None else 0,
-                     "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                     "IPv6Gateway": ep.ipv6_gateway if ep is not None else "",
+                     "GlobalIPv6Address": ep.global_ipv6_address if ep is not None else "",
+                     "GlobalIPv6PrefixLen": ep.global_ipv6_prefix_len if ep is not None else 0,
                      "MacAddress": ep.mac_address if ep is not None else "", "DriverOpts": None}
     return out
 
@@ -117,6 +120,7 @@ def network_settings(attached: dict[str, EndpointConfig], mode: str, settings: N
             "HairpinMode": False, "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
             "Ports": ports(settings), "SandboxKey": settings.sandbox_key,
             "SecondaryIPAddresses": None, "SecondaryIPv6Addresses": None,
-            "EndpointID": p.get("EndpointID", ""), "Gateway": p.get("Gateway", ""), "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0, "IPAddress": p.get("IPAddress", ""), "IPPrefixLen": p.get("IPPrefixLen", 0),
-            "IPv6Gateway": "", "MacAddress": p.get("MacAddress", ""), "Networks": nets}
+            "EndpointID": p.get("EndpointID", ""), "Gateway": p.get("Gateway", ""),
+            "GlobalIPv6Address": p.get("GlobalIPv6Address", ""), "GlobalIPv6PrefixLen": p.get("GlobalIPv6PrefixLen", 0),
+            "IPAddress": p.get("IPAddress", ""), "IPPrefixLen": p.get("IPPrefixLen", 0),
+            "IPv6Gateway": p.get("IPv6Gateway", ""), "MacAddress": p.get("MacAddress", ""), "Networks": nets}

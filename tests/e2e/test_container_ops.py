@@ -8,6 +8,7 @@ import shutil
 import tarfile
 import uuid
 
+import docker
 import pytest
 
 pytestmark = [
@@ -174,8 +175,40 @@ def test_cp_read_only_rootfs_and_bind_mounts(daemon, tmp_path):
         _ok(daemon.docker("cp", str(src), f"{name}:/mnt/b/"))        # a writable bind in a read-only root
         assert (bind / "in.txt").read_text() == "to the bind"
         _ok(daemon.docker("stop", "-t", "1", name))
-        res = daemon.docker("cp", f"{name}:/mnt/b/in.txt", "-")       # stopped: its mounts are not there
-        assert res.returncode != 0 and b"mount at /mnt/b" in res.stderr
+        # stopped: its binds are reached in their sources, as dockerd mounts them for the copy
+        res = daemon.docker("cp", f"{name}:/mnt/b/in.txt", "-")
+        assert res.returncode == 0, res.stderr
+        with tarfile.open(fileobj=io.BytesIO(res.stdout)) as tar:
+            assert tar.extractfile("in.txt").read() == b"to the bind"
+        _ok(daemon.docker("cp", str(src), f"{name}:/mnt/b/again.txt"))
+        assert (bind / "again.txt").read_text() == "to the bind"
+        res = daemon.docker("cp", str(src), f"{name}:/tmp/")
+        assert res.returncode != 0 and b"read-only" in res.stderr
+    finally:
+        daemon.docker("rm", "-f", name)
+
+
+def test_cp_of_a_stopped_containers_read_only_bind_and_tmpfs(daemon, tmp_path):
+    name = _name()
+    bind = tmp_path / "bound"
+    bind.mkdir()
+    (bind / "there.txt").write_text("kept")
+    src = tmp_path / "in.txt"
+    src.write_text("x")
+    _ok(daemon.docker("create", "--name", name, "-v", f"{bind}:/mnt/ro:ro", "--tmpfs", "/mnt/t", "busybox", "true"))
+    try:
+        res = daemon.docker("cp", f"{name}:/mnt/ro/there.txt", "-")
+        assert res.returncode == 0, res.stderr
+        res = daemon.docker("cp", str(src), f"{name}:/mnt/ro/")
+        assert res.returncode != 0 and b"read-only" in res.stderr
+        assert sorted(p.name for p in bind.iterdir()) == ["there.txt"]
+        # a tmpfs is not there while stopped: the layer below it is (as dockerd reads it)
+        client = daemon.sdk()
+        try:
+            with pytest.raises(docker.errors.NotFound):
+                client.api.get_archive(name, "/mnt/t/x")
+        finally:
+            client.close()
     finally:
         daemon.docker("rm", "-f", name)
 
@@ -273,7 +306,66 @@ def test_update_refuses_restart_policy_with_auto_remove(daemon):
     try:
         res = daemon.docker("update", "--restart", "always", name)
         assert res.returncode != 0 and b"AutoRemove is enabled" in res.stderr
+        client = daemon.sdk()
+        try:
+            with pytest.raises(docker.errors.APIError) as err:
+                client.api.update_container(name, restart_policy={"Name": "always"})
+            assert err.value.status_code == 409  # dockerd's: a conflict with the container's settings
+        finally:
+            client.close()
     finally:
+        daemon.docker("rm", "-f", name)
+
+
+def test_inspect_shows_the_settings_the_daemon_chose(daemon):
+    """What dockerd fills in of an unset HostConfig, each as the daemon applies it."""
+    name, privileged = _name(), _name()
+    _ok(daemon.docker("create", "--name", name, "busybox", "true"))
+    _ok(daemon.docker("create", "--name", privileged, "--privileged", "--log-driver", "none",
+                      "--memory-swappiness", "10", "--cgroupns", "host", "busybox", "true"))
+    client = daemon.sdk()
+    try:
+        host = client.api.inspect_container(name)["HostConfig"]
+        assert host["MemorySwappiness"] is None
+        assert host["LogConfig"] == {"Type": "json-file", "Config": {}}
+        assert host["CgroupnsMode"] == "private"  # the exec drivers always make one (dockerd: "host" on cgroup v1)
+        assert "/proc/timer_list" in host["MaskedPaths"] and "/sys/firmware" in host["MaskedPaths"]
+        assert host["ReadonlyPaths"] == ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        other = client.api.inspect_container(privileged)["HostConfig"]
+        assert (other["MemorySwappiness"], other["LogConfig"]["Type"], other["CgroupnsMode"]) == (10, "none", "host")
+        assert other["MaskedPaths"] is None and other["ReadonlyPaths"] is None  # privileged: nothing masked
+        # what inspect says is masked is what the container finds masked
+        out = _ok(daemon.docker("run", "--rm", "busybox", "sh", "-c",
+                                "grep -c ' /proc/timer_list ' /proc/mounts; grep ' /proc/sys ' /proc/mounts; "
+                                "readlink /proc/self/ns/cgroup"))
+        masked, sys_mount, cgroupns = out.split("\n")[:3]
+        assert masked == "1" and " ro," in sys_mount
+        assert cgroupns != os.readlink("/proc/self/ns/cgroup")
+    finally:
+        client.close()
+        daemon.docker("rm", "-f", name, privileged)
+
+
+def test_graph_driver_data_names_the_layer_directories(daemon):
+    name = _name()
+    _ok(daemon.docker("create", "--name", name, "busybox", "true"))
+    client = daemon.sdk()
+    try:
+        graph = client.api.inspect_container(name)["GraphDriver"]
+        image = client.api.inspect_image("busybox")["GraphDriver"]
+        if graph["Name"] != "overlay":
+            pytest.skip(f"the {graph['Name']} driver's keys are checked in its storage tests")
+        data = graph["Data"]
+        assert sorted(data) == ["LowerDir", "MergedDir", "UpperDir", "WorkDir"]
+        assert os.path.isdir(data["UpperDir"]) and os.path.isdir(data["WorkDir"])
+        assert data["UpperDir"] == data["MergedDir"].rsplit("/", 1)[0] + "/diff"
+        assert image["Data"]["UpperDir"] in data["LowerDir"].split(":")  # on the image's top layer
+        assert all(os.path.isdir(d) for d in data["LowerDir"].split(":"))
+        assert client.api.put_archive(name, "/", _tar({"marker": b"here"}))
+        with open(os.path.join(data["UpperDir"], "marker"), "rb") as f:  # its writable layer's content
+            assert f.read() == b"here"
+    finally:
+        client.close()
         daemon.docker("rm", "-f", name)
 
 
@@ -387,3 +479,27 @@ def test_add_host_and_dns_flags_shape_etc_files(daemon):
         assert "nameserver 127." not in out
     res = daemon.docker("create", "--add-host", "bad.example:not-an-ip", "busybox")
     assert res.returncode != 0 and b"invalid IP address in add-host" in res.stderr
+
+
+def test_resize_as_the_terminal_ends_is_a_conflict(daemon):
+    """``docker run -t`` of a short command resizes the terminal as the command
+    ends: dockerd answers 409 (not running), never a failure of its own."""
+    from dockyard.testing.daemon import http
+
+    client = daemon.sdk()
+    box = client.containers.create("busybox", ["true"], tty=True, name=_name())
+    try:
+        seen = []
+        for _ in range(10):
+            box.start()
+            while True:
+                status, _, body = http(daemon.sock, "POST", f"/containers/{box.id}/resize?h=20&w=80")
+                seen.append((status, body))
+                if status != 200:
+                    break
+            box.wait()
+        assert {status for status, _ in seen} <= {200, 409}, [s for s in seen if s[0] not in (200, 409)][:3]
+        assert seen[-1][0] == 409 and b"is not running" in seen[-1][1]
+    finally:
+        box.remove(force=True)
+        client.close()

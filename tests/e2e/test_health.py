@@ -96,6 +96,11 @@ def test_start_period_and_timeout(daemon):
         "test": ["CMD-SHELL", "exit 1"], "interval": 200 * MS, "retries": 1, "start_period": 60_000 * MS})
     slow = client.containers.run("busybox", ["sleep", "60"], detach=True, healthcheck={
         "test": ["CMD-SHELL", "sleep 5"], "interval": 200 * MS, "timeout": 300 * MS, "retries": 1})
+    # what the client left unset is left out, as dockerd stores it (Go's omitempty)
+    assert client.api.inspect_container(patient.id)["Config"]["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "exit 1"], "Interval": 200 * MS, "Retries": 1, "StartPeriod": 60_000 * MS}
+    assert client.api.inspect_container(slow.id)["Config"]["Healthcheck"] == {
+        "Test": ["CMD-SHELL", "sleep 5"], "Interval": 200 * MS, "Timeout": 300 * MS, "Retries": 1}
     _until(lambda: len((_health(client, patient.id) or {}).get("Log") or []) >= 3, what="probes")
     health = _health(client, patient.id)
     assert health["Status"] == "starting" and health["FailingStreak"] == 0  # failures in the start period are free

@@ -20,7 +20,7 @@ from dockyard.model.container import (ContainerRecord, Endpoint, Health, HealthR
                                       PortBinding, State)
 from dockyard.model.container_views import status_text
 from dockyard.model.convert import converter, dumps, loads
-from dockyard.schema import m0003_containers
+from dockyard.schema import m0003_containers, m0004_endpoints
 
 
 def migrated(path):
@@ -104,7 +104,7 @@ def test_migration_makes_the_converter_form(release_db):
     finally:
         con.close()
     for old in rows:
-        new = m0003_containers.convert(old)
+        new = m0004_endpoints.convert_container(m0003_containers.convert(old))
         assert converter.unstructure(converter.structure(new, ContainerRecord)) == new
 
 

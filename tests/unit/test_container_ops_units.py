@@ -8,7 +8,7 @@ import pytest
 
 from dockyard.engine.containers import archive as archive_ops
 from dockyard.engine.containers import ops as container_ops
-from dockyard.errors import InvalidParameter
+from dockyard.errors import Conflict, InvalidParameter
 
 
 def test_resolve_in_root_never_leaves_the_root(root):
@@ -62,11 +62,12 @@ def test_parse_ps_filters_by_pid():
 def test_update_merge_rules():
     new, changed = container_ops._merge({"Memory": 0}, {"Memory": 64 << 20, "CpuShares": 0, "PidsLimit": 10})
     assert new["Memory"] == 64 << 20 and changed == {"Memory", "PidsLimit"}
-    with pytest.raises(InvalidParameter, match="NanoCPUs has already been set"):
+    # a clash with the container's settings is dockerd's conflict (409)
+    with pytest.raises(Conflict, match="NanoCPUs has already been set"):
         container_ops._merge({"NanoCpus": 10 ** 9}, {"CpuQuota": 20000})
-    with pytest.raises(InvalidParameter, match="CPU Period/Quota has already been set"):
+    with pytest.raises(Conflict, match="CPU Period/Quota has already been set"):
         container_ops._merge({"CpuQuota": 20000}, {"NanoCpus": 10 ** 9})
-    with pytest.raises(InvalidParameter, match="memoryswap"):
+    with pytest.raises(Conflict, match="memoryswap"):
         container_ops._merge({"Memory": 10 << 20, "MemorySwap": 20 << 20}, {"Memory": 30 << 20})
     res = container_ops._live_resources(*container_ops._merge({}, {"NanoCpus": 5 * 10 ** 8, "PidsLimit": -1}))
     assert res["cpu"]["quota"] == 50000 and res["cpu"]["period"] == 100000 and res["pids"] == {"limit": -1}

@@ -233,3 +233,16 @@ def test_a_record_with_a_key_this_dockyard_does_not_know_is_refused():
     rec = converter.unstructure(NetworkRecord(id="c" * 64, name="x", driver="none", created="t"))
     with pytest.raises(Exception):
         converter.structure({**rec, "ipv6_pools": []}, NetworkRecord)
+
+
+def test_migration_4_writes_the_new_fields_with_their_defaults(release_db):
+    """The release's containers and networks, migrated: every attachment, endpoint
+    and network has the fields issue 15 added, as the model writes them."""
+    path, _ = release_db
+    Store(path).close()
+    for (data,) in rows(path, "containers", "data"):
+        rec = json.loads(data)
+        assert all(a["mac_address"] == "" and a["links"] == [] for a in rec["networks"].values())
+        assert all(e["global_ipv6_address"] == "" and e["global_ipv6_prefix_len"] == 0
+                   for e in rec["network_settings"]["endpoints"].values())
+    assert {json.loads(d)["enable_ipv6"] for (d,) in rows(path, "networks", "data")} == {False}

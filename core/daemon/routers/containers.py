@@ -12,13 +12,13 @@ import asyncio
 import base64
 import json
 import socket
-from typing import Any, BinaryIO, Protocol
+from typing import Any, BinaryIO, Callable, Protocol
 
 from aiohttp import web
 
 from ... import detachkeys
 from ...engine.containers.service import Listed
-from ...errors import Conflict, InvalidParameter, NotFound
+from ...errors import Conflict, DockyardError, InvalidParameter, NotFound
 from ...model.container import ContainerRecord
 from .. import streams
 from ..attach import (HIJACK_GRACE, container_ended, detach_keys, follow, hijack, hijacked_response,
@@ -42,9 +42,12 @@ class ContainersBackend(Protocol):
     def resolve(self, ref: str) -> str: ...
     def get(self, cid: str) -> ContainerRecord: ...
     def inspect(self, ref: str) -> ContainerRecord: ...
+    def inspect_api(self, ref: str, size: bool = False) -> dict[str, Any]: ...
+    def log_reader(self, ref: str) -> tuple[ContainerRecord, Callable[[Any], tuple[list, Any]]]: ...
     def summaries(self, show_all: bool = False, filters: dict | None = None, limit: int = -1) -> list[Listed]: ...
     def check_list_filters(self, filters: dict) -> None: ...
     def labels_json(self, listed: Listed) -> str: ...
+    def sizes(self, listed: Listed) -> tuple[int, int]: ...
     def start(self, ref: str) -> None: ...
     def stop(self, ref: str, timeout: int | None = None) -> None: ...
     def kill(self, ref: str, signal: str | int = "SIGKILL") -> None: ...
@@ -52,6 +55,7 @@ class ContainersBackend(Protocol):
     def pause(self, ref: str) -> None: ...
     def unpause(self, ref: str) -> None: ...
     def remove(self, ref: str, force: bool = False, volumes: bool = False) -> None: ...
+    def remove_link(self, name: str) -> None: ...
     def attach_stdin(self, cid: str) -> socket.socket: ...
     def attached(self, cid: str) -> None: ...
     def detached(self, cid: str) -> None: ...
@@ -118,14 +122,18 @@ async def unpause(request: web.Request) -> web.Response:
 
 
 async def delete(request: web.Request) -> web.Response:
-    return await _no_content(request, backend(request).remove, request.match_info["id"], qbool(request, "force"),
+    """Also ``docker rm --link /parent/alias`` (``?link=1``; the name has a slash)."""
+    ref = "/".join(request.match_info[k] for k in ("parent", "id") if k in request.match_info)
+    if qbool(request, "link"):
+        return await _no_content(request, backend(request).remove_link, ref)
+    return await _no_content(request, backend(request).remove, ref, qbool(request, "force"),
                              volumes=qbool(request, "v"))
 
 
 # --- reading --------------------------------------------------------------------------
 async def inspect(request: web.Request) -> web.Response:
-    rec = await blocking(request, backend(request).inspect, request.match_info["id"])
-    return web.json_response(rec.to_api())
+    return web.json_response(await blocking(request, backend(request).inspect_api, request.match_info["id"],
+                                            qbool(request, "size")))
 
 
 async def list_(request: web.Request) -> web.StreamResponse:
@@ -133,12 +141,15 @@ async def list_(request: web.Request) -> web.StreamResponse:
     out as the store holds them (:mod:`dockyard.engine.containers.listing`)."""
     containers = backend(request)
     show_all, filters, limit = qbool(request, "all"), qfilters(request), qint(request, "limit", -1)
+    size = qbool(request, "size")
     containers.check_list_filters(filters)
 
     def summaries() -> Any:
         for listed in containers.summaries(show_all, filters, limit if limit is not None else -1):
             summary = listed.summary.to_api()
             del summary["Labels"]
+            if size:  # dockerd's ``ps -s``: what each adds, and all it sees
+                summary["SizeRw"], summary["SizeRootFs"] = containers.sizes(listed)
             head = json.dumps(summary)[:-1] + ', "Labels": '
             yield Raw([head.encode(), containers.labels_json(listed).encode(), b"}"])
 
@@ -184,7 +195,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
 
 
 async def logs(request: web.Request) -> web.StreamResponse:
-    rec = await blocking(request, backend(request).inspect, request.match_info["id"])
+    rec, read = await blocking(request, backend(request).log_reader, request.match_info["id"])
     out, err = qbool(request, "stdout"), qbool(request, "stderr")
     if not out and not err:
         raise InvalidParameter("Bad parameters: you must choose at least one stream")
@@ -196,23 +207,27 @@ async def logs(request: web.Request) -> web.StreamResponse:
         tail_n = -1 if tail in ("all", "") else int(tail)
     except ValueError:
         raise InvalidParameter(f"invalid tail value {tail!r}") from None
-    entries, offset = await blocking(request, streams.read_entries, rec.log_path, 0)
+    entries, cursor = await blocking(request, read, None)
     resp = web.StreamResponse(headers={"Content-Type": "application/vnd.docker.raw-stream" if tty
                                        else "application/vnd.docker.multiplexed-stream"})
     await resp.prepare(request)
     await resp.write(flt.render(streams.tail(entries, tail_n)))
     if qbool(request, "follow") and rec.state.running:
-        await follow(request, resp, rec.log_path, offset, flt, container_ended(rec.id))
+        await follow(request, resp, rec.log_path, cursor, flt, container_ended(rec.id), read=read)
     await resp.write_eof()
     return resp
 
 
 async def attach(request: web.Request) -> web.StreamResponse:
-    keys = detach_keys(request.query.get("detachKeys"), "Invalid detach keys (%s) provided")
     containers = backend(request)
-    rec = await blocking(request, containers.inspect, request.match_info["id"])
-    if rec.state.paused:
-        raise Conflict(f"container {request.match_info['id']} is paused, unpause the container before attach")
+    try:
+        keys = detach_keys(request.query.get("detachKeys"), "Invalid detach keys (%s) provided")
+        rec = await blocking(request, containers.inspect, request.match_info["id"])
+        if rec.state.paused:
+            raise Conflict(f"container {request.match_info['id']} is paused, unpause the container before attach")
+    except DockyardError as exc:  # dockerd writes these on the connection it took over: raw text
+        return web.Response(status=exc.status, body=f"{exc}\r\n".encode(),
+                            headers={"Content-Type": "application/vnd.docker.raw-stream"})
     cid = rec.id
     await blocking(request, containers.attached, cid)
     tty = bool(rec.config.get("Tty"))
@@ -384,4 +399,5 @@ ROUTES = [
     ("PUT", "/containers/{id}/archive", archive_put),
     ("GET", "/containers/{id}/export", export),
     ("DELETE", "/containers/{id}", delete),
+    ("DELETE", "/containers/{parent}/{id}", delete),  # a link's name: /parent/alias
 ]

@@ -45,7 +45,10 @@ async def create(request: web.Request) -> web.Response:
     body = await json_body(request, "ContainerExec")
     for key in [k for k in body if k.lower() == "detachkeys" and k != "DetachKeys"]:
         body.setdefault("DetachKeys", body.pop(key))  # Go matches JSON keys in any case; docker-py sends detachKeys
-    detach_keys(body.get("DetachKeys"), "Invalid escape keys (%s) provided")
+    try:
+        detach_keys(body.get("DetachKeys"), "Invalid escape keys (%s) provided")
+    except DockyardError as exc:  # dockerd's is a plain error, not an invalid parameter: 500
+        raise DockyardError(str(exc)) from None
     eid = await blocking(request, backend(request).exec_create, request.match_info["id"], body)
     return web.json_response({"Id": eid}, status=201)
 

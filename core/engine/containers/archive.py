@@ -2,14 +2,8 @@
 inside a container's file system, running or not; and ``docker export``, the
 whole file system as a tar.
 
-Where the file system is:
-
-* a **running** (or paused) container is reached through ``/proc/<pid>/root``, so
-  what it sees -- its root layer and every bind, volume and tmpfs mounted in it --
-  is what is copied;
-* a **stopped** container's writable layer is mounted for the call (the storage
-  driver's mount is reference-counted).  Its bind and volume mounts are not
-  mounted then: a path at or below one is refused, naming the mount.
+Where the file system is, running or stopped, and how a stopped container's
+mounts are reached: :mod:`.containerfs`.
 
 Paths are resolved as moby's ``container.ResolvePath`` does: the path is taken as
 absolute inside the container, its directory is resolved with every symlink
@@ -37,197 +31,16 @@ import os
 import stat as st_
 import tarfile
 import tempfile
-from datetime import datetime, timezone
-from typing import Any, BinaryIO, Callable, Protocol
+from typing import Any, BinaryIO, Callable
 
 from ...driverkit import fdwalk
 from ...driverkit.fdwalk import (RESOLVE_IN_ROOT, RESOLVE_NO_MAGICLINKS,  # noqa: F401 (this module's API too)
                                  open_in_root)
 from ...driverkit.safetar import extract
 from ...driverkit.tarwriter import TarWriter
-from ...errors import Conflict, DockyardError, InvalidParameter, NotFound
-from ...model.container import ContainerRecord
-
-# Go's os.FileMode type bits
-_GO_DIR, _GO_SYMLINK, _GO_DEVICE, _GO_PIPE, _GO_SOCKET = 1 << 31, 1 << 27, 1 << 26, 1 << 25, 1 << 24
-_GO_SETUID, _GO_SETGID, _GO_CHARDEV, _GO_STICKY = 1 << 23, 1 << 22, 1 << 21, 1 << 20
-
-
-class Containers(Protocol):
-    def resolve(self, ref: str) -> str: ...
-
-    def get(self, cid: str) -> ContainerRecord: ...
-
-
-class Layers(Protocol):
-    def mount(self, driver_id: str) -> str: ...
-
-    def unmount(self, driver_id: str) -> None: ...
-
-
-class PathNotFound(NotFound):
-    """The path does not exist in the container (HTTP 404)."""
-
-
-class ReadOnlyFS(DockyardError, PermissionError):
-    """The container's root file system (or the volume) is read-only (HTTP 403)."""
-
-    status = 403
-
-
-def resolve_in_root(root: int | str, path: str) -> str:
-    """The in-container absolute path ``path`` means with every symlink followed
-    inside ``root`` (an fd, or a path), each link read relative to its
-    directory's fd (:func:`dockyard.driverkit.fdwalk.resolve`); missing elements are kept
-    as they are.  Raises ``InvalidParameter`` after too many links."""
-    fd = root if isinstance(root, int) else os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        return "/" + "/".join(fdwalk.resolve(fd, path))
-    except OSError as exc:
-        if exc.errno != errno.ELOOP:
-            raise
-        raise InvalidParameter(f"too many symlinks in {path}") from exc
-    finally:
-        if fd is not root:
-            os.close(fd)
-
-
-def split_path(path: str) -> tuple[str, str, str]:
-    """moby's ``ResolvePath`` halves: the absolute path (keeping a trailing ``/``
-    or ``/.``), its directory and its last element."""
-    if not path:
-        raise InvalidParameter("Path cannot be empty")
-    absolute = "/" + os.path.normpath("/" + path).lstrip("/")  # normpath keeps a leading //
-    if path.endswith("/."):
-        absolute = absolute.rstrip("/") + "/."
-    elif path.endswith("/") and absolute != "/":
-        absolute += "/"
-    directory, _, base = absolute.rpartition("/")
-    return absolute, directory or "/", base
-
-
-def go_mode(mode: int) -> int:
-    """A ``st_mode`` as Go's ``os.FileMode``."""
-    out = st_.S_IMODE(mode) & 0o777
-    kind = st_.S_IFMT(mode)
-    out |= {st_.S_IFDIR: _GO_DIR, st_.S_IFLNK: _GO_SYMLINK, st_.S_IFBLK: _GO_DEVICE,
-            st_.S_IFCHR: _GO_DEVICE | _GO_CHARDEV, st_.S_IFIFO: _GO_PIPE, st_.S_IFSOCK: _GO_SOCKET}.get(kind, 0)
-    if mode & st_.S_ISUID:
-        out |= _GO_SETUID
-    if mode & st_.S_ISGID:
-        out |= _GO_SETGID
-    if mode & st_.S_ISVTX:
-        out |= _GO_STICKY
-    return out
-
-
-def _go_time(ns: int) -> str:
-    dt = datetime.fromtimestamp(ns // 1_000_000_000, timezone.utc)
-    frac = ns % 1_000_000_000
-    text = dt.strftime("%Y-%m-%dT%H:%M:%S")
-    return text + (f".{frac:09d}".rstrip("0") if frac else "") + "Z"
-
-
-class ContainerFS:
-    """A container's file system for the length of a ``with``: ``root`` (a host
-    path) and ``root_fd``; see the module doc for running vs stopped."""
-
-    def __init__(self, containers: Containers, layers: Layers, ref: str) -> None:
-        self.layers, self.ref = layers, ref
-        self.cid = containers.resolve(ref)
-        self.rec = containers.get(self.cid)
-        self.running = self.rec.state.running
-        self.root = self.root_fd = None
-        self._mounted = False
-
-    def __enter__(self):
-        if self.running:
-            self.root = f"/proc/{self.rec.state.pid}/root"
-        else:
-            self.root = self.layers.mount(self.cid)
-            self._mounted = True
-        try:
-            self.root_fd = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as exc:
-            self.__exit__()
-            raise Conflict(f"container {self.cid[:12]}: its file system is gone ({exc.strerror}); "
-                           "is it stopping?") from None
-        return self
-
-    def __exit__(self, *exc):
-        if self.root_fd is not None:
-            os.close(self.root_fd)
-            self.root_fd = None
-        if self._mounted:
-            self._mounted = False
-            self.layers.unmount(self.cid)
-
-    def mounts(self):
-        """In-container destinations of the container's bind, volume and tmpfs mounts."""
-        host = self.rec.host_config
-        out = []
-        for spec in host.get("Binds") or ():
-            parts = spec.split(":")
-            if len(parts) >= 2:
-                out.append(parts[1])
-        out += [m.get("Target") or m.get("Destination") or "" for m in host.get("Mounts") or ()]
-        out += list(host.get("Tmpfs") or {})
-        out += list(self.rec.config.get("Volumes") or {})  # anonymous volumes
-        out += [mp.destination for mp in self.rec.mount_points]
-        return [os.path.normpath(d) for d in out if d]
-
-    def check_unmounted(self, resolved):
-        """A stopped container's mounts are not there: refuse a path in one."""
-        if self.running:
-            return
-        for dest in self.mounts():
-            if resolved == dest or resolved.startswith(dest.rstrip("/") + "/"):
-                raise Conflict(f"{resolved} is in the mount at {dest} of container {self.cid[:12]}, which is "
-                               "stopped: its mounts are only reachable while it runs (start it to copy there)")
-
-    def resolve(self, path, follow_last=False):
-        """``(absolute path, resolved in-container path)``; see the module doc."""
-        absolute, directory, base = split_path(path)
-        if follow_last or base in ("", "."):
-            resolved = resolve_in_root(self.root_fd, absolute)
-            if base == ".":
-                resolved = resolved.rstrip("/") + "/."
-            elif base == "" and resolved != "/":
-                resolved += "/"  # a trailing slash: it must be a directory
-        else:
-            resolved = resolve_in_root(self.root_fd, directory).rstrip("/") + "/" + base
-        self.check_unmounted(os.path.normpath(resolved))
-        return absolute, resolved
-
-    def open(self, resolved, flags=os.O_PATH | os.O_NOFOLLOW):
-        try:
-            return open_in_root(self.root_fd, resolved.lstrip("/"), flags)
-        except FileNotFoundError:
-            raise PathNotFound(f"Could not find the file {resolved} in container {self.ref}") from None
-        except NotADirectoryError:
-            raise InvalidParameter(f"{resolved} in container {self.ref}: not a directory") from None
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise InvalidParameter(f"{resolved} in container {self.ref}: too many levels of symbolic links") from None
-            raise
-
-    def stat(self, path):
-        """Docker's ``ContainerPathStat`` of ``path``."""
-        absolute, resolved = self.resolve(path)
-        fd = self.open(resolved, os.O_PATH | (0 if resolved.endswith(("/", "/.")) else os.O_NOFOLLOW))
-        try:
-            info = os.fstat(fd)
-        finally:
-            os.close(fd)
-        link = ""
-        if st_.S_ISLNK(info.st_mode):
-            link = resolve_in_root(self.root_fd, absolute)
-        name = absolute.rstrip("/").rpartition("/")[2] if absolute not in ("/", "/.") else "/"
-        if absolute.endswith("/."):
-            name = "."
-        return {"name": name, "size": info.st_size, "mode": go_mode(info.st_mode),
-                "mtime": _go_time(info.st_mtime_ns), "linkTarget": link}
-
+from ...errors import DockyardError, InvalidParameter
+from .containerfs import (Containers, ContainerFS, Layers, PathNotFound, ReadOnlyFS,  # noqa: F401 (its API)
+                          go_mode, resolve_in_root, split_path)
 
 def _renaming_writer(fileobj, rename):
     """A :class:`TarWriter` whose entry names (and hard-link targets) go through
@@ -243,6 +56,44 @@ def _renaming_writer(fileobj, rename):
 
     writer.tar.addfile = addfile
     return writer
+
+
+def _into_file_binds(stream: Any, binds: dict, tmpdir: str) -> tuple[Any, int]:
+    """A stopped container's binds of files in the extraction directory (``binds``:
+    their names there -> mount points): the tar's regular files of those names are
+    written into the binds' sources, as through dockerd's mounts (a read-only bind
+    refuses them); returns the rest of the tar, to extract as usual, and the
+    bytes written."""
+    rest = tempfile.TemporaryFile(dir=tmpdir)
+    written = 0
+    try:
+        with tarfile.open(fileobj=stream, mode="r|*") as tar, tarfile.open(fileobj=rest, mode="w") as out:
+            for member in tar:
+                name = os.path.normpath(member.name.lstrip("/"))
+                mp = binds.get(name)
+                if mp is None or not member.isreg():
+                    out.addfile(member, tar.extractfile(member) if member.isreg() else None)
+                    continue
+                if not mp.rw:
+                    raise ReadOnlyFS("mounted volume is marked read-only")
+                directory, base = os.path.split(os.path.normpath(mp.source))
+                dir_fd = os.open(directory, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    out_fd = os.open(base, os.O_WRONLY | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+                finally:
+                    os.close(dir_fd)
+                with os.fdopen(out_fd, "wb") as dest:
+                    data = tar.extractfile(member)
+                    while data is not None and (chunk := data.read(1 << 20)):
+                        written += dest.write(chunk)
+    except tarfile.TarError as exc:
+        rest.close()
+        raise InvalidParameter(f"the archive to extract is not a valid tar: {exc}") from None
+    except BaseException:
+        rest.close()
+        raise
+    rest.seek(0)
+    return rest, written
 
 
 def _target(resolved):
@@ -348,9 +199,8 @@ class ContainerArchives:
                         writer.add_tree(tree)
                         writer.close()
                 else:
-                    parent = fs.open(os.path.dirname(target) or "/", os.O_PATH | os.O_DIRECTORY)
+                    parent, name = fs.open_parent(target)
                     try:
-                        name = os.path.basename(target)
                         writer = _renaming_writer(fileobj, lambda n: new)
                         writer.add_entry(fdwalk.Entry(name, name, os.lstat(name, dir_fd=parent), parent))
                         writer.close()
@@ -371,9 +221,13 @@ class ContainerArchives:
             try:
                 if not st_.S_ISDIR(os.fstat(fd).st_mode):
                     raise InvalidParameter("extraction point is not a directory")
-                in_mount = any(target == d or target.startswith(d.rstrip("/") + "/") for d in fs.mounts())
+                in_mount = any(target == d or target.startswith(d.rstrip("/") + "/") for d in fs.mounts()) \
+                    if fs.running else fs.reachable_mount(target) is not None
                 if fs.rec.host_config.get("ReadonlyRootfs") and not in_mount:
                     raise ReadOnlyFS("container rootfs is marked read-only")
+                mp = fs.reachable_mount(target)
+                if mp is not None and not mp.rw:  # not mounted now: its read-only flag is ours to keep
+                    raise ReadOnlyFS("mounted volume is marked read-only")
                 owner = None
                 user = fs.rec.config.get("User")
                 if copy_uid_gid and user:
@@ -385,6 +239,12 @@ class ContainerArchives:
                 entries = None
                 source = stream
                 spooled = None
+                binds = {os.path.basename(d): mp for d, mp in fs.file_binds().items()
+                         if os.path.dirname(d) == os.path.normpath(target)}
+                bound_size = 0
+                if binds:  # dockerd writes them through the mounts it makes: into their sources here
+                    stream, bound_size = _into_file_binds(stream, binds, self.tmpdir)
+                    source = stream
                 if no_overwrite_dir_non_dir or owner:
                     spooled = tempfile.TemporaryFile(dir=self.tmpdir)
                     while chunk := stream.read(1 << 20):
@@ -410,10 +270,12 @@ class ContainerArchives:
                 finally:
                     if spooled is not None:
                         spooled.close()
+                    if binds:
+                        stream.close()
             finally:
                 os.close(fd)
         self.emit("container", "extract-to-dir", fs.cid, {"name": fs.rec.name, "path": path})
-        return size
+        return size + bound_size
 
     def export(self, ref: str, fileobj: BinaryIO) -> None:
         """Write the container's whole file system to ``fileobj`` as a plain tar.

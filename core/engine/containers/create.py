@@ -20,6 +20,7 @@ from ...errors import InvalidParameter
 from ...model.container import ZERO_TIME, ContainerRecord, EndpointConfig
 from ...model.image import ContainerConfig, ImageConfig
 from .. import modes
+from ..bundle.ocispec import MASKED_PATHS, READONLY_PATHS
 from . import names, verify
 from .health import merged as merged_healthcheck
 from .mountpoints import MountPoints
@@ -47,7 +48,9 @@ class Images(Protocol):
 class Networks(Protocol):
     """What a create needs of the network service."""
 
-    def network_mode(self, mode: str | None) -> str: ...
+    def network_mode(self, mode: str | None, missing_ok: bool = False) -> str: ...
+
+    def links(self, links: list | None, mode: str, name: str) -> list[str] | None: ...
 
     def endpoint_configs(self, mode: str, networking: dict | None) -> dict[str, EndpointConfig]: ...
 
@@ -63,6 +66,12 @@ class Layers(Protocol):
 
 class Bundles(Protocol):
     def check_extra_hosts(self, host_config: dict) -> None: ...
+
+
+class Logs(Protocol):
+    """Of the log service: a create's ``LogConfig`` settled and checked."""
+
+    def settle(self, host: dict) -> None: ...
 
 
 def merge_config(body: dict, image_cfg: ContainerConfig) -> dict:
@@ -92,8 +101,8 @@ def merge_config(body: dict, image_cfg: ContainerConfig) -> dict:
     cfg["Volumes"] = cfg.get("Volumes") or image_cfg.volumes
     image_health = image_cfg.healthcheck.to_json() if image_cfg.healthcheck is not None else None
     health = merged_healthcheck(cfg.get("Healthcheck"), image_health)
-    if health:
-        cfg["Healthcheck"] = health
+    if health:  # unset times and retries are left out (Go's omitempty), as dockerd stores them
+        cfg["Healthcheck"] = {k: v for k, v in health.items() if k == "Test" or v}
     else:
         cfg.pop("Healthcheck", None)
     for key in ("Tty", "OpenStdin", "StdinOnce", "AttachStdin", "AttachStdout", "AttachStderr"):
@@ -103,6 +112,30 @@ def merge_config(body: dict, image_cfg: ContainerConfig) -> dict:
     return cfg
 
 
+def settle_host_config(host: dict) -> None:
+    """Fill in what the daemon decides of a create's ``HostConfig`` where the client
+    left it unset, as dockerd stores it (and inspect shows it): the network mode,
+    the cgroup namespace mode our exec drivers give (``private``: they always make
+    one, on cgroup v1 too, where dockerd's default would be ``host``), the paths the
+    bundle masks and makes read-only in a container that is not privileged
+    (:data:`~dockyard.engine.bundle.ocispec.MASKED_PATHS`), no swappiness for
+    ``-1`` (the kernel's, as dockerd's null), and ``MemorySwap`` twice ``Memory``
+    when only ``Memory`` is given.  The log driver is the log service's
+    (``Logs.settle``)."""
+    host["NetworkMode"] = host.get("NetworkMode") or "default"
+    host.setdefault("AutoRemove", False)
+    host["CgroupnsMode"] = host.get("CgroupnsMode") or "private"
+    if not host.get("Privileged"):
+        for key, default in (("MaskedPaths", MASKED_PATHS), ("ReadonlyPaths", READONLY_PATHS)):
+            if host.get(key) is None:
+                host[key] = list(default)
+    if host.get("MemorySwappiness") == -1:
+        host["MemorySwappiness"] = None
+    memory = host.get("Memory")
+    if isinstance(memory, int) and memory > 0 and not host.get("MemorySwap"):
+        host["MemorySwap"] = min(2 * memory, 2 ** 63 - 1)  # dockerd's default: twice the memory
+
+
 class Creator:
     """``POST /containers/create``: records a container and makes what it needs
     before it first starts (its volumes, its writable layer); ``data_root`` holds
@@ -110,10 +143,22 @@ class Creator:
 
     def __init__(self, records: ContainerRecords, images: Images, layers: Layers, networks: Networks,
                  mounts: MountPoints, bundles: Bundles, emit: Callable[[str, str, str, dict], None],
-                 data_root: str) -> None:
+                 data_root: str, logs: Logs, runtime: str = "runc") -> None:
         self.records, self.images, self.layers, self.networks = records, images, layers, networks
         self.mounts, self.bundles, self.emit = mounts, bundles, emit
-        self.data_root = data_root
+        self.data_root, self.logs = data_root, logs
+        self.runtime = runtime
+
+    def settle_runtime(self, host: dict) -> None:
+        """``HostConfig.Runtime``: the exec driver, by the name ``/info`` lists it
+        under (``Runtimes``, ``DefaultRuntime``), so a client that checks one against
+        the other, or re-creates a container from its inspect, finds it; ``runc``,
+        the name Docker clients take for the default, is accepted for it.  Any
+        other name is refused with dockerd's message."""
+        asked = host.get("Runtime") or self.runtime
+        if asked not in (self.runtime, "runc"):
+            raise InvalidParameter(f"Unknown runtime specified {asked}")
+        host["Runtime"] = self.runtime
 
     def container_dir(self, cid: str) -> str:
         return os.path.join(self.data_root, "containers", cid)
@@ -127,11 +172,15 @@ class Creator:
         verify.container_settings(body)  # moby's create-time checks: nothing is made for a bad config
         host = dict(body.get("HostConfig") or {})
         validate_restart_policy(host)
+        self.settle_runtime(host)
+        self.logs.settle(host)  # the log driver and its options: dockerd refuses a bad one before anything
         try:
             self.bundles.check_extra_hosts(host)  # refused at create, as Docker does
         except ValueError as exc:
             raise InvalidParameter(str(exc)) from None
-        mode = self.networks.network_mode(host.get("NetworkMode"))
+        mode = self.networks.network_mode(host.get("NetworkMode"), missing_ok=True)  # dockerd: 404 at start
+        if mode.startswith("container:") and body.get("Hostname"):  # it takes the other's hostname
+            raise InvalidParameter("conflicting options: hostname and the network mode")
         networks = self.networks.endpoint_configs(mode, body.get("NetworkingConfig"))
         self.networks.check_ports(host, body.get("ExposedPorts"))  # refuse a bad -p now, not at start
         image_id = self.images.resolve(body["Image"])
@@ -143,10 +192,9 @@ class Creator:
         cid = secrets.token_hex(32)
         cfg["Hostname"] = cfg.get("Hostname") or cid[:12]
         cfg["Image"] = body["Image"]
-        host["NetworkMode"] = host.get("NetworkMode") or "default"
-        host.setdefault("AutoRemove", False)
-        host.setdefault("LogConfig", {"Type": "json-file", "Config": {}})
+        settle_host_config(host)
         name = (name or "").lstrip("/") or names.generate(self.records.name_free)
+        host["Links"] = self.networks.links(host.get("Links"), mode, name)  # checked, as dockerd's /child:/name/alias
         cdir = self.container_dir(cid)
         rec = ContainerRecord(
             id=cid, name=name, created=now_iso(), path=cmd[0], args=cmd[1:], image_id=image_id, config=cfg,

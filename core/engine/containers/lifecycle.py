@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol
 from ...errors import Conflict, ContainerNotFound, ExecError, InvalidParameter, NotFound
 from ...model.container import ZERO_TIME, ContainerRecord
 from .. import modes
-from . import shm
+from . import recovery, shm
 from .create import now_iso
 from .mountpoints import MountPoints
 from .records import ContainerRecords
@@ -49,12 +49,18 @@ class Layers(Protocol):
     def remove_rw(self, container_id: str) -> None: ...
 
 
+class Logs(Protocol):
+    """Of the log service: what the shim writes a container's output with."""
+
+    def writer(self, rec: ContainerRecord) -> dict: ...
+
+
 class Networks(Protocol):
     """What a running container needs of the network service."""
 
     def up(self, rec: ContainerRecord) -> dict: ...
 
-    def down(self, rec: ContainerRecord) -> None: ...
+    def down(self, rec: ContainerRecord, later: list | None = None) -> None: ...
 
     def restore(self, rec: ContainerRecord) -> None: ...
 
@@ -78,6 +84,17 @@ class Bundles(Protocol):
     def write(self, bundle_dir: str, config: dict) -> str: ...
 
 
+def _with_env(rec: ContainerRecord, env: list[str]) -> ContainerRecord:
+    """``rec`` to run with ``env`` (its links' variables) before its own, which win."""
+    if not env:
+        return rec
+    own = list(rec.config.get("Env") or [])
+    keys = {item.partition("=")[0] for item in own}
+    run = copy.copy(rec)
+    run.config = {**rec.config, "Env": [x for x in env if x.partition("=")[0] not in keys] + own}
+    return run
+
+
 class Lifecycle:
     """Runs the containers of ``records`` through the exec driver (``exec_hook``:
     its slot's hook relay); ``data_root``/``exec_root`` hold their directories and
@@ -85,11 +102,15 @@ class Lifecycle:
 
     def __init__(self, records: ContainerRecords, layers: Layers, exec_hook: Any, networks: Networks,
                  mounts: MountPoints, bundles: Bundles, restarts: RestartManager,
-                 emit: Callable[[str, str, str, dict], None], data_root: str, exec_root: str) -> None:
+                 emit: Callable[[str, str, str, dict], None], data_root: str, exec_root: str, logs: Logs) -> None:
         self.records, self.layers, self.exec, self.networks = records, layers, exec_hook, networks
+        self.logs = logs
         self.mounts, self.bundles, self.restarts, self.emit = mounts, bundles, restarts, emit
         self.data_root, self.exec_root = data_root, exec_root
         self._keep: set[str] = set()  # ids in `docker restart`: an --rm container is not removed in between
+        self._closing = False  # the daemon shuts down: exits are the next daemon's to record
+        self._recording = threading.Condition()  # guards _closing and _busy
+        self._busy = 0  # waiters recording an exit now
         self.resolve, self.get, self.save, self.lock = records.resolve, records.get, records.save, records.lock
         self.all = records.all
 
@@ -114,8 +135,14 @@ class Lifecycle:
             rootfs = self.layers.mount(cid)
             failed: BaseException | None = None
             try:
+                owner = None
                 if rec.network_mode.startswith("container:"):
-                    net = {"ns": None, "ip": None, "nameservers": None}
+                    net: dict[str, Any] = {"ns": None, "ip": None, "nameservers": None, "env": [], "hosts": []}
+                    # dockerd: the namespace owner's hostname and /etc files
+                    owner = self.get(self.resolve(rec.network_mode.split(":", 1)[1]))
+                    rec.config["Hostname"] = owner.config["Hostname"]
+                    rec.hostname_path, rec.hosts_path = owner.hostname_path, owner.hosts_path
+                    rec.resolv_conf_path = owner.resolv_conf_path
                 else:
                     net = self.networks.up(rec)
                     self.save(rec)  # its names resolve (embedded DNS) from its first instruction on
@@ -124,21 +151,26 @@ class Lifecycle:
                     extra_hosts = self.bundles.extra_hosts(host, self.networks.host_gateway())
                 except ValueError as exc:
                     raise InvalidParameter(str(exc)) from None
-                paths = self.bundles.write_etc_files(
-                    self.container_dir(cid), rec.config["Hostname"], "host" if net["ns"] == "host" else "private",
-                    ip=net["ip"], nameservers=net["nameservers"], extra_hosts=extra_hosts,
-                    dns={k: host.get(k) for k in ("Dns", "DnsSearch", "DnsOptions")})
+                if owner is None:
+                    paths = self.bundles.write_etc_files(
+                        self.container_dir(cid), rec.config["Hostname"], "host" if net["ns"] == "host" else "private",
+                        ip=net["ip"], nameservers=net["nameservers"], extra_hosts=[*extra_hosts, *net["hosts"]],
+                        dns={k: host.get(k) for k in ("Dns", "DnsSearch", "DnsOptions")})
+                else:
+                    paths = {"hostname": owner.hostname_path, "hosts": owner.hosts_path,
+                             "resolv.conf": owner.resolv_conf_path}
                 try:
                     ns_paths = self._ns_paths(rec, net["ns"])
                     volume_mounts = self.mounts.mount(rec, rootfs)
-                    config = self.bundles.make(rec, rootfs, paths, ns_paths, shm_path=self._shm(rec),
-                                               volume_mounts=volume_mounts)
+                    config = self.bundles.make(_with_env(rec, net["env"]), rootfs, paths, ns_paths,
+                                               shm_path=self._shm(rec), volume_mounts=volume_mounts)
                 except ValueError as exc:
                     raise InvalidParameter(str(exc)) from None
                 bdir = self.bundles.write(self.bundle_dir(cid), config)
                 self.exec.exec_delete(id=cid)
                 modes.private_file(rec.log_path)  # the shim appends to it: nobody else's from its first line
-                self.exec.exec_create(id=cid, bundle=bdir, log_path=rec.log_path, stdin=stdin_mode(rec.config))
+                self.exec.exec_create(id=cid, bundle=bdir, log_path=rec.log_path, stdin=stdin_mode(rec.config),
+                                      log=self.logs.writer(rec))
                 pid = self.exec.exec_start(id=cid)
             except BaseException as exc:
                 self._release(rec)
@@ -198,7 +230,7 @@ class Lifecycle:
             raise Conflict(f"cannot join {label} of a non running container: {other.id}")
         return f"/proc/{other.state.pid}/ns/{ {'network': 'net', 'mount': 'mnt'}.get(kind, kind)}"
 
-    def _release(self, rec: ContainerRecord) -> None:
+    def _release(self, rec: ContainerRecord, later: list | None = None) -> None:
         """What a container holds while it runs: its exec state, network, /dev/shm, mount."""
         cid = rec.id
         try:
@@ -206,7 +238,7 @@ class Lifecycle:
         except Exception:  # nothing ran; the driver's state is best-effort here
             log.exception("exec_delete of %s failed", cid)
         try:
-            self.networks.down(rec)
+            self.networks.down(rec, later)  # ``later``: its events, to follow "die" as dockerd's
         except Exception:
             log.exception("taking the network of %s down failed", cid)
         shm.unmount(self.container_dir(cid))
@@ -219,10 +251,30 @@ class Lifecycle:
     def _waiter(self, cid: str, pid: int) -> None:
         try:
             state = self.exec.exec_wait(id=cid, timeout=None)
+        except NotFound as exc:  # a wait_exit (a build's RUN) recorded the exit and deleted the state first
+            log.debug("waiting for %s: %s", cid, exc)
+            state = {"exit_code": 255, "error": str(exc)}
         except Exception as exc:
             log.exception("waiting for %s failed", cid)
             state = {"exit_code": 255, "error": str(exc)}
-        self._exited(cid, state or {}, pid)
+        with self._recording:
+            if self._closing:  # the next daemon's restore records it, with the code the shim kept
+                return
+            self._busy += 1
+        try:
+            self._exited(cid, state or {}, pid)
+        finally:
+            with self._recording:
+                self._busy -= 1
+                self._recording.notify_all()
+
+    def close(self, timeout: float = 10.0) -> None:
+        """The daemon shuts down: exits from now on are left to the next daemon's
+        :meth:`restore` (the shim keeps their codes), and those being recorded are
+        finished first, so that no exit is half recorded (its code lost)."""
+        with self._recording:
+            self._closing = True
+            self._recording.wait_for(lambda: self._busy == 0, timeout)
 
     def _exited(self, cid: str, state: dict, pid: int | None = None) -> None:
         """Record the end of the run whose process was ``pid`` (None: the current run).
@@ -241,13 +293,17 @@ class Lifecycle:
             s.exit_code = 255 if code is None else code
             s.oom_killed, s.error = bool(state.get("oom_killed")), state.get("error") or ""
             s.finished_at = state.get("finished_at") or now_iso()
-            self._release(rec)
+            self.save(rec)  # the exit first: releasing forgets the driver's state of it
+            later: list = []
+            self._release(rec, later)
             delay = self.restarts.on_exit(rec)  # the restart policy, decided before "die" as Docker does
             auto_remove = rec.host_config.get("AutoRemove") and cid not in self._keep
             self.save(rec)
         if rec.state.oom_killed:
             self.emit("container", "oom", cid, {})
         self.emit("container", "die", cid, {**rec.event_attributes(), "exitCode": str(rec.state.exit_code)})
+        for event in later:  # network disconnect
+            self.emit(*event)
         if delay is not None:
             self.restarts.schedule(cid, delay)
         if auto_remove:
@@ -258,50 +314,8 @@ class Lifecycle:
 
     def restore(self) -> None:
         """After a daemon (re)start: re-attach to running containers, record the
-        exits that happened while the daemon was away."""
-        for rec in self.all():
-            cid = rec.id
-            if not rec.state.running:
-                self._release_leftovers(rec)
-                if rec.host_config.get("AutoRemove") and rec.state.status == "exited":
-                    self.remove(cid, force=True, volumes=True)
-                continue
-            state = self.exec.exec_restore(id=cid)
-            if state and state.get("status") in ("running", "paused"):
-                try:
-                    self.networks.restore(rec)
-                except Exception:
-                    log.exception("restoring the network of %s failed", cid)
-                self.mounts.restore(rec)
-                paused = state["status"] == "paused"
-                if rec.state.paused != paused:
-                    rec.state.paused, rec.state.status = paused, state["status"]
-                    self.save(rec)
-                self._watch(cid, rec.state.pid)
-            else:
-                self._exited(cid, state or {"exit_code": 255, "error": "container state lost"})
-
-    def _release_leftovers(self, rec: ContainerRecord) -> None:
-        """A stopped container at daemon start.  A daemon killed while starting it
-        left what a start takes (the rootfs mount, the network namespace with
-        its veths, addresses, /dev/shm, volume uses, maybe a process the record
-        never heard of) and a record that says it is not running: let all of it
-        go now, not at the user's next ``rm``.  Idempotent: for a container that
-        stopped cleanly there is nothing to release."""
-        cid = rec.id
-        settings = copy.deepcopy(rec.network_settings)
-        state = self.exec.exec_restore(id=cid)
-        if state and state.get("status") == "running":
-            log.warning("container %s runs, but its start was never recorded: stopping it", cid[:12])
-            try:
-                self.exec.exec_kill(id=cid, signal=signals.SIGKILL)
-                self.exec.exec_wait(id=cid, timeout=10)
-            except Exception:
-                log.exception("stopping the unrecorded process of %s failed", cid[:12])
-        self._release(rec)
-        self.records.release_addresses(cid)  # addresses allocated before the record named them
-        if rec.network_settings != settings:
-            self.save(rec)
+        exits that happened while the daemon was away (:mod:`.recovery`)."""
+        recovery.restore(self)
 
     # signals -----------------------------------------------------------------
     def kill(self, ref: str, sig: str | int = "SIGKILL") -> None:
@@ -315,8 +329,10 @@ class Lifecycle:
             raise Conflict(f"Container {cid} is not running")
         self._refuse_paused(rec, signum)
         self._stopped_by_user(cid)
+        self.emit("container", "kill", cid, {"name": rec.name, "signal": str(signum)})  # before its "die"
         self.exec.exec_kill(id=cid, signal=signum)
-        self.emit("container", "kill", cid, {"name": rec.name, "signal": str(signum)})
+        if signum == signals.SIGKILL:  # dockerd's Kill: it returns once the container has stopped
+            self.wait_exit(cid, None)
 
     def pause(self, ref: str) -> None:
         cid = self.resolve(ref)
@@ -430,7 +446,8 @@ class Lifecycle:
                 raise Conflict(f"You cannot remove a running container {cid}. Stop the container "
                                "before attempting removal or force remove")
             self._stopped_by_user(cid)
-            try:
+            try:  # dockerd's rm -f kills it: "kill", "die", then "destroy"
+                self.emit("container", "kill", cid, {"name": rec.name, "signal": str(int(signals.SIGKILL))})
                 self.exec.exec_kill(id=cid, signal=signals.SIGKILL)
             except (ExecError, NotFound):
                 pass  # it ended meanwhile

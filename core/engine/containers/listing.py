@@ -27,16 +27,15 @@ from typing import Any
 
 import attrs
 
-from ...errors import InvalidParameter
 from ...model.container import ContainerSummary, Endpoint, EndpointConfig, MountPoint, NetworkSettings, State
 from ...model.convert import converter
+from . import psfilters
 
 #: listings reading the store at once (each may have SQLite load a few-MiB record)
 SCANS = 2
 #: records up to this size bring their labels along; larger ones are fetched alone
 INLINE = 64 << 10
 _scans = threading.BoundedSemaphore(SCANS)
-FILTERS = ("status", "name", "id", "label", "exited", "health")
 #: what a summary shows, picked out of the record (``->``: as JSON text, ``->>``: as an SQL value)
 _COLUMNS = {"created": "data ->> '$.created'", "image": "data ->> '$.config.Image'",
             "path": "data ->> '$.path'", "args": "data -> '$.args'", "state": "data -> '$.state'",
@@ -46,43 +45,8 @@ _COLUMNS = {"created": "data ->> '$.created'", "image": "data ->> '$.config.Imag
             "labels": f"CASE WHEN length(data) <= {INLINE} THEN data -> '$.config.Labels' END"}
 
 
-def _where(show_all: bool, filters: dict) -> tuple[list[str], list[Any]]:
-    """SQL conditions and their parameters for ``all`` and Docker's ps filters."""
-    conds: list[str] = []
-    args: list[Any] = []
-    if not show_all:
-        conds.append("(data ->> '$.state.running' OR data ->> '$.state.restarting')")
-
-    def any_of(template, values, per_value):
-        conds.append("(" + " OR ".join([template] * len(values)) + ")" if values else "0")
-        for v in values:
-            args.extend(per_value(v))
-
-    for key, values in filters.items():
-        if key == "status":
-            any_of("data ->> '$.state.status' = ?", values, lambda v: [v])
-        elif key == "name":
-            any_of("instr('/' || name, ?) > 0", values, lambda v: [v.lstrip("/")])
-        elif key == "id":
-            any_of("substr(id, 1, ?) = ?", values, lambda v: [len(v), v])
-        elif key == "label":
-            for v in values:  # every label given must match
-                k, sep, val = v.partition("=")
-                conds.append("EXISTS (SELECT 1 FROM json_each(data, '$.config.Labels') WHERE key = ?"
-                             + (" AND value = ?)" if sep else ")"))
-                args.extend([k, val] if sep else [k])
-        elif key == "exited":
-            any_of("CAST(data ->> '$.state.exit_code' AS TEXT) = ?", values, lambda v: [v])
-            conds.append("data ->> '$.state.status' = 'exited'")
-        elif key == "health":
-            any_of("coalesce(data ->> '$.state.health.status', 'none') = ?", values, lambda v: [v])
-    return conds, args
-
-
 def check_filters(filters: dict) -> None:
-    for key in filters:
-        if key not in FILTERS:
-            raise InvalidParameter(f"invalid filter '{key}'")
+    psfilters.check(filters)
 
 
 @attrs.frozen
@@ -95,10 +59,11 @@ class Listed:
 
 
 def records(store: Any, show_all: bool = False, filters: dict | None = None, limit: int = -1) -> list[Listed]:
-    """The listed containers, newest first."""
+    """The listed containers, newest first (``filters`` as :func:`.psfilters.resolved`
+    makes them)."""
     filters = filters or {}
     check_filters(filters)
-    conds, args = _where(show_all, filters)
+    conds, args = psfilters.where(show_all, filters)
     sql = ("SELECT id, name, image_id, " + ", ".join(f"{expr} AS {alias}" for alias, expr in _COLUMNS.items())
            + " FROM containers" + (" WHERE " + " AND ".join(conds) if conds else "")
            + " ORDER BY created DESC, id")
@@ -107,6 +72,7 @@ def records(store: Any, show_all: bool = False, filters: dict | None = None, lim
         args.append(limit)
     with _scans:
         rows = store.query(sql, *args)
+    links = link_names(store) if rows else {}
     out = []
     for row in rows:
         summary = ContainerSummary(
@@ -117,9 +83,24 @@ def records(store: Any, show_all: bool = False, filters: dict | None = None, lim
             network_mode=row["mode"],
             networks=converter.structure(_load(row["networks"], {}), dict[str, EndpointConfig]),
             network_settings=converter.structure(_load(row["settings"], {}), NetworkSettings),
-            mount_points=converter.structure(_load(row["mounts"], []), list[MountPoint]))
+            mount_points=converter.structure(_load(row["mounts"], []), list[MountPoint]),
+            link_names=links.get(row["name"], []))
         out.append(Listed(summary, row["labels"]))
     return out
+
+
+def link_names(store: Any) -> dict[str, list[str]]:
+    """Container name -> the names the legacy links of others give it: a link
+    ``/db:/web/alias`` in ``web``'s ``HostConfig.Links`` names ``db`` ``/web/alias``."""
+    out: dict[str, list[str]] = {}
+    with _scans:
+        rows = store.query("SELECT l.value AS link FROM containers AS c, json_each(c.data, '$.host_config.Links') AS l"
+                           " WHERE json_type(c.data, '$.host_config.Links') = 'array'")
+    for row in rows:
+        child, sep, name = str(row["link"]).partition(":")
+        if sep:
+            out.setdefault(child.lstrip("/"), []).append(name)
+    return {child: sorted(names) for child, names in out.items()}
 
 
 def _load(text: str | None, default: Any) -> Any:

@@ -53,6 +53,8 @@ class Layers(Protocol):
 
     def diff_size(self, driver_id: str, parent_chain: str | None) -> int: ...
 
+    def size(self, top: str | None) -> int: ...
+
 
 def _attrs(rec: ContainerRecord) -> dict:
     return rec.event_attributes()
@@ -69,7 +71,8 @@ def _int(body: dict, key: str) -> int | None:
 
 def _merge(host: dict, body: dict) -> tuple[dict, set[str]]:
     """The new HostConfig and the resource fields that changed (moby's
-    ``container.UpdateContainer`` rules)."""
+    ``container.UpdateContainer`` rules: what clashes with the container's settings
+    is a Conflict, 409, as dockerd's)."""
     new, changed = dict(host), set()
     for key in ("Memory", "MemorySwap", "MemoryReservation", "CpuShares", "NanoCpus", "CpuPeriod",
                 "CpuQuota", "PidsLimit", "BlkioWeight"):
@@ -86,15 +89,14 @@ def _merge(host: dict, body: dict) -> tuple[dict, set[str]]:
             changed.add(key)
     if "NanoCpus" in changed and (host.get("CpuQuota") or host.get("CpuPeriod")) and not (
             {"CpuQuota", "CpuPeriod"} & changed):
-        raise InvalidParameter("Conflicting options: NanoCPUs cannot be updated as CPU Period/Quota has already "
-                               "been set")
+        raise Conflict("Conflicting options: NanoCPUs cannot be updated as CPU Period/Quota has already been set")
     if {"CpuQuota", "CpuPeriod"} & changed and host.get("NanoCpus") and "NanoCpus" not in changed:
-        raise InvalidParameter("Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set")
+        raise Conflict("Conflicting options: CPU Quota cannot be updated as NanoCPUs has already been set")
     if "Memory" in changed and "MemorySwap" not in changed:
         swap = host.get("MemorySwap") or 0
         if swap > 0 and new["Memory"] > swap:
-            raise InvalidParameter("Cannot update container: Memory limit should be smaller than already set "
-                                   "memoryswap limit, update the memoryswap at the same time")
+            raise Conflict("Memory limit should be smaller than already set memoryswap limit, update the "
+                           "memoryswap at the same time")
     if body.get("KernelMemory"):
         raise InvalidParameter("Cannot update container: kernel memory limits are not supported (the kernel "
                                "dropped them), as Docker on cgroup v2")
@@ -200,12 +202,15 @@ class Operations:
         with containers.lock(cid):
             rec = containers.get(cid)
             host = rec.host_config
-            new, changed = _merge(host, body)
+            try:
+                new, changed = _merge(host, body)
+            except Conflict as exc:
+                raise Conflict(f"Cannot update container {cid}: {exc}") from None
             policy = body.get("RestartPolicy")
             if policy is not None:
                 if isinstance(policy, dict) and policy.get("Name") not in (None, "", "no") and host.get("AutoRemove"):
-                    raise InvalidParameter("Restart policy cannot be updated because AutoRemove is enabled for "
-                                           "the container")
+                    raise Conflict(f"Cannot update container {cid}: Restart policy cannot be updated because "
+                                   "AutoRemove is enabled for the container")  # dockerd's 409
                 restart.validate({"RestartPolicy": policy})  # the same rules as at create
             resources = _live_resources(new, changed) if changed else {}
             if rec.state.running and resources:
@@ -310,9 +315,16 @@ class Operations:
 
     def rw_size(self, rec: ContainerRecord) -> int:
         """Bytes the container's layer adds to its image (0 when the layer is in trouble)."""
-        top_layer = self.images.top_layer(rec.image_id) if rec.image_id else None
+        return self.sizes(rec.id, rec.image_id)[0]
+
+    def sizes(self, cid: str, image_id: str) -> tuple[int, int]:
+        """dockerd's ``SizeRw`` and ``SizeRootFs`` of container ``cid``: the bytes its
+        layer adds (0 when the layer is in trouble), and everything it sees, its
+        image's layers included."""
+        top_layer = self.images.top_layer(image_id) if image_id else None
         try:
-            return self.layers.diff_size(rec.id, top_layer)
-        except Exception:  # a layer in trouble does not stop the prune
-            log.exception("size of %s", rec.id[:12])
-            return 0
+            rw = self.layers.diff_size(cid, top_layer)
+        except Exception:  # a layer in trouble does not stop a prune or a listing
+            log.exception("size of %s", cid[:12])
+            rw = 0
+        return rw, rw + (self.layers.size(top_layer) if top_layer else 0)

@@ -6,11 +6,13 @@ and nothing else of this package.  Behind it, one module per idea:
 
     records      the records in the store, resolved by name, id or prefix; a lock each
     listing      ``docker ps`` and the other queries that never parse a whole record
+    psfilters    ``docker ps``'s filters as SQL, with dockerd's refusals
     create       Docker's checks and merge, the record, its mount points and layer
-    lifecycle    start, stop, kill, pause, restart, remove, exits, restore
+    lifecycle    start, stop, kill, pause, restart, remove, exits
+    recovery     at daemon start: re-attach, record the exits made while it was away
     restart      restart policies        health     health checks
-    execs        exec instances          ops        rename, update, top, diff, prune
-    archive      ``docker cp``, ``docker export``
+    execs        exec instances          ops        rename, update, top, diff, prune, sizes
+    archive      ``docker cp``, ``docker export``; containerfs: the file system they reach
     mountpoints  volumes, binds and tmpfs; shm: shareable ``/dev/shm``
     stats, names, verify
 """
@@ -21,9 +23,9 @@ import os
 import socket
 from typing import Any, BinaryIO, Callable, Protocol
 
-from ...errors import Conflict
+from ...errors import Conflict, DockyardError, ExecError, NotFound
 from ...model.container import ContainerRecord
-from . import archive, create, execs, lifecycle, listing, mountpoints, ops, stats, verify
+from . import archive, create, execs, lifecycle, listing, mountpoints, ops, psfilters, stats, verify
 from .archive import ContainerArchives
 from .create import Creator
 from .execs import Execs
@@ -52,13 +54,25 @@ class Images(create.Images, ops.Images, Protocol):
 class Layers(create.Layers, lifecycle.Layers, ops.Layers, archive.Layers, Protocol):
     """Of the layer store."""
 
+    def metadata(self, driver_id: str) -> dict[str, str] | None: ...
+
 
 class Networks(create.Networks, lifecycle.Networks, Protocol):
     """Of the network service."""
 
+    def remove_link(self, name: str) -> None: ...
+
 
 class Bundles(create.Bundles, lifecycle.Bundles, execs.Bundles, Protocol):
     """Of the bundle service."""
+
+
+class Logs(create.Logs, lifecycle.Logs, Protocol):
+    """Of the log service (``dockyard.engine.logs.service``)."""
+
+    def reader(self, rec: ContainerRecord) -> Callable[[Any], tuple[list[dict[str, Any]], Any]]: ...
+
+    def log_path(self, rec: ContainerRecord) -> str: ...
 
 
 class ContainerService:
@@ -72,15 +86,20 @@ class ContainerService:
 
     def __init__(self, records: ContainerRecords, images: Images, layers: Layers, exec_slot: Any, networks: Networks,
                  volumes: mountpoints.Volumes, bundles: Bundles, events: Events, data_root: str,
-                 exec_root: str) -> None:
+                 exec_root: str, logs: Logs) -> None:
         emit = events.emit
+        self._networks = networks
         self._records = records
+        self._layers = layers
+        self._images = images
         self._exec_hook = exec_slot.hook
         mounts = MountPoints(volumes, records)
         self._restarts = RestartManager(records)
-        self._creator = Creator(records, images, layers, networks, mounts, bundles, emit, data_root)
+        self._creator = Creator(records, images, layers, networks, mounts, bundles, emit, data_root, logs,
+                                runtime=exec_slot.name)
         self._lifecycle = Lifecycle(records, layers, self._exec_hook, networks, mounts, bundles, self._restarts, emit,
-                                    data_root, exec_root)
+                                    data_root, exec_root, logs)
+        self._logs = logs
         self._restarts.start_container = self._lifecycle.start
         self._execs = Execs(records, self._exec_hook, bundles, self._lifecycle.bundle_dir, emit)
         self._health = HealthMonitor(records, self._execs, events)
@@ -99,6 +118,7 @@ class ContainerService:
 
     def close(self) -> None:
         self._health.close()
+        self._lifecycle.close()
 
     # --- records ----------------------------------------------------------------------
     def resolve(self, ref: str) -> str:
@@ -113,12 +133,48 @@ class ContainerService:
         """The record of the container ``ref`` names (its ``to_api()`` is Docker's inspect)."""
         return self._records.get(self._records.resolve(ref))
 
+    def inspect_api(self, ref: str, size: bool = False) -> dict[str, Any]:
+        """``GET /containers/{id}/json``: the record's view, with what the storage
+        driver says of its writable layer (``GraphDriver.Data``); ``size``:
+        ``SizeRw`` and ``SizeRootFs`` too (``docker inspect --size``)."""
+        rec = self.inspect(ref)
+        data = self._layers.metadata(rec.id) if rec.driver == self._layers.driver_name else None
+        view = rec.to_api(graph_data=data)
+        view["LogPath"] = self._logs.log_path(rec)  # "" for a driver without a file, as dockerd
+        if size:
+            view["SizeRw"], view["SizeRootFs"] = self._ops.sizes(rec.id, rec.image_id)
+        return view
+
+    def log_reader(self, ref: str) -> tuple[ContainerRecord, Callable[[Any], tuple[list[dict[str, Any]], Any]]]:
+        """``docker logs``: the container's record and what reads its log driver's
+        entries from a cursor (``None``: from the oldest); dockerd's 501 when the
+        driver cannot read back."""
+        rec = self.inspect(ref)
+        return rec, self._logs.reader(rec)
+
     def all(self) -> list[ContainerRecord]:
         return self._records.all()
 
     def summaries(self, show_all: bool = False, filters: dict | None = None, limit: int = -1) -> list[Listed]:
         """``docker ps``: the listed containers, newest first (see :func:`.listing.records`)."""
-        return listing.records(self._records.store, show_all, filters, limit)
+        filters = filters or {}
+        listing.check_filters(filters)
+        resolved = psfilters.resolved(filters, self._image_id, self._container_id)
+        return listing.records(self._records.store, show_all, resolved, limit)
+
+    def _image_id(self, ref: str) -> str | None:
+        """An ``ancestor`` filter's image, None if there is none (dockerd matches nothing)."""
+        try:
+            return self._images.resolve(ref)
+        except DockyardError:
+            return None
+
+    def _container_id(self, ref: str) -> str | None:
+        """A ``before``/``since`` filter's container, None if there is none."""
+        try:
+            return self._records.resolve(ref)
+        except DockyardError:
+            return None
 
     def check_list_filters(self, filters: dict) -> None:
         listing.check_filters(filters)
@@ -156,6 +212,10 @@ class ContainerService:
         """``volumes``: ``rm -v``, the anonymous volumes go too (named ones stay)."""
         self._lifecycle.remove(ref, force=force, volumes=volumes)
 
+    def remove_link(self, name: str) -> None:
+        """``docker rm --link /parent/alias``: the network service's."""
+        self._networks.remove_link(name)
+
     def wait_exit(self, cid: str, timeout: float | None) -> bool:
         """Wait up to ``timeout`` s for the process to end; True if it did."""
         return self._lifecycle.wait_exit(cid, timeout)
@@ -180,7 +240,22 @@ class ContainerService:
         if not rec.state.running:
             raise Conflict(f"Container {rec.id} is not running")
         if rec.config.get("Tty") and height and width:
-            self._exec_hook.exec_resize(id=rec.id, exec_id=None, height=height, width=width)
+            try:
+                self._exec_hook.exec_resize(id=rec.id, exec_id=None, height=height, width=width)
+            except (ExecError, NotFound):  # the driver's state of it, or its terminal, is gone
+                if self._process_runs(rec.id):
+                    raise
+                # it ended since its record was read (``docker run -t`` of a short
+                # command resizes as it exits): dockerd's answer, not a failure
+                raise Conflict(f"Container {rec.id} is not running") from None
+
+    def _process_runs(self, cid: str) -> bool:
+        """Whether the container's process still runs, given a moment to be seen
+        ending: a terminal that cannot be reached is most often its process's end."""
+        try:
+            return (self._exec_hook.exec_wait(id=cid, timeout=1.0) or {}).get("status") in ("running", "paused")
+        except (ExecError, NotFound):
+            return False
 
     def stats(self, cid: str, previous: dict | None = None) -> dict:
         """One ``docker stats`` sample (see :func:`.stats.sample`)."""
@@ -206,6 +281,10 @@ class ContainerService:
     def rw_size(self, rec: ContainerRecord) -> int:
         """Bytes the container's layer adds to its image."""
         return self._ops.rw_size(rec)
+
+    def sizes(self, listed: Listed) -> tuple[int, int]:
+        """``SizeRw`` and ``SizeRootFs`` of a container of :meth:`summaries` (``ps -s``)."""
+        return self._ops.sizes(listed.summary.id, listed.summary.image_id)
 
     # --- files -------------------------------------------------------------------------
     def stat_path(self, ref: str, path: str) -> dict:
