@@ -22,7 +22,8 @@ image_parents      image -> the image it was committed from
 repo_digests       (repository, manifest digest) -> image
 layer_blobs        diff ID -> compressed blobs a registry knows it as
 build_cache        (parent image, step) -> image
-containers         container records (``data``: JSON)
+containers         container records (``data``: JSON), the image id and top
+                   layer each was made on (no foreign key to ``images``)
 networks           :class:`~dockyard.model.network.NetworkRecord` (``data``)
 ip_allocations     (network, address) -> owner
 volumes            volume records (``data``: JSON)
@@ -48,7 +49,7 @@ import sqlite3
 from types import ModuleType
 
 from ..errors import StorageError
-from . import m0001_release, m0002_networks, m0003_containers, m0004_endpoints
+from . import m0001_release, m0002_networks, m0003_containers, m0004_endpoints, m0005_container_layers
 
 #: the migrations, in order: ``MIGRATIONS[n - 1]`` makes version ``n``
 MIGRATIONS: list[ModuleType] = [
@@ -56,6 +57,7 @@ MIGRATIONS: list[ModuleType] = [
     m0002_networks,
     m0003_containers,
     m0004_endpoints,
+    m0005_container_layers,
 ]
 
 #: the version this Dockyard makes and understands

@@ -2,9 +2,12 @@
 images (filters, --digests, -q, -a), inspect, history, tag, rmi, image prune,
 and Docker's answers to bad input."""
 
+import io
 import json
 import os
 import re
+import tarfile
+import time
 
 import docker
 import pytest
@@ -234,15 +237,62 @@ def test_rmi_refused_while_a_container_uses_the_image(daemon, imgs):
     running.remove(force=True)
     c.reload()
     assert c.status == "created"
-    # forced past the stopped container: the name goes, the container still runs from it
-    assert f"Untagged: {base}:1" in out(daemon.docker("rmi", "-f", f"{base}:1"))
+    # forced past the stopped container: the image goes, the container still runs
+    # from its layers (test_rmi_forced_past_a_stopped_container_deletes_the_image)
+    assert out(daemon.docker("rmi", "-f", f"{base}:1")).splitlines() == [f"Untagged: {base}:1",
+                                                                        f"Deleted: {image_id}"]
     assert imgs.client.images.list(name=base) == []
     c.start()
     assert c.wait()["StatusCode"] == 0
     c.remove()
-    imgs.client.images.remove(image_id)
     with pytest.raises(docker.errors.ImageNotFound):
         imgs.client.images.get(image_id)
+
+
+def test_rmi_forced_past_a_stopped_container_deletes_the_image(daemon, imgs, tmp_path):
+    """dockerd 20.10: the image is gone (images -a, system df, rmi by id), the
+    container keeps its image id and runs from the image's layers, which go with
+    the container's removal; commit fails as dockerd's does (500: no config)."""
+    layers_before = imgs.client.df()["LayersSize"]
+    ref = uniq("rmif") + ":1"
+    secret = os.urandom(8).hex()
+    image_id = imgs.new(ref, tar=rootfs_with(imgs.busybox_tar, tmp_path / "r.tar", {"only-here": secret.encode()}))
+    name = uniq("rmifc")
+    out(daemon.docker("create", "--name", name, ref, "sh", "-c", "echo hi > /f; cat /only-here"))
+    since = str(time.time() - 1)
+    assert out(daemon.docker("rmi", "-f", ref)).splitlines() == [f"Untagged: {ref}", f"Deleted: {image_id}"]
+    events = imgs.client.events(decode=True, since=since, until=time.time() + 0.5, filters={"type": "image"})
+    assert [(e["Action"], e["Actor"]["Attributes"]["name"]) for e in events
+            if e["Actor"]["ID"] == image_id and e["Action"] in ("untag", "delete")] == \
+        [("untag", image_id), ("delete", image_id)]
+    assert image_id not in ids_listed(daemon, "-a")
+    assert image_id not in [i["Id"] for i in imgs.client.df()["Images"]]
+    res = daemon.docker("rmi", image_id)
+    assert res.returncode == 1 and f"No such image: {image_id}".encode() in res.stderr
+    # the container names the image it was made from, by id where the name is gone
+    assert out(daemon.docker("ps", "-a", "--filter", f"name={name}", "--format", "{{.Image}}")).split() == \
+        [image_id[7:19]]
+    assert [c["Image"] for c in imgs.client.api.containers(all=True, filters={"name": name})] == [image_id]
+    assert out(daemon.docker("inspect", "-f", "{{.Image}} {{.Config.Image}}", name)).split() == [image_id, ref]
+    assert out(daemon.docker("ps", "-a", "-q", "--filter", f"ancestor={image_id}")) == ""  # dockerd: no image
+    # it starts from the image's layers, and its own layer reads against them
+    assert out(daemon.docker("start", "-a", name)) == secret
+    assert "A /f" in out(daemon.docker("diff", name)).splitlines()
+    exported = daemon.docker("export", name)
+    assert exported.returncode == 0, exported.stderr
+    names = tarfile.open(fileobj=io.BytesIO(exported.stdout)).getnames()
+    assert "only-here" in names and "f" in names and "bin/sh" in names
+    size_rw, size_root = map(int, out(daemon.docker("inspect", "-s", "-f", "{{.SizeRw}} {{.SizeRootFs}}",
+                                                    name)).split())
+    assert size_root >= size_rw + (1 << 20)  # the image's layers count (busybox: about 2 MB)
+    status, body = raw(daemon, "POST", f"/commit?container={name}&repo={uniq('rmifcommit')}")
+    assert status == 500 and body["message"] == f"failed to get digest {image_id}: no such image"
+    # its layers went with it: none left over, nothing the storage driver holds unowned
+    assert imgs.client.df()["LayersSize"] > layers_before
+    out(daemon.docker("rm", name))
+    assert imgs.client.df()["LayersSize"] == layers_before
+    res = daemon.cli("system", "check")
+    assert res.returncode == 0, res.stdout + res.stderr
 
 
 # prune ---------------------------------------------------------------------------------------

@@ -75,6 +75,7 @@ def test_the_release_database_is_version_0_with_its_tables(release_db):
 def test_opening_migrates_to_the_latest_and_keeps_every_row(release_db):
     path, _ = release_db
     before = {t: rows(path, t) for t in tables(path)}
+    old_columns = {t: columns(path, t) for t in tables(path)}
     store = Store(path)
     try:
         assert store.schema_found == 0
@@ -83,8 +84,9 @@ def test_opening_migrates_to_the_latest_and_keeps_every_row(release_db):
     assert user_version(path) == schema.LATEST
     assert tables(path) == set(before) | {"storage_migration"}
     for table, old in before.items():
+        assert set(old_columns[table]) <= set(columns(path, table)), table  # columns are only added
         if "data" in columns(path, table) and table != "volumes":  # records a migration rewrites
-            keep = ", ".join(c for c in columns(path, table) if c != "data")
+            keep = ", ".join(c for c in old_columns[table] if c != "data")
             assert rows(path, table, keep) == sorted([r[:-1] for r in old], key=repr), table
             assert len(rows(path, table)) == len(old)
         else:
@@ -246,3 +248,36 @@ def test_migration_4_writes_the_new_fields_with_their_defaults(release_db):
         assert all(e["global_ipv6_address"] == "" and e["global_ipv6_prefix_len"] == 0
                    for e in rec["network_settings"]["endpoints"].values())
     assert {json.loads(d)["enable_ipv6"] for (d,) in rows(path, "networks", "data")} == {False}
+
+
+def test_migration_5_lets_an_image_go_while_its_containers_keep_its_layers(release_db):
+    """The release's containers, migrated: each holds the top layer of the image it
+    was made from, and no longer holds the image (``rmi -f`` deletes it as dockerd
+    does, the layers staying as long as a container names them)."""
+    path, _ = release_db
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA foreign_keys=ON")
+    image_id, top = con.execute("SELECT i.id, i.top_layer FROM images i JOIN containers c ON c.image_id = i.id"
+                                " LIMIT 1").fetchone()
+    with pytest.raises(sqlite3.IntegrityError):  # the release's foreign key forbade it
+        with con:
+            con.execute("DELETE FROM tags WHERE image_id=?", (image_id,))
+            con.execute("DELETE FROM images WHERE id=?", (image_id,))
+    con.close()
+    before = rows(path, "containers", "id, name, image_id")
+    Store(path).close()
+    assert rows(path, "containers", "id, name, image_id") == before
+    con = sqlite3.connect(path)
+    try:
+        con.execute("PRAGMA foreign_keys=ON")
+        assert [r[2] for r in con.execute("PRAGMA foreign_key_list(containers)")] == ["layers"]
+        made_on = dict(con.execute("SELECT c.id, i.top_layer FROM containers c JOIN images i ON i.id = c.image_id"))
+        assert made_on and dict(con.execute("SELECT id, top_layer FROM containers")) == made_on
+        assert top is not None and con.execute("SELECT COUNT(*) FROM containers WHERE top_layer=?", (top,)).fetchone()[0]
+        with con:
+            con.execute("DELETE FROM tags WHERE image_id=?", (image_id,))
+            con.execute("DELETE FROM images WHERE id=?", (image_id,))
+        with pytest.raises(sqlite3.IntegrityError), con:  # its layers stay while a container is on them
+            con.execute("DELETE FROM layers WHERE chain_id=?", (top,))
+    finally:
+        con.close()

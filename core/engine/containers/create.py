@@ -202,7 +202,7 @@ class Creator:
             log_path=os.path.join(cdir, f"{cid}-json.log"), hostname_path=os.path.join(cdir, "hostname"),
             hosts_path=os.path.join(cdir, "hosts"), resolv_conf_path=os.path.join(cdir, "resolv.conf"))
         top = self.images.top_layer(image_id)
-        self.records.insert(rec)
+        self.records.insert(rec, top)
         try:
             rec.mount_points = self.mounts.prepare(rec)  # creates the volumes it names
             self.records.save(rec)

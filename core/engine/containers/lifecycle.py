@@ -17,7 +17,7 @@ import signal as signals
 import threading
 from typing import Any, Callable, Protocol
 
-from ...errors import Conflict, ContainerNotFound, ExecError, InvalidParameter, NotFound
+from ...errors import Conflict, ContainerNotFound, ExecError, InvalidParameter, NotFound, StorageError
 from ...model.container import ZERO_TIME, ContainerRecord
 from .. import modes
 from . import recovery, shm
@@ -47,6 +47,8 @@ class Layers(Protocol):
     def unmount(self, driver_id: str) -> None: ...
 
     def remove_rw(self, container_id: str) -> None: ...
+
+    def release(self, top: str | None) -> None: ...
 
 
 class Logs(Protocol):
@@ -462,8 +464,13 @@ class Lifecycle:
             shm.unmount(self.container_dir(cid))
             shutil.rmtree(self.container_dir(cid), ignore_errors=True)
             shutil.rmtree(self.bundle_dir(cid), ignore_errors=True)
+            top = self.records.top_layer(cid)
             self.records.delete(cid)
         self.records.forget_lock(cid)
+        try:  # the layers it held go with it if no image (one deleted by rmi -f) has them
+            self.layers.release(top)
+        except StorageError as exc:
+            log.warning("the layers of removed container %s stay: %s", cid[:12], exc)
         if volumes:
             self.mounts.remove_anonymous(rec)
         self.emit("container", "destroy", cid, rec.event_attributes())

@@ -40,10 +40,6 @@ INIT_PATHS = {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf", "/dev", "/dev/s
               "/dev/console", "/dev/mqueue", "/proc", "/sys", "/.dockerenv", "/etc/mtab", "/sbin/docker-init"}
 
 
-class Images(Protocol):
-    def top_layer(self, image_id: str) -> str | None: ...
-
-
 class Layers(Protocol):
     def mount(self, driver_id: str) -> str: ...
 
@@ -164,9 +160,9 @@ class Operations:
     ``records``; ``exec_slot`` is the exec driver's slot (its hooks and name),
     ``remove`` the lifecycle's."""
 
-    def __init__(self, records: ContainerRecords, images: Images, layers: Layers, exec_slot: Any,
+    def __init__(self, records: ContainerRecords, layers: Layers, exec_slot: Any,
                  remove: Callable[..., None], emit: Callable[[str, str, str, dict], None]) -> None:
-        self.records, self.images, self.layers, self.exec_slot = records, images, layers, exec_slot
+        self.records, self.layers, self.exec_slot = records, layers, exec_slot
         self.remove, self.emit = remove, emit
 
     def rename(self, ref: str, new_name: str | None) -> ContainerRecord:
@@ -255,7 +251,7 @@ class Operations:
         containers = self.records
         cid = containers.resolve(ref)
         rec = containers.get(cid)
-        found = self.layers.changes(cid, self.images.top_layer(rec.image_id))
+        found = self.layers.changes(cid, self.records.top_layer(cid))  # its image may be gone (rmi -f)
         kept, hidden = [], []
         for path, kind in found:
             if path in INIT_PATHS and kind != 2 and self._is_placeholder(cid, path):
@@ -315,13 +311,13 @@ class Operations:
 
     def rw_size(self, rec: ContainerRecord) -> int:
         """Bytes the container's layer adds to its image (0 when the layer is in trouble)."""
-        return self.sizes(rec.id, rec.image_id)[0]
+        return self.sizes(rec.id)[0]
 
-    def sizes(self, cid: str, image_id: str) -> tuple[int, int]:
+    def sizes(self, cid: str) -> tuple[int, int]:
         """dockerd's ``SizeRw`` and ``SizeRootFs`` of container ``cid``: the bytes its
-        layer adds (0 when the layer is in trouble), and everything it sees, its
-        image's layers included."""
-        top_layer = self.images.top_layer(image_id) if image_id else None
+        layer adds (0 when the layer is in trouble), and everything it sees, the
+        layers it was made on included (its image's, which outlive an ``rmi -f``)."""
+        top_layer = self.records.top_layer(cid)
         try:
             rw = self.layers.diff_size(cid, top_layer)
         except Exception:  # a layer in trouble does not stop a prune or a listing

@@ -67,14 +67,22 @@ class ContainerRecords:
     def name_free(self, name: str) -> bool:
         return self.store.one("SELECT 1 FROM containers WHERE name=?", name) is None
 
-    def insert(self, rec: ContainerRecord) -> None:
-        """Record a new container (a Conflict if its name is taken)."""
+    def insert(self, rec: ContainerRecord, top_layer: str | None) -> None:
+        """Record a new container made on layer chain ``top_layer`` (its image's top
+        layer, which the layer store keeps while the row names it, even once the
+        image is deleted); a Conflict if its name is taken."""
         with self.store.tx() as db:
             clash = db.execute("SELECT id FROM containers WHERE name=?", (rec.name,)).fetchone()
             if clash:
                 raise name_conflict(rec.name, clash["id"])
-            db.execute("INSERT INTO containers(id, name, image_id, data) VALUES (?,?,?,?)",
-                       (rec.id, rec.name, rec.image_id, dumps(rec)))
+            db.execute("INSERT INTO containers(id, name, image_id, top_layer, data) VALUES (?,?,?,?,?)",
+                       (rec.id, rec.name, rec.image_id, top_layer, dumps(rec)))
+
+    def top_layer(self, cid: str) -> str | None:
+        """The layer chain container ``cid``'s read-write layer is made on (None:
+        an image without layers, or no such container)."""
+        row = self.store.one("SELECT top_layer FROM containers WHERE id=?", cid)
+        return row["top_layer"] if row else None
 
     def rename(self, rec: ContainerRecord) -> None:
         """Store ``rec`` under its (new) name (a Conflict if another container has it)."""

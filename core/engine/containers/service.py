@@ -47,7 +47,7 @@ class Events(Protocol):
 
 
 # The narrow collaborators: what the service's parts need, and nothing else.
-class Images(create.Images, ops.Images, Protocol):
+class Images(create.Images, Protocol):
     """Of the image store."""
 
 
@@ -103,7 +103,7 @@ class ContainerService:
         self._restarts.start_container = self._lifecycle.start
         self._execs = Execs(records, self._exec_hook, bundles, self._lifecycle.bundle_dir, emit)
         self._health = HealthMonitor(records, self._execs, events)
-        self._ops = Operations(records, images, layers, exec_slot, self._lifecycle.remove, emit)
+        self._ops = Operations(records, layers, exec_slot, self._lifecycle.remove, emit)
         self._archives = ContainerArchives(records, layers, bundles.resolve_user, emit,
                                            os.path.join(data_root, "tmp"))
         self._emit = emit
@@ -142,7 +142,7 @@ class ContainerService:
         view = rec.to_api(graph_data=data)
         view["LogPath"] = self._logs.log_path(rec)  # "" for a driver without a file, as dockerd
         if size:
-            view["SizeRw"], view["SizeRootFs"] = self._ops.sizes(rec.id, rec.image_id)
+            view["SizeRw"], view["SizeRootFs"] = self._ops.sizes(rec.id)
         return view
 
     def log_reader(self, ref: str) -> tuple[ContainerRecord, Callable[[Any], tuple[list[dict[str, Any]], Any]]]:
@@ -160,7 +160,15 @@ class ContainerService:
         filters = filters or {}
         listing.check_filters(filters)
         resolved = psfilters.resolved(filters, self._image_id, self._container_id)
-        return listing.records(self._records.store, show_all, resolved, limit)
+        listed = listing.records(self._records.store, show_all, resolved, limit)
+        names: dict[str, str | None] = {}
+        for item in listed:  # dockerd's IMAGE: the reference while it still names the image, else the id
+            summary = item.summary
+            if summary.image not in names:
+                names[summary.image] = self._image_id(summary.image) if summary.image else None
+            if names[summary.image] != summary.image_id:
+                summary.image = summary.image_id
+        return listed
 
     def _image_id(self, ref: str) -> str | None:
         """An ``ancestor`` filter's image, None if there is none (dockerd matches nothing)."""
@@ -282,9 +290,13 @@ class ContainerService:
         """Bytes the container's layer adds to its image."""
         return self._ops.rw_size(rec)
 
+    def record_sizes(self, rec: ContainerRecord) -> tuple[int, int]:
+        """``SizeRw`` and ``SizeRootFs`` of container ``rec`` (``system df``)."""
+        return self._ops.sizes(rec.id)
+
     def sizes(self, listed: Listed) -> tuple[int, int]:
         """``SizeRw`` and ``SizeRootFs`` of a container of :meth:`summaries` (``ps -s``)."""
-        return self._ops.sizes(listed.summary.id, listed.summary.image_id)
+        return self._ops.sizes(listed.summary.id)
 
     # --- files -------------------------------------------------------------------------
     def stat_path(self, ref: str, path: str) -> dict:

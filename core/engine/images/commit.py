@@ -20,7 +20,7 @@ import attrs
 
 from ... import __version__
 from ...driverkit.tarsplit import scan_entries
-from ...errors import InvalidParameter, no_space
+from ...errors import DockyardError, ImageNotFound, InvalidParameter, no_space
 from ...model.container import ContainerRecord
 from ...model.image import ContainerConfig, History, ImageConfig, RootFS
 from . import changes as changes_mod
@@ -184,7 +184,10 @@ class ImageWriter:
         user = changes_mod.apply(ContainerConfig.from_json(dict(config or {})), list(opts.changes))
         rec = self.containers.get(cid)
         image_id = rec.image_id
-        parent_top = self.images.top_layer(image_id)
+        try:
+            parent_top = self.images.top_layer(image_id)
+        except ImageNotFound:  # deleted by rmi -f: dockerd 20.10 fails too, with a 500, as it cannot read its config
+            raise DockyardError(f"failed to get digest {image_id}: no such image") from None
         with no_space("commit", self.data_root):
             path, diff_id = self.diff_layer(cid, parent_top, opts.pause)
             try:

@@ -13,6 +13,8 @@ The rules are moby's ``daemon/images/image_delete.go``:
   be forced``).
 * After deleting an image, its parent goes too if nothing names or uses it
   (unless ``noprune``), quietly stopping at the first conflict.
+* An image deleted past a stopped container (``force``) goes like any other: the
+  container keeps its image id, and holds the image's layers until it is removed.
 
 Answers are Docker's list of ``{"Untagged": ref}`` / ``{"Deleted": id}``: the
 image id, then the chain id of each layer that went with it.
@@ -90,7 +92,7 @@ def _untag(images: ImageStore, ref_n: str, image_id: str, out: list) -> None:
             db.execute("DELETE FROM tags WHERE ref=?", (ref_n,))
     drop_unrecorded_blobs(images, dropped)
     out.append({"Untagged": ref_n})
-    images.emit("image", "untag", image_id, {"name": ref_n})
+    images.emit("image", "untag", image_id, {"name": image_id})  # dockerd 20.10 names the image, not the name
 
 
 def drop_unrecorded_blobs(images: ImageStore, digests: list[str]) -> None:
@@ -161,11 +163,8 @@ def _delete_helper(images: ImageStore, users_of: UsersOf, image_id: str, out: li
     parent = images.parent(image_id)
     for name in _refs(images, image_id):
         _untag(images, name, image_id, out)
-    if users:
-        # forced past a stopped container: Docker deletes the image and the
-        # container keeps its layers by reference; here a container row names its
-        # image, so the image stays, dangling, until the container goes (prune)
-        return
+    # forced past a stopped container, the image goes as in Docker: the container
+    # keeps its image id, and its row holds the layers (the layer store's users)
     delete_image(images, image_id, out)
     if prune and parent and images.store.one("SELECT 1 FROM images WHERE id=?", parent):
         _delete_helper(images, users_of, parent, out, False, True, True)

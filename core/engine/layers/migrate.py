@@ -149,10 +149,11 @@ class Migration:
         self.progress({"status": status, **extra})
 
     def _containers(self):
-        """``{"Id", "Name", "_image", "busy"}`` of every container (its record's fields)."""
-        return [{"Id": r["id"], "Name": r["name"], "_image": r["image_id"], "busy": bool(r["busy"])}
+        """``{"Id", "Name", "_top", "busy"}`` of every container (its record's fields;
+        ``_top``: the layer chain its layer is on, kept even if its image is gone)."""
+        return [{"Id": r["id"], "Name": r["name"], "_top": r["top_layer"], "busy": bool(r["busy"])}
                 for r in self.store.query(
-                    "SELECT id, name, image_id, (data ->> '$.state.running' OR data ->> '$.state.paused') AS busy "
+                    "SELECT id, name, top_layer, (data ->> '$.state.running' OR data ->> '$.state.paused') AS busy "
                     "FROM containers ORDER BY id")]
 
     def _layers(self):
@@ -183,10 +184,6 @@ class Migration:
         if busy:
             raise Conflict(f"cannot migrate storage while containers are running: {', '.join(busy)}; "
                            "stop them first")
-        images = {r["id"]: r["top_layer"] for r in self.store.query("SELECT id, top_layer FROM images")}
-        lost = [c["Name"] for c in self._containers() if c["_image"] not in images]
-        if lost:
-            raise Conflict(f"containers whose image is gone cannot be migrated: {', '.join(lost)}; remove them")
         home = self.home_root / self.target_name
         if (state is None or state.get("phase") == "copy") and self.target is None:
             slot = plugins.load_driver("storage", self.target_name, home,
@@ -233,12 +230,11 @@ class Migration:
             if row["driver_id"] not in keep:  # removed since an interrupted run
                 self._forget(row["driver_id"])
         by_chain = {r["chain_id"]: r for r in layers}
-        tops = {r["id"]: r["top_layer"] for r in self.store.query("SELECT id, top_layer FROM images")}
         children = {}
         for r in layers:
             children.setdefault(r["parent"], []).append(r["driver_id"])
         for c in containers:
-            children.setdefault(tops[c["_image"]], []).append(c["Id"])
+            children.setdefault(c["_top"], []).append(c["Id"])
         n = 0
         for row in layers:
             n += 1
@@ -247,7 +243,7 @@ class Migration:
                       row["chain_id"].removeprefix("sha256:")[:12])
         for c in containers:
             n += 1
-            parent = by_chain[tops[c["_image"]]]["driver_id"] if tops[c["_image"]] else None
+            parent = by_chain[c["_top"]]["driver_id"] if c["_top"] else None
             self._one(c["Id"], parent, "container", None, children, n, total, c["Name"])
 
     def _done(self, did):

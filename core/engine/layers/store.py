@@ -236,7 +236,8 @@ class LayerStore:
         for what, sql in (
             ("child layer", "SELECT chain_id AS id FROM layers WHERE parent=?"),
             ("image", "SELECT id FROM images WHERE top_layer=?"),
-            ("container", "SELECT c.id FROM containers c JOIN images i ON c.image_id=i.id WHERE i.top_layer=?"),
+            # the chain a container's layer is on: held even once its image is deleted
+            ("container", "SELECT id FROM containers WHERE top_layer=?"),
         ):
             out += [f"{what} {row['id'].removeprefix('sha256:')[:12]}" for row in self.store.query(sql, chain)]
         return out

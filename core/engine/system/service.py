@@ -213,10 +213,8 @@ class SystemService:
             img["Containers"] = users.get(img["Id"], 0)
         containers = []
         for rec in sorted(recs, key=lambda r: r.created, reverse=True):
-            row = rows.get(rec.image_id)
-            top = row["top_layer"] if row else None
-            size_rw = self.containers.rw_size(rec)
-            containers.append(ContainerUsage(rec, size_rw, size_rw + (self.layers.size(top) if top else 0)))
+            size_rw, size_root = self.containers.record_sizes(rec)  # its image may be gone (rmi -f)
+            containers.append(ContainerUsage(rec, size_rw, size_root))
         volumes = []
         for rec, size, refs in self.volumes.usage():
             view = self.volumes.view(rec)
