@@ -8,9 +8,19 @@
   its own ``dy``, which then replaces this one).
 * The image-store tests' (``test_images*.py``): ``imgs``, the images and
   containers a test makes, removed at its end (``images_common.Images``).
+* The network tests' (``test_networks.py``, ``test_network_parity.py``):
+  ``netd``, a daemon of the module's own with busybox imported (skipped where the
+  bridge driver is not enabled), emptied, stopped and checked for leaks after the
+  module; ``client``, a docker SDK client of it.
 """
 
+import shutil
+import tempfile
+from pathlib import Path
+
 import pytest
+from dockyard.testing.busybox import make_busybox_tar
+from dockyard.testing.daemon import Daemon
 from dockyard.testing.registry import FaultProxy
 from dockyard.testing.registry_content import registry_daemon, stop_daemon
 from images_common import Images
@@ -44,3 +54,38 @@ def imgs(daemon, busybox_tar):
     made = Images(daemon, busybox_tar)
     yield made
     made.close()
+
+
+@pytest.fixture(scope="module")
+def netd():
+    base = Path(tempfile.mkdtemp(prefix="dockyard-net-"))
+    d = Daemon(base)
+    d.start()
+    try:
+        res = d.cli("import", str(make_busybox_tar(base / "busybox.tar")), "busybox")
+        assert res.returncode == 0, res.stderr.decode()
+        if "bridge" not in [n.name for n in d.sdk().networks.list()]:
+            pytest.skip("the bridge network driver is not enabled")
+        yield d
+    finally:
+        try:
+            client = d.sdk()
+            for c in client.containers.list(all=True):
+                c.remove(force=True)
+            for n in client.networks.list():
+                if n.name not in ("bridge", "host", "none"):
+                    n.remove()
+            client.close()
+        finally:
+            d.stop()
+            d.remove_network_objects()
+            leaks = d.leaks()
+            shutil.rmtree(base, ignore_errors=True)
+            assert leaks == [], leaks
+
+
+@pytest.fixture
+def client(netd):
+    c = netd.sdk()
+    yield c
+    c.close()

@@ -7,54 +7,18 @@ private root.  Traffic goes only to loopback and the containers' own namespaces.
 
 import json
 import os
-import shutil
 import socket
 import subprocess
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
 
-from dockyard.testing.busybox import make_busybox_tar
-from dockyard.testing.daemon import Daemon, http
+from dockyard.testing.daemon import http
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.xdist_group("host")]  # fixed subnets: one network test at a time
-
-
-@pytest.fixture(scope="module")
-def netd():
-    base = Path(tempfile.mkdtemp(prefix="dockyard-netp-"))
-    d = Daemon(base)
-    d.start()
-    try:
-        res = d.cli("import", str(make_busybox_tar(base / "busybox.tar")), "busybox")
-        assert res.returncode == 0, res.stderr.decode()
-        yield d
-    finally:
-        try:
-            client = d.sdk()
-            for c in client.containers.list(all=True):
-                c.remove(force=True)
-            for n in client.networks.list():
-                if n.name not in ("bridge", "host", "none"):
-                    n.remove()
-            client.close()
-        finally:
-            d.stop()
-            d.remove_network_objects()
-            leaks = d.leaks()
-            shutil.rmtree(base, ignore_errors=True)
-            assert leaks == [], leaks
-
-
-@pytest.fixture
-def client(netd):
-    c = netd.sdk()
-    yield c
-    c.close()
 
 
 def name():

@@ -7,56 +7,15 @@ import json
 import os
 import signal
 import subprocess
-import tempfile
 import time
 import urllib.request
 import uuid
-from pathlib import Path
 
 import pytest
 
-from dockyard.testing.busybox import make_busybox_tar
-from dockyard.testing.daemon import Daemon
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),
               pytest.mark.xdist_group("host")]  # fixed subnets: routes of the host, one network test at a time
-
-
-@pytest.fixture(scope="module")
-def netd():
-    base = Path(tempfile.mkdtemp(prefix="dockyard-net-"))
-    d = Daemon(base)
-    d.start()
-    try:
-        res = d.cli("import", str(make_busybox_tar(base / "busybox.tar")), "busybox")
-        assert res.returncode == 0, res.stderr.decode()
-        if "bridge" not in [n.name for n in d.sdk().networks.list()]:
-            pytest.skip("the bridge network driver is not enabled")
-        yield d
-    finally:
-        try:
-            client = d.sdk()
-            for c in client.containers.list(all=True):
-                c.remove(force=True)
-            for n in client.networks.list():
-                if n.name not in ("bridge", "host", "none"):
-                    n.remove()
-            client.close()
-        finally:
-            d.stop()
-            d.remove_network_objects()
-            leaks = d.leaks()
-            import shutil
-
-            shutil.rmtree(base, ignore_errors=True)
-            assert leaks == [], leaks
-
-
-@pytest.fixture
-def client(netd):
-    c = netd.sdk()
-    yield c
-    c.close()
 
 
 def name():
