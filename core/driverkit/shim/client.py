@@ -181,7 +181,7 @@ def start(launcher: Zygote | Direct | list[str] | tuple[str, ...], sdir: str, wh
     try:
         while True:
             left = deadline - time.monotonic()
-            if left <= 0 or not select.select([rfd], [], [], left)[0]:
+            if left <= 0 or not _readable(rfd, left):
                 _kill_shim(sdir)  # the process dies with it (PDEATHSIG)
                 raise ExecError(f"{what}: the process did not start within {START_TIMEOUT:.0f}s")
             data = os.read(rfd, 65536)
@@ -226,6 +226,15 @@ def current(sdir: str, what: str) -> State:
                  finished_at=ext.get("finished_at"), oom=bool(ext.get("oom_killed")))
 
 
+def _readable(fd: int, timeout: float | None) -> bool:
+    """Whether ``fd`` becomes readable within ``timeout`` seconds (``None``: no
+    limit).  poll(2), not select(2): a daemon with a thousand containers holds fds
+    past 1023, which select() cannot watch ("filedescriptor out of range")."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
+
+
 def wait(sdir: str, timeout: float | None) -> bool:
     """Block until the shim of ``sdir`` ended (True) or ``timeout`` passed."""
     run = read_json(os.path.join(sdir, "running.json"))
@@ -239,7 +248,7 @@ def wait(sdir: str, timeout: float | None) -> bool:
         st = proc_stat(run["shim_pid"])  # checked after the pidfd pins the process
         if st is None or st[0] in "ZX" or st[1] != run.get("shim_start"):
             return True
-        return bool(select.select([pidfd], [], [], timeout)[0])
+        return _readable(pidfd, timeout)
     finally:
         os.close(pidfd)
 
