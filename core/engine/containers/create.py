@@ -16,7 +16,7 @@ import shutil
 from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
-from ...errors import InvalidParameter
+from ...errors import Conflict, InvalidParameter
 from ...model.container import ZERO_TIME, ContainerRecord, EndpointConfig
 from ...model.image import ContainerConfig, ImageConfig
 from .. import modes
@@ -193,8 +193,10 @@ class Creator:
         cfg["Hostname"] = cfg.get("Hostname") or cid[:12]
         cfg["Image"] = body["Image"]
         settle_host_config(host)
+        name_given = bool((name or "").lstrip("/"))
         name = (name or "").lstrip("/") or names.generate(self.records.name_free)
-        host["Links"] = self.networks.links(host.get("Links"), mode, name)  # checked, as dockerd's /child:/name/alias
+        links = host.get("Links")
+        host["Links"] = self.networks.links(links, mode, name)  # checked, as dockerd's /child:/name/alias
         cdir = self.container_dir(cid)
         rec = ContainerRecord(
             id=cid, name=name, created=now_iso(), path=cmd[0], args=cmd[1:], image_id=image_id, config=cfg,
@@ -202,7 +204,8 @@ class Creator:
             log_path=os.path.join(cdir, f"{cid}-json.log"), hostname_path=os.path.join(cdir, "hostname"),
             hosts_path=os.path.join(cdir, "hosts"), resolv_conf_path=os.path.join(cdir, "resolv.conf"))
         top = self.images.top_layer(image_id)
-        self.records.insert(rec, top)
+        self._insert(rec, top, generated=not name_given, links=links)
+        name = rec.name
         try:
             rec.mount_points = self.mounts.prepare(rec)  # creates the volumes it names
             self.records.save(rec)
@@ -215,3 +218,19 @@ class Creator:
             raise
         self.emit("container", "create", cid, {"name": name, "image": cfg["Image"]})
         return cid
+
+    def _insert(self, rec: ContainerRecord, top: str | None, generated: bool, links: Any) -> None:
+        """Insert ``rec``.  A ``generated`` name that a concurrent create took
+        between the check and the insert is drawn again, as dockerd retries it (and
+        the client's ``links``, which name the container, settled again); a name the
+        client gave stays a conflict."""
+        for _ in range(10):
+            try:
+                self.records.insert(rec, top)
+                return
+            except Conflict:
+                if not generated:
+                    raise
+                rec.name = names.generate(self.records.name_free)
+                rec.host_config["Links"] = self.networks.links(links, rec.network_mode, rec.name)
+        self.records.insert(rec, top)
