@@ -441,7 +441,11 @@ def test_management_commands_answer_as_dockers(daemon):
                       "echo hello; sleep 300").returncode == 0
     try:
         for argv in (("container", "ls", "-a", "--format", "{{.Names}} {{.Image}}"),
-                     ("container", "ps", "-q", "--no-trunc"), ("container", "list", "-f", f"name={box}"),
+                     ("container", "ps", "-q", "--no-trunc"),
+                     # the table without its CREATED and STATUS columns: "Less than a second ago"
+                     # and "1 second ago" would differ between the two runs, and the widths with them
+                     ("container", "list", "-f", f"name={box}", "--format",
+                      "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.Ports}}\t{{.Names}}"),
                      ("container", "inspect", "-f", "{{.Name}} {{.Config.Image}}", box),
                      ("container", "inspect", "-f", "{{.Foo}}", box), ("container", "inspect", "no-such-box"),
                      ("container", "inspect", "-f", "{{.Id}}", "no-such-box"), ("inspect", "-f", "{{.Foo}}", box),

