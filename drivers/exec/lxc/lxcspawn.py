@@ -185,6 +185,9 @@ def _wait_started(pid, lx, master=None):
                 _drain(watch)
             if pidfd in events:
                 text += _read_all(fd)
+                init = _started(text)
+                if init is not None:  # started, and already over (`true`): lxc-start logged it last;
+                    return init  # the supervisor reaps lxc-start and reads the exit as for any end
                 status = os.waitpid(pid, 0)[1]
                 raise _failure(text, lx["argv"], status, lx)
             if time.monotonic() > deadline:
