@@ -81,9 +81,36 @@ def mountinfo() -> list[tuple[str, str]]:
     return out
 
 
+def _mnt_id(path: str) -> int | None:
+    """The id of the mount holding ``path`` (``/proc/self/fdinfo``'s ``mnt_id``),
+    or ``None`` where the kernel does not say it; raises ``OSError``."""
+    fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        with open(f"/proc/self/fdinfo/{fd}", "rb") as f:
+            for line in f:
+                if line.startswith(b"mnt_id:"):
+                    return int(line.split()[1])
+    finally:
+        os.close(fd)
+    return None
+
+
 def is_mounted(path: StrPath) -> bool:
-    """``True`` if ``path`` is a mount point (``path`` must be absolute, resolved)."""
-    target = str(path)
+    """``True`` if ``path`` is a mount point (``path`` must be absolute, resolved).
+
+    Asked of the kernel for that one path: the mount holding ``path`` is not the
+    one holding its directory.  The mount table is the fallback only, because a
+    read of ``/proc/self/mountinfo`` while other threads or processes mount and
+    unmount may skip lines, and a mount point missed so would be mounted twice."""
+    target = os.path.normpath(str(path))
+    if target == "/":
+        return True
+    try:
+        mine, parent = _mnt_id(target), _mnt_id(os.path.dirname(target))
+    except OSError:
+        return False
+    if mine is not None and parent is not None:
+        return mine != parent
     return any(mp == target for mp, _ in mountinfo())
 
 

@@ -28,6 +28,7 @@ import shutil
 import subprocess
 import threading
 
+from dockyard.driverkit.mounts import is_mounted
 from dockyard.errors import InvalidParameter
 from dockyard.hookspecs import hookimpl
 from dockyard.hookspecs.volume import VolumeError
@@ -37,13 +38,8 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 
 def _mounted(path):
-    """Whether ``path`` is a mount point (per this process' mount table)."""
-    want = os.path.realpath(path)
-    try:
-        with open("/proc/self/mountinfo") as fh:
-            return any(line.split()[4].replace("\\040", " ") == want for line in fh)
-    except OSError:
-        return False
+    """Whether ``path`` is a mount point (asked of the kernel, not the mount table)."""
+    return is_mounted(os.path.realpath(path))
 
 
 def validate(options):
