@@ -199,20 +199,29 @@ class OverlayDriver:
         d = self._dir(id)
         if not d.exists():
             return
+        # Unmounted and moved away under the lock: a mount of the layer that
+        # comes meanwhile (a ``cp`` still streaming) then finds no layer, instead
+        # of mounting it again between the unmount and the move.
         with self.refs.lock:
             try:
-                if is_mounted(d / "merged"):
+                for _ in range(16):  # a mount stacked on another is unmounted too
+                    if not is_mounted(d / "merged"):
+                        break
                     umount(d / "merged", MNT_DETACH)
             except OSError as exc:
                 raise StorageError(f"overlay: unmounting layer {id} to remove it failed: {exc}") from exc
             self.refs.forget(id)
+            try:
+                (self.home / "l" / self._link(id)).unlink(missing_ok=True)
+            except OSError:
+                pass
+            trash = Path(tempfile.mkdtemp(prefix=f".tmp-rm-{id}-", dir=self.home))
+            try:
+                os.rename(d, trash / "layer")
+            except OSError as exc:
+                shutil.rmtree(trash, ignore_errors=True)
+                raise StorageError(f"overlay: removing layer {id} failed: {exc}") from exc
         try:
-            (self.home / "l" / self._link(id)).unlink(missing_ok=True)
-        except OSError:
-            pass
-        trash = Path(tempfile.mkdtemp(prefix=f".tmp-rm-{id}-", dir=self.home))
-        try:
-            os.rename(d, trash / "layer")
             shutil.rmtree(trash)
         except OSError as exc:
             raise StorageError(f"overlay: removing layer {id} failed: {exc}") from exc
@@ -241,9 +250,9 @@ class OverlayDriver:
     # ------------------------------------------------------------ mounts
     @hookimpl
     def storage_mount(self, id):
-        d = self._layer(id)
-        lower = self._lower(id)
-        with self.refs.lock:
+        with self.refs.lock:  # a removal holds it from its unmount to its move
+            d = self._layer(id)
+            lower = self._lower(id)
             n = self.refs.get(id)
             if not lower:
                 self.refs.set(id, n + 1)

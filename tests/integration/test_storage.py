@@ -235,6 +235,49 @@ def test_overlay_concurrent_mounts_leave_no_mount(overlay, tmp_path):
     overlay.storage_remove(id=base)
 
 
+@pytest.mark.root
+def test_overlay_mount_during_a_removal_finds_no_layer_and_leaves_no_mount(overlay, tmp_path, monkeypatch):
+    """A ``cp`` whose stream starts while its container is removed mounts the
+    layer at that moment: it must wait for the removal and find no layer, not
+    mount it again between the removal's unmount and its move (the mount would
+    then be carried into the trash and make the removal fail EBUSY)."""
+    import threading
+
+    from dockyard.drivers.storage import overlay as module
+    from dockyard.errors import NotFound
+
+    base, child = new_id(), new_id()
+    overlay.storage_create(id=base, parent=None)
+    overlay.storage_create(id=child, parent=base)
+    overlay.storage_mount(id=child)
+    outcome = []
+
+    def late_cp():
+        try:
+            outcome.append(overlay.storage_mount(id=child))
+        except NotFound as exc:
+            outcome.append(exc)
+
+    real_rename, started = os.rename, []
+
+    def rename(src, dst):  # the removal is between its unmount and its move
+        if not started:
+            t = threading.Thread(target=late_cp)
+            started.append(t)
+            t.start()
+            t.join(0.3)  # gives the mount the time to happen, were it not kept out
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(module.os, "rename", rename)
+    overlay.storage_remove(id=child)
+    monkeypatch.undo()
+    started[0].join()
+    assert len(outcome) == 1 and isinstance(outcome[0], NotFound), outcome
+    assert mounts_under(tmp_path / "home") == []
+    assert not (tmp_path / "home" / child).exists()
+    overlay.storage_remove(id=base)
+
+
 # ------------------------------------------------------------ the core's layer store
 
 

@@ -263,10 +263,10 @@ class AufsDriver:
                 raise StorageError(f"aufs: unmounting layer {id} to remove it failed: {exc.strerror}") from exc
             self.refs.set(id, 0)
             self.refs.forget(id)
-        try:
-            self._discard(id)
-        except OSError as exc:
-            raise StorageError(f"aufs: removing layer {id} failed: {exc}") from exc
+            try:  # under the lock: a mount that comes meanwhile finds no layer
+                self._discard(id)
+            except OSError as exc:
+                raise StorageError(f"aufs: removing layer {id} failed: {exc}") from exc
 
     @hookimpl
     def storage_exists(self, id):
@@ -283,9 +283,9 @@ class AufsDriver:
     # ------------------------------------------------------------ mounts
     @hookimpl
     def storage_mount(self, id):
-        diff = self._layer(id)
-        ancestors = self._ancestors(id)
-        with self.refs.lock:
+        with self.refs.lock:  # a removal holds it from its unmount to its discard
+            diff = self._layer(id)
+            ancestors = self._ancestors(id)
             n = self.refs.get(id)
             if not ancestors:
                 self.refs.set(id, n + 1)
