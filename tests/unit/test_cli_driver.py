@@ -26,7 +26,7 @@ def test_use_rewrites_values_and_keeps_every_comment(tmp_path):
     assert comments and all(c in text.splitlines() for c in comments)
     cfg = parse(tomledit.plain(text))
     assert cfg.drivers["storage"] == ["vfs"] and cfg.options["storage"]["vfs"] == {"reflink": "never"}
-    assert cfg.default_network == "host" and cfg.drivers["network"] == ["bridge", "host", "none"]
+    assert cfg.default_network == "host" and cfg.drivers["network"] == ["bridge", "host", "none", "cni"]
     # only the changed lines differ
     changed = [(a, b) for a, b in zip(SHIPPED.splitlines(), text.splitlines()) if a != b]
     assert changed[0] == ('driver = ["overlay", "vfs"]', 'driver = "vfs"'), changed
