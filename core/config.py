@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 SYSTEM_CONFIG = Path("/etc/dockyard/plugins.toml")
 KINDS = ("storage", "exec", "network")
 #: the log drivers enabled when ``[logging] drivers`` names none (dockerd's built-in ones)
-LOG_DRIVERS = ("json-file", "local", "none", "journald", "syslog")
+LOG_DRIVERS = ("json-file", "local", "none", "journald", "syslog", "cri")
 
 # The schema: table -> allowed keys (and their expected Python types).
 _SCHEMA: dict[str, dict[str, type | tuple[type, ...]]] = {

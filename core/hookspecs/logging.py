@@ -161,6 +161,15 @@ def logging_read(container: Container, config: dict[str, str], cursor: Any) -> t
 
 
 @hookspec(firstresult=True)
+def logging_reopen(container: Container, config: dict[str, str]) -> None:
+    """Reopen the running container's log file after someone rotated it (the
+    kubelet's ``ReopenContainerLog``: it renamed the file and expects a new one
+    at the path when this returns).  Raise :class:`LogDriverError` if it cannot.
+
+    Optional: the core refuses a reopen for a driver without it."""
+
+
+@hookspec(firstresult=True)
 def logging_log_path(container: Container, config: dict[str, str]) -> str:
     """Return what inspect shows as ``LogPath`` (optional: ``""``, as dockerd
     shows for drivers other than json-file)."""

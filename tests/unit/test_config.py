@@ -32,7 +32,7 @@ def test_empty_file_gives_defaults(tmp_path):
     cfg = load(write(tmp_path, ""))
     assert cfg.source == str(tmp_path / "plugins.toml")
     assert cfg.drivers == {"storage": ["overlay", "vfs"], "exec": ["native"], "network": ["none", "host"],
-                           "volume": ["local"], "logging": ["json-file", "local", "none", "journald", "syslog"]}
+                           "volume": ["local"], "logging": ["json-file", "local", "none", "journald", "syslog", "cri"]}
     assert cfg.options == {"storage": {}, "exec": {}, "network": {}, "volume": {}, "logging": {}}
     assert cfg.default_network == "none"
     assert cfg.enable == [] and cfg.block == [] and cfg.plugin_options == {}

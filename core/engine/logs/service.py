@@ -121,6 +121,17 @@ class LogService:
         info = self.container(rec)
         return lambda cursor: slot.hook.logging_read(container=info, config=config, cursor=cursor)
 
+    def reopen(self, rec: ContainerRecord) -> None:
+        """Reopen ``rec``'s log file after a rotation (the CRI's ReopenContainerLog);
+        refused for a driver that has no file to reopen."""
+        slot, config = self._driver(rec)
+        if not slot.pm.hook.logging_reopen.get_hookimpls():
+            raise InvalidParameter(f"the {slot.name} log driver cannot reopen its log")
+        try:
+            slot.hook.logging_reopen(container=self.container(rec), config=config)
+        except (LogDriverError, OSError) as exc:
+            raise StartRefused(f"failed to reopen the log: {exc}") from None
+
     def log_path(self, rec: ContainerRecord) -> str:
         """``LogPath`` of inspect: the driver's, ``""`` when it has none (as dockerd)."""
         try:
