@@ -28,6 +28,11 @@ from .restart import RestartManager
 from .verify import parse_signal
 
 log = logging.getLogger("dockyard.containers")
+#: a Kubernetes pod's container (the CRI's label, naming its sandbox's infra container):
+#: with NetworkMode ``container:<that id>`` it joins the sandbox's UTS namespace too, as
+#: a pod's containers share the pod's hostname namespace (Docker's UTSMode cannot say it)
+POD_SANDBOX_LABEL = "io.dockyard.cri.sandbox-id"
+#: the CRI's label of a Kubernetes pod's containers (``sandbox`` or ``container``): ``rm`` needs force
 
 
 class NotModified(Exception):
@@ -206,7 +211,10 @@ class Lifecycle:
             else:
                 out[kind] = self.namespace_path(mode[1], kind)
         if rec.network_mode.startswith("container:"):
-            out["network"] = self.namespace_path(rec.network_mode.split(":", 1)[1], "network")
+            owner = rec.network_mode.split(":", 1)[1]
+            out["network"] = self.namespace_path(owner, "network")
+            if out.get("uts") is None and (rec.config.get("Labels") or {}).get(POD_SANDBOX_LABEL) == owner:
+                out["uts"] = self.namespace_path(owner, "uts")  # a pod's container: its sandbox's UTS namespace
         else:
             out["network"] = netns_path
         return out
