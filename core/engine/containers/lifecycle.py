@@ -33,6 +33,7 @@ log = logging.getLogger("dockyard.containers")
 #: a pod's containers share the pod's hostname namespace (Docker's UTSMode cannot say it)
 POD_SANDBOX_LABEL = "io.dockyard.cri.sandbox-id"
 #: the CRI's label of a Kubernetes pod's containers (``sandbox`` or ``container``): ``rm`` needs force
+CRI_KIND_LABEL = "io.dockyard.cri.kind"
 
 
 class NotModified(Exception):
@@ -445,6 +446,10 @@ class Lifecycle:
         """``volumes``: ``rm -v``, the anonymous volumes go too (named ones stay)."""
         cid = self.resolve(ref)
         rec = self.get(cid)
+        kind = (rec.config.get("Labels") or {}).get(CRI_KIND_LABEL)
+        if kind and not force:  # a pod's: the kubelet would only make it again
+            raise Conflict(f"container {rec.name} ({cid[:12]}) is managed by Kubernetes (a pod's {kind}): remove "
+                           "it through Kubernetes (kubectl, crictl), or force the removal (docker rm -f)")
         if rec.state.restarting:
             if not force:
                 raise Conflict(f"You cannot remove a restarting container {cid}. Stop the container "
