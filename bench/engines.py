@@ -98,7 +98,8 @@ class DockyardDaemon:
         self.bridge, self.nft_table = f"dyb{ws.token}{tag}", f"dockyard_bench_{ws.token}{'_' + tag if tag else ''}"
         self.cmd = [python, "-m", "dockyard.daemon.main", "-H", self.host, "--data-root", str(self.base / "data"),
                     "--exec-root", str(self.exec_root), "--exec-opt", f"cgroup_parent={self.cgroup_parent}",
-                    "--bridge", self.bridge, "--network-opt", f"nft_table={self.nft_table}"]
+                    "--bridge", self.bridge, "--network-opt", f"nft_table={self.nft_table}",
+                    "--cri-socket", str(self.exec_root / "cri.sock")]  # never the host's /run/dockyard
         self.cmd += ["--exec-driver", exec_driver] if exec_driver else []
         self.cmd += ["--storage-driver", storage_driver] if storage_driver else []
         self.cmd += ["--config", str(config)] if config else []

@@ -29,6 +29,10 @@ DEFAULT_HOST = "unix:///run/dockyard/dockyard.sock"
 DEFAULT_DATA_ROOT = "/var/lib/dockyard"
 DEFAULT_EXEC_ROOT = "/run/dockyard"
 DEFAULT_GROUP = "dockyard"
+#: the CRI's (dockyard.cri.config's, which this module does not import at start-up)
+DEFAULT_CRI_SOCKET = "/run/dockyard/cri.sock"
+DEFAULT_CNI_CONF_DIR = "/etc/cni/net.d"
+DEFAULT_CNI_BIN_DIR = "/usr/lib/cni"
 #: dockerd's (setDefaultUmask): files the daemon makes for containers get the modes
 #: they expect; what must be private is given its mode explicitly
 UMASK = 0o022
@@ -75,6 +79,19 @@ def parse_args(argv):
                    help="layers uploaded at once per push (default 5)")
     p.add_argument("--registry-upload-chunk", type=int, default=16 << 20, metavar="BYTES",
                    help="blobs larger than this are uploaded in PATCH chunks of this size (default 16 MiB)")
+    p.add_argument("--cri-socket", default=DEFAULT_CRI_SOCKET, metavar="PATH",
+                   help=f"unix socket of the Kubernetes CRI (runtime.v1) a kubelet connects to "
+                        f"(default {DEFAULT_CRI_SOCKET})")
+    p.add_argument("--no-cri", action="store_true", help="serve no Kubernetes CRI")
+    p.add_argument("--cni-conf-dir", metavar="DIR",
+                   help=f"CNI network configuration of pods (default {DEFAULT_CNI_CONF_DIR}; "
+                        "overrides plugins.toml's [network.options.cni] conf_dir)")
+    p.add_argument("--cni-bin-dir", metavar="DIR",
+                   help=f"CNI plugin binaries, DIR[:DIR...] (default {DEFAULT_CNI_BIN_DIR}; "
+                        "overrides plugins.toml's [network.options.cni] bin_dir)")
+    p.add_argument("--stream-address", default="127.0.0.1:0", metavar="HOST:PORT",
+                   help="where the CRI's streaming server (exec, attach, port-forward) listens "
+                        "(default 127.0.0.1:0, a free port on loopback)")
     p.add_argument("--pidfile", help="pid file (default EXEC_ROOT/dockyard.pid)")
     p.add_argument("-D", "--debug", action="store_true", help="debug logging (as --log-level debug)")
     p.add_argument("-l", "--log-level", default="info", type=str.lower, choices=tuple(systemd.LOG_LEVELS),
@@ -171,6 +188,10 @@ def main(argv=None):
         if _answers(path):
             print(f"dockyard daemon: another daemon is already listening on {path}", file=sys.stderr)
             return 1
+    if not args.no_cri and _answers(args.cri_socket):
+        print(f"dockyard daemon: another process is serving on the CRI socket {args.cri_socket}: stop it, "
+              "or give this daemon another --cri-socket, or --no-cri", file=sys.stderr)
+        return 1
     from ..engine.layers.migrate import daemons_using
 
     others = sorted(set(daemons_using(args.data_root)) - _ancestors())
@@ -189,6 +210,9 @@ def main(argv=None):
         if args.log_driver or args.log_opt:
             config = config.with_log_defaults(args.log_driver, args.log_opt)
         net_opts = list(args.network_opt) + ([f"default_bridge={args.bridge}"] if args.bridge else [])
+        # the cni driver's (every network driver gets them, as --network-opt)
+        net_opts += [f"{key}={value}" for key, value in (("cni_conf_dir", args.cni_conf_dir),
+                                                          ("cni_bin_dir", args.cni_bin_dir)) if value]
         if args.bip:
             import ipaddress
 
@@ -199,6 +223,7 @@ def main(argv=None):
             net_opts += [f"default_subnet={iface.network}", f"default_gateway={iface.ip}"]
         if net_opts:
             config = config.with_options("network", net_opts)
+        cri = None if args.no_cri else cri_config(args, config.options.get("network", {}).get("cni", {}))
         gid = socket_gid(args.group) if path else 0  # fd://: the socket unit's SocketGroup= instead
         from ..registry.service import mirrors_from, parse_insecure, parse_transfer_options
 
@@ -221,11 +246,32 @@ def main(argv=None):
         eng.store.set_meta("daemon_id", os.urandom(16).hex())
     bound = {}
     try:
-        asyncio.run(serve(eng, path, bound, gid, listeners=listeners, notifier=notifier))
+        asyncio.run(serve(eng, path, bound, gid, listeners=listeners, notifier=notifier, cri=cri))
+    except DockyardError as exc:  # the CRI's socket taken since the check above
+        print(f"dockyard daemon: {exc}", file=sys.stderr)
+        return 1
     finally:
         eng.close()
         _unlink_if_ours(pidfile, path, bound)
     return 0
+
+
+def cri_config(args, cni_options):
+    """The CRI's settings from the flags (the CNI directories: the flags, else the
+    cni driver's options in plugins.toml); its own state under the exec root."""
+    from ..cri.config import CriConfig
+    from ..errors import ConfigError
+
+    stream = args.stream_address
+    host, sep, port = stream.rpartition(":")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"--stream-address {stream!r}: expected HOST:PORT, e.g. 127.0.0.1:0")
+    return CriConfig(socket=os.path.abspath(args.cri_socket),
+                     cni_conf_dir=args.cni_conf_dir or cni_options.get("cni_conf_dir") or
+                     cni_options.get("conf_dir") or DEFAULT_CNI_CONF_DIR,
+                     cni_bin_dir=args.cni_bin_dir or cni_options.get("cni_bin_dir") or
+                     cni_options.get("bin_dir") or DEFAULT_CNI_BIN_DIR,
+                     stream_address=stream, root=os.path.join(os.path.abspath(args.exec_root), "cri"))
 
 
 def _socket_dir(directory, exec_root, gid):
@@ -256,9 +302,10 @@ def _unlink_if_ours(pidfile, path, bound):
         pass
 
 
-async def serve(eng, path, bound=None, gid=0, listeners=None, notifier=None):
+async def serve(eng, path, bound=None, gid=0, listeners=None, notifier=None, cri=None):
     """Serve the API on a socket bound at ``path`` (``0660 root:gid``), or on
-    ``listeners`` (systemd's, as they are), until SIGTERM or SIGINT."""
+    ``listeners`` (systemd's, as they are), until SIGTERM or SIGINT; and the
+    Kubernetes CRI as ``cri`` (a CriConfig) says, in gRPC's own threads."""
     from aiohttp import web
 
     from .app import make_app
@@ -275,6 +322,17 @@ async def serve(eng, path, bound=None, gid=0, listeners=None, notifier=None):
     # what the containers did while no daemon watched is recorded before the
     # first request is answered (a client must never see the stale state)
     await loop.run_in_executor(None, eng.restore)
+    cri_server = None
+    if cri is not None:
+        from ..cri.server import CriServer
+
+        cri_server = CriServer(eng, cri)
+        try:
+            await loop.run_in_executor(None, cri_server.start)
+        except BaseException:
+            await loop.run_in_executor(None, cri_server.stop, 0)
+            await runner.cleanup()
+            raise
     for sock in listeners if listeners is not None else [bind_unix(path, gid)]:
         await web.SockSite(runner, sock).start()
     if bound is not None and listeners is None:
@@ -293,6 +351,8 @@ async def serve(eng, path, bound=None, gid=0, listeners=None, notifier=None):
     log.info("shutting down; containers keep running")
     if notifier is not None:
         await loop.run_in_executor(None, notifier.stopping)
+    if cri_server is not None:
+        await loop.run_in_executor(None, cri_server.stop, 2.0)
     await runner.cleanup()
 
 

@@ -85,7 +85,7 @@ def remove_all_network_objects():
 class Daemon:
     """A dockyard daemon on its own socket and roots."""
 
-    def __init__(self, base, storage_driver=None, config=None, extra_args=(), cgroup_parent=None):
+    def __init__(self, base, storage_driver=None, config=None, extra_args=(), cgroup_parent=None, cri=True):
         self.base = Path(base)
         tag = uuid.uuid4().hex[:6]  # beside the session's: ``dy`` + 12 of a bridge name's 15 characters
         self.cgroup_parent = cgroup_parent or f"{CGROUP_PREFIX}{tag}"
@@ -94,6 +94,9 @@ class Daemon:
         self.sock = str(self.base / "dockyard.sock")
         self.host = f"unix://{self.sock}"
         self.log = self.base / "daemon.log"
+        #: the Kubernetes CRI's socket, in the daemon's own exec root (never the host's
+        #: /run/dockyard/cri.sock); None with ``cri=False`` (``--no-cri``)
+        self.cri_sock = str(self.exec_root / "cri.sock") if cri else None
         self.args = [PY, "-m", "dockyard.daemon.main", "-H", self.host, "--data-root", str(self.data_root),
                      "--exec-root", str(self.exec_root)]
         if storage_driver:
@@ -102,7 +105,8 @@ class Daemon:
             self.args += ["--config", str(config)]
         self.bridge, self.nft_table = f"{LINK_PREFIX}{tag}", f"{TABLE_PREFIX}{tag}"  # its own kernel objects
         self.args += ["--exec-opt", f"cgroup_parent={self.cgroup_parent}", "--bridge", self.bridge,
-                      "--network-opt", f"nft_table={self.nft_table}", *extra_args]
+                      "--network-opt", f"nft_table={self.nft_table}",
+                      *(["--cri-socket", self.cri_sock] if cri else ["--no-cri"]), *extra_args]
         self.proc = None
         MADE.append(self)
 
@@ -143,6 +147,16 @@ class Daemon:
         return subprocess.run(["docker", "-H", self.host, *args], capture_output=True, timeout=timeout,
                               input=input, stdin=None if input is not None else subprocess.DEVNULL,
                               env={**os.environ, "DOCKER_CONFIG": str(self.base / "docker-config")})
+
+    def crictl(self, *args, timeout=60, input=None, crictl="/var/cache/cri-tools/bin/crictl"):
+        """Run crictl (cri-tools) against this daemon's CRI socket (its own
+        ``crictl.yaml``, never the host's /etc/crictl.yaml)."""
+        config = self.base / "crictl.yaml"
+        endpoint = f"unix://{self.cri_sock}"
+        if not config.exists():
+            config.write_text(f"runtime-endpoint: {endpoint}\nimage-endpoint: {endpoint}\ntimeout: 30\n")
+        return subprocess.run([crictl, "--config", str(config), *args], capture_output=True, timeout=timeout,
+                              input=input, stdin=None if input is not None else subprocess.DEVNULL)
 
     def sdk(self):
         import docker
