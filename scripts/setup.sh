@@ -7,8 +7,9 @@ cd "$(dirname "$0")/.."
 
 missing=()
 # gcc, libc6-dev: tests/security compiles static attack helpers; tini: docker run --init (tini-static, as Docker's docker-init); lxc: the lxc exec driver;
-# libseccomp2: the native driver compiles seccomp filters with it; nftables: the bridge driver's rules
-for pkg in busybox-static iproute2 util-linux e2fsprogs btrfs-progs libbtrfsutil-dev gcc libc6-dev tini lxc libseccomp2 nftables docker-registry skopeo apache2-utils openssl; do
+# libseccomp2: the native driver compiles seccomp filters with it; nftables: the bridge driver's rules;
+# catatonit: the static init of the CRI's pause image (core/cri/pause.py)
+for pkg in busybox-static iproute2 util-linux e2fsprogs btrfs-progs libbtrfsutil-dev gcc libc6-dev tini lxc libseccomp2 nftables docker-registry skopeo apache2-utils openssl catatonit; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
