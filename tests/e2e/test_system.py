@@ -30,8 +30,8 @@ def test_docker_info_prints_every_section(daemon):
                      "Logging Driver: json-file", "Cgroup Driver: cgroupfs", "Cgroup Version:", "Swarm: inactive",
                      "Runtimes:", "Default Runtime:", "Security Options:", "Kernel Version:", "Operating System:",
                      "OSType: linux", "Architecture:", "CPUs:", "Total Memory:", "Docker Root Dir:",
-                     "Live Restore Enabled: true", "Plugins:", "Network: bridge host none",
-                     "Log: journald json-file local none syslog"):
+                     "Live Restore Enabled: true", "Plugins:", "Network: bridge cni host none",
+                     "Log: cri journald json-file local none syslog"):
             assert line in out, (line, out)
         assert "WARNING: No memory limit support" not in out + daemon.docker("info").stderr.decode()
         fmt = "{{.ContainersRunning}} {{.Swarm.LocalNodeState}} {{.OSType}} {{.CgroupVersion}}"

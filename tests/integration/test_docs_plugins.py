@@ -53,6 +53,13 @@ NOT_RUN = {
         "runs a daemon in the foreground on the system's data root and socket; "
         "the package's tests/test_daemon.py (run here) starts one on private roots",
     "twine upload dist/*": "would publish to PyPI",
+    # the cni driver's: tests/integration/test_network_cni.py runs them against a daemon
+    # with a CNI configuration of its own (here they would need the host's /etc/cni/net.d)
+    "docker network create -d cni pods": "run by tests/integration/test_network_cni.py with a conf dir of its own",
+    "docker network create -d cni -o cni_network=NAME pods2":
+        "run by tests/integration/test_network_cni.py (the configuration picked by name)",
+    "docker run --network pods -p 127.0.0.1:8080:80 busybox httpd -f -p 80":
+        "run by tests/integration/test_network_cni.py (port published through portmap)",
 }
 
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```\s*$", re.M | re.S)
