@@ -25,6 +25,7 @@ import ipaddress
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -94,6 +95,19 @@ def _nat_chains():
     return {line.split()[1] for line in out.splitlines() if line.startswith("-N ")}
 
 
+def _nft_tables():
+    out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True).stdout
+    return [tuple(line.split()[1:3]) for line in out.splitlines() if line.startswith("table ")]
+
+
+def _has_rules(family, table):
+    """Whether ``family table`` holds a rule (base chains with no rule are what is left
+    of a table once portmap's chains are gone)."""
+    out = subprocess.run(["nft", "list", "table", family, table], capture_output=True, text=True).stdout
+    body = [line.strip() for line in out.splitlines()]
+    return any(line and not line.startswith(("table ", "chain ", "type ", "}", "#")) for line in body)
+
+
 class HostState:
     """What the host had before a run, to remove what the run made after it: network
     namespaces (containerd names them ``cni-...`` under /run/netns), the portmap
@@ -101,6 +115,7 @@ class HostState:
 
     def __init__(self):
         self.netns, self.chains, self.shm = _netns(), _nat_chains(), shm_segments()
+        self.tables = set(_nft_tables())
 
     def clean(self):
         for name in _netns() - self.netns:
@@ -111,10 +126,13 @@ class HostState:
         for chain in new:  # the jumps to them first, then the chains
             for rule in rules:
                 if rule.startswith("-A ") and f" -j {chain}" in rule:
-                    subprocess.run(["iptables", "-t", "nat", "-D", *rule.split()[1:]], capture_output=True)
+                    subprocess.run(["iptables", "-t", "nat", "-D", *shlex.split(rule)[1:]], capture_output=True)
         for chain in new:
             subprocess.run(["iptables", "-t", "nat", "-F", chain], capture_output=True)
             subprocess.run(["iptables", "-t", "nat", "-X", chain], capture_output=True)
+        for family, table in set(_nft_tables()) - self.tables:  # iptables-nft's, made by portmap in the run
+            if (family, table) in (("ip", "nat"), ("ip6", "nat")) and not _has_rules(family, table):
+                subprocess.run(["nft", "delete", "table", family, table], capture_output=True)
         return remove_new_shm(self.shm)
 
 
