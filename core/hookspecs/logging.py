@@ -148,11 +148,23 @@ def logging_writer(container: Container, config: dict[str, str]) -> Writer:
 
 
 @hookspec(firstresult=True)
-def logging_read(container: Container, config: dict[str, str], cursor: Any) -> tuple[list[Entry], Any]:
+def logging_read(container: Container, config: dict[str, str], cursor: Any,
+                 tail: int) -> tuple[list[Entry], Any]:
     """Return ``(entries, cursor)``: the complete entries written after
     ``cursor`` (``None``: from the oldest kept), oldest first, and the cursor
     to pass next time (JSON-like; opaque to the core).  Never blocks waiting for
     output: ``docker logs -f`` calls again.
+
+    ``tail`` (``docker logs --tail N``; only with ``cursor`` ``None``): when
+    0 or more, only the last ``tail`` entries are wanted, and the cursor
+    returned is the one after the newest entry, so that ``docker logs -f
+    --tail N`` follows on from there.  Read them from the end, across rotated
+    files, so that the cost is that of the entries returned, not of the whole
+    log; count every entry kept, whatever its stream, as dockerd counts (the
+    core filters streams and ``--since``/``--until`` after the tail, as
+    dockerd does).  -1: every entry.  Optional argument: a driver that
+    does not take it returns every entry and the core keeps the last ``tail``
+    (correct, at the cost of reading the whole log).
 
     Optional: a driver that cannot read its output back (``none``,
     ``journald``, ``syslog``) does not implement it, and ``docker logs`` is

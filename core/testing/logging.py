@@ -133,9 +133,9 @@ class LogConformance:
         if not readable:
             got = self.collect(len(LINES))
         else:
-            entries, cursor = slot.hook.logging_read(container=info, config=dict(self.config), cursor=None)
+            entries, cursor = slot.hook.logging_read(container=info, config=dict(self.config), cursor=None, tail=-1)
             got = [(e["stream"], e["log"].encode()) for e in entries]
-            more, _ = slot.hook.logging_read(container=info, config=dict(self.config), cursor=cursor)
+            more, _ = slot.hook.logging_read(container=info, config=dict(self.config), cursor=cursor, tail=-1)
             assert more == [], "reading from the returned cursor gives only what came since"
             for e in entries:
                 assert e["time"].endswith("Z") and "T" in e["time"], "time is RFC 3339 UTC"

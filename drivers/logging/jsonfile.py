@@ -35,16 +35,28 @@ def rotation(config):
 
 
 def parse(data):
-    """``logfile.Parse`` of json-file: the complete lines at the start of ``data``."""
+    """``logfile.Parse`` of json-file: the complete lines at the start of ``data``.
+
+    The lines are parsed as one JSON array (a line holds no raw newline), one
+    call instead of one per line; a torn or blank line makes that fail, and
+    the lines are then parsed one by one, the bad ones skipped."""
     end = data.rfind(b"\n")
     if end < 0:
         return [], 0
+    try:
+        entries = json.loads(b"[" + data[:end].replace(b"\n", b",") + b"]")
+        if all(type(e) is dict for e in entries):
+            return entries, end + 1
+    except ValueError:
+        pass
     entries = []
     for line in data[: end + 1].splitlines():
         try:
-            entries.append(json.loads(line))
+            entry = json.loads(line)
         except ValueError:
             continue  # a torn line: skip rather than break the stream
+        if isinstance(entry, dict):
+            entries.append(entry)
     return entries, end + 1
 
 
@@ -69,7 +81,9 @@ class JsonFileDriver:
         return {"module": None, "stream": {"rotation": rotation(config), "attrs": attrs}}
 
     @hookimpl
-    def logging_read(self, container, config, cursor):
+    def logging_read(self, container, config, cursor, tail):
+        if cursor is None and tail >= 0:
+            return logfile.read_tail(container["log_path"], tail, parse, logfile.last_lines)
         return logfile.read_rotated(container["log_path"], cursor, parse)
 
     @hookimpl

@@ -79,13 +79,13 @@ def test_read_back_for_docker_logs(tmp_path):
                     "not a log line\n"
                     "2024-01-01T00:00:00.000000003Z stderr F oops\n"
                     "2024-01-01T00:00:00.000000004Z stdout F torn")
-    entries, cursor = CriLogDriver().logging_read(container={}, config={"path": str(path)}, cursor=None)
+    entries, cursor = CriLogDriver().logging_read(container={}, config={"path": str(path)}, cursor=None, tail=-1)
     assert [(e["stream"], e["log"]) for e in entries] == [("stdout", "par"), ("stdout", "tial\n"),
                                                           ("stderr", "oops\n")]
     assert entries[2]["time"] == "2024-01-01T00:00:00.000000003Z"
     with open(path, "a") as fh:
         fh.write("\n")
-    more, _ = CriLogDriver().logging_read(container={}, config={"path": str(path)}, cursor=cursor)
+    more, _ = CriLogDriver().logging_read(container={}, config={"path": str(path)}, cursor=cursor, tail=-1)
     assert [e["log"] for e in more] == ["torn\n"]
 
 

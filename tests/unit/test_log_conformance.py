@@ -34,7 +34,7 @@ class TestJsonFile(LogConformance):
         for stream, data, partial in LINES:
             log.write([(stream, data, 0, partial)])
         log.close()
-        entries, _ = slot.hook.logging_read(container=info, config={}, cursor=None)
+        entries, _ = slot.hook.logging_read(container=info, config={}, cursor=None, tail=-1)
         got = [(e["stream"], e["log"].encode()) for e in entries]
         assert got == [(s, d) for s, d, _ in LINES][-len(got):] and len(got) >= 2  # the rotated-out oldest go
 

@@ -15,7 +15,9 @@ its pipe meanwhile (about 0.1 s for 20 MB).  A file may pass ``max_size`` by one
 Readers (:func:`read_rotated`) follow the files with a cursor ``[inode,
 offset]``: a rotation is seen as a new inode and the rest of the old file is
 read from ``PATH.1`` (unless it was compressed meanwhile: those entries are
-skipped by a follower, never by a full read).
+skipped by a follower, never by a full read).  ``docker logs --tail N`` reads
+from the end instead (:func:`read_tail`, with the format's way back: for
+newline-terminated entries :func:`last_lines`), newest file first.
 """
 
 import os
@@ -28,6 +30,11 @@ if TYPE_CHECKING:
 
     #: ``parse(data)`` -> (entries, bytes consumed): the complete entries at the start of ``data``
     Parse = Callable[[bytes], "tuple[list[Any], int]"]
+    #: ``last(fh, size, n)`` -> ``(data, end)`` or ``None``: the bytes of the last (at
+    #: most) ``n`` complete entries of the open file ``fh`` of ``size`` bytes, read
+    #: from its end, and the offset just after them; ``None`` when the file cannot
+    #: be walked backwards (the reader then parses all of it)
+    Last = Callable[[Any, int, int], "tuple[bytes, int] | None"]
 
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?) ?([kKmMgGtTpP])?[iI]?[bB]?$")
@@ -187,3 +194,66 @@ def read_rotated(path: str, cursor: "Any", parse: "Parse") -> "tuple[list[Any], 
         return entries, [st.st_ino, 0]
     entries.extend(got)
     return entries, [st.st_ino, offset + used]
+
+
+def last_lines(fh: "Any", size: int, n: int) -> "tuple[bytes, int]":
+    """:data:`Last` of a file of newline-terminated entries (json-file, CRI):
+    blocks read backwards until ``n`` + 1 newlines are seen, so a partial line
+    at the end (being written) is left for a follower, and a multi-byte
+    character cut by a block boundary is never decoded."""
+    block, pos, data = 1 << 16, size, b""
+    while pos > 0 and data.count(b"\n") <= n:
+        step = min(block, pos)
+        pos -= step
+        fh.seek(pos)
+        data = fh.read(step) + data
+        block = min(block * 2, 1 << 24)
+    end = data.rfind(b"\n") + 1
+    start = end - 1
+    for _ in range(n):
+        start = data.rfind(b"\n", 0, start)
+        if start < 0:
+            break
+    return data[start + 1:end] if n else b"", pos + end
+
+
+def read_tail(path: str, n: int, parse: "Parse", last: "Last") -> "tuple[list[Any], list[int]]":
+    """Return ``(entries, cursor)``: the last ``n`` complete entries of ``path``
+    and its rotated files (oldest first), read from the end (``last``, a
+    :data:`Last`: a 1M-line log costs what its last lines cost), and the cursor
+    of :func:`read_rotated` just after them, to follow from.  Rotated files are
+    read newest first until ``n`` entries are found; a compressed one is read whole."""
+    entries: list[Any] = []
+    try:
+        with open(path, "rb") as fh:
+            st = os.fstat(fh.fileno())
+            entries, end = _tail_of(fh, st.st_size, n, parse, last)
+            cursor = [st.st_ino, end]
+    except FileNotFoundError:
+        cursor = [0, 0]
+    for old in rotated(path)[::-1]:
+        want = n - len(entries)
+        if want <= 0:
+            break
+        try:
+            if old.endswith(".gz"):
+                got, _ = parse(_read(old))
+            else:
+                with open(old, "rb") as fh:
+                    got, _ = _tail_of(fh, os.fstat(fh.fileno()).st_size, want, parse, last)
+        except OSError:
+            continue  # rotated away meanwhile
+        entries[:0] = got[-want:]
+    return entries, cursor
+
+
+def _tail_of(fh: "Any", size: int, n: int, parse: "Parse", last: "Last") -> "tuple[list[Any], int]":
+    """The last ``n`` entries of the open file ``fh`` and the offset after them."""
+    found = last(fh, size, n)
+    if found is None:
+        fh.seek(0)
+        got, used = parse(fh.read())
+        return got[-n:] if n else [], used
+    data, end = found
+    got, _ = parse(data)
+    return got, end

@@ -31,8 +31,10 @@ if TYPE_CHECKING:
 #: ``docker attach``, truncated when it fills (dockerd keeps no file at all)
 STREAM_ROTATION = {"max_size": 1 << 20, "max_file": 1}
 
-#: ``(entries, cursor)`` from a cursor (``None``: from the oldest entry kept)
-Reader = Callable[[Any], "tuple[list[dict[str, Any]], Any]"]
+#: ``read(cursor, tail=-1)`` -> ``(entries, cursor)``: from a cursor (``None``:
+#: from the oldest entry kept), only the last ``tail`` when 0 or more (see
+#: ``dockyard.hookspecs.logging.logging_read``)
+Reader = Callable[..., "tuple[list[dict[str, Any]], Any]"]
 
 
 class ReadingNotSupported(DockyardError, NotImplementedError):
@@ -119,7 +121,13 @@ class LogService:
         if not slot.pm.hook.logging_read.get_hookimpls():
             raise ReadingNotSupported("configured logging driver does not support reading")
         info = self.container(rec)
-        return lambda cursor: slot.hook.logging_read(container=info, config=config, cursor=cursor)
+
+        def read(cursor: Any, tail: int = -1) -> tuple[list[dict[str, Any]], Any]:
+            entries, cursor = slot.hook.logging_read(container=info, config=config, cursor=cursor, tail=tail)
+            if tail >= 0:  # a driver without ``tail`` returned everything
+                entries = entries[-tail:] if tail else []
+            return entries, cursor
+        return read
 
     def reopen(self, rec: ContainerRecord) -> None:
         """Reopen ``rec``'s log file after a rotation (the CRI's ReopenContainerLog);

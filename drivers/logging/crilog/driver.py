@@ -72,7 +72,9 @@ class CriLogDriver:
         make_file(config)
 
     @hookimpl
-    def logging_read(self, container, config, cursor):
+    def logging_read(self, container, config, cursor, tail):
+        if cursor is None and tail >= 0:
+            return logfile.read_tail(log_file(config), tail, parse, logfile.last_lines)
         return logfile.read_rotated(log_file(config), cursor, parse)
 
     @hookimpl

@@ -51,6 +51,28 @@ def unframe(data: bytes) -> "tuple[list[tuple[str, bytes, int, bool]], int]":
     return out, pos
 
 
+def last_frames(fh: "Any", size: int, n: int) -> "tuple[bytes, int] | None":
+    """``logfile.Last`` of the format: the last ``n`` frames of the open file
+    ``fh`` found through their trailing sizes (``docker logs --tail``);
+    ``None`` if a size disagrees (a torn write at the end: the file is then
+    parsed from its start, which stops at the torn frame)."""
+    start, count = size, 0
+    while count < n and start > 0:
+        if start < HEAD.size + TAIL.size:
+            return None
+        fh.seek(start - TAIL.size)
+        (length,) = TAIL.unpack(fh.read(TAIL.size))
+        begin = start - TAIL.size - length - 4
+        if length < HEAD.size - 4 or begin < 0:
+            return None
+        fh.seek(begin)
+        if TAIL.unpack(fh.read(4))[0] != length:
+            return None
+        start, count = begin, count + 1
+    fh.seek(start)
+    return fh.read(size - start), size
+
+
 class LocalLog:
     def __init__(self, options: "dict[str, Any]") -> None:
         self.file = RotatingFile(options["path"], options.get("max_size", -1), options.get("max_file", 1),

@@ -68,5 +68,7 @@ class LocalDriver:
                             "compress": values["compress"] and values["max-file"] > 1}}
 
     @hookimpl
-    def logging_read(self, container, config, cursor):
+    def logging_read(self, container, config, cursor, tail):
+        if cursor is None and tail >= 0:
+            return logfile.read_tail(log_file(container), tail, parse, fmt.last_frames)
         return logfile.read_rotated(log_file(container), cursor, parse)
