@@ -23,6 +23,12 @@ def read_entries(path, offset):
     end = data.rfind(b"\n")
     if end < 0:
         return [], offset
+    try:  # one JSON array, one call (a line holds no raw newline); a torn line: line by line
+        entries = json.loads(b"[" + data[:end].replace(b"\n", b",") + b"]")
+        if all(type(e) is dict for e in entries):
+            return entries, offset + end + 1
+    except ValueError:
+        pass
     entries = []
     for line in data[: end + 1].splitlines():
         try:

@@ -11,12 +11,13 @@ from datetime import datetime
 from ..jsonlog import read_entries  # noqa: F401 (the API reads logs through this module)
 
 STREAMS = {"stdin": 0, "stdout": 1, "stderr": 2}
+HEADER = struct.Struct(">BxxxL")
 
 
 def frame(stream, data, tty=False):
     if tty:
         return data
-    return struct.pack(">BxxxL", STREAMS.get(stream, 1), len(data)) + data
+    return HEADER.pack(STREAMS.get(stream, 1), len(data)) + data
 
 
 def log_size(path):
@@ -42,6 +43,8 @@ class LogFilter:
         self.timestamps, self.since, self.until, self.tty = timestamps, since, until, tty
 
     def render(self, entries):
+        if not (self.since or self.until or self.timestamps):
+            return self._render_plain(entries)
         out = []
         for entry in entries:
             stream = entry.get("stream", "stdout")
@@ -55,6 +58,20 @@ class LogFilter:
             if self.timestamps:
                 data = entry.get("time", "").encode() + b" " + data
             out.append(frame(stream, data, self.tty))
+        return b"".join(out)
+
+    def _render_plain(self, entries):
+        """:meth:`render` without times to look at (``docker logs``, attach): the
+        same bytes, with the least work per entry (a million lines go through here)."""
+        streams = self.streams
+        if self.tty:
+            return "".join([e.get("log", "") for e in entries if e.get("stream", "stdout") in streams]).encode()
+        pack, number, out = HEADER.pack, STREAMS.get, []
+        for entry in entries:
+            stream = entry.get("stream", "stdout")
+            if stream in streams:
+                data = entry.get("log", "").encode()
+                out += (pack(number(stream, 1), len(data)), data)
         return b"".join(out)
 
 
