@@ -23,7 +23,8 @@ bare name in a shim like this one: ``_spawning`` (what ``spawn`` gets and
 returns: :class:`Stdio`, :class:`Child`, :class:`StartError`), ``_shimloop``
 (the event loop and the control socket's protocol), ``_jsonlog`` (Docker's
 json-file log and the log driver's writer), ``logfile`` (rotating files, public:
-log drivers' writers use it) and ``_minijson`` (JSON without ``import json``).  This module
+log drivers' writers use it) and ``_minijson`` (JSON without ``import json``, and
+files read and written without ``open()``: see :func:`_minijson.read_file`).  This module
 is their public face: drivers import what they use from here
 (``from supervisor import Child, StartError, dumps``), and ``__all__`` is the
 kit's promise.
@@ -36,13 +37,13 @@ import time
 TYPE_CHECKING = False  # annotations only: typing is not imported at run time (start-up cost)
 if TYPE_CHECKING or __package__:
     from ._jsonlog import MAX_LINE, JsonFile, LogWriter, open_driver
-    from ._minijson import dumps, load_file, loads, write_json
+    from ._minijson import dumps, load_file, loads, read_file, write_json
     from ._shimloop import PARTIAL_FLUSH, READ_SIZE, STDIN_HIGH, Loop, listen
     from ._spawning import Child, StartError, Stdio, set_winsize
     from .sanitize import undumpable
 else:  # in a shim: the kit's directory is on sys.path
     from _jsonlog import MAX_LINE, JsonFile, LogWriter, open_driver
-    from _minijson import dumps, load_file, loads, write_json
+    from _minijson import dumps, load_file, loads, read_file, write_json
     from _shimloop import PARTIAL_FLUSH, READ_SIZE, STDIN_HIGH, Loop, listen
     from _spawning import Child, StartError, Stdio, set_winsize
     from sanitize import undumpable
@@ -55,7 +56,7 @@ __all__ = [
     "main", "run", "report", "iso_now", "proc_start",
     # from the parts
     "StartError", "Child", "Stdio", "set_winsize", "Loop", "listen", "LogWriter", "open_logs",
-    "loads", "dumps", "load_file", "write_json", "MAX_LINE", "PARTIAL_FLUSH", "READ_SIZE", "STDIN_HIGH",
+    "loads", "dumps", "load_file", "read_file", "write_json", "MAX_LINE", "PARTIAL_FLUSH", "READ_SIZE", "STDIN_HIGH",
 ]
 
 
@@ -67,8 +68,7 @@ def iso_now() -> str:
 def proc_start(pid: int) -> int | None:
     """Start time of ``pid`` in clock ticks (tells a live pid from a reused one)."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read()
+        data = read_file(f"/proc/{pid}/stat")
     except OSError:
         return None
     return int(data[data.rindex(b")") + 2:].split()[19])

@@ -69,8 +69,10 @@ def _become_shim(state_dir: str, report_fd: int, spawn: "Spawn", finish: "Finish
         os.close(null)
         os.close(log)
         os.chdir("/")
-        with open(os.path.join(state_dir, "shim.pid"), "w") as fh:  # so a wedged start can be killed
-            fh.write(f"{os.getpid()} {supervisor.proc_start(os.getpid())}\n")
+        # so a wedged start can be killed (os calls, not open(): see _minijson.read_file)
+        fd = os.open(os.path.join(state_dir, "shim.pid"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+        os.write(fd, f"{os.getpid()} {supervisor.proc_start(os.getpid())}\n".encode())
+        os.close(fd)
         code = supervisor.run(state_dir, report_fd, spawn, finish)
     finally:
         os._exit(code)

@@ -30,7 +30,7 @@ import process
 import rootfs
 import runtime
 import sanitize
-from supervisor import Child, StartError, dumps, load_file, loads, set_winsize
+from supervisor import Child, StartError, dumps, load_file, loads, read_file, set_winsize
 
 # the order setns(2) joins an existing container's namespaces in (mnt last: it
 # changes our root; user first: it grants the rights for the others)
@@ -163,8 +163,7 @@ def read_filter(state):
     spec = state.get("seccomp")
     if not spec:
         return None
-    with open(spec["path"], "rb") as fh:
-        return fh.read(), spec.get("flags") or 0
+    return read_file(spec["path"]), spec.get("flags") or 0
 
 
 def _setns_path(path, kind):
