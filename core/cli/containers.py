@@ -2,12 +2,13 @@
 
 Each ``cmd_*`` takes the CLI context (``ctx.client`` connects lazily) and the parsed
 arguments, and returns the exit code.  The client module is imported only inside
-the commands, so building the parser for ``--help`` stays cheap.
+the commands, so building the parser for ``--help`` stays cheap; so are the modules
+of run's and create's flags and of the terminal, which ``ps`` or ``stop`` never use.
 """
 
 import os
 
-from dockyard.cli import netflags, output, policyflags, pullimage, runflags, terminal
+from dockyard.cli import output
 
 PS_FORMAT = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}"
 PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
@@ -17,11 +18,16 @@ PS_HEADERS = {"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "Cre
 
 
 def register(sub):
+    from dockyard.cli.parser import Discard
+
     for name, help_text in (("run", "Create and run a new container from an image"),
                             ("create", "Create a new container")):
         p = sub.add_parser(name, help=help_text, add_help=False, allow_abbrev=False,
                            usage=f"dockyard {name} [OPTIONS] IMAGE [COMMAND] [ARG...]")
+        if isinstance(p, Discard):  # another command runs: not even the modules of these flags
+            continue
         p.add_argument("--help", action="help", help="Print usage")
+        from dockyard.cli import pullimage
         pullimage.add_flags(p)
         _container_flags(p, run=name == "run")
         p.add_argument("image")
@@ -101,6 +107,7 @@ def _container_flags(p, run):
     p.add_argument("-i", "--interactive", action="store_true", help="Keep STDIN open")
     p.add_argument("-t", "--tty", action="store_true", help="Allocate a pseudo-TTY")
     p.add_argument("-l", "--label", action="append", default=[], help="Set meta data (K=V)")
+    from dockyard.cli import netflags, runflags
     runflags.add_flags(p)
     netflags.add_flags(p)
 
@@ -130,6 +137,7 @@ def _env_file(path, environ):
 
 def create_body(args, environ=None):
     """The ``POST /containers/create`` body for run/create flags (docker's shape)."""
+    from dockyard.cli import netflags, policyflags, runflags
     environ = os.environ if environ is None else environ
     env = []
     for path in args.env_file:
@@ -167,6 +175,7 @@ def create_body(args, environ=None):
 
 def _create(ctx, args):
     """Create the container; returns its id (warnings go to stderr)."""
+    from dockyard.cli import pullimage
     body = create_body(args)
     created = pullimage.create(ctx, args, lambda: ctx.client.create_container(body, name=args.name))
     for warning in created.get("Warnings") or []:
@@ -196,6 +205,7 @@ def start_error_code(message):
 
 
 def cmd_run(ctx, args):
+    from dockyard.cli import terminal
     from dockyard.client import APIError
     if not args.detach:
         problem = terminal.check_tty(args.interactive, args.tty)
@@ -236,8 +246,7 @@ def attached_run(ctx, cid, tty, stdin, auto_remove, failed_start, error_code, de
     With ``auto_remove`` the wait (condition "removed") is sent before the start, as
     docker does, so the exit code is not lost when the daemon removes the container.
     """
-    import contextlib
-
+    from dockyard.cli import terminal
     from dockyard.client import APIError
 
     client = ctx.client
@@ -259,8 +268,10 @@ def attached_run(ctx, cid, tty, stdin, auto_remove, failed_start, error_code, de
             if pending:
                 pending.close()
             if auto_remove:
-                with contextlib.suppress(APIError):
+                try:
                     client.remove_container(cid, force=True)
+                except APIError:
+                    pass
             return failed_start(exc.message)
         term.resize()
         if stdin:
@@ -307,6 +318,7 @@ def cmd_start(ctx, args):
     if len(args.containers) > 1:
         output.error("Error: you cannot start and attach multiple containers at once")
         return 1
+    from dockyard.cli import terminal
     from dockyard.client import APIError
     try:
         info = ctx.client.inspect_container(args.containers[0])

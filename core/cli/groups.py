@@ -18,7 +18,7 @@ ones are refused in docker's words by :mod:`.parser`.
 
 import importlib
 
-from dockyard.cli.parser import Parser
+from dockyard.cli.parser import Discard, Parser
 
 #: group -> (its help, its commands as (name, aliases, help, source)), in docker's
 #: order; a source is ``module:command`` (that registrar's top-level command) or
@@ -125,7 +125,7 @@ def _build(prefix, commands):
 class _Pick:
     """Stands in for a subparsers action while a registrar runs: the commands in
     ``names`` (top-level name -> the group's) are built as the group's, usage
-    lines renamed; the others (and any group the registrar makes) are thrown away."""
+    lines renamed; the others (and any group the registrar makes) get a :class:`Discard`."""
 
     def __init__(self, prefix, names):
         self.prefix, self.names = prefix, names
@@ -136,7 +136,7 @@ class _Pick:
         kwargs.pop("aliases", None)
         kwargs.pop("help", None)
         if name not in self.names:
-            return Parser(prog=f"dockyard {name}", add_help=kwargs.get("add_help", True))
+            return Discard()
         new = self.names[name]
         prog = f"{self.prefix} {new}"
         if kwargs.get("usage"):

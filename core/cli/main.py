@@ -21,7 +21,8 @@ def _version_line():
 
 
 #: registrar -> the commands it makes.  A known command builds only its own
-#: registrars' parsers: building them all cost ~16 ms on every run ("groups", docker's
+#: registrar's parser for it: building them all cost ~16 ms on every run, and a
+#: registrar's other commands several more (``_Only``; "groups", docker's
 #: management commands, builds only the one the next word names).
 #: tests/unit/test_cli_parse.py checks this table against the full parser.
 REGISTRARS = {
@@ -47,8 +48,26 @@ def _register(name, sub, command=None, word=None):
     mod = importlib.import_module(f"dockyard.cli.{name}")
     if name == "groups":
         mod.register(sub, command, word)
+    elif command in REGISTRARS[name]:
+        mod.register(_Only(sub, command))
     else:
         mod.register(sub)
+
+
+class _Only:
+    """The subparsers action as a registrar sees it when the command line names one
+    of its commands: that command's parser is built, and the registrar's others
+    (``ps`` beside ``run``'s hundred flags) get a :class:`~.parser.Discard`."""
+
+    def __init__(self, sub, command):
+        self.sub, self.command = sub, command
+
+    def add_parser(self, name, **kwargs):
+        from dockyard.cli.parser import Discard
+
+        if name == self.command or self.command in kwargs.get("aliases", ()):
+            return self.sub.add_parser(name, **kwargs)
+        return Discard()
 
 
 def build_parser(command=None, word=None):

@@ -12,14 +12,28 @@ one exit 125 with the command's usage::
 
 too few or too many arguments and an unknown command exit 1
 (``dockyard: 'dockyard stop' requires at least 1 argument`` ...).
+
+Start-up: argparse makes a help formatter at every ``add_argument`` (to check the
+metavar), and a formatter without a width imports :mod:`shutil` (with ``bz2``,
+``lzma``, ``fnmatch``) to ask for the terminal's: :meth:`Parser._get_formatter`
+gives it the same width itself.  A registrar's commands that this command line
+does not run get a :class:`Discard` instead of a parser.  argparse's messages are
+not looked up in gettext's catalogues (see below).
 """
 
 import argparse
+import os
 import re
 import sys
 
 FLAG_ERROR = 125
 ARGS_ERROR = 1
+
+# argparse's messages stay in English, untranslated: Parser.error reads them to say
+# them in docker's words, and the catalogue lookup gettext made for every message of
+# every parser (locale's tables imported, a stat per language) cost more than parsing.
+setattr(argparse, "_", lambda message: message)
+setattr(argparse, "ngettext", lambda singular, plural, n: singular if n == 1 else plural)
 
 
 def output_bool(value):
@@ -41,6 +55,35 @@ class UsageError(SystemExit):
         self.text = text
 
 
+def help_width():
+    """The width argparse's help formatter takes by default: ``shutil.get_terminal_size()``'s
+    columns (``$COLUMNS``, else the terminal of ``sys.__stdout__``, else 80), less 2."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        stdout = sys.__stdout__
+        try:
+            columns = os.get_terminal_size(stdout.fileno()).columns if stdout is not None else 0
+        except (ValueError, OSError):  # closed, detached, or not a terminal
+            columns = 0
+    return (columns if columns > 0 else 80) - 2
+
+
+class Discard:
+    """What a registrar gets instead of a parser for a command the command line does
+    not run: every addition to it (arguments, groups, defaults, subcommands) is
+    dropped.  Building a command's flags costs at each start (``run`` has over a
+    hundred); the registrars stay as they are, handed this by whoever filters."""
+
+    def __getattr__(self, name):
+        return self._drop
+
+    def _drop(self, *args, **kwargs):
+        return self
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors read as docker's (see the module).
 
@@ -48,6 +91,10 @@ class Parser(argparse.ArgumentParser):
     it takes when argparse cannot count them (``exec CONTAINER COMMAND``)."""
 
     min_args = None
+
+    def _get_formatter(self):
+        # (typeshed's formatter class takes only prog; every HelpFormatter takes width)
+        return self.formatter_class(prog=self.prog, width=help_width())  # type: ignore[call-arg]
 
     def parse_known_args(self, args=None, namespace=None):
         args = list(sys.argv[1:] if args is None else args)
