@@ -5,16 +5,20 @@ on the standard library's cheapest modules (no ``http.client``, which drags in
 the ``email`` package, nor ``urllib.parse``): the CLI pays every import at each
 start.
 
+A unix socket is made with ``_socket`` itself: ``socket`` (``selectors`` and its enum
+conversions of every constant) costs more at start-up than all the rest of this
+module; :func:`connect` imports it only for a ``tcp://`` host.
+
 One :class:`Connection` carries one request (we send ``Connection: close``), so
 a long-lived answer (``logs -f``, a hijacked ``attach``, a pending ``wait``) never
 holds up requests made meanwhile on other connections.  A response body is read
 by its framing: ``Content-Length``, chunked, or until the daemon closes.
 """
 
+import _socket
 import codecs
 import json
 import os
-import socket
 import stat
 
 TYPE_CHECKING = False  # annotations only: typing is not imported at run time (the CLI's start-up)
@@ -106,7 +110,7 @@ class _Reader:
 class _SocketReader(_Reader):
     """Buffered reading from a raw socket, starting with bytes already received."""
 
-    def __init__(self, sock: socket.socket, initial: bytes = b"") -> None:
+    def __init__(self, sock: _socket.socket, initial: bytes = b"") -> None:
         self._sock = sock
         self._buf = bytearray(initial)
 
@@ -222,16 +226,18 @@ def host_header(kind: str, address: "Address") -> str:
     return f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
 
 
-def connect(kind: str, address: "Address", timeout: float | None = None) -> socket.socket:
+def connect(kind: str, address: "Address", timeout: float | None = None) -> _socket.socket:
     """A connected socket to ``("unix", path)`` or ``("tcp", (host, port))``; OSError if not."""
     if kind != "unix":
-        sock = socket.create_connection(address, timeout=timeout)  # type: ignore[arg-type]  # tcp: (host, port)
+        import socket  # name resolution (create_connection): tcp only
+
+        tcp = socket.create_connection(address, timeout=timeout)  # type: ignore[arg-type]  # tcp: (host, port)
         try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            tcp.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError:
             pass
-        return sock
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        return tcp
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
         sock.connect(address)
@@ -290,7 +296,7 @@ class Response(_Reader):
 class Connection:
     """One socket, one request: ``send()`` it, later ``response()`` to read the answer."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: _socket.socket) -> None:
         self.sock = sock
         self.method: str | None = None
         self.send_error: OSError | None = None  # the daemon hung up mid-upload: its answer will say why

@@ -133,7 +133,11 @@ class Terminal:
 
 
 class SignalProxy:
-    """Forward the signals we receive to the container (docker's --sig-proxy)."""
+    """Forward the signals we receive to the container (docker's --sig-proxy).
+
+    Handlers are set with ``_signal``: ``signal`` makes enums of every signal
+    number, handler and mask at import, on every attached ``run``, for what is
+    needed only when a signal comes (its name)."""
 
     def __init__(self, client, cid, enabled):
         self.client, self.cid, self.enabled = client, cid, enabled
@@ -149,12 +153,12 @@ class SignalProxy:
 
     def __enter__(self):
         if self.enabled:
-            import signal
+            import _signal
             for name in PROXIED_SIGNALS:
-                self.saved[name] = signal.signal(getattr(signal, name), self._forward)
+                self.saved[name] = _signal.signal(getattr(_signal, name), self._forward)
         return self
 
     def __exit__(self, *exc):
-        import signal
+        import _signal
         for name, handler in self.saved.items():
-            signal.signal(getattr(signal, name), handler)
+            _signal.signal(getattr(_signal, name), handler)

@@ -8,8 +8,8 @@ messages, or an :class:`~.streams.Attachment`.  The requests themselves are the
 :mod:`dockyard.client.registry`'s.
 """
 
+import _socket  # not socket: the CLI's start-up (see dockyard.wire)
 import json
-import socket
 
 from dockyard.wire import ProtocolError, demux, json_objects, quote
 
@@ -84,7 +84,7 @@ class Client(Session):
             before = conn.sock.gettimeout()
             try:
                 conn.sock.settimeout(confirm_timeout)
-                conn.sock.recv(1, socket.MSG_PEEK)
+                conn.sock.recv(1, _socket.MSG_PEEK)
             except OSError:
                 pass  # no early headers from this daemon: go on, the request is sent
             finally:

@@ -4,7 +4,7 @@ a ``wait`` sent now and answered later, and an upload made of an iterable.
 Each lives on its own connection, so other requests can be made while it is open.
 """
 
-import socket
+import _socket  # not socket: the CLI's start-up (see dockyard.wire)
 
 from dockyard.wire import demux
 
@@ -22,7 +22,7 @@ class Attachment:
     It lives on its own socket, so other requests can be made while it is open.
     """
 
-    def __init__(self, sock: socket.socket, reader: "_Reader", tty: bool) -> None:
+    def __init__(self, sock: _socket.socket, reader: "_Reader", tty: bool) -> None:
         self.sock = sock
         self.tty = tty
         self._reader = reader
@@ -37,7 +37,7 @@ class Attachment:
     def close_stdin(self) -> None:
         """Half-close: the container sees end of file on its stdin."""
         try:
-            self.sock.shutdown(socket.SHUT_WR)
+            self.sock.shutdown(_socket.SHUT_WR)
         except OSError:
             pass
 
