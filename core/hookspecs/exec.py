@@ -143,6 +143,17 @@ def exec_wait(id: str, timeout: float | None) -> State:
 
 
 @hookspec(firstresult=True)
+def exec_exit_fd(id: str) -> int | None:
+    """Return a new file descriptor that becomes readable once the container's
+    process has ended and its output is in the log (when :func:`exec_wait` would
+    return at once), or ``None`` if it has ended already.  The caller polls it
+    among many (one daemon thread watches every running container, instead of a
+    thread per container blocked in :func:`exec_wait`) and closes it.  Cheap,
+    non-blocking.  Optional hook: without it the daemon waits in
+    :func:`exec_wait`, in a thread of its own per container."""
+
+
+@hookspec(firstresult=True)
 def exec_delete(id: str) -> None:
     """Forget container ``id`` and remove the driver's state for it.
 

@@ -235,19 +235,30 @@ def _readable(fd: int, timeout: float | None) -> bool:
     return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000 + 0.999))))
 
 
-def wait(sdir: str, timeout: float | None) -> bool:
-    """Block until the shim of ``sdir`` ended (True) or ``timeout`` passed."""
+def exit_fd(sdir: str) -> int | None:
+    """A pidfd of the shim of ``sdir``: readable once the shim has ended (its
+    process ended, the output written, ``exit.json`` recorded); ``None`` if it
+    has ended already.  The caller closes it."""
     run = read_json(os.path.join(sdir, "running.json"))
     if run is None or os.path.exists(os.path.join(sdir, "exit.json")):
-        return True
+        return None
     try:
         pidfd = os.pidfd_open(run["shim_pid"])
     except ProcessLookupError:
+        return None
+    st = proc_stat(run["shim_pid"])  # checked after the pidfd pins the process
+    if st is None or st[0] in "ZX" or st[1] != run.get("shim_start"):
+        os.close(pidfd)
+        return None
+    return pidfd
+
+
+def wait(sdir: str, timeout: float | None) -> bool:
+    """Block until the shim of ``sdir`` ended (True) or ``timeout`` passed."""
+    pidfd = exit_fd(sdir)
+    if pidfd is None:
         return True
     try:
-        st = proc_stat(run["shim_pid"])  # checked after the pidfd pins the process
-        if st is None or st[0] in "ZX" or st[1] != run.get("shim_start"):
-            return True
         return _readable(pidfd, timeout)
     finally:
         os.close(pidfd)

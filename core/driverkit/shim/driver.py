@@ -176,6 +176,11 @@ class ShimDriver:
         return self.current(id, sdir, st)
 
     @hookimpl
+    def exec_exit_fd(self, id: str) -> int | None:
+        sdir, _ = self.load(id)
+        return shim.exit_fd(sdir)
+
+    @hookimpl
     def exec_delete(self, id: str) -> None:
         try:
             sdir, st = self.load(id)

@@ -1,10 +1,9 @@
 """Container lifecycle: start, kill, stop, pause, restart, remove, and exit handling.
 
 The engine is synchronous and thread-safe; the daemon calls it from worker
-threads.  Every running container has a waiter thread blocked in the exec
-driver's ``exec_wait``; when the process ends it records the exit, releases the
-mount and network, and emits ``die`` (and ``destroy`` for ``--rm``).  Creating a
-container is :mod:`.create`.
+threads.  One :class:`~.watcher.ExitWatcher` thread notices every container's exit
+(an old driver's: a thread per container in ``exec_wait``); it is recorded, the mount and
+network released, ``die`` emitted (``destroy`` for ``--rm``).  Creating is :mod:`.create`.
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from .mountpoints import MountPoints
 from .records import ContainerRecords
 from .restart import RestartManager
 from .verify import parse_signal
+from .watcher import ExitWatcher
 
 log = logging.getLogger("dockyard.containers")
 #: a Kubernetes pod's container (the CRI's label, naming its sandbox's infra container):
@@ -119,6 +119,7 @@ class Lifecycle:
         self._closing = False  # the daemon shuts down: exits are the next daemon's to record
         self._recording = threading.Condition()  # guards _closing and _busy
         self._busy = 0  # waiters recording an exit now
+        self._watcher = ExitWatcher(self._waiter)
         self.resolve, self.get, self.save, self.lock = records.resolve, records.get, records.save, records.lock
         self.all = records.all
 
@@ -153,7 +154,8 @@ class Lifecycle:
                     rec.resolv_conf_path = owner.resolv_conf_path
                 else:
                     net = self.networks.up(rec)
-                    self.save(rec)  # its names resolve (embedded DNS) from its first instruction on
+                    if net["ns"] not in (None, "host"):  # its names resolve (embedded DNS) from its start
+                        self.save(rec)
                 host = rec.host_config
                 try:
                     extra_hosts = self.bundles.extra_hosts(host, self.networks.host_gateway())
@@ -257,6 +259,13 @@ class Lifecycle:
         self.layers.unmount(cid)
 
     def _watch(self, cid: str, pid: int) -> None:
+        """Record the end of run ``pid`` when it comes (no exit fd: a thread in ``exec_wait``)."""
+        try:
+            fd = self.exec.exec_exit_fd(id=cid)
+        except Exception:
+            fd = None
+        if fd is not None:
+            return self._watcher.add(fd, cid, pid)
         threading.Thread(target=self._waiter, args=(cid, pid), name=f"wait-{cid[:12]}", daemon=True).start()
 
     def _waiter(self, cid: str, pid: int) -> None:
@@ -286,6 +295,7 @@ class Lifecycle:
         with self._recording:
             self._closing = True
             self._recording.wait_for(lambda: self._busy == 0, timeout)
+        self._watcher.close()
 
     def _exited(self, cid: str, state: dict, pid: int | None = None) -> None:
         """Record the end of the run whose process was ``pid`` (None: the current run).
@@ -294,8 +304,8 @@ class Lifecycle:
         with self.lock(cid):
             try:
                 rec = self.get(cid)
-            except ContainerNotFound:
-                return
+            except ContainerNotFound:  # removed meanwhile: the lock that self.lock() made goes too
+                return self.records.forget_lock(cid)
             if not rec.state.running or (pid is not None and rec.state.pid != pid):
                 return
             code = state.get("exit_code")
