@@ -15,7 +15,9 @@ Layout of a record: zlib of ``MAGIC`` then items ``R`` u32 n + n raw bytes,
 layer), ``I`` u64 n + n bytes (contents kept inline), and ``E`` (end).
 
 A record is made from the tar file before extraction (:func:`record_tar_split`,
-which also gives the diff ID) and read back against the extracted tree
+which also gives the diff ID), or in passing while the tar streams into the
+extraction (:class:`~dockyard.driverkit.tarsplit_tee.TarSplitTee`: a pull reads the
+layer once), and read back against the extracted tree
 (:class:`TarSplitReader`), whose files are opened relative to directory fds
 without following any symlink.  :func:`scan_entries` lists where a tar keeps its
 file contents (headers only), refusing what extraction refuses.
@@ -118,6 +120,11 @@ class _Out:
         for i in range(0, len(data), CHUNK):
             part = data[i:i + CHUNK]
             self.put(b"R" + struct.pack(">I", len(part)) + part)
+
+    def raw_all(self, data: bytearray) -> None:
+        if data:
+            self.raw(bytes(data))
+            data.clear()
 
     def done(self) -> bytes:
         self.put(b"E")
