@@ -10,11 +10,15 @@ layers and configs are no other host user's business (:mod:`dockyard.engine.mode
 
 A blob becomes visible only after its digest (and size, when known) checked out:
 it is written under ``ingest/`` and renamed into place, so a crash or a bad
-download never leaves a half-written or wrong blob under its name.  Stdlib only.
+download never leaves a half-written or wrong blob under its name.  A blob is
+fsynced once, when committed; its writeback is started as it is written
+(``sync_file_range``), so that the final fsync of a big blob waits for its last
+megabytes only, not for all of it.  Stdlib only.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
 import re
@@ -26,6 +30,27 @@ from ..modes import BLOB_MODE, private_dir
 
 DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 CHUNK = 1 << 20
+WRITEBACK = 16 << 20  # written bytes between two starts of their writeback
+_SYNC_FILE_RANGE_WRITE = 2
+
+
+def _writeback_fn():
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+    return fn
+
+
+_sync_file_range = _writeback_fn()
+
+
+def start_writeback(fd: int, offset: int, length: int) -> None:
+    """Have the kernel start writing ``length`` bytes from ``offset`` of ``fd``
+    to disk, without waiting (best effort: the commit's fsync is what counts)."""
+    if _sync_file_range is not None:
+        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
 
 
 class DigestMismatch(DockyardError):
@@ -60,13 +85,14 @@ class Writer:
         while chunk := self._fh.read(CHUNK):
             self._hash.update(chunk)
         self.offset = self._fh.tell()
+        self._written = self.offset  # the writeback of what came before is started
         if size is not None and self.offset > size:  # more than the blob can hold: start over
             self.truncate()
 
     def truncate(self) -> None:
         self._fh.seek(0)
         self._fh.truncate()
-        self._hash, self.offset = hashlib.sha256(), 0
+        self._hash, self.offset, self._written = hashlib.sha256(), 0, 0
 
     def flush(self) -> None:
         """Make what was written readable through another file object."""
@@ -78,6 +104,10 @@ class Writer:
         self.offset += len(data)
         if self.size is not None and self.offset > self.size:
             raise DigestMismatch(f"blob {self.expected or ''}: more than the announced {self.size} bytes")
+        if self.offset - self._written >= WRITEBACK:
+            self._fh.flush()
+            start_writeback(self._fh.fileno(), self._written, self.offset - self._written)
+            self._written = self.offset
 
     def commit(self) -> str:
         """Verify and publish; returns the digest.  On a mismatch the partial data is

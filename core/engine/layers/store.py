@@ -15,7 +15,13 @@ driver creates it, and the row goes in the transaction that records the layer; a
 removed layer's record is replaced by a staged row in one transaction before the
 driver removes it.  A daemon killed at any point leaves staged ids, which the
 next start removes (:meth:`LayerStore.sweep_staged`); the builder's short-lived
-layers are kept the same way in ``scratch_layers``.  :meth:`LayerStore.unowned`
+layers are kept the same way in ``scratch_layers``.
+
+A pull registers a layer in two steps, so that it reads the layer once:
+:meth:`LayerStore.stage` extracts the stream into a staged driver layer while
+hashing it and recording its tar-split, and :meth:`LayerStore.commit` records
+it once the caller has verified both digests (or :meth:`LayerStore.discard`
+removes it).  :meth:`LayerStore.unowned`
 finds what a driver holds that no row owns (``system check``).
 """
 
@@ -23,12 +29,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import secrets
+import tempfile
 import threading
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Callable
 
 from ...driverkit.tarsplit import record_tar_split
+from ...driverkit.tarsplit_tee import TarSplitTee
 from ...errors import Conflict, LayerNotFound, StorageError, full_disk_code
 
 
@@ -44,6 +53,18 @@ def chain_id(parent_chain: str | None, diff_id: str) -> str:
     if parent_chain is None:
         return diff_id
     return "sha256:" + hashlib.sha256(f"{parent_chain} {diff_id}".encode()).hexdigest()
+
+
+class Staged:
+    """A layer extracted into the staged driver layer ``driver_id`` on
+    ``parent_driver``, not recorded yet: :attr:`diff_id` is what its tar hashed
+    to, :attr:`split` its tar-split record (``complete`` false: still to make)."""
+
+    def __init__(self, driver_id: str, parent_driver: str | None, diff_id: str, size: int,
+                 split: bytes | None, complete: bool) -> None:
+        self.driver_id, self.parent_driver, self.diff_id = driver_id, parent_driver, diff_id
+        self.size, self.split, self.complete = size, split, complete
+        self.done = False  # committed or discarded
 
 
 class LayerStore:
@@ -115,6 +136,81 @@ class LayerStore:
                 self._discard(new_id, quiet=True)
                 raise
         return chain
+
+    def stage(self, stream: IO[bytes], parent_driver: str | None) -> Staged:
+        """Extract the uncompressed layer tar read from ``stream`` into a new
+        staged layer on driver layer ``parent_driver``, hashing it and recording
+        its tar-split in the same read.  Nothing is recorded as a layer: the
+        caller checks :attr:`Staged.diff_id` (and its download's digest), then
+        :meth:`commit` or :meth:`discard`.  On failure nothing stays (a daemon
+        killed meanwhile leaves a staged id for the next start)."""
+        new_id = secrets.token_hex(32)
+        with self.store.tx() as db:
+            db.execute("INSERT INTO staged_layers (id) VALUES (?)", (new_id,))
+        try:
+            self.hook.storage_create(id=new_id, parent=parent_driver)
+            tee = TarSplitTee(stream)
+            size = self.hook.storage_apply_diff(id=new_id, parent=parent_driver, stream=tee)
+            tee.drain()  # what the extraction did not need (the end blocks) is the tar's too
+            split = tee.record()
+        except BaseException:
+            self._discard(new_id, quiet=True)
+            raise
+        return Staged(new_id, parent_driver, tee.diff_id, int(size or 0), split, tee.complete)
+
+    def complete_record(self, staged: Staged, reopen: Callable[[], IO[bytes]], tmpdir: str | None = None) -> None:
+        """Make the tar-split record :meth:`stage` could not make in passing (rare:
+        see :class:`~dockyard.driverkit.tarsplit_tee.TarSplitTee`) from a second
+        read of the tar, ``reopen()`` (spooled to a file in ``tmpdir``)."""
+        if staged.complete:
+            return
+        fd, path = tempfile.mkstemp(dir=tmpdir, prefix="tarsplit-", suffix=".tar")
+        try:
+            with os.fdopen(fd, "wb") as out, reopen() as src:
+                while chunk := src.read(1 << 20):
+                    out.write(chunk)
+            actual, staged.split = record_tar_split(path)
+        finally:
+            os.unlink(path)
+        if actual != staged.diff_id:
+            raise StorageError(f"layer tar read twice hashed to {staged.diff_id}, then to {actual}")
+        staged.complete = True
+
+    def commit(self, staged: Staged, diff_id: str, parent_chain: str | None = None) -> str:
+        """Record staged layer ``staged`` as ``diff_id`` on ``parent_chain``; return
+        its chain ID.  Its tar must have hashed to ``diff_id`` and it must have
+        been staged on ``parent_chain``'s driver layer (else StorageError, the
+        caller discards it); a layer already recorded with that chain wins and
+        ``staged`` is discarded."""
+        chain = chain_id(parent_chain, diff_id)
+        if staged.diff_id != diff_id:
+            raise StorageError(f"layer tar does not match its diff ID: expected {diff_id}, "
+                               f"the tar's sha256 is {staged.diff_id}")
+        if not staged.complete:
+            raise StorageError(f"layer {diff_id}: no tar-split record was made")
+        with self._lock:
+            if self.get(chain) is not None:
+                self.discard(staged)
+                return chain
+            if staged.parent_driver != (self.driver_id(parent_chain) if parent_chain else None):
+                raise StorageError(f"layer {diff_id} was staged on another parent layer than {parent_chain}")
+            with self.store.tx() as db:
+                db.execute("INSERT INTO layers(chain_id, driver_id, parent, diff_id, size, created)"
+                           " VALUES (?,?,?,?,?,?)",
+                           (chain, staged.driver_id, parent_chain, diff_id, staged.size,
+                            datetime.now(timezone.utc).isoformat()))
+                if staged.split is not None:
+                    db.execute("INSERT INTO layer_tarsplit(chain_id, data) VALUES (?,?)", (chain, staged.split))
+                db.execute("DELETE FROM staged_layers WHERE id=?", (staged.driver_id,))
+            staged.done = True
+        return chain
+
+    def discard(self, staged: Staged) -> None:
+        """Remove staged layer ``staged`` (once; what fails stays staged for the
+        next start)."""
+        if not staged.done:
+            staged.done = True
+            self._discard(staged.driver_id, quiet=True)
 
     def chain(self, top: str | None) -> list[Any]:
         """The chain IDs from the base layer up to ``top`` (inclusive)."""
