@@ -1,41 +1,47 @@
 """Pulling an image: manifest negotiation, platform selection, the config and the
-layers fetched in parallel into the content store, each layer decompressed while it
-downloads into the uncompressed tar that must hash to the config's diff ID, then one
-call to the image store to register it all.
+layers fetched in parallel into the content store, then one call to the image
+store to register it all.
+
+One read per layer: each downloaded byte goes to the blob's ingest (hashed: the
+compressed digest) and on, decompressed, into the storage driver's staged layer
+(:meth:`~dockyard.engine.layers.store.LayerStore.stage`), which hashes the tar
+(the diff ID) and records its tar-split on the way.  A layer's parent must be
+extracted before it, so a layer whose parent is not staged yet when its download
+starts is downloaded into the content store alone and extracted from there once
+the parent is ready (downloads overlap extraction, as Docker's do).
 
 Resuming: a layer blob is written under the content store's ingest key
 ``pull-<hex>``.  If a pull stops mid-blob (the registry went away, the client hung
 up), the ingest keeps the bytes that arrived; the next pull of that blob first
-re-decompresses them from disk, then asks the registry only for the rest
+re-reads them from disk, then asks the registry only for the rest
 (``Range: bytes = <offset>-``).  A blob that is complete and verified is never
 fetched again, and a layer that is already registered is not fetched at all.
 
-Nothing is registered until every layer is verified: a failed pull leaves no image
-and no layer, only verified blobs and resumable ingests; an ingest whose content
-turned out wrong (digest, decoding) is dropped.
+Nothing is registered until every layer is verified: staged layers are recorded
+only when both digests matched, by the image store, all or nothing; a failed pull
+leaves no image and no layer, only verified blobs and resumable ingests; an
+ingest whose content turned out wrong (digest, decoding, an unsafe tar) is
+dropped.
 """
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
-import zlib
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import imagespec as spec
 from ..engine.layers.content import DigestMismatch, digest_of
 from ..engine.layers.store import chain_id
-from ..errors import ImageNotFound
+from ..errors import ImageNotFound, StorageError
 from .auth import scope
 from .errors import BadContent, RegistryError, RegistryUnreachable, UnsupportedContent, sent_by_registry
-from .parallel import LocalSide, Transfer
+from .layerstream import BlobTar, Reader, decoder
+from .parallel import LocalSide, Stopped, Transfer
 from .progress import short_id
 
 if TYPE_CHECKING:
-    import threading
-
+    from ..engine.layers.store import Staged
     from .names import ImageName
     from .progress import Progress
     from .session import Session
@@ -43,11 +49,7 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 20
 MAX_CONFIG = 32 << 20
-ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-class _Reader(Protocol):
-    def read(self, n: int = ..., /) -> bytes: ...
+_LATER = object()  # the parent layer is not extracted yet
 
 
 class PullSide(LocalSide, Protocol):
@@ -59,7 +61,9 @@ class PullSide(LocalSide, Protocol):
 
     @property
     def layers(self) -> Any:
-        """The layer store: ``get(chain_id)`` finds a layer already registered."""
+        """The layer store: ``get(chain_id)`` finds a layer already registered;
+        ``stage``, ``complete_record``, ``discard`` extract a layer as it
+        downloads (:class:`~dockyard.engine.layers.store.LayerStore`)."""
 
     @property
     def max_downloads(self) -> int:
@@ -67,15 +71,19 @@ class PullSide(LocalSide, Protocol):
 
     @property
     def tmpdir(self) -> str:
-        """Where the uncompressed layer tars are spooled."""
+        """Where an uncompressed layer tar is spooled when its tar-split record
+        cannot be made in passing (rare)."""
 
 
 class _Job:
     def __init__(self, index: int, desc: spec.Descriptor) -> None:
         self.index, self.desc, self.id = index, desc, short_id(desc.digest)
         self.diff_id: str | None = None
-        self.tar_path: str | None = None
+        self.chain: str | None = None
+        self.staged: Staged | None = None  # extracted, not recorded yet
+        self.exists = False  # registered before this pull
         self.fetched = False
+        self.ready = threading.Event()  # set when done (staged, existing or failed)
 
 
 class Puller(Transfer):
@@ -117,23 +125,21 @@ class Puller(Transfer):
                 config = pool.submit(self._config, config_desc)
                 for job in jobs:
                     self.progress.layer(job.id, "Pulling fs layer")
-                futures = [config] + [pool.submit(self._layer, job, config) for job in jobs]
+                futures = [config] + [pool.submit(self._layer, job, config, jobs) for job in jobs]
                 self.wait_all(futures)
             config_bytes, _ = config.result()
             layers = [{"diff_id": j.diff_id, "blob_digest": j.desc.digest, "media_type": j.desc.media_type,
-                       "size": j.desc.size, "tar_path": j.tar_path} for j in jobs]
-            for job in jobs:
-                if job.tar_path:
-                    self.progress.layer(job.id, "Extracting")
+                       "size": j.desc.size, "staged": j.staged, "open_tar": (lambda j=j: self._open_tar(j))}
+                      for j in jobs]
             add = self.local.images_api()[0]
             image_id = add(self.name.familiar, self.name.tag, data, media_type, config_bytes, layers,
                            index_bytes=index[0] if index else None, index_media_type=index[1] if index else None)
         finally:
-            for job in jobs:
-                if job.tar_path:
-                    _unlink(job.tar_path)
+            for job in reversed(jobs):  # not recorded: a failure (the image store discards its own)
+                if job.staged is not None:
+                    self.local.layers.discard(job.staged)
         for job in jobs:
-            if job.tar_path:
+            if job.staged is not None:
                 self.progress.layer(job.id, "Pull complete")
         self.progress.status(f"Digest: {digest_of(index[0]) if index else digest}")
         fresh = before != image_id or any(j.fetched for j in jobs)
@@ -189,154 +195,140 @@ class Puller(Transfer):
         return data, cfg["rootfs"]["diff_ids"]
 
     # layers -----------------------------------------------------------------
-    def _layer(self, job: _Job, config: Future[tuple[bytes, list[str]]]) -> None:
-        _, diff_ids = config.result()
-        job.diff_id = diff_ids[job.index]
-        chain: str | None = None
-        for d in diff_ids[:job.index + 1]:
-            chain = chain_id(chain, d)
-        if self.local.layers.get(chain) is not None:
-            self.progress.layer(job.id, "Already exists")
-            return
-        self.check()
-        digest = job.desc.digest
-        with self.local.blob_lock(digest):
-            fd, job.tar_path = tempfile.mkstemp(dir=self.local.tmpdir, prefix=f"pull-{job.id}-", suffix=".tar")
-            with os.fdopen(fd, "wb") as out:
-                if self.content.has(digest):
-                    if self.content.size(digest) != job.desc.size:
-                        raise BadContent(f"layer {digest}: the manifest says {job.desc.size} bytes, the blob "
-                                         f"has {self.content.size(digest)}")
-                    got: str | None
-                    with self.content.open(digest) as src:
-                        got = self._unpack(job, src, out)
-                    self.progress.layer(job.id, "Download complete")
-                else:
-                    got = self._download(job, out)
+    def _layer(self, job: _Job, config: Future[tuple[bytes, list[str]]], jobs: list[_Job]) -> None:
+        try:
+            _, diff_ids = config.result()
+            job.diff_id = diff_ids[job.index]
+            for d in diff_ids[:job.index + 1]:
+                job.chain = chain_id(job.chain, d)
+            if self.local.layers.get(job.chain) is not None:
+                job.exists = True
+                self.progress.layer(job.id, "Already exists")
+                return
+            self.check()
+            digest = job.desc.digest
+            with self.local.blob_lock(digest):
+                if not self.content.has(digest):
+                    parent = self._parent(job, jobs, wait=False)
+                    job.staged = self._download(job, parent)
                     job.fetched = True
-            if got != job.diff_id:
-                if job.fetched:
-                    self.content.delete(digest)
-                raise BadContent(f"layer {digest} uncompresses to {got}, but the image config says its diff ID "
-                                 f"is {job.diff_id}: the layer is truncated or corrupt")
+            if job.staged is None:  # the blob only: extracted from the store once the parent is
+                self._stage_blob(job, self._parent(job, jobs, wait=True))
+            assert job.staged is not None  # staged, or an error was raised
+            if not job.staged.complete:
+                self.local.layers.complete_record(job.staged, lambda: self._open_tar(job), self.local.tmpdir)
+        finally:
+            job.ready.set()
 
-    def _download(self, job: _Job, out: IO[bytes]) -> str | None:
+    def _parent(self, job: _Job, jobs: list[_Job], wait: bool) -> Any:
+        """The driver id of the layer ``job`` goes on (None for the base layer),
+        or ``_LATER`` if it is not extracted yet and not ``wait``."""
+        if job.index == 0:
+            return None
+        prev = jobs[job.index - 1]
+        while True:
+            if prev.ready.is_set():
+                if prev.staged is not None:
+                    return prev.staged.driver_id
+                if prev.exists and prev.chain is not None:
+                    return self.local.layers.driver_id(prev.chain)
+                self.check()
+                raise Stopped(f"stopped: layer {prev.id} failed")
+            if not wait:
+                return _LATER
+            self.check()
+            prev.ready.wait(0.1)
+
+    def _stage_blob(self, job: _Job, parent: str | None) -> None:
+        digest = job.desc.digest
+        if self.content.size(digest) != job.desc.size:
+            raise BadContent(f"layer {digest}: the manifest says {job.desc.size} bytes, the blob "
+                             f"has {self.content.size(digest)}")
+        if not job.fetched:
+            self.progress.layer(job.id, "Download complete")
+        self.progress.layer(job.id, "Extracting")
+        try:
+            with self.content.open(digest) as src:
+                job.staged = self._stage(job, src, parent)
+            self._check_diff_id(job)
+        except (BadContent, StorageError):
+            if job.fetched:  # useless to keep: it can never make this layer
+                self.content.delete(digest)
+            raise
+
+    def _check_diff_id(self, job: _Job) -> None:
+        assert job.staged is not None
+        if job.staged.diff_id != job.diff_id:
+            got = job.staged.diff_id
+            self.local.layers.discard(job.staged)
+            job.staged = None
+            raise BadContent(f"layer {job.desc.digest} uncompresses to {got}, but the image config says its "
+                             f"diff ID is {job.diff_id}: the layer is truncated or corrupt")
+
+    def _download(self, job: _Job, parent: Any) -> Staged | None:
+        """Download the blob of ``job`` (verified, into the content store); unless
+        ``parent`` is ``_LATER``, extract it on the way onto that driver layer."""
         desc = job.desc
         writer = self.content.writer(f"pull-{desc.digest[7:]}", desc.digest, desc.size)
         source = _BlobSource(self, job, writer)
         try:
-            got: str | None
-            undecodable: BadContent | None
-            try:
-                got, undecodable = self._unpack(job, source, out), None
-            except BadContent as exc:  # wrong bytes, or a bad image? the digest tells
-                got, undecodable = None, exc
+            failed: BadContent | StorageError | None = None
+            if parent is not _LATER:  # extracted as it downloads: "Downloading" says it all
+                try:
+                    job.staged = self._stage(job, source, parent)
+                except (BadContent, StorageError) as exc:  # wrong bytes, or a bad image? the digest tells
+                    failed = exc
             while source.read(CHUNK):  # whatever the decoder did not need still counts
                 pass
             self.progress.layer(job.id, "Verifying Checksum")
             writer.commit()
-            if undecodable is not None:  # the registry's blob itself is bad: useless to keep
+            if failed is None and job.staged is not None and job.staged.diff_id != job.diff_id:
+                failed = BadContent(f"layer {desc.digest} uncompresses to {job.staged.diff_id}, but the image "
+                                    f"config says its diff ID is {job.diff_id}: the layer is truncated or corrupt")
+            if failed is not None:  # the registry's blob itself is bad: useless to keep
                 self.content.delete(desc.digest)
-                raise undecodable
-        except BadContent:
+                raise failed
+        except (BadContent, StorageError):
+            self._drop(job)
             writer.abort(keep=False)
             raise
         except DigestMismatch as exc:
+            self._drop(job)
             writer.abort(keep=False)
             raise BadContent(f"layer {desc.digest}: {exc}") from None
         except BaseException:
+            self._drop(job)
             writer.abort(keep=writer.offset > 0)  # an empty ingest resumes nothing
             raise
         finally:
             source.close()
         self.progress.layer(job.id, "Download complete")
-        return got
+        return job.staged
 
-    def _unpack(self, job: _Job, src: _Reader, out: IO[bytes]) -> str:
-        """Decompress ``src`` (gzip, zstd or plain, told by its magic) into ``out``;
-        return the sha256 of the uncompressed tar."""
-        peekable = _Peekable(src)
-        head = peekable.peek(4)
-        h = hashlib.sha256()
-        kind = "gzip" if head[:2] == b"\x1f\x8b" else "zstd" if head == ZSTD_MAGIC else "tar"
-        reader: _Reader
-        if kind == "gzip":
-            reader = _GunzipReader(peekable, job.desc.digest)
-        elif kind == "zstd":
-            try:
-                import zstandard
-            except ImportError:
-                raise UnsupportedContent("zstd-compressed layers need the zstandard package") from None
-            reader = zstandard.ZstdDecompressor().stream_reader(peekable, read_size=CHUNK,  # type: ignore[arg-type]
-                                                                read_across_frames=True)  # (it only reads)
-        else:
-            reader = peekable
+    def _drop(self, job: _Job) -> None:
+        if job.staged is not None:
+            self.local.layers.discard(job.staged)
+            job.staged = None
+
+    def _stage(self, job: _Job, src: Reader, parent: str | None) -> Staged:
+        """Decompress ``src`` into a staged layer on ``parent``; the layer's
+        errors as the pull's (a lost connection stays one, not a storage error)."""
+        tar = decoder(src, job.desc.digest)
         try:
-            while data := reader.read(CHUNK):
-                out.write(data)
-                h.update(data)
-        except (zlib.error, EOFError) as exc:
-            raise BadContent(f"layer {job.desc.digest}: corrupt {kind} stream: {exc}") from None
-        except Exception as exc:
-            if type(exc).__module__.startswith("zstd"):
-                raise BadContent(f"layer {job.desc.digest}: corrupt zstd stream: {exc}") from None
+            return self.local.layers.stage(tar, parent)
+        except BaseException as exc:
+            if tar.error is not None and exc is not tar.error:
+                raise tar.error from None
             raise
-        return "sha256:" + h.hexdigest()
 
-
-class _Peekable:
-    def __init__(self, raw: _Reader) -> None:
-        self.raw, self.buf = raw, b""
-
-    def peek(self, n: int) -> bytes:
-        while len(self.buf) < n:
-            data = self.raw.read(CHUNK)
-            if not data:
-                break
-            self.buf += data
-        return self.buf[:n]
-
-    def read(self, n: int = CHUNK) -> bytes:
-        if self.buf:
-            out, self.buf = self.buf[:n], self.buf[n:]
-            return out
-        return self.raw.read(n)
-
-    def readable(self) -> bool:
-        return True
-
-
-class _GunzipReader:
-    """Streaming gzip (multi-member, as Go's reader) with bounded output per read;
-    a stream that ends early or trails garbage is an error."""
-
-    def __init__(self, src: _Reader, what: str) -> None:
-        self.src, self.what = src, what
-        self.dec = zlib.decompressobj(31)
-        self.pending = b""
-
-    def read(self, n: int = CHUNK) -> bytes:
-        while True:
-            if self.dec.eof:
-                rest = self.dec.unused_data + self.pending
-                self.pending = b""
-                if not rest:
-                    rest = self.src.read(CHUNK)
-                    if not rest:
-                        return b""
-                if rest[:2] != b"\x1f\x8b":
-                    raise BadContent(f"layer {self.what}: data after the end of the gzip stream")
-                self.dec = zlib.decompressobj(31)
-                self.pending = rest
-            data = self.dec.unconsumed_tail or self.pending
-            self.pending = b""
-            if not data:
-                data = self.src.read(CHUNK)
-                if not data:
-                    raise BadContent(f"layer {self.what} is truncated: the gzip stream ends early")
-            out = self.dec.decompress(data, n)
-            if out:
-                return out
+    def _open_tar(self, job: _Job) -> BlobTar:
+        """The layer's uncompressed tar again, from its verified blob."""
+        src = self.content.open(job.desc.digest)
+        try:
+            return BlobTar(decoder(src, job.desc.digest), src)
+        except BaseException:
+            src.close()
+            raise
 
 
 class _BlobSource:
@@ -421,9 +413,3 @@ class _BlobSource:
         if self._local is not None and not self._local.closed:
             self._local.close()
 
-
-def _unlink(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass

@@ -237,10 +237,10 @@ def test_layers_download_in_parallel_and_unpack_while_downloading(fresh, reg, pr
     proxy.add(Fault(f"/v2/{repo}/blobs/", "slow", method="GET", delay=0.05, chunk=128 << 10))
     seen_partial = []
 
-    def watch():  # a layer's tar grows in tmp/ while its blob is still an incomplete ingest
-        tmp, ingest = fresh.data_root / "tmp", fresh.data_root / "content" / "ingest"
+    def watch():  # a layer's file grows in the storage driver while a blob is still an incomplete ingest
+        storage, ingest = fresh.data_root / "storage", fresh.data_root / "content" / "ingest"
         while not done.is_set():
-            tars = [p for p in tmp.glob("pull-*.tar") if p.stat().st_size > 0] if tmp.is_dir() else []
+            tars = [p for p in storage.rglob("blob*") if p.is_file() and p.stat().st_size > 0]
             partial = [p for p in ingest.glob("pull-*") if 0 < p.stat().st_size] if ingest.is_dir() else []
             if tars and partial:
                 seen_partial.append((len(tars), len(partial)))

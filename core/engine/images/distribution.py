@@ -10,9 +10,15 @@ registry's host and path with ``reference.parse_reference(repo, None)``
 ``add_from_registry(repo, tag, manifest_bytes, manifest_media_type,
 config_bytes, layers, index_bytes=None, index_media_type=None) -> image id``
     After a pull.  ``layers`` is ``[{"diff_id", "blob_digest", "media_type",
-    "size", "tar_path"}]`` in manifest order; ``tar_path`` names the layer's
-    *uncompressed* tar (the caller decompressed it and may delete it afterwards),
-    or is ``None`` for a layer already registered (``layers.get(chain_id)``).
+    "size", "staged", "open_tar"}]`` in manifest order; ``staged`` is the layer
+    the caller extracted while it downloaded (:meth:`LayerStore.stage
+    <dockyard.engine.layers.store.LayerStore.stage>`, on the driver layer of the
+    layer before it), ``open_tar()`` opens its uncompressed tar again (from the
+    verified blob: needed only when another pull recorded a parent layer first,
+    so that ``staged`` sits on the wrong parent); or ``tar_path`` names the
+    layer's *uncompressed* tar (the caller may delete it afterwards); or none of
+    them for a layer already registered (``layers.get(chain_id)``).  Staged
+    layers not recorded (already there, or on any failure) are discarded.
     Checks first -- manifest media type and shape, the config's digest and size
     against the manifest, the layer descriptors against ``layers``, the config's
     ``rootfs.diff_ids`` against the diff ids, the manifest's presence in the
@@ -111,9 +117,12 @@ def add_from_registry(images: ImageStore, repo: str, tag: str | None, manifest_b
             for layer in layers:
                 chain = chain_id(parent, layer["diff_id"])
                 if images.layers.get(chain) is None:
-                    if not layer.get("tar_path"):
+                    if layer.get("staged") is not None:
+                        _commit_staged(images.layers, layer, parent)
+                    elif layer.get("tar_path"):
+                        images.layers.register(layer["tar_path"], layer["diff_id"], parent)
+                    else:
                         raise InvalidParameter(f"layer {layer['diff_id']} is not registered and no tar was given")
-                    images.layers.register(layer["tar_path"], layer["diff_id"], parent)
                     new_chains.append(chain)
                 parent = chain
             for data in (config_bytes, manifest_bytes, index_bytes):
@@ -134,10 +143,30 @@ def add_from_registry(images: ImageStore, repo: str, tag: str | None, manifest_b
         except BaseException:
             undo(images, new_chains, new_blobs)
             raise
+        finally:
+            for layer in reversed(layers):  # those not recorded: already there, or a failure
+                if layer.get("staged") is not None:
+                    images.layers.discard(layer["staged"])
     if tagged:
         images.emit("image", "tag", image_id, {"name": tagged})
     images.emit("image", "pull", image_id, {"name": tagged or f"{name}@{index_digest or manifest.digest}"})
     return image_id
+
+
+def _commit_staged(layers: Any, layer: dict, parent: str | None) -> None:
+    """Record ``layer["staged"]`` on ``parent``; staged on another driver layer
+    than ``parent``'s (a concurrent pull recorded that parent first, and ours was
+    discarded), extract it again from ``open_tar()`` onto the right one."""
+    staged = layer["staged"]
+    want = layers.driver_id(parent) if parent else None
+    if staged.parent_driver != want:
+        layers.discard(staged)
+        if layer.get("open_tar") is None:
+            raise StorageError(f"layer {layer['diff_id']} was staged on another parent layer")
+        with layer["open_tar"]() as stream:
+            layer["staged"] = staged = layers.stage(stream, want)
+        layers.complete_record(staged, layer["open_tar"])
+    layers.commit(staged, layer["diff_id"], parent)
 
 
 def undo(images: ImageStore, chains: list[str], blobs: list[str]) -> None:
