@@ -28,6 +28,8 @@ Layer trees and tars (storage drivers)
                 (:class:`~.safetar.OverlayWhiteouts`); re-exports the writing half
 :tarsplit:      keep a layer tar's exact bytes without its file contents, and
                 rebuild the tar (and its diff ID) from them
+:tarsplit_tee:  the same record and diff ID taken while the tar streams into
+                extraction (:class:`~.tarsplit_tee.TarSplitTee`)
 :naivediff:     diff, apply, changes and size by mounting and walking
                 (Docker's ``NaiveDiffDriver``): registered ``trylast`` for every
                 storage driver; ``tree_changes``, ``changes_size`` and
