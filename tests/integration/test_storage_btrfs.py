@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -84,6 +85,11 @@ def btrfs_filesystem(base, size="1G"):
                 subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
         if loop:
             subprocess.run(["losetup", "-d", loop], capture_output=True)
+            # after a lazy unmount the kernel frees the device (autoclear) only when the
+            # file system's last reference goes: give it that moment
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and str(img) in _run("losetup", "-l", "-n", "-O", "BACK-FILE"):
+                time.sleep(0.1)
         img.unlink(missing_ok=True)
         if mnt.is_dir() and not any(mp == str(mnt) for mp, _ in mountinfo()):
             mnt.rmdir()
