@@ -54,7 +54,7 @@ class CniDriver:
     """Runs the CNI plugins of a configuration directory."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # records, and portmap's ADDs against the sweep of its chains
         self.conf_dir, self.bin_dirs = DEFAULT_CONF_DIR, [DEFAULT_BIN_DIR]
         self.records: Records | None = None
 
@@ -176,12 +176,13 @@ class CniDriver:
             rec["runtime"] = dict(rec.get("runtime") or {}, **{PORTS: mappings})
             records.put(endpoint["id"], rec)
         call = self._call(label, rec)
-        if old:
-            invoke.delete(call, conflist, {PORTS: old}, rec["result"], which=which)
-        if mappings:
-            invoke.add_some(call, conflist, which, rec["runtime"], rec["result"])
-        else:
-            self._sweep()
+        with self._lock:  # a sweep after another endpoint's DEL must not remove the chains this ADD uses
+            if old:
+                invoke.delete(call, conflist, {PORTS: old}, rec["result"], which=which)
+            if mappings:
+                invoke.add_some(call, conflist, which, rec["runtime"], rec["result"])
+            else:
+                self._sweep()
         return bound
 
     def _claim(self, label: str, endpoint_id: str, ports: list) -> tuple[list[dict], list[dict]]:
