@@ -98,6 +98,7 @@ def run_attach(containers: Containers, request: Any, session: Session) -> None:
         session.finish(internal_error(f"error attaching to container: {exc}"))
         return
     tty, started = bool(rec.config.get("Tty")), rec.state.started_at
+    offset = _size(rec.log_path)  # before stdin flows: the answer to it is ours to send
     stdin_once = bool(rec.config.get("StdinOnce")) and not tty
     stop = threading.Event()
 
@@ -126,7 +127,7 @@ def run_attach(containers: Containers, request: Any, session: Session) -> None:
         polls[0] += 1
         return polls[0] % STATE_EVERY == 0 and ended()
 
-    _follow(rec.log_path, _size(rec.log_path), session, tty, finished)
+    _follow(rec.log_path, offset, session, tty, finished)
     if session.gone():
         session.conn.close(grace=0)
         return
