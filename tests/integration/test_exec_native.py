@@ -280,6 +280,8 @@ def test_terminal_with_size_and_resize(env):
                      change=lambda c: c["process"].update(terminal=True, consoleSize={"height": 30, "width": 100}))
     env.hook.exec_start(id=cid)
     wait_for(lambda: "30 100" in env.output(cid))
+    with pytest.raises(ExecError, match="unknown request"):  # past a winsize's 16 bits: refused, shim alive
+        env.hook.exec_resize(id=cid, exec_id=None, height=70000, width=120)
     env.hook.exec_resize(id=cid, exec_id=None, height=40, width=120)
     sock = env.hook.exec_attach_stdin(id=cid, exec_id=None)
     sock.sendall(b"go\r")

@@ -154,7 +154,7 @@ class Loop:
                 self.poller.unregister(fd)
             if rest:
                 self._write_stdin(rest)
-        elif len(words) == 3 and words[0] == "resize" and words[1].isdigit() and words[2].isdigit():
+        elif len(words) == 3 and words[0] == "resize" and all(w.isdigit() and int(w) < 65536 for w in words[1:]):
             if self.child.master is None:
                 self._reply(conn, "error the process has no terminal")
             else:

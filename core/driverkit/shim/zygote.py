@@ -74,5 +74,12 @@ def _become_shim(state_dir: str, report_fd: int, spawn: "Spawn", finish: "Finish
         os.write(fd, f"{os.getpid()} {supervisor.proc_start(os.getpid())}\n".encode())
         os.close(fd)
         code = supervisor.run(state_dir, report_fd, spawn, finish)
+    except BaseException:  # into shim.log: os._exit below would swallow it
+        import sys
+        import traceback
+
+        traceback.print_exc()
+        sys.stderr.flush()
+        raise
     finally:
         os._exit(code)
