@@ -21,6 +21,8 @@ from ...model.container import ContainerRecord
 
 log = logging.getLogger("dockyard.execs")
 KEEP_ENDED = 600  # seconds an ended instance stays inspectable
+REWAITS = 100  # looks again at an exec whose wait returned before its end...
+REWAIT_PAUSE = 0.05  # ...this many seconds apart
 
 
 class ExecNotFound(NotFound):
@@ -177,11 +179,21 @@ class Execs:
         return inst
 
     def _waiter(self, inst: dict) -> None:
+        cid, eid = inst["ContainerID"], inst["ID"]
         try:
-            state = self.exec.exec_exec_wait(id=inst["ContainerID"], exec_id=inst["ID"], timeout=None)
+            state = self.exec.exec_exec_wait(id=cid, exec_id=eid, timeout=None)
+            for _ in range(REWAITS):  # a driver's wait that returned early: never an exit code made up
+                if state.get("status") == "stopped":
+                    break
+                log.warning("exec %s in %s: its wait returned while it was %s; waiting again",
+                            eid[:12], cid[:12], state.get("status"))
+                time.sleep(REWAIT_PAUSE)
+                state = self.exec.exec_exec_wait(id=cid, exec_id=eid, timeout=None)
         except Exception:  # the container went away with it
-            log.exception("waiting for exec %s failed", inst["ID"])
+            log.exception("waiting for exec %s failed", eid)
             state = {"exit_code": 137}
+        if state.get("error"):
+            log.warning("exec %s in %s: %s", eid[:12], cid[:12], state["error"])
         code = state.get("exit_code")
         inst.update(Running=False, ExitCode=255 if code is None else code, Pid=0, ended=time.monotonic())
         inst["_done"].set()
