@@ -77,8 +77,14 @@ def _is_opaque(dirpath: str) -> bool:
 
 
 def _touch(dir_fd: int, name: str) -> None:
+    """A whiteout marker.  Its times are the epoch, as all of aufs' own share
+    one inode's: a layer's diff, applied again, gives the same branch whatever
+    second it is applied in."""
     fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o444, dir_fd=dir_fd)
-    os.close(fd)
+    try:
+        os.utime(fd, ns=(0, 0))
+    finally:
+        os.close(fd)
 
 
 def _open_dir(root: str | os.PathLike[str], rel: str) -> int | None:
