@@ -8,18 +8,20 @@ network released, ``die`` emitted (``destroy`` for ``--rm``).  Creating is :mod:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import os
 import shutil
 import signal as signals
 import threading
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 from ...errors import Conflict, ContainerNotFound, ExecError, InvalidParameter, NotFound, StorageError
 from ...model.container import ZERO_TIME, ContainerRecord
 from .. import modes
 from . import recovery, shm
+from .collaborators import Bundles, Layers, Logs, Networks
 from .create import now_iso
 from .mountpoints import MountPoints
 from .records import ContainerRecords
@@ -45,51 +47,6 @@ def stdin_mode(cfg: dict) -> str | None:
     if not cfg.get("OpenStdin"):
         return None
     return "once" if cfg.get("StdinOnce") else "open"
-
-
-class Layers(Protocol):
-    def mount(self, driver_id: str) -> str: ...
-
-    def unmount(self, driver_id: str) -> None: ...
-
-    def remove_rw(self, container_id: str) -> None: ...
-
-    def release(self, top: str | None) -> None: ...
-
-
-class Logs(Protocol):
-    """Of the log service: what the shim writes a container's output with."""
-
-    def writer(self, rec: ContainerRecord) -> dict: ...
-
-
-class Networks(Protocol):
-    """What a running container needs of the network service."""
-
-    def up(self, rec: ContainerRecord) -> dict: ...
-
-    def down(self, rec: ContainerRecord, later: list | None = None) -> None: ...
-
-    def restore(self, rec: ContainerRecord) -> None: ...
-
-    def host_gateway(self) -> str | None: ...
-
-
-class Bundles(Protocol):
-    default_shm_size: int
-
-    def namespace_modes(self, host_config: dict) -> dict: ...
-
-    def extra_hosts(self, host_config: dict, host_gateway: str | None) -> list[str]: ...
-
-    def write_etc_files(self, container_dir: str, hostname: str, network_mode: str, ip: str | None = None,
-                        nameservers: list | None = None, extra_hosts: list | tuple = (),
-                        dns: dict | None = None) -> dict[str, str]: ...
-
-    def make(self, record: ContainerRecord, rootfs: str, etc_paths: dict, ns_paths: dict | None, shm_path: str | None = None,
-             volume_mounts: list | None = None) -> dict: ...
-
-    def write(self, bundle_dir: str, config: dict) -> str: ...
 
 
 def _with_env(rec: ContainerRecord, env: list[str]) -> ContainerRecord:
@@ -119,7 +76,7 @@ class Lifecycle:
         self._closing = False  # the daemon shuts down: exits are the next daemon's to record
         self._recording = threading.Condition()  # guards _closing and _busy
         self._busy = 0  # waiters recording an exit now
-        self._watcher = ExitWatcher(self._waiter)
+        self._watcher = ExitWatcher(self._exit_seen)
         self.resolve, self.get, self.save, self.lock = records.resolve, records.get, records.save, records.lock
         self.all = records.all
 
@@ -267,6 +224,13 @@ class Lifecycle:
         if fd is not None:
             return self._watcher.add(fd, cid, pid)
         threading.Thread(target=self._waiter, args=(cid, pid), name=f"wait-{cid[:12]}", daemon=True).start()
+
+    def _exit_seen(self, cid: str, pid: int) -> None:
+        """The exit fd woke: record the end, or watch again if it still runs (its hub restarted)."""
+        with contextlib.suppress(Exception):
+            if self.exec.exec_state(id=cid).get("status") in ("running", "paused"):
+                return self._watch(cid, pid)
+        self._waiter(cid, pid)
 
     def _waiter(self, cid: str, pid: int) -> None:
         try:
