@@ -8,6 +8,13 @@ class TestNative(ExecConformance):
     driver = "native"
 
 
+class TestNativeHub(ExecConformance):
+    """One supervisor, the hub, for every container (``supervisor = "hub"``)."""
+
+    driver = "native"
+    extra_args = ("--exec-opt", "supervisor=hub")
+
+
 class TestLxc(ExecConformance):
     driver = "lxc"
     unsupported = LXC_UNSUPPORTED

@@ -17,14 +17,19 @@ something other than the daemon.
   :mod:`.oci` and :mod:`.runtime` the OCI config checks, capability and rlimit
   tables and ``execve`` rules every runtime shares; :mod:`.rootpath` resolves
   paths inside a container's root.
+* :mod:`.hub` and :mod:`.keeper` (the exec option ``supervisor = "hub"``) are
+  one supervisor for every process of a driver instead of a shim each, and the
+  subreaper that keeps their exit codes and streams while the hub is restarted;
+  :mod:`.hubclient` is the daemon's end.  The state directory's files and
+  control socket are the same; ``running.json`` says ``hub``.
 
 Standalone: ``supervisor`` (with its private parts ``_spawning``, ``_shimloop``,
 ``_jsonlog`` and ``_minijson``), ``logfile`` (rotating log files, which log
-drivers' writers import), ``zygote``, ``sanitize``, ``runtime`` and
+drivers' writers import), ``zygote``, ``hub``, ``keeper``, ``sanitize``, ``runtime`` and
 ``rootpath`` are stdlib only and never import dockyard.  A driver's zygote runs ``python -E
 -S`` with this directory (``os.path.dirname(client.__file__)``) and its own on
 ``sys.path`` and imports them by bare name (``import supervisor``).  The daemon's
-side imports all but ``zygote`` as package modules too, so they import each
+side imports all but ``zygote``, ``hub`` and ``keeper`` as package modules too, so they import each
 other both ways (``if __package__: from .sanitize import ...``).  Keep them so:
 no dockyard import, no third-party import, nothing slow at import time.
 

@@ -34,26 +34,33 @@ STDIN_HIGH = 1 << 20  # stdin bytes the process has not read yet, past which wri
 class Loop:
     """Output to the log, control connections, stdin, and the child's exit."""
 
-    def __init__(self, child: "Child", stdio: "Stdio", logw: "LogWriter", control: socket.socket) -> None:
+    def __init__(self, child: "Child", stdio: "Stdio", logw: "LogWriter", control: socket.socket,
+                 poller: "Any" = None, watch_pid: bool = True) -> None:
+        """``poller``: a ``select.poll``-like object to register with (the hub
+        shares one between containers; default: a poll of our own);
+        ``watch_pid``: reap the child when its pidfd says it ended (else the
+        owner calls :meth:`set_status`: the hub's keeper reaped it)."""
         self.child, self.stdio, self.logw, self.control = child, stdio, logw, control
-        self.pidfd = os.pidfd_open(child.pid)
+        self.pidfd = os.pidfd_open(child.pid) if watch_pid else None
         self.status: int | None = None
         self.outputs = dict(stdio.outputs)
         self.clients: dict[int, list[Any]] = {}  # fd -> [socket, header buffer, role]
         self.pending = b""  # stdin bytes not yet written
+        self.on_stdin_closed: "Any" = None  # called before we close the process's stdin (the hub's keeper)
         self.stdin_paused = False  # stdin writers unregistered: the process reads slower than they write
         self.writers = 0
         self.stdin_closed = False
-        self.poller = select.poll()
+        self.poller = select.poll() if poller is None else poller
         for fd in self.outputs:
             self.poller.register(fd, select.POLLIN)
-        self.poller.register(self.pidfd, select.POLLIN)
+        if self.pidfd is not None:
+            self.poller.register(self.pidfd, select.POLLIN)
         self.poller.register(control.fileno(), select.POLLIN)
         if stdio.stdin_w is not None:
             os.set_blocking(stdio.stdin_w, False)
 
     def run(self) -> int:
-        while self.outputs or self.status is None:
+        while not self.ended():
             timeout: float | None = None
             if self.logw.pending():
                 timeout = PARTIAL_FLUSH * 1000
@@ -66,29 +73,66 @@ class Loop:
                 self.logw.flush()
                 continue
             for fd, ev in events:
-                if fd == self.stdio.stdin_w and ev & select.POLLOUT:
-                    self._write_stdin(b"")
-                    if not ev & ~select.POLLOUT:
-                        continue
-                if fd == self.pidfd:
-                    self._reap()
-                elif fd in self.outputs:
-                    self._output(fd)
-                elif fd == self.control.fileno():
-                    self._accept()
-                elif fd in self.clients:
-                    self._client(fd)
-        for fd in list(self.outputs):
+                self.handle(fd, ev)
+        return self.wrap_up()
+
+    def ended(self) -> bool:
+        """The process was reaped and its output read to its end."""
+        return self.status is not None and not self.outputs
+
+    def handle(self, fd: int, ev: int) -> None:
+        """One event of the poller on one of our fds."""
+        if fd == self.stdio.stdin_w and ev & select.POLLOUT:
+            self._write_stdin(b"")
+            if not ev & ~select.POLLOUT:
+                return
+        if fd == self.pidfd:
+            self._reap()
+        elif fd in self.outputs:
+            self._output(fd)
+        elif fd == self.control.fileno():
+            self._accept()
+        elif fd in self.clients:
+            self._client(fd)
+
+    def set_status(self, status: int) -> None:
+        """The wait status of the process, reaped by someone else."""
+        self.status = status
+
+    def wrap_up(self) -> int:
+        """The end: the last partial lines logged, the clients dropped; the exit code."""
+        for fd in list(self.outputs):  # (a process without a pid namespace of its own left holders)
             self.outputs.pop(fd)
+            self.poller.unregister(fd)
+            if fd not in (self.stdio.stdin_w, self.child.master):
+                os.close(fd)
         self.logw.feed("stdout", b"", final=True)
         self.logw.feed("stderr", b"", final=True)
-        for fd in list(self.clients):
+        for fd in [fd for fd, (_, _, role) in self.clients.items() if role != "wait"]:
             self._drop(fd)
         assert self.status is not None  # the loop ends once the process was reaped
         code = os.waitstatus_to_exitcode(self.status)
         return 128 - code if code < 0 else code
 
+    def release(self) -> None:
+        """After the exit was recorded: the waiters' connections close, every fd goes."""
+        for fd in list(self.clients):
+            self._drop(fd)
+        for fd in {fd for fd in (self.stdio.stdin_w, self.child.master) if fd is not None}:
+            try:
+                self.poller.unregister(fd)
+            except KeyError:
+                pass
+            if fd != self.stdio.stdin_w or not self.stdin_closed:
+                os.close(fd)
+        try:
+            self.poller.unregister(self.control.fileno())
+        except KeyError:
+            pass
+        self.control.close()
+
     def _reap(self) -> None:
+        assert self.pidfd is not None  # (only registered when watched)
         self.poller.unregister(self.pidfd)
         self.status = os.waitpid(self.child.pid, 0)[1]
         os.close(self.pidfd)
@@ -105,7 +149,7 @@ class Loop:
         self.logw.feed(stream, b"", final=True)
         self.poller.unregister(fd)
         del self.outputs[fd]
-        if fd != self.stdio.stdin_w:
+        if fd not in (self.stdio.stdin_w, self.child.master):
             os.close(fd)
 
     def _accept(self) -> None:
@@ -134,6 +178,10 @@ class Loop:
             else:
                 self._drop(fd)
             return
+        if role == "wait":
+            if not data:
+                self._drop(fd)
+            return
         header += data
         if b"\n" not in header:
             if not data or len(header) > 1024:
@@ -154,6 +202,9 @@ class Loop:
                 self.poller.unregister(fd)
             if rest:
                 self._write_stdin(rest)
+        elif words == ["wait"]:  # the connection closes once the exit is recorded (the hub's exit fd)
+            self._reply(conn, "ok")
+            self.clients[fd][2] = "wait"
         elif len(words) == 3 and words[0] == "resize" and all(w.isdigit() and int(w) < 65536 for w in words[1:]):
             if self.child.master is None:
                 self._reply(conn, "error the process has no terminal")
@@ -233,6 +284,8 @@ class Loop:
             self.poller.unregister(self.stdio.stdin_w)
         except KeyError:
             pass
+        if self.on_stdin_closed is not None:
+            self.on_stdin_closed()
         os.close(self.stdio.stdin_w)
         self.stdin_closed = True
         self._pace_writers()  # writers left read on, into nothing

@@ -60,6 +60,8 @@ class Stdio:
     def __init__(self, stdin_mode: str | None, terminal: bool) -> None:
         self.stdin_mode = stdin_mode
         self.terminal = terminal
+        #: the process outlives whoever spawns it (the hub's stagers): no parent-death signal
+        self.orphan = False
         self.stdin_w: int | None = None
         self.outputs: dict[int, str] = {}  # fd -> stream name
         self.child: tuple[int | None, int | None, int | None] = (None, None, None)

@@ -17,7 +17,7 @@ import socket
 import subprocess
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dockyard.errors import ExecError
 
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from dockyard.hookspecs.exec import State, Status
 
 START_TIMEOUT = 30.0  # seconds; a healthy start takes milliseconds
+HUB_RESTART_WAIT = 5.0  # seconds a hub's exit fd waits for the keeper to start a new hub
 
 
 def read_json(path: str) -> Any:
@@ -164,7 +165,13 @@ class Direct:
         return rfd
 
 
-def start(launcher: Zygote | Direct | list[str] | tuple[str, ...], sdir: str, what: str) -> int:
+class Launcher(Protocol):
+    """What starts a shim (:class:`Zygote`, :class:`Direct`, the hub's ``hubclient.Hub``)."""
+
+    def launch(self, sdir: str) -> int: ...
+
+
+def start(launcher: Launcher | list[str] | tuple[str, ...], sdir: str, what: str) -> int:
     """Start the shim of ``sdir`` through ``launcher`` (a :class:`Zygote`, a
     :class:`Direct`, or a command line for one) and wait for its report; return
     the pid of the process.  Raises ``ExecError`` (with the exit code the process
@@ -216,7 +223,7 @@ def current(sdir: str, what: str) -> State:
     if ext is None and run is None:
         return state("created")
     started = run.get("started_at") if run else None
-    if ext is None and alive(run["shim_pid"], run.get("shim_start")):
+    if ext is None and (alive(run["shim_pid"], run.get("shim_start")) or kept(run)):
         return state("running", pid=run["pid"], started_at=started)
     ext = ext or read_json(os.path.join(sdir, "exit.json"))  # it may just have ended
     if ext is None:
@@ -224,6 +231,12 @@ def current(sdir: str, what: str) -> State:
                      error=f"{what}: its shim died without recording an exit")
     return state("stopped", exit_code=ext["exit_code"], started_at=started,
                  finished_at=ext.get("finished_at"), oom=bool(ext.get("oom_killed")))
+
+
+def kept(run: dict[str, Any]) -> bool:
+    """Whether the hub's keeper of ``running.json``'s process still runs: the
+    process is supervised (or its exit kept) while a new hub is being started."""
+    return bool(run.get("hub")) and alive(run.get("keeper_pid"), run.get("keeper_start"))
 
 
 def _readable(fd: int, timeout: float | None) -> bool:
@@ -242,6 +255,8 @@ def exit_fd(sdir: str) -> int | None:
     run = read_json(os.path.join(sdir, "running.json"))
     if run is None or os.path.exists(os.path.join(sdir, "exit.json")):
         return None
+    if run.get("hub"):
+        return _hub_exit_fd(sdir, run)
     try:
         pidfd = os.pidfd_open(run["shim_pid"])
     except ProcessLookupError:
@@ -253,15 +268,39 @@ def exit_fd(sdir: str) -> int | None:
     return pidfd
 
 
+def _hub_exit_fd(sdir: str, run: dict[str, Any]) -> int | None:
+    """A connection to the hub's ``wait``: it closes once the exit is recorded
+    (or the hub died).  While the keeper starts a new hub, retried."""
+    deadline = time.monotonic() + HUB_RESTART_WAIT
+    while True:
+        try:
+            return connect(sdir, "wait", "").detach()
+        except ExecError:
+            pass
+        if os.path.exists(os.path.join(sdir, "exit.json")) or time.monotonic() > deadline:
+            return None
+        if not (alive(run["shim_pid"], run.get("shim_start")) or kept(run)):
+            return None  # no hub and no keeper: current() says how it ended
+        time.sleep(0.02)
+        run = read_json(os.path.join(sdir, "running.json")) or run
+
+
 def wait(sdir: str, timeout: float | None) -> bool:
     """Block until the shim of ``sdir`` ended (True) or ``timeout`` passed."""
-    pidfd = exit_fd(sdir)
-    if pidfd is None:
-        return True
-    try:
-        return _readable(pidfd, timeout)
-    finally:
-        os.close(pidfd)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        fd = exit_fd(sdir)
+        if fd is None:
+            return True
+        try:
+            if not _readable(fd, None if deadline is None else max(0.0, deadline - time.monotonic())):
+                return False
+        finally:
+            os.close(fd)
+        run = read_json(os.path.join(sdir, "running.json"))
+        if not (run and run.get("hub")) or os.path.exists(os.path.join(sdir, "exit.json")):
+            return True
+        time.sleep(0.02)  # the hub went before the end: its successor records it
 
 
 def kill(sdir: str, signal: int, what: str) -> None:

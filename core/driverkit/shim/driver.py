@@ -33,16 +33,20 @@ if TYPE_CHECKING:
     from dockyard.hookspecs.exec import State, Stdin
 
     from ..cgroups import Cgroup, Layout
+    from .hubclient import Hub
 
 
 class ShimDriver:
     name = "shim"
     zygote_cmd: list[str] | None = None
+    #: runs the kit's ``keeper.main`` with the driver's ``spawn``: the exec option
+    #: ``supervisor = "hub"`` (one supervisor for every container) if set
+    hub_cmd: list[str] | None = None
 
     def __init__(self) -> None:
         self.home: str | None = None
         self.options: dict[str, Any] = {}
-        self.zygote: shim.Zygote | None = None
+        self.zygote: shim.Zygote | Hub | None = None
         self.layout: Layout | None = None
         self.cgroup_parent = "dockyard"
 
@@ -61,7 +65,17 @@ class ShimDriver:
         self.layout = cgroups.detect()
         if self.zygote_cmd is None:
             raise ExecError(f"{self.name} exec driver: its class sets no zygote_cmd")
-        self.zygote = shim.Zygote(self.zygote_cmd, os.path.join(self.home, "zygote.log"))
+        supervisor = str(self.options.get("supervisor", "shim"))
+        if supervisor not in ("shim", "hub"):
+            raise ExecError(f"exec option supervisor {supervisor!r}: must be 'shim' (one per container) or 'hub'")
+        if supervisor == "hub":
+            if self.hub_cmd is None:
+                raise ExecError(f"exec option supervisor=hub: the {self.name} exec driver has no hub")
+            from .hubclient import Hub
+
+            self.zygote = Hub(self.hub_cmd, self.home)
+        else:
+            self.zygote = shim.Zygote(self.zygote_cmd, os.path.join(self.home, "zygote.log"))
         self.zygote.warm()
 
     def cgroup_path(self, id: str, lx: dict[str, Any]) -> str:

@@ -31,6 +31,7 @@ import _ctypes  # not ctypes: the shim's start path is benchmarked (see linux.py
 import _signal
 
 PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
 CLOSE_RANGE_MAX = 0xFFFFFFFF  # ~0U: close_range(2)'s "every fd above"
 _MACHINE = os.uname().machine
 # the same number in every architecture's table since 5.9
@@ -75,6 +76,13 @@ def _check(ret: int, what: str) -> int:
         err = _ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return ret
+
+
+def subreaper() -> None:
+    """Adopt our descendants' orphans (``PR_SET_CHILD_SUBREAPER``): the hub's
+    keeper, so that no container's exit status goes to init when the hub dies."""
+    _check(_prctl(PR_SET_CHILD_SUBREAPER, _CULong(1), _CULong(0), _CULong(0), _CULong(0)),
+           "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def undumpable() -> None:

@@ -36,9 +36,16 @@ ZYGOTE_CMD = [sys.executable, "-E", "-S", "-c",
               "zygote.main(sys.argv, spawn.spawn, spawn.finish)"]
 
 
+# supervisor = "hub": one keeper (and its hub) per daemon home instead of a shim per process
+HUB_CMD = [sys.executable, "-E", "-S", "-c",
+           f"import sys; sys.path[0:1] = [{HERE!r}, {KIT!r}]; import spawn, keeper; "
+           "keeper.main(sys.argv, spawn.spawn, spawn.finish)"]
+
+
 class NativeDriver(ShimDriver):
     name = "native"
     zygote_cmd = ZYGOTE_CMD
+    hub_cmd = HUB_CMD
 
     # ------------------------------------------------------------------ setup
     @hookimpl

@@ -240,11 +240,12 @@ def _child(status_w, stdio, own, setup):
     ``own``: the fds besides stdio that the child keeps."""
     try:
         sanitize.undumpable()  # inherited from the shim already: never rely on one line elsewhere
-        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with its shim
-        poller = select.poll()  # the shim died before PDEATHSIG was set: the pipe is widowed
-        poller.register(status_w, select.POLLERR)
-        if poller.poll(0):
-            os._exit(1)
+        if not stdio.orphan:  # (a hub's stager exits once it started us: we live on, the hub's)
+            linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with its shim
+            poller = select.poll()  # the shim died before PDEATHSIG was set: the pipe is widowed
+            poller.register(status_w, select.POLLERR)
+            if poller.poll(0):
+                os._exit(1)
         os.setsid()
         _own_stdio(stdio)
         sanitize.close_fds({0, 1, 2, *own})
