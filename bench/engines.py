@@ -86,7 +86,8 @@ class DockyardDaemon:
     (a second daemon's names end in two hex digits of its name).  The daemon keeps
     both when it stops, as dockerd keeps docker0: they are removed afterwards."""
 
-    def __init__(self, ws, name="dockyard", exec_driver=None, storage_driver=None, config=None, python=PY):
+    def __init__(self, ws, name="dockyard", exec_driver=None, storage_driver=None, config=None, python=PY,
+                 exec_opts=()):
         self.ws, self.base = ws, ws.tmp / name
         self.python = python  # another checkout's interpreter runs that checkout's Dockyard
         self.sock = str(self.base / "dockyard.sock")
@@ -101,6 +102,7 @@ class DockyardDaemon:
                     "--bridge", self.bridge, "--network-opt", f"nft_table={self.nft_table}",
                     "--cri-socket", str(self.exec_root / "cri.sock")]  # never the host's /run/dockyard
         self.cmd += ["--exec-driver", exec_driver] if exec_driver else []
+        self.cmd += [arg for opt in exec_opts for arg in ("--exec-opt", opt)]  # e.g. supervisor=hub
         self.cmd += ["--storage-driver", storage_driver] if storage_driver else []
         self.cmd += ["--config", str(config)] if config else []
         self.proc = None

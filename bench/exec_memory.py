@@ -100,8 +100,8 @@ def with_intermediates(supervisors, containers):
 
 # --- the engines: start(n) -> container pids; supervisors(); daemon_pids(); stop() --------
 class Dockyard:
-    def __init__(self, bench, name, exec_driver=None):
-        self.daemon = engines.DockyardDaemon(bench.ws, name, exec_driver=exec_driver,
+    def __init__(self, bench, name, exec_driver=None, exec_opts=()):
+        self.daemon = engines.DockyardDaemon(bench.ws, name, exec_driver=exec_driver, exec_opts=exec_opts,
                                             storage_driver=bench.args.storage_driver, config=bench.args.config)
         self.tar, self.ids = bench.tar, []
 
@@ -124,12 +124,16 @@ class Dockyard:
 
     def supervisors(self):
         """Every shim, from the running.json it writes (shims forked by the zygote
-        carry its command line, not the exec root), and whatever the driver runs
-        between shim and container (lxc-start)."""
+        carry its command line, not the exec root), or the hub and its keeper,
+        and whatever the driver runs between shim and container (lxc-start)."""
         found = []
         for path in glob.glob(str(self.daemon.exec_root / "exec" / "*" / "*" / "running.json")):
             with open(path) as fh:
-                found.append(json.load(fh)["shim_pid"])
+                run = json.load(fh)
+            # supervisor=hub: one hub and its keeper for all, each counted once
+            for pid in (run["shim_pid"], run.get("keeper_pid")):
+                if pid and pid not in found:
+                    found.append(pid)
         return found
 
     def stop(self):

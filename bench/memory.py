@@ -92,7 +92,8 @@ class Bench:
         self.tar = self.rootfs = None
 
     def engines(self):
-        rows = [("dockyard", lambda: _Dockyard(self, "dockyard"))]
+        rows = [("dockyard", lambda: _Dockyard(self, "dockyard")),
+                ("dockyard, supervisor=hub", lambda: _Dockyard(self, "dockyard-hub", exec_opts=["supervisor=hub"]))]
         if not self.args.dockyard_only:
             rows += [("docker + containerd-shim", lambda: _Docker(self)), ("podman + conmon", lambda: _Podman(self))]
         return rows
