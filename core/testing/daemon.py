@@ -28,6 +28,8 @@ from pathlib import Path
 from .leaks import (CGROUP_PREFIX, LINK_PREFIX, TABLE_PREFIX, cgroups_under, links_named,
                     mounts_under, namespaces_of, nft_tables, processes_mentioning, veths)
 
+HUB_GRACE = 5.0  # seconds a stopped daemon's supervisor hub may take to leave
+
 PY = sys.executable
 
 
@@ -185,6 +187,9 @@ class Daemon:
         Empty cgroup parents are removed on the way (they are the daemon's, like
         Docker's ``/docker``)."""
         out = [f"mount {m}" for m in mounts_under(self.base)]
+        deadline = time.monotonic() + HUB_GRACE  # a hub leaves (with its keeper) once its daemon did
+        while processes_mentioning(str(self.base)) and time.monotonic() < deadline:
+            time.sleep(0.02)
         out += [f"process {p}" for p in processes_mentioning(str(self.base))]
         out += [f"cgroup {c}" for c in cgroups_under(self.cgroup_parent)]
         out += [f"link {name}" for name in links_named(self.bridge)]

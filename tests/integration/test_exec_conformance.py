@@ -8,11 +8,11 @@ class TestNative(ExecConformance):
     driver = "native"
 
 
-class TestNativeHub(ExecConformance):
-    """One supervisor, the hub, for every container (``supervisor = "hub"``)."""
+class TestNativeShim(ExecConformance):
+    """A shim per container (``supervisor = "shim"``; the default is the hub)."""
 
     driver = "native"
-    extra_args = ("--exec-opt", "supervisor=hub")
+    extra_args = ("--exec-opt", "supervisor=shim")
 
 
 class TestLxc(ExecConformance):

@@ -22,7 +22,7 @@ CGROUP_PARENT = new_cgroup_parent()
 
 
 def make_hook(home):
-    return load_exec(NativeDriver(), home, {"cgroup_parent": CGROUP_PARENT})
+    return load_exec(NativeDriver(), home, {"cgroup_parent": CGROUP_PARENT, "supervisor": "shim"})  # the hub: test_hub_supervisor
 
 
 def cgroups_left():

@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from dockyard.daemon import main as daemon_main
-from dockyard.testing.daemon import PY, Daemon, ping
+from dockyard.testing.daemon import PY, Daemon, ping, processes_mentioning
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("systemd-socket-activate"),
                                  reason="needs root and systemd-socket-activate"),
@@ -166,7 +166,9 @@ def test_a_socket_activated_daemon_serves_the_clients_and_tells_systemd(activate
     res = a.d.docker("run", "--rm", "busybox", "echo", "through fd://")
     assert (res.returncode, res.stdout) == (0, b"through fd://\n"), res.stderr
     client.close()
-    children = _children(proc.pid)  # the shims' zygote
+    # the daemon's children (a zygote) and the supervisor hub and its keeper (not its children)
+    hub = [int(p.split(":")[0]) for p in processes_mentioning(str(a.d.exec_root / "exec"))]
+    children = _children(proc.pid) + [pid for pid in hub if pid != proc.pid]
     assert children and all(_inherits_nothing(pid, a.listener) for pid in children)
     assert a.notes.next(timeout=0.2) is None  # READY=1 once
 

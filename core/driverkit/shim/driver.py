@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from dockyard.errors import ContainerNotFound, ExecError
 from dockyard.hookspecs import hookimpl
 from . import client as shim
+from .hub import WRITERS as HUB_WRITERS
 
 if TYPE_CHECKING:
     import socket
@@ -42,11 +43,14 @@ class ShimDriver:
     #: runs the kit's ``keeper.main`` with the driver's ``spawn``: the exec option
     #: ``supervisor = "hub"`` (one supervisor for every container) if set
     hub_cmd: list[str] | None = None
+    #: the ``supervisor`` option's default
+    default_supervisor = "shim"
 
     def __init__(self) -> None:
         self.home: str | None = None
         self.options: dict[str, Any] = {}
         self.zygote: shim.Zygote | Hub | None = None
+        self._shim_zygote: shim.Zygote | None = None  # under the hub: for what the hub does not run
         self.layout: Layout | None = None
         self.cgroup_parent = "dockyard"
 
@@ -65,7 +69,7 @@ class ShimDriver:
         self.layout = cgroups.detect()
         if self.zygote_cmd is None:
             raise ExecError(f"{self.name} exec driver: its class sets no zygote_cmd")
-        supervisor = str(self.options.get("supervisor", "shim"))
+        supervisor = str(self.options.get("supervisor", self.default_supervisor if self.hub_cmd else "shim"))
         if supervisor not in ("shim", "hub"):
             raise ExecError(f"exec option supervisor {supervisor!r}: must be 'shim' (one per container) or 'hub'")
         if supervisor == "hub":
@@ -77,6 +81,19 @@ class ShimDriver:
         else:
             self.zygote = shim.Zygote(self.zygote_cmd, os.path.join(self.home, "zygote.log"))
         self.zygote.warm()
+
+    def launcher(self, st: dict[str, Any]) -> shim.Launcher:
+        """What starts the process of state ``st``: the hub, or the zygote's shim
+        for a log writer the hub does not run (one that may block: syslog)."""
+        if self.zygote is None:
+            raise ExecError(f"{self.name} exec driver used before exec_init")
+        module = (st.get("log") or {}).get("module")
+        if not isinstance(self.zygote, shim.Zygote) and module and module not in HUB_WRITERS:
+            if self._shim_zygote is None:
+                assert self.zygote_cmd is not None and self.home is not None
+                self._shim_zygote = shim.Zygote(self.zygote_cmd, os.path.join(self.home, "zygote.log"))
+            return self._shim_zygote
+        return self.zygote
 
     def cgroup_path(self, id: str, lx: dict[str, Any]) -> str:
         """The container's cgroup: ``linux.cgroupsPath`` (a relative one under

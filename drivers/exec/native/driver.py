@@ -46,6 +46,7 @@ class NativeDriver(ShimDriver):
     name = "native"
     zygote_cmd = ZYGOTE_CMD
     hub_cmd = HUB_CMD
+    default_supervisor = "hub"
 
     # ------------------------------------------------------------------ setup
     @hookimpl
@@ -126,7 +127,7 @@ class NativeDriver(ShimDriver):
         sdir, st = self.load(id)
         if os.path.exists(os.path.join(sdir, "running.json")):
             raise ExecError(f"container {id} has already been started")
-        return shim.start(self.zygote, sdir, self.what(id))
+        return shim.start(self.launcher(st), sdir, self.what(id))
 
     # ---------------------------------------------------------- extra processes
     @hookimpl
