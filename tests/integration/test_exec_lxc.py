@@ -3,8 +3,8 @@
 import contextlib
 import json
 import os
-import signal
 import re
+import signal
 import subprocess
 import time
 
