@@ -281,8 +281,10 @@ def _hub_exit_fd(sdir: str, run: dict[str, Any]) -> int | None:
             return None
         if not (alive(run["shim_pid"], run.get("shim_start")) or kept(run)):
             return None  # no hub and no keeper: current() says how it ended
-        time.sleep(0.02)
-        run = read_json(os.path.join(sdir, "running.json")) or run
+        time.sleep(0.005)
+        run = read_json(os.path.join(sdir, "running.json"))
+        if run is None:
+            return None  # recorded and deleted meanwhile (docker rm -f)
 
 
 def wait(sdir: str, timeout: float | None) -> bool:
@@ -300,7 +302,7 @@ def wait(sdir: str, timeout: float | None) -> bool:
         run = read_json(os.path.join(sdir, "running.json"))
         if not (run and run.get("hub")) or os.path.exists(os.path.join(sdir, "exit.json")):
             return True
-        time.sleep(0.02)  # the hub went before the end: its successor records it
+        time.sleep(0.005)  # the hub went before the end (or dropped us unanswered): look again
 
 
 def kill(sdir: str, signal: int, what: str) -> None:
