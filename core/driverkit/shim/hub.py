@@ -245,7 +245,8 @@ class Hub:
         child = Child(int(data["pid"]), None, bool(data.get("own_pidns")), int(data.get("init_pid") or data["pid"]))
         stdio, child.master = _stdio(state, data, fds)
         try:  # the keeper's copies first: from now on a crash of ours loses no stream
-            socket.send_fds(self.keeper, [dumps({"op": "hold", "sdir": sdir, **_meta(data)}).encode()], fds)
+            meta = {"op": "hold", "sdir": sdir, "pid": child.pid, "start": proc_start(child.pid), **_meta(data)}
+            socket.send_fds(self.keeper, [dumps(meta).encode()], fds)
         except OSError as exc:
             print(f"hub: the keeper did not take {sdir}'s streams: {exc}", file=sys.stderr)
         try:

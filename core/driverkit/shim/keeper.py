@@ -205,7 +205,11 @@ class Keeper:
             self.record(pid, start, status)
 
     def record(self, pid: int, start: "int | None", status: int) -> None:
-        """An orphan of the hub ended: its status, where no hub can miss it."""
+        """An orphan of the hub ended: a held container's status, where no hub
+        can miss it (any other orphan, such as a stager the hub had not reaped
+        yet, is no one's concern)."""
+        if not any(meta.get("pid") == pid and meta.get("start") == start for meta, _ in self.held.values()):
+            return
         write_json(reaped_path(self.home, pid, start), {"status": status})
         if self.sock is not None:
             try:
