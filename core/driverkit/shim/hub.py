@@ -289,6 +289,7 @@ class Hub:
         except Exception:  # noqa: BLE001 - recorded already, or gone: nothing to adopt
             for fd in fds:
                 os.close(fd)
+            self._forget_reaped(sdir)  # the last hub died between the record and the unlink
             self._tell_keeper("drop", sdir)
             return
         child = Child(run["child_pid"], None, bool(data.get("own_pidns")), run["pid"])
@@ -305,6 +306,13 @@ class Hub:
         elif proc_start(child.pid) != sup.start:  # gone, and no status kept: never made up as 0
             sup.loop.set_status(255 << 8)
         self._running(sup)
+
+    def _forget_reaped(self, sdir: str) -> None:
+        try:
+            run = load_file(os.path.join(sdir, "running.json"))
+            os.unlink(_reaped(self.home, run["child_pid"], run.get("child_start")))
+        except Exception:  # noqa: BLE001 - nothing kept, or no record to name it
+            pass
 
     def _keeper_message(self, fd: int, ev: int) -> None:
         try:
