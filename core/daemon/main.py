@@ -235,6 +235,9 @@ def main(argv=None):
         for sock in listeners or ():  # systemd's socket in the exec root: its group may pass to it
             if spath := systemd.socket_file(sock):
                 _socket_dir(os.path.dirname(spath), args.exec_root, os.stat(spath).st_gid)
+        from ..engine.bundle import nofile
+
+        nofile.raise_for_daemon()  # before the hub's keeper starts: it and the hub hold fds per container
         eng = Engine(config, args.data_root, args.exec_root, args.storage_driver, registry=registry)
     except DockyardError as exc:
         print(f"dockyard daemon: {exc}", file=sys.stderr)

@@ -22,6 +22,7 @@ from .ocispec import MASKED_PATHS, READONLY_PATHS, devices, items, linux_resourc
 from .namespaces import NAMESPACES, namespace_modes, namespaces, text
 from .environ import container_env
 from .security import capabilities, security_options, sysctls
+from .nofile import with_default_nofile
 from .users import group_ids, resolve_user
 
 INIT_IN_CONTAINER = "/sbin/docker-init"
@@ -64,7 +65,7 @@ def _checked(host: dict, ns: dict) -> dict:
     mounts, create = user_mounts(host)
     return {"caps": caps, "security": security_options(items(host, "SecurityOpt", str)),
             "nodes": nodes, "resources": resources, "mounts": mounts, "create": create,
-            "rlimits": rlimits(host), "sysctl": sysctls(host, ns), "oomScoreAdj": adj}
+            "rlimits": with_default_nofile(rlimits(host)), "sysctl": sysctls(host, ns), "oomScoreAdj": adj}
 
 
 def validate_host_config(host_config: dict | None) -> None:
