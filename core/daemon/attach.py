@@ -29,11 +29,12 @@ STDIN_BUFFER = 1 << 20
 
 async def follow(request: web.Request, resp: web.StreamResponse, path: str, offset: Any, flt: streams.LogFilter,
                  ended: Callable[[tuple], bool], done: Callable[[], bool] | None = None,
-                 read: Callable[[Any], tuple[list, Any]] | None = None) -> None:
+                 read: Callable[[Any], tuple[list, Any]] | None = None, about: str | None = None) -> None:
     """Stream log entries of ``path`` from ``offset`` until ``ended(event)`` (or
     ``done()``, checked between reads) says the process is gone, then drain once more.
-    With ``read`` (a log driver's reader), ``read(offset)`` gives the entries instead."""
-    queue = hub(request).listen()
+    With ``read`` (a log driver's reader), ``read(offset)`` gives the entries instead.
+    ``about``: the container whose events alone can end it (the others are not heard)."""
+    queue = hub(request).listen(about)
     running = True
     try:
         while True:

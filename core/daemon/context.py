@@ -17,26 +17,38 @@ from aiohttp import web
 T = TypeVar("T")
 
 class EventHub:
-    """Fans engine events (emitted in worker threads) out to asyncio listeners."""
+    """Fans engine events (emitted in worker threads) out to asyncio listeners.
+
+    A listener may follow one object (``about``: a container's id): it is woken by
+    that object's events only.  Every ``docker run -d`` leaves a wait behind until
+    the client's hang-up is noticed; were each woken by every event, a burst of
+    runs would cost the loop the square of its size."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.listeners: set[asyncio.Queue] = set()
+        self.listeners: dict[asyncio.Queue, str | None] = {}
 
     def __call__(self, type_: str, action: str, id_: str, attributes: dict) -> None:  # engine thread
         self.loop.call_soon_threadsafe(self._dispatch, (type_, action, id_, dict(attributes)))
 
     def _dispatch(self, event: tuple) -> None:
-        for queue in list(self.listeners):
-            queue.put_nowait(event)
+        for queue, about in list(self.listeners.items()):
+            if about is None or about == event[2]:
+                queue.put_nowait(event)
 
-    def listen(self) -> asyncio.Queue:
+    def listen(self, about: str | None = None) -> asyncio.Queue:
         queue: asyncio.Queue = asyncio.Queue()
-        self.listeners.add(queue)
+        self.listeners[queue] = about
         return queue
 
+    def narrow(self, queue: asyncio.Queue, about: str) -> None:
+        """From now on, only ``about``'s events (a listener that had to listen
+        before it knew the id; what it holds already stays)."""
+        if queue in self.listeners:
+            self.listeners[queue] = about
+
     def close(self, queue: asyncio.Queue) -> None:
-        self.listeners.discard(queue)
+        self.listeners.pop(queue, None)
 
 
 #: the daemon's worker threads (every blocking service call)

@@ -383,3 +383,14 @@ def test_module_imports_standalone_without_ctypes():
                          capture_output=True, text=True, timeout=30, check=False,
                          env={"PYTHONPATH": "", "PATH": os.environ.get("PATH", "")})
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_the_default_profile_is_resolved_once_per_capability_set_and_each_container_gets_its_own_top():
+    with_admin = [*DEFAULT_CAPS, "CAP_SYS_ADMIN"]
+    for caps in (DEFAULT_CAPS, with_admin):
+        fresh = seccomp._resolve(seccomp_default.profile(), seccomp._cap_set(caps), seccomp._machine("x86_64"))
+        first = seccomp.linux_seccomp(None, caps, arch="x86_64")
+        assert first == fresh
+        first["defaultAction"] = "SCMP_ACT_ALLOW"  # a caller's change stays its own
+        assert seccomp.linux_seccomp(None, caps, arch="x86_64") == fresh
+    assert seccomp.linux_seccomp(None, DEFAULT_CAPS, "x86_64") != seccomp.linux_seccomp(None, with_admin, "x86_64")

@@ -165,6 +165,7 @@ async def wait(request: web.Request) -> web.StreamResponse:
     queue = hub(request).listen()
     try:
         cid = await blocking(request, containers.resolve, request.match_info["id"])
+        hub(request).narrow(queue, cid)
         rec = await blocking(request, containers.get, cid)
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         await resp.prepare(request)
@@ -213,7 +214,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     await resp.prepare(request)
     await resp.write(flt.render(entries))
     if qbool(request, "follow") and rec.state.running:
-        await follow(request, resp, rec.log_path, cursor, flt, container_ended(rec.id), read=read)
+        await follow(request, resp, rec.log_path, cursor, flt, container_ended(rec.id), read=read, about=rec.id)
     await resp.write_eof()
     return resp
 
@@ -255,7 +256,8 @@ async def attach(request: web.Request) -> web.StreamResponse:
             entries, _ = await blocking(request, streams.read_entries, rec.log_path, 0)
             await resp.write(flt.render(entries))
         if qbool(request, "stream"):
-            await follow(request, resp, rec.log_path, offset, flt, container_ended(cid), done=detached.is_set)
+            await follow(request, resp, rec.log_path, offset, flt, container_ended(cid), done=detached.is_set,
+                         about=cid)
     finally:
         if pump is not None:
             pump.cancel()

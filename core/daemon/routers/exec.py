@@ -86,7 +86,7 @@ async def start(request: web.Request) -> web.StreamResponse:
     flt = streams.LogFilter(inst["OpenStdout"], inst["OpenStderr"], tty=tty)
     try:
         await follow(request, resp, inst["_log"], 0, flt, _exec_ended(eid),
-                     done=lambda: inst["_done"].is_set() or detached.is_set())
+                     done=lambda: inst["_done"].is_set() or detached.is_set(), about=cid)
     finally:
         if pump is not None:
             pump.cancel()

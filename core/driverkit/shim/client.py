@@ -41,7 +41,7 @@ def read_json(path: str) -> Any:
 def write_json(path: str, data: object) -> None:
     tmp = path + ".tmp"
     with open(tmp, "w") as fh:
-        json.dump(data, fh)
+        fh.write(json.dumps(data))  # dumps: the C encoder (dump() encodes in Python)
     os.replace(tmp, path)
 
 

@@ -12,6 +12,7 @@ Every problem with a profile raises :class:`~dockyard.errors.InvalidParameter`
 seccomp:`` and names the rule and field at fault.
 """
 
+import functools
 import json
 import os
 import re
@@ -88,13 +89,19 @@ def linux_seccomp(profile, capabilities, arch=None):
 
     Raises InvalidParameter (a ValueError) naming what is wrong with the profile.
     """
-    if profile is None:
-        config = default_profile()
-    elif isinstance(profile, str) and profile.strip() == "unconfined":
+    if profile is None:  # most containers: resolved once per set of capabilities
+        return dict(_default_for(frozenset(_cap_set(capabilities)), _machine(arch)))
+    if isinstance(profile, str) and profile.strip() == "unconfined":
         return None
-    else:
-        config = _decode(profile)
-    return _resolve(config, _cap_set(capabilities), _machine(arch))
+    return _resolve(_decode(profile), _cap_set(capabilities), _machine(arch))
+
+
+@functools.lru_cache(maxsize=64)
+def _default_for(caps, machine):
+    """The default profile resolved; shared between containers, so it is never
+    changed after (a container gets a copy of its top level, and the bundle is
+    only serialised)."""
+    return _resolve(default_profile(), caps, machine)
 
 
 def _fail(message):

@@ -218,6 +218,6 @@ def write_bundle(bundle_dir: str, config: dict) -> str:
     os.makedirs(bundle_dir, 0o700, exist_ok=True)
     tmp = os.path.join(bundle_dir, ".config.json.tmp")
     with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600), "w") as fh:
-        json.dump(config, fh)
+        fh.write(json.dumps(config))  # dumps: the C encoder (dump() encodes in Python, ~1 ms here)
     os.replace(tmp, os.path.join(bundle_dir, "config.json"))
     return bundle_dir
