@@ -138,3 +138,32 @@ def test_containers_outlive_the_daemon_and_a_new_one_takes_them(env):
     sock.close()
     assert hook.exec_wait(id=cid, timeout=10)["exit_code"] == 5
     assert env.output(cid) == "again\n"
+
+
+def test_a_failed_start_leaves_nothing_running_in_the_cgroup(env, monkeypatch):
+    """As when the hub is killed while its stager starts the container: the child
+    runs, orphaned and unsupervised, and the daemon hears that the start failed."""
+    import subprocess
+
+    from dockyard.drivers.exec.native import driver as native
+
+    cid = env.create(["sleep", "100"])
+    procs = json.loads((env.home / cid / "state.json").read_text())["cgroup"]["procs"]
+    strays = []
+
+    def lost_hub(launcher, sdir, what):
+        stray = subprocess.Popen(["sleep", "100"])
+        strays.append(stray)
+        for path in procs:
+            with open(path, "w") as fh:
+                fh.write(str(stray.pid))
+        raise ExecError(f"{what}: the supervisor went away while starting it")
+
+    monkeypatch.setattr(native.shim, "start", lost_hub)
+    with pytest.raises(ExecError, match="went away"):
+        env.hook.exec_start(id=cid)
+    assert strays[0].wait(timeout=10) == -signal.SIGKILL
+    assert env.hook.exec_state(id=cid)["status"] == "created"
+    for path in procs:
+        with open(path) as fh:
+            assert fh.read() == ""

@@ -16,6 +16,7 @@ shim when the init ends, and again by :meth:`exec_delete`.
 
 import hashlib
 import json
+import logging
 import os
 import sys
 import threading
@@ -127,7 +128,25 @@ class NativeDriver(ShimDriver):
         sdir, st = self.load(id)
         if os.path.exists(os.path.join(sdir, "running.json")):
             raise ExecError(f"container {id} has already been started")
-        return shim.start(self.launcher(st), sdir, self.what(id))
+        try:
+            return shim.start(self.launcher(st), sdir, self.what(id))
+        except BaseException:
+            self._kill_strays(st)
+            raise
+
+    def _kill_strays(self, st):
+        """A start that failed leaves nothing running in the container's cgroup:
+        e.g. a hub killed while it started the container would leave the child
+        its stager made running unsupervised (orphaned to the keeper, not held)."""
+        cg = self.cgroup_of(st)
+        if cg is None:
+            return
+        try:
+            if cg.exists():
+                cg.kill_all(timeout=5.0)
+        except Exception as exc:  # noqa: BLE001 - the start's own error is the one to report
+            logging.getLogger("dockyard.exec.native").warning(
+                "killing what a failed start left in %s: %s", st["cgroup"]["path"], exc)
 
     # ---------------------------------------------------------- extra processes
     @hookimpl
