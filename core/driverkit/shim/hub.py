@@ -43,13 +43,13 @@ if TYPE_CHECKING or __package__:
     from ._minijson import dumps, load_file, loads, read_file, write_json
     from ._shimloop import PARTIAL_FLUSH, Loop, listen
     from ._spawning import Child, StartError, Stdio, set_winsize
-    from .sanitize import subreaper
+    from .sanitize import close_fds, subreaper
     from .supervisor import iso_now, open_logs, proc_start, report
 else:  # in a hub: the kit's directory is on sys.path
     from _minijson import dumps, load_file, loads, read_file, write_json
     from _shimloop import PARTIAL_FLUSH, Loop, listen
     from _spawning import Child, StartError, Stdio, set_winsize
-    from sanitize import subreaper
+    from sanitize import close_fds, subreaper
     from supervisor import iso_now, open_logs, proc_start, report
 if TYPE_CHECKING:
     from typing import Any, NoReturn
@@ -451,6 +451,10 @@ def _stage(sdir: str, state: "dict[str, Any]", sock: socket.socket, spawn: "Spaw
     try:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # The hub's other fds are not the stager's: other starts' report pipes (a
+        # daemon's start ends when that pipe closes, not when a stager forked
+        # meanwhile exits), every container's streams, the hub's sockets.
+        close_fds({0, 1, 2, sock.fileno()})
         log = os.open(os.path.join(sdir, "shim.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.dup2(log, 2)
         os.close(log)
