@@ -295,7 +295,10 @@ def _failure(text, argv, status, lx=None):
             return StartError(f'exec: "{prog}": {why.lower()}', EXEC_ERRORS.get(why))
     if msgs:
         return StartError("lxc-start: " + "; ".join(dict.fromkeys(msgs)))
-    return StartError(f"lxc-start exited ({os.waitstatus_to_exitcode(status)}) without starting the container")
+    said = _messages(text, b" WARN ") or [line.decode(errors="replace").strip()
+                                          for line in text.splitlines()[-3:] if line.strip()]
+    return StartError(f"lxc-start exited ({os.waitstatus_to_exitcode(status)}) without starting the container"
+                      + (f" (its log ends: {'; '.join(said[-3:])})" if said else " (its log is empty)"))
 
 
 # ------------------------------------------------------------------- finish
