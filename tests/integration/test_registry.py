@@ -240,8 +240,11 @@ def test_layers_download_in_parallel_and_unpack_while_downloading(fresh, reg, pr
     def watch():  # a layer's file grows in the storage driver while a blob is still an incomplete ingest
         storage, ingest = fresh.data_root / "storage", fresh.data_root / "content" / "ingest"
         while not done.is_set():
-            tars = [p for p in storage.rglob("blob*") if p.is_file() and p.stat().st_size > 0]
-            partial = [p for p in ingest.glob("pull-*") if 0 < p.stat().st_size] if ingest.is_dir() else []
+            try:
+                tars = [p for p in storage.rglob("blob*") if p.is_file() and p.stat().st_size > 0]
+                partial = [p for p in ingest.glob("pull-*") if 0 < p.stat().st_size] if ingest.is_dir() else []
+            except FileNotFoundError:  # a staged layer or an ingest renamed while we walked it: look again
+                continue
             if tars and partial:
                 seen_partial.append((len(tars), len(partial)))
             time.sleep(0.05)

@@ -295,10 +295,10 @@ def _failure(text, argv, status, lx=None):
             return StartError(f'exec: "{prog}": {why.lower()}', EXEC_ERRORS.get(why))
     if msgs:
         return StartError("lxc-start: " + "; ".join(dict.fromkeys(msgs)))
-    said = _messages(text, b" WARN ") or [line.decode(errors="replace").strip()
+    tail = _messages(text, b" WARN ") or [line.decode(errors="replace").strip()
                                           for line in text.splitlines()[-3:] if line.strip()]
     return StartError(f"lxc-start exited ({os.waitstatus_to_exitcode(status)}) without starting the container"
-                      + (f" (its log ends: {'; '.join(said[-3:])})" if said else " (its log is empty)"))
+                      + (f" (its log ends: {'; '.join(tail[-3:])})" if tail else " (its log is empty)"))
 
 
 # ------------------------------------------------------------------- finish
