@@ -13,6 +13,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from contextlib import contextmanager
 from typing import Any, Iterator
 
@@ -41,6 +42,24 @@ def make_private(path: str) -> None:
             pass
 
 
+def _enter_wal(conn: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Put the database in WAL mode.  Switching a rollback-journal database needs
+    its exclusive lock, and SQLite answers ``database is locked`` at once, without
+    the busy handler, when another connection holds or is taking it (two daemons,
+    or two threads, opening an older store together): retry until ``patience``."""
+    deadline = time.monotonic() + patience
+    delay = 0.001
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
 class Store:
     """The database at ``path`` (created ``0600`` if absent), at the current schema."""
 
@@ -59,7 +78,7 @@ class Store:
         if conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
+            _enter_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=ON")
             self._local.conn = conn
