@@ -1,11 +1,13 @@
 """The ``lxc`` exec driver, driven directly through its hooks (needs root and LXC)."""
 
 import contextlib
+import fcntl
 import json
 import os
 import re
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -574,6 +576,41 @@ def test_delete_leaves_nothing_and_forgets(env):
     with pytest.raises(ContainerNotFound):
         env.hook.exec_state(id=cid)
     assert env.hook.exec_restore(id=cid) is None
+
+
+def test_a_start_survives_deletes_that_empty_the_lock_dirs_it_is_making(env, tmp_path):
+    # Another container's delete removes its LXC lock directory and the parents
+    # that became empty; lxc-start makes its own below the same parents.  Had a
+    # parent gone between two of its mkdirs, it exited 1 with an empty log.
+    from dockyard.drivers.exec.lxc.driver import _remove_locks
+
+    other = tmp_path / "other" / "lxc"
+    stop, errors = threading.Event(), []
+
+    def delete_others():
+        try:
+            while not stop.is_set():
+                root = os.open(LOCK_ROOT, os.O_RDONLY | os.O_DIRECTORY)
+                try:  # another start makes its lock dirs, as lxcspawn has lxc-start do
+                    fcntl.flock(root, fcntl.LOCK_SH)
+                    os.makedirs(os.path.normpath(f"{LOCK_ROOT}/{other}"), exist_ok=True)
+                finally:
+                    os.close(root)
+                _remove_locks(str(other))
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    deleter = threading.Thread(target=delete_others)
+    deleter.start()
+    try:
+        for i in range(40):
+            state, _ = env.run(["true"], cid=f"s{i}")
+            assert state["exit_code"] == 0 and state["error"] == ""
+            env.hook.exec_delete(id=env.ids.pop())  # its lock dirs go too, as in a daemon
+    finally:
+        stop.set()
+        deleter.join()
+    assert errors == [] and locks_left(tmp_path) == []
 
 
 def test_config_validation(env, tmp_path):

@@ -20,6 +20,7 @@ Cgroups: LXC makes the container's (``lxc.cgroup.dir.container``: a relative
 So unlike the native driver, a created container holds no cgroup until it runs.
 """
 
+import fcntl
 import os
 import shutil
 import sys
@@ -273,13 +274,23 @@ def _rmdir_tree(top):
 
 def _remove_locks(lxcpath):
     """LXC's lock files for ``lxcpath`` (``/run/lxc/lock/<lxcpath>/.<name>``) and
-    the directories above them that became empty."""
-    lock = os.path.normpath(LOCK_ROOT + "/" + os.path.abspath(lxcpath))
-    shutil.rmtree(lock, ignore_errors=True)
-    cur = os.path.dirname(lock)
-    while cur.startswith(LOCK_ROOT + "/"):
-        try:
-            os.rmdir(cur)
-        except OSError:
-            break
-        cur = os.path.dirname(cur)
+    the directories above them that became empty, under the exclusive flock of
+    ``LOCK_ROOT``: a start holds it shared until lxc-start has made its own lock
+    directory, which may share those parents (lxcspawn's ``_hold_lock_root``)."""
+    try:
+        guard = os.open(LOCK_ROOT, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return
+    try:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        lock = os.path.normpath(LOCK_ROOT + "/" + os.path.abspath(lxcpath))
+        shutil.rmtree(lock, ignore_errors=True)
+        cur = os.path.dirname(lock)
+        while cur.startswith(LOCK_ROOT + "/"):
+            try:
+                os.rmdir(cur)
+            except OSError:
+                break
+            cur = os.path.dirname(cur)
+    finally:
+        os.close(guard)

@@ -39,6 +39,7 @@ import sanitize
 from supervisor import Child, StartError
 
 LXC_START = "/usr/bin/lxc-start"
+LOCK_ROOT = "/run/lxc/lock"  # the driver's too: it takes this directory's flock to remove lock dirs
 START_TIMEOUT = 25.0  # seconds; the daemon gives up after 30
 PR_SET_PDEATHSIG = 1
 # generic lines of a failed start that say nothing about why
@@ -102,19 +103,33 @@ def spawn(state, stdio):
             rows, cols = state["console_size"]
             fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     shim = os.getpid()
+    guard = _hold_lock_root()
     pid = os.fork()
     if pid == 0:
         _child(shim, stdio, slave, lx)
     if slave is not None:
         os.close(slave)
     try:
-        init = _wait_started(pid, lx, master)
+        init = _wait_started(pid, lx, master, guard)
     except BaseException:
         if master is not None:
             os.close(master)
         remove_cgroups(state)
         raise
     return Child(pid, master, own_pidns=bool(lx.get("own_pidns")), init_pid=init)
+
+
+def _hold_lock_root():
+    """A shared flock on LXC's lock root, for :func:`_wait_started` to drop once
+    lxc-start has made its lock directory ``LOCK_ROOT/<lxcpath>/``.  The driver
+    removes a deleted container's lock directory, and the parents that became
+    empty, under the exclusive flock: without it, it could remove a parent
+    between two of lxc-start's mkdirs, and lxc-start would exit 1 with an
+    empty log, having loaded no config."""
+    os.makedirs(LOCK_ROOT, 0o755, exist_ok=True)
+    fd = os.open(LOCK_ROOT, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
 
 
 def _raw(fd):
@@ -151,7 +166,7 @@ def _child(shim, stdio, slave, lx):
     os._exit(127)
 
 
-def _wait_started(pid, lx, master=None):
+def _wait_started(pid, lx, master=None, guard=None):
     """Wait for LXC's ``Started ... with pid`` line; return the init's pid, or
     raise StartError with LXC's reason once lxc-start has exited.
 
@@ -162,7 +177,9 @@ def _wait_started(pid, lx, master=None):
     ONLCR before the container's init runs, and the console it forwards has
     ONLCR too, so every newline would become "\\r\\r\\n"; ONLCR must go off
     again after that and before lxc-start forwards anything, which it starts
-    doing once the init has exec'd (LXC logs lines in between)."""
+    doing once the init has exec'd (LXC logs lines in between).  ``guard``
+    (:func:`_hold_lock_root`) is closed once LXC has logged a line: it logs
+    only after taking the container's lock."""
     pidfd = os.pidfd_open(pid)
     fd = os.open(lx["log"], os.O_RDONLY | os.O_CLOEXEC)
     watch = _inotify(lx["log"]) if master is not None else None
@@ -175,6 +192,9 @@ def _wait_started(pid, lx, master=None):
     try:
         while True:
             text += _read_all(fd)
+            if text and guard is not None:
+                os.close(guard)
+                guard = None
             if master is not None:
                 _no_onlcr(master)
             init = _started(text)
@@ -195,7 +215,7 @@ def _wait_started(pid, lx, master=None):
                 os.waitpid(pid, 0)
                 raise StartError(f"lxc-start did not start the container within {START_TIMEOUT:.0f}s")
     finally:
-        for f in (fd, pidfd, watch):
+        for f in (fd, pidfd, watch, guard):
             if f is not None:
                 os.close(f)
 
