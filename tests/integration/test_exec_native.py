@@ -308,6 +308,21 @@ def test_exec_joins_the_container(env):
     assert int(lines[2]) == 2
 
 
+def test_the_init_and_an_exec_are_in_every_cgroup_of_the_container(env):
+    # each joins as one thread (v1 "tasks"): the whole process must be in, and
+    # what it forks after its exec with it
+    cid, pid = env.start(["sh", "-c", "sleep 100 & echo forked; wait"])
+    wait_for(lambda: "forked" in env.output(cid))
+    epid = env.hook.exec_exec(id=cid, exec_id="in", process={"args": ["sleep", "100"], "env": ["PATH=/bin"]},
+                              log_path=str(env.tmp / "in.log"), stdin=None)
+    procs = json.loads((env.home / cid / "state.json").read_text())["cgroup"]["procs"]
+    assert procs and all(os.path.basename(p) == "cgroup.procs" for p in procs)
+    for path in procs:
+        listed = {int(x) for x in open(path).read().split()}
+        tasks = {int(x) for x in open(os.path.join(os.path.dirname(path), "tasks")).read().split()}
+        assert {pid, epid} <= listed and len(listed) == 3 and tasks == listed, path  # sh, its sleep, the exec
+
+
 def test_exec_missing_program_is_127(env):
     cid, _ = env.start(["sleep", "100"])
     with pytest.raises(ExecError) as info:
