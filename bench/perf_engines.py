@@ -37,6 +37,24 @@ def tree_cli(tree):
     return [str(exe)] if exe.exists() else [tree_python(tree), "-m", "dockyard.cli.main"]
 
 
+def installed_cli(tree, where):
+    """The ``dockyard`` script of a fresh, non-editable install of ``tree`` in a venv
+    at ``where`` (what a user runs; the CLI needs only the stdlib and itself)."""
+    python = tree_python(tree)
+    for cmd in ([python, "-m", "venv", str(where)],
+                [str(where / "bin" / "pip"), "install", "-q", "--no-deps", str(tree)]):
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise NotAvailable(f"{' '.join(cmd[:3])}: {last_line(done.stderr or done.stdout)}")
+    return str(where / "bin" / "dockyard")
+
+
+def editable(script):
+    """" (an editable install)" if ``script``'s venv holds an editable install's hook, else ""."""
+    lib = Path(script).resolve().parent.parent / "lib"
+    return " (an editable install)" if any(lib.glob("python3*/site-packages/__editable__*dockyard*")) else ""
+
+
 def describe_tree(tree):
     """``<tree> at <commit>`` plus how many files differ from it (uncommitted work)."""
     def git(*args):
@@ -88,12 +106,20 @@ class Way:
 class Peers:
     """Dockyard (from ``tree``), dockerd and podman, started in a workspace."""
 
-    def __init__(self, ws, tree, tar):
+    def __init__(self, ws, tree, tar, cli=None):
+        """``cli``: the dockyard script to time; "editable": the tree's own (its
+        venv's editable install); None: a non-editable install made in ``ws``."""
         self.ws, self.tree, self.tar = ws, Path(tree), tar
-        self.python, self.cli = tree_python(tree), tree_cli(tree)
+        self.python, self.notes = tree_python(tree), []
+        if cli is None:
+            try:
+                cli = installed_cli(tree, ws.tmp / "cli-venv")
+            except NotAvailable as exc:
+                self.notes.append(f"dockyard: no installed CLI ({exc}); timing the tree's editable one")
+                cli = "editable"
+        self.cli = tree_cli(tree) if cli == "editable" else [cli]
         self.dy = self.docker = self.podman = None
         self.why = {}  # engine -> why it is not available
-        self.notes = []
 
     def start(self):
         def attempt(name, fn):
@@ -106,7 +132,7 @@ class Peers:
         self.dy = attempt("dockyard", lambda: self.dockyard_daemon("dockyard").start(self.tar))
         if self.dy:
             self.notes.append(f"dockyard: {describe_tree(self.tree)}; daemon {self.dy.drivers()}; "
-                              f"CLI {' '.join(self.cli)}")
+                              f"CLI {' '.join(self.cli)}{editable(self.cli[0])}")
         self.docker = attempt("dockerd", lambda: engines.Dockerd(
             self.ws, extra_args=["--insecure-registry", "127.0.0.0/8"]).start(self.tar))
         if self.docker:

@@ -88,3 +88,16 @@ def test_table_shows_every_engine_its_ratio_and_the_goal_on_the_subjects_line():
     summary = perf_table.summary([run_rm([100.0]), burst]).splitlines()
     assert summary[0].startswith("run_rm") and "met: no" in summary[0] and "0.53x podman" in summary[0]
     assert summary[1].startswith("burst") and "met: no" in summary[1] and "3.00 s" in summary[1]
+
+
+def test_the_cli_note_says_when_it_is_an_editable_install(tmp_path):
+    import perf_engines
+
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages"
+    site.mkdir(parents=True)
+    script = tmp_path / "venv" / "bin" / "dockyard"
+    script.parent.mkdir()
+    script.write_text("")
+    assert perf_engines.editable(str(script)) == ""  # a wheel's install: what the bench builds
+    (site / "__editable___dockyard_0_1_0_finder.py").write_text("")
+    assert perf_engines.editable(str(script)) == " (an editable install)"
