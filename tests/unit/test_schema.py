@@ -189,8 +189,9 @@ def test_a_failing_migration_leaves_the_old_version(release_db, monkeypatch):
     assert "storage_migration" not in tables(path)
 
 
-def test_two_stores_opening_at_once_migrate_once(release_db):
-    path, _ = release_db
+def open_at_once(path, openers=4):
+    """Open the store at ``path`` from ``openers`` threads at once: (the schema
+    versions each found, the exceptions raised)."""
     found, errors = [], []
 
     def open_store():
@@ -198,14 +199,20 @@ def test_two_stores_opening_at_once_migrate_once(release_db):
             store = Store(path)
             found.append(store.schema_found)
             store.close()
-        except Exception as exc:  # reported below
+        except Exception as exc:  # reported by the caller
             errors.append(exc)
 
-    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    threads = [threading.Thread(target=open_store) for _ in range(openers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return found, errors
+
+
+def test_two_stores_opening_at_once_migrate_once(release_db):
+    path, _ = release_db
+    found, errors = open_at_once(path)
     assert errors == [] and sorted(found) == [0] + [schema.LATEST] * 3
     front = loads(dict(rows(path, "networks", "name, data"))["front"], NetworkRecord)
     assert front.pools == [IpamPool("10.213.8.0/24", "10.213.8.1")]  # converted once, not twice
@@ -220,19 +227,7 @@ def test_many_openers_of_a_rollback_journal_database_all_get_in(tmp_path):
         con.execute("CREATE TABLE t(x)")
         con.commit()
         con.close()
-        errors = []
-
-        def open_store():
-            try:
-                Store(path).close()
-            except Exception as exc:  # reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=open_store) for _ in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        _, errors = open_at_once(path)
         assert errors == [], f"round {round_}"
         assert user_version(path) == schema.LATEST
 
