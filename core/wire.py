@@ -17,7 +17,6 @@ by its framing: ``Content-Length``, chunked, or until the daemon closes.
 
 import _socket
 import codecs
-import json
 import os
 import stat
 
@@ -419,9 +418,58 @@ def demux(read_exact: "Callable[[int], bytes]", read_some: "Callable[[], bytes]"
         yield kind, data
 
 
+# --- JSON ---------------------------------------------------------------------------
+# ``json`` is not imported to read an answer: its decoder imports ``re``, a quarter of
+# ``dockyard ps``'s start-up.  CPython's own scanner (``_json``, which ``json.loads``
+# runs) reads it, set up as ``json.loads`` sets it up.
+
+_JSON_SPACE = " \t\n\r"
+_scan_once: "Callable[[str, int], tuple[Any, int]] | None" = None
+
+
+class _Defaults:
+    """The decoder settings ``_json.make_scanner`` reads: ``json.loads``' defaults."""
+
+    strict = True
+    object_hook = object_pairs_hook = None
+    parse_float, parse_int = float, int
+
+    @staticmethod
+    def parse_constant(name: str) -> float:
+        return {"NaN": float("nan"), "Infinity": float("inf"), "-Infinity": float("-inf")}[name]
+
+
+def _scanner() -> "Callable[[str, int], tuple[Any, int]]":
+    """``scan(text, index) -> (value, end)``; StopIteration when no value starts there."""
+    global _scan_once
+    if _scan_once is None:
+        try:
+            from _json import make_scanner
+            # it reads a JSONDecoder's settings off any object (typeshed wants a decoder)
+            _scan_once = make_scanner(_Defaults)  # type: ignore[arg-type]
+        except ImportError:  # an interpreter without the accelerator
+            import json.scanner
+            _scan_once = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+    return _scan_once
+
+
+def loads(text: str) -> "Any":
+    """``json.loads(text)``: the same value, or the same error (``json.JSONDecodeError``)."""
+    start = len(text) - len(text.lstrip(_JSON_SPACE))
+    try:
+        value, end = _scanner()(text, start)
+    except StopIteration:
+        pass
+    else:
+        if not text[end:].strip(_JSON_SPACE):
+            return value
+    import json  # not JSON: json says why, in its words
+    return json.loads(text)
+
+
 def json_objects(read_some: "Callable[[], bytes]") -> "Iterator[Any]":
     """Yield each JSON value of a stream of concatenated (usually newline-separated) JSON."""
-    decoder = json.JSONDecoder()
+    scan = _scanner()
     # codecs is loaded by the interpreter itself: this costs no import.
     text_decoder = codecs.getincrementaldecoder("utf-8")("replace")
     buf = ""
@@ -433,8 +481,8 @@ def json_objects(read_some: "Callable[[], bytes]") -> "Iterator[Any]":
             if not buf:
                 break
             try:
-                obj, end = decoder.raw_decode(buf)
-            except ValueError:
+                obj, end = scan(buf, 0)
+            except (StopIteration, ValueError):  # not yet whole (or never: said at the end)
                 break
             buf = buf[end:]
             yield obj

@@ -9,7 +9,6 @@ messages, or an :class:`~.streams.Attachment`.  The requests themselves are the
 """
 
 import _socket  # not socket: the CLI's start-up (see dockyard.wire)
-import json
 
 from dockyard.wire import ProtocolError, demux, json_objects, quote
 
@@ -45,7 +44,7 @@ class Client(Session):
     def containers(self, all: bool = False, filters: "Params" = None, limit: int | None = None,
                    size: bool = False) -> "Any":
         params = {"all": all or None, "limit": limit, "size": size or None,
-                  "filters": json.dumps(filters) if filters else None}
+                  "filters": _filters(filters)}
         return self.request("GET", "/containers/json", params)
 
     def create_container(self, body: "Mapping[str, Any]", name: str | None = None) -> "Any":
@@ -144,7 +143,7 @@ class Client(Session):
     # --- networks -----------------------------------------------------------------
 
     def networks(self, filters: "Params" = None) -> "Any":
-        return self.request("GET", "/networks", {"filters": json.dumps(filters) if filters else None})
+        return self.request("GET", "/networks", {"filters": _filters(filters)})
 
     def inspect_network(self, network: str, verbose: bool = False) -> "Any":
         return self.request("GET", f"/networks/{_q(network)}", {"verbose": verbose or None})
@@ -194,7 +193,7 @@ class Client(Session):
     # --- images -------------------------------------------------------------------
 
     def images(self, all: bool = False, filters: "Params" = None) -> "Any":
-        params = {"all": all or None, "filters": json.dumps(filters) if filters else None}
+        params = {"all": all or None, "filters": _filters(filters)}
         return self.request("GET", "/images/json", params)
 
     def inspect_image(self, image: str) -> "Any":
@@ -263,3 +262,11 @@ def _q(name: str, safe: str = "") -> str:
 
 
 __all__ = ["Client"]
+
+
+def _filters(filters: "Mapping[str, Any] | None") -> str | None:
+    """A listing's ``filters`` parameter (JSON); json is imported only when there are some."""
+    if not filters:
+        return None
+    import json
+    return json.dumps(filters)

@@ -13,9 +13,7 @@ which raises them too; the rest are what an answer means.  The CLI catches these
 by name, so they live apart from the requests that raise them.
 """
 
-import json
-
-from dockyard.wire import ClientError, ProtocolError
+from dockyard.wire import ClientError, ProtocolError, loads
 
 
 class DaemonUnreachable(ClientError, ConnectionError):
@@ -54,7 +52,7 @@ def api_error(status: int, body: object, reason: str = "") -> APIError:
     message = None
     text = body.decode("utf-8", "replace").strip() if isinstance(body, bytes) else str(body or "")
     try:
-        parsed = json.loads(text)
+        parsed = loads(text)
     except ValueError:
         parsed = None
     if isinstance(parsed, dict) and parsed.get("message") is not None:

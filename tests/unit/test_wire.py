@@ -240,3 +240,19 @@ def test_the_client_imports_nothing_but_the_standard_library():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_loads_reads_json_as_json_loads_does():
+    """The client reads answers with CPython's own scanner, not ``json`` (whose
+    decoder imports ``re``): the same values, and for bad input the same error."""
+    from dockyard.wire import loads
+
+    for text in ("[]", ' {"a": [1, 2.5, -3e2, true, false, null, "\\u00e9\\ud83d\\ude00", "é"]} \n',
+                 '"x"', "12", "  0 ", "NaN", "[Infinity, -Infinity]", "1e400", '{"a": {"b": {}}}\r\n\t'):
+        assert repr(loads(text)) == repr(json.loads(text)), text
+    for bad in ("", " ", "[1,", '{"a" 1}', "[] []", "\ufeff[]", "nul", "[1]x", '"\x01"', "{'a': 1}"):
+        with pytest.raises(json.JSONDecodeError) as ours:
+            loads(bad)
+        with pytest.raises(json.JSONDecodeError) as theirs:
+            json.loads(bad)
+        assert str(ours.value) == str(theirs.value), bad
