@@ -1,10 +1,10 @@
 """Output helpers for the CLI: docker-style tables, human times and sizes, and
 ``--format`` rows through our Go-template subset (:mod:`.gotemplate`).
 
-Imports only cheap modules at load time (``json`` is imported where it is used).
+Imports only cheap modules at load time (``json`` and ``re`` are imported where they
+are used: ``re`` alone was a quarter of ``dockyard ps``'s start-up).
 """
 
-import re
 import time
 
 from .gotemplate import ERROR, JsonView, Template, TemplateError, go_json, go_str  # noqa: F401  (the commands' way in)
@@ -76,6 +76,7 @@ def parse_timestamp(text):
     """Unix time of an RFC 3339 timestamp (nanoseconds allowed); None if unparsable or zero."""
     if not text:
         return None
+    import re
     m = re.match(_RFC3339, text)
     if not m:
         return None

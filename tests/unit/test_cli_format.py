@@ -121,3 +121,23 @@ def test_volume_and_image_rows_say_na_for_what_was_not_measured():
         "N/A", "N/A", "1.982MB")
     assert len(images.image_records([{"Id": "sha256:" + "b" * 64, "RepoTags": ["a:1", "b:2"]}],
                                     first_tag=True)) == 1
+
+
+def test_action_tokens_without_re_are_the_regexs():
+    """An action's tokens are split by hand when it has no string, parenthesis or
+    pipe (so a plain ``ps`` never imports ``re``): the same tokens, offsets and
+    identifier and number checks as the regular expressions, on random actions."""
+    import random
+    import re
+
+    from dockyard.cli import gotemplate
+
+    rng = random.Random(17)
+    alphabet = ' \t\n.ab_Z9"`()|-$é\u3000\u00a0\\x'
+    for _ in range(20000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        expected = [(m.group(), 5 + m.start()) for m in re.finditer(gotemplate._TOKEN, text)]
+        assert gotemplate._tokens(text, 5) == expected, text
+        for tok, _ in expected:
+            assert gotemplate._is_function_name(tok) == bool(re.fullmatch(r"[A-Za-z_]\w*", tok)), tok
+    assert Template('{{printf "%v-%v" . .}}').render("x") == "x-x"
