@@ -1,8 +1,8 @@
 """``dockyard``: the command line, a pure client of the daemon's Docker Engine API.
 
-Start-up is kept lean: ``--version`` imports nothing beyond this module, and
-``--help`` only argparse and the command modules (which import the API client,
-``json`` and ``http.client`` inside the commands).  ``daemon``, ``driver`` and
+Start-up is kept lean: ``--version`` imports nothing beyond this module, ``ps``
+neither argparse nor ``re`` nor ``json`` (:func:`_plain_ps`), and ``--help`` only
+argparse and the command modules (which import the API client inside the commands).  ``daemon``, ``driver`` and
 ``storage`` are handed their remaining arguments without building our parser at all.
 """
 
@@ -174,6 +174,66 @@ def _forward(command, argv, host, debug):
     return driver_main(argv, host)
 
 
+class _Args:
+    """What argparse would have made of a command line :func:`_plain_ps` read."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+
+#: ``ps``'s options, read without argparse: its import (with ``re``'s) was a third
+#: of ``dockyard ps``.  flag -> (dest, takes a value); tests/unit/test_cli_parse.py
+#: checks both against ps's argparse parser.
+PS_FLAGS = {"-a": ("all", False), "--all": ("all", False), "-q": ("quiet", False), "--quiet": ("quiet", False),
+            "--no-trunc": ("no_trunc", False), "-l": ("latest", False), "--latest": ("latest", False),
+            "-s": ("size", False), "--size": ("size", False), "-n": ("last", True), "--last": ("last", True),
+            "-f": ("filter", True), "--filter": ("filter", True), "--format": ("format", True)}
+
+
+def _plain_ps(words, host, debug):
+    """``ps WORDS`` as argparse parses it, for the plain forms (``-aq``, ``-n 3``,
+    ``--last=3``, ``-f k=v``, ``--format X``); None for anything else (``--help``, an
+    unknown flag, a bad number, a value that starts with "-"), left to argparse."""
+    from dockyard.cli.containers import cmd_ps
+
+    filters: list[str] = []
+    values = {"all": False, "quiet": False, "no_trunc": False, "latest": False, "size": False,
+              "last": -1, "filter": filters, "format": None}
+    words = list(words)
+    while words:
+        word = words.pop(0)
+        if word.startswith("--"):
+            flag, eq, inline = word.partition("=")
+            inline = inline if eq else None
+        elif word.startswith("-") and len(word) > 2 and word[2] != "=":
+            flag, inline = word[:2], word[2:]  # -aq is -a -q; -n3 is -n 3
+        else:
+            flag, inline = word, None
+        if flag not in PS_FLAGS:
+            return None
+        dest, takes = PS_FLAGS[flag]
+        if not takes:
+            if inline is not None and flag.startswith("--"):
+                return None
+            values[dest] = True
+            if inline is not None:
+                words.insert(0, "-" + inline)  # the rest of the cluster
+            continue
+        value = inline if inline is not None else (words.pop(0) if words else None)
+        if value is None or value.startswith("-"):
+            return None
+        if dest == "last":
+            try:
+                values[dest] = int(value)
+            except ValueError:
+                return None
+        elif dest == "filter":
+            filters.append(value)
+        else:
+            values[dest] = value
+    return _Args(command="ps", host=host, debug=debug, func=cmd_ps, **values)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     host, debug, index, wants_version = _prescan(argv)
@@ -183,11 +243,13 @@ def main(argv=None):
     if index is not None and argv[index] in FORWARDED:
         return _exit_code(_forward(argv[index], argv[index + 1:], host, debug))
 
-    parser = build_parser(*(argv[index:index + 2] if index is not None else ()))
-    args = parser.parse_args(argv)  # a command line docker would refuse exits here, with docker's words
-    if not getattr(args, "func", None):
-        parser.print_help()
-        return 0
+    args = _plain_ps(argv[index + 1:], host, debug) if index is not None and argv[index] == "ps" else None
+    if args is None:
+        parser = build_parser(*(argv[index:index + 2] if index is not None else ()))
+        args = parser.parse_args(argv)  # a command line docker would refuse exits here, with docker's words
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 0
     host = _daemon_host(args.host)
     if host is None:
         return 1

@@ -112,12 +112,12 @@ def test_host_from_environment(monkeypatch):
     seen = {}
 
     def fake_cmd(ctx, args):
-        seen["host"] = ctx.host
+        seen[args.last] = ctx.host
         return 0
-    parser = main.build_parser()
-    monkeypatch.setattr(main, "build_parser", lambda command=None: parser)
-    parser._subparsers._group_actions[0].choices["ps"].set_defaults(func=fake_cmd)
-    assert main.main(["ps"]) == 0 and seen["host"] == "unix:///nowhere/dockyard.sock"
+    monkeypatch.setattr(containers, "cmd_ps", fake_cmd)
+    assert main.main(["ps"]) == 0  # read by main._plain_ps
+    assert main.main(["ps", "-n", "-2"]) == 0  # by argparse
+    assert seen == {-1: "unix:///nowhere/dockyard.sock", -2: "unix:///nowhere/dockyard.sock"}
 
 
 def test_no_daemon_is_one_clear_line(tmp_path):
@@ -386,3 +386,31 @@ def test_each_command_builds_only_its_registrars_and_the_same_parser():
         partial = main.build_parser(cmd)._subparsers._group_actions[0].choices
         assert len(partial) < len(choices)
         assert partial[cmd].format_help() == choices[cmd].format_help(), cmd
+
+
+#: ``ps`` command lines main._plain_ps reads itself, and ones it leaves to argparse
+PLAIN_PS = [[], ["-a"], ["-aq"], ["-qa"], ["--all", "--quiet"], ["--no-trunc", "-s"], ["-l"], ["--latest"],
+            ["-n", "3"], ["-n3"], ["--last", "2"], ["--last=2"], ["-an1"], ["-n", "+4"], ["-f", "status=exited"],
+            ["-fstatus=exited"], ["--filter=name=x", "-f", "label=a=b"], ["--format", "{{.ID}}"],
+            ["--format={{json .}}"], ["--format="], ["-qf", "name=x"], ["--format", "table {{.Names}}", "-a"],
+            ["--size", "--last", "1", "--all", "-a"]]
+LEFT_TO_ARGPARSE = [["-h"], ["--help"], ["-x"], ["-n"], ["-n", "x"], ["-n", "-1"], ["--all=1"], ["-f"],
+                    ["--format", "-x"], ["name"], ["--"], ["-a=1"], ["-f=k=v"], ["--no"], ["-aX"], ["-a", "-H", "x"]]
+PS_DESTS = ("all", "quiet", "no_trunc", "latest", "size", "last", "filter", "format")
+
+
+def test_plain_ps_reads_what_argparse_reads():
+    """``ps`` is parsed without argparse (its import and re's were a third of the
+    command): for the plain forms, the values argparse would give; anything else is
+    argparse's, to parse or to refuse in docker's words; and the flags are ps's."""
+    parser = main.build_parser("ps")
+    for words in PLAIN_PS:
+        ours, theirs = main._plain_ps(words, "unix:///x", True), parser.parse_args(["ps", *words])
+        assert ours is not None, words
+        assert {k: getattr(ours, k) for k in PS_DESTS} == {k: getattr(theirs, k) for k in PS_DESTS}, words
+        assert (ours.func, ours.host, ours.debug) == (theirs.func, "unix:///x", True)
+    for words in LEFT_TO_ARGPARSE:
+        assert main._plain_ps(words, None, False) is None, words
+    ps = parser._subparsers._group_actions[0].choices["ps"]
+    assert sorted(main.PS_FLAGS) == sorted(o for a in ps._actions for o in a.option_strings if a.dest != "help")
+    assert {dest for dest, _ in main.PS_FLAGS.values()} == set(PS_DESTS)
