@@ -81,27 +81,53 @@ def loads(raw, what="the request body"):
     try:
         value = json.loads(raw, parse_float=_finite, parse_constant=_refuse_constant)
     except RecursionError:
-        raise InvalidParameter(f"invalid JSON in {what}: nested more than {MAX_DEPTH} levels deep") from None
+        raise _too_deep(what) from None
     except ValueError as exc:  # JSONDecodeError, and ints past Python's 4300 digits
         raise InvalidParameter(f"invalid JSON in {what}: {exc}") from None
-    return _tidy(value, 0, what)
+    # A lone surrogate can only come from a \u escape (or a str that had one already):
+    # without either, the strings need no look (a create body has a hundred of them).
+    strings = "\\u" in raw or _SURROGATE.search(raw) is not None
+    return _tidy(value, 0, what, strings)
 
 
-def _tidy(value, depth, what):
-    """Check depth and strings; drop null array items (Go would decode them as zero
-    values, which an engine iterating the list must not trip over)."""
+def _tidy(value, depth, what, strings):
+    """Check depth and (if ``strings``) strings; drop null array items (Go would
+    decode them as zero values, which an engine iterating the list must not trip
+    over).  Containers are changed in place."""
     if depth > MAX_DEPTH:
-        raise InvalidParameter(f"invalid JSON in {what}: nested more than {MAX_DEPTH} levels deep")
-    if isinstance(value, str):
-        if _SURROGATE.search(value):
-            raise InvalidParameter(f"invalid JSON in {what}: a string holds a lone UTF-16 surrogate")
-    elif isinstance(value, dict):
+        raise _too_deep(what)
+    if isinstance(value, dict):
+        if value and depth >= MAX_DEPTH:
+            raise _too_deep(what)
         for key, item in value.items():
-            _tidy(key, depth, what)
-            value[key] = _tidy(item, depth + 1, what)
+            if strings:
+                _whole(key, what)
+            if isinstance(item, (dict, list)):
+                _tidy(item, depth + 1, what, strings)
+            elif strings and isinstance(item, str):
+                _whole(item, what)
     elif isinstance(value, list):
-        value[:] = [_tidy(item, depth + 1, what) for item in value if item is not None]
+        if None in value:
+            value[:] = [item for item in value if item is not None]
+        if value and depth >= MAX_DEPTH:
+            raise _too_deep(what)
+        for item in value:
+            if isinstance(item, (dict, list)):
+                _tidy(item, depth + 1, what, strings)
+            elif strings and isinstance(item, str):
+                _whole(item, what)
+    elif strings and isinstance(value, str):
+        _whole(value, what)
     return value
+
+
+def _too_deep(what):
+    return InvalidParameter(f"invalid JSON in {what}: nested more than {MAX_DEPTH} levels deep")
+
+
+def _whole(text, what):
+    if _SURROGATE.search(text):
+        raise InvalidParameter(f"invalid JSON in {what}: a string holds a lone UTF-16 surrogate")
 
 
 def decode(raw, operation):
