@@ -164,9 +164,9 @@ async def wait(request: web.Request) -> web.StreamResponse:
         raise InvalidParameter(f"invalid condition {condition!r} (choices: not-running, next-exit, removed)")
     queue = hub(request).listen()
     try:
-        cid = await blocking(request, containers.resolve, request.match_info["id"])
-        hub(request).narrow(queue, cid)
-        rec = await blocking(request, containers.get, cid)
+        rec = await blocking(request, containers.inspect, request.match_info["id"])  # one hop, not two
+        cid = rec.id
+        hub(request).narrow(queue, cid)  # what came meanwhile is in the queue already
         resp = web.StreamResponse(headers={"Content-Type": "application/json"})
         await resp.prepare(request)
         code = rec.state.exit_code
