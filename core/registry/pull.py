@@ -39,6 +39,7 @@ from .errors import BadContent, RegistryError, RegistryUnreachable, UnsupportedC
 from .layerstream import BlobTar, Reader, decoder
 from .parallel import LocalSide, Stopped, Transfer
 from .progress import short_id
+from .readahead import ReadAhead
 
 if TYPE_CHECKING:
     from ..engine.layers.store import Staged
@@ -271,15 +272,22 @@ class Puller(Transfer):
         desc = job.desc
         writer = self.content.writer(f"pull-{desc.digest[7:]}", desc.digest, desc.size)
         source = _BlobSource(self, job, writer)
+        # Extracted as it downloads ("Downloading" says it all): the download runs
+        # ahead on a thread of its own, beside the extraction (readahead.py).
+        ahead = ReadAhead(source.read, CHUNK, name=f"pull-{job.id}") if parent is not _LATER else None
         try:
             failed: BadContent | StorageError | None = None
-            if parent is not _LATER:  # extracted as it downloads: "Downloading" says it all
-                try:
-                    job.staged = self._stage(job, source, parent)
-                except (BadContent, StorageError) as exc:  # wrong bytes, or a bad image? the digest tells
-                    failed = exc
-            while source.read(CHUNK):  # whatever the decoder did not need still counts
-                pass
+            try:
+                if ahead is not None:
+                    try:
+                        job.staged = self._stage(job, ahead, parent)
+                    except (BadContent, StorageError) as exc:  # wrong bytes, or a bad image? the digest tells
+                        failed = exc
+                while (ahead or source).read(CHUNK):  # whatever the decoder did not need still counts
+                    pass
+            finally:
+                if ahead is not None:
+                    ahead.close()  # from here the ingest's writer is this thread's alone
             self.progress.layer(job.id, "Verifying Checksum")
             writer.commit()
             if failed is None and job.staged is not None and job.staged.diff_id != job.diff_id:
