@@ -2,8 +2,9 @@
 
 Start-up is kept lean: ``--version`` imports nothing beyond this module, ``ps``
 neither argparse nor ``re`` nor ``json`` (:func:`_plain_ps`), and ``--help`` only
-argparse and the command modules (which import the API client inside the commands).  ``daemon``, ``driver`` and
-``storage`` are handed their remaining arguments without building our parser at all.
+argparse and the command modules (which import the API client inside the
+commands).  ``daemon``, ``driver`` and ``storage`` are handed their remaining
+arguments without building our parser at all.
 """
 
 import os
