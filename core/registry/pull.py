@@ -274,7 +274,8 @@ class Puller(Transfer):
         source = _BlobSource(self, job, writer)
         # Extracted as it downloads ("Downloading" says it all): the download runs
         # ahead on a thread of its own, beside the extraction (readahead.py).
-        ahead = ReadAhead(source.read, CHUNK, name=f"pull-{job.id}") if parent is not _LATER else None
+        ahead = ReadAhead(source.read, CHUNK, name=f"pull-{job.id}", stopping=source.abandon) \
+            if parent is not _LATER else None
         try:
             failed: BadContent | StorageError | None = None
             try:
@@ -353,6 +354,7 @@ class _BlobSource:
         self._local_left = writer.offset
         self._resp: Response | None = None
         self._skip, self._failures = 0, 0
+        self._abandoned = False
         self.listener = puller.listener(job.id)
         if writer.offset:
             puller.progress.layer(job.id, "Downloading", writer.offset, self.size, force=True)
@@ -367,6 +369,8 @@ class _BlobSource:
             return data
         while self.w.offset < self.size:
             self.p.check()
+            if self._abandoned:
+                raise Stopped(f"stopped: layer {self.digest} is no longer read")
             resp = self._resp if self._resp is not None else self._open()
             try:
                 data = resp.read(n)
@@ -404,9 +408,16 @@ class _BlobSource:
         self._resp = resp
         return resp
 
+    def abandon(self) -> None:
+        """Make the read under way (on the read-ahead's thread) give up at its next
+        retry, instead of retrying the registry for a reader that is gone."""
+        self._abandoned = True
+
     def _backoff(self, reason: str) -> None:
         self._close_resp()
         self._failures += 1
+        if self._abandoned:
+            raise Stopped(f"stopped: layer {self.digest} is no longer read")
         if not self.p.session.backoff.pause(self._failures, reason, self.listener):
             raise RegistryUnreachable(f"layer {self.digest}: download stopped at {self.w.offset} of {self.size} "
                                       f"bytes: {reason}; the bytes so far are kept: rerun the pull to resume")

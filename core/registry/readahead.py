@@ -12,7 +12,9 @@ pull was cancelled, more bytes than the manifest said) is raised by the
 ``read`` that reaches it, after every byte before it, as the source itself
 would have raised it.  :meth:`close` stops the thread and waits for it: after it
 (or after ``read`` returned the end or an error) the source is the caller's
-alone again, so the caller may commit or abort what the source wrote.
+alone again, so the caller may commit or abort what the source wrote.  A source
+that may wait long inside one read (a pull's retries and their pauses) gets
+``stopping``, called by :meth:`close` before it waits, to give up sooner.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ class ReadAhead:
     """``read(n)`` of ``source(chunk)``'s bytes, read ``depth`` chunks ahead."""
 
     def __init__(self, source: Callable[[int], bytes], chunk: int = CHUNK, depth: int = 4,
-                 name: str = "readahead") -> None:
-        self._source, self._chunk = source, chunk
+                 name: str = "readahead", stopping: Callable[[], None] | None = None) -> None:
+        self._source, self._chunk, self._stopping = source, chunk, stopping
         self._queue: queue.Queue[bytes | BaseException] = queue.Queue(depth)
         self._stop = threading.Event()
         self._buf, self._pos = b"", 0
@@ -76,8 +78,10 @@ class ReadAhead:
 
     def close(self) -> None:
         """Stop reading ahead; return once the thread is gone (its read of the
-        source in progress, if any, ends first)."""
+        source in progress, if any, ends first: ``stopping`` asks it to end soon)."""
         self._stop.set()
+        if self._stopping is not None and self._thread.is_alive():
+            self._stopping()
         while self._thread.is_alive():
             try:  # a put waiting for room gives up at its next look at the stop
                 self._queue.get(timeout=0.05)

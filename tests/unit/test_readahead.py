@@ -98,3 +98,21 @@ def test_close_waits_for_a_read_of_the_source_in_progress():
     threading.Timer(0.3, release.set).start()
     ahead.close()
     assert finished.is_set() and not ahead._thread.is_alive()
+
+
+def test_close_asks_a_source_that_keeps_trying_to_give_up():
+    """A pull's source retries the registry, with pauses, inside one read: close
+    calls ``stopping`` first, so it need not wait for the retries to run out."""
+    gave_up = threading.Event()
+
+    def retrying(n):
+        for _ in range(500):  # 50 s of "retries", unless told to stop
+            if gave_up.wait(0.1):
+                raise RuntimeError("stopped")
+        return b"late"
+
+    ahead = ReadAhead(retrying, chunk=10, stopping=gave_up.set)
+    time.sleep(0.2)
+    started = time.monotonic()
+    ahead.close()
+    assert time.monotonic() - started < 2 and not ahead._thread.is_alive()
